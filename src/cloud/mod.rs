@@ -1,0 +1,3 @@
+//! Clouds rigger rents machines from. Vast.ai is the one provisioned today.
+
+pub mod vast;

@@ -1,0 +1,1 @@
+//! GitHub: webhooks, App authentication and the REST client.

@@ -1,0 +1,12 @@
+//! rigger: ephemeral Vast.ai GPU runners for GitHub Actions, driven by a
+//! Cirun-compatible `.cirun.yml`.
+//!
+//! The layout follows the architecture: `config` reads what a repository asks
+//! for, `cloud` rents machines, `github` talks to GitHub, `sim` simulates both
+//! services for the demo and the tests, and `cli` is the command line.
+
+pub mod cli;
+pub mod cloud;
+pub mod config;
+pub mod github;
+pub mod sim;
