@@ -2,4 +2,5 @@
 //! `.access.yml`): model, parsing with line:column diagnostics, fallback
 //! expansion, label matching and the JSON Schema.
 
+pub mod model;
 pub mod suggest;

@@ -1,0 +1,371 @@
+//! What a `.cirun.yml` means once parsed: runner definitions, their fallback
+//! candidates, and the Vast.ai options rigger provisions with.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::cloud::vast::gpus::GpuChoice;
+
+/// Where a definition came from: the repository's own file or the org's
+/// `.cirun/.cirun.global.yml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Repository,
+    Organization,
+}
+
+/// A parsed `.cirun.yml` (or `.cirun.global.yml`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CirunConfig {
+    pub runners: Vec<RunnerDef>,
+    /// Groups shown in the job's "Set up job" step (the runner's `.setup_info`).
+    pub setup_info: Vec<SetupInfo>,
+    /// Removed Cirun key, kept so the engine can explain why it is ignored.
+    pub run_only_when_triggered_by: Option<String>,
+}
+
+/// One `{group, detail}` entry of `setup_info`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SetupInfo {
+    pub group: String,
+    pub detail: String,
+}
+
+/// The clouds Cirun knows. rigger provisions `VastAi`; the others are read,
+/// checked as far as their documented keys go, and left alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cloud {
+    Aws,
+    Gcp,
+    Azure,
+    DigitalOcean,
+    OpenStack,
+    Oracle,
+    VastAi,
+    OnPrem,
+}
+
+impl Cloud {
+    /// Every spelling Cirun accepts, with the cloud it means.
+    pub const SPELLINGS: &'static [(&'static str, Cloud)] = &[
+        ("aws", Cloud::Aws),
+        ("gcp", Cloud::Gcp),
+        ("azure", Cloud::Azure),
+        ("do", Cloud::DigitalOcean),
+        ("digitalocean", Cloud::DigitalOcean),
+        ("openstack", Cloud::OpenStack),
+        ("oracle", Cloud::Oracle),
+        ("vast_ai", Cloud::VastAi),
+        ("on_prem", Cloud::OnPrem),
+    ];
+
+    pub fn parse(text: &str) -> Option<Cloud> {
+        let lower = text.to_ascii_lowercase();
+        Self::SPELLINGS
+            .iter()
+            .find(|(s, _)| *s == lower)
+            .map(|(_, c)| *c)
+    }
+
+    /// The canonical spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cloud::Aws => "aws",
+            Cloud::Gcp => "gcp",
+            Cloud::Azure => "azure",
+            Cloud::DigitalOcean => "digitalocean",
+            Cloud::OpenStack => "openstack",
+            Cloud::Oracle => "oracle",
+            Cloud::VastAi => "vast_ai",
+            Cloud::OnPrem => "on_prem",
+        }
+    }
+
+    /// Whether rigger rents machines for runners on this cloud.
+    pub fn is_provisioned(self) -> bool {
+        self == Cloud::VastAi
+    }
+}
+
+impl fmt::Display for Cloud {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `machine_image` entry: a string, or Azure's object form.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum MachineImage {
+    Name(String),
+    Azure {
+        publisher: String,
+        offer: String,
+        sku: String,
+        version: String,
+    },
+}
+
+impl fmt::Display for MachineImage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MachineImage::Name(n) => f.write_str(n),
+            MachineImage::Azure {
+                publisher,
+                offer,
+                sku,
+                version,
+            } => write!(f, "{publisher}:{offer}:{sku}:{version}"),
+        }
+    }
+}
+
+/// Position of something in a config file, 1-based, for messages that point
+/// back at the definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// One entry of `runners:`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunnerDef {
+    pub name: String,
+    pub cloud: Cloud,
+    pub origin: Origin,
+    pub location: Location,
+    /// Labels a job's `runs-on` must match (a subset of these).
+    pub labels: Vec<String>,
+    /// The ordered fallback candidates: `instance_type`, `machine_image`,
+    /// `region` and `preemptible` expanded by the rule in `fallback.rs`.
+    pub candidates: Vec<Candidate>,
+    /// GCP accelerator / DigitalOcean GPU slug; ignored on Vast.ai.
+    pub gpu: Option<String>,
+    pub idle: Option<Idle>,
+    /// `extra_config` as written, for the clouds rigger passes through.
+    #[serde(skip)]
+    pub extra_config: Option<serde_yaml::Value>,
+    /// Present exactly when `cloud` is `vast_ai` and the definition is valid.
+    pub vast: Option<VastRunner>,
+}
+
+/// One fallback candidate in the cloud's own words.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidate {
+    pub instance_type: Option<String>,
+    pub machine_image: Option<MachineImage>,
+    pub region: Option<String>,
+    pub preemptible: bool,
+}
+
+/// A `vast_ai` runner, resolved: what to search for and what limits apply.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VastRunner {
+    /// In the order they are tried.
+    pub candidates: Vec<VastCandidate>,
+    pub extra: VastExtra,
+}
+
+/// One fallback candidate of a `vast_ai` runner.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VastCandidate {
+    /// As written (`1xRTX_4090`).
+    pub instance_type: String,
+    pub gpu_count: u32,
+    #[serde(serialize_with = "serialize_gpu_choice")]
+    pub gpu: GpuChoice,
+    /// The image to run: a Docker image (container mode) or a
+    /// `docker.io/vastai/kvm:…` image (VM mode), fully qualified for VMs.
+    pub image: String,
+    /// Whether `image` was rigger's default because none was given.
+    pub image_is_default: bool,
+    /// ISO 3166-1 alpha-2 country code, upper case.
+    pub region: Option<String>,
+    /// Bid (interruptible) instead of on-demand.
+    pub preemptible: bool,
+    /// The CUDA version the image needs (from an `nvidia/cuda:X.Y…` tag or
+    /// `extra_config.min_cuda`, whichever is higher).
+    pub min_cuda: Option<CudaVersion>,
+}
+
+fn serialize_gpu_choice<S: serde::Serializer>(g: &GpuChoice, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let mut st = s.serialize_struct("GpuChoice", 2)?;
+    match g {
+        GpuChoice::Any => {
+            st.serialize_field("models", &Vec::<&str>::new())?;
+            st.serialize_field("min_vram_mb", &None::<u32>)?;
+        }
+        GpuChoice::Models {
+            vast_names,
+            min_vram_mb,
+        } => {
+            st.serialize_field("models", vast_names)?;
+            st.serialize_field("min_vram_mb", min_vram_mb)?;
+        }
+    }
+    st.end()
+}
+
+/// A CUDA version such as 12.4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct CudaVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl CudaVersion {
+    /// `12`, `12.4`, `12.4.1` → 12.4 (patch is irrelevant to driver support).
+    pub fn parse(text: &str) -> Option<CudaVersion> {
+        let mut parts = text.trim().split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = match parts.next() {
+            Some(m) => m.parse().ok()?,
+            None => 0,
+        };
+        if parts.any(|p| p.parse::<u32>().is_err()) {
+            return None;
+        }
+        Some(CudaVersion { major, minor })
+    }
+
+    /// The CUDA version an `nvidia/cuda:12.0.0-base-ubuntu22.04` image needs.
+    pub fn from_image(image: &str) -> Option<CudaVersion> {
+        let without_registry = image
+            .strip_prefix("docker.io/")
+            .or_else(|| image.strip_prefix("nvcr.io/"))
+            .unwrap_or(image);
+        let tag = without_registry.strip_prefix("nvidia/cuda:")?;
+        let version = tag.split('-').next()?;
+        CudaVersion::parse(version)
+    }
+
+    /// As Vast.ai's `cuda_max_good` compares it (12.4 → 12.4).
+    pub fn as_f64(self) -> f64 {
+        format!("{}.{}", self.major, self.minor)
+            .parse()
+            .unwrap_or(f64::from(self.major))
+    }
+}
+
+impl fmt::Display for CudaVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// `extra_config` of a `vast_ai` runner: Cirun's keys plus rigger's own, with
+/// the defaults documented in the README.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VastExtra {
+    /// Minimum disk on the offer, and the disk allocated at create time (GB).
+    pub disk_space_gb: f64,
+    /// Minimum host RAM (GB).
+    pub min_ram_gb: Option<f64>,
+    /// VM mode instead of container mode.
+    pub vm: bool,
+    /// Highest acceptable price, $/hour for the whole instance.
+    pub max_dph: Option<f64>,
+    /// Highest acceptable estimated total cost of one job, $.
+    pub max_cost: Option<f64>,
+    /// Lowest acceptable host reliability, 0..1.
+    pub min_reliability: f64,
+    /// Lowest acceptable download bandwidth, Mbit/s.
+    pub min_inet_down: f64,
+    /// Only hosts Vast.ai has verified.
+    pub verified: bool,
+    /// Environment variables for the runner (not for secrets).
+    pub env_vars: BTreeMap<String, String>,
+    /// Hard cap on an instance's life, minutes.
+    pub max_runtime_minutes: u32,
+    /// Minimum memory per GPU (GB); required with `NxANY`.
+    pub min_gpu_ram_gb: Option<f64>,
+    /// Minimum CUDA version the host driver must support.
+    pub min_cuda: Option<CudaVersion>,
+}
+
+impl VastExtra {
+    pub const DEFAULT_DISK_GB: f64 = 30.0;
+    pub const DEFAULT_MIN_RELIABILITY: f64 = 0.95;
+    pub const DEFAULT_MIN_INET_DOWN: f64 = 100.0;
+    pub const DEFAULT_MAX_RUNTIME_MINUTES: u32 = 360;
+}
+
+impl Default for VastExtra {
+    fn default() -> Self {
+        VastExtra {
+            disk_space_gb: Self::DEFAULT_DISK_GB,
+            min_ram_gb: None,
+            vm: false,
+            max_dph: None,
+            max_cost: None,
+            min_reliability: Self::DEFAULT_MIN_RELIABILITY,
+            min_inet_down: Self::DEFAULT_MIN_INET_DOWN,
+            verified: true,
+            env_vars: BTreeMap::new(),
+            max_runtime_minutes: Self::DEFAULT_MAX_RUNTIME_MINUTES,
+            min_gpu_ram_gb: None,
+            min_cuda: None,
+        }
+    }
+}
+
+/// The container image a `vast_ai` runner gets when it names none: CUDA's
+/// base image, small and with the libraries the runner needs.
+pub const DEFAULT_VAST_IMAGE: &str = "nvidia/cuda:12.4.1-base-ubuntu22.04";
+
+/// Warm pool settings (`idle:`). Parsed and checked; not provisioned yet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Idle {
+    Schedule(Vec<IdleWindow>),
+    UsageBased {
+        replicas: u32,
+        duration_minutes: u32,
+    },
+    /// on_prem's bare `idle: {replicas: N}`.
+    Replicas(u32),
+}
+
+/// One `idle.schedule` entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IdleWindow {
+    pub day: String,
+    pub time: String,
+    pub timezone: String,
+    pub replicas: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuda_from_image_tags() {
+        let v = |s| CudaVersion::from_image(s).map(|v| v.to_string());
+        assert_eq!(
+            v("nvidia/cuda:12.0.0-base-ubuntu22.04").as_deref(),
+            Some("12.0")
+        );
+        assert_eq!(
+            v("docker.io/nvidia/cuda:11.8.0-runtime-ubuntu20.04").as_deref(),
+            Some("11.8")
+        );
+        assert_eq!(v("nvidia/cuda:12.4.1-devel").as_deref(), Some("12.4"));
+        assert_eq!(v("pytorch/pytorch:latest"), None);
+        assert_eq!(v("nvidia/cuda:latest"), None);
+    }
+
+    #[test]
+    fn cloud_spellings() {
+        assert_eq!(Cloud::parse("do"), Some(Cloud::DigitalOcean));
+        assert_eq!(Cloud::parse("digitalocean"), Some(Cloud::DigitalOcean));
+        assert_eq!(Cloud::parse("VAST_AI"), Some(Cloud::VastAi));
+        assert_eq!(Cloud::parse("nvidia"), None);
+    }
+}
