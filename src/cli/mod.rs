@@ -1,5 +1,7 @@
 //! The command line. Each command parses its flags here and calls the library.
 
+mod validate;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -13,10 +15,38 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Check `.cirun.yml` files and show what each Vast.ai runner would rent.
+    ///
+    /// Reports every problem at once, each at file:line:column with a hint,
+    /// and lists each vast_ai runner's fallback candidates in the order they
+    /// are tried. Exit status: 0 no error (warnings allowed), 1 an error,
+    /// 2 a file could not be read.
+    Validate(validate::ValidateArgs),
+    /// Print the JSON Schema of `.cirun.yml` (or `.access.yml`) for editors.
+    ///
+    /// Generated from the same key tables the parser checks against. Point
+    /// your editor's YAML extension at the output, e.g.
+    /// `rigger schema > cirun.schema.json`.
+    Schema {
+        /// Which file's schema.
+        #[arg(long, value_enum, default_value = "cirun")]
+        file: crate::config::schema::SchemaFile,
+    },
+}
 
 /// Run the command line and turn the outcome into the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Validate(args) => ExitCode::from(validate::run(&args)),
+        Command::Schema { file } => {
+            let schema = crate::config::schema::generate(file);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+    }
 }

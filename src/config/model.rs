@@ -341,6 +341,58 @@ pub struct IdleWindow {
     pub replicas: u32,
 }
 
+impl VastCandidate {
+    /// The candidate in plain words: `1× RTX 4090, container nvidia/cuda:…,
+    /// region US, disk ≥ 30 GB, RAM ≥ 8 GB`.
+    pub fn describe(&self, extra: &VastExtra) -> String {
+        let gpu = match &self.gpu {
+            GpuChoice::Any => format!(
+                "any GPU with ≥ {} GB",
+                extra.min_gpu_ram_gb.unwrap_or_default()
+            ),
+            GpuChoice::Models {
+                vast_names,
+                min_vram_mb,
+            } => {
+                let names = vast_names.join(" | ");
+                match min_vram_mb {
+                    Some(mb) => format!("{names} (≥ {} GB)", mb.div_ceil(970)),
+                    None => names,
+                }
+            }
+        };
+        let mut parts = vec![format!("{}× {gpu}", self.gpu_count)];
+        let mode = if extra.vm { "VM" } else { "container" };
+        let default = if self.image_is_default {
+            " (default)"
+        } else {
+            ""
+        };
+        parts.push(format!("{mode} {}{default}", self.image));
+        parts.push(match &self.region {
+            Some(r) => format!("region {r}"),
+            None => "any region".to_string(),
+        });
+        parts.push(format!("disk ≥ {} GB", extra.disk_space_gb));
+        if let Some(ram) = extra.min_ram_gb {
+            parts.push(format!("RAM ≥ {ram} GB"));
+        }
+        if let (Some(gb), GpuChoice::Models { .. }) = (extra.min_gpu_ram_gb, &self.gpu) {
+            parts.push(format!("GPU RAM ≥ {gb} GB"));
+        }
+        if let Some(cuda) = self.min_cuda {
+            parts.push(format!("CUDA ≥ {cuda}"));
+        }
+        if self.preemptible {
+            parts.push("interruptible (bid)".to_string());
+        }
+        if let Some(max) = extra.max_dph {
+            parts.push(format!("≤ ${max:.2}/h"));
+        }
+        parts.join(", ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,813 @@
+//! From a YAML tree to the model, reporting every problem on the way.
+//!
+//! Severity follows one rule: a mistake that would make rigger rent the wrong
+//! machine, or never rent one, is an error in a `vast_ai` runner; in a runner
+//! for another cloud (which Cirun, not rigger, provisions) it is a warning,
+//! so it never blocks the file's Vast.ai runners.
+
+use super::check::{Checker, Strictness, as_bool, as_number};
+use super::countries;
+use super::diagnostics::{Diagnostic, Diagnostics, Severity};
+use super::fallback;
+use super::keys::{self, Key};
+use super::labels;
+use super::model::*;
+use super::yaml::{self, Kind, Node};
+use crate::cloud::vast::gpus::{self, GpuChoice};
+
+/// More candidates than this is almost certainly a mistake in list lengths.
+const MANY_CANDIDATES: usize = 100;
+
+/// Parse a `.cirun.yml` or `.cirun.global.yml`. The config is `None` only
+/// when the text is not a YAML mapping at all; otherwise it holds every
+/// runner that could be read, and `VastRunner`s only for runners without errors.
+pub fn parse_cirun(text: &str, origin: Origin) -> (Option<CirunConfig>, Diagnostics) {
+    let mut diags = Diagnostics::default();
+    let config = read_root(text, &mut diags, "a .cirun.yml").and_then(|root| {
+        let mut checker = Checker {
+            diags: &mut diags,
+            strictness: Strictness::TOP,
+        };
+        if !checker.object(&root, keys::TOP, "the file", &["runners"]) {
+            return None;
+        }
+        Some(read_config(&root, origin, &mut diags))
+    });
+    diags.sort();
+    (config, diags)
+}
+
+/// The document's root node, or an error saying why there is none.
+pub(super) fn read_root(text: &str, diags: &mut Diagnostics, what: &str) -> Option<Node> {
+    let root = yaml::parse(text, diags);
+    match root {
+        Some(r) if !r.is_null() => Some(r),
+        _ => {
+            if diags.errors() == 0 {
+                diags.push(
+                    Diagnostic::error(
+                        Location { line: 1, column: 1 },
+                        "the file is empty".to_string(),
+                    )
+                    .with_hint(format!(
+                        "{what} needs a `runners:` list; see examples/.cirun.yml"
+                    )),
+                );
+            }
+            None
+        }
+    }
+}
+
+fn read_config(root: &Node, origin: Origin, diags: &mut Diagnostics) -> CirunConfig {
+    let mut runners = Vec::new();
+    match get(root, "runners") {
+        Some(Node {
+            kind: Kind::Seq(items),
+            at,
+        }) => {
+            if items.is_empty() {
+                diags.push(Diagnostic::warning(
+                    *at,
+                    "`runners` is empty: no job can get a runner from this file".into(),
+                ));
+            }
+            for (i, item) in items.iter().enumerate() {
+                if let Some(r) = read_runner(item, i, origin, diags) {
+                    runners.push(r);
+                }
+            }
+        }
+        Some(other) => diags.push(
+            Diagnostic::error(
+                other.at,
+                format!(
+                    "`runners` must be a list of runner definitions, found {}",
+                    other.describe()
+                ),
+            )
+            .with_hint("start each runner with `- name: …` on its own line under `runners:`"),
+        ),
+        None => {
+            // Reported as a missing required key by the checker.
+            diags.push(
+                Diagnostic::error(root.at, "the file has no `runners:`".into())
+                    .with_hint("list runner definitions under `runners:`; see examples/.cirun.yml"),
+            );
+        }
+    }
+    warn_overlapping_labels(&runners, diags);
+    CirunConfig {
+        runners,
+        setup_info: read_setup_info(get(root, "setup_info")),
+        run_only_when_triggered_by: get(root, "run_only_when_triggered_by")
+            .and_then(Node::text)
+            .map(str::to_string),
+    }
+}
+
+fn read_setup_info(node: Option<&Node>) -> Vec<SetupInfo> {
+    items(node)
+        .into_iter()
+        .filter_map(|n| {
+            Some(SetupInfo {
+                group: get(n, "group")?.text()?.to_string(),
+                detail: get(n, "detail")?.text()?.to_string(),
+            })
+        })
+        .collect()
+}
+
+fn read_runner(
+    node: &Node,
+    index: usize,
+    origin: Origin,
+    diags: &mut Diagnostics,
+) -> Option<RunnerDef> {
+    if !matches!(node.kind, Kind::Map(_)) {
+        diags.push(
+            Diagnostic::error(
+                node.at,
+                format!(
+                    "each runner must be a mapping with `name`, `cloud`, `instance_type`…, found {}",
+                    node.describe()
+                ),
+            )
+            .with_hint("write the runner's keys indented under its `- name: …` line"),
+        );
+        return None;
+    }
+    let errors_before = diags.errors();
+    let name = get(node, "name")
+        .and_then(Node::text)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("#{}", index + 1));
+    let what = format!("runner `{name}`");
+    let cloud = read_cloud(node, &what, diags);
+    let strictness = match cloud {
+        Some(Cloud::VastAi) => Strictness::STRICT,
+        _ => Strictness::ADVISORY,
+    };
+    let severity = strictness.problems;
+    let mut checker = Checker { diags, strictness };
+    checker.object(node, keys::RUNNER, &what, &["cloud", "extra_config"]);
+    let extra_node = get(node, "extra_config");
+    if let Some(extra) = extra_node {
+        let table = extra_table(cloud);
+        checker.object(extra, &table, &format!("`extra_config` of {what}"), &[]);
+    }
+
+    let labels = read_labels(node, &what, severity, diags);
+    let idle = read_idle(get(node, "idle"), cloud, severity, diags);
+
+    let lists = [
+        items(get(node, "instance_type")),
+        items(get(node, "machine_image")),
+        items(get(node, "region")),
+        items(get(node, "preemptible")),
+    ];
+    let lengths: Vec<usize> = lists.iter().map(|l| l.len().max(1)).collect();
+    let tuples = fallback::expand(&lengths);
+    if tuples.len() > MANY_CANDIDATES {
+        diags.push(
+            Diagnostic::warning(
+                node.at,
+                format!(
+                    "{what} expands to {} fallback candidates; each is tried in turn",
+                    tuples.len()
+                ),
+            )
+            .with_hint(
+                "lists of equal length zip; lists of different lengths multiply (see README)",
+            ),
+        );
+    }
+    let candidates = tuples
+        .iter()
+        .map(|t| Candidate {
+            instance_type: lists[0]
+                .get(t[0])
+                .and_then(|n| n.text())
+                .map(str::to_string),
+            machine_image: lists[1].get(t[1]).and_then(|n| image_of(n)),
+            region: lists[2]
+                .get(t[2])
+                .and_then(|n| n.text())
+                .map(str::to_string),
+            preemptible: lists[3].get(t[3]).and_then(|n| as_bool(n)).unwrap_or(false),
+        })
+        .collect();
+
+    let mut vast = None;
+    if cloud == Some(Cloud::VastAi) {
+        if let Some(gpu) = get(node, "gpu") {
+            diags.push(
+                Diagnostic::warning(
+                    gpu.at,
+                    "`gpu` is not used on vast_ai: the GPUs come from `instance_type`".into(),
+                )
+                .with_hint("remove it, and write the GPU as `instance_type: 1xRTX_4090`"),
+            );
+        }
+        vast = read_vast(node, &what, &lists, &tuples, extra_node, diags);
+    }
+    if diags.errors() > errors_before {
+        vast = None;
+    }
+
+    Some(RunnerDef {
+        name,
+        cloud: cloud.unwrap_or(Cloud::Aws),
+        origin,
+        location: node.at,
+        labels,
+        candidates,
+        gpu: get(node, "gpu").and_then(Node::text).map(str::to_string),
+        idle,
+        extra_config: extra_node.map(Node::to_value),
+        vast,
+    })
+    .filter(|_| cloud.is_some())
+}
+
+fn read_cloud(node: &Node, what: &str, diags: &mut Diagnostics) -> Option<Cloud> {
+    let Some(cloud_node) = get(node, "cloud") else {
+        diags.push(
+            Diagnostic::error(node.at, format!("{what} has no `cloud`"))
+                .with_hint("add `cloud: vast_ai` for a Vast.ai GPU runner"),
+        );
+        return None;
+    };
+    let text = cloud_node.text().filter(|_| !cloud_node.is_null());
+    let cloud = text.and_then(Cloud::parse);
+    if cloud.is_none() {
+        let shown = text.unwrap_or("");
+        let hint = match super::suggest::nearest_key(shown, keys::CLOUDS) {
+            Some(n) => format!("did you mean `{n}`?"),
+            None => format!(
+                "rigger provisions `vast_ai`; Cirun also knows {}",
+                keys::CLOUDS.join(", ")
+            ),
+        };
+        diags.push(
+            Diagnostic::error(
+                cloud_node.at,
+                format!("unsupported cloud `{shown}` in {what}"),
+            )
+            .with_hint(hint),
+        );
+    } else if cloud != Some(Cloud::VastAi) {
+        diags.push(Diagnostic::warning(
+            cloud_node.at,
+            format!(
+                "{what} is for `{}`: not provisioned by rigger (checked as far as Cirun documents it)",
+                text.unwrap_or_default()
+            ),
+        ));
+    }
+    cloud
+}
+
+fn extra_table(cloud: Option<Cloud>) -> Vec<Key> {
+    let specific: &[Key] = match cloud {
+        Some(Cloud::VastAi) => return keys::EXTRA_VAST.to_vec(),
+        Some(Cloud::Aws) => keys::EXTRA_AWS,
+        Some(Cloud::Gcp) => keys::EXTRA_GCP,
+        Some(Cloud::Azure) => keys::EXTRA_AZURE,
+        Some(Cloud::OnPrem) => keys::EXTRA_ON_PREM,
+        _ => &[],
+    };
+    [keys::EXTRA_GENERAL, specific].concat()
+}
+
+fn read_labels(
+    node: &Node,
+    what: &str,
+    severity: Severity,
+    diags: &mut Diagnostics,
+) -> Vec<String> {
+    let labels_node = get(node, "labels");
+    if let Some(
+        n @ Node {
+            kind: Kind::Scalar { .. },
+            ..
+        },
+    ) = labels_node
+        && !n.is_null()
+    {
+        diags.push(
+            Diagnostic::warning(
+                n.at,
+                "`labels` is a single string; write it as a list".into(),
+            )
+            .with_hint(format!("labels:\n  - {}", n.text().unwrap_or_default())),
+        );
+    }
+    let labels: Vec<String> = items(labels_node)
+        .iter()
+        .filter_map(|n| n.text().filter(|_| !n.is_null()).map(str::to_string))
+        .collect();
+    if labels.is_empty() {
+        diags.push(
+            Diagnostic::new(
+                severity,
+                node.at,
+                format!("{what} has no labels, so no job can ever match it"),
+            )
+            .with_hint("add `labels: [cirun-<something>]` and use it in `runs-on`"),
+        );
+        return labels;
+    }
+    if !labels::is_rigger_job(&labels) {
+        diags.push(
+            Diagnostic::new(
+                severity,
+                labels_node.map_or(node.at, |n| n.at),
+                format!("none of the labels of {what} starts with `cirun-`"),
+            )
+            .with_hint(
+                "a job is rigger's (and Cirun's) only when a `runs-on` label starts with `cirun-`; \
+                 rename one, e.g. `cirun-gpu`",
+            ),
+        );
+    }
+    for n in items(labels_node) {
+        if let Some(l) = n.text().filter(|l| l.contains("--")) {
+            diags.push(
+                Diagnostic::new(
+                    severity,
+                    n.at,
+                    format!("label `{l}` contains `--`, so no job can match it"),
+                )
+                .with_hint(format!(
+                    "everything after `--` in `runs-on` is a per-run suffix ignored when matching; \
+                     name the label `{}` and write `runs-on: {}--${{{{ github.run_id }}}}`",
+                    labels::strip_suffix(l),
+                    labels::strip_suffix(l)
+                )),
+            );
+        }
+    }
+    labels
+}
+
+fn read_idle(
+    node: Option<&Node>,
+    cloud: Option<Cloud>,
+    severity: Severity,
+    diags: &mut Diagnostics,
+) -> Option<Idle> {
+    let node = node?;
+    let schedule = get(node, "schedule");
+    let usage = get(node, "usage_based");
+    if schedule.is_some() && usage.is_some() {
+        diags.push(
+            Diagnostic::new(
+                severity,
+                node.at,
+                "`idle` holds both `schedule` and `usage_based`; use one of them".into(),
+            )
+            .with_hint("Cirun does not support mixing the two in one runner"),
+        );
+    }
+    if cloud == Some(Cloud::VastAi) {
+        diags.push(
+            Diagnostic::warning(
+                node.at,
+                "rigger does not keep idle pools yet: jobs get machines on demand".into(),
+            )
+            .with_hint("remove `idle` to silence this; an idle GPU is billed every second"),
+        );
+    }
+    if let Some(s) = schedule {
+        let windows = items(Some(s))
+            .into_iter()
+            .filter_map(|w| {
+                let text = |k| get(w, k).and_then(Node::text).map(str::to_string);
+                let window = IdleWindow {
+                    day: text("day")?,
+                    time: text("time")?,
+                    timezone: text("timezone")?,
+                    replicas: get(w, "replicas").and_then(as_number)? as u32,
+                };
+                check_window(w, &window, severity, diags);
+                Some(window)
+            })
+            .collect();
+        return Some(Idle::Schedule(windows));
+    }
+    if let Some(u) = usage {
+        return Some(Idle::UsageBased {
+            replicas: get(u, "replicas").and_then(as_number).unwrap_or(0.0) as u32,
+            duration_minutes: get(u, "duration").and_then(as_number).unwrap_or(0.0) as u32,
+        });
+    }
+    get(node, "replicas")
+        .and_then(as_number)
+        .map(|r| Idle::Replicas(r as u32))
+}
+
+fn check_window(node: &Node, w: &IdleWindow, severity: Severity, diags: &mut Diagnostics) {
+    const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let day_ok = w
+        .day
+        .split('-')
+        .all(|d| DAYS.contains(&d.to_ascii_lowercase().as_str()));
+    if !day_ok {
+        let at = get(node, "day").map_or(node.at, |n| n.at);
+        diags.push(
+            Diagnostic::new(severity, at, format!("`day` cannot be `{}`", w.day))
+                .with_hint("a day (`mon`…`sun`) or a range such as `mon-fri`"),
+        );
+    }
+    let hours: Vec<Option<u32>> = w.time.split('-').map(|h| h.trim().parse().ok()).collect();
+    let time_ok = matches!(hours.as_slice(), [Some(a), Some(b)] if a < b && *b <= 24);
+    if !time_ok {
+        let at = get(node, "time").map_or(node.at, |n| n.at);
+        diags.push(
+            Diagnostic::new(severity, at, format!("`time` cannot be `{}`", w.time))
+                .with_hint("a 24-hour range such as `9-17`"),
+        );
+    }
+}
+
+// ---- vast_ai ----
+
+/// One checked value of a fallback list, or `None` where it had an error.
+type Checked<T> = Vec<Option<T>>;
+
+fn read_vast(
+    node: &Node,
+    what: &str,
+    lists: &[Vec<&Node>; 4],
+    tuples: &[Vec<usize>],
+    extra_node: Option<&Node>,
+    diags: &mut Diagnostics,
+) -> Option<VastRunner> {
+    let extra = read_vast_extra(extra_node, diags);
+    if lists[0].is_empty() {
+        diags.push(
+            Diagnostic::error(node.at, format!("{what} has no `instance_type`"))
+                .with_hint("say which GPUs it needs, e.g. `instance_type: 1xRTX_4090`"),
+        );
+        return None;
+    }
+    let gpus: Checked<(String, u32, GpuChoice)> = lists[0]
+        .iter()
+        .map(|n| read_instance_type(n, &extra, diags))
+        .collect();
+    let images: Checked<(String, bool)> = if lists[1].is_empty() {
+        vec![default_image(node, &extra, diags)]
+    } else {
+        lists[1]
+            .iter()
+            .map(|n| read_vast_image(n, &extra, diags))
+            .collect()
+    };
+    let regions: Checked<String> = lists[2].iter().map(|n| read_region(n, diags)).collect();
+    let candidates = tuples
+        .iter()
+        .map(|t| {
+            let (instance_type, gpu_count, gpu) = gpus.get(t[0])?.clone()?;
+            let (image, image_is_default) = images.get(t[1])?.clone()?;
+            let region = match lists[2].is_empty() {
+                true => None,
+                false => Some(regions.get(t[2])?.clone()?),
+            };
+            let min_cuda = CudaVersion::from_image(&image).max(extra.min_cuda);
+            Some(VastCandidate {
+                instance_type,
+                gpu_count,
+                gpu,
+                image,
+                image_is_default,
+                region,
+                preemptible: lists[3].get(t[3]).and_then(|n| as_bool(n)).unwrap_or(false),
+                min_cuda,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(VastRunner { candidates, extra })
+}
+
+fn read_vast_extra(node: Option<&Node>, diags: &mut Diagnostics) -> VastExtra {
+    let mut extra = VastExtra::default();
+    let Some(node) = node else { return extra };
+    let num = |k| get(node, k).and_then(as_number);
+    if let Some(v) = num("disk_space") {
+        extra.disk_space_gb = v;
+    }
+    extra.min_ram_gb = num("min_ram");
+    extra.vm = get(node, "vm").and_then(as_bool).unwrap_or(false);
+    extra.max_dph = num("max_dph");
+    extra.max_cost = num("max_cost");
+    if let Some(v) = num("min_reliability") {
+        extra.min_reliability = v;
+    }
+    if let Some(v) = num("min_inet_down") {
+        extra.min_inet_down = v;
+    }
+    if let Some(v) = get(node, "verified").and_then(as_bool) {
+        extra.verified = v;
+    }
+    if let Some(v) = num("max_runtime") {
+        extra.max_runtime_minutes = v as u32;
+    }
+    extra.min_gpu_ram_gb = num("min_gpu_ram");
+    if let Some(n) = get(node, "min_cuda").filter(|n| !n.is_null()) {
+        let text = n.text().unwrap_or_default();
+        extra.min_cuda = CudaVersion::parse(text);
+        if extra.min_cuda.is_none() {
+            diags.push(
+                Diagnostic::error(n.at, format!("`min_cuda` cannot be `{text}`"))
+                    .with_hint("a CUDA version such as `12.4` (quote it: `\"12.10\"`)"),
+            );
+        }
+    }
+    if let Some(Node {
+        kind: Kind::Map(vars),
+        ..
+    }) = get(node, "env_vars")
+    {
+        for (k, v) in vars {
+            let (Some(name), Some(value)) = (k.text(), v.text()) else {
+                continue;
+            };
+            check_env_name(k, name, diags);
+            extra.env_vars.insert(name.to_string(), value.to_string());
+        }
+    }
+    extra
+}
+
+fn check_env_name(at: &Node, name: &str, diags: &mut Diagnostics) {
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        diags.push(
+            Diagnostic::error(
+                at.at,
+                format!("`{name}` is not a valid environment variable name"),
+            )
+            .with_hint("use letters, digits and `_`, not starting with a digit"),
+        );
+    }
+    let upper = name.to_ascii_uppercase();
+    if ["TOKEN", "SECRET", "PASSWORD", "API_KEY", "PRIVATE_KEY"]
+        .iter()
+        .any(|s| upper.contains(s))
+    {
+        diags.push(
+            Diagnostic::warning(
+                at.at,
+                format!("`{name}` looks like a secret: env_vars are visible to the host of the rented machine"),
+            )
+            .with_hint("pass secrets to the job through GitHub secrets, never through .cirun.yml"),
+        );
+    }
+}
+
+/// `2xRTX_4090` → ("2xRTX_4090", 2, RTX 4090).
+fn read_instance_type(
+    node: &Node,
+    extra: &VastExtra,
+    diags: &mut Diagnostics,
+) -> Option<(String, u32, GpuChoice)> {
+    let text = node.text()?.trim();
+    let parsed = text
+        .split_once(['x', 'X'])
+        .and_then(|(count, model)| Some((count.parse::<u32>().ok()?, model)))
+        .filter(|(_, model)| !model.is_empty());
+    let Some((count, model)) = parsed else {
+        diags.push(
+            Diagnostic::error(
+                node.at,
+                format!("`instance_type` on vast_ai must be `{{count}}x{{GPU}}`, found `{text}`"),
+            )
+            .with_hint(format!(
+                "for example `1xRTX_4090`, `4xA100_SXM` or `1xANY`{}",
+                if gpus::resolve(text).is_ok() {
+                    format!("; here probably `1x{text}`")
+                } else {
+                    String::new()
+                }
+            )),
+        );
+        return None;
+    };
+    if count == 0 {
+        diags.push(
+            Diagnostic::error(node.at, format!("`{text}` asks for 0 GPUs"))
+                .with_hint(format!("ask for at least one: `1x{model}`")),
+        );
+        return None;
+    }
+    let choice = match gpus::resolve(model) {
+        Ok(c) => c,
+        Err(unknown) => {
+            let hint = if unknown.suggestions.is_empty() {
+                "see the GPU models in the README, or use `1xANY` with `extra_config.min_gpu_ram`"
+                    .to_string()
+            } else {
+                format!("did you mean {}?", unknown.suggestions.join(", "))
+            };
+            diags.push(
+                Diagnostic::error(node.at, format!("unknown GPU model `{model}` in `{text}`"))
+                    .with_hint(hint),
+            );
+            return None;
+        }
+    };
+    if choice == GpuChoice::Any && extra.min_gpu_ram_gb.is_none() {
+        diags.push(
+            Diagnostic::error(
+                node.at,
+                format!("`{text}` needs `extra_config.min_gpu_ram` to say how much GPU memory the job needs"),
+            )
+            .with_hint("for example `min_gpu_ram: 24` (GB per GPU); rigger then rents the cheapest GPU that fits"),
+        );
+        return None;
+    }
+    Some((text.to_string(), count, choice))
+}
+
+fn is_vm_image(image: &str) -> bool {
+    image
+        .strip_prefix("docker.io/")
+        .unwrap_or(image)
+        .starts_with("vastai/kvm")
+}
+
+/// Vast.ai starts a container instead of a VM unless the image is registry-qualified.
+fn qualify_vm_image(image: &str) -> String {
+    if image.starts_with("docker.io/") {
+        image.to_string()
+    } else {
+        format!("docker.io/{image}")
+    }
+}
+
+const VM_IMAGE_EXAMPLE: &str = "docker.io/vastai/kvm:ubuntu_cli_22.04-2025-11-21";
+
+fn default_image(
+    node: &Node,
+    extra: &VastExtra,
+    diags: &mut Diagnostics,
+) -> Option<(String, bool)> {
+    if extra.vm {
+        diags.push(
+            Diagnostic::error(
+                node.at,
+                "VM mode (`extra_config.vm: true`) needs a `machine_image`".into(),
+            )
+            .with_hint(format!(
+                "use a Vast.ai VM image, e.g. `machine_image: {VM_IMAGE_EXAMPLE}`"
+            )),
+        );
+        return None;
+    }
+    Some((DEFAULT_VAST_IMAGE.to_string(), true))
+}
+
+fn read_vast_image(
+    node: &Node,
+    extra: &VastExtra,
+    diags: &mut Diagnostics,
+) -> Option<(String, bool)> {
+    let Some(image) = node.text().filter(|_| !node.is_null()) else {
+        diags.push(
+            Diagnostic::error(
+                node.at,
+                "a vast_ai `machine_image` is a Docker image name".into(),
+            )
+            .with_hint("for example `nvidia/cuda:12.4.1-base-ubuntu22.04`"),
+        );
+        return None;
+    };
+    let image = image.trim();
+    if extra.vm && !is_vm_image(image) {
+        diags.push(
+            Diagnostic::error(node.at, format!("VM mode needs a Vast.ai VM image, not `{image}`"))
+                .with_hint(format!(
+                    "use `{VM_IMAGE_EXAMPLE}`, or set `extra_config.vm: false` to run `{image}` as a container"
+                )),
+        );
+        return None;
+    }
+    if !extra.vm && is_vm_image(image) {
+        diags.push(
+            Diagnostic::error(
+                node.at,
+                format!("`{image}` is a Vast.ai VM image, but the runner is in container mode"),
+            )
+            .with_hint("set `extra_config.vm: true` to boot it as a VM"),
+        );
+        return None;
+    }
+    let image = if extra.vm {
+        qualify_vm_image(image)
+    } else {
+        image.to_string()
+    };
+    Some((image, false))
+}
+
+fn read_region(node: &Node, diags: &mut Diagnostics) -> Option<String> {
+    let text = node.text()?.trim();
+    if countries::is_country_code(text) {
+        return Some(text.to_ascii_uppercase());
+    }
+    let hint = match countries::common_mistake(text) {
+        Some(fix) => format!("did you mean {fix}?"),
+        None => "use a two-letter country code such as US, CA, DE or GB; a list is tried in order"
+            .into(),
+    };
+    diags.push(
+        Diagnostic::error(
+            node.at,
+            format!("`region` on vast_ai is a country code; `{text}` is not one"),
+        )
+        .with_hint(hint),
+    );
+    None
+}
+
+// ---- helpers ----
+
+fn warn_overlapping_labels(runners: &[RunnerDef], diags: &mut Diagnostics) {
+    for (j, later) in runners.iter().enumerate() {
+        for earlier in &runners[..j] {
+            let shared = labels::overlap(&earlier.labels, &later.labels);
+            if shared.is_empty() {
+                continue;
+            }
+            diags.push(
+                Diagnostic::warning(
+                    later.location,
+                    format!(
+                        "runner `{}` shares {} with runner `{}` (line {}): a job asking only for {} always gets `{}`, the first in the file",
+                        later.name,
+                        plural_labels(&shared),
+                        earlier.name,
+                        earlier.location.line,
+                        if shared.len() == 1 { "it" } else { "them" },
+                        earlier.name,
+                    ),
+                )
+                .with_hint("give each runner a label of its own; to try alternatives, use fallback lists in one runner"),
+            );
+        }
+    }
+}
+
+fn plural_labels(labels: &[String]) -> String {
+    let quoted: Vec<String> = labels.iter().map(|l| format!("`{l}`")).collect();
+    match quoted.len() {
+        1 => format!("label {}", quoted[0]),
+        _ => format!("labels {}", quoted.join(", ")),
+    }
+}
+
+/// The value of `key` in a mapping node.
+pub(super) fn get<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
+    match &node.kind {
+        Kind::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k.text() == Some(key))
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+/// A value-or-list as a list; nothing for an absent or null key.
+pub(super) fn items(node: Option<&Node>) -> Vec<&Node> {
+    match node {
+        None => Vec::new(),
+        Some(n) if n.is_null() => Vec::new(),
+        Some(Node {
+            kind: Kind::Seq(v), ..
+        }) => v.iter().collect(),
+        Some(n) => vec![n],
+    }
+}
+
+fn image_of(node: &Node) -> Option<MachineImage> {
+    match &node.kind {
+        Kind::Map(_) => {
+            let text = |k| get(node, k).and_then(Node::text).map(str::to_string);
+            Some(MachineImage::Azure {
+                publisher: text("publisher")?,
+                offer: text("offer")?,
+                sku: text("sku")?,
+                version: text("version").unwrap_or_else(|| "latest".into()),
+            })
+        }
+        _ => node
+            .text()
+            .filter(|_| !node.is_null())
+            .map(|t| MachineImage::Name(t.to_string())),
+    }
+}
