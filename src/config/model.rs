@@ -234,15 +234,22 @@ impl CudaVersion {
         Some(CudaVersion { major, minor })
     }
 
-    /// The CUDA version an `nvidia/cuda:12.0.0-base-ubuntu22.04` image needs.
+    /// The CUDA version an image needs, read from its tag:
+    /// `nvidia/cuda:12.0.0-base-ubuntu22.04` → 12.0, and tags that spell it
+    /// out such as `pytorch/pytorch:2.4.0-cuda12.4-cudnn9-runtime` → 12.4.
     pub fn from_image(image: &str) -> Option<CudaVersion> {
         let without_registry = image
             .strip_prefix("docker.io/")
             .or_else(|| image.strip_prefix("nvcr.io/"))
             .unwrap_or(image);
-        let tag = without_registry.strip_prefix("nvidia/cuda:")?;
-        let version = tag.split('-').next()?;
-        CudaVersion::parse(version)
+        if let Some(tag) = without_registry.strip_prefix("nvidia/cuda:") {
+            return CudaVersion::parse(tag.split('-').next()?);
+        }
+        let (_, tag) = without_registry.rsplit_once(':')?;
+        tag.split(['-', '_']).find_map(|part| {
+            let digits = part.strip_prefix("cuda")?.trim_start_matches(['-', '.']);
+            digits.contains('.').then(|| CudaVersion::parse(digits))?
+        })
     }
 
     /// As Vast.ai's `cuda_max_good` compares it (12.4 → 12.4).
@@ -410,6 +417,12 @@ mod tests {
         );
         assert_eq!(v("nvidia/cuda:12.4.1-devel").as_deref(), Some("12.4"));
         assert_eq!(v("pytorch/pytorch:latest"), None);
+        assert_eq!(
+            v("pytorch/pytorch:2.4.0-cuda12.4-cudnn9-runtime").as_deref(),
+            Some("12.4")
+        );
+        assert_eq!(v("ghcr.io/x/cuda:1.0"), None);
+        assert_eq!(v("localhost:5000/img"), None);
         assert_eq!(v("nvidia/cuda:latest"), None);
     }
 
