@@ -8,5 +8,7 @@
 pub mod cli;
 pub mod cloud;
 pub mod config;
+pub mod engine;
 pub mod github;
 pub mod sim;
+pub mod store;

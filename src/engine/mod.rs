@@ -1,0 +1,4 @@
+//! The engine: job and instance state machines, provisioning, teardown and
+//! the reconciler.
+
+pub mod state;

@@ -1,0 +1,254 @@
+//! Instances: one row per machine rigger rents, written before the create
+//! call (I2), moved through `InstanceState` by compare-and-set.
+
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::jobs::InvalidTransition;
+use super::{Cas, Store, StoreError, Val};
+use crate::engine::state::InstanceState;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewInstance {
+    /// rigger's id for the machine; also the unique part of its Vast.ai label.
+    pub id: String,
+    pub job_id: i64,
+    /// The Vast.ai label: controller id + job id, how rigger finds it again.
+    pub label: String,
+    pub runner_name: String,
+    pub offer_id: Option<i64>,
+    pub gpu_name: Option<String>,
+    pub num_gpus: Option<i64>,
+    pub dph: Option<f64>,
+    pub location: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceRow {
+    pub id: String,
+    pub job_id: i64,
+    pub label: String,
+    pub runner_name: String,
+    pub runner_id: Option<i64>,
+    /// Vast.ai's instance id, once the create call answered.
+    pub provider_id: Option<String>,
+    pub offer_id: Option<i64>,
+    pub gpu_name: Option<String>,
+    pub num_gpus: Option<i64>,
+    pub dph: Option<f64>,
+    pub location: Option<String>,
+    pub state: InstanceState,
+    pub reason: Option<String>,
+    pub created_at: i64,
+    pub create_called_at: Option<i64>,
+    pub online_at: Option<i64>,
+    pub destroy_called_at: Option<i64>,
+    pub destroyed_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+/// Columns to set together with a state change; `None` leaves a column alone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstancePatch {
+    pub provider_id: Option<String>,
+    pub runner_id: Option<i64>,
+    pub reason: Option<String>,
+    pub create_called_at: Option<i64>,
+    pub online_at: Option<i64>,
+    pub destroy_called_at: Option<i64>,
+    pub destroyed_at: Option<i64>,
+}
+
+impl InstancePatch {
+    fn into_sets(self) -> Vec<(&'static str, Val)> {
+        let mut sets = Vec::new();
+        let mut int = |c, v: Option<i64>| {
+            if v.is_some() {
+                sets.push((c, Val::Int(v)));
+            }
+        };
+        int("runner_id", self.runner_id);
+        int("create_called_at", self.create_called_at);
+        int("online_at", self.online_at);
+        int("destroy_called_at", self.destroy_called_at);
+        int("destroyed_at", self.destroyed_at);
+        if let Some(p) = self.provider_id {
+            sets.push(("provider_id", Val::Text(Some(p))));
+        }
+        if let Some(r) = self.reason {
+            sets.push(("reason", Val::Text(Some(r))));
+        }
+        sets
+    }
+}
+
+const COLUMNS: &str = "id, job_id, label, runner_name, runner_id, provider_id, offer_id, gpu_name, \
+     num_gpus, dph, location, state, reason, created_at, create_called_at, online_at, \
+     destroy_called_at, destroyed_at, updated_at";
+
+impl InstanceRow {
+    fn from_row(r: &AnyRow) -> Result<InstanceRow, StoreError> {
+        let state: String = r.try_get("state")?;
+        Ok(InstanceRow {
+            id: r.try_get("id")?,
+            job_id: r.try_get("job_id")?,
+            label: r.try_get("label")?,
+            runner_name: r.try_get("runner_name")?,
+            runner_id: r.try_get("runner_id")?,
+            provider_id: r.try_get("provider_id")?,
+            offer_id: r.try_get("offer_id")?,
+            gpu_name: r.try_get("gpu_name")?,
+            num_gpus: r.try_get("num_gpus")?,
+            dph: r.try_get("dph")?,
+            location: r.try_get("location")?,
+            state: state.parse()?,
+            reason: r.try_get("reason")?,
+            created_at: r.try_get("created_at")?,
+            create_called_at: r.try_get("create_called_at")?,
+            online_at: r.try_get("online_at")?,
+            destroy_called_at: r.try_get("destroy_called_at")?,
+            destroyed_at: r.try_get("destroyed_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+}
+
+impl Store {
+    /// Write the row for a machine about to be rented, in `requested`.
+    pub async fn insert_instance(&self, i: &NewInstance, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO instances (id, job_id, label, runner_name, offer_id, gpu_name, num_gpus, dph, \
+             location, state, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+        )
+        .bind(&i.id)
+        .bind(i.job_id)
+        .bind(&i.label)
+        .bind(&i.runner_name)
+        .bind(i.offer_id)
+        .bind(&i.gpu_name)
+        .bind(i.num_gpus)
+        .bind(i.dph)
+        .bind(&i.location)
+        .bind(InstanceState::Requested.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn instance_where(
+        &self,
+        column: &str,
+        value: Val,
+    ) -> Result<Option<InstanceRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM instances WHERE {column} = $1");
+        let q = super::bind_val(sqlx::query(AssertSqlSafe(sql)), value);
+        let row = q.fetch_optional(&self.pool).await?;
+        row.as_ref().map(InstanceRow::from_row).transpose()
+    }
+
+    pub async fn instance(&self, id: &str) -> Result<Option<InstanceRow>, StoreError> {
+        self.instance_where("id", Val::Text(Some(id.to_string())))
+            .await
+    }
+
+    /// The machine a runner runs on: how `in_progress` binds a job to a machine.
+    pub async fn instance_by_runner_name(
+        &self,
+        name: &str,
+    ) -> Result<Option<InstanceRow>, StoreError> {
+        self.instance_where("runner_name", Val::Text(Some(name.to_string())))
+            .await
+    }
+
+    pub async fn instance_by_label(&self, label: &str) -> Result<Option<InstanceRow>, StoreError> {
+        self.instance_where("label", Val::Text(Some(label.to_string())))
+            .await
+    }
+
+    /// Instances in any of these states, oldest first.
+    pub async fn instances_in(
+        &self,
+        states: &[InstanceState],
+    ) -> Result<Vec<InstanceRow>, StoreError> {
+        let list: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM instances WHERE state IN ({}) ORDER BY created_at, id",
+            list.join(", ")
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(InstanceRow::from_row).collect()
+    }
+
+    /// Every instance that is not destroyed or failed.
+    pub async fn live_instances(&self) -> Result<Vec<InstanceRow>, StoreError> {
+        let live: Vec<InstanceState> = InstanceState::ALL
+            .into_iter()
+            .filter(|s| !s.is_terminal())
+            .collect();
+        self.instances_in(&live).await
+    }
+
+    pub async fn instances_for_job(&self, job_id: i64) -> Result<Vec<InstanceRow>, StoreError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM instances WHERE job_id = $1 ORDER BY created_at, id");
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(InstanceRow::from_row).collect()
+    }
+
+    /// Move an instance from `from` to `to` if it is still in `from`.
+    pub async fn transition_instance(
+        &self,
+        id: &str,
+        from: InstanceState,
+        to: InstanceState,
+        now: i64,
+        patch: InstancePatch,
+    ) -> Result<bool, StoreError> {
+        if !from.can_become(to) {
+            return Err(StoreError::Transition(InvalidTransition {
+                kind: "instance",
+                from: from.to_string(),
+                to: to.to_string(),
+            }));
+        }
+        Cas {
+            table: "instances",
+            key_column: "id",
+            key: Val::Text(Some(id.to_string())),
+            from: Some(from.as_str()),
+            to: to.as_str(),
+            now,
+            sets: patch.into_sets(),
+        }
+        .run(&self.pool)
+        .await
+    }
+
+    /// Crash recovery only: put an instance in a state whatever state it is in.
+    pub async fn force_instance_state(
+        &self,
+        id: &str,
+        to: InstanceState,
+        now: i64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        Cas {
+            table: "instances",
+            key_column: "id",
+            key: Val::Text(Some(id.to_string())),
+            from: None,
+            to: to.as_str(),
+            now,
+            sets: vec![("reason", Val::Text(Some(reason.to_string())))],
+        }
+        .run(&self.pool)
+        .await
+    }
+}

@@ -1,0 +1,280 @@
+//! Jobs: one row per GitHub job id, moved through `JobState` by
+//! compare-and-set so that concurrent workers and late webhooks cannot race.
+
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{Cas, Inserted, Store, StoreError, Val};
+use crate::engine::state::JobState;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    pub job_id: i64,
+    pub run_id: i64,
+    pub run_attempt: i64,
+    pub repo: String,
+    pub installation_id: i64,
+    pub labels: Vec<String>,
+    pub head_sha: String,
+    pub is_fork: bool,
+    pub queued_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    pub job_id: i64,
+    pub run_id: i64,
+    pub run_attempt: i64,
+    pub repo: String,
+    pub installation_id: i64,
+    pub labels: Vec<String>,
+    pub head_sha: String,
+    pub is_fork: bool,
+    pub state: JobState,
+    /// Why it is in this state (a failure reason, a no-capacity diagnosis).
+    pub reason: Option<String>,
+    /// The runner definition chosen for it.
+    pub runner_def: Option<String>,
+    /// The runner GitHub gave it to.
+    pub runner_name: Option<String>,
+    pub conclusion: Option<String>,
+    pub check_run_id: Option<i64>,
+    /// Provisioning attempts so far.
+    pub attempts: i64,
+    /// Not before this time (backoff after no capacity).
+    pub next_attempt_at: Option<i64>,
+    pub queued_at: i64,
+    pub updated_at: i64,
+}
+
+/// Columns to set together with a state change; `None` leaves a column alone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobPatch {
+    pub reason: Option<Option<String>>,
+    pub runner_def: Option<String>,
+    pub runner_name: Option<String>,
+    pub conclusion: Option<String>,
+    pub check_run_id: Option<i64>,
+    pub next_attempt_at: Option<Option<i64>>,
+    /// Count one more provisioning attempt.
+    pub count_attempt: bool,
+}
+
+impl JobPatch {
+    fn into_sets(self) -> Vec<(&'static str, Val)> {
+        let mut sets = Vec::new();
+        if let Some(r) = self.reason {
+            sets.push(("reason", Val::Text(r)));
+        }
+        if let Some(d) = self.runner_def {
+            sets.push(("runner_def", Val::Text(Some(d))));
+        }
+        if let Some(n) = self.runner_name {
+            sets.push(("runner_name", Val::Text(Some(n))));
+        }
+        if let Some(c) = self.conclusion {
+            sets.push(("conclusion", Val::Text(Some(c))));
+        }
+        if let Some(c) = self.check_run_id {
+            sets.push(("check_run_id", Val::Int(Some(c))));
+        }
+        if let Some(t) = self.next_attempt_at {
+            sets.push(("next_attempt_at", Val::Int(t)));
+        }
+        sets
+    }
+}
+
+const COLUMNS: &str = "job_id, run_id, run_attempt, repo, installation_id, labels, head_sha, is_fork, \
+     state, reason, runner_def, runner_name, conclusion, check_run_id, attempts, next_attempt_at, \
+     queued_at, updated_at";
+
+impl JobRow {
+    fn from_row(r: &AnyRow) -> Result<JobRow, StoreError> {
+        let labels: String = r.try_get("labels")?;
+        let state: String = r.try_get("state")?;
+        Ok(JobRow {
+            job_id: r.try_get("job_id")?,
+            run_id: r.try_get("run_id")?,
+            run_attempt: r.try_get("run_attempt")?,
+            repo: r.try_get("repo")?,
+            installation_id: r.try_get("installation_id")?,
+            labels: serde_json::from_str(&labels)?,
+            head_sha: r.try_get("head_sha")?,
+            is_fork: r.try_get::<i64, _>("is_fork")? != 0,
+            state: state.parse()?,
+            reason: r.try_get("reason")?,
+            runner_def: r.try_get("runner_def")?,
+            runner_name: r.try_get("runner_name")?,
+            conclusion: r.try_get("conclusion")?,
+            check_run_id: r.try_get("check_run_id")?,
+            attempts: r.try_get("attempts")?,
+            next_attempt_at: r.try_get("next_attempt_at")?,
+            queued_at: r.try_get("queued_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+}
+
+/// A change of state the table does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a {kind} cannot go from {from} to {to}")]
+pub struct InvalidTransition {
+    pub kind: &'static str,
+    pub from: String,
+    pub to: String,
+}
+
+impl Store {
+    /// Record a queued job. Seeing the same job again is a no-op.
+    pub async fn insert_job(&self, j: &NewJob) -> Result<Inserted, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO jobs (job_id, run_id, run_attempt, repo, installation_id, labels, head_sha, \
+             is_fork, state, queued_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT (job_id) DO NOTHING",
+        )
+        .bind(j.job_id)
+        .bind(j.run_id)
+        .bind(j.run_attempt)
+        .bind(&j.repo)
+        .bind(j.installation_id)
+        .bind(serde_json::to_string(&j.labels)?)
+        .bind(&j.head_sha)
+        .bind(i64::from(j.is_fork))
+        .bind(JobState::Queued.as_str())
+        .bind(j.queued_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(if done.rows_affected() == 1 {
+            Inserted::New
+        } else {
+            Inserted::Duplicate
+        })
+    }
+
+    pub async fn job(&self, job_id: i64) -> Result<Option<JobRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM jobs WHERE job_id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(JobRow::from_row).transpose()
+    }
+
+    /// Jobs in any of these states, oldest first.
+    pub async fn jobs_in(&self, states: &[JobState]) -> Result<Vec<JobRow>, StoreError> {
+        let list: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM jobs WHERE state IN ({}) ORDER BY queued_at, job_id",
+            list.join(", ")
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(JobRow::from_row).collect()
+    }
+
+    /// Move a job from `from` to `to` if it is still in `from`. Returns false
+    /// when another worker or a webhook moved it first.
+    pub async fn transition_job(
+        &self,
+        job_id: i64,
+        from: JobState,
+        to: JobState,
+        now: i64,
+        patch: JobPatch,
+    ) -> Result<bool, StoreError> {
+        if !from.can_become(to) {
+            return Err(StoreError::Transition(InvalidTransition {
+                kind: "job",
+                from: from.to_string(),
+                to: to.to_string(),
+            }));
+        }
+        let count = patch.count_attempt;
+        let mut sets = patch.into_sets();
+        if count {
+            // attempts = attempts + 1 cannot be a bound value; read-modify-write
+            // is safe because the CAS on `state` fails if anyone else moved it.
+            let current = self.job(job_id).await?.map_or(0, |j| j.attempts);
+            sets.push(("attempts", Val::Int(Some(current + 1))));
+        }
+        Cas {
+            table: "jobs",
+            key_column: "job_id",
+            key: Val::Int(Some(job_id)),
+            from: Some(from.as_str()),
+            to: to.as_str(),
+            now,
+            sets,
+        }
+        .run(&self.pool)
+        .await
+    }
+
+    /// Crash recovery only: put a job in a state whatever state it is in.
+    pub async fn force_job_state(
+        &self,
+        job_id: i64,
+        to: JobState,
+        now: i64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        Cas {
+            table: "jobs",
+            key_column: "job_id",
+            key: Val::Int(Some(job_id)),
+            from: None,
+            to: to.as_str(),
+            now,
+            sets: vec![("reason", Val::Text(Some(reason.to_string())))],
+        }
+        .run(&self.pool)
+        .await
+    }
+
+    /// Lease queued jobs whose backoff has passed to `owner`, oldest first.
+    /// Two replicas never get the same job while a lease holds.
+    pub async fn claim_due_jobs(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<JobRow>, StoreError> {
+        let sql = format!(
+            "UPDATE jobs SET lease_owner = $1, lease_until = $2 \
+             WHERE job_id IN (SELECT job_id FROM jobs WHERE state = 'queued' \
+                 AND (next_attempt_at IS NULL OR next_attempt_at <= $3) \
+                 AND (lease_until IS NULL OR lease_until <= $3) \
+                 ORDER BY queued_at, job_id LIMIT $4{}) \
+             RETURNING {COLUMNS}",
+            self.skip_locked()
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut jobs: Vec<JobRow> = rows
+            .iter()
+            .map(JobRow::from_row)
+            .collect::<Result<_, _>>()?;
+        jobs.sort_by_key(|j| (j.queued_at, j.job_id));
+        Ok(jobs)
+    }
+
+    /// Give a job's lease back (the worker is done with it for now).
+    pub async fn release_job(&self, job_id: i64, owner: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE job_id = $1 AND lease_owner = $2",
+        )
+        .bind(job_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,291 @@
+//! The durable store: deliveries (the inbox), jobs, instances, the cost
+//! ledger and an event log of what rigger did and why.
+//!
+//! SQLite by default (one file, WAL), PostgreSQL for more than one replica;
+//! one code path over sqlx's `Any` driver, with the few differences (row
+//! locking, auto-numbered keys) behind [`Dialect`]. Times are unix
+//! milliseconds passed in by the caller, so tests run on an injected clock.
+
+mod inbox;
+mod instances;
+mod jobs;
+mod ledger;
+mod migrations;
+
+use std::str::FromStr;
+use std::sync::Once;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
+
+pub use inbox::{Delivery, NewDelivery};
+pub use instances::{InstancePatch, InstanceRow, NewInstance};
+pub use jobs::{InvalidTransition, JobPatch, JobRow, NewJob};
+pub use ledger::{CostEntry, SpendRow};
+
+use crate::engine::state::UnknownState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    #[error(transparent)]
+    Corrupt(#[from] UnknownState),
+    #[error("corrupt JSON in the database: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Transition(#[from] InvalidTransition),
+}
+
+/// Whether an insert created a row or found one already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    New,
+    Duplicate,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+static DRIVERS: Once = Once::new();
+
+impl Store {
+    /// Open (and for SQLite create) the database and bring its schema up to date.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Self::connect_in_schema(url, None).await
+    }
+
+    /// As [`Store::connect`], inside a PostgreSQL schema of its own (created
+    /// if missing): how tests share one database without sharing tables.
+    pub async fn connect_in_schema(url: &str, schema: Option<&str>) -> Result<Store, StoreError> {
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let (dialect, url) = if url.starts_with("sqlite:") {
+            (Dialect::Sqlite, sqlite_url(url))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            (Dialect::Postgres, url.to_string())
+        } else {
+            return Err(StoreError::UnsupportedUrl(redact_url(url)));
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        if let (Dialect::Postgres, Some(schema)) = (dialect, schema) {
+            let pool = AnyPoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await?;
+            let create = format!("CREATE SCHEMA IF NOT EXISTS {}", ident(schema));
+            sqlx::query(AssertSqlSafe(create)).execute(&pool).await?;
+            pool.close().await;
+        }
+        let schema = schema.map(ident);
+        let pool = AnyPoolOptions::new()
+            // SQLite has one writer at a time however many connections there are.
+            .max_connections(match dialect {
+                Dialect::Sqlite => 4,
+                Dialect::Postgres => 10,
+            })
+            .after_connect(move |conn, _| {
+                let schema = schema.clone();
+                Box::pin(async move {
+                    match dialect {
+                        Dialect::Sqlite => {
+                            // WAL lets readers run beside the writer; FULL makes a
+                            // commit survive power loss, which a 2xx promises (I5).
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = FULL").await?;
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        }
+                        Dialect::Postgres => {
+                            if let Some(s) = schema {
+                                let set = format!("SET search_path TO {s}");
+                                conn.execute(sqlx::query(AssertSqlSafe(set))).await?;
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        migrations::run(&pool, dialect).await?;
+        Ok(Store { pool, dialect })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Record something rigger did, and why, for `rigger jobs` and debugging.
+    pub async fn log_event(
+        &self,
+        at: i64,
+        job_id: Option<i64>,
+        instance_id: Option<&str>,
+        kind: &str,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO events (at, job_id, instance_id, kind, message) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(at)
+        .bind(job_id)
+        .bind(instance_id)
+        .bind(kind)
+        .bind(message)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The events of a job, oldest first: `(at, kind, message)`.
+    pub async fn job_events(&self, job_id: i64) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT at, kind, message FROM events WHERE job_id = $1 ORDER BY id")
+                .bind(job_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("at")?, r.try_get("kind")?, r.try_get("message")?)))
+            .collect()
+    }
+
+    /// `FOR UPDATE SKIP LOCKED` where the database has it: two replicas
+    /// claiming work at once each get different rows. SQLite serialises
+    /// writers, so its single UPDATE statement is already exclusive.
+    fn skip_locked(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        }
+    }
+}
+
+/// `sqlite://rigger.db` → created on first start.
+fn sqlite_url(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+/// A database URL fit for an error message: no password.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A schema name safe to splice into SQL.
+fn ident(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            sqlite_url("sqlite://rigger.db"),
+            "sqlite://rigger.db?mode=rwc"
+        );
+        assert_eq!(sqlite_url("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(
+            redact_url("postgres://rigger:s3cret@db:5432/rigger"),
+            "postgres://rigger:***@db:5432/rigger"
+        );
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(ident("t_1; DROP"), "t_1DROP");
+    }
+}
+
+/// A value for one column of a dynamic UPDATE.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Val {
+    Int(Option<i64>),
+    Text(Option<String>),
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, <sqlx::Any as sqlx::Database>::Arguments>;
+
+fn bind_val(q: AnyQuery<'_>, v: Val) -> AnyQuery<'_> {
+    match v {
+        Val::Int(x) => q.bind(x),
+        Val::Text(x) => q.bind(x),
+    }
+}
+
+/// A compare-and-set on a row's state:
+/// `UPDATE table SET state = to, updated_at = now, version = version + 1, <sets>
+/// WHERE key_column = key AND state = from`.
+pub(crate) struct Cas<'a> {
+    pub table: &'a str,
+    pub key_column: &'a str,
+    pub key: Val,
+    /// `None` only for crash recovery's forced moves.
+    pub from: Option<&'a str>,
+    pub to: &'a str,
+    pub now: i64,
+    pub sets: Vec<(&'static str, Val)>,
+}
+
+impl Cas<'_> {
+    /// Returns whether the row was in `from` (and so was changed).
+    pub(crate) async fn run(self, pool: &AnyPool) -> Result<bool, StoreError> {
+        let mut sql = format!(
+            "UPDATE {} SET state = $1, updated_at = $2, version = version + 1",
+            self.table
+        );
+        let mut n = 2;
+        for (column, _) in &self.sets {
+            n += 1;
+            sql.push_str(&format!(", {column} = ${n}"));
+        }
+        sql.push_str(&format!(" WHERE {} = ${}", self.key_column, n + 1));
+        if self.from.is_some() {
+            sql.push_str(&format!(" AND state = ${}", n + 2));
+        }
+        let mut q = sqlx::query(AssertSqlSafe(sql))
+            .bind(self.to.to_string())
+            .bind(self.now);
+        for (_, v) in self.sets {
+            q = bind_val(q, v);
+        }
+        q = bind_val(q, self.key);
+        if let Some(f) = self.from {
+            q = q.bind(f.to_string());
+        }
+        Ok(q.execute(pool).await?.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,478 @@
+//! The store, run against SQLite and (when `RIGGER_TEST_POSTGRES_URL` is set,
+//! as `.ci/run` does) PostgreSQL: the same suite on both.
+
+use rigger::engine::state::{InstanceState, JobState};
+use rigger::store::{
+    CostEntry, Inserted, InstancePatch, JobPatch, NewDelivery, NewInstance, NewJob, Store,
+    StoreError,
+};
+
+/// A fresh store per database for one test.
+async fn stores(test: &str) -> Vec<Store> {
+    let dir = std::env::temp_dir().join(format!("rigger-store-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = format!("sqlite://{}", dir.join("rigger.db").display());
+    let mut out = vec![Store::connect(&sqlite).await.expect("sqlite store")];
+    match std::env::var("RIGGER_TEST_POSTGRES_URL") {
+        Ok(url) => {
+            let schema = format!("rigger_test_{test}");
+            drop_schema(&url, &schema).await;
+            out.push(
+                Store::connect_in_schema(&url, Some(&schema))
+                    .await
+                    .expect("postgres store"),
+            );
+        }
+        Err(_) => {
+            eprintln!("PostgreSQL skipped: RIGGER_TEST_POSTGRES_URL is not set (.ci/run sets it)")
+        }
+    }
+    out
+}
+
+async fn drop_schema(url: &str, schema: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("postgres");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+fn delivery(id: &str, at: i64) -> NewDelivery {
+    NewDelivery {
+        delivery_id: id.to_string(),
+        event: "workflow_job".into(),
+        action: Some("queued".into()),
+        body: format!("{{\"n\":\"{id}\"}}"),
+        received_at: at,
+    }
+}
+
+fn job(id: i64) -> NewJob {
+    NewJob {
+        job_id: id,
+        run_id: 100,
+        run_attempt: 1,
+        repo: "octo/ml".into(),
+        installation_id: 7,
+        labels: vec!["self-hosted".into(), format!("cirun-gpu--{id}")],
+        head_sha: "abc".into(),
+        is_fork: false,
+        queued_at: 1_000 + id,
+    }
+}
+
+fn instance(id: &str, job_id: i64) -> NewInstance {
+    NewInstance {
+        id: id.to_string(),
+        job_id,
+        label: format!("rigger:test:{job_id}:{id}"),
+        runner_name: format!("rigger-{id}"),
+        offer_id: Some(42),
+        gpu_name: Some("RTX 4090".into()),
+        num_gpus: Some(1),
+        dph: Some(0.5),
+        location: Some("Texas, US".into()),
+    }
+}
+
+#[tokio::test]
+async fn migrations_are_applied_once() {
+    let dir = std::env::temp_dir().join(format!("rigger-store-mig-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("new/../rigger.db").display());
+    let first = Store::connect(&url).await.unwrap();
+    first.insert_job(&job(1)).await.unwrap();
+    first.close().await;
+    let again = Store::connect(&url).await.unwrap();
+    assert!(
+        again.job(1).await.unwrap().is_some(),
+        "data survives a restart"
+    );
+    again.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn unsupported_urls_say_what_to_use_and_hide_passwords() {
+    let err = Store::connect("mysql://root:hunter2@db/x")
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("sqlite://PATH or postgres://"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(matches!(err, StoreError::UnsupportedUrl(_)));
+}
+
+#[tokio::test]
+async fn deliveries_are_unique_and_leased() {
+    for s in stores("deliveries").await {
+        assert_eq!(
+            s.insert_delivery(&delivery("a", 1)).await.unwrap(),
+            Inserted::New
+        );
+        assert_eq!(
+            s.insert_delivery(&delivery("a", 2)).await.unwrap(),
+            Inserted::Duplicate
+        );
+        let batch = s
+            .insert_deliveries(&[delivery("b", 2), delivery("a", 3), delivery("c", 3)])
+            .await
+            .unwrap();
+        assert_eq!(
+            batch,
+            vec![Inserted::New, Inserted::Duplicate, Inserted::New]
+        );
+        assert_eq!(s.pending_deliveries().await.unwrap(), 3);
+
+        let got = s.claim_deliveries("w1", 10, 1_000, 2).await.unwrap();
+        let ids: Vec<_> = got.iter().map(|d| d.delivery_id.as_str()).collect();
+        assert_eq!(ids, vec!["a", "b"], "oldest first");
+        assert_eq!(got[0].attempts, 1);
+        assert_eq!(got[0].body, "{\"n\":\"a\"}");
+
+        // While leased, another worker gets only the rest.
+        let other = s.claim_deliveries("w2", 20, 1_000, 10).await.unwrap();
+        assert_eq!(other.len(), 1);
+        assert_eq!(other[0].delivery_id, "c");
+
+        // Only the lease holder finishes.
+        assert!(!s.finish_delivery("a", "w2", 30, None).await.unwrap());
+        assert!(s.finish_delivery("a", "w1", 30, None).await.unwrap());
+        assert!(
+            !s.finish_delivery("a", "w1", 31, None).await.unwrap(),
+            "once"
+        );
+
+        // w1 died holding `b` (leased until 1010), w2 holding `c` (until
+        // 1020): once the leases run out, both are claimable again.
+        assert!(
+            s.claim_deliveries("w3", 500, 1_000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let retry = s.claim_deliveries("w3", 1_020, 1_000, 10).await.unwrap();
+        let ids: Vec<_> = retry.iter().map(|d| d.delivery_id.as_str()).collect();
+        assert_eq!(ids, vec!["b", "c"]);
+        assert_eq!(retry[0].attempts, 2);
+        assert!(
+            s.finish_delivery("b", "w3", 1_020, Some("bad payload"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(s.pending_deliveries().await.unwrap(), 1);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_claims_never_share_a_delivery() {
+    for s in stores("concurrent").await {
+        let all: Vec<_> = (0..40).map(|i| delivery(&format!("d{i:02}"), i)).collect();
+        s.insert_deliveries(&all).await.unwrap();
+        let (a, b) = tokio::join!(
+            s.claim_deliveries("a", 100, 10_000, 25),
+            s.claim_deliveries("b", 100, 10_000, 25)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.len() + b.len(), 40);
+        for d in &a {
+            assert!(b.iter().all(|e| e.delivery_id != d.delivery_id));
+        }
+    }
+}
+
+#[tokio::test]
+async fn jobs_move_by_compare_and_set() {
+    for s in stores("jobs").await {
+        assert_eq!(s.insert_job(&job(1)).await.unwrap(), Inserted::New);
+        assert_eq!(s.insert_job(&job(1)).await.unwrap(), Inserted::Duplicate);
+        let j = s.job(1).await.unwrap().unwrap();
+        assert_eq!(j.state, JobState::Queued);
+        assert_eq!(j.labels, vec!["self-hosted", "cirun-gpu--1"]);
+        assert!(!j.is_fork);
+
+        let patch = JobPatch {
+            runner_def: Some("gpu".into()),
+            count_attempt: true,
+            ..Default::default()
+        };
+        assert!(
+            s.transition_job(1, JobState::Queued, JobState::Provisioning, 50, patch)
+                .await
+                .unwrap()
+        );
+        // A second worker with a stale view loses.
+        assert!(
+            !s.transition_job(
+                1,
+                JobState::Queued,
+                JobState::Provisioning,
+                51,
+                JobPatch::default()
+            )
+            .await
+            .unwrap()
+        );
+        // Back to queued with a backoff and a diagnosis.
+        let patch = JobPatch {
+            reason: Some(Some("0 offers: none in US".into())),
+            next_attempt_at: Some(Some(5_000)),
+            ..Default::default()
+        };
+        assert!(
+            s.transition_job(1, JobState::Provisioning, JobState::Queued, 60, patch)
+                .await
+                .unwrap()
+        );
+        let j = s.job(1).await.unwrap().unwrap();
+        assert_eq!(j.state, JobState::Queued);
+        assert_eq!(j.runner_def.as_deref(), Some("gpu"));
+        assert_eq!(j.attempts, 1);
+        assert_eq!(j.reason.as_deref(), Some("0 offers: none in US"));
+        assert_eq!(j.next_attempt_at, Some(5_000));
+        assert_eq!(j.updated_at, 60);
+
+        // The table forbids going backwards from a terminal state.
+        let err = s
+            .transition_job(
+                1,
+                JobState::Completed,
+                JobState::Queued,
+                70,
+                JobPatch::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("cannot go from completed to queued")
+        );
+
+        // Crash recovery can force.
+        assert!(
+            s.force_job_state(1, JobState::Failed, 80, "recovered")
+                .await
+                .unwrap()
+        );
+        assert_eq!(s.job(1).await.unwrap().unwrap().state, JobState::Failed);
+    }
+}
+
+#[tokio::test]
+async fn due_jobs_are_claimed_once_and_after_their_backoff() {
+    for s in stores("due").await {
+        for id in 1..=3 {
+            s.insert_job(&job(id)).await.unwrap();
+        }
+        s.transition_job(
+            2,
+            JobState::Queued,
+            JobState::Provisioning,
+            0,
+            JobPatch::default(),
+        )
+        .await
+        .unwrap();
+        s.transition_job(
+            2,
+            JobState::Provisioning,
+            JobState::Queued,
+            0,
+            JobPatch {
+                next_attempt_at: Some(Some(10_000)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let got: Vec<i64> = s
+            .claim_due_jobs("w1", 1_000, 30_000, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|j| j.job_id)
+            .collect();
+        assert_eq!(got, vec![1, 3], "job 2 waits for its backoff");
+        assert!(
+            s.claim_due_jobs("w2", 2_000, 30_000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        s.release_job(1, "w1").await.unwrap();
+        let got: Vec<i64> = s
+            .claim_due_jobs("w2", 20_000, 30_000, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|j| j.job_id)
+            .collect();
+        assert_eq!(got, vec![1, 2]);
+        assert_eq!(s.jobs_in(&[JobState::Queued]).await.unwrap().len(), 3);
+    }
+}
+
+#[tokio::test]
+async fn instances_move_by_compare_and_set() {
+    for s in stores("instances").await {
+        s.insert_job(&job(9)).await.unwrap();
+        s.insert_instance(&instance("i1", 9), 100).await.unwrap();
+        let i = s.instance("i1").await.unwrap().unwrap();
+        assert_eq!(i.state, InstanceState::Requested);
+        assert_eq!(i.dph, Some(0.5));
+        assert_eq!(
+            s.instance_by_runner_name("rigger-i1")
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            "i1"
+        );
+        assert_eq!(
+            s.instance_by_label("rigger:test:9:i1")
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            "i1"
+        );
+
+        let ok = s
+            .transition_instance(
+                "i1",
+                InstanceState::Requested,
+                InstanceState::Creating,
+                110,
+                InstancePatch {
+                    create_called_at: Some(110),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(ok);
+        let ok = s
+            .transition_instance(
+                "i1",
+                InstanceState::Creating,
+                InstanceState::Booting,
+                120,
+                InstancePatch {
+                    provider_id: Some("7835610".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(ok);
+        // A stale writer loses the race.
+        assert!(
+            !s.transition_instance(
+                "i1",
+                InstanceState::Creating,
+                InstanceState::Failed,
+                121,
+                InstancePatch::default()
+            )
+            .await
+            .unwrap()
+        );
+        let i = s.instance("i1").await.unwrap().unwrap();
+        assert_eq!(i.state, InstanceState::Booting);
+        assert_eq!(i.provider_id.as_deref(), Some("7835610"));
+        assert_eq!(i.create_called_at, Some(110));
+        assert_eq!(s.live_instances().await.unwrap().len(), 1);
+
+        for (from, to) in [
+            (InstanceState::Booting, InstanceState::Destroying),
+            (InstanceState::Destroying, InstanceState::Destroyed),
+        ] {
+            assert!(
+                s.transition_instance("i1", from, to, 200, InstancePatch::default())
+                    .await
+                    .unwrap()
+            );
+        }
+        assert!(s.live_instances().await.unwrap().is_empty());
+        let err = s
+            .transition_instance(
+                "i1",
+                InstanceState::Destroyed,
+                InstanceState::Booting,
+                300,
+                InstancePatch::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Transition(_)));
+        assert_eq!(s.instances_for_job(9).await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn the_ledger_counts_each_instance_once() {
+    for s in stores("ledger").await {
+        let entry = |id: &str, repo: &str, seconds: i64, at: i64| CostEntry {
+            instance_id: id.into(),
+            job_id: 1,
+            repo: repo.into(),
+            runner_def: "gpu".into(),
+            gpu_name: "RTX 4090".into(),
+            dph: 0.36,
+            seconds,
+            closed_at: at,
+        };
+        assert_eq!(
+            s.record_cost(&entry("a", "octo/ml", 3600, 10))
+                .await
+                .unwrap(),
+            Inserted::New
+        );
+        assert_eq!(
+            s.record_cost(&entry("a", "octo/ml", 3600, 10))
+                .await
+                .unwrap(),
+            Inserted::Duplicate
+        );
+        s.record_cost(&entry("b", "octo/ml", 1800, 20))
+            .await
+            .unwrap();
+        s.record_cost(&entry("c", "octo/web", 600, 30))
+            .await
+            .unwrap();
+        let total = s.spend_since(0).await.unwrap();
+        assert!((total - (0.36 + 0.18 + 0.06)).abs() < 1e-9, "{total}");
+        assert!((s.spend_since(25).await.unwrap() - 0.06).abs() < 1e-9);
+        let by = s.spend_by_repo(0).await.unwrap();
+        assert_eq!(by[0].repo, "octo/ml");
+        assert_eq!(by[0].instances, 2);
+        assert_eq!(by[0].seconds, 5400);
+        assert_eq!(by[1].repo, "octo/web");
+    }
+}
+
+#[tokio::test]
+async fn events_are_kept_in_order() {
+    for s in stores("events").await {
+        s.log_event(1, Some(5), None, "queued", "job queued")
+            .await
+            .unwrap();
+        s.log_event(2, Some(5), Some("i1"), "rented", "RTX 4090 at $0.36/h")
+            .await
+            .unwrap();
+        s.log_event(3, Some(6), None, "queued", "other")
+            .await
+            .unwrap();
+        let ev = s.job_events(5).await.unwrap();
+        assert_eq!(ev.len(), 2);
+        assert_eq!(
+            ev[1],
+            (2, "rented".to_string(), "RTX 4090 at $0.36/h".to_string())
+        );
+    }
+}
