@@ -77,6 +77,7 @@ fn instance(id: &str, job_id: i64) -> NewInstance {
         num_gpus: Some(1),
         dph: Some(0.5),
         location: Some("Texas, US".into()),
+        expires_at: 1_000_000,
     }
 }
 

@@ -1,4 +1,5 @@
 //! The engine: job and instance state machines, provisioning, teardown and
 //! the reconciler.
 
+pub mod reconcile;
 pub mod state;

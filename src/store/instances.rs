@@ -21,6 +21,8 @@ pub struct NewInstance {
     pub num_gpus: Option<i64>,
     pub dph: Option<f64>,
     pub location: Option<String>,
+    /// When it is destroyed whatever it is doing (max lifetime, I3/I4).
+    pub expires_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +46,7 @@ pub struct InstanceRow {
     pub online_at: Option<i64>,
     pub destroy_called_at: Option<i64>,
     pub destroyed_at: Option<i64>,
+    pub expires_at: i64,
     pub updated_at: i64,
 }
 
@@ -84,7 +87,7 @@ impl InstancePatch {
 
 const COLUMNS: &str = "id, job_id, label, runner_name, runner_id, provider_id, offer_id, gpu_name, \
      num_gpus, dph, location, state, reason, created_at, create_called_at, online_at, \
-     destroy_called_at, destroyed_at, updated_at";
+     destroy_called_at, destroyed_at, expires_at, updated_at";
 
 impl InstanceRow {
     fn from_row(r: &AnyRow) -> Result<InstanceRow, StoreError> {
@@ -108,6 +111,7 @@ impl InstanceRow {
             online_at: r.try_get("online_at")?,
             destroy_called_at: r.try_get("destroy_called_at")?,
             destroyed_at: r.try_get("destroyed_at")?,
+            expires_at: r.try_get("expires_at")?,
             updated_at: r.try_get("updated_at")?,
         })
     }
@@ -118,8 +122,8 @@ impl Store {
     pub async fn insert_instance(&self, i: &NewInstance, now: i64) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO instances (id, job_id, label, runner_name, offer_id, gpu_name, num_gpus, dph, \
-             location, state, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+             location, state, expires_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
         )
         .bind(&i.id)
         .bind(i.job_id)
@@ -131,6 +135,7 @@ impl Store {
         .bind(i.dph)
         .bind(&i.location)
         .bind(InstanceState::Requested.as_str())
+        .bind(i.expires_at)
         .bind(now)
         .execute(&self.pool)
         .await?;

@@ -71,6 +71,7 @@ CREATE TABLE instances (
     online_at         BIGINT,
     destroy_called_at BIGINT,
     destroyed_at      BIGINT,
+    expires_at        BIGINT NOT NULL,
     updated_at        BIGINT NOT NULL,
     version           BIGINT NOT NULL DEFAULT 0
 );

@@ -1,0 +1,12 @@
+//! The reconciler: `plan` decides (pure, tested rule by rule); `apply`
+//! carries the decisions out against the store, Vast.ai and GitHub.
+
+pub mod plan;
+
+#[cfg(test)]
+mod plan_tests;
+
+pub use plan::{
+    Action, CloudStatus, CloudView, GithubJobStatus, GithubJobView, Limits, Rule, RunnerView,
+    Snapshot, plan, quiet_jobs,
+};

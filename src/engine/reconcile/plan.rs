@@ -1,0 +1,507 @@
+//! The reconciler's decisions: a pure function from three views of the world
+//! (the store, Vast.ai, GitHub) and the time to the actions that make them
+//! agree. Webhooks are hints; this is the truth (design §4).
+//!
+//! Every rule is a named function, so each is tested on its own, and every
+//! action says which rule asked for it (for metrics and the event log).
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use crate::engine::state::{InstanceState, JobState};
+use crate::store::{InstanceRow, JobRow};
+
+/// A Vast.ai instance that carries our controller label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudView {
+    pub provider_id: String,
+    pub label: String,
+    pub status: CloudStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloudStatus {
+    Loading,
+    Running,
+    /// Stopped or exited: it no longer runs a job but may still bill storage.
+    Exited,
+}
+
+/// A GitHub runner whose name carries our prefix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunnerView {
+    pub id: i64,
+    pub name: String,
+    pub online: bool,
+    pub busy: bool,
+}
+
+/// What GitHub says of a job rigger asked about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GithubJobView {
+    pub job_id: i64,
+    pub status: GithubJobStatus,
+    pub conclusion: Option<String>,
+    pub runner_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GithubJobStatus {
+    Queued,
+    InProgress,
+    Completed,
+}
+
+/// Everything `plan` looks at, read at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Jobs not in a terminal state.
+    pub jobs: Vec<JobRow>,
+    /// Instances not destroyed or failed.
+    pub instances: Vec<InstanceRow>,
+    /// Vast.ai's instances with our controller label.
+    pub cloud: Vec<CloudView>,
+    /// Whether `cloud` could be read; when not, no rule acts on its absence.
+    pub cloud_known: bool,
+    /// GitHub runners with our name prefix.
+    pub runners: Vec<RunnerView>,
+    pub runners_known: bool,
+    /// GitHub's view of the jobs [`quiet_jobs`] picked.
+    pub github_jobs: Vec<GithubJobView>,
+}
+
+/// Timeouts, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Limits {
+    /// A create call with no answer for this long is looked up by label.
+    pub create_timeout_ms: i64,
+    /// From create to the runner coming online.
+    pub bootstrap_timeout_ms: i64,
+    /// Online with no job for this long: its job went elsewhere or was cancelled.
+    pub idle_timeout_ms: i64,
+    /// A job with no news for this long is checked on GitHub.
+    pub job_quiet_ms: i64,
+    /// A destroy not confirmed after this long is tried again.
+    pub destroy_retry_ms: i64,
+    /// A job left in `provisioning` this long lost its worker.
+    pub provisioning_timeout_ms: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        const MIN: i64 = 60_000;
+        Limits {
+            create_timeout_ms: 5 * MIN,
+            bootstrap_timeout_ms: 20 * MIN,
+            idle_timeout_ms: 10 * MIN,
+            job_quiet_ms: 10 * MIN,
+            destroy_retry_ms: MIN,
+            provisioning_timeout_ms: 5 * MIN,
+        }
+    }
+}
+
+/// Which rule of design §4 asked for an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    Orphan,
+    StuckCreate,
+    BootTimeout,
+    IdleTimeout,
+    JobCompletedElsewhere,
+    InstanceVanished,
+    StaleRunner,
+    MaxLifetime,
+    Recovery,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Orphan => "orphan",
+            Rule::StuckCreate => "stuck_create",
+            Rule::BootTimeout => "boot_timeout",
+            Rule::IdleTimeout => "idle_timeout",
+            Rule::JobCompletedElsewhere => "job_completed_elsewhere",
+            Rule::InstanceVanished => "instance_vanished",
+            Rule::StaleRunner => "stale_runner",
+            Rule::MaxLifetime => "max_lifetime",
+            Rule::Recovery => "recovery",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Destroy a Vast.ai instance no live row owns (rule 1).
+    DestroyOrphan { provider_id: String, label: String },
+    /// The create call's instance exists after all: take it (rule 2).
+    Adopt {
+        instance_id: String,
+        provider_id: String,
+    },
+    /// The create call never produced an instance: mark it failed and give
+    /// the job back to the queue if it is still waiting (rule 2).
+    MarkFailed {
+        instance_id: String,
+        requeue_job: Option<i64>,
+    },
+    /// Keep the instance's logs, destroy it, and re-queue its job if GitHub
+    /// still waits for it (rules 3, 4, 6, 8 and teardown after the job).
+    Destroy {
+        instance_id: String,
+        /// Collect the boot log first (rule 3).
+        keep_logs: bool,
+        /// Deregister this runner first (rule 4).
+        deregister_runner: Option<i64>,
+        requeue_job: Option<i64>,
+        reason: String,
+    },
+    /// GitHub says the job is over (rule 5).
+    CompleteJob {
+        job_id: i64,
+        conclusion: Option<String>,
+        runner_name: Option<String>,
+    },
+    /// GitHub says another runner took the job (rule 5).
+    MarkRunning { job_id: i64, runner_name: String },
+    /// Delete a runner registration no live instance has (rule 7).
+    DeleteRunner { runner_id: i64, name: String },
+    /// Put a job whose worker died back in the queue (rule 9).
+    RequeueJob { job_id: i64, reason: String },
+}
+
+impl Action {
+    /// What the action is about, so at most one action targets it.
+    fn target(&self) -> String {
+        match self {
+            Action::DestroyOrphan { provider_id, .. } => format!("cloud:{provider_id}"),
+            Action::Adopt { instance_id, .. }
+            | Action::MarkFailed { instance_id, .. }
+            | Action::Destroy { instance_id, .. } => format!("instance:{instance_id}"),
+            Action::CompleteJob { job_id, .. }
+            | Action::MarkRunning { job_id, .. }
+            | Action::RequeueJob { job_id, .. } => format!("job:{job_id}"),
+            Action::DeleteRunner { runner_id, .. } => format!("runner:{runner_id}"),
+        }
+    }
+}
+
+/// The jobs to ask GitHub about before planning: live jobs with no news
+/// for `job_quiet_ms` (a lost webhook looks exactly like this).
+pub fn quiet_jobs(jobs: &[JobRow], now: i64, limits: &Limits) -> Vec<i64> {
+    jobs.iter()
+        .filter(|j| !j.state.is_terminal() && now - j.updated_at >= limits.job_quiet_ms)
+        .map(|j| j.job_id)
+        .collect()
+}
+
+/// Decide what to do. Pure: the same snapshot and time give the same actions.
+pub fn plan(s: &Snapshot, now: i64, limits: &Limits) -> Vec<(Rule, Action)> {
+    let mut actions: Vec<(Rule, Action)> = Vec::new();
+    // Order is priority: the first action on a target wins.
+    actions.extend(
+        max_lifetime(s, now)
+            .into_iter()
+            .map(|a| (Rule::MaxLifetime, a)),
+    );
+    actions.extend(
+        completed_elsewhere(s)
+            .into_iter()
+            .map(|a| (Rule::JobCompletedElsewhere, a)),
+    );
+    actions.extend(orphans(s).into_iter().map(|a| (Rule::Orphan, a)));
+    actions.extend(
+        stuck_creates(s, now, limits)
+            .into_iter()
+            .map(|a| (Rule::StuckCreate, a)),
+    );
+    actions.extend(vanished(s).into_iter().map(|a| (Rule::InstanceVanished, a)));
+    actions.extend(
+        boot_timeouts(s, now, limits)
+            .into_iter()
+            .map(|a| (Rule::BootTimeout, a)),
+    );
+    actions.extend(
+        idle_timeouts(s, now, limits)
+            .into_iter()
+            .map(|a| (Rule::IdleTimeout, a)),
+    );
+    actions.extend(stale_runners(s).into_iter().map(|a| (Rule::StaleRunner, a)));
+    actions.extend(
+        recovery(s, now, limits)
+            .into_iter()
+            .map(|a| (Rule::Recovery, a)),
+    );
+    let mut seen = HashSet::new();
+    actions.retain(|(_, a)| seen.insert(a.target()));
+    actions
+}
+
+fn job_of(s: &Snapshot, job_id: i64) -> Option<&JobRow> {
+    s.jobs.iter().find(|j| j.job_id == job_id)
+}
+
+/// The job to re-queue when an instance dies: one still waiting for a runner.
+fn requeue_for(s: &Snapshot, i: &InstanceRow) -> Option<i64> {
+    let job = job_of(s, i.job_id)?;
+    let github_says_queued = s
+        .github_jobs
+        .iter()
+        .find(|g| g.job_id == job.job_id)
+        .is_none_or(|g| g.status == GithubJobStatus::Queued);
+    let waiting = matches!(
+        job.state,
+        JobState::WaitingForRunner | JobState::Provisioning
+    );
+    // Re-queue only if no other live machine serves it already.
+    let other_live = s
+        .instances
+        .iter()
+        .any(|o| o.job_id == i.job_id && o.id != i.id && o.state != InstanceState::Destroying);
+    (waiting && github_says_queued && !other_live).then_some(job.job_id)
+}
+
+fn destroy(s: &Snapshot, i: &InstanceRow, reason: &str) -> Action {
+    Action::Destroy {
+        instance_id: i.id.clone(),
+        keep_logs: false,
+        deregister_runner: None,
+        requeue_job: requeue_for(s, i),
+        reason: reason.to_string(),
+    }
+}
+
+/// Rule 8: past its max lifetime, whatever it is doing (the one exception to I4).
+fn max_lifetime(s: &Snapshot, now: i64) -> Vec<Action> {
+    s.instances
+        .iter()
+        .filter(|i| {
+            i.state.may_exist() && i.state != InstanceState::Destroying && now >= i.expires_at
+        })
+        .map(|i| Action::Destroy {
+            instance_id: i.id.clone(),
+            keep_logs: i.state == InstanceState::Booting,
+            deregister_runner: i.runner_id,
+            requeue_job: None,
+            reason: "max lifetime reached".into(),
+        })
+        .collect()
+}
+
+/// Rule 5: the job is over on GitHub (or a runner took it) but the store
+/// never heard. Also: an instance whose job is over is destroyed.
+fn completed_elsewhere(s: &Snapshot) -> Vec<Action> {
+    let mut out = Vec::new();
+    for g in &s.github_jobs {
+        let Some(job) = job_of(s, g.job_id) else {
+            continue;
+        };
+        match g.status {
+            GithubJobStatus::Completed => out.push(Action::CompleteJob {
+                job_id: job.job_id,
+                conclusion: g.conclusion.clone(),
+                runner_name: g.runner_name.clone(),
+            }),
+            GithubJobStatus::InProgress if job.state != JobState::Running => {
+                if let Some(name) = &g.runner_name {
+                    out.push(Action::MarkRunning {
+                        job_id: job.job_id,
+                        runner_name: name.clone(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    let live_jobs: HashSet<i64> = s.jobs.iter().map(|j| j.job_id).collect();
+    for i in &s.instances {
+        let job_over = !live_jobs.contains(&i.job_id);
+        let busy_or_online = matches!(
+            i.state,
+            InstanceState::Busy | InstanceState::Online | InstanceState::Booting
+        );
+        // A busy machine whose job ended is done; a booting/online one whose
+        // job ended (cancelled, taken elsewhere) has nothing to do either.
+        if job_over && busy_or_online {
+            out.push(Action::Destroy {
+                instance_id: i.id.clone(),
+                keep_logs: false,
+                deregister_runner: i.runner_id,
+                requeue_job: None,
+                reason: "its job is over".into(),
+            });
+        }
+    }
+    out
+}
+
+/// Rule 1: ours by label, but no live row knows it.
+fn orphans(s: &Snapshot) -> Vec<Action> {
+    if !s.cloud_known {
+        return Vec::new();
+    }
+    let labels: HashSet<&str> = s.instances.iter().map(|i| i.label.as_str()).collect();
+    let ids: HashSet<&str> = s
+        .instances
+        .iter()
+        .filter_map(|i| i.provider_id.as_deref())
+        .collect();
+    s.cloud
+        .iter()
+        .filter(|c| !labels.contains(c.label.as_str()) && !ids.contains(c.provider_id.as_str()))
+        .map(|c| Action::DestroyOrphan {
+            provider_id: c.provider_id.clone(),
+            label: c.label.clone(),
+        })
+        .collect()
+}
+
+/// Rule 2: a row written, the create call made (or not) and no answer.
+fn stuck_creates(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
+    if !s.cloud_known {
+        return Vec::new();
+    }
+    s.instances
+        .iter()
+        .filter(|i| matches!(i.state, InstanceState::Requested | InstanceState::Creating))
+        .filter(|i| now - i.updated_at >= limits.create_timeout_ms)
+        .map(|i| match s.cloud.iter().find(|c| c.label == i.label) {
+            Some(c) => Action::Adopt {
+                instance_id: i.id.clone(),
+                provider_id: c.provider_id.clone(),
+            },
+            None => Action::MarkFailed {
+                instance_id: i.id.clone(),
+                requeue_job: requeue_for(s, i),
+            },
+        })
+        .collect()
+}
+
+/// Rule 6: a machine we think runs is gone or exited on Vast.ai (host
+/// offline, interrupted bid). Destroy what is left and re-queue its job if
+/// GitHub still waits for it.
+fn vanished(s: &Snapshot) -> Vec<Action> {
+    if !s.cloud_known {
+        return Vec::new();
+    }
+    s.instances
+        .iter()
+        .filter(|i| {
+            matches!(
+                i.state,
+                InstanceState::Booting | InstanceState::Online | InstanceState::Busy
+            )
+        })
+        .filter(|i| {
+            let found = s.cloud.iter().find(|c| {
+                Some(c.provider_id.as_str()) == i.provider_id.as_deref() || c.label == i.label
+            });
+            found.is_none_or(|c| c.status == CloudStatus::Exited)
+        })
+        .map(|i| destroy(s, i, "the machine vanished or exited on Vast.ai"))
+        .collect()
+}
+
+/// Rule 3: booting too long and its runner never came online.
+fn boot_timeouts(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
+    s.instances
+        .iter()
+        .filter(|i| i.state == InstanceState::Booting)
+        .filter(|i| {
+            let since = i.create_called_at.unwrap_or(i.created_at);
+            now - since >= limits.bootstrap_timeout_ms
+        })
+        .filter(|i| {
+            !s.runners
+                .iter()
+                .any(|r| r.name == i.runner_name && r.online)
+        })
+        .map(|i| Action::Destroy {
+            instance_id: i.id.clone(),
+            keep_logs: true,
+            deregister_runner: None,
+            requeue_job: requeue_for(s, i),
+            reason: "the runner did not come online before the bootstrap timeout".into(),
+        })
+        .collect()
+}
+
+/// Rule 4: online with no job for too long (its job was cancelled or taken
+/// by another runner). Never a busy one (I4).
+fn idle_timeouts(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
+    s.instances
+        .iter()
+        .filter(|i| i.state == InstanceState::Online)
+        .filter(|i| now - i.online_at.unwrap_or(i.updated_at) >= limits.idle_timeout_ms)
+        .filter(|i| {
+            // GitHub may say it is busy before our webhook arrived.
+            !s.runners.iter().any(|r| r.name == i.runner_name && r.busy)
+        })
+        .map(|i| Action::Destroy {
+            instance_id: i.id.clone(),
+            keep_logs: false,
+            deregister_runner: i.runner_id.or_else(|| {
+                s.runners
+                    .iter()
+                    .find(|r| r.name == i.runner_name)
+                    .map(|r| r.id)
+            }),
+            requeue_job: requeue_for(s, i),
+            reason: "its runner stayed idle past the idle timeout".into(),
+        })
+        .collect()
+}
+
+/// Rule 7: a registration with our prefix and no live instance.
+fn stale_runners(s: &Snapshot) -> Vec<Action> {
+    if !s.runners_known {
+        return Vec::new();
+    }
+    let names: HashSet<&str> = s
+        .instances
+        .iter()
+        .filter(|i| i.state.may_exist() || i.state == InstanceState::Requested)
+        .map(|i| i.runner_name.as_str())
+        .collect();
+    s.runners
+        .iter()
+        .filter(|r| !names.contains(r.name.as_str()) && !r.busy)
+        .map(|r| Action::DeleteRunner {
+            runner_id: r.id,
+            name: r.name.clone(),
+        })
+        .collect()
+}
+
+/// Rule 9: what a crash left half done — a job whose worker died while
+/// provisioning, a destroy never confirmed.
+fn recovery(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
+    let mut out = Vec::new();
+    for j in &s.jobs {
+        if j.state == JobState::Provisioning && now - j.updated_at >= limits.provisioning_timeout_ms
+        {
+            out.push(Action::RequeueJob {
+                job_id: j.job_id,
+                reason: "its provisioning worker stopped".into(),
+            });
+        }
+    }
+    for i in &s.instances {
+        let retry = i.state == InstanceState::Destroying
+            && now - i.destroy_called_at.unwrap_or(i.updated_at) >= limits.destroy_retry_ms;
+        if retry {
+            out.push(Action::Destroy {
+                instance_id: i.id.clone(),
+                keep_logs: false,
+                deregister_runner: i.runner_id,
+                requeue_job: None,
+                reason: "retrying a destroy that was not confirmed".into(),
+            });
+        }
+    }
+    out
+}

@@ -1,0 +1,417 @@
+//! Each reconciler rule on its own, then the rules together.
+
+use super::plan::*;
+use crate::engine::state::{InstanceState, JobState};
+use crate::store::{InstanceRow, JobRow};
+
+const MIN: i64 = 60_000;
+const NOW: i64 = 1_000 * MIN;
+
+fn job(id: i64, state: JobState, updated_at: i64) -> JobRow {
+    JobRow {
+        job_id: id,
+        run_id: 1,
+        run_attempt: 1,
+        repo: "octo/ml".into(),
+        installation_id: 1,
+        labels: vec!["cirun-gpu".into()],
+        head_sha: "abc".into(),
+        is_fork: false,
+        state,
+        reason: None,
+        runner_def: Some("gpu".into()),
+        runner_name: None,
+        conclusion: None,
+        check_run_id: None,
+        attempts: 1,
+        next_attempt_at: None,
+        queued_at: 0,
+        updated_at,
+    }
+}
+
+fn inst(id: &str, job_id: i64, state: InstanceState, since: i64) -> InstanceRow {
+    InstanceRow {
+        id: id.into(),
+        job_id,
+        label: format!("rigger-ctl-{id}"),
+        runner_name: format!("rigger-{id}"),
+        runner_id: None,
+        provider_id: (!matches!(state, InstanceState::Requested | InstanceState::Creating))
+            .then(|| format!("p-{id}")),
+        offer_id: Some(1),
+        gpu_name: Some("RTX 4090".into()),
+        num_gpus: Some(1),
+        dph: Some(0.4),
+        location: None,
+        state,
+        reason: None,
+        created_at: since,
+        create_called_at: Some(since),
+        online_at: (state == InstanceState::Online).then_some(since),
+        destroy_called_at: (state == InstanceState::Destroying).then_some(since),
+        destroyed_at: None,
+        expires_at: NOW + 60 * MIN,
+        updated_at: since,
+    }
+}
+
+fn cloud(i: &InstanceRow, status: CloudStatus) -> CloudView {
+    CloudView {
+        provider_id: i
+            .provider_id
+            .clone()
+            .unwrap_or_else(|| format!("p-{}", i.id)),
+        label: i.label.clone(),
+        status,
+    }
+}
+
+fn snapshot(jobs: Vec<JobRow>, instances: Vec<InstanceRow>) -> Snapshot {
+    let cloud = instances
+        .iter()
+        .filter(|i| i.provider_id.is_some())
+        .map(|i| cloud(i, CloudStatus::Running))
+        .collect();
+    Snapshot {
+        jobs,
+        instances,
+        cloud,
+        cloud_known: true,
+        runners: Vec::new(),
+        runners_known: true,
+        github_jobs: Vec::new(),
+    }
+}
+
+fn run(s: &Snapshot) -> Vec<(Rule, Action)> {
+    plan(s, NOW, &Limits::default())
+}
+
+#[test]
+fn a_healthy_world_needs_nothing() {
+    let mut s = snapshot(
+        vec![job(1, JobState::Running, NOW)],
+        vec![inst("a", 1, InstanceState::Busy, NOW - 5 * MIN)],
+    );
+    s.runners.push(RunnerView {
+        id: 9,
+        name: "rigger-a".into(),
+        online: true,
+        busy: true,
+    });
+    assert_eq!(run(&s), vec![]);
+}
+
+#[test]
+fn rule_1_orphans_are_destroyed() {
+    let mut s = snapshot(vec![], vec![]);
+    s.cloud.push(CloudView {
+        provider_id: "77".into(),
+        label: "rigger-ctl-x".into(),
+        status: CloudStatus::Exited,
+    });
+    assert_eq!(
+        run(&s),
+        vec![(
+            Rule::Orphan,
+            Action::DestroyOrphan {
+                provider_id: "77".into(),
+                label: "rigger-ctl-x".into()
+            }
+        )]
+    );
+    // Not when Vast.ai could not be read: absence of evidence is not evidence.
+    s.cloud_known = false;
+    assert_eq!(run(&s), vec![]);
+}
+
+#[test]
+fn rule_1_a_row_still_creating_is_not_an_orphan() {
+    let i = inst("a", 1, InstanceState::Creating, NOW - MIN);
+    let mut s = snapshot(vec![job(1, JobState::Provisioning, NOW)], vec![i.clone()]);
+    s.cloud.push(cloud(&i, CloudStatus::Loading));
+    assert_eq!(run(&s), vec![]);
+}
+
+#[test]
+fn rule_2_stuck_create_is_adopted_when_found_by_label() {
+    let i = inst("a", 1, InstanceState::Creating, NOW - 6 * MIN);
+    let mut s = snapshot(vec![job(1, JobState::Provisioning, NOW)], vec![i.clone()]);
+    s.cloud.push(CloudView {
+        provider_id: "555".into(),
+        label: i.label.clone(),
+        status: CloudStatus::Loading,
+    });
+    assert_eq!(
+        run(&s),
+        vec![(
+            Rule::StuckCreate,
+            Action::Adopt {
+                instance_id: "a".into(),
+                provider_id: "555".into()
+            }
+        )]
+    );
+}
+
+#[test]
+fn rule_2_stuck_create_fails_and_requeues_when_nothing_exists() {
+    // A crash between writing the row and the create call.
+    let i = inst("a", 1, InstanceState::Requested, NOW - 6 * MIN);
+    let s = snapshot(vec![job(1, JobState::WaitingForRunner, NOW)], vec![i]);
+    assert_eq!(
+        run(&s),
+        vec![(
+            Rule::StuckCreate,
+            Action::MarkFailed {
+                instance_id: "a".into(),
+                requeue_job: Some(1)
+            }
+        )]
+    );
+    // Not yet past the create timeout: wait.
+    let i = inst("a", 1, InstanceState::Requested, NOW - MIN);
+    let s = snapshot(vec![job(1, JobState::WaitingForRunner, NOW)], vec![i]);
+    assert_eq!(run(&s), vec![]);
+}
+
+#[test]
+fn rule_3_boot_timeout_keeps_logs_destroys_and_requeues() {
+    let i = inst("a", 1, InstanceState::Booting, NOW - 21 * MIN);
+    let s = snapshot(vec![job(1, JobState::WaitingForRunner, NOW)], vec![i]);
+    let actions = run(&s);
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].0, Rule::BootTimeout);
+    match &actions[0].1 {
+        Action::Destroy {
+            keep_logs,
+            requeue_job,
+            ..
+        } => {
+            assert!(*keep_logs);
+            assert_eq!(*requeue_job, Some(1));
+        }
+        a => panic!("{a:?}"),
+    }
+}
+
+#[test]
+fn rule_3_not_when_the_runner_is_online() {
+    let i = inst("a", 1, InstanceState::Booting, NOW - 21 * MIN);
+    let mut s = snapshot(vec![job(1, JobState::WaitingForRunner, NOW)], vec![i]);
+    s.runners.push(RunnerView {
+        id: 3,
+        name: "rigger-a".into(),
+        online: true,
+        busy: false,
+    });
+    assert_eq!(run(&s), vec![]);
+}
+
+#[test]
+fn rule_3_does_not_requeue_a_job_github_already_gave_away() {
+    let i = inst("a", 1, InstanceState::Booting, NOW - 21 * MIN);
+    let mut s = snapshot(vec![job(1, JobState::WaitingForRunner, NOW)], vec![i]);
+    s.github_jobs.push(GithubJobView {
+        job_id: 1,
+        status: GithubJobStatus::InProgress,
+        conclusion: None,
+        runner_name: Some("someone-else".into()),
+    });
+    let actions = run(&s);
+    // Rule 5 notes the job is running elsewhere; rule 3 still destroys the machine, without re-queueing.
+    assert!(actions.contains(&(
+        Rule::JobCompletedElsewhere,
+        Action::MarkRunning {
+            job_id: 1,
+            runner_name: "someone-else".into()
+        }
+    )));
+    let destroy = actions
+        .iter()
+        .find(|(r, _)| *r == Rule::BootTimeout)
+        .expect("destroy");
+    assert!(matches!(
+        &destroy.1,
+        Action::Destroy {
+            requeue_job: None,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn rule_4_idle_runner_is_deregistered_then_destroyed() {
+    let mut i = inst("a", 1, InstanceState::Online, NOW - 11 * MIN);
+    i.runner_id = Some(44);
+    let s = snapshot(vec![job(1, JobState::WaitingForRunner, NOW)], vec![i]);
+    let actions = run(&s);
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].0, Rule::IdleTimeout);
+    assert!(matches!(
+        &actions[0].1,
+        Action::Destroy {
+            deregister_runner: Some(44),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn rule_4_never_kills_a_busy_runner() {
+    let i = inst("a", 1, InstanceState::Online, NOW - 11 * MIN);
+    let mut s = snapshot(vec![job(1, JobState::WaitingForRunner, NOW)], vec![i]);
+    s.runners.push(RunnerView {
+        id: 44,
+        name: "rigger-a".into(),
+        online: true,
+        busy: true,
+    });
+    assert_eq!(run(&s), vec![]);
+    let busy = inst("b", 2, InstanceState::Busy, NOW - 300 * MIN);
+    let s = snapshot(vec![job(2, JobState::Running, NOW)], vec![busy]);
+    assert_eq!(run(&s), vec![]);
+}
+
+#[test]
+fn rule_5_a_lost_completed_webhook_is_recovered() {
+    let s = {
+        let mut s = snapshot(
+            vec![job(1, JobState::Running, NOW - 30 * MIN)],
+            vec![inst("a", 1, InstanceState::Busy, NOW - 40 * MIN)],
+        );
+        s.github_jobs.push(GithubJobView {
+            job_id: 1,
+            status: GithubJobStatus::Completed,
+            conclusion: Some("success".into()),
+            runner_name: Some("rigger-a".into()),
+        });
+        s
+    };
+    assert_eq!(
+        run(&s),
+        vec![(
+            Rule::JobCompletedElsewhere,
+            Action::CompleteJob {
+                job_id: 1,
+                conclusion: Some("success".into()),
+                runner_name: Some("rigger-a".into())
+            }
+        )]
+    );
+}
+
+#[test]
+fn rule_5_instances_of_finished_jobs_are_destroyed() {
+    // The job is terminal (not among live jobs) but its machine still runs.
+    let s = snapshot(vec![], vec![inst("a", 1, InstanceState::Busy, NOW - MIN)]);
+    let actions = run(&s);
+    assert_eq!(actions.len(), 1);
+    assert!(matches!(&actions[0].1, Action::Destroy { instance_id, .. } if instance_id == "a"));
+}
+
+#[test]
+fn quiet_jobs_are_the_ones_to_check() {
+    let jobs = vec![
+        job(1, JobState::Running, NOW - 11 * MIN),
+        job(2, JobState::Running, NOW - MIN),
+        job(3, JobState::Queued, NOW - 60 * MIN),
+    ];
+    assert_eq!(quiet_jobs(&jobs, NOW, &Limits::default()), vec![1, 3]);
+}
+
+#[test]
+fn rule_6_a_vanished_instance_is_cleaned_up_and_its_job_requeued() {
+    let i = inst("a", 1, InstanceState::Booting, NOW - 2 * MIN);
+    let mut s = snapshot(
+        vec![job(1, JobState::WaitingForRunner, NOW)],
+        vec![i.clone()],
+    );
+    s.cloud.clear();
+    let actions = run(&s);
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].0, Rule::InstanceVanished);
+    assert!(matches!(
+        &actions[0].1,
+        Action::Destroy {
+            requeue_job: Some(1),
+            ..
+        }
+    ));
+    // An exited host (interrupted bid) counts as vanished too.
+    s.cloud.push(cloud(&i, CloudStatus::Exited));
+    assert_eq!(run(&s)[0].0, Rule::InstanceVanished);
+}
+
+#[test]
+fn rule_7_stale_runner_registrations_are_deleted() {
+    let mut s = snapshot(vec![], vec![]);
+    s.runners.push(RunnerView {
+        id: 5,
+        name: "rigger-gone".into(),
+        online: false,
+        busy: false,
+    });
+    assert_eq!(
+        run(&s),
+        vec![(
+            Rule::StaleRunner,
+            Action::DeleteRunner {
+                runner_id: 5,
+                name: "rigger-gone".into()
+            }
+        )]
+    );
+    s.runners_known = false;
+    assert_eq!(run(&s), vec![]);
+}
+
+#[test]
+fn rule_8_max_lifetime_wins_even_over_a_busy_runner() {
+    let mut i = inst("a", 1, InstanceState::Busy, NOW - 400 * MIN);
+    i.expires_at = NOW - 1;
+    let s = snapshot(vec![job(1, JobState::Running, NOW)], vec![i]);
+    let actions = run(&s);
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].0, Rule::MaxLifetime);
+}
+
+#[test]
+fn rule_9_recovery_requeues_orphaned_provisioning_and_retries_destroys() {
+    let s = snapshot(
+        vec![job(1, JobState::Provisioning, NOW - 6 * MIN)],
+        vec![inst("a", 2, InstanceState::Destroying, NOW - 2 * MIN)],
+    );
+    let actions = run(&s);
+    assert!(actions.contains(&(
+        Rule::Recovery,
+        Action::RequeueJob {
+            job_id: 1,
+            reason: "its provisioning worker stopped".into()
+        }
+    )));
+    assert!(actions.iter().any(|(r, a)| *r == Rule::Recovery
+        && matches!(a, Action::Destroy { instance_id, .. } if instance_id == "a")));
+}
+
+#[test]
+fn one_action_per_target() {
+    // Expired and vanished and idle at once: max lifetime alone acts.
+    let mut i = inst("a", 1, InstanceState::Online, NOW - 100 * MIN);
+    i.expires_at = NOW;
+    let mut s = snapshot(vec![job(1, JobState::WaitingForRunner, NOW)], vec![i]);
+    s.cloud.clear();
+    let actions = run(&s);
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].0, Rule::MaxLifetime);
+}
+
+#[test]
+fn plan_is_pure() {
+    let s = snapshot(
+        vec![job(1, JobState::Provisioning, NOW - 6 * MIN)],
+        vec![inst("a", 1, InstanceState::Booting, NOW - 30 * MIN)],
+    );
+    assert_eq!(run(&s), run(&s));
+}
