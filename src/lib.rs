@@ -10,5 +10,6 @@ pub mod cloud;
 pub mod config;
 pub mod engine;
 pub mod github;
+pub mod settings;
 pub mod sim;
 pub mod store;
