@@ -5,6 +5,7 @@
 //! for, `cloud` rents machines, `github` talks to GitHub, `sim` simulates both
 //! services for the demo and the tests, and `cli` is the command line.
 
+pub mod bootstrap;
 pub mod cli;
 pub mod cloud;
 pub mod config;
