@@ -199,6 +199,29 @@ struct RunnerFile {
     sha256: Option<BTreeMap<String, String>>,
 }
 
+/// Every environment variable `load` reads.
+pub const ENV_VARS: &[&str] = &[
+    "RIGGER_LISTEN",
+    "RIGGER_DATABASE_URL",
+    "RIGGER_CONTROLLER_ID",
+    "RIGGER_PUBLIC_URL",
+    "RIGGER_GITHUB_APP_ID",
+    "RIGGER_GITHUB_PRIVATE_KEY",
+    "RIGGER_GITHUB_PRIVATE_KEY_FILE",
+    "RIGGER_WEBHOOK_SECRET",
+    "RIGGER_WEBHOOK_SECRET_FILE",
+    "RIGGER_GITHUB_API_URL",
+    "RIGGER_CONFIG_SOURCE",
+    "RIGGER_VAST_API_KEY",
+    "RIGGER_VAST_API_KEY_FILE",
+    "RIGGER_VAST_API_URL",
+    "RIGGER_MAX_INSTANCES",
+    "RIGGER_MAX_INSTANCES_PER_REPO",
+    "RIGGER_MAX_DPH",
+    "RIGGER_MAX_JOB_COST",
+    "RIGGER_DAILY_BUDGET",
+];
+
 /// The pinned actions/runner release and its published checksums.
 pub const RUNNER_VERSION: &str = "2.330.0";
 pub const RUNNER_URL_TEMPLATE: &str = "https://github.com/actions/runner/releases/download/v{version}/actions-runner-linux-{arch}-{version}.tar.gz";
@@ -603,6 +626,32 @@ mod tests {
         std::fs::write(&file, "listne = \"x\"\n").unwrap();
         let err = load(Some(&file), &env(MINIMAL)).unwrap_err().to_string();
         assert!(err.contains("unknown field `listne`"), "{err}");
+    }
+
+    #[test]
+    fn env_vars_lists_what_load_reads() {
+        let source = include_str!("settings.rs");
+        let load_body =
+            &source[source.find("pub fn load(").unwrap()..source.find("fn secret(").unwrap()];
+        for name in ENV_VARS {
+            assert!(
+                load_body.contains(&format!("\"{name}\"")),
+                "{name} is not read"
+            );
+        }
+        let mut read: Vec<&str> = load_body
+            .match_indices("\"RIGGER_")
+            .map(|(i, _)| {
+                let rest = &load_body[i + 1..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .collect();
+        read.sort();
+        read.dedup();
+        assert_eq!(read.len(), ENV_VARS.len(), "read but not listed: {read:?}");
     }
 
     #[test]
