@@ -11,6 +11,7 @@ pub mod cloud;
 pub mod config;
 pub mod engine;
 pub mod github;
+pub mod metrics;
 pub mod settings;
 pub mod sim;
 pub mod store;
