@@ -1,5 +1,6 @@
 //! The command line. Each command parses its flags here and calls the library.
 
+mod ops;
 mod validate;
 
 use std::process::ExitCode;
@@ -33,6 +34,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "cirun")]
         file: crate::config::schema::SchemaFile,
     },
+    /// Jobs rigger knows and what it did about them.
+    #[command(subcommand)]
+    Jobs(ops::JobsCommand),
+    /// Machines rigger rented.
+    #[command(subcommand)]
+    Instances(ops::InstancesCommand),
+    /// Money spent, by repository and runner definition.
+    Costs(ops::CostsArgs),
 }
 
 /// Run the command line and turn the outcome into the process exit code.
@@ -47,6 +56,31 @@ pub fn main() -> ExitCode {
                 serde_json::to_string_pretty(&schema).unwrap_or_default()
             );
             ExitCode::SUCCESS
+        }
+        Command::Jobs(cmd) => run_async(ops::jobs(cmd)),
+        Command::Instances(cmd) => run_async(ops::instances(cmd)),
+        Command::Costs(args) => run_async(ops::costs(args)),
+    }
+}
+
+/// Run an async command on a runtime of its own; an error is printed with
+/// its causes and exits 1.
+fn run_async(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }
