@@ -477,3 +477,68 @@ async fn events_are_kept_in_order() {
         );
     }
 }
+
+#[tokio::test]
+async fn recent_durations_feed_the_estimate() {
+    for s in stores("durations").await {
+        for (id, secs, gpu) in [
+            (1, 3600, "RTX 4090"),
+            (2, 1800, "RTX 3090"),
+            (3, 600, "RTX 3090"),
+        ] {
+            s.insert_job(&job(id)).await.unwrap();
+            let start = 10_000 * id;
+            let steps = [
+                (
+                    JobState::Queued,
+                    JobState::Provisioning,
+                    JobPatch {
+                        runner_def: Some("gpu".into()),
+                        ..Default::default()
+                    },
+                ),
+                (
+                    JobState::Provisioning,
+                    JobState::WaitingForRunner,
+                    JobPatch::default(),
+                ),
+                (
+                    JobState::WaitingForRunner,
+                    JobState::Running,
+                    JobPatch {
+                        started_at: Some(start),
+                        gpu_name: Some(gpu.into()),
+                        ..Default::default()
+                    },
+                ),
+                (
+                    JobState::Running,
+                    JobState::Completed,
+                    JobPatch {
+                        completed_at: Some(start + secs * 1000),
+                        conclusion: Some("success".into()),
+                        ..Default::default()
+                    },
+                ),
+            ];
+            for (from, to, patch) in steps {
+                assert!(s.transition_job(id, from, to, start, patch).await.unwrap());
+            }
+        }
+        // Newest completion first (job 1 finished last), at most `limit`.
+        let got = s.recent_durations("octo/ml", "gpu", 2).await.unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (3600, "RTX 4090".to_string()),
+                (1800, "RTX 3090".to_string())
+            ]
+        );
+        assert!(
+            s.recent_durations("octo/ml", "cpu", 5)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! The engine: job and instance state machines, provisioning, teardown and
 //! the reconciler.
 
+pub mod estimate;
 pub mod reconcile;
 pub mod state;

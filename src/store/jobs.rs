@@ -44,6 +44,11 @@ pub struct JobRow {
     /// Not before this time (backoff after no capacity).
     pub next_attempt_at: Option<i64>,
     pub queued_at: i64,
+    /// When a runner took it.
+    pub started_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    /// The GPU it ran on (for expected-duration history).
+    pub gpu_name: Option<String>,
     pub updated_at: i64,
 }
 
@@ -56,6 +61,9 @@ pub struct JobPatch {
     pub conclusion: Option<String>,
     pub check_run_id: Option<i64>,
     pub next_attempt_at: Option<Option<i64>>,
+    pub started_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub gpu_name: Option<String>,
     /// Count one more provisioning attempt.
     pub count_attempt: bool,
 }
@@ -81,13 +89,22 @@ impl JobPatch {
         if let Some(t) = self.next_attempt_at {
             sets.push(("next_attempt_at", Val::Int(t)));
         }
+        if let Some(t) = self.started_at {
+            sets.push(("started_at", Val::Int(Some(t))));
+        }
+        if let Some(t) = self.completed_at {
+            sets.push(("completed_at", Val::Int(Some(t))));
+        }
+        if let Some(g) = self.gpu_name {
+            sets.push(("gpu_name", Val::Text(Some(g))));
+        }
         sets
     }
 }
 
 const COLUMNS: &str = "job_id, run_id, run_attempt, repo, installation_id, labels, head_sha, is_fork, \
      state, reason, runner_def, runner_name, conclusion, check_run_id, attempts, next_attempt_at, \
-     queued_at, updated_at";
+     queued_at, started_at, completed_at, gpu_name, updated_at";
 
 impl JobRow {
     fn from_row(r: &AnyRow) -> Result<JobRow, StoreError> {
@@ -111,6 +128,9 @@ impl JobRow {
             attempts: r.try_get("attempts")?,
             next_attempt_at: r.try_get("next_attempt_at")?,
             queued_at: r.try_get("queued_at")?,
+            started_at: r.try_get("started_at")?,
+            completed_at: r.try_get("completed_at")?,
+            gpu_name: r.try_get("gpu_name")?,
             updated_at: r.try_get("updated_at")?,
         })
     }
@@ -264,6 +284,34 @@ impl Store {
             .collect::<Result<_, _>>()?;
         jobs.sort_by_key(|j| (j.queued_at, j.job_id));
         Ok(jobs)
+    }
+
+    /// How long the last `limit` completed jobs of a repository's runner
+    /// definition ran, and on which GPU: `(seconds, gpu_name)`, newest first.
+    pub async fn recent_durations(
+        &self,
+        repo: &str,
+        runner_def: &str,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT started_at, completed_at, gpu_name FROM jobs \
+             WHERE repo = $1 AND runner_def = $2 AND state = 'completed' \
+             AND started_at IS NOT NULL AND completed_at IS NOT NULL AND gpu_name IS NOT NULL \
+             ORDER BY completed_at DESC LIMIT $3",
+        )
+        .bind(repo)
+        .bind(runner_def)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let start: i64 = r.try_get("started_at")?;
+                let end: i64 = r.try_get("completed_at")?;
+                Ok(((end - start) / 1000, r.try_get("gpu_name")?))
+            })
+            .collect()
     }
 
     /// Give a job's lease back (the worker is done with it for now).

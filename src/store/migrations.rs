@@ -47,10 +47,14 @@ CREATE TABLE jobs (
     lease_owner     TEXT,
     lease_until     BIGINT,
     queued_at       BIGINT NOT NULL,
+    started_at      BIGINT,
+    completed_at    BIGINT,
+    gpu_name        TEXT,
     updated_at      BIGINT NOT NULL,
     version         BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX jobs_state ON jobs (state, next_attempt_at);
+CREATE INDEX jobs_history ON jobs (repo, runner_def, completed_at);
 
 CREATE TABLE instances (
     id                TEXT PRIMARY KEY,

@@ -26,6 +26,9 @@ fn job(id: i64, state: JobState, updated_at: i64) -> JobRow {
         attempts: 1,
         next_attempt_at: None,
         queued_at: 0,
+        started_at: None,
+        completed_at: None,
+        gpu_name: None,
         updated_at,
     }
 }
