@@ -199,6 +199,9 @@ struct RunnerFile {
     sha256: Option<BTreeMap<String, String>>,
 }
 
+/// Longest controller id: runner names must stay within GitHub's 64 characters.
+pub const MAX_CONTROLLER_ID: usize = 20;
+
 /// Every environment variable `load` reads.
 pub const ENV_VARS: &[&str] = &[
     "RIGGER_LISTEN",
@@ -277,13 +280,13 @@ pub fn load(
         .or(parsed.controller_id)
         .unwrap_or_else(|| "rigger".into());
     let id_ok = !controller_id.is_empty()
-        && controller_id.len() <= 32
+        && controller_id.len() <= MAX_CONTROLLER_ID
         && controller_id
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !id_ok {
         problems.push(format!(
-            "controller_id {controller_id:?} must be 1–32 characters of a-z, 0-9 and -: it goes into every Vast.ai label and runner name"
+            "controller_id {controller_id:?} must be 1–{MAX_CONTROLLER_ID} characters of a-z, 0-9 and -: it goes into every Vast.ai label and runner name"
         ));
     }
     let public_url = var("RIGGER_PUBLIC_URL").or(parsed.public_url);

@@ -2,5 +2,7 @@
 //! the reconciler.
 
 pub mod estimate;
+pub mod names;
+pub mod policy;
 pub mod reconcile;
 pub mod state;

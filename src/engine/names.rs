@@ -1,0 +1,98 @@
+//! The names rigger gives what it creates, and how it recognises them again.
+//!
+//! Every Vast.ai instance is labelled `rigger:<controller>:<job id>:<instance
+//! id>` and every runner named `rigger-<controller>-<job id>-<instance id>`
+//! (I1: rigger only ever touches what carries its controller id). After a
+//! crash, the label is how the reconciler finds an instance the store knows
+//! only as a `requested` row.
+
+/// A fresh instance id: short, unique, and safe in a label and a runner name.
+pub fn new_instance_id() -> String {
+    // 40 random bits are plenty to never collide among one job's attempts,
+    // and keep runner names within GitHub's 64 characters.
+    let mut bytes = [0u8; 5];
+    fill_random(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn fill_random(buf: &mut [u8]) {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the OS per process and per instance; mixing
+    // a counter and the time keeps successive ids apart without another crate.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(n);
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    let v = h.finish().to_le_bytes();
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = v[i % v.len()];
+    }
+}
+
+/// The Vast.ai label of an instance.
+pub fn instance_label(controller: &str, job_id: i64, instance_id: &str) -> String {
+    format!("rigger:{controller}:{job_id}:{instance_id}")
+}
+
+/// The prefix of every label this controller makes.
+pub fn label_prefix(controller: &str) -> String {
+    format!("rigger:{controller}:")
+}
+
+/// `(job id, instance id)` from a label this controller made; `None` for any
+/// other label (another controller's, or not rigger's at all).
+pub fn parse_label(controller: &str, label: &str) -> Option<(i64, String)> {
+    let rest = label.strip_prefix(&label_prefix(controller))?;
+    let (job, instance) = rest.split_once(':')?;
+    Some((job.parse().ok()?, instance.to_string()))
+}
+
+/// The GitHub runner name of an instance.
+pub fn runner_name(controller: &str, job_id: i64, instance_id: &str) -> String {
+    format!("{}{job_id}-{instance_id}", runner_prefix(controller))
+}
+
+/// The prefix of every runner this controller registers.
+pub fn runner_prefix(controller: &str) -> String {
+    format!("rigger-{controller}-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_round_trip_and_belong_to_one_controller() {
+        let label = instance_label("prod", 42, "a1b2c3");
+        assert_eq!(label, "rigger:prod:42:a1b2c3");
+        assert_eq!(parse_label("prod", &label), Some((42, "a1b2c3".into())));
+        assert_eq!(parse_label("staging", &label), None);
+        assert_eq!(parse_label("prod", "ci-runner-42"), None);
+        assert_eq!(parse_label("prod", "rigger:prod:x:y"), None);
+    }
+
+    #[test]
+    fn runner_names_fit_githubs_limit() {
+        let id = new_instance_id();
+        assert_eq!(id.len(), 10);
+        // The longest controller id settings accept, the largest job id.
+        let controller = "a-20-char-controller";
+        assert_eq!(controller.len(), crate::settings::MAX_CONTROLLER_ID);
+        let name = runner_name(controller, i64::MAX, &id);
+        assert!(name.len() <= 64, "{} characters", name.len());
+        assert!(name.starts_with(&runner_prefix(controller)));
+    }
+
+    #[test]
+    fn instance_ids_differ() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_instance_id()).collect();
+        assert_eq!(ids.len(), 1000);
+    }
+}
