@@ -23,6 +23,7 @@ async fn seeded(name: &str) -> String {
             labels: vec!["cirun-gpu--5".into()],
             head_sha: "abc".into(),
             is_fork: false,
+            actor: "octocat".into(),
             queued_at: now - 7_200_000,
         })
         .await

@@ -62,6 +62,7 @@ fn job(id: i64) -> NewJob {
         labels: vec!["self-hosted".into(), format!("cirun-gpu--{id}")],
         head_sha: "abc".into(),
         is_fork: false,
+        actor: "octocat".into(),
         queued_at: 1_000 + id,
     }
 }

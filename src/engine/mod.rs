@@ -1,8 +1,100 @@
-//! The engine: job and instance state machines, provisioning, teardown and
-//! the reconciler.
+//! The engine: turns workflow_job events into rented machines and destroys
+//! each machine the moment its job is done; the reconciler repairs whatever
+//! webhooks missed (design §1–§4).
+//!
+//! - `events.rs`: queued / in_progress / completed, as recorded facts;
+//! - `provision.rs`: config → policy → offers → JIT runner → row → create;
+//! - `teardown.rs`: destroy and account for a machine;
+//! - `reconcile/`: `plan` (pure) and `apply`.
 
 pub mod estimate;
+pub mod events;
 pub mod names;
 pub mod policy;
+pub mod ports;
+pub mod provision;
 pub mod reconcile;
+pub mod report;
 pub mod state;
+pub mod teardown;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use crate::metrics::Metrics;
+use crate::settings::Settings;
+use crate::store::Store;
+use ports::{Clock, Cloud, Github};
+
+/// The engine and everything it works with.
+pub struct Engine<C: Cloud, G: Github> {
+    pub store: Store,
+    pub cloud: C,
+    pub github: G,
+    pub settings: Arc<Settings>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    /// This replica's name in leases.
+    pub worker_id: String,
+    /// Wakes the provisioner when a job is queued.
+    pub wake: Notify,
+    /// Config files per (repository, commit), parsed.
+    config_cache: Mutex<ConfigCache>,
+}
+
+/// (repository, commit or "" for the default branch) → (read at, config).
+type ConfigCache = HashMap<(String, String), (i64, Arc<provision::LoadedConfig>)>;
+
+impl<C: Cloud, G: Github> Engine<C, G> {
+    pub fn new(
+        store: Store,
+        cloud: C,
+        github: G,
+        settings: Arc<Settings>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Engine<C, G> {
+        Engine {
+            store,
+            cloud,
+            github,
+            worker_id: format!("{}-{}", settings.controller_id, names::new_instance_id()),
+            settings,
+            clock,
+            metrics,
+            wake: Notify::new(),
+            config_cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Record what happened to a job or machine, for `rigger jobs` and logs.
+    async fn note(
+        &self,
+        job_id: Option<i64>,
+        instance_id: Option<&str>,
+        kind: &str,
+        message: &str,
+    ) {
+        tracing::info!(job_id, instance_id, kind, "{message}");
+        if let Err(e) = self
+            .store
+            .log_event(self.now(), job_id, instance_id, kind, message)
+            .await
+        {
+            tracing::warn!(error = %e, "could not record an event");
+        }
+    }
+}
+
+/// An engine error: the store failed (everything else is handled in place).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}

@@ -17,6 +17,8 @@ pub struct NewJob {
     pub labels: Vec<String>,
     pub head_sha: String,
     pub is_fork: bool,
+    /// Who triggered the run (`.access.yml` is checked against them).
+    pub actor: String,
     pub queued_at: i64,
 }
 
@@ -30,6 +32,7 @@ pub struct JobRow {
     pub labels: Vec<String>,
     pub head_sha: String,
     pub is_fork: bool,
+    pub actor: String,
     pub state: JobState,
     /// Why it is in this state (a failure reason, a no-capacity diagnosis).
     pub reason: Option<String>,
@@ -102,7 +105,7 @@ impl JobPatch {
     }
 }
 
-const COLUMNS: &str = "job_id, run_id, run_attempt, repo, installation_id, labels, head_sha, is_fork, \
+const COLUMNS: &str = "job_id, run_id, run_attempt, repo, installation_id, labels, head_sha, is_fork, actor, \
      state, reason, runner_def, runner_name, conclusion, check_run_id, attempts, next_attempt_at, \
      queued_at, started_at, completed_at, gpu_name, updated_at";
 
@@ -119,6 +122,7 @@ impl JobRow {
             labels: serde_json::from_str(&labels)?,
             head_sha: r.try_get("head_sha")?,
             is_fork: r.try_get::<i64, _>("is_fork")? != 0,
+            actor: r.try_get("actor")?,
             state: state.parse()?,
             reason: r.try_get("reason")?,
             runner_def: r.try_get("runner_def")?,
@@ -150,8 +154,8 @@ impl Store {
     pub async fn insert_job(&self, j: &NewJob) -> Result<Inserted, StoreError> {
         let done = sqlx::query(
             "INSERT INTO jobs (job_id, run_id, run_attempt, repo, installation_id, labels, head_sha, \
-             is_fork, state, queued_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT (job_id) DO NOTHING",
+             is_fork, actor, state, queued_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) ON CONFLICT (job_id) DO NOTHING",
         )
         .bind(j.job_id)
         .bind(j.run_id)
@@ -161,6 +165,7 @@ impl Store {
         .bind(serde_json::to_string(&j.labels)?)
         .bind(&j.head_sha)
         .bind(i64::from(j.is_fork))
+        .bind(&j.actor)
         .bind(JobState::Queued.as_str())
         .bind(j.queued_at)
         .execute(&self.pool)
@@ -312,6 +317,16 @@ impl Store {
                 Ok(((end - start) / 1000, r.try_get("gpu_name")?))
             })
             .collect()
+    }
+
+    /// Remember the check run rigger reports on for this job.
+    pub async fn set_check_run(&self, job_id: i64, check_run_id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET check_run_id = $1 WHERE job_id = $2")
+            .bind(check_run_id)
+            .bind(job_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Give a job's lease back (the worker is done with it for now).

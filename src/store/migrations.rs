@@ -36,6 +36,7 @@ CREATE TABLE jobs (
     labels          TEXT NOT NULL,
     head_sha        TEXT NOT NULL,
     is_fork         BIGINT NOT NULL,
+    actor           TEXT NOT NULL,
     state           TEXT NOT NULL,
     reason          TEXT,
     runner_def      TEXT,

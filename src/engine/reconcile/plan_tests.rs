@@ -17,6 +17,7 @@ fn job(id: i64, state: JobState, updated_at: i64) -> JobRow {
         labels: vec!["cirun-gpu".into()],
         head_sha: "abc".into(),
         is_fork: false,
+        actor: "octocat".into(),
         state,
         reason: None,
         runner_def: Some("gpu".into()),

@@ -1,0 +1,279 @@
+//! What the engine needs from the outside world, in its own words: a clock,
+//! a cloud that rents GPUs, and GitHub. The real implementations wrap the
+//! Vast.ai and GitHub clients (`adapters.rs`); the engine never sees a
+//! provider's or GitHub's payload types.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use crate::config::model::VastRunner;
+use crate::engine::reconcile::{CloudView, GithubJobView, RunnerView};
+use crate::settings::Secret;
+
+/// Milliseconds since the Unix epoch. Injected so tests control time.
+pub trait Clock: Send + Sync + 'static {
+    fn now_ms(&self) -> i64;
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    pub fn new(start_ms: i64) -> ManualClock {
+        ManualClock(Arc::new(AtomicI64::new(start_ms)))
+    }
+
+    pub fn advance_ms(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    pub fn set_ms(&self, ms: i64) {
+        self.0.store(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// One offer, ranked, as the engine needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankedOffer {
+    pub offer_id: i64,
+    pub gpu_name: String,
+    pub num_gpus: u32,
+    /// $/hour, all included.
+    pub dph: f64,
+    /// Estimated total for the job on this offer, $.
+    pub estimated_cost: f64,
+    pub estimated_hours: f64,
+    pub location: String,
+    pub reliability: f64,
+    /// Index of the fallback candidate it matched.
+    pub candidate: usize,
+    /// Bid price for interruptible candidates.
+    pub bid_price: Option<f64>,
+}
+
+/// The result of searching for a runner definition's candidates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OfferSearch {
+    /// Best first.
+    Found(Vec<RankedOffer>),
+    /// Nothing fits; the diagnosis says which filter emptied the market.
+    NoMatch { diagnosis: String },
+}
+
+/// Everything a create call needs.
+#[derive(Clone)]
+pub struct LaunchSpec {
+    pub offer_id: i64,
+    pub image: String,
+    pub disk_gb: f64,
+    pub vm: bool,
+    pub bid_price: Option<f64>,
+    /// Our controller label (I1).
+    pub label: String,
+    pub onstart: String,
+    /// Holds the JIT config: never logged.
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for LaunchSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaunchSpec")
+            .field("offer_id", &self.offer_id)
+            .field("image", &self.image)
+            .field("label", &self.label)
+            .field("env_keys", &self.env.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Why a cloud call failed, as the engine branches on it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CloudError {
+    /// Rented by someone else between search and create: try the next offer.
+    #[error("the offer is no longer available")]
+    OfferGone,
+    /// The create call may or may not have made an instance: look it up by label.
+    #[error("the create call's outcome is unknown: {0}")]
+    Ambiguous(String),
+    #[error("rate limited; retry in {retry_after_ms} ms")]
+    RateLimited { retry_after_ms: i64 },
+    #[error("temporary failure: {0}")]
+    Transient(String),
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+impl CloudError {
+    /// A short word for metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CloudError::OfferGone => "offer_gone",
+            CloudError::Ambiguous(_) => "ambiguous",
+            CloudError::RateLimited { .. } => "rate_limited",
+            CloudError::Transient(_) => "transient",
+            CloudError::Refused(_) => "refused",
+        }
+    }
+}
+
+pub trait Cloud: Send + Sync + 'static {
+    /// Search every candidate of a definition and rank the offers by
+    /// estimated total cost for a job of `expected_reference_hours`.
+    fn search(
+        &self,
+        runner: &VastRunner,
+        expected_reference_hours: f64,
+    ) -> impl Future<Output = Result<OfferSearch, CloudError>> + Send;
+
+    /// Rent an offer. Never retried blindly: on `Ambiguous`, use `find`.
+    fn create(&self, spec: &LaunchSpec) -> impl Future<Output = Result<String, CloudError>> + Send;
+
+    /// Our instance with this label, if Vast.ai has one.
+    fn find(
+        &self,
+        label: &str,
+    ) -> impl Future<Output = Result<Option<CloudView>, CloudError>> + Send;
+
+    /// All instances whose label starts with `prefix`.
+    fn list(&self, prefix: &str)
+    -> impl Future<Output = Result<Vec<CloudView>, CloudError>> + Send;
+
+    /// Destroy an instance; one that is already gone counts as destroyed.
+    fn destroy(&self, provider_id: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// The instance's log (the bootstrap's output), for a failed boot.
+    fn logs(&self, provider_id: &str) -> impl Future<Output = Result<String, CloudError>> + Send;
+}
+
+/// A just-in-time runner registration.
+pub struct JitRunner {
+    pub runner_id: i64,
+    pub jit_config: Secret,
+}
+
+/// What the engine asks GitHub, scoped to one installation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoRef {
+    pub installation_id: i64,
+    /// `owner/name`.
+    pub repo: String,
+}
+
+impl RepoRef {
+    pub fn owner(&self) -> &str {
+        self.repo.split('/').next().unwrap_or_default()
+    }
+}
+
+/// The three config files, as text; `None` where there is none.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigFiles {
+    pub repo: Option<String>,
+    pub org: Option<String>,
+    pub access: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GithubError {
+    #[error("rate limited; retry in {retry_after_ms} ms")]
+    RateLimited { retry_after_ms: i64 },
+    #[error("temporary failure: {0}")]
+    Transient(String),
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+impl GithubError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GithubError::RateLimited { .. } => "rate_limited",
+            GithubError::Transient(_) => "transient",
+            GithubError::Refused(_) => "refused",
+        }
+    }
+}
+
+/// A check run's content.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckRun {
+    pub title: String,
+    pub summary: String,
+    /// `None` while in progress; `success`, `failure`, `neutral`, `cancelled`.
+    pub conclusion: Option<&'static str>,
+}
+
+pub trait Github: Send + Sync + 'static {
+    /// `.cirun.yml` at `git_ref` (a sha, or `None` for the default branch),
+    /// and the org's `.cirun/.cirun.global.yml` and `.access.yml`.
+    fn config_files(
+        &self,
+        repo: &RepoRef,
+        git_ref: Option<&str>,
+    ) -> impl Future<Output = Result<ConfigFiles, GithubError>> + Send;
+
+    fn create_jit_runner(
+        &self,
+        repo: &RepoRef,
+        name: &str,
+        labels: &[String],
+    ) -> impl Future<Output = Result<JitRunner, GithubError>> + Send;
+
+    fn delete_runner(
+        &self,
+        repo: &RepoRef,
+        runner_id: i64,
+    ) -> impl Future<Output = Result<(), GithubError>> + Send;
+
+    /// Runners whose names start with `prefix`, across the installations rigger serves.
+    fn list_runners(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<RunnerView>, GithubError>> + Send;
+
+    fn get_job(
+        &self,
+        repo: &RepoRef,
+        job_id: i64,
+    ) -> impl Future<Output = Result<GithubJobView, GithubError>> + Send;
+
+    /// Create (no id) or update a check run on `head_sha`; returns its id.
+    fn check_run(
+        &self,
+        repo: &RepoRef,
+        head_sha: &str,
+        id: Option<i64>,
+        run: &CheckRun,
+    ) -> impl Future<Output = Result<i64, GithubError>> + Send;
+
+    /// Of these team slugs, the ones `login` belongs to in the repository's org.
+    fn teams_of(
+        &self,
+        repo: &RepoRef,
+        login: &str,
+        teams: &[String],
+    ) -> impl Future<Output = Result<Vec<String>, GithubError>> + Send;
+
+    /// `admin`, `maintain`, `write`, `triage`, `read` or `None`.
+    fn role_of(
+        &self,
+        repo: &RepoRef,
+        login: &str,
+    ) -> impl Future<Output = Result<Option<String>, GithubError>> + Send;
+}

@@ -1,0 +1,801 @@
+//! Provisioning one job: config (repository file merged with the org's,
+//! cached per commit) → access policy → matching definition → ranked offers
+//! → limits → JIT runner → instance row (I2) → create call with our label.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::policy::{self, Access, ConfigRef, JobFacts, Usage};
+use super::ports::{
+    CheckRun, Cloud, CloudError, Github, LaunchSpec, OfferSearch, RankedOffer, RepoRef,
+};
+use super::state::{InstanceState, JobState};
+use super::{Engine, EngineError, estimate, names, report};
+use crate::bootstrap::{self, BootstrapSpec};
+use crate::config::access::AccessConfig;
+use crate::config::model::{CirunConfig, Cloud as CloudKind, RunnerDef, SetupInfo};
+use crate::config::{FileKind, labels, org, parse_file};
+use crate::store::{InstancePatch, JobPatch, JobRow, NewInstance};
+
+/// A repository's config as read for one commit.
+#[derive(Debug, Clone, Default)]
+pub struct LoadedConfig {
+    /// The repository's runners, then the org's.
+    pub config: Option<CirunConfig>,
+    pub access: Option<AccessConfig>,
+    /// The errors in the files, as `file:line:col: message` lines.
+    pub errors: Vec<String>,
+}
+
+/// What became of one provisioning attempt.
+enum Outcome {
+    Rented,
+    /// Try again later; say why on the check run.
+    Retry {
+        reason: String,
+        after_ms: Option<i64>,
+        check: Option<(String, CheckRun)>,
+    },
+    Fail {
+        reason: String,
+        check: CheckRun,
+    },
+    /// A definition for another cloud: Cirun's business, not rigger's.
+    NotOurs(String),
+}
+
+const LEASE_MS: i64 = 120_000;
+/// How many of the ranked offers to try when the first ones are gone.
+const OFFER_TRIES: usize = 5;
+/// Fresh default-branch configs are read again after this long.
+const DEFAULT_BRANCH_TTL_MS: i64 = 60_000;
+
+impl<C: Cloud, G: Github> Engine<C, G> {
+    /// Provision every queued job whose backoff has passed. Returns how many
+    /// were attempted.
+    pub async fn provision_due(&self) -> Result<usize, EngineError> {
+        let jobs = self
+            .store
+            .claim_due_jobs(&self.worker_id, self.now(), LEASE_MS, 16)
+            .await?;
+        let n = jobs.len();
+        for job in jobs {
+            let id = job.job_id;
+            let result = self.provision(job).await;
+            self.store.release_job(id, &self.worker_id).await?;
+            result?;
+        }
+        Ok(n)
+    }
+
+    async fn provision(&self, job: JobRow) -> Result<(), EngineError> {
+        let now = self.now();
+        let queue_limit = self.settings.timeouts.queue.as_millis() as i64;
+        if now - job.queued_at > queue_limit {
+            let why = format!(
+                "no machine could be rented within {} h, GitHub's own queue limit; last reason: {}",
+                queue_limit / 3_600_000,
+                job.reason.as_deref().unwrap_or("none")
+            );
+            return self
+                .end_job(
+                    &job,
+                    JobState::Queued,
+                    JobState::Failed,
+                    &why,
+                    Some(report::failed("No GPU found in time", &why)),
+                )
+                .await;
+        }
+        let patch = JobPatch {
+            count_attempt: true,
+            ..Default::default()
+        };
+        if !self
+            .store
+            .transition_job(
+                job.job_id,
+                JobState::Queued,
+                JobState::Provisioning,
+                now,
+                patch,
+            )
+            .await?
+        {
+            return Ok(());
+        }
+        let outcome = self.try_provision(&job).await?;
+        let now = self.now();
+        match outcome {
+            Outcome::Rented => {}
+            Outcome::Retry {
+                reason,
+                after_ms,
+                check,
+            } => {
+                let after = after_ms.unwrap_or_else(|| backoff_ms(job.attempts + 1));
+                let patch = JobPatch {
+                    reason: Some(Some(reason.clone())),
+                    next_attempt_at: Some(Some(now + after)),
+                    ..Default::default()
+                };
+                self.store
+                    .transition_job(
+                        job.job_id,
+                        JobState::Provisioning,
+                        JobState::Queued,
+                        now,
+                        patch,
+                    )
+                    .await?;
+                self.note(
+                    Some(job.job_id),
+                    None,
+                    "waiting",
+                    &format!("{reason}; again in {} s", after / 1000),
+                )
+                .await;
+                if let Some((_, run)) = check {
+                    self.report(&job, &run).await;
+                }
+            }
+            Outcome::Fail { reason, check } => {
+                self.end_job(
+                    &job,
+                    JobState::Provisioning,
+                    JobState::Failed,
+                    &reason,
+                    Some(check),
+                )
+                .await?;
+            }
+            Outcome::NotOurs(reason) => {
+                self.end_job(
+                    &job,
+                    JobState::Provisioning,
+                    JobState::Cancelled,
+                    &reason,
+                    None,
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn end_job(
+        &self,
+        job: &JobRow,
+        from: JobState,
+        to: JobState,
+        reason: &str,
+        check: Option<CheckRun>,
+    ) -> Result<(), EngineError> {
+        let patch = JobPatch {
+            reason: Some(Some(reason.to_string())),
+            ..Default::default()
+        };
+        if self
+            .store
+            .transition_job(job.job_id, from, to, self.now(), patch)
+            .await?
+        {
+            self.note(Some(job.job_id), None, to.as_str(), reason).await;
+            if let Some(run) = check {
+                self.report(job, &run).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Post or update the job's check run; a failure here never blocks the job.
+    pub(crate) async fn report(&self, job: &JobRow, run: &CheckRun) {
+        let repo = RepoRef {
+            installation_id: job.installation_id,
+            repo: job.repo.clone(),
+        };
+        let current = match self.store.job(job.job_id).await {
+            Ok(Some(j)) => j.check_run_id,
+            _ => job.check_run_id,
+        };
+        match self
+            .github
+            .check_run(&repo, &job.head_sha, current, run)
+            .await
+        {
+            Ok(id) if current != Some(id) => {
+                if let Err(e) = self.store.set_check_run(job.job_id, id).await {
+                    tracing::warn!(error = %e, "could not remember the check run");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.github_error(&e);
+                tracing::warn!(job_id = job.job_id, error = %e, "could not update the check run");
+            }
+        }
+    }
+
+    async fn try_provision(&self, job: &JobRow) -> Result<Outcome, EngineError> {
+        let repo = RepoRef {
+            installation_id: job.installation_id,
+            repo: job.repo.clone(),
+        };
+        let loaded = match self.load_config(&repo, job).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.github_error(&e);
+                return Ok(retry(
+                    format!("cannot read .cirun.yml from GitHub: {e}"),
+                    rate_limit_ms_github(&e),
+                ));
+            }
+        };
+        let Some(config) = &loaded.config else {
+            let why = if loaded.errors.is_empty() {
+                "the repository has no .cirun.yml and the org no .cirun/.cirun.global.yml"
+                    .to_string()
+            } else {
+                format!("the config cannot be read:\n{}", loaded.errors.join("\n"))
+            };
+            return Ok(fail(&why, "rigger: .cirun.yml error"));
+        };
+        let Some(def) = labels::select(&config.runners, &job.labels) else {
+            let known: Vec<String> = config
+                .runners
+                .iter()
+                .map(|r| format!("`{}` [{}]", r.name, r.labels.join(", ")))
+                .collect();
+            let why = format!(
+                "no runner definition matches runs-on [{}]; definitions: {}",
+                job.labels.join(", "),
+                known.join("; ")
+            );
+            return Ok(fail(&why, "rigger: no runner matches runs-on"));
+        };
+        if def.cloud != CloudKind::VastAi {
+            return Ok(Outcome::NotOurs(format!(
+                "runner `{}` is for {}, which rigger does not provision",
+                def.name, def.cloud
+            )));
+        }
+        let Some(vast) = &def.vast else {
+            let why = format!(
+                "runner `{}` has errors in .cirun.yml:\n{}",
+                def.name,
+                loaded.errors.join("\n")
+            );
+            return Ok(fail(&why, "rigger: .cirun.yml error"));
+        };
+        if let Access::Denied(why) = self
+            .check_access(&repo, job, def, loaded.access.as_ref())
+            .await
+        {
+            return Ok(fail(&why, "rigger: not allowed"));
+        }
+
+        let history = self
+            .store
+            .recent_durations(&job.repo, &def.name, estimate::HISTORY)
+            .await?;
+        let hours =
+            estimate::expected_reference_hours(&history, self.settings.limits.default_job_minutes);
+        let offers = match self.cloud.search(vast, hours).await {
+            Ok(OfferSearch::Found(o)) if !o.is_empty() => o,
+            Ok(OfferSearch::Found(_)) => return Ok(self.no_capacity(def, "0 offers fit")),
+            Ok(OfferSearch::NoMatch { diagnosis }) => return Ok(self.no_capacity(def, &diagnosis)),
+            Err(e) => {
+                self.cloud_error(&e);
+                return Ok(retry(
+                    format!("cannot search Vast.ai: {e}"),
+                    rate_limit_ms(&e),
+                ));
+            }
+        };
+
+        let usage = self.usage(&job.repo).await?;
+        let mut refusal = None;
+        let mut tried = 0;
+        for offer in offers.iter() {
+            if tried == OFFER_TRIES {
+                break;
+            }
+            if let Err(r) = policy::check_limits(
+                &self.settings.limits,
+                &job.repo,
+                offer.dph,
+                offer.estimated_cost,
+                &usage,
+            ) {
+                refusal.get_or_insert(r.0);
+                continue;
+            }
+            tried += 1;
+            match self.rent(&repo, job, def, config, offer).await? {
+                Rent::Done => return Ok(Outcome::Rented),
+                Rent::NextOffer => continue,
+                Rent::Stop(outcome) => return Ok(outcome),
+            }
+        }
+        Ok(match refusal {
+            Some(why) if tried == 0 => Outcome::Retry {
+                reason: why.clone(),
+                after_ms: None,
+                check: Some((def.name.clone(), report::refused(&def.name, &why))),
+            },
+            _ => retry(
+                "every offer tried was taken by someone else first".into(),
+                Some(5_000),
+            ),
+        })
+    }
+
+    fn no_capacity(&self, def: &RunnerDef, diagnosis: &str) -> Outcome {
+        Outcome::Retry {
+            reason: diagnosis.to_string(),
+            after_ms: None,
+            check: Some((
+                def.name.clone(),
+                report::waiting_for_capacity(&def.name, diagnosis, 60),
+            )),
+        }
+    }
+
+    async fn check_access(
+        &self,
+        repo: &RepoRef,
+        job: &JobRow,
+        def: &RunnerDef,
+        access: Option<&AccessConfig>,
+    ) -> Access {
+        let teams = policy::teams_to_check(def, access);
+        let guarded = access.is_some_and(|a| !a.policies_for(&def.name).is_empty())
+            && def.origin == crate::config::model::Origin::Organization;
+        if !guarded {
+            return Access::Allowed;
+        }
+        let actor_teams = if teams.is_empty() {
+            Vec::new()
+        } else {
+            match self.github.teams_of(repo, &job.actor, &teams).await {
+                Ok(t) => t,
+                Err(e) => {
+                    self.github_error(&e);
+                    Vec::new()
+                }
+            }
+        };
+        let actor_role = match self.github.role_of(repo, &job.actor).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.github_error(&e);
+                None
+            }
+        };
+        let facts = JobFacts {
+            repo: job.repo.clone(),
+            // A job from a fork is a pull request from outside the repository.
+            pull_request: job.is_fork,
+            actor: job.actor.clone(),
+            actor_teams,
+            actor_role,
+        };
+        policy::check_access(def, access, &facts)
+    }
+
+    async fn usage(&self, repo: &str) -> Result<Usage, EngineError> {
+        let now = self.now();
+        let day_start = now - now.rem_euclid(86_400_000);
+        let live = self.store.live_instances().await?;
+        let mut for_repo = 0;
+        let mut running_today = 0.0;
+        for i in &live {
+            if let Some(j) = self.store.job(i.job_id).await?
+                && j.repo == repo
+            {
+                for_repo += 1;
+            }
+            if let (Some(dph), Some(created)) = (i.dph, i.create_called_at) {
+                running_today += dph * (now - created.max(day_start)).max(0) as f64 / 3_600_000.0;
+            }
+        }
+        Ok(Usage {
+            live_instances: live.len() as u32,
+            live_instances_for_repo: for_repo,
+            spent_today: self.store.spend_since(day_start).await?,
+            running_today,
+        })
+    }
+
+    /// Read (or reuse) the config for the revision this job is allowed to use.
+    async fn load_config(
+        &self,
+        repo: &RepoRef,
+        job: &JobRow,
+    ) -> Result<Arc<LoadedConfig>, super::ports::GithubError> {
+        let git_ref = match policy::config_ref(
+            self.settings.github.config_source,
+            job.is_fork,
+            &job.head_sha,
+        ) {
+            ConfigRef::DefaultBranch => None,
+            ConfigRef::Commit(sha) => Some(sha),
+        };
+        let key = (repo.repo.clone(), git_ref.clone().unwrap_or_default());
+        let now = self.now();
+        if let Some((at, cached)) = self
+            .config_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            let fresh = git_ref.is_some() || now - at < DEFAULT_BRANCH_TTL_MS;
+            if fresh {
+                return Ok(cached.clone());
+            }
+        }
+        let files = self.github.config_files(repo, git_ref.as_deref()).await?;
+        let loaded = Arc::new(parse_config_files(&files));
+        let mut cache = self.config_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 1000 {
+            cache.clear();
+        }
+        cache.insert(key, (now, loaded.clone()));
+        Ok(loaded)
+    }
+
+    /// Rent one offer for a job: JIT runner, row, create.
+    async fn rent(
+        &self,
+        repo: &RepoRef,
+        job: &JobRow,
+        def: &RunnerDef,
+        config: &CirunConfig,
+        offer: &RankedOffer,
+    ) -> Result<Rent, EngineError> {
+        let Some(vast) = &def.vast else {
+            return Ok(Rent::NextOffer);
+        };
+        let Some(candidate) = vast.candidates.get(offer.candidate) else {
+            return Ok(Rent::NextOffer);
+        };
+        let controller = &self.settings.controller_id;
+        let instance_id = names::new_instance_id();
+        let runner_name = names::runner_name(controller, job.job_id, &instance_id);
+        let label = names::instance_label(controller, job.job_id, &instance_id);
+        let runner_labels = labels::registration_labels(&def.labels, &job.labels, "linux", "x64");
+        let jit = match self
+            .github
+            .create_jit_runner(repo, &runner_name, &runner_labels)
+            .await
+        {
+            Ok(j) => j,
+            Err(e) => {
+                self.github_error(&e);
+                return Ok(Rent::Stop(retry(
+                    format!("cannot register a runner with GitHub: {e}"),
+                    rate_limit_ms_github(&e),
+                )));
+            }
+        };
+        let now = self.now();
+        let lifetime = (i64::from(vast.extra.max_runtime_minutes) * 60_000)
+            .min(self.settings.timeouts.max_lifetime.as_millis() as i64);
+        self.store
+            .insert_instance(
+                &NewInstance {
+                    id: instance_id.clone(),
+                    job_id: job.job_id,
+                    label: label.clone(),
+                    runner_name: runner_name.clone(),
+                    offer_id: Some(offer.offer_id),
+                    gpu_name: Some(offer.gpu_name.clone()),
+                    num_gpus: Some(i64::from(offer.num_gpus)),
+                    dph: Some(offer.dph),
+                    location: Some(offer.location.clone()),
+                    expires_at: now + lifetime,
+                },
+                now,
+            )
+            .await?;
+        let mut setup_info = config.setup_info.clone();
+        setup_info.push(SetupInfo {
+            group: "rigger".into(),
+            detail: format!(
+                "{}× {} in {} at ${:.3}/h (offer {}), estimated ${:.2} in total",
+                offer.num_gpus,
+                offer.gpu_name,
+                offer.location,
+                offer.dph,
+                offer.offer_id,
+                offer.estimated_cost
+            ),
+        });
+        let runner = &self.settings.runner;
+        let rendered = bootstrap::render(&BootstrapSpec {
+            vm: vast.extra.vm,
+            vast_url: self.settings.vast.api_url.clone(),
+            runner_url: runner
+                .url_template
+                .replace("{version}", &runner.version)
+                .replace("{arch}", "x64"),
+            runner_sha256: runner.sha256.get("x64").cloned(),
+            preinstalled_runner: None,
+            gpu_count: offer.num_gpus,
+            gpu_models: vec![offer.gpu_name.clone()],
+            idle_timeout_secs: self.settings.timeouts.idle.as_secs(),
+            jit_config: jit.jit_config,
+            setup_info,
+            env_vars: vast.extra.env_vars.clone(),
+            callback: None,
+        });
+        let spec = LaunchSpec {
+            offer_id: offer.offer_id,
+            image: candidate.image.clone(),
+            disk_gb: vast.extra.disk_space_gb,
+            vm: vast.extra.vm,
+            bid_price: offer.bid_price,
+            label: label.clone(),
+            onstart: rendered.onstart,
+            env: rendered.env,
+        };
+        let patch = InstancePatch {
+            create_called_at: Some(now),
+            runner_id: Some(jit.runner_id),
+            ..Default::default()
+        };
+        self.store
+            .transition_instance(
+                &instance_id,
+                InstanceState::Requested,
+                InstanceState::Creating,
+                now,
+                patch,
+            )
+            .await?;
+        let created = match self.cloud.create(&spec).await {
+            Ok(pid) => Some(pid),
+            Err(CloudError::Ambiguous(why)) => {
+                // Never retry a create blindly: the label says whether it happened.
+                self.note(
+                    Some(job.job_id),
+                    Some(&instance_id),
+                    "create_ambiguous",
+                    &why,
+                )
+                .await;
+                match self.cloud.find(&label).await {
+                    Ok(found) => found.map(|c| c.provider_id),
+                    // Leave the row in `creating`: rule 2 looks it up later.
+                    Err(_) => {
+                        return Ok(Rent::Stop(retry(
+                            format!("create outcome unknown: {why}"),
+                            None,
+                        )));
+                    }
+                }
+            }
+            Err(e) => {
+                self.cloud_error(&e);
+                self.give_up_instance(&instance_id, repo, jit.runner_id, &e.to_string())
+                    .await?;
+                return Ok(match e {
+                    CloudError::OfferGone => Rent::NextOffer,
+                    CloudError::Refused(why) => Rent::Stop(fail(
+                        &format!("Vast.ai refused to rent: {why}"),
+                        "rigger: Vast.ai refused",
+                    )),
+                    other => Rent::Stop(retry(
+                        format!("cannot rent: {other}"),
+                        rate_limit_ms(&other),
+                    )),
+                });
+            }
+        };
+        let Some(provider_id) = created else {
+            self.give_up_instance(
+                &instance_id,
+                repo,
+                jit.runner_id,
+                "the create call made nothing",
+            )
+            .await?;
+            return Ok(Rent::NextOffer);
+        };
+        let now = self.now();
+        self.store
+            .transition_instance(
+                &instance_id,
+                InstanceState::Creating,
+                InstanceState::Booting,
+                now,
+                InstancePatch {
+                    provider_id: Some(provider_id.clone()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let patch = JobPatch {
+            runner_def: Some(def.name.clone()),
+            reason: Some(None),
+            ..Default::default()
+        };
+        self.store
+            .transition_job(
+                job.job_id,
+                JobState::Provisioning,
+                JobState::WaitingForRunner,
+                now,
+                patch,
+            )
+            .await?;
+        self.metrics.observe(
+            "rigger_provisioning_seconds",
+            &[],
+            (now - job.queued_at).max(0) as f64 / 1000.0,
+        );
+        self.note(
+            Some(job.job_id),
+            Some(&instance_id),
+            "rented",
+            &format!(
+                "{}× {} in {} at ${:.3}/h, est. {:.2} h, ${:.2} total (Vast.ai instance {provider_id}, offer {})",
+                offer.num_gpus, offer.gpu_name, offer.location, offer.dph, offer.estimated_hours, offer.estimated_cost, offer.offer_id
+            ),
+        )
+        .await;
+        self.report(
+            job,
+            &report::booting(
+                &offer.gpu_name,
+                &offer.location,
+                offer.dph,
+                offer.estimated_cost,
+                offer.estimated_hours,
+            ),
+        )
+        .await;
+        Ok(Rent::Done)
+    }
+
+    /// The create call failed for sure: the row is failed, the runner
+    /// registration removed (the reconciler's rule 7 catches what this misses).
+    async fn give_up_instance(
+        &self,
+        id: &str,
+        repo: &RepoRef,
+        runner_id: i64,
+        why: &str,
+    ) -> Result<(), EngineError> {
+        let now = self.now();
+        self.store
+            .transition_instance(
+                id,
+                InstanceState::Creating,
+                InstanceState::Failed,
+                now,
+                InstancePatch {
+                    reason: Some(why.to_string()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if let Err(e) = self.github.delete_runner(repo, runner_id).await {
+            self.github_error(&e);
+        }
+        Ok(())
+    }
+}
+
+enum Rent {
+    Done,
+    NextOffer,
+    Stop(Outcome),
+}
+
+fn retry(reason: String, after_ms: Option<i64>) -> Outcome {
+    Outcome::Retry {
+        reason,
+        after_ms,
+        check: None,
+    }
+}
+
+fn fail(why: &str, title: &str) -> Outcome {
+    Outcome::Fail {
+        reason: why.to_string(),
+        check: report::failed(title, why),
+    }
+}
+
+fn rate_limit_ms(e: &CloudError) -> Option<i64> {
+    match e {
+        CloudError::RateLimited { retry_after_ms } => Some(*retry_after_ms),
+        _ => None,
+    }
+}
+
+fn rate_limit_ms_github(e: &super::ports::GithubError) -> Option<i64> {
+    match e {
+        super::ports::GithubError::RateLimited { retry_after_ms } => Some(*retry_after_ms),
+        _ => None,
+    }
+}
+
+/// 15 s, 30 s, 60 s … capped at 5 minutes.
+pub fn backoff_ms(attempt: i64) -> i64 {
+    let exp = attempt.clamp(1, 6) - 1;
+    (15_000 * (1_i64 << exp)).min(300_000)
+}
+
+/// Parse the three files and merge them by the documented rule.
+pub fn parse_config_files(files: &super::ports::ConfigFiles) -> LoadedConfig {
+    let mut errors = Vec::new();
+    let mut parsed = |name: &str, text: &Option<String>, kind: FileKind| {
+        let text = text.as_ref()?;
+        let p = parse_file(Path::new(name), text, kind);
+        for d in p.diagnostics.items().iter().filter(|d| d.is_error()) {
+            errors.push(format!(
+                "{name}:{}:{}: {}",
+                d.location.line, d.location.column, d.message
+            ));
+        }
+        Some(p)
+    };
+    let repo = parsed(".cirun.yml", &files.repo, FileKind::Repository);
+    let org = parsed(
+        ".cirun/.cirun.global.yml",
+        &files.org,
+        FileKind::Organization,
+    );
+    let access = parsed(".cirun/.access.yml", &files.access, FileKind::Access);
+    let repo_config = repo.and_then(|p| p.config);
+    let org_config = org.and_then(|p| p.config);
+    let config = (repo_config.is_some() || org_config.is_some())
+        .then(|| org::merge(repo_config.as_ref(), org_config.as_ref()));
+    LoadedConfig {
+        config,
+        access: access.and_then(|p| p.access),
+        errors,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::ports::ConfigFiles;
+
+    #[test]
+    fn backoff_doubles_to_a_cap() {
+        assert_eq!(backoff_ms(1), 15_000);
+        assert_eq!(backoff_ms(2), 30_000);
+        assert_eq!(backoff_ms(5), 240_000);
+        assert_eq!(backoff_ms(50), 300_000);
+    }
+
+    #[test]
+    fn config_files_merge_and_report_errors() {
+        let files = ConfigFiles {
+            repo: Some("runners:\n  - name: a\n    cloud: vast_ai\n    instance_type: 0xRTX_4090\n    labels: [cirun-a]\n".into()),
+            org: Some("runners:\n  - name: b\n    cloud: vast_ai\n    instance_type: 1xRTX_4090\n    labels: [cirun-b]\n".into()),
+            access: None,
+        };
+        let loaded = parse_config_files(&files);
+        let names: Vec<_> = loaded
+            .config
+            .as_ref()
+            .unwrap()
+            .runners
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["a", "b"]);
+        assert_eq!(loaded.errors.len(), 1);
+        assert!(
+            loaded.errors[0].starts_with(".cirun.yml:4:20: "),
+            "{:?}",
+            loaded.errors
+        );
+        assert!(parse_config_files(&ConfigFiles::default()).config.is_none());
+    }
+}

@@ -1,0 +1,72 @@
+//! What rigger writes on the check run of a job's head commit: where the
+//! user looks when a GPU job waits, fails or finishes.
+
+use super::ports::CheckRun;
+
+pub const CHECK_NAME: &str = "rigger";
+
+pub fn waiting_for_capacity(def: &str, diagnosis: &str, retry_in_s: i64) -> CheckRun {
+    CheckRun {
+        title: format!("Waiting for a GPU for `{def}`"),
+        summary: format!(
+            "No Vast.ai offer fits `{def}` right now.\n\n{diagnosis}\n\nrigger looks again in {retry_in_s} s, until GitHub's 24-hour queue limit."
+        ),
+        conclusion: None,
+    }
+}
+
+pub fn refused(def: &str, why: &str) -> CheckRun {
+    CheckRun {
+        title: format!("Not renting a GPU for `{def}` yet"),
+        summary: format!("{why}.\n\nThe job waits; rigger tries again when this changes."),
+        conclusion: None,
+    }
+}
+
+pub fn failed(title: &str, why: &str) -> CheckRun {
+    CheckRun {
+        title: title.to_string(),
+        summary: why.to_string(),
+        conclusion: Some("failure"),
+    }
+}
+
+pub fn booting(gpu: &str, location: &str, dph: f64, estimated_cost: f64, hours: f64) -> CheckRun {
+    CheckRun {
+        title: format!("Booting {gpu} at ${dph:.3}/h"),
+        summary: format!(
+            "Rented {gpu} in {location} at ${dph:.3}/h. Estimated {hours:.2} h, about ${estimated_cost:.2} in total."
+        ),
+        conclusion: None,
+    }
+}
+
+pub fn finished(gpu: &str, location: &str, seconds: i64, cost: f64, conclusion: &str) -> CheckRun {
+    let minutes = seconds as f64 / 60.0;
+    CheckRun {
+        title: format!("{gpu}: {minutes:.1} min, ${cost:.4}"),
+        summary: format!(
+            "| GPU | where | machine time | cost |\n|---|---|---|---|\n| {gpu} | {location} | {minutes:.1} min | ${cost:.4} |\n\nThe machine was destroyed when the job ended ({conclusion})."
+        ),
+        conclusion: Some(if conclusion == "cancelled" {
+            "cancelled"
+        } else {
+            "success"
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_carry_the_numbers() {
+        let r = finished("RTX 4090", "Texas, US", 600, 0.0667, "success");
+        assert_eq!(r.title, "RTX 4090: 10.0 min, $0.0667");
+        assert_eq!(r.conclusion, Some("success"));
+        let w = waiting_for_capacity("gpu", "0 offers: none in US", 60);
+        assert!(w.summary.contains("0 offers: none in US"));
+        assert_eq!(w.conclusion, None);
+    }
+}

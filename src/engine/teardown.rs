@@ -1,0 +1,146 @@
+//! Destroying a machine and closing its account.
+
+use super::ports::{Cloud, Github};
+use super::state::InstanceState;
+use super::{Engine, EngineError};
+use crate::store::{CostEntry, InstancePatch, InstanceRow};
+
+impl<C: Cloud, G: Github> Engine<C, G> {
+    /// Destroy a machine now. Its row moves to `destroying` first, so that a
+    /// failed call is retried by the reconciler (rule 9); once Vast.ai
+    /// confirms, the row is `destroyed` and the cost is in the ledger.
+    /// Returns the cost entry when this call closed the account.
+    pub async fn destroy_instance(
+        &self,
+        inst: &InstanceRow,
+        reason: &str,
+    ) -> Result<Option<CostEntry>, EngineError> {
+        let now = self.now();
+        let Some(current) = self.store.instance(&inst.id).await? else {
+            return Ok(None);
+        };
+        if current.state.is_terminal() {
+            return Ok(None);
+        }
+        if current.state != InstanceState::Destroying {
+            let patch = InstancePatch {
+                destroy_called_at: Some(now),
+                reason: Some(reason.to_string()),
+                ..Default::default()
+            };
+            let moved = self
+                .store
+                .transition_instance(
+                    &current.id,
+                    current.state,
+                    InstanceState::Destroying,
+                    now,
+                    patch,
+                )
+                .await?;
+            if !moved {
+                // Someone else changed it first; they (or the reconciler) finish the job.
+                return Ok(None);
+            }
+        }
+        // A create call that never answered may still have made a machine:
+        // look it up by its label before declaring it never existed.
+        let provider_id = match &current.provider_id {
+            Some(p) => Some(p.clone()),
+            None if current.create_called_at.is_some() => {
+                match self.cloud.find(&current.label).await {
+                    Ok(found) => found.map(|c| c.provider_id),
+                    Err(e) => {
+                        self.cloud_error(&e);
+                        self.note(
+                            Some(current.job_id),
+                            Some(&current.id),
+                            "destroy_retry",
+                            &format!("cannot look the machine up yet: {e}"),
+                        )
+                        .await;
+                        return Ok(None);
+                    }
+                }
+            }
+            None => None,
+        };
+        if let Some(pid) = &provider_id
+            && let Err(e) = self.cloud.destroy(pid).await
+        {
+            self.cloud_error(&e);
+            self.note(
+                Some(current.job_id),
+                Some(&current.id),
+                "destroy_retry",
+                &format!("destroy failed, will retry: {e}"),
+            )
+            .await;
+            return Ok(None);
+        }
+        let done = self
+            .store
+            .transition_instance(
+                &current.id,
+                InstanceState::Destroying,
+                InstanceState::Destroyed,
+                now,
+                InstancePatch {
+                    destroyed_at: Some(now),
+                    provider_id: provider_id.clone(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if !done {
+            return Ok(None);
+        }
+        let entry = self.account(&current, now).await?;
+        let cost = entry.as_ref().map_or(0.0, CostEntry::cost_usd);
+        self.note(
+            Some(current.job_id),
+            Some(&current.id),
+            "destroyed",
+            &format!("destroyed ({reason}); cost ${cost:.4}"),
+        )
+        .await;
+        Ok(entry)
+    }
+
+    /// dph × seconds from the create call to the confirmed destroy.
+    async fn account(
+        &self,
+        inst: &InstanceRow,
+        destroyed_at: i64,
+    ) -> Result<Option<CostEntry>, EngineError> {
+        let (Some(dph), Some(created)) = (inst.dph, inst.create_called_at) else {
+            return Ok(None);
+        };
+        let job = self.store.job(inst.job_id).await?;
+        let entry = CostEntry {
+            instance_id: inst.id.clone(),
+            job_id: inst.job_id,
+            repo: job.as_ref().map(|j| j.repo.clone()).unwrap_or_default(),
+            runner_def: job.and_then(|j| j.runner_def).unwrap_or_default(),
+            gpu_name: inst.gpu_name.clone().unwrap_or_default(),
+            dph,
+            seconds: ((destroyed_at - created) / 1000).max(0),
+            closed_at: destroyed_at,
+        };
+        if self.store.record_cost(&entry).await? == crate::store::Inserted::New {
+            self.metrics
+                .add("rigger_spend_dollars_total", &[], entry.cost_usd());
+        }
+        Ok(Some(entry))
+    }
+
+    pub(crate) fn cloud_error(&self, e: &super::ports::CloudError) {
+        self.metrics
+            .inc("rigger_cloud_errors_total", &[("kind", e.kind())]);
+    }
+
+    pub(crate) fn github_error(&self, e: &super::ports::GithubError) {
+        self.metrics
+            .inc("rigger_github_errors_total", &[("kind", e.kind())]);
+    }
+}
