@@ -1,6 +1,7 @@
 //! The reconciler: `plan` decides (pure, tested rule by rule); `apply`
 //! carries the decisions out against the store, Vast.ai and GitHub.
 
+mod apply;
 pub mod plan;
 
 #[cfg(test)]

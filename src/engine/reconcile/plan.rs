@@ -35,6 +35,10 @@ pub struct RunnerView {
     pub name: String,
     pub online: bool,
     pub busy: bool,
+    /// Where it is registered, to delete it there.
+    pub installation_id: i64,
+    /// `owner/name` for a repository runner, `owner` for an org runner.
+    pub scope: String,
 }
 
 /// What GitHub says of a job rigger asked about.
@@ -168,7 +172,12 @@ pub enum Action {
     /// GitHub says another runner took the job (rule 5).
     MarkRunning { job_id: i64, runner_name: String },
     /// Delete a runner registration no live instance has (rule 7).
-    DeleteRunner { runner_id: i64, name: String },
+    DeleteRunner {
+        runner_id: i64,
+        name: String,
+        installation_id: i64,
+        scope: String,
+    },
     /// Put a job whose worker died back in the queue (rule 9).
     RequeueJob { job_id: i64, reason: String },
 }
@@ -473,6 +482,8 @@ fn stale_runners(s: &Snapshot) -> Vec<Action> {
         .map(|r| Action::DeleteRunner {
             runner_id: r.id,
             name: r.name.clone(),
+            installation_id: r.installation_id,
+            scope: r.scope.clone(),
         })
         .collect()
 }

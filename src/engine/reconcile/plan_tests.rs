@@ -103,6 +103,8 @@ fn a_healthy_world_needs_nothing() {
         name: "rigger-a".into(),
         online: true,
         busy: true,
+        installation_id: 1,
+        scope: "octo/ml".into(),
     });
     assert_eq!(run(&s), vec![]);
 }
@@ -209,6 +211,8 @@ fn rule_3_not_when_the_runner_is_online() {
         name: "rigger-a".into(),
         online: true,
         busy: false,
+        installation_id: 1,
+        scope: "octo/ml".into(),
     });
     assert_eq!(run(&s), vec![]);
 }
@@ -271,6 +275,8 @@ fn rule_4_never_kills_a_busy_runner() {
         name: "rigger-a".into(),
         online: true,
         busy: true,
+        installation_id: 1,
+        scope: "octo/ml".into(),
     });
     assert_eq!(run(&s), vec![]);
     let busy = inst("b", 2, InstanceState::Busy, NOW - 300 * MIN);
@@ -356,6 +362,8 @@ fn rule_7_stale_runner_registrations_are_deleted() {
         name: "rigger-gone".into(),
         online: false,
         busy: false,
+        installation_id: 1,
+        scope: "octo/ml".into(),
     });
     assert_eq!(
         run(&s),
@@ -363,7 +371,9 @@ fn rule_7_stale_runner_registrations_are_deleted() {
             Rule::StaleRunner,
             Action::DeleteRunner {
                 runner_id: 5,
-                name: "rigger-gone".into()
+                name: "rigger-gone".into(),
+                installation_id: 1,
+                scope: "octo/ml".into(),
             }
         )]
     );
