@@ -15,6 +15,7 @@ pub mod ports;
 pub mod provision;
 pub mod reconcile;
 pub mod report;
+pub mod run;
 pub mod state;
 pub mod teardown;
 

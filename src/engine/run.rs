@@ -1,0 +1,132 @@
+//! The engine's loops: the inbox worker (deliveries → events), the
+//! provisioner, and the reconciler's ticker. Each finishes what it is doing
+//! when asked to stop; nothing is destroyed because rigger stops.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use super::events::JobEvent;
+use super::ports::{Cloud, Github};
+use super::{Engine, EngineError};
+use crate::store::Delivery;
+
+/// How a stored delivery becomes an event: `Ok(None)` for deliveries that
+/// need no work (pings, other events), `Err` for a payload that cannot be
+/// read (kept with its error, never retried).
+pub type ParseDelivery = dyn Fn(&Delivery) -> Result<Option<JobEvent>, String> + Send + Sync;
+
+const DELIVERY_LEASE_MS: i64 = 60_000;
+
+impl<C: Cloud, G: Github> Engine<C, G> {
+    /// Handle the deliveries waiting in the inbox. Returns how many.
+    pub async fn process_deliveries(&self, parse: &ParseDelivery) -> Result<usize, EngineError> {
+        let batch = self
+            .store
+            .claim_deliveries(&self.worker_id, self.now(), DELIVERY_LEASE_MS, 64)
+            .await?;
+        let n = batch.len();
+        for d in batch {
+            let error = match parse(&d) {
+                Ok(Some(event)) => {
+                    // A store error leaves the lease to run out: retried later.
+                    self.handle(event).await?;
+                    None
+                }
+                Ok(None) => None,
+                Err(why) => {
+                    tracing::warn!(delivery = %d.delivery_id, event = %d.event, "unreadable delivery: {why}");
+                    Some(why)
+                }
+            };
+            self.store
+                .finish_delivery(
+                    &d.delivery_id,
+                    &self.worker_id,
+                    self.now(),
+                    error.as_deref(),
+                )
+                .await?;
+        }
+        Ok(n)
+    }
+
+    /// Run the loops until `shutdown` turns true. `inbox` is notified by the
+    /// webhook handler after each committed delivery.
+    pub async fn run(
+        self: Arc<Self>,
+        parse: Arc<ParseDelivery>,
+        inbox: Arc<Notify>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let mut tasks = JoinSet::new();
+        {
+            let engine = self.clone();
+            let mut stop = shutdown.clone();
+            tasks.spawn(async move {
+                loop {
+                    match engine.process_deliveries(parse.as_ref()).await {
+                        Ok(n) if n > 0 => continue,
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(error = %e, "inbox worker"),
+                    }
+                    tokio::select! {
+                        _ = inbox.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.changed() => {}
+                    }
+                    if *stop.borrow() {
+                        break;
+                    }
+                }
+            });
+        }
+        {
+            let engine = self.clone();
+            let mut stop = shutdown.clone();
+            tasks.spawn(async move {
+                loop {
+                    match engine.provision_due().await {
+                        Ok(n) if n > 0 => continue,
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(error = %e, "provisioner"),
+                    }
+                    tokio::select! {
+                        _ = engine.wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.changed() => {}
+                    }
+                    if *stop.borrow() {
+                        break;
+                    }
+                }
+            });
+        }
+        {
+            let engine = self.clone();
+            let mut stop = shutdown.clone();
+            let every = self.settings.timeouts.reconcile_interval;
+            tasks.spawn(async move {
+                loop {
+                    if let Err(e) = engine.reconcile_once().await {
+                        tracing::error!(error = %e, "reconciler");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        _ = stop.changed() => {}
+                    }
+                    if *stop.borrow() {
+                        break;
+                    }
+                }
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "an engine loop stopped");
+            }
+        }
+    }
+}
