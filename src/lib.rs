@@ -12,6 +12,7 @@ pub mod config;
 pub mod engine;
 pub mod github;
 pub mod metrics;
+pub mod server;
 pub mod settings;
 pub mod sim;
 pub mod store;

@@ -45,6 +45,12 @@ pub enum StoreError {
     Transition(#[from] InvalidTransition),
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateTable {
+    Jobs,
+    Instances,
+}
+
 /// Whether an insert created a row or found one already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
@@ -166,6 +172,21 @@ impl Store {
                 .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("at")?, r.try_get("kind")?, r.try_get("message")?)))
+            .collect()
+    }
+
+    /// Rows per state in `jobs` or `instances`, for the metrics gauges.
+    pub async fn counts_by_state(
+        &self,
+        table: StateTable,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let sql = match table {
+            StateTable::Jobs => "SELECT state, COUNT(*) AS n FROM jobs GROUP BY state",
+            StateTable::Instances => "SELECT state, COUNT(*) AS n FROM instances GROUP BY state",
+        };
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
             .collect()
     }
 
