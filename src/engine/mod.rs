@@ -9,6 +9,7 @@
 
 pub mod estimate;
 pub mod events;
+pub mod inbox;
 pub mod names;
 pub mod policy;
 pub mod ports;
