@@ -429,3 +429,162 @@ fn plan_is_pure() {
     );
     assert_eq!(run(&s), run(&s));
 }
+
+/// A small seeded generator, so random worlds are the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn coin(&mut self) -> bool {
+        self.below(2) == 0
+    }
+}
+
+fn random_world(rng: &mut Rng) -> Snapshot {
+    let mut jobs = Vec::new();
+    let mut instances = Vec::new();
+    for id in 1..=rng.below(6) as i64 {
+        let state = JobState::ALL[rng.below(4) as usize];
+        jobs.push(job(id, state, NOW - rng.below(30) as i64 * MIN));
+    }
+    for n in 0..rng.below(6) {
+        let state = InstanceState::ALL[rng.below(6) as usize];
+        let mut i = inst(
+            &format!("i{n}"),
+            1 + rng.below(7) as i64,
+            state,
+            NOW - rng.below(40) as i64 * MIN,
+        );
+        if rng.below(4) == 0 {
+            i.expires_at = NOW - 1;
+        }
+        if rng.coin() {
+            i.runner_id = Some(n as i64 + 100);
+        }
+        instances.push(i);
+    }
+    let mut s = snapshot(jobs, instances.clone());
+    s.cloud.retain(|_| rng.below(4) != 0);
+    if rng.coin() {
+        s.cloud.push(CloudView {
+            provider_id: format!("stray-{}", rng.below(100)),
+            label: "rigger-ctl-stray".into(),
+            status: CloudStatus::Running,
+        });
+    }
+    for i in &instances {
+        if rng.coin() {
+            s.runners.push(RunnerView {
+                id: rng.below(1000) as i64,
+                name: i.runner_name.clone(),
+                online: rng.coin(),
+                busy: rng.coin(),
+                installation_id: 1,
+                scope: "octo/ml".into(),
+            });
+        }
+    }
+    for j in &s.jobs.clone() {
+        if rng.below(3) == 0 {
+            s.github_jobs.push(GithubJobView {
+                job_id: j.job_id,
+                status: [
+                    GithubJobStatus::Queued,
+                    GithubJobStatus::InProgress,
+                    GithubJobStatus::Completed,
+                ][rng.below(3) as usize],
+                conclusion: Some("success".into()),
+                runner_name: Some(format!("rigger-i{}", rng.below(6))),
+            });
+        }
+    }
+    s.cloud_known = rng.below(5) != 0;
+    s.runners_known = rng.below(5) != 0;
+    s
+}
+
+#[test]
+fn invariants_hold_on_random_worlds() {
+    let mut rng = Rng(20261122);
+    for round in 0..5000 {
+        let s = random_world(&mut rng);
+        let actions = run(&s);
+        let mut targets = std::collections::HashSet::new();
+        for (rule, action) in &actions {
+            assert!(
+                targets.insert(target_of(action)),
+                "round {round}: two actions on one target: {actions:#?}"
+            );
+            match action {
+                // I4: a busy runner is destroyed before its job ends only at max lifetime.
+                Action::Destroy { instance_id, .. } => {
+                    let i = s
+                        .instances
+                        .iter()
+                        .find(|i| &i.id == instance_id)
+                        .expect("a known row");
+                    let job_live = s.jobs.iter().any(|j| j.job_id == i.job_id);
+                    let runner_busy = s.runners.iter().any(|r| r.name == i.runner_name && r.busy);
+                    if i.state == InstanceState::Busy && job_live && NOW < i.expires_at {
+                        assert!(
+                            matches!(rule, Rule::InstanceVanished | Rule::Recovery),
+                            "round {round}: {rule:?} destroyed a busy machine: {s:#?}"
+                        );
+                    }
+                    if *rule == Rule::IdleTimeout {
+                        assert!(!runner_busy, "round {round}: idle timeout on a busy runner");
+                    }
+                }
+                // Absence on an unreadable Vast.ai proves nothing.
+                Action::DestroyOrphan { .. } | Action::MarkFailed { .. } | Action::Adopt { .. } => {
+                    assert!(
+                        s.cloud_known,
+                        "round {round}: acted on an unknown cloud view"
+                    )
+                }
+                Action::DeleteRunner { name, .. } => {
+                    assert!(s.runners_known);
+                    // Never a runner a live machine still runs.
+                    assert!(
+                        !s.instances
+                            .iter()
+                            .any(|i| &i.runner_name == name && i.state.may_exist()),
+                        "round {round}: deleted a live machine's runner"
+                    );
+                }
+                _ => {}
+            }
+            if *rule == Rule::InstanceVanished {
+                assert!(
+                    s.cloud_known,
+                    "round {round}: vanished on an unknown cloud view"
+                );
+            }
+        }
+        assert_eq!(actions, run(&s), "round {round}: plan is not pure");
+    }
+}
+
+fn target_of(a: &Action) -> String {
+    match a {
+        Action::DestroyOrphan { provider_id, .. } => format!("cloud:{provider_id}"),
+        Action::Adopt { instance_id, .. }
+        | Action::MarkFailed { instance_id, .. }
+        | Action::Destroy { instance_id, .. } => format!("instance:{instance_id}"),
+        Action::CompleteJob { job_id, .. }
+        | Action::MarkRunning { job_id, .. }
+        | Action::RequeueJob { job_id, .. } => {
+            format!("job:{job_id}")
+        }
+        Action::DeleteRunner { runner_id, .. } => format!("runner:{runner_id}"),
+    }
+}
