@@ -53,6 +53,7 @@ async fn seeded(name: &str) -> String {
             dph: Some(0.5),
             location: Some("Texas, US".into()),
             expires_at: now + 3_600_000,
+            callback_hash: None,
         },
         now - 7_200_000,
     )

@@ -79,6 +79,7 @@ fn instance(id: &str, job_id: i64) -> NewInstance {
         dph: Some(0.5),
         location: Some("Texas, US".into()),
         expires_at: 1_000_000,
+        callback_hash: None,
     }
 }
 

@@ -10,30 +10,20 @@
 pub fn new_instance_id() -> String {
     // 40 random bits are plenty to never collide among one job's attempts,
     // and keep runner names within GitHub's 64 characters.
-    let mut bytes = [0u8; 5];
-    fill_random(&mut bytes);
-    hex::encode(bytes)
+    random_hex(5)
 }
 
-fn fill_random(buf: &mut [u8]) {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    // RandomState is seeded from the OS per process and per instance; mixing
-    // a counter and the time keeps successive ids apart without another crate.
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(n);
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    let v = h.finish().to_le_bytes();
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = v[i % v.len()];
-    }
+/// A secret for a machine to prove who it is (the VM-mode callback): 256 bits.
+pub fn new_token() -> String {
+    random_hex(32)
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    // The OS's generator; it only fails on a system without one, where
+    // nothing else here could work either.
+    getrandom::fill(&mut buf).expect("the operating system's random number generator");
+    hex::encode(buf)
 }
 
 /// The Vast.ai label of an instance.
@@ -88,6 +78,13 @@ mod tests {
         let name = runner_name(controller, i64::MAX, &id);
         assert!(name.len() <= 64, "{} characters", name.len());
         assert!(name.starts_with(&runner_prefix(controller)));
+    }
+
+    #[test]
+    fn tokens_are_long_and_distinct() {
+        let (a, b) = (new_token(), new_token());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
     }
 
     #[test]

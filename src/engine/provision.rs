@@ -478,6 +478,13 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 )));
             }
         };
+        // With a public URL, a machine that cannot destroy itself (VM mode may
+        // have no per-instance key) reports its end to rigger with this token.
+        let callback = self.settings.public_url.as_ref().map(|base| {
+            let token = names::new_token();
+            let url = format!("{}/callback/{instance_id}", base.trim_end_matches('/'));
+            (url, token)
+        });
         let now = self.now();
         let lifetime = (i64::from(vast.extra.max_runtime_minutes) * 60_000)
             .min(self.settings.timeouts.max_lifetime.as_millis() as i64);
@@ -494,6 +501,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                     dph: Some(offer.dph),
                     location: Some(offer.location.clone()),
                     expires_at: now + lifetime,
+                    callback_hash: callback.as_ref().map(|(_, t)| token_hash(t)),
                 },
                 now,
             )
@@ -527,7 +535,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             jit_config: jit.jit_config,
             setup_info,
             env_vars: vast.extra.env_vars.clone(),
-            callback: None,
+            callback: callback.map(|(url, token)| (url, crate::settings::Secret::new(token))),
         });
         let spec = LaunchSpec {
             offer_id: offer.offer_id,
@@ -720,6 +728,12 @@ fn rate_limit_ms_github(e: &super::ports::GithubError) -> Option<i64> {
         super::ports::GithubError::RateLimited { retry_after_ms } => Some(*retry_after_ms),
         _ => None,
     }
+}
+
+/// What the store keeps of a callback token: its SHA-256, in hex.
+pub fn token_hash(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// 15 s, 30 s, 60 s … capped at 5 minutes.

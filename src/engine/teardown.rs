@@ -144,3 +144,40 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             .inc("rigger_github_errors_total", &[("kind", e.kind())]);
     }
 }
+
+/// What a machine's report of its end led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Callback {
+    Destroyed,
+    /// No such machine, or not its token: the same answer for both.
+    Unauthorized,
+}
+
+impl<C: Cloud, G: Github> Engine<C, G> {
+    /// A machine's bootstrap reports that its runner exited (VM mode without
+    /// a per-instance Vast.ai key): destroy it now rather than at the next
+    /// reconcile.
+    pub async fn machine_ended(
+        &self,
+        instance_id: &str,
+        token: &str,
+        exit_code: Option<i64>,
+    ) -> Result<Callback, EngineError> {
+        let Some(inst) = self.store.instance(instance_id).await? else {
+            return Ok(Callback::Unauthorized);
+        };
+        // Comparing digests, not the token: equal-time comparison of a hash
+        // leaks nothing useful about the token itself.
+        let presented = super::provision::token_hash(token);
+        if inst.callback_hash.as_deref() != Some(presented.as_str()) {
+            return Ok(Callback::Unauthorized);
+        }
+        let code = exit_code.map_or("unknown".to_string(), |c| c.to_string());
+        self.destroy_instance(
+            &inst,
+            &format!("its runner exited (code {code}), as its bootstrap reported"),
+        )
+        .await?;
+        Ok(Callback::Destroyed)
+    }
+}

@@ -4,12 +4,15 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 
+use crate::engine::Engine;
+use crate::engine::ports::{Cloud, Github};
 use crate::engine::state::{InstanceState, JobState};
+use crate::engine::teardown::Callback;
 use crate::metrics::Metrics;
 use crate::store::{StateTable, Store};
 
@@ -70,4 +73,36 @@ async fn metrics(State(s): State<OpsState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.render(),
     )
+}
+
+/// `POST /callback/{instance}`: a machine's bootstrap reports its runner
+/// exited, with `Authorization: Bearer <its token>` and `{"exit_code": N}`.
+pub fn callback_router<C: Cloud, G: Github>(engine: Arc<Engine<C, G>>) -> Router {
+    Router::new()
+        .route("/callback/{instance}", post(callback::<C, G>))
+        .with_state(engine)
+}
+
+async fn callback<C: Cloud, G: Github>(
+    State(engine): State<Arc<Engine<C, G>>>,
+    Path(instance): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> impl IntoResponse {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let exit_code = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["exit_code"].as_i64());
+    match engine.machine_ended(&instance, token, exit_code).await {
+        Ok(Callback::Destroyed) => (StatusCode::NO_CONTENT, ""),
+        Ok(Callback::Unauthorized) => (StatusCode::UNAUTHORIZED, "unknown machine or token\n"),
+        Err(e) => {
+            tracing::error!(error = %e, "callback");
+            (StatusCode::SERVICE_UNAVAILABLE, "try again\n")
+        }
+    }
 }

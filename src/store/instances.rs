@@ -23,6 +23,9 @@ pub struct NewInstance {
     pub location: Option<String>,
     /// When it is destroyed whatever it is doing (max lifetime, I3/I4).
     pub expires_at: i64,
+    /// SHA-256 (hex) of the token its bootstrap presents to rigger's callback;
+    /// the token itself is never stored (I6).
+    pub callback_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +50,7 @@ pub struct InstanceRow {
     pub destroy_called_at: Option<i64>,
     pub destroyed_at: Option<i64>,
     pub expires_at: i64,
+    pub callback_hash: Option<String>,
     pub updated_at: i64,
 }
 
@@ -87,7 +91,7 @@ impl InstancePatch {
 
 const COLUMNS: &str = "id, job_id, label, runner_name, runner_id, provider_id, offer_id, gpu_name, \
      num_gpus, dph, location, state, reason, created_at, create_called_at, online_at, \
-     destroy_called_at, destroyed_at, expires_at, updated_at";
+     destroy_called_at, destroyed_at, expires_at, callback_hash, updated_at";
 
 impl InstanceRow {
     fn from_row(r: &AnyRow) -> Result<InstanceRow, StoreError> {
@@ -112,6 +116,7 @@ impl InstanceRow {
             destroy_called_at: r.try_get("destroy_called_at")?,
             destroyed_at: r.try_get("destroyed_at")?,
             expires_at: r.try_get("expires_at")?,
+            callback_hash: r.try_get("callback_hash")?,
             updated_at: r.try_get("updated_at")?,
         })
     }
@@ -122,8 +127,8 @@ impl Store {
     pub async fn insert_instance(&self, i: &NewInstance, now: i64) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO instances (id, job_id, label, runner_name, offer_id, gpu_name, num_gpus, dph, \
-             location, state, expires_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+             location, state, expires_at, callback_hash, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
         )
         .bind(&i.id)
         .bind(i.job_id)
@@ -136,6 +141,7 @@ impl Store {
         .bind(&i.location)
         .bind(InstanceState::Requested.as_str())
         .bind(i.expires_at)
+        .bind(&i.callback_hash)
         .bind(now)
         .execute(&self.pool)
         .await?;

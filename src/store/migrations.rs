@@ -77,6 +77,7 @@ CREATE TABLE instances (
     destroy_called_at BIGINT,
     destroyed_at      BIGINT,
     expires_at        BIGINT NOT NULL,
+    callback_hash     TEXT,
     updated_at        BIGINT NOT NULL,
     version           BIGINT NOT NULL DEFAULT 0
 );

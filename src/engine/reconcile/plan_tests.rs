@@ -56,6 +56,7 @@ fn inst(id: &str, job_id: i64, state: InstanceState, since: i64) -> InstanceRow 
         destroy_called_at: (state == InstanceState::Destroying).then_some(since),
         destroyed_at: None,
         expires_at: NOW + 60 * MIN,
+        callback_hash: None,
         updated_at: since,
     }
 }
