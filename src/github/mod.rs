@@ -1,1 +1,2 @@
 //! GitHub: webhooks, App authentication and the REST client.
+pub mod webhook;

@@ -1,6 +1,8 @@
 //! rigger's HTTP server: `/webhook` (GitHub's deliveries), and the
 //! operational endpoints `/healthz`, `/readyz` and `/metrics`.
 
+pub mod webhook;
+
 use std::sync::Arc;
 
 use axum::Router;

@@ -1,0 +1,255 @@
+//! `POST /webhook` over real HTTP: signatures, limits, duplicates, and every
+//! `workflow_job` example GitHub publishes (from `RIGGER_GITHUB_FIXTURES`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rigger::engine::events::JobEvent;
+use rigger::engine::inbox::DurableInbox;
+use rigger::engine::ports::ManualClock;
+use rigger::github::webhook::{Event, parse, sign};
+use rigger::metrics::Metrics;
+use rigger::server::webhook::{MAX_BODY_BYTES, WebhookState, parse_delivery, webhook_router};
+use rigger::settings::Secret;
+use rigger::store::Store;
+
+struct Server {
+    url: String,
+    store: Store,
+    metrics: Arc<Metrics>,
+}
+
+async fn serve(name: &str) -> Server {
+    let dir = std::env::temp_dir().join(format!("rigger-webhook-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = Store::connect(&format!("sqlite://{}", dir.join("r.db").display()))
+        .await
+        .unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let app = webhook_router(WebhookState {
+        secrets: Arc::new(vec![Secret::new("old-secret"), Secret::new("s3cret")]),
+        inbox: DurableInbox::start(store.clone()),
+        clock: Arc::new(ManualClock::new(1_000)),
+        metrics: metrics.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Server {
+        url,
+        store,
+        metrics,
+    }
+}
+
+async fn post(url: &str, event: &str, delivery: &str, body: &[u8], secret: &str) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-github-event", event)
+        .header("x-github-delivery", delivery)
+        .header("x-hub-signature-256", sign(&Secret::new(secret), body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+const QUEUED: &str = r#"{"action":"queued","workflow_job":{"id":42,"run_id":7,"run_attempt":1,"head_sha":"abc","status":"queued","labels":["cirun-gpu--7"],"conclusion":null,"runner_name":null},"repository":{"full_name":"acme/ml"},"sender":{"login":"octocat"},"installation":{"id":5}}"#;
+
+#[tokio::test]
+async fn a_signed_delivery_is_committed_before_202_and_duplicates_are_recognised() {
+    let s = serve("accept").await;
+    let (code, text) = post(&s.url, "workflow_job", "d-1", QUEUED.as_bytes(), "s3cret").await;
+    assert_eq!((code, text.as_str()), (202, "accepted\n"));
+    // Committed: a worker can claim it at once, and it parses back to the job.
+    let claimed = s
+        .store
+        .claim_deliveries("w", 2_000, 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].action.as_deref(), Some("queued"));
+    match parse_delivery(&claimed[0]).unwrap() {
+        Some(JobEvent::Queued(j)) => assert_eq!((j.job_id, j.repo.as_str()), (42, "acme/ml")),
+        other => panic!("{other:?}"),
+    }
+    // GitHub redelivers with the same id: acknowledged, stored once.
+    let (code, text) = post(
+        &s.url,
+        "workflow_job",
+        "d-1",
+        QUEUED.as_bytes(),
+        "old-secret",
+    )
+    .await;
+    assert_eq!((code, text.as_str()), (202, "duplicate\n"));
+    assert_eq!(
+        s.metrics.value(
+            "rigger_deliveries_total",
+            &[("event", "workflow_job"), ("result", "duplicate")]
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_a_reason_and_nothing_is_stored() {
+    let s = serve("refuse").await;
+    let http = reqwest::Client::new();
+    // Wrong secret.
+    let (code, text) = post(&s.url, "workflow_job", "d-1", QUEUED.as_bytes(), "guess").await;
+    assert_eq!(code, 401);
+    assert!(text.contains("does not match"), "{text}");
+    // No signature at all.
+    let r = http
+        .post(&s.url)
+        .header("x-github-event", "workflow_job")
+        .header("x-github-delivery", "d-2")
+        .body(QUEUED)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // Signed, but no delivery id.
+    let r = http
+        .post(&s.url)
+        .header("x-github-event", "workflow_job")
+        .header(
+            "x-hub-signature-256",
+            sign(&Secret::new("s3cret"), QUEUED.as_bytes()),
+        )
+        .body(QUEUED)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Over GitHub's 25 MB cap: refused before the signature is even computed.
+    let big = vec![b' '; MAX_BODY_BYTES + 1];
+    let (code, _) = post(&s.url, "workflow_job", "d-3", &big, "s3cret").await;
+    assert_eq!(code, 413);
+    assert!(
+        s.store
+            .claim_deliveries("w", 2_000, 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn pings_and_other_events_are_answered_and_not_stored_malformed_jobs_are_kept() {
+    let s = serve("others").await;
+    let (code, text) = post(
+        &s.url,
+        "ping",
+        "p-1",
+        br#"{"zen":"Keep it simple."}"#,
+        "s3cret",
+    )
+    .await;
+    assert_eq!((code, text.as_str()), (200, "pong\n"));
+    let (code, text) = post(&s.url, "star", "x-1", b"{}", "s3cret").await;
+    assert_eq!((code, text.as_str()), (200, "ignored: star\n"));
+    assert!(
+        s.store
+            .claim_deliveries("w", 2_000, 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A signed workflow_job that is not one: 400 with the reason, and kept so
+    // that the worker records why it could not be read.
+    let (code, text) = post(
+        &s.url,
+        "workflow_job",
+        "m-1",
+        br#"{"action":"queued"}"#,
+        "s3cret",
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert!(text.contains("malformed `workflow_job` payload"), "{text}");
+    let claimed = s
+        .store
+        .claim_deliveries("w", 2_000, 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(parse_delivery(&claimed[0]).is_err());
+}
+
+fn fixtures() -> Option<PathBuf> {
+    match std::env::var_os("RIGGER_GITHUB_FIXTURES") {
+        Some(p) => Some(PathBuf::from(p)),
+        None => {
+            eprintln!(
+                "skipped: set RIGGER_GITHUB_FIXTURES to ../shared/fixtures/github (.ci/run does)"
+            );
+            None
+        }
+    }
+}
+
+/// Every published example of the events rigger reads parses, and the
+/// `workflow_job` ones map to the action their file name says.
+#[test]
+fn githubs_published_payload_examples_parse() {
+    let Some(root) = fixtures() else { return };
+    let examples = root.join("octokit-webhooks/payload-examples/api.github.com");
+    let mut seen = 0;
+    for event in [
+        "workflow_job",
+        "ping",
+        "installation",
+        "installation_repositories",
+    ] {
+        for entry in std::fs::read_dir(examples.join(event)).unwrap() {
+            let path = entry.unwrap().path();
+            let body = std::fs::read(&path).unwrap();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            let parsed = parse(event, &body).unwrap_or_else(|e| panic!("{name}: {e}"));
+            seen += 1;
+            if event != "workflow_job" {
+                assert!(!matches!(parsed, Event::Ignored(_)), "{name}: {parsed:?}");
+                continue;
+            }
+            let action = name.split('.').next().unwrap();
+            match (action, &parsed) {
+                ("queued", Event::WorkflowJob(JobEvent::Queued(j))) => {
+                    assert!(j.job_id > 0 && j.run_id > 0 && !j.repo.is_empty(), "{name}")
+                }
+                ("in_progress", Event::WorkflowJob(JobEvent::InProgress { runner_name, .. })) => {
+                    assert!(runner_name.is_some(), "{name}")
+                }
+                ("completed", Event::WorkflowJob(JobEvent::Completed { conclusion, .. })) => {
+                    assert!(conclusion.is_some(), "{name}")
+                }
+                ("waiting", Event::WorkflowJobWaiting { .. }) => {}
+                _ => panic!("{name}: {parsed:?}"),
+            }
+        }
+    }
+    assert!(
+        seen >= 15,
+        "only {seen} examples found under {}",
+        examples.display()
+    );
+}
+
+/// GitHub's own documented signature example, from the fixtures.
+#[test]
+fn githubs_signature_test_vector_from_the_fixtures() {
+    let Some(root) = fixtures() else { return };
+    let v: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("github-docs-webhooks/signature-test-vector.json")).unwrap(),
+    )
+    .unwrap();
+    let secret = v["secret"].as_str().unwrap();
+    let payload = v["payload"].as_str().unwrap();
+    let expected = v["X-Hub-Signature-256"].as_str().unwrap();
+    assert_eq!(sign(&Secret::new(secret), payload.as_bytes()), expected);
+}
