@@ -5,6 +5,9 @@
 //! for, `cloud` rents machines, `github` talks to GitHub, `sim` simulates both
 //! services for the demo and the tests, and `cli` is the command line.
 
+// The simulated Vast.ai writes its large JSON rows with `json!`.
+#![recursion_limit = "256"]
+
 pub mod bootstrap;
 pub mod cli;
 pub mod cloud;

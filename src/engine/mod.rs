@@ -14,6 +14,7 @@ pub mod names;
 pub mod policy;
 pub mod ports;
 pub mod provision;
+pub mod rank;
 pub mod reconcile;
 pub mod report;
 pub mod run;

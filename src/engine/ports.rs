@@ -77,61 +77,7 @@ pub enum OfferSearch {
     NoMatch { diagnosis: String },
 }
 
-/// Everything a create call needs.
-#[derive(Clone)]
-pub struct LaunchSpec {
-    pub offer_id: i64,
-    pub image: String,
-    pub disk_gb: f64,
-    pub vm: bool,
-    pub bid_price: Option<f64>,
-    /// Our controller label (I1).
-    pub label: String,
-    pub onstart: String,
-    /// Holds the JIT config: never logged.
-    pub env: std::collections::BTreeMap<String, String>,
-}
-
-impl std::fmt::Debug for LaunchSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LaunchSpec")
-            .field("offer_id", &self.offer_id)
-            .field("image", &self.image)
-            .field("label", &self.label)
-            .field("env_keys", &self.env.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-/// Why a cloud call failed, as the engine branches on it.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum CloudError {
-    /// Rented by someone else between search and create: try the next offer.
-    #[error("the offer is no longer available")]
-    OfferGone,
-    /// The create call may or may not have made an instance: look it up by label.
-    #[error("the create call's outcome is unknown: {0}")]
-    Ambiguous(String),
-    #[error("rate limited; retry in {retry_after_ms} ms")]
-    RateLimited { retry_after_ms: i64 },
-    #[error("temporary failure: {0}")]
-    Transient(String),
-    #[error("refused: {0}")]
-    Refused(String),
-}
-
-impl CloudError {
-    /// A short word for metric labels.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            CloudError::OfferGone => "offer_gone",
-            CloudError::Ambiguous(_) => "ambiguous",
-            CloudError::RateLimited { .. } => "rate_limited",
-            CloudError::Transient(_) => "transient",
-            CloudError::Refused(_) => "refused",
-        }
-    }
-}
+pub use crate::cloud::{LaunchSpec, ProviderError as CloudError};
 
 pub trait Cloud: Send + Sync + 'static {
     /// Search every candidate of a definition and rank the offers by

@@ -589,7 +589,9 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                     .await?;
                 return Ok(match e {
                     CloudError::OfferGone => Rent::NextOffer,
-                    CloudError::Refused(why) => Rent::Stop(fail(
+                    CloudError::Unauthorized(why)
+                    | CloudError::Invalid(why)
+                    | CloudError::NotFound(why) => Rent::Stop(fail(
                         &format!("Vast.ai refused to rent: {why}"),
                         "rigger: Vast.ai refused",
                     )),

@@ -28,49 +28,60 @@ const fn gpu(vast_name: &'static str, vram_gb: u32, speed: Option<f64>) -> GpuMo
 }
 
 /// GPU models commonly listed on Vast.ai.
+///
+/// Relative speeds: the eight anchors (RTX 3060 0.5, RTX 3090 1.0, RTX 4090
+/// 1.6, RTX A5000 0.9, RTX A6000 1.1, L40S 1.5, A100 SXM4 2.0, H100 SXM 3.3)
+/// are the figures rigger's specification gives for FP16 training. The
+/// others are estimates placed between those anchors by each card's dense
+/// FP16 tensor throughput and memory bandwidth in NVIDIA's published
+/// datasheets and architecture whitepapers (Turing, Ampere GA102/GA100, Ada
+/// AD102, Hopper), rounded to 0.05; where a datasheet ratio and the anchors
+/// disagree the anchors win, because training is rarely compute-bound. They
+/// only order offers by estimated duration; a model without a figure (`None`)
+/// is ranked by the offer's `dlperf` instead.
 pub const CATALOG: &[GpuModel] = &[
-    gpu("GTX 1080 Ti", 11, None),
-    gpu("RTX 2080 Ti", 11, None),
+    gpu("GTX 1080 Ti", 11, Some(0.35)),
+    gpu("RTX 2080 Ti", 11, Some(0.6)),
     gpu("RTX 3060", 12, Some(0.5)),
-    gpu("RTX 3060 Ti", 8, None),
-    gpu("RTX 3070", 8, None),
-    gpu("RTX 3080", 10, None),
-    gpu("RTX 3080 Ti", 12, None),
+    gpu("RTX 3060 Ti", 8, Some(0.55)),
+    gpu("RTX 3070", 8, Some(0.6)),
+    gpu("RTX 3080", 10, Some(0.8)),
+    gpu("RTX 3080 Ti", 12, Some(0.9)),
     gpu("RTX 3090", 24, Some(1.0)),
-    gpu("RTX 3090 Ti", 24, None),
-    gpu("RTX 4060 Ti", 16, None),
-    gpu("RTX 4070", 12, None),
-    gpu("RTX 4070 Ti", 12, None),
-    gpu("RTX 4080", 16, None),
-    gpu("RTX 4080S", 16, None),
+    gpu("RTX 3090 Ti", 24, Some(1.1)),
+    gpu("RTX 4060 Ti", 16, Some(0.6)),
+    gpu("RTX 4070", 12, Some(0.8)),
+    gpu("RTX 4070 Ti", 12, Some(0.95)),
+    gpu("RTX 4080", 16, Some(1.2)),
+    gpu("RTX 4080S", 16, Some(1.25)),
     gpu("RTX 4090", 24, Some(1.6)),
-    gpu("RTX 4090D", 24, None),
+    gpu("RTX 4090D", 24, Some(1.45)),
     gpu("RTX 5080", 16, None),
-    gpu("RTX 5090", 32, None),
-    gpu("RTX A4000", 16, None),
-    gpu("RTX A4500", 20, None),
+    gpu("RTX 5090", 32, Some(2.2)),
+    gpu("RTX A4000", 16, Some(0.55)),
+    gpu("RTX A4500", 20, Some(0.7)),
     gpu("RTX A5000", 24, Some(0.9)),
     gpu("RTX A6000", 48, Some(1.1)),
-    gpu("RTX 4000Ada", 20, None),
-    gpu("RTX 5000Ada", 32, None),
-    gpu("RTX 6000Ada", 48, None),
+    gpu("RTX 4000Ada", 20, Some(0.6)),
+    gpu("RTX 5000Ada", 32, Some(1.1)),
+    gpu("RTX 6000Ada", 48, Some(1.6)),
     gpu("RTX PRO 6000", 96, None),
-    gpu("Q RTX 8000", 48, None),
-    gpu("Tesla T4", 16, None),
-    gpu("Tesla V100", 16, None),
-    gpu("Tesla P100", 16, None),
-    gpu("A10", 24, None),
-    gpu("A40", 48, None),
-    gpu("L4", 24, None),
-    gpu("L40", 48, None),
+    gpu("Q RTX 8000", 48, Some(0.6)),
+    gpu("Tesla T4", 16, Some(0.3)),
+    gpu("Tesla V100", 16, Some(0.85)),
+    gpu("Tesla P100", 16, Some(0.4)),
+    gpu("A10", 24, Some(0.7)),
+    gpu("A40", 48, Some(1.05)),
+    gpu("L4", 24, Some(0.45)),
+    gpu("L40", 48, Some(1.4)),
     gpu("L40S", 48, Some(1.5)),
-    gpu("A100 PCIE", 40, None),
+    gpu("A100 PCIE", 40, Some(1.8)),
     gpu("A100 SXM4", 40, Some(2.0)),
-    gpu("A100X", 80, None),
-    gpu("H100 PCIE", 80, None),
+    gpu("A100X", 80, Some(2.0)),
+    gpu("H100 PCIE", 80, Some(2.6)),
     gpu("H100 SXM", 80, Some(3.3)),
-    gpu("H100 NVL", 94, None),
-    gpu("H200", 141, None),
+    gpu("H100 NVL", 94, Some(3.0)),
+    gpu("H200", 141, Some(3.6)),
     gpu("B200", 180, None),
 ];
 

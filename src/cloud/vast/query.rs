@@ -1,0 +1,261 @@
+//! From a `.cirun.yml` candidate to Vast.ai's search body
+//! (`POST /api/v0/bundles/`), with the units the API uses: GPU and host RAM
+//! in MB, disk in GB, bandwidth in Mbit/s; JSON numbers and booleans, never
+//! the numeric strings the CLI sends.
+
+use serde_json::{Map, Value, json};
+
+use crate::cloud::OfferFilter;
+use crate::cloud::vast::gpus::GpuChoice;
+use crate::config::model::{VastCandidate, VastExtra};
+
+/// Offers asked for per search: enough to rank and to survive a few being
+/// rented by someone else, small enough to parse in well under a millisecond.
+pub const SEARCH_LIMIT: u32 = 64;
+
+/// rigger's filter for one fallback candidate of a runner definition.
+pub fn filter_for(candidate: &VastCandidate, extra: &VastExtra) -> OfferFilter {
+    let (gpu_names, mut min_gpu_ram_mb) = match &candidate.gpu {
+        GpuChoice::Any => (Vec::new(), None),
+        GpuChoice::Models {
+            vast_names,
+            min_vram_mb,
+        } => (
+            vast_names.iter().map(|n| n.to_string()).collect(),
+            *min_vram_mb,
+        ),
+    };
+    // `NxANY` states the memory it needs; a named model may add to it.
+    if let Some(gb) = extra.min_gpu_ram_gb {
+        let mb = (gb * 1000.0).round() as u32;
+        min_gpu_ram_mb = Some(min_gpu_ram_mb.map_or(mb, |m| m.max(mb)));
+    }
+    let min_cuda = [candidate.min_cuda, extra.min_cuda]
+        .into_iter()
+        .flatten()
+        .max()
+        .map(|v| f64::from(v.major) + f64::from(v.minor) / 10.0);
+    OfferFilter {
+        num_gpus: candidate.gpu_count,
+        gpu_names,
+        min_gpu_ram_mb,
+        disk_gb: extra.disk_space_gb,
+        min_ram_gb: extra.min_ram_gb,
+        country: candidate.region.clone(),
+        vm: extra.vm,
+        min_cuda,
+        min_reliability: extra.min_reliability,
+        min_inet_down: extra.min_inet_down,
+        verified: extra.verified,
+        interruptible: candidate.preemptible,
+        max_dph: extra.max_dph,
+        limit: SEARCH_LIMIT,
+    }
+}
+
+/// The search body. Keys are the API's column names (reference §3.3).
+pub fn search_body(f: &OfferFilter) -> Value {
+    let mut q = Map::new();
+    let mut put = |k: &str, v: Value| {
+        q.insert(k.to_string(), v);
+    };
+    put("rentable", json!({"eq": true}));
+    put("rented", json!({"eq": false}));
+    put("external", json!({"eq": false}));
+    if f.verified {
+        put("verified", json!({"eq": true}));
+    }
+    put("num_gpus", json!({"eq": f.num_gpus}));
+    match f.gpu_names.as_slice() {
+        [] => {}
+        [one] => put("gpu_name", json!({"eq": one})),
+        many => put("gpu_name", json!({"in": many})),
+    }
+    if let Some(mb) = f.min_gpu_ram_mb {
+        put("gpu_ram", json!({"gte": mb}));
+    }
+    put("disk_space", json!({"gte": f.disk_gb}));
+    // Prices include this much storage, and the server also reads it as a
+    // disk filter.
+    put("allocated_storage", json!(f.disk_gb));
+    if let Some(gb) = f.min_ram_gb {
+        put("cpu_ram", json!({"gte": (gb * 1000.0).round()}));
+    }
+    if let Some(cc) = &f.country {
+        put("geolocation", json!({"eq": cc}));
+    }
+    if f.vm {
+        // VMs are reachable only on hosts with direct ports (reference §4.4).
+        put("vms_enabled", json!({"eq": true}));
+        put("direct_port_count", json!({"gte": 1}));
+    }
+    if let Some(v) = f.min_cuda {
+        put("cuda_max_good", json!({"gte": v}));
+    }
+    put("reliability", json!({"gte": f.min_reliability}));
+    put("inet_down", json!({"gte": f.min_inet_down}));
+    // For bids the cap applies to the bid, which rigger sets; `dph_total` is
+    // the on-demand price and would wrongly hide cheap interruptible hosts.
+    if let (Some(max), false) = (f.max_dph, f.interruptible) {
+        put("dph_total", json!({"lte": max}));
+    }
+    put("order", json!([["dph_total", "asc"]]));
+    put(
+        "type",
+        json!(if f.interruptible { "bid" } else { "on-demand" }),
+    );
+    put("limit", json!(f.limit));
+    Value::Object(q)
+}
+
+/// A wider search for the no-match diagnosis: the same GPUs, none of the
+/// other filters, so rigger can tell which filter emptied the market.
+pub fn broad_filter(f: &OfferFilter) -> OfferFilter {
+    OfferFilter {
+        min_gpu_ram_mb: None,
+        disk_gb: 0.0,
+        min_ram_gb: None,
+        country: None,
+        vm: false,
+        min_cuda: None,
+        min_reliability: 0.0,
+        min_inet_down: 0.0,
+        verified: false,
+        max_dph: None,
+        limit: 1000,
+        ..f.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FileKind, parse_file};
+
+    fn filters(yaml: &str) -> Vec<OfferFilter> {
+        let parsed = parse_file(
+            std::path::Path::new(".cirun.yml"),
+            yaml,
+            FileKind::Repository,
+        );
+        let runner = parsed
+            .config
+            .as_ref()
+            .expect("parses")
+            .runners
+            .iter()
+            .find_map(|r| r.vast.clone())
+            .expect("a vast runner");
+        runner
+            .candidates
+            .iter()
+            .map(|c| filter_for(c, &runner.extra))
+            .collect()
+    }
+
+    fn body(yaml: &str) -> Value {
+        search_body(&filters(yaml)[0])
+    }
+
+    const BASE: &str = "runners:\n  - name: g\n    cloud: vast_ai\n    labels: [cirun-g]\n";
+
+    #[test]
+    fn a_plain_runner_gets_every_default_as_json_numbers() {
+        let b = body(&format!("{BASE}    instance_type: 1xRTX_4090\n"));
+        assert_eq!(
+            b,
+            json!({
+                "rentable": {"eq": true}, "rented": {"eq": false}, "external": {"eq": false},
+                "verified": {"eq": true}, "num_gpus": {"eq": 1}, "gpu_name": {"eq": "RTX 4090"},
+                "disk_space": {"gte": 30.0}, "allocated_storage": 30.0,
+                "cuda_max_good": {"gte": 12.4},
+                "reliability": {"gte": 0.95}, "inet_down": {"gte": 100.0},
+                "order": [["dph_total", "asc"]], "type": "on-demand", "limit": SEARCH_LIMIT
+            })
+        );
+    }
+
+    #[test]
+    fn aliases_expand_to_vast_names() {
+        let b = body(&format!("{BASE}    instance_type: 2xH100\n"));
+        assert_eq!(b["num_gpus"], json!({"eq": 2}));
+        assert_eq!(
+            b["gpu_name"],
+            json!({"in": ["H100 SXM", "H100 PCIE", "H100 NVL"]})
+        );
+        let b = body(&format!("{BASE}    instance_type: 4xA100_SXM\n"));
+        assert_eq!(b["gpu_name"], json!({"eq": "A100 SXM4"}));
+        let b = body(&format!("{BASE}    instance_type: 8xA100_SXM4_80GB\n"));
+        assert_eq!(b["gpu_name"], json!({"eq": "A100 SXM4"}));
+        // 97% of nominal: hosts report a little less than the marketing size.
+        assert_eq!(b["gpu_ram"], json!({"gte": 77600}));
+    }
+
+    #[test]
+    fn any_gpu_is_no_name_and_a_memory_floor() {
+        let b = body(&format!(
+            "{BASE}    instance_type: 1xANY\n    extra_config:\n      min_gpu_ram: 24\n"
+        ));
+        assert!(b.get("gpu_name").is_none());
+        assert_eq!(b["gpu_ram"], json!({"gte": 24000}));
+    }
+
+    #[test]
+    fn extra_config_keys_map_with_their_units() {
+        let b = body(&format!(
+            "{BASE}    instance_type: 1xRTX_3090\n    region: us\n    extra_config:\n      disk_space: 200\n      min_ram: 32\n      max_dph: 0.8\n      min_reliability: 0.99\n      min_inet_down: 500\n      verified: false\n      min_cuda: \"12.6\"\n"
+        ));
+        assert_eq!(b["disk_space"], json!({"gte": 200.0}));
+        assert_eq!(b["allocated_storage"], json!(200.0));
+        assert_eq!(b["cpu_ram"], json!({"gte": 32000.0}));
+        assert_eq!(b["geolocation"], json!({"eq": "US"}));
+        assert_eq!(b["dph_total"], json!({"lte": 0.8}));
+        assert_eq!(b["reliability"], json!({"gte": 0.99}));
+        assert_eq!(b["inet_down"], json!({"gte": 500.0}));
+        assert!(
+            b.get("verified").is_none(),
+            "verified: false drops the filter"
+        );
+        assert_eq!(b["cuda_max_good"], json!({"gte": 12.6}));
+    }
+
+    #[test]
+    fn cuda_comes_from_the_image_tag() {
+        let b = body(&format!(
+            "{BASE}    instance_type: 1xRTX_4090\n    machine_image: nvidia/cuda:12.1.0-devel-ubuntu22.04\n"
+        ));
+        assert_eq!(b["cuda_max_good"], json!({"gte": 12.1}));
+        let b = body(&format!(
+            "{BASE}    instance_type: 1xRTX_4090\n    machine_image: ubuntu:22.04\n"
+        ));
+        assert!(b.get("cuda_max_good").is_none());
+    }
+
+    #[test]
+    fn vm_mode_needs_vm_hosts_with_direct_ports() {
+        let b = body(&format!(
+            "{BASE}    instance_type: 1xRTX_3090\n    machine_image: vastai/kvm:ubuntu_cli_22.04-2025-11-21\n    extra_config:\n      vm: true\n"
+        ));
+        assert_eq!(b["vms_enabled"], json!({"eq": true}));
+        assert_eq!(b["direct_port_count"], json!({"gte": 1}));
+    }
+
+    #[test]
+    fn preemptible_searches_bids_without_the_on_demand_price_cap() {
+        let b = body(&format!(
+            "{BASE}    instance_type: 1xRTX_4090\n    preemptible: true\n    extra_config:\n      max_dph: 0.5\n"
+        ));
+        assert_eq!(b["type"], json!("bid"));
+        assert!(b.get("dph_total").is_none());
+    }
+
+    #[test]
+    fn fallback_candidates_each_get_their_own_query() {
+        let f = filters(&format!(
+            "{BASE}    instance_type: [1xRTX_4090, 2xRTX_3090]\n    region: [US, CA]\n"
+        ));
+        assert_eq!(f.len(), 2);
+        assert_eq!((f[0].num_gpus, f[0].country.as_deref()), (1, Some("US")));
+        assert_eq!((f[1].num_gpus, f[1].country.as_deref()), (2, Some("CA")));
+    }
+}

@@ -1,0 +1,283 @@
+//! Offers ranked by estimated total cost: what the job will cost on each
+//! offer, not its hourly price. A $0.90/h GPU that finishes in 2 h ($1.80)
+//! beats a $0.30/h one that takes 8 h ($2.40).
+
+use crate::cloud::Offer;
+use crate::cloud::vast::gpus;
+
+/// Vast.ai's `dlperf` score of one RTX 3090 (the reference GPU, speed 1.0),
+/// roughly; used only for models rigger has no speed figure for.
+pub const REFERENCE_DLPERF_PER_GPU: f64 = 30.0;
+
+/// Booting a container (image pull, runner download, registration) is
+/// billed; these are typical figures, counted into every estimate.
+pub const BOOT_HOURS_CONTAINER: f64 = 5.0 / 60.0;
+pub const BOOT_HOURS_VM: f64 = 10.0 / 60.0;
+
+/// An interruptible bid is the host's floor plus this margin, so the first
+/// competing bid does not stop the job at once.
+pub const BID_MARGIN: f64 = 1.10;
+
+/// What the caller knows about the job.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    /// Expected hours on the reference GPU (RTX 3090).
+    pub reference_hours: f64,
+    pub boot_hours: f64,
+    pub max_dph: Option<f64>,
+    pub max_cost: Option<f64>,
+    pub interruptible: bool,
+}
+
+/// One offer with its price for this job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Priced {
+    pub offer: Offer,
+    /// $/hour rigger will pay: `dph_total`, or the bid.
+    pub dph: f64,
+    pub bid: Option<f64>,
+    /// Expected job hours on this offer's GPU.
+    pub hours: f64,
+    /// $ for the job, boot included.
+    pub total: f64,
+}
+
+/// Relative speed of an offer's GPU (RTX 3090 = 1.0).
+pub fn speed(offer: &Offer) -> f64 {
+    if let Some(s) = gpus::by_vast_name(&offer.gpu_name).and_then(|g| g.relative_speed) {
+        return s;
+    }
+    let per_gpu = offer.dlperf / f64::from(offer.num_gpus.max(1));
+    if per_gpu > 0.0 {
+        (per_gpu / REFERENCE_DLPERF_PER_GPU).clamp(0.05, 10.0)
+    } else {
+        // Nothing known: assume the reference, neither favoured nor punished.
+        1.0
+    }
+}
+
+/// The price of one offer, or `None` when a cap rules it out.
+pub fn price(offer: &Offer, e: &Estimate) -> Option<Priced> {
+    let (dph, bid) = if e.interruptible {
+        // Bid the host's floor plus a margin, but never over the cap.
+        let bid = offer.min_bid * BID_MARGIN;
+        let bid = match e.max_dph {
+            Some(max) if bid > max && offer.min_bid <= max => max,
+            _ => bid,
+        };
+        (bid, Some(bid))
+    } else {
+        (offer.dph_total, None)
+    };
+    if !(dph.is_finite() && dph > 0.0) || e.max_dph.is_some_and(|max| dph > max) {
+        return None;
+    }
+    // Multi-GPU offers are not assumed to finish sooner: few CI jobs scale
+    // across GPUs, and the history that set `reference_hours` used the same
+    // definition.
+    let hours = e.reference_hours / speed(offer);
+    let total = dph * (hours + e.boot_hours);
+    if e.max_cost.is_some_and(|max| total > max) {
+        return None;
+    }
+    Some(Priced {
+        offer: offer.clone(),
+        dph,
+        bid,
+        hours,
+        total,
+    })
+}
+
+/// Cheapest total first; ties go to the more reliable host, then the faster
+/// network, then the lower offer id (so the order is always the same).
+pub fn rank(offers: &[Offer], e: &Estimate) -> Vec<Priced> {
+    let mut priced: Vec<Priced> = offers.iter().filter_map(|o| price(o, e)).collect();
+    priced.sort_unstable_by(better);
+    priced
+}
+
+fn better(a: &Priced, b: &Priced) -> std::cmp::Ordering {
+    a.total
+        .total_cmp(&b.total)
+        .then(b.offer.reliability.total_cmp(&a.offer.reliability))
+        .then(b.offer.inet_down.total_cmp(&a.offer.inet_down))
+        .then(a.offer.id.cmp(&b.offer.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn offer(id: i64, gpu: &str, dph: f64) -> Offer {
+        Offer {
+            id,
+            gpu_name: gpu.into(),
+            num_gpus: 1,
+            gpu_ram_mb: 24_000,
+            cpu_ram_mb: 64_000,
+            disk_gb: 100.0,
+            dph_total: dph,
+            min_bid: dph / 2.0,
+            reliability: 0.99,
+            inet_down: 500.0,
+            location: "Texas, US".into(),
+            cuda_max_good: 12.4,
+            verified: true,
+            vms_enabled: false,
+            dlperf: 30.0,
+        }
+    }
+
+    fn est(hours: f64) -> Estimate {
+        Estimate {
+            reference_hours: hours,
+            boot_hours: 0.0,
+            max_dph: None,
+            max_cost: None,
+            interruptible: false,
+        }
+    }
+
+    #[test]
+    fn total_cost_beats_hourly_price() {
+        // 8 h on the reference GPU: an H100 (3.3×) at $2.00/h costs $4.85,
+        // an RTX 3060 (0.5×) at $0.30/h takes 16 h and costs $4.80,
+        // an RTX 4090 (1.6×) at $0.45/h takes 5 h and costs $2.25.
+        let offers = [
+            offer(1, "H100 SXM", 2.0),
+            offer(2, "RTX 3060", 0.30),
+            offer(3, "RTX 4090", 0.45),
+        ];
+        let ranked = rank(&offers, &est(8.0));
+        let ids: Vec<i64> = ranked.iter().map(|p| p.offer.id).collect();
+        assert_eq!(ids, vec![3, 2, 1]);
+        assert!((ranked[0].hours - 5.0).abs() < 1e-9);
+        assert!((ranked[0].total - 2.25).abs() < 1e-9);
+    }
+
+    #[test]
+    fn boot_overhead_is_billed() {
+        let mut e = est(1.0);
+        e.boot_hours = 0.5;
+        let p = price(&offer(1, "RTX 3090", 1.0), &e).unwrap();
+        assert!((p.total - 1.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn caps_filter_before_ranking() {
+        let offers = [offer(1, "RTX 3090", 1.2), offer(2, "RTX 3090", 0.9)];
+        let mut e = est(2.0);
+        e.max_dph = Some(1.0);
+        assert_eq!(rank(&offers, &e).len(), 1);
+        e.max_dph = None;
+        e.max_cost = Some(2.0); // 2 h × $1.20 = $2.40 is over, $1.80 is not
+        let r = rank(&offers, &e);
+        assert_eq!(r.iter().map(|p| p.offer.id).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn ties_break_on_reliability_then_bandwidth_then_id() {
+        let mut a = offer(5, "RTX 3090", 1.0);
+        let mut b = offer(4, "RTX 3090", 1.0);
+        let c = offer(3, "RTX 3090", 1.0);
+        a.reliability = 0.999;
+        b.inet_down = 900.0;
+        let r = rank(&[c, b, a], &est(1.0));
+        assert_eq!(
+            r.iter().map(|p| p.offer.id).collect::<Vec<_>>(),
+            vec![5, 4, 3]
+        );
+    }
+
+    #[test]
+    fn unknown_gpus_use_dlperf() {
+        let mut o = offer(1, "Some Future GPU", 1.0);
+        o.dlperf = 60.0;
+        assert!((speed(&o) - 2.0).abs() < 1e-9);
+        o.num_gpus = 2;
+        assert!((speed(&o) - 1.0).abs() < 1e-9, "dlperf is per machine");
+        o.dlperf = 0.0;
+        assert_eq!(speed(&o), 1.0);
+    }
+
+    #[test]
+    fn bids_start_above_the_floor_and_respect_the_cap() {
+        let mut e = est(1.0);
+        e.interruptible = true;
+        let o = offer(1, "RTX 3090", 1.0); // min_bid 0.50
+        let p = price(&o, &e).unwrap();
+        assert!((p.dph - 0.55).abs() < 1e-9);
+        assert_eq!(p.bid, Some(p.dph));
+        e.max_dph = Some(0.52);
+        assert_eq!(
+            price(&o, &e).unwrap().dph,
+            0.52,
+            "capped, still above the floor"
+        );
+        e.max_dph = Some(0.4);
+        assert!(price(&o, &e).is_none(), "the floor itself is over the cap");
+    }
+
+    /// A small deterministic generator, so failures reproduce from the seed.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        fn unit(&mut self) -> f64 {
+            (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// On random markets the first offer is the brute-force cheapest total
+    /// among the offers within the caps, and nothing over a cap is kept.
+    #[test]
+    fn the_choice_is_the_brute_force_minimum_on_random_markets() {
+        let models: Vec<&str> = gpus::CATALOG.iter().map(|g| g.vast_name).collect();
+        for seed in 0..500 {
+            let mut rng = Rng(seed);
+            let n = 1 + (rng.next() % 60) as usize;
+            let offers: Vec<Offer> = (0..n)
+                .map(|i| {
+                    let mut o = offer(
+                        i as i64,
+                        models[(rng.next() % models.len() as u64) as usize],
+                        0.05 + rng.unit() * 4.0,
+                    );
+                    o.reliability = 0.9 + (rng.next() % 10) as f64 / 100.0;
+                    o.dlperf = rng.unit() * 100.0;
+                    o
+                })
+                .collect();
+            let e = Estimate {
+                reference_hours: 0.1 + rng.unit() * 10.0,
+                boot_hours: 0.1,
+                max_dph: rng.next().is_multiple_of(2).then(|| 0.5 + rng.unit() * 3.0),
+                max_cost: rng
+                    .next()
+                    .is_multiple_of(2)
+                    .then(|| 1.0 + rng.unit() * 20.0),
+                interruptible: rng.next().is_multiple_of(4),
+            };
+            let ranked = rank(&offers, &e);
+            let brute: Vec<Priced> = offers.iter().filter_map(|o| price(o, &e)).collect();
+            assert_eq!(ranked.len(), brute.len(), "seed {seed}");
+            for p in &ranked {
+                assert!(e.max_dph.is_none_or(|m| p.dph <= m), "seed {seed}");
+                assert!(e.max_cost.is_none_or(|m| p.total <= m), "seed {seed}");
+            }
+            if let Some(min) = brute.iter().map(|p| p.total).min_by(f64::total_cmp) {
+                assert_eq!(ranked[0].total, min, "seed {seed}");
+            }
+            assert!(
+                ranked.windows(2).all(|w| w[0].total <= w[1].total),
+                "seed {seed}"
+            );
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! How the simulated Vast.ai reads a search query as the real one does:
+//! `{column: {op: value}}` with numeric strings compared as numbers, the
+//! CLI's aliases, and the server's virtual columns (reference §3.2–§3.5, §13).
+
+use std::cmp::Ordering;
+
+use serde_json::{Map, Value};
+
+/// Keys that steer the search instead of filtering.
+const CONTROL: &[&str] = &[
+    "order",
+    "type",
+    "limit",
+    "allocated_storage",
+    "disable_bundling",
+    "select_cols",
+];
+
+/// A parsed search.
+#[derive(Debug, Clone)]
+pub struct Search {
+    pub conditions: Vec<(String, String, Value)>,
+    pub order: Vec<(String, bool)>,
+    pub limit: usize,
+    /// GB of storage priced into `dph_total`.
+    pub storage_gb: f64,
+    pub bid: bool,
+}
+
+/// Why a query cannot be run (400 `invalid_args`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadQuery(pub String);
+
+/// The offer limit when the query gives none.
+pub const DEFAULT_LIMIT: usize = 64;
+
+fn alias(key: &str) -> &str {
+    match key {
+        "cuda_vers" => "cuda_max_good",
+        "dph" | "dphtotal" => "dph_total",
+        "reliability2" => "reliability",
+        "gpu_totalram" => "gpu_total_ram",
+        "driver_version" => "driver_vers",
+        "ubuntu_version" => "os_version",
+        "display_active" => "gpu_display_active",
+        "dlperf_usd" => "dlperf_per_dphtotal",
+        "flops_usd" => "flops_per_dphtotal",
+        other => other,
+    }
+}
+
+pub fn parse(q: &Map<String, Value>) -> Result<Search, BadQuery> {
+    let mut s = Search {
+        conditions: Vec::new(),
+        order: Vec::new(),
+        limit: DEFAULT_LIMIT,
+        storage_gb: 5.0,
+        bid: false,
+    };
+    for (key, cond) in q {
+        match key.as_str() {
+            "order" => {
+                for item in cond.as_array().into_iter().flatten() {
+                    let col = item.get(0).and_then(Value::as_str).unwrap_or("score");
+                    let desc = item.get(1).and_then(Value::as_str) == Some("desc");
+                    s.order.push((alias(col).to_string(), desc));
+                }
+            }
+            "type" => {
+                s.bid = match cond.as_str() {
+                    Some("bid" | "interruptible") => true,
+                    Some("on-demand" | "ondemand" | "reserved") | None => false,
+                    Some(other) => return Err(BadQuery(format!("invalid type `{other}`"))),
+                };
+            }
+            "limit" => {
+                s.limit = number(cond).map_or(DEFAULT_LIMIT, |n| n.max(0.0) as usize);
+            }
+            "allocated_storage" => {
+                if let Some(gb) = number(cond) {
+                    s.storage_gb = gb;
+                    s.conditions
+                        .push(("disk_space".into(), "gte".into(), Value::from(gb)));
+                }
+            }
+            k if CONTROL.contains(&k) => {}
+            k => {
+                let Some(ops) = cond.as_object() else {
+                    return Err(BadQuery(format!(
+                        "`{k}` must be an object such as {{\"eq\": …}}"
+                    )));
+                };
+                for (op, v) in ops {
+                    if !["eq", "neq", "gt", "gte", "lt", "lte", "in", "notin", "nin"]
+                        .contains(&op.as_str())
+                    {
+                        return Err(BadQuery(format!("unknown operator `{op}` on `{k}`")));
+                    }
+                    s.conditions
+                        .push((alias(k).to_string(), op.clone(), v.clone()));
+                }
+            }
+        }
+    }
+    if s.order.is_empty() {
+        s.order.push(("score".into(), true));
+    }
+    Ok(s)
+}
+
+/// A JSON number, or a string that reads as one.
+pub fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Bool(b) => Some(f64::from(u8::from(*b))),
+        _ => None,
+    }
+}
+
+fn boolean(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => match s.to_ascii_lowercase().as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        },
+        Value::Number(n) => n.as_f64().map(|x| x != 0.0),
+        _ => None,
+    }
+}
+
+/// The value of a column on an offer, virtual columns included.
+fn column(offer: &Map<String, Value>, col: &str) -> Option<Value> {
+    Some(match col {
+        "verified" => {
+            Value::Bool(offer.get("verification").and_then(Value::as_str) == Some("verified"))
+        }
+        "datacenter" => Value::Bool(offer.get("hosting_type").and_then(Value::as_i64) == Some(1)),
+        // Matched on the trailing country code.
+        "geolocation" => {
+            let g = offer.get("geolocation")?.as_str()?.trim();
+            Value::from(g.get(g.len().saturating_sub(2)..).unwrap_or(""))
+        }
+        "duration" => {
+            let end = offer.get("end_date").and_then(Value::as_f64)?;
+            Value::from(end - offer.get("_now").and_then(Value::as_f64).unwrap_or(0.0))
+        }
+        other => offer.get(other)?.clone(),
+    })
+}
+
+fn compare(a: &Value, b: &Value) -> Option<Ordering> {
+    if let (Some(x), Some(y)) = (number(a), number(b))
+        && !matches!((a, b), (Value::Bool(_), _) | (_, Value::Bool(_)))
+    {
+        return x.partial_cmp(&y);
+    }
+    match (a, b) {
+        (Value::Bool(_), _) | (_, Value::Bool(_)) => {
+            let (x, y) = (boolean(a)?, boolean(b)?);
+            Some(x.cmp(&y))
+        }
+        (Value::String(x), Value::String(y)) => Some(x.as_str().cmp(y.as_str())),
+        (Value::Null, Value::Null) => Some(Ordering::Equal),
+        _ => None,
+    }
+}
+
+fn equal(a: &Value, b: &Value, col: &str) -> bool {
+    if col == "geolocation"
+        && let (Some(x), Some(y)) = (a.as_str(), b.as_str())
+    {
+        return x.eq_ignore_ascii_case(y);
+    }
+    compare(a, b) == Some(Ordering::Equal)
+}
+
+/// Whether one condition holds. Columns an offer does not have are ignored,
+/// as the server ignores unknown fields (the CLI only warns about them).
+pub fn holds(offer: &Map<String, Value>, col: &str, op: &str, v: &Value) -> bool {
+    let Some(actual) = column(offer, col) else {
+        return true;
+    };
+    let list = || v.as_array().cloned().unwrap_or_else(|| vec![v.clone()]);
+    match op {
+        "eq" => equal(&actual, v, col),
+        "neq" => !equal(&actual, v, col),
+        "in" => list().iter().any(|x| equal(&actual, x, col)),
+        "notin" | "nin" => !list().iter().any(|x| equal(&actual, x, col)),
+        "gt" => compare(&actual, v) == Some(Ordering::Greater),
+        "gte" => matches!(
+            compare(&actual, v),
+            Some(Ordering::Greater | Ordering::Equal)
+        ),
+        "lt" => compare(&actual, v) == Some(Ordering::Less),
+        "lte" => matches!(compare(&actual, v), Some(Ordering::Less | Ordering::Equal)),
+        _ => false,
+    }
+}
+
+pub fn matches(offer: &Map<String, Value>, s: &Search) -> bool {
+    s.conditions.iter().all(|(c, op, v)| holds(offer, c, op, v))
+}
+
+/// Sort by the query's order (numbers as numbers), then by id.
+pub fn sort(offers: &mut [Map<String, Value>], order: &[(String, bool)]) {
+    offers.sort_by(|a, b| {
+        for (col, desc) in order {
+            let x = a.get(col).unwrap_or(&Value::Null);
+            let y = b.get(col).unwrap_or(&Value::Null);
+            let o = compare(x, y).unwrap_or(Ordering::Equal);
+            let o = if *desc { o.reverse() } else { o };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        let id = |m: &Map<String, Value>| m.get("id").and_then(Value::as_i64).unwrap_or(0);
+        id(a).cmp(&id(b))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn offer() -> Map<String, Value> {
+        json!({"id": 1, "gpu_name": "RTX 4090", "num_gpus": 1, "gpu_ram": 24564,
+               "reliability": 0.991, "geolocation": "Texas, US", "verification": "verified",
+               "cuda_max_good": 12.4, "rentable": true, "hosting_type": 0, "static_ip": null})
+        .as_object()
+        .unwrap()
+        .clone()
+    }
+
+    fn ok(q: Value) -> bool {
+        matches(&offer(), &parse(q.as_object().unwrap()).unwrap())
+    }
+
+    #[test]
+    fn numeric_strings_compare_as_numbers() {
+        assert!(ok(
+            json!({"num_gpus": {"eq": "1"}, "reliability": {"gt": "0.98"}})
+        ));
+        assert!(ok(
+            json!({"gpu_ram": {"gte": 24000.0}, "cuda_max_good": {"gte": "12.0"}})
+        ));
+        // As strings "9" > "12"; as numbers it is not.
+        assert!(!ok(json!({"cuda_max_good": {"gte": "100"}})));
+        assert!(ok(json!({"cuda_vers": {"lt": "100"}})), "alias");
+    }
+
+    #[test]
+    fn names_lists_booleans_and_virtual_columns() {
+        assert!(ok(json!({"gpu_name": {"in": ["A100 SXM4", "RTX 4090"]}})));
+        assert!(!ok(json!({"gpu_name": {"notin": ["RTX 4090"]}})));
+        assert!(ok(
+            json!({"rentable": {"eq": true}, "verified": {"eq": "true"}})
+        ));
+        assert!(ok(json!({"datacenter": {"eq": false}})));
+        assert!(ok(json!({"geolocation": {"in": ["US", "CA"]}})));
+        assert!(!ok(json!({"geolocation": {"eq": "CA"}})));
+        assert!(ok(json!({"static_ip": {"eq": null}})));
+        assert!(
+            ok(json!({"no_such_column": {"eq": 3}})),
+            "unknown columns are ignored"
+        );
+    }
+
+    #[test]
+    fn bad_queries_are_refused() {
+        assert!(parse(json!({"num_gpus": 1}).as_object().unwrap()).is_err());
+        assert!(parse(json!({"num_gpus": {"like": 1}}).as_object().unwrap()).is_err());
+        assert!(parse(json!({"type": "free"}).as_object().unwrap()).is_err());
+    }
+}

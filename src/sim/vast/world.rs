@@ -1,0 +1,633 @@
+//! The simulated Vast.ai's state: the market, the instances rented from it
+//! and what they cost. Time comes from an injected clock; an instance's state
+//! is advanced by [`World::tick`], never by a timer of its own, so tests step
+//! it exactly.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use super::super::Rng;
+
+/// Faults to inject. All probabilities are per event, drawn from the seed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Faults {
+    /// Share of API requests answered 500.
+    pub error_rate: f64,
+    /// The next this-many API requests are answered 429.
+    pub rate_limit_burst: u32,
+    /// Added to every API answer, milliseconds.
+    pub latency_ms: u64,
+    /// Share of rentals that find the offer taken by someone else.
+    pub steal_rate: f64,
+    /// Share of rentals that are made but answered 502 (an ambiguous create).
+    pub ambiguous_create_rate: f64,
+    /// Share of instances whose host dies once they run.
+    pub die_rate: f64,
+    /// Share of instances that never leave `loading`.
+    pub stuck_rate: f64,
+}
+
+impl FromStr for Faults {
+    type Err = String;
+
+    /// `error_rate=0.05,rate_limit_burst=3,latency_ms=200,...`
+    fn from_str(s: &str) -> Result<Faults, String> {
+        let mut f = Faults::default();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| format!("`{item}`: write faults as name=value"))?;
+            let rate = || -> Result<f64, String> {
+                let x: f64 = v
+                    .parse()
+                    .map_err(|_| format!("`{k}`: `{v}` is not a number"))?;
+                if (0.0..=1.0).contains(&x) {
+                    Ok(x)
+                } else {
+                    Err(format!("`{k}`: a rate is between 0 and 1, not {v}"))
+                }
+            };
+            let count = || {
+                v.parse::<u64>()
+                    .map_err(|_| format!("`{k}`: `{v}` is not a whole number"))
+            };
+            match k {
+                "error_rate" => f.error_rate = rate()?,
+                "rate_limit_burst" => f.rate_limit_burst = count()? as u32,
+                "latency_ms" => f.latency_ms = count()?,
+                "steal_rate" => f.steal_rate = rate()?,
+                "ambiguous_create_rate" => f.ambiguous_create_rate = rate()?,
+                "die_rate" => f.die_rate = rate()?,
+                "stuck_rate" => f.stuck_rate = rate()?,
+                other => {
+                    return Err(format!(
+                        "unknown fault `{other}`; known: error_rate, rate_limit_burst, latency_ms, \
+                         steal_rate, ambiguous_create_rate, die_rate, stuck_rate"
+                    ));
+                }
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// Where a simulated instance is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Loading,
+    Running,
+    Exited,
+    /// The host stopped answering.
+    Offline,
+    Destroyed,
+}
+
+impl Phase {
+    pub fn actual_status(self) -> Option<&'static str> {
+        match self {
+            Phase::Loading => Some("loading"),
+            Phase::Running => Some("running"),
+            Phase::Exited => Some("exited"),
+            Phase::Offline => Some("offline"),
+            Phase::Destroyed => None,
+        }
+    }
+}
+
+/// One rented machine.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub id: i64,
+    pub offer: Map<String, Value>,
+    pub label: Option<String>,
+    pub image: String,
+    pub env: Vec<(String, String)>,
+    pub onstart: Option<String>,
+    pub args: Vec<String>,
+    pub runtype: String,
+    pub vm: bool,
+    pub disk_gb: f64,
+    pub bid: Option<f64>,
+    pub api_key: String,
+    pub phase: Phase,
+    pub created_ms: i64,
+    pub running_ms: Option<i64>,
+    /// When its process ended (GPU billing stops).
+    pub ended_ms: Option<i64>,
+    /// When it was destroyed (storage billing stops).
+    pub destroyed_ms: Option<i64>,
+    pub stuck: bool,
+    pub dies: bool,
+    pub booted: bool,
+    pub log: String,
+    pub exit_code: Option<i32>,
+}
+
+impl Instance {
+    /// $/hour for the GPU (the bid when interruptible).
+    pub fn gpu_dph(&self) -> f64 {
+        self.bid.unwrap_or_else(|| {
+            self.offer
+                .get("dph_base")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0)
+        })
+    }
+
+    /// $/hour for storage: `disk × storage_cost / 720` (storage_cost is per month).
+    pub fn storage_dph(&self) -> f64 {
+        self.disk_gb
+            * self
+                .offer
+                .get("storage_cost")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0)
+            / 720.0
+    }
+
+    /// Dollars so far, per second: the GPU while it runs, storage from
+    /// creation until destroyed (an exited instance still bills storage).
+    pub fn cost_at(&self, now_ms: i64) -> f64 {
+        let gone = self.destroyed_ms.unwrap_or(now_ms).min(now_ms);
+        let ended = self.ended_ms.unwrap_or(now_ms).min(gone);
+        let alive_s = (gone - self.created_ms).max(0) as f64 / 1000.0;
+        let running_s = self
+            .running_ms
+            .map_or(0.0, |r| (ended - r).max(0) as f64 / 1000.0);
+        (self.gpu_dph() * running_s + self.storage_dph() * alive_s) / 3600.0
+    }
+}
+
+/// What a booting instance hands to the boot seam.
+#[derive(Clone)]
+pub struct Booted {
+    pub id: i64,
+    pub image: String,
+    pub vm: bool,
+    pub runtype: String,
+    pub onstart: Option<String>,
+    pub args: Vec<String>,
+    /// The instance's environment, as a container sees it: the renter's
+    /// variables plus Vast.ai's own (`CONTAINER_ID`, `CONTAINER_API_KEY`, …).
+    pub env: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Booted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Booted")
+            .field("id", &self.id)
+            .field("image", &self.image)
+            .finish()
+    }
+}
+
+/// One line of the ledger: a destroyed instance's bill.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Charge {
+    pub instance: i64,
+    pub label: Option<String>,
+    pub gpu_name: String,
+    pub seconds_alive: f64,
+    pub dollars: f64,
+}
+
+/// Everything the simulated Vast.ai knows.
+pub struct World {
+    pub offers: Vec<Map<String, Value>>,
+    pub instances: BTreeMap<i64, Instance>,
+    pub ssh_keys: Vec<(i64, String)>,
+    pub ledger: Vec<Charge>,
+    pub faults: Faults,
+    pub rng: Rng,
+    pub boot_delay_ms: i64,
+    next_instance: i64,
+    next_key: i64,
+    /// Requests answered, by `METHOD path`, for tests and `/sim/state`.
+    pub requests: BTreeMap<String, u64>,
+}
+
+/// Why a rental failed, in the API's words.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RentError {
+    /// 404 `no_such_ask`.
+    NoSuchAsk,
+    /// 400 `no_ssh_key_for_vm`.
+    NoSshKeyForVm,
+    /// 400 `invalid_args`.
+    Invalid(String),
+}
+
+/// What a rental asks for (the create body, read).
+#[derive(Debug, Clone, Default)]
+pub struct Rental {
+    pub image: String,
+    pub disk_gb: f64,
+    pub label: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub onstart: Option<String>,
+    pub args: Vec<String>,
+    pub runtype: String,
+    pub vm: bool,
+    pub bid: Option<f64>,
+}
+
+impl World {
+    pub fn new(
+        offers: Vec<Map<String, Value>>,
+        seed: u64,
+        boot_delay_ms: i64,
+        faults: Faults,
+    ) -> World {
+        World {
+            offers,
+            instances: BTreeMap::new(),
+            ssh_keys: Vec::new(),
+            ledger: Vec::new(),
+            faults,
+            rng: Rng::new(seed ^ 0x5EED_FA17),
+            boot_delay_ms,
+            next_instance: 7_000_000 + (seed % 1000) as i64 * 1000,
+            next_key: 1,
+            requests: BTreeMap::new(),
+        }
+    }
+
+    /// Rent an offer: it leaves the market, and an instance starts loading.
+    pub fn rent(
+        &mut self,
+        offer_id: i64,
+        r: Rental,
+        now_ms: i64,
+    ) -> Result<(i64, String), RentError> {
+        let Some(pos) = self
+            .offers
+            .iter()
+            .position(|o| o.get("id").and_then(Value::as_i64) == Some(offer_id))
+        else {
+            return Err(RentError::NoSuchAsk);
+        };
+        if self.faults.steal_rate > 0.0 && self.rng.chance(self.faults.steal_rate) {
+            // Someone else rented it between search and create.
+            self.offers.remove(pos);
+            return Err(RentError::NoSuchAsk);
+        }
+        if r.vm && self.ssh_keys.is_empty() {
+            return Err(RentError::NoSshKeyForVm);
+        }
+        if r.vm && self.offers[pos].get("vms_enabled") != Some(&Value::Bool(true)) {
+            return Err(RentError::Invalid(format!(
+                "offer {offer_id} cannot run VMs"
+            )));
+        }
+        if r.image.is_empty() {
+            return Err(RentError::Invalid("image is required".into()));
+        }
+        if r.disk_gb < 8.0 {
+            return Err(RentError::Invalid("disk must be at least 8 GB".into()));
+        }
+        if let Some(bid) = r.bid {
+            let floor = self.offers[pos]
+                .get("min_bid")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            if !(0.001..=128.0).contains(&bid) || bid < floor {
+                return Err(RentError::Invalid(format!(
+                    "bid ${bid:.4}/h is below the offer's minimum ${floor:.4}/h"
+                )));
+            }
+        }
+        let offer = self.offers.remove(pos);
+        self.next_instance += 1 + self.rng.below(9) as i64;
+        let id = self.next_instance;
+        let api_key = format!("{:016x}{:016x}", self.rng.next_u64(), self.rng.next_u64());
+        let stuck = self.faults.stuck_rate > 0.0 && self.rng.chance(self.faults.stuck_rate);
+        let dies = self.faults.die_rate > 0.0 && self.rng.chance(self.faults.die_rate);
+        let image = r.image.clone();
+        self.instances.insert(
+            id,
+            Instance {
+                id,
+                offer,
+                label: r.label,
+                image: r.image,
+                env: r.env,
+                onstart: r.onstart,
+                args: r.args,
+                runtype: r.runtype,
+                vm: r.vm,
+                disk_gb: r.disk_gb,
+                bid: r.bid,
+                api_key: api_key.clone(),
+                phase: Phase::Loading,
+                created_ms: now_ms,
+                running_ms: None,
+                ended_ms: None,
+                destroyed_ms: None,
+                stuck,
+                dies,
+                booted: false,
+                log: format!("pulling {image}\n"),
+                exit_code: None,
+            },
+        );
+        Ok((id, api_key))
+    }
+
+    /// Advance every instance to where the clock says it is. Returns the
+    /// instances that started running now, for the boot seam.
+    pub fn tick(&mut self, now_ms: i64) -> Vec<Booted> {
+        let delay = self.boot_delay_ms;
+        let mut booted = Vec::new();
+        for i in self.instances.values_mut() {
+            match i.phase {
+                Phase::Loading if !i.stuck && now_ms >= i.created_ms + delay => {
+                    i.phase = Phase::Running;
+                    i.running_ms = Some(i.created_ms + delay);
+                    i.log.push_str("container started\n");
+                }
+                // A dying host goes offline one boot delay after it started.
+                Phase::Running if i.dies && now_ms >= i.running_ms.unwrap_or(0) + delay.max(1) => {
+                    i.phase = Phase::Offline;
+                    i.ended_ms = Some(now_ms);
+                }
+                _ => {}
+            }
+            if i.phase == Phase::Running && !i.booted {
+                i.booted = true;
+                booted.push(booted_view(i));
+            }
+        }
+        booted
+    }
+
+    /// The instance's process ended (the boot seam reports it).
+    pub fn exit(&mut self, id: i64, code: i32, now_ms: i64) -> bool {
+        match self.instances.get_mut(&id) {
+            Some(i) if matches!(i.phase, Phase::Running | Phase::Loading) => {
+                i.phase = Phase::Exited;
+                i.ended_ms = Some(now_ms);
+                i.exit_code = Some(code);
+                i.log
+                    .push_str(&format!("process exited with status {code}\n"));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Destroy: billing stops, the ledger gets the bill, GET answers null.
+    pub fn destroy(&mut self, id: i64, now_ms: i64) -> bool {
+        let Some(i) = self.instances.get_mut(&id) else {
+            return false;
+        };
+        if i.phase == Phase::Destroyed {
+            return false;
+        }
+        if i.ended_ms.is_none() {
+            i.ended_ms = Some(now_ms);
+        }
+        i.destroyed_ms = Some(now_ms);
+        let cost = i.cost_at(now_ms);
+        i.phase = Phase::Destroyed;
+        self.ledger.push(Charge {
+            instance: id,
+            label: i.label.clone(),
+            gpu_name: i
+                .offer
+                .get("gpu_name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            seconds_alive: (now_ms - i.created_ms).max(0) as f64 / 1000.0,
+            dollars: cost,
+        });
+        true
+    }
+
+    /// A live (not destroyed) instance.
+    pub fn live(&self, id: i64) -> Option<&Instance> {
+        self.instances
+            .get(&id)
+            .filter(|i| i.phase != Phase::Destroyed)
+    }
+
+    /// Total spend: destroyed instances' bills plus what live ones cost so far.
+    pub fn spend(&self, now_ms: i64) -> f64 {
+        let billed: f64 = self.ledger.iter().map(|c| c.dollars).sum();
+        let live: f64 = self
+            .instances
+            .values()
+            .filter(|i| i.phase != Phase::Destroyed)
+            .map(|i| i.cost_at(now_ms))
+            .sum();
+        billed + live
+    }
+
+    pub fn add_ssh_key(&mut self, key: String) -> i64 {
+        let id = self.next_key;
+        self.next_key += 1;
+        self.ssh_keys.push((id, key));
+        id
+    }
+
+    /// An instance row as `GET /instances` returns it (reference §5.3).
+    pub fn row(&self, i: &Instance, now_ms: i64) -> Value {
+        let o = &i.offer;
+        let get = |k: &str| o.get(k).cloned().unwrap_or(Value::Null);
+        let running = i.phase == Phase::Running;
+        let gpu_dph = i.gpu_dph();
+        let storage = i.storage_dph();
+        json!({
+            "id": i.id,
+            "actual_status": i.phase.actual_status(),
+            "intended_status": if matches!(i.phase, Phase::Exited) { "stopped" } else { "running" },
+            "cur_state": if running || i.phase == Phase::Loading { "running" } else { "stopped" },
+            "next_state": if running || i.phase == Phase::Loading { "running" } else { "stopped" },
+            "status_msg": match i.phase {
+                Phase::Loading => format!("pulling {}", i.image),
+                Phase::Running => format!("success, running {}", i.image),
+                Phase::Exited => format!("exited with status {}", i.exit_code.unwrap_or(0)),
+                Phase::Offline => "host offline".to_string(),
+                Phase::Destroyed => String::new(),
+            },
+            "label": i.label,
+            "machine_id": get("machine_id"),
+            "host_id": get("host_id"),
+            "bundle_id": get("bundle_id"),
+            "gpu_name": get("gpu_name"),
+            "num_gpus": get("num_gpus"),
+            "gpu_ram": get("gpu_ram"),
+            "gpu_totalram": get("gpu_total_ram"),
+            "gpu_util": if running { json!(0.0) } else { Value::Null },
+            "gpu_temp": Value::Null,
+            "gpu_frac": 1.0,
+            "cpu_ram": get("cpu_ram"),
+            "cpu_cores": get("cpu_cores"),
+            "cpu_cores_effective": get("cpu_cores_effective"),
+            "cpu_util": 0.0,
+            "disk_space": i.disk_gb,
+            "disk_usage": 0.0,
+            "disk_util": 0.0,
+            "dph_base": gpu_dph,
+            "dph_total": gpu_dph + storage,
+            "is_bid": i.bid.is_some(),
+            "min_bid": get("min_bid"),
+            "storage_cost": get("storage_cost"),
+            "storage_total_cost": storage,
+            "start_date": i.created_ms as f64 / 1000.0,
+            "end_date": get("end_date"),
+            "uptime_mins": i.running_ms.map(|r| ((now_ms - r).max(0) as f64) / 60_000.0),
+            "ssh_host": "ssh1.sim.invalid",
+            "ssh_port": 20000 + (i.id % 10000),
+            "ssh_idx": "1",
+            "public_ipaddr": get("public_ipaddr"),
+            "local_ipaddrs": "10.0.0.5 172.17.0.2 \n",
+            "ports": if running {
+                json!({"22/tcp": [{"HostIp": "0.0.0.0", "HostPort": "40022"}]})
+            } else {
+                Value::Null
+            },
+            "direct_port_count": get("direct_port_count"),
+            "image_uuid": i.image,
+            "image_args": i.args,
+            "image_runtype": i.runtype,
+            "onstart": i.onstart,
+            "extra_env": i.env.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+            "template_id": Value::Null,
+            "template_hash_id": Value::Null,
+            "geolocation": get("geolocation"),
+            "verification": get("verification"),
+            "reliability2": get("reliability"),
+            "inet_up": get("inet_up"),
+            "inet_down": get("inet_down"),
+            "cuda_max_good": get("cuda_max_good"),
+            "driver_version": get("driver_version"),
+            "volume_info": [],
+            "jupyter_token": Value::Null,
+            "vm": i.vm,
+            "time_remaining": "",
+            "time_remaining_isbid": "",
+        })
+    }
+}
+
+fn booted_view(i: &Instance) -> Booted {
+    let mut env = i.env.clone();
+    let gpus = i.offer.get("num_gpus").and_then(Value::as_i64).unwrap_or(1);
+    for (k, v) in [
+        ("CONTAINER_ID", i.id.to_string()),
+        ("CONTAINER_API_KEY", i.api_key.clone()),
+        ("VAST_CONTAINERLABEL", format!("C.{}", i.id)),
+        ("GPU_COUNT", gpus.to_string()),
+        (
+            "PUBLIC_IPADDR",
+            i.offer
+                .get("public_ipaddr")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        ),
+    ] {
+        env.push((k.to_string(), v));
+    }
+    Booted {
+        id: i.id,
+        image: i.image.clone(),
+        vm: i.vm,
+        runtype: i.runtype.clone(),
+        onstart: i.onstart.clone(),
+        args: i.args.clone(),
+        env,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::vast::market::generate;
+
+    fn rental() -> Rental {
+        Rental {
+            image: "ubuntu:22.04".into(),
+            disk_gb: 30.0,
+            label: Some("l".into()),
+            runtype: "args".into(),
+            ..Rental::default()
+        }
+    }
+
+    #[test]
+    fn an_instance_loads_runs_exits_and_is_billed_per_second() {
+        let mut w = World::new(generate(1, 20, 0.0), 1, 10_000, Faults::default());
+        let offer = w.offers[0]["id"].as_i64().unwrap();
+        let (id, _) = w.rent(offer, rental(), 0).unwrap();
+        assert_eq!(
+            w.rent(offer, rental(), 0),
+            Err(RentError::NoSuchAsk),
+            "rented once only"
+        );
+        assert!(w.tick(9_999).is_empty());
+        assert_eq!(w.instances[&id].phase, Phase::Loading);
+        let booted = w.tick(10_000);
+        assert_eq!(booted.len(), 1);
+        assert!(
+            booted[0]
+                .env
+                .iter()
+                .any(|(k, v)| k == "CONTAINER_ID" && *v == id.to_string())
+        );
+        assert!(w.tick(20_000).is_empty(), "the boot seam fires once");
+        assert!(w.exit(id, 0, 3_610_000));
+        let i = w.instances[&id].clone();
+        let expected = (i.gpu_dph() * 3600.0 + i.storage_dph() * 3610.0) / 3600.0;
+        assert!((i.cost_at(3_610_000) - expected).abs() < 1e-9);
+        assert!(w.destroy(id, 4_000_000));
+        assert!(!w.destroy(id, 4_000_000));
+        assert!(w.live(id).is_none());
+        // Storage is billed until destroy, after the process exited.
+        let after_exit = expected + i.storage_dph() * 390.0 / 3600.0;
+        assert!((w.ledger[0].dollars - after_exit).abs() < 1e-9);
+    }
+
+    #[test]
+    fn faults_parse_and_explain_themselves() {
+        let f: Faults = "error_rate=0.1, rate_limit_burst=3,latency_ms=20,stuck_rate=1"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            (f.error_rate, f.rate_limit_burst, f.latency_ms, f.stuck_rate),
+            (0.1, 3, 20, 1.0)
+        );
+        assert!(
+            "error_rate=2"
+                .parse::<Faults>()
+                .unwrap_err()
+                .contains("between 0 and 1")
+        );
+        assert!(
+            "eror_rate=0.1"
+                .parse::<Faults>()
+                .unwrap_err()
+                .contains("known: error_rate")
+        );
+    }
+
+    #[test]
+    fn vms_need_an_ssh_key() {
+        let mut w = World::new(generate(1, 200, 0.0), 1, 0, Faults::default());
+        let offer = w.offers.iter().find(|o| o["vms_enabled"] == true).unwrap()["id"]
+            .as_i64()
+            .unwrap();
+        let vm = Rental {
+            vm: true,
+            ..rental()
+        };
+        assert_eq!(w.rent(offer, vm.clone(), 0), Err(RentError::NoSshKeyForVm));
+        w.add_ssh_key("ssh-ed25519 AAAA".into());
+        assert!(w.rent(offer, vm, 0).is_ok());
+    }
+}

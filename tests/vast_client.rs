@@ -1,0 +1,364 @@
+//! The Vast.ai client against the simulated Vast.ai, over real HTTP: every
+//! endpoint rigger uses and every error kind callers branch on.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rigger::cloud::vast::client::{RetryPolicy, VastClient};
+use rigger::cloud::{CloudProvider, InstanceStatus, LaunchSpec, OfferFilter, ProviderError};
+use rigger::engine::ports::ManualClock;
+use rigger::settings::Secret;
+use rigger::sim::vast::{Booted, Faults, SimConfig, SimVast};
+use serde_json::json;
+
+struct World {
+    sim: SimVast,
+    clock: ManualClock,
+    client: VastClient,
+    url: String,
+}
+
+async fn world(offers: usize) -> World {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let sim = SimVast::new(
+        SimConfig {
+            offers,
+            boot_delay_ms: 30_000,
+            ..SimConfig::default()
+        },
+        Arc::new(clock.clone()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = sim.router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = VastClient::with_retry(&url, Secret::new("sim-vast-key"), fast_retry());
+    World {
+        sim,
+        clock,
+        client,
+        url,
+    }
+}
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 3,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+        timeout: Duration::from_secs(10),
+    }
+}
+
+fn filter() -> OfferFilter {
+    OfferFilter {
+        num_gpus: 1,
+        gpu_names: vec!["RTX 4090".into()],
+        min_gpu_ram_mb: Some(24_000),
+        disk_gb: 50.0,
+        min_ram_gb: Some(16.0),
+        country: Some("US".into()),
+        vm: false,
+        min_cuda: Some(12.0),
+        min_reliability: 0.95,
+        min_inet_down: 100.0,
+        verified: true,
+        interruptible: false,
+        max_dph: Some(0.6),
+        limit: 20,
+    }
+}
+
+fn spec(offer_id: i64, label: &str) -> LaunchSpec {
+    LaunchSpec {
+        offer_id,
+        image: "nvidia/cuda:12.4.1-base-ubuntu22.04".into(),
+        disk_gb: 50.0,
+        vm: false,
+        bid_price: None,
+        label: label.into(),
+        onstart: "#!/bin/sh\necho hello".into(),
+        env: [("RIGGER_SCRIPT_0".to_string(), "ZWNobyBoaQ==".to_string())].into(),
+    }
+}
+
+#[tokio::test]
+async fn search_returns_only_offers_that_match_cheapest_first() {
+    let w = world(2000).await;
+    let offers = w.client.search(&filter()).await.unwrap();
+    assert!(!offers.is_empty(), "a 2,000-offer market has US RTX 4090s");
+    for o in &offers {
+        assert_eq!(
+            (o.gpu_name.as_str(), o.num_gpus, o.country()),
+            ("RTX 4090", 1, "US")
+        );
+        assert!(o.gpu_ram_mb >= 24_000 && o.cpu_ram_mb >= 16_000 && o.disk_gb >= 50.0);
+        assert!(o.cuda_max_good >= 12.0 && o.reliability >= 0.95 && o.inet_down >= 100.0);
+        assert!(o.verified && o.dph_total <= 0.6);
+    }
+    assert!(offers.windows(2).all(|p| p[0].dph_total <= p[1].dph_total));
+    // Interruptible search prices offers at their minimum bid.
+    let bids = w
+        .client
+        .search(&OfferFilter {
+            interruptible: true,
+            max_dph: None,
+            ..filter()
+        })
+        .await
+        .unwrap();
+    assert!(bids.iter().all(|o| o.dph_total < o.min_bid + 0.1));
+}
+
+#[tokio::test]
+async fn an_instance_from_rent_to_destroy() {
+    let w = world(300).await;
+    let booted: Arc<Mutex<Vec<Booted>>> = Arc::default();
+    let seen = booted.clone();
+    w.sim
+        .on_boot(Arc::new(move |b| seen.lock().unwrap().push(b)));
+
+    let offer = w.sim.offer_ids()[0];
+    let id = w
+        .client
+        .launch(&spec(offer, "rigger:test:1:abc"))
+        .await
+        .unwrap();
+    assert!(
+        !w.sim.offer_ids().contains(&offer),
+        "a rented offer leaves the market"
+    );
+
+    let i = w.client.get(&id).await.unwrap().expect("it exists");
+    assert_eq!(
+        (i.status, i.label.as_str()),
+        (InstanceStatus::Loading, "rigger:test:1:abc")
+    );
+
+    w.clock.advance_ms(30_000);
+    let i = w.client.get(&id).await.unwrap().unwrap();
+    assert_eq!(i.status, InstanceStatus::Running);
+    {
+        let b = booted.lock().unwrap();
+        assert_eq!(b.len(), 1, "the boot seam ran once");
+        // Container mode: the `args` run type, the loader as `sh -c`.
+        assert_eq!(b[0].runtype, "args");
+        assert_eq!(b[0].onstart.as_deref(), Some("/bin/sh"));
+        assert_eq!(b[0].args, vec!["-c", "#!/bin/sh\necho hello"]);
+        let env: std::collections::HashMap<_, _> = b[0].env.iter().cloned().collect();
+        assert_eq!(env["CONTAINER_ID"], id);
+        assert_eq!(env["RIGGER_SCRIPT_0"], "ZWNobyBoaQ==");
+        assert!(env["CONTAINER_API_KEY"].len() >= 32);
+    }
+
+    let mine = w.client.list("rigger:test:").await.unwrap();
+    assert_eq!(
+        mine.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        vec![id.as_str()]
+    );
+    assert!(w.client.list("rigger:other:").await.unwrap().is_empty());
+
+    w.sim.append_log(id.parse().unwrap(), "runner registered\n");
+    let log = w.client.logs(&id).await.unwrap();
+    assert!(
+        log.contains("container started") && log.contains("runner registered"),
+        "{log}"
+    );
+
+    w.client.label(&id, "rigger:test:1:renamed").await.unwrap();
+    assert_eq!(
+        w.client.get(&id).await.unwrap().unwrap().label,
+        "rigger:test:1:renamed"
+    );
+
+    w.clock.advance_ms(3_600_000);
+    w.client.destroy(&id).await.unwrap();
+    assert_eq!(
+        w.client.get(&id).await.unwrap(),
+        None,
+        "instances: null once destroyed"
+    );
+    w.client
+        .destroy(&id)
+        .await
+        .expect("destroying twice is not an error");
+    let ledger = w.sim.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert!(ledger[0].dollars > 0.0 && ledger[0].seconds_alive == 3630.0);
+}
+
+#[tokio::test]
+async fn an_offer_rents_once_and_the_second_rent_is_offer_gone() {
+    let w = world(50).await;
+    let offer = w.sim.offer_ids()[3];
+    w.client.launch(&spec(offer, "a")).await.unwrap();
+    assert_eq!(
+        w.client.launch(&spec(offer, "b")).await,
+        Err(ProviderError::OfferGone)
+    );
+    // Taken by someone else between search and rent: the same answer.
+    w.sim.set_faults(Faults {
+        steal_rate: 1.0,
+        ..Faults::default()
+    });
+    let other = w.sim.offer_ids()[0];
+    assert_eq!(
+        w.client.launch(&spec(other, "c")).await,
+        Err(ProviderError::OfferGone)
+    );
+}
+
+#[tokio::test]
+async fn vm_mode_says_an_ssh_key_is_needed_before_renting() {
+    let w = world(300).await;
+    let vm_offer = w
+        .client
+        .search_raw(&json!({"vms_enabled": {"eq": true}, "limit": 1}))
+        .await
+        .unwrap()[0]
+        .id;
+    let mut s = spec(vm_offer, "vm");
+    s.vm = true;
+    s.image = "docker.io/vastai/kvm:ubuntu_cli_22.04-2025-11-21".into();
+    match w.client.launch(&s).await {
+        Err(ProviderError::Invalid(m)) => assert!(m.contains("SSH key"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(w.sim.offer_ids().contains(&vm_offer), "nothing was rented");
+    w.sim.add_ssh_key("ssh-ed25519 AAAAC3Nz rigger@test");
+    let id = w.client.launch(&s).await.unwrap();
+    assert_eq!(
+        w.client.get(&id).await.unwrap().unwrap().status,
+        InstanceStatus::Loading
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_unauthorized() {
+    let w = world(10).await;
+    let bad = VastClient::with_retry(&w.url, Secret::new("wrong"), fast_retry());
+    match bad.list("").await {
+        Err(ProviderError::Unauthorized(m)) => assert!(m.contains("Invalid user key")),
+        other => panic!("{other:?}"),
+    }
+    // The message never carries the key.
+    let e = bad.get("1").await.unwrap_err().to_string();
+    assert!(!e.contains("wrong"), "{e}");
+}
+
+#[tokio::test]
+async fn rate_limits_are_waited_out_within_bounds_then_reported() {
+    let w = world(100).await;
+    w.sim.set_faults(Faults {
+        rate_limit_burst: 2,
+        ..Faults::default()
+    });
+    assert!(
+        !w.client
+            .search(&OfferFilter {
+                country: None,
+                ..filter()
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        w.sim.requests("POST /api/v0/bundles"),
+        3,
+        "two 429s, then the answer"
+    );
+    w.sim.set_faults(Faults {
+        rate_limit_burst: 10,
+        ..Faults::default()
+    });
+    match w.client.search(&filter()).await {
+        Err(ProviderError::RateLimited { retry_after_ms }) => assert!(retry_after_ms > 0),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn server_errors_are_transient_but_an_unanswered_create_is_ambiguous() {
+    let w = world(100).await;
+    w.sim.set_faults(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    });
+    assert!(matches!(
+        w.client.list("").await,
+        Err(ProviderError::Transient(_))
+    ));
+    assert_eq!(
+        w.sim.requests("GET /api/v1/instances"),
+        3,
+        "retried within bounds"
+    );
+    let offer = w.sim.offer_ids()[0];
+    assert!(matches!(
+        w.client.launch(&spec(offer, "x")).await,
+        Err(ProviderError::Ambiguous(_))
+    ));
+    assert_eq!(
+        w.sim.requests("PUT /api/v0/asks/:id"),
+        1,
+        "a create is never repeated blindly"
+    );
+
+    // The create happened but the answer was lost: the label finds it.
+    w.sim.set_faults(Faults {
+        ambiguous_create_rate: 1.0,
+        ..Faults::default()
+    });
+    let offer = w.sim.offer_ids()[1];
+    assert!(matches!(
+        w.client.launch(&spec(offer, "rigger:t:9:lost")).await,
+        Err(ProviderError::Ambiguous(_))
+    ));
+    let found = w.client.list("rigger:t:9:lost").await.unwrap();
+    assert_eq!(found.len(), 1);
+}
+
+#[tokio::test]
+async fn listing_follows_every_page() {
+    let w = world(200).await;
+    let offers = w.sim.offer_ids();
+    for (n, offer) in offers.iter().take(60).enumerate() {
+        w.client
+            .launch(&spec(*offer, &format!("rigger:p:{n}:x")))
+            .await
+            .unwrap();
+    }
+    w.sim
+        .rent(
+            offers[100],
+            rigger::sim::vast::Rental {
+                image: "ubuntu:22.04".into(),
+                disk_gb: 10.0,
+                label: Some("someone-else".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let mine = w.client.list("rigger:p:").await.unwrap();
+    assert_eq!(mine.len(), 60, "three pages of 25, and not the stranger's");
+}
+
+#[tokio::test]
+async fn unknown_things_are_not_found_and_bad_queries_invalid() {
+    let w = world(10).await;
+    assert_eq!(w.client.get("424242").await.unwrap(), None);
+    assert!(matches!(
+        w.client.label("424242", "x").await,
+        Err(ProviderError::NotFound(_))
+    ));
+    assert!(matches!(
+        w.client.get("not-a-number").await,
+        Err(ProviderError::Invalid(_))
+    ));
+    assert!(matches!(
+        w.client.search_raw(&json!({"num_gpus": 1})).await,
+        Err(ProviderError::Invalid(_))
+    ));
+    assert!(w.client.ssh_keys().await.unwrap().is_empty());
+}
