@@ -1,6 +1,8 @@
 //! The command line. Each command parses its flags here and calls the library.
 
 mod ops;
+mod plan;
+mod sim;
 mod validate;
 
 use std::process::ExitCode;
@@ -42,6 +44,17 @@ pub enum Command {
     Instances(ops::InstancesCommand),
     /// Money spent, by repository and runner definition.
     Costs(ops::CostsArgs),
+    /// Show what each Vast.ai runner would rent now, and what it would cost.
+    ///
+    /// For every fallback candidate: the query sent to Vast.ai and the best
+    /// offers by estimated total cost (a $0.90/h GPU that finishes in 2 h
+    /// beats a $0.30/h one that takes 8 h). When nothing matches, it says
+    /// which filter emptied the market and what would match. Works against
+    /// the real API (`VAST_API_KEY`) or `rigger sim vast` (`--vast-url`).
+    Plan(plan::PlanArgs),
+    /// Run a simulated service standalone (Vast.ai today).
+    #[command(subcommand)]
+    Sim(sim::SimCommand),
 }
 
 /// Run the command line and turn the outcome into the process exit code.
@@ -60,6 +73,8 @@ pub fn main() -> ExitCode {
         Command::Jobs(cmd) => run_async(ops::jobs(cmd)),
         Command::Instances(cmd) => run_async(ops::instances(cmd)),
         Command::Costs(args) => run_async(ops::costs(args)),
+        Command::Plan(args) => run_async(plan::run(args)),
+        Command::Sim(cmd) => run_async(sim::run(cmd)),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod estimate;
 pub mod events;
 pub mod inbox;
 pub mod names;
+pub mod offers;
 pub mod policy;
 pub mod ports;
 pub mod provision;

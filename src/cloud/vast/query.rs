@@ -9,13 +9,17 @@ use crate::cloud::OfferFilter;
 use crate::cloud::vast::gpus::GpuChoice;
 use crate::config::model::{VastCandidate, VastExtra};
 
-/// Offers asked for per search: enough to rank and to survive a few being
-/// rented by someone else, small enough to parse in well under a millisecond.
+/// Offers asked for per search of one model: Vast.ai sorts them by price,
+/// and within one model the cheapest are the cheapest in total too. Enough to
+/// survive a few being rented by someone else.
 pub const SEARCH_LIMIT: u32 = 64;
+/// For several models (or any model) the cheapest per hour are not the
+/// cheapest in total, as a faster GPU finishes sooner: ask for more, rank all.
+pub const SEARCH_LIMIT_MANY_MODELS: u32 = 1000;
 
 /// rigger's filter for one fallback candidate of a runner definition.
 pub fn filter_for(candidate: &VastCandidate, extra: &VastExtra) -> OfferFilter {
-    let (gpu_names, mut min_gpu_ram_mb) = match &candidate.gpu {
+    let (gpu_names, mut min_gpu_ram_mb): (Vec<String>, _) = match &candidate.gpu {
         GpuChoice::Any => (Vec::new(), None),
         GpuChoice::Models {
             vast_names,
@@ -35,6 +39,11 @@ pub fn filter_for(candidate: &VastCandidate, extra: &VastExtra) -> OfferFilter {
         .flatten()
         .max()
         .map(|v| f64::from(v.major) + f64::from(v.minor) / 10.0);
+    let limit = if gpu_names.len() == 1 {
+        SEARCH_LIMIT
+    } else {
+        SEARCH_LIMIT_MANY_MODELS
+    };
     OfferFilter {
         num_gpus: candidate.gpu_count,
         gpu_names,
@@ -49,7 +58,7 @@ pub fn filter_for(candidate: &VastCandidate, extra: &VastExtra) -> OfferFilter {
         verified: extra.verified,
         interruptible: candidate.preemptible,
         max_dph: extra.max_dph,
-        limit: SEARCH_LIMIT,
+        limit,
     }
 }
 

@@ -1,0 +1,449 @@
+//! From a runner definition to ranked offers, over any [`CloudProvider`]:
+//! search each fallback candidate, price every offer for this job, and when
+//! nothing fits, say which filter emptied the market and what would match.
+//! [`Market`] is the engine's `Cloud` port built on a provider; `rigger plan`
+//! uses [`plan_candidate`] directly to show its work.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::ports::{Cloud, CloudError, OfferSearch, RankedOffer};
+use super::rank::{self, Estimate, Priced};
+use super::reconcile::{CloudStatus, CloudView};
+use crate::cloud::vast::query::{broad_filter, filter_for, search_body};
+use crate::cloud::{
+    CloudProvider, InstanceStatus, LaunchSpec, Offer, OfferFilter, ProviderInstance,
+};
+use crate::config::model::{VastCandidate, VastExtra, VastRunner};
+
+/// What one candidate of a definition finds.
+#[derive(Debug, Clone, Serialize)]
+pub struct CandidatePlan {
+    pub index: usize,
+    pub instance_type: String,
+    pub image: String,
+    pub filter: OfferFilter,
+    /// The body sent to Vast.ai's search.
+    pub query: Value,
+    /// Cheapest estimated total first.
+    #[serde(skip)]
+    pub offers: Vec<Priced>,
+    /// Set when no offer fits.
+    pub diagnosis: Option<String>,
+}
+
+pub fn estimate_for(c: &VastCandidate, extra: &VastExtra, reference_hours: f64) -> Estimate {
+    Estimate {
+        reference_hours,
+        boot_hours: if extra.vm {
+            rank::BOOT_HOURS_VM
+        } else {
+            rank::BOOT_HOURS_CONTAINER
+        },
+        max_dph: extra.max_dph,
+        max_cost: extra.max_cost,
+        interruptible: c.preemptible,
+    }
+}
+
+/// Search and rank one candidate; diagnose an empty result.
+pub async fn plan_candidate<P: CloudProvider>(
+    provider: &P,
+    index: usize,
+    candidate: &VastCandidate,
+    extra: &VastExtra,
+    reference_hours: f64,
+) -> Result<CandidatePlan, CloudError> {
+    let filter = filter_for(candidate, extra);
+    let estimate = estimate_for(candidate, extra, reference_hours);
+    let found = provider.search(&filter).await?;
+    let offers = rank::rank(&found, &estimate);
+    let diagnosis = if offers.is_empty() {
+        let broad = provider.search(&broad_filter(&filter)).await?;
+        Some(diagnose(&filter, &estimate, &broad))
+    } else {
+        None
+    };
+    Ok(CandidatePlan {
+        index,
+        instance_type: candidate.instance_type.clone(),
+        image: candidate.image.clone(),
+        query: search_body(&filter),
+        filter,
+        offers,
+        diagnosis,
+    })
+}
+
+/// One filter, as a person would say it, and as a test on an offer.
+struct Step {
+    says: String,
+    keeps: Box<dyn Fn(&Offer) -> bool>,
+}
+
+fn steps(f: &OfferFilter, e: &Estimate) -> Vec<Step> {
+    let mut s: Vec<Step> = Vec::new();
+    let mut add = |says: String, keeps: Box<dyn Fn(&Offer) -> bool>| s.push(Step { says, keeps });
+    if let Some(cc) = f.country.clone() {
+        add(
+            format!("in {cc}"),
+            Box::new(move |o| o.country().eq_ignore_ascii_case(&cc)),
+        );
+    }
+    let disk = f.disk_gb;
+    add(
+        format!("with disk ≥ {disk} GB"),
+        Box::new(move |o| o.disk_gb >= disk),
+    );
+    if let Some(gb) = f.min_ram_gb {
+        add(
+            format!("with RAM ≥ {gb} GB"),
+            Box::new(move |o| f64::from(o.cpu_ram_mb) >= gb * 1000.0),
+        );
+    }
+    if let Some(mb) = f.min_gpu_ram_mb {
+        add(
+            format!("with ≥ {:.0} GB per GPU", f64::from(mb) / 1000.0),
+            Box::new(move |o| o.gpu_ram_mb >= mb),
+        );
+    }
+    if f.vm {
+        add("able to run VMs".into(), Box::new(|o| o.vms_enabled));
+    }
+    if let Some(v) = f.min_cuda {
+        add(
+            format!("with CUDA ≥ {v}"),
+            Box::new(move |o| o.cuda_max_good >= v),
+        );
+    }
+    let r = f.min_reliability;
+    add(
+        format!("with reliability ≥ {r}"),
+        Box::new(move |o| o.reliability >= r),
+    );
+    let net = f.min_inet_down;
+    add(
+        format!("with download ≥ {net} Mbit/s"),
+        Box::new(move |o| o.inet_down >= net),
+    );
+    if f.verified {
+        add("verified".into(), Box::new(|o| o.verified));
+    }
+    if let Some(max) = e.max_dph {
+        let e = *e;
+        add(
+            format!("at ≤ ${max}/h"),
+            Box::new(move |o| {
+                rank::price(
+                    o,
+                    &Estimate {
+                        max_cost: None,
+                        ..e
+                    },
+                )
+                .is_some()
+            }),
+        );
+    }
+    if let Some(max) = e.max_cost {
+        let e = *e;
+        add(
+            format!("with an estimated total ≤ ${max}"),
+            Box::new(move |o| rank::price(o, &e).is_some()),
+        );
+    }
+    s
+}
+
+fn gpu_words(f: &OfferFilter) -> String {
+    let models = if f.gpu_names.is_empty() {
+        "GPU".to_string()
+    } else {
+        f.gpu_names.join("/")
+    };
+    format!("{}× {models}", f.num_gpus)
+}
+
+/// Which filter emptied the market, and what would match without it.
+/// `broad` is the same GPUs searched without the other filters.
+pub fn diagnose(f: &OfferFilter, e: &Estimate, broad: &[Offer]) -> String {
+    let gpus = gpu_words(f);
+    if broad.is_empty() {
+        return format!(
+            "0 offers: no {gpus} listed on Vast.ai right now; add a fallback instance_type"
+        );
+    }
+    let steps = steps(f, e);
+    let mut left: Vec<&Offer> = broad.iter().collect();
+    for (i, step) in steps.iter().enumerate() {
+        let next: Vec<&Offer> = left.iter().copied().filter(|o| (step.keeps)(o)).collect();
+        if !next.is_empty() {
+            left = next;
+            continue;
+        }
+        let said: Vec<&str> = steps[..=i].iter().map(|s| s.says.as_str()).collect();
+        let mut text = format!(
+            "0 offers: {} {gpus} listed, none {}",
+            broad.len(),
+            said.join(", ")
+        );
+        // What matches every filter but one.
+        let without = |skip: usize| -> Vec<&Offer> {
+            broad
+                .iter()
+                .filter(|o| {
+                    steps
+                        .iter()
+                        .enumerate()
+                        .all(|(j, s)| j == skip || (s.keeps)(o))
+                })
+                .collect()
+        };
+        let cheapest = |os: &[&Offer]| {
+            let any_price = Estimate {
+                max_dph: None,
+                max_cost: None,
+                ..*e
+            };
+            os.iter()
+                .map(|o| rank::price(o, &any_price).map_or(o.dph_total, |p| p.dph))
+                .fold(f64::INFINITY, f64::min)
+        };
+        // The same machine elsewhere is the first thing a person would try.
+        let elsewhere = if f.country.is_some() {
+            without(0)
+        } else {
+            Vec::new()
+        };
+        let relaxed = without(i);
+        if !elsewhere.is_empty() {
+            let mut by_country: std::collections::BTreeMap<String, Vec<&Offer>> =
+                Default::default();
+            for o in &elsewhere {
+                by_country
+                    .entry(o.country().to_string())
+                    .or_default()
+                    .push(o);
+            }
+            let mut groups: Vec<(String, usize, f64)> = by_country
+                .into_iter()
+                .map(|(c, os)| (c, os.len(), cheapest(&os)))
+                .collect();
+            groups.sort_by(|a, b| a.2.total_cmp(&b.2));
+            let shown: Vec<String> = groups
+                .iter()
+                .take(3)
+                .map(|(c, n, p)| format!("{n} in {c} from ${p:.2}/h"))
+                .collect();
+            text.push_str(&format!("; {}", shown.join(", ")));
+        } else if !relaxed.is_empty() {
+            text.push_str(&format!(
+                "; {} would match without \"{}\", from ${:.2}/h",
+                relaxed.len(),
+                steps[i].says,
+                cheapest(&relaxed)
+            ));
+        } else {
+            text.push_str("; relaxing this filter alone would not be enough");
+        }
+        return text;
+    }
+    // Each filter leaves something, yet the search found nothing: the
+    // market moved between the two searches.
+    format!("0 offers: {gpus} offers changed while searching; try again")
+}
+
+/// The engine's `Cloud` port over a provider.
+pub struct Market<P: CloudProvider> {
+    pub provider: P,
+}
+
+fn status(s: InstanceStatus) -> CloudStatus {
+    match s {
+        InstanceStatus::Loading => CloudStatus::Loading,
+        InstanceStatus::Running => CloudStatus::Running,
+        InstanceStatus::Exited => CloudStatus::Exited,
+    }
+}
+
+fn view(i: ProviderInstance) -> CloudView {
+    CloudView {
+        provider_id: i.id,
+        label: i.label,
+        status: status(i.status),
+    }
+}
+
+impl<P: CloudProvider> Cloud for Market<P> {
+    async fn search(
+        &self,
+        runner: &VastRunner,
+        expected_reference_hours: f64,
+    ) -> Result<OfferSearch, CloudError> {
+        // Candidates keep the order the user wrote them in (fallbacks):
+        // every offer of the first comes before any of the second.
+        let mut found = Vec::new();
+        let mut diagnoses = Vec::new();
+        for (i, c) in runner.candidates.iter().enumerate() {
+            let plan = plan_candidate(
+                &self.provider,
+                i,
+                c,
+                &runner.extra,
+                expected_reference_hours,
+            )
+            .await?;
+            if let Some(d) = plan.diagnosis {
+                diagnoses.push(if runner.candidates.len() > 1 {
+                    format!("{}: {d}", c.instance_type)
+                } else {
+                    d
+                });
+            }
+            found.extend(plan.offers.into_iter().map(|p| RankedOffer {
+                offer_id: p.offer.id,
+                gpu_name: p.offer.gpu_name.clone(),
+                num_gpus: p.offer.num_gpus,
+                dph: p.dph,
+                estimated_cost: p.total,
+                estimated_hours: p.hours,
+                location: p.offer.location.clone(),
+                reliability: p.offer.reliability,
+                candidate: i,
+                bid_price: p.bid,
+            }));
+        }
+        if found.is_empty() {
+            return Ok(OfferSearch::NoMatch {
+                diagnosis: diagnoses.join("; "),
+            });
+        }
+        Ok(OfferSearch::Found(found))
+    }
+
+    async fn create(&self, spec: &LaunchSpec) -> Result<String, CloudError> {
+        self.provider.launch(spec).await
+    }
+
+    async fn find(&self, label: &str) -> Result<Option<CloudView>, CloudError> {
+        Ok(self
+            .provider
+            .list(label)
+            .await?
+            .into_iter()
+            .find(|i| i.label == label)
+            .map(view))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<CloudView>, CloudError> {
+        Ok(self
+            .provider
+            .list(prefix)
+            .await?
+            .into_iter()
+            .map(view)
+            .collect())
+    }
+
+    async fn destroy(&self, provider_id: &str) -> Result<(), CloudError> {
+        self.provider.destroy(provider_id).await
+    }
+
+    async fn logs(&self, provider_id: &str) -> Result<String, CloudError> {
+        self.provider.logs(provider_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(id: i64, loc: &str, disk: f64, dph: f64) -> Offer {
+        Offer {
+            id,
+            gpu_name: "RTX 4090".into(),
+            num_gpus: 1,
+            gpu_ram_mb: 24_564,
+            cpu_ram_mb: 64_000,
+            disk_gb: disk,
+            dph_total: dph,
+            min_bid: dph / 2.0,
+            reliability: 0.99,
+            inet_down: 500.0,
+            location: loc.into(),
+            cuda_max_good: 12.4,
+            verified: true,
+            vms_enabled: false,
+            dlperf: 48.0,
+        }
+    }
+
+    fn filter() -> OfferFilter {
+        OfferFilter {
+            num_gpus: 1,
+            gpu_names: vec!["RTX 4090".into()],
+            min_gpu_ram_mb: None,
+            disk_gb: 200.0,
+            min_ram_gb: None,
+            country: Some("US".into()),
+            vm: false,
+            min_cuda: None,
+            min_reliability: 0.95,
+            min_inet_down: 100.0,
+            verified: true,
+            interruptible: false,
+            max_dph: None,
+            limit: 64,
+        }
+    }
+
+    fn est() -> Estimate {
+        Estimate {
+            reference_hours: 1.0,
+            boot_hours: 0.0,
+            max_dph: None,
+            max_cost: None,
+            interruptible: false,
+        }
+    }
+
+    #[test]
+    fn the_diagnosis_names_the_filter_and_what_would_match() {
+        let broad = vec![
+            offer(1, "Texas, US", 100.0, 0.30),
+            offer(2, "Quebec, CA", 500.0, 0.38),
+            offer(3, "Ontario, CA", 500.0, 0.45),
+            offer(4, "Bavaria, DE", 300.0, 0.41),
+        ];
+        let d = diagnose(&filter(), &est(), &broad);
+        assert_eq!(
+            d,
+            "0 offers: 4 1× RTX 4090 listed, none in US, with disk ≥ 200 GB; \
+             2 in CA from $0.38/h, 1 in DE from $0.41/h"
+        );
+    }
+
+    #[test]
+    fn a_price_cap_is_named_with_the_cheapest_alternative() {
+        let broad = vec![
+            offer(1, "Texas, US", 500.0, 0.9),
+            offer(2, "Texas, US", 500.0, 0.7),
+        ];
+        let e = Estimate {
+            max_dph: Some(0.5),
+            ..est()
+        };
+        let d = diagnose(&filter(), &e, &broad);
+        assert!(d.contains("none in US, with disk ≥ 200 GB, with reliability ≥ 0.95, with download ≥ 100 Mbit/s, verified, at ≤ $0.5/h"), "{d}");
+        assert!(
+            d.ends_with("2 would match without \"at ≤ $0.5/h\", from $0.70/h"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn an_empty_market_says_so() {
+        let d = diagnose(&filter(), &est(), &[]);
+        assert!(d.contains("no 1× RTX 4090 listed"), "{d}");
+    }
+}
