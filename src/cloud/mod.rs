@@ -39,7 +39,7 @@ pub struct OfferFilter {
 }
 
 /// One rentable offer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Offer {
     pub id: i64,
     pub gpu_name: String,

@@ -57,7 +57,7 @@ pub async fn plan_candidate<P: CloudProvider>(
     let filter = filter_for(candidate, extra);
     let estimate = estimate_for(candidate, extra, reference_hours);
     let found = provider.search(&filter).await?;
-    let offers = rank::rank(&found, &estimate);
+    let offers = rank::rank_offers(found, &estimate);
     let diagnosis = if offers.is_empty() {
         let broad = provider.search(&broad_filter(&filter)).await?;
         Some(diagnose(&filter, &estimate, &broad))

@@ -2,6 +2,8 @@
 //! offer, not its hourly price. A $0.90/h GPU that finishes in 2 h ($1.80)
 //! beats a $0.30/h one that takes 8 h ($2.40).
 
+use std::collections::HashMap;
+
 use crate::cloud::Offer;
 use crate::cloud::vast::gpus;
 
@@ -44,7 +46,16 @@ pub struct Priced {
 
 /// Relative speed of an offer's GPU (RTX 3090 = 1.0).
 pub fn speed(offer: &Offer) -> f64 {
-    if let Some(s) = gpus::by_vast_name(&offer.gpu_name).and_then(|g| g.relative_speed) {
+    speed_with(offer, known_speed(&offer.gpu_name))
+}
+
+fn known_speed(gpu_name: &str) -> Option<f64> {
+    gpus::by_vast_name(gpu_name).and_then(|g| g.relative_speed)
+}
+
+/// `known`: the catalog's figure for the offer's model, if any.
+fn speed_with(offer: &Offer, known: Option<f64>) -> f64 {
+    if let Some(s) = known {
         return s;
     }
     let per_gpu = offer.dlperf / f64::from(offer.num_gpus.max(1));
@@ -58,6 +69,28 @@ pub fn speed(offer: &Offer) -> f64 {
 
 /// The price of one offer, or `None` when a cap rules it out.
 pub fn price(offer: &Offer, e: &Estimate) -> Option<Priced> {
+    let q = quote(offer, e, speed(offer))?;
+    Some(Priced {
+        offer: offer.clone(),
+        dph: q.dph,
+        bid: q.bid,
+        hours: q.hours,
+        total: q.total,
+    })
+}
+
+/// An offer's price for the job, before it is paired with the offer.
+#[derive(Debug, Clone, Copy)]
+struct Quote {
+    /// The offer's position in the searched slice.
+    index: usize,
+    dph: f64,
+    bid: Option<f64>,
+    hours: f64,
+    total: f64,
+}
+
+fn quote(offer: &Offer, e: &Estimate, speed: f64) -> Option<Quote> {
     let (dph, bid) = if e.interruptible {
         // Bid the host's floor plus a margin, but never over the cap.
         let bid = offer.min_bid * BID_MARGIN;
@@ -75,13 +108,13 @@ pub fn price(offer: &Offer, e: &Estimate) -> Option<Priced> {
     // Multi-GPU offers are not assumed to finish sooner: few CI jobs scale
     // across GPUs, and the history that set `reference_hours` used the same
     // definition.
-    let hours = e.reference_hours / speed(offer);
+    let hours = e.reference_hours / speed;
     let total = dph * (hours + e.boot_hours);
     if e.max_cost.is_some_and(|max| total > max) {
         return None;
     }
-    Some(Priced {
-        offer: offer.clone(),
+    Some(Quote {
+        index: 0,
         dph,
         bid,
         hours,
@@ -89,20 +122,83 @@ pub fn price(offer: &Offer, e: &Estimate) -> Option<Priced> {
     })
 }
 
-/// Cheapest total first; ties go to the more reliable host, then the faster
-/// network, then the lower offer id (so the order is always the same).
-pub fn rank(offers: &[Offer], e: &Estimate) -> Vec<Priced> {
-    let mut priced: Vec<Priced> = offers.iter().filter_map(|o| price(o, e)).collect();
-    priced.sort_unstable_by(better);
-    priced
+/// One offer's place in a ranking: its index in the searched slice and its
+/// price for the job.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ranked {
+    pub index: usize,
+    pub dph: f64,
+    pub bid: Option<f64>,
+    pub hours: f64,
+    pub total: f64,
 }
 
-fn better(a: &Priced, b: &Priced) -> std::cmp::Ordering {
-    a.total
-        .total_cmp(&b.total)
-        .then(b.offer.reliability.total_cmp(&a.offer.reliability))
-        .then(b.offer.inet_down.total_cmp(&a.offer.inet_down))
-        .then(a.offer.id.cmp(&b.offer.id))
+/// The order to try `offers` in: cheapest total first; ties go to the more
+/// reliable host, then the faster network, then the lower offer id (so the
+/// order is always the same). Offers over a cap are left out. Only small keys
+/// are sorted, and each model's speed is looked up once: a search returns
+/// thousands of offers of a few dozen models.
+pub fn rank(offers: &[Offer], e: &Estimate) -> Vec<Ranked> {
+    let mut speeds: HashMap<&str, Option<f64>> = HashMap::new();
+    let mut quotes: Vec<Quote> = Vec::with_capacity(offers.len());
+    // (total, reliability, bandwidth, id, position in `quotes`) as integers
+    // that sort in the wanted order: sorting plain integers is the cheapest
+    // sort there is.
+    let mut keys: Vec<(u64, u64, u64, i64, u32)> = Vec::with_capacity(offers.len());
+    for (i, o) in offers.iter().enumerate() {
+        let known = *speeds
+            .entry(o.gpu_name.as_str())
+            .or_insert_with(|| known_speed(&o.gpu_name));
+        let Some(q) = quote(o, e, speed_with(o, known)) else {
+            continue;
+        };
+        keys.push((
+            ascending(q.total),
+            !ascending(o.reliability),
+            !ascending(o.inet_down),
+            o.id,
+            quotes.len() as u32,
+        ));
+        quotes.push(Quote { index: i, ..q });
+    }
+    keys.sort_unstable();
+    keys.into_iter()
+        .map(|k| {
+            let q = quotes[k.4 as usize];
+            Ranked {
+                index: q.index,
+                dph: q.dph,
+                bid: q.bid,
+                hours: q.hours,
+                total: q.total,
+            }
+        })
+        .collect()
+}
+
+/// A float as an integer with the same order (IEEE 754 total order).
+fn ascending(x: f64) -> u64 {
+    let bits = x.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
+}
+
+/// [`rank`], with each offer moved into its priced entry.
+pub fn rank_offers(mut offers: Vec<Offer>, e: &Estimate) -> Vec<Priced> {
+    rank(&offers, e)
+        .into_iter()
+        .map(|r| Priced {
+            // Each index appears once; take leaves an empty offer behind.
+            offer: std::mem::take(&mut offers[r.index]),
+            dph: r.dph,
+            bid: r.bid,
+            hours: r.hours,
+            total: r.total,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -149,7 +245,7 @@ mod tests {
             offer(2, "RTX 3060", 0.30),
             offer(3, "RTX 4090", 0.45),
         ];
-        let ranked = rank(&offers, &est(8.0));
+        let ranked = rank_offers(offers.to_vec(), &est(8.0));
         let ids: Vec<i64> = ranked.iter().map(|p| p.offer.id).collect();
         assert_eq!(ids, vec![3, 2, 1]);
         assert!((ranked[0].hours - 5.0).abs() < 1e-9);
@@ -172,7 +268,7 @@ mod tests {
         assert_eq!(rank(&offers, &e).len(), 1);
         e.max_dph = None;
         e.max_cost = Some(2.0); // 2 h × $1.20 = $2.40 is over, $1.80 is not
-        let r = rank(&offers, &e);
+        let r = rank_offers(offers.to_vec(), &e);
         assert_eq!(r.iter().map(|p| p.offer.id).collect::<Vec<_>>(), vec![2]);
     }
 
@@ -183,7 +279,7 @@ mod tests {
         let c = offer(3, "RTX 3090", 1.0);
         a.reliability = 0.999;
         b.inet_down = 900.0;
-        let r = rank(&[c, b, a], &est(1.0));
+        let r = rank_offers(vec![c, b, a], &est(1.0));
         assert_eq!(
             r.iter().map(|p| p.offer.id).collect::<Vec<_>>(),
             vec![5, 4, 3]
@@ -264,7 +360,7 @@ mod tests {
                     .then(|| 1.0 + rng.unit() * 20.0),
                 interruptible: rng.next().is_multiple_of(4),
             };
-            let ranked = rank(&offers, &e);
+            let ranked = rank_offers(offers.clone(), &e);
             let brute: Vec<Priced> = offers.iter().filter_map(|o| price(o, &e)).collect();
             assert_eq!(ranked.len(), brute.len(), "seed {seed}");
             for p in &ranked {
