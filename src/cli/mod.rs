@@ -4,6 +4,7 @@ mod ops;
 mod plan;
 mod sim;
 mod validate;
+mod webhook;
 
 use std::process::ExitCode;
 
@@ -55,6 +56,9 @@ pub enum Command {
     /// Run a simulated service standalone (Vast.ai today).
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// Send a signed delivery to a running rigger (samples in `webhook/`).
+    #[command(subcommand)]
+    Webhook(webhook::WebhookCommand),
 }
 
 /// Run the command line and turn the outcome into the process exit code.
@@ -75,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Costs(args) => run_async(ops::costs(args)),
         Command::Plan(args) => run_async(plan::run(args)),
         Command::Sim(cmd) => run_async(sim::run(cmd)),
+        Command::Webhook(cmd) => run_async(webhook::run(cmd)),
     }
 }
 
