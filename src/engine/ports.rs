@@ -108,7 +108,8 @@ pub trait Cloud: Send + Sync + 'static {
     fn logs(&self, provider_id: &str) -> impl Future<Output = Result<String, CloudError>> + Send;
 }
 
-/// A just-in-time runner registration.
+/// A just-in-time runner registration. `Debug` shows the config redacted.
+#[derive(Debug)]
 pub struct JitRunner {
     pub runner_id: i64,
     pub jit_config: Secret,

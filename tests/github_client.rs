@@ -1,0 +1,422 @@
+//! The GitHub App client against the simulated GitHub over real HTTP: App
+//! JWT, installation tokens (cached, refreshed on expiry), config files, JIT
+//! runners, runner listing and deletion, jobs, check runs, teams and roles,
+//! rate limits, and the webhook sender.
+
+use std::sync::{Arc, Mutex};
+
+use rigger::engine::ports::{CheckRun, Github, GithubError, ManualClock, RepoRef};
+use rigger::engine::reconcile::GithubJobStatus;
+use rigger::github::app::AppAuth;
+use rigger::github::client::GithubClient;
+use rigger::github::http::Api;
+use rigger::github::webhook::{Event, parse, verify};
+use rigger::settings::Secret;
+use rigger::sim::github::{NewJob, SimGithub, SimGithubConfig, WebhookFaults};
+
+struct World {
+    sim: SimGithub,
+    clock: ManualClock,
+    client: GithubClient,
+    url: String,
+}
+
+async fn world() -> World {
+    let clock = ManualClock::new(1_763_800_000_000);
+    let sim = SimGithub::new(SimGithubConfig::default(), Arc::new(clock.clone())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = sim.router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let auth = AppAuth::new(
+        sim.app_id(),
+        sim.private_key_pem(),
+        Api::new(&url, Arc::new(clock.clone())),
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    sim.add_repo("acme/ml", &[(".cirun.yml", "runners: []\n")]);
+    World {
+        client: GithubClient::new(Arc::new(auth)),
+        sim,
+        clock,
+        url,
+    }
+}
+
+fn repo(w: &World) -> RepoRef {
+    RepoRef {
+        installation_id: w.sim.installation_of("acme"),
+        repo: "acme/ml".into(),
+    }
+}
+
+#[tokio::test]
+async fn the_app_jwt_is_accepted_and_a_wrong_key_refused() {
+    let w = world().await;
+    let id = w.client.auth().installation_for("acme/ml").await.unwrap();
+    assert_eq!(id, w.sim.installation_of("acme"));
+    assert_eq!(
+        w.client.auth().installations().await.unwrap(),
+        vec![(id, "acme".to_string())]
+    );
+
+    let other = SimGithub::new(SimGithubConfig::default(), Arc::new(w.clock.clone())).unwrap();
+    let stranger = AppAuth::new(
+        w.sim.app_id(),
+        other.private_key_pem(),
+        Api::new(&w.url, Arc::new(w.clock.clone())),
+        Arc::new(w.clock.clone()),
+    )
+    .unwrap();
+    match stranger.installation_for("acme/ml").await {
+        Err(GithubError::Refused(m)) => assert!(m.contains("401"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        AppAuth::new(
+            1,
+            &Secret::new("not a key"),
+            Api::new(&w.url, Arc::new(w.clock.clone())),
+            Arc::new(w.clock.clone())
+        )
+        .is_err()
+    );
+}
+
+#[tokio::test]
+async fn installation_tokens_are_cached_until_shortly_before_expiry() {
+    let w = world().await;
+    let r = repo(&w);
+    for _ in 0..5 {
+        w.client.config_files(&r, None).await.unwrap();
+    }
+    assert_eq!(
+        w.client.auth().tokens_minted(),
+        1,
+        "one token for many calls"
+    );
+    w.clock.advance_ms(54 * 60_000);
+    w.client.config_files(&r, None).await.unwrap();
+    assert_eq!(w.client.auth().tokens_minted(), 1, "still six minutes left");
+    w.clock.advance_ms(2 * 60_000);
+    w.client.config_files(&r, None).await.unwrap();
+    assert_eq!(
+        w.client.auth().tokens_minted(),
+        2,
+        "refreshed within five minutes of expiry"
+    );
+    assert_eq!(
+        w.sim.requests("POST /app/installations/:id/access_tokens"),
+        2
+    );
+}
+
+#[tokio::test]
+async fn config_files_at_a_ref_and_absent_ones() {
+    let w = world().await;
+    let r = repo(&w);
+    w.sim
+        .add_repo("acme/.cirun", &[(".access.yml", "version: 1\n")]);
+    w.sim
+        .add_files_at("acme/ml", "abc123", &[(".cirun.yml", "runners: [x]\n")]);
+    let f = w.client.config_files(&r, None).await.unwrap();
+    assert_eq!(f.repo.as_deref(), Some("runners: []\n"));
+    assert_eq!(f.org, None, "404 is none");
+    assert_eq!(f.access.as_deref(), Some("version: 1\n"));
+    let at = w.client.config_files(&r, Some("abc123")).await.unwrap();
+    assert_eq!(at.repo.as_deref(), Some("runners: [x]\n"));
+}
+
+#[tokio::test]
+async fn jit_runners_are_made_listed_redeemed_once_and_deleted() {
+    let w = world().await;
+    let r = repo(&w);
+    let labels = vec!["cirun-gpu".to_string(), "cirun-gpu--7".to_string()];
+    let jit = w
+        .client
+        .create_jit_runner(&r, "rigger-main-7-abc", &labels)
+        .await
+        .unwrap();
+    assert!(
+        !format!("{:?}", jit.jit_config).contains(jit.jit_config.expose()),
+        "redacted in Debug"
+    );
+    assert!(
+        w.client
+            .create_jit_runner(&r, "rigger-main-7-abc", &labels)
+            .await
+            .is_err(),
+        "names are unique"
+    );
+    w.client
+        .create_jit_runner(&r, "someone-else", &labels)
+        .await
+        .unwrap();
+
+    let mine = w.client.list_runners("rigger-main-").await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(
+        (mine[0].id, mine[0].online, mine[0].scope.as_str()),
+        (jit.runner_id, false, "acme/ml")
+    );
+
+    assert_eq!(
+        w.sim.connect_runner(jit.jit_config.expose()),
+        Some(jit.runner_id)
+    );
+    assert_eq!(
+        w.sim.connect_runner(jit.jit_config.expose()),
+        None,
+        "a JIT config is single-use"
+    );
+    assert!(w.client.list_runners("rigger-main-").await.unwrap()[0].online);
+
+    w.client.delete_runner(&r, jit.runner_id).await.unwrap();
+    w.client
+        .delete_runner(&r, jit.runner_id)
+        .await
+        .expect("already gone is deleted");
+    assert!(
+        w.client
+            .list_runners("rigger-main-")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn jobs_follow_githubs_rule_and_check_runs_are_kept() {
+    let w = world().await;
+    let r = repo(&w);
+    let job = w.sim.queue_job(NewJob {
+        repo: "acme/ml".into(),
+        labels: vec!["cirun-gpu--7".into()],
+        head_sha: "abc".into(),
+        fork: false,
+        actor: "octocat".into(),
+        duration_ms: 60_000,
+        conclusion: "success".into(),
+    });
+    assert_eq!(
+        w.client.get_job(&r, job).await.unwrap().status,
+        GithubJobStatus::Queued
+    );
+
+    // A runner without the job's label does not get it; one with it does.
+    let other = w
+        .client
+        .create_jit_runner(&r, "rigger-x-1", &["cirun-cpu".into()])
+        .await
+        .unwrap();
+    let mine = w
+        .client
+        .create_jit_runner(
+            &r,
+            "rigger-x-2",
+            &["cirun-gpu".into(), "cirun-gpu--7".into()],
+        )
+        .await
+        .unwrap();
+    let other_id = w.sim.connect_runner(other.jit_config.expose()).unwrap();
+    let mine_id = w.sim.connect_runner(mine.jit_config.expose()).unwrap();
+    assert_eq!(w.sim.take_job(other_id), None);
+    assert_eq!(w.sim.take_job(mine_id), Some(job));
+    let j = w.client.get_job(&r, job).await.unwrap();
+    assert_eq!(
+        (j.status, j.runner_name.as_deref()),
+        (GithubJobStatus::InProgress, Some("rigger-x-2"))
+    );
+    assert!(
+        w.client.delete_runner(&r, mine_id).await.is_err(),
+        "a busy runner is not deleted"
+    );
+    w.sim.finish_job(job, "success");
+    let j = w.client.get_job(&r, job).await.unwrap();
+    assert_eq!(
+        (j.status, j.conclusion.as_deref()),
+        (GithubJobStatus::Completed, Some("success"))
+    );
+    assert!(
+        w.sim.runners().iter().all(|x| x.id != mine_id),
+        "a JIT runner is removed after its job"
+    );
+
+    let id = w
+        .client
+        .check_run(
+            &r,
+            "abc",
+            None,
+            &CheckRun {
+                title: "renting".into(),
+                summary: "1× RTX 4090".into(),
+                conclusion: None,
+            },
+        )
+        .await
+        .unwrap();
+    let same = w
+        .client
+        .check_run(
+            &r,
+            "abc",
+            Some(id),
+            &CheckRun {
+                title: "done".into(),
+                summary: "$0.12".into(),
+                conclusion: Some("success"),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(id, same);
+    let runs = w.sim.check_runs();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        (
+            runs[0].status.as_str(),
+            runs[0].conclusion.as_deref(),
+            runs[0].title.as_str()
+        ),
+        ("completed", Some("success"), "done")
+    );
+}
+
+#[tokio::test]
+async fn teams_and_roles() {
+    let w = world().await;
+    let r = repo(&w);
+    w.sim.add_team_member("acme", "ml-team", "ada");
+    w.sim.set_role("acme/ml", "ada", "maintain");
+    let teams = w
+        .client
+        .teams_of(&r, "ada", &["ml-team".into(), "infra".into()])
+        .await
+        .unwrap();
+    assert_eq!(teams, vec!["ml-team".to_string()]);
+    assert_eq!(
+        w.client.role_of(&r, "ada").await.unwrap().as_deref(),
+        Some("maintain")
+    );
+    assert_eq!(w.client.role_of(&r, "mallory").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn rate_limits_say_how_long_to_wait_and_are_counted() {
+    let w = world().await;
+    let r = repo(&w);
+    w.client.config_files(&r, None).await.unwrap();
+    w.sim.rate_limit_for(120_000);
+    match w.client.get_job(&r, 1).await {
+        Err(GithubError::RateLimited { retry_after_ms }) => assert_eq!(retry_after_ms, 120_000),
+        other => panic!("{other:?}"),
+    }
+    w.clock.advance_ms(120_000);
+    w.sim.set_jit_per_minute(Some(2));
+    for n in 0..2 {
+        w.client
+            .create_jit_runner(&r, &format!("r-{n}"), &["cirun-gpu".into()])
+            .await
+            .unwrap();
+    }
+    match w
+        .client
+        .create_jit_runner(&r, "r-3", &["cirun-gpu".into()])
+        .await
+    {
+        Err(GithubError::RateLimited { retry_after_ms }) => assert_eq!(retry_after_ms, 60_000),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        w.client
+            .auth()
+            .api()
+            .stats
+            .rate_limited
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+}
+
+#[tokio::test]
+async fn the_webhook_sender_signs_realistic_payloads_with_faults_on_request() {
+    let w = world().await;
+    // (event, delivery id, body) as received.
+    type Received = Vec<(String, String, Vec<u8>)>;
+    let got: Arc<Mutex<Received>> = Arc::default();
+    let sink = got.clone();
+    let receiver = axum::Router::new().route(
+        "/webhook",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let sink = sink.clone();
+                async move {
+                    let h = |n: &str| headers.get(n).unwrap().to_str().unwrap().to_string();
+                    assert!(
+                        verify(
+                            &[Secret::new("sim-webhook-secret")],
+                            Some(&h("x-hub-signature-256")),
+                            &body
+                        )
+                        .is_ok()
+                    );
+                    sink.lock().unwrap().push((
+                        h("x-github-event"),
+                        h("x-github-delivery"),
+                        body.to_vec(),
+                    ));
+                    axum::http::StatusCode::ACCEPTED
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/webhook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
+    w.sim.set_webhook_url(Some(hook));
+
+    let job = |n: &str| NewJob {
+        repo: "acme/ml".into(),
+        labels: vec![format!("cirun-gpu--{n}")],
+        head_sha: "abc".into(),
+        fork: false,
+        actor: "octocat".into(),
+        duration_ms: 1,
+        conclusion: "success".into(),
+    };
+    let id = w.sim.queue_job(job("1"));
+    assert_eq!(w.sim.flush().await, 1);
+    w.sim.cancel_job(id);
+    assert_eq!(w.sim.flush().await, 1);
+    {
+        let got = got.lock().unwrap();
+        let events: Vec<_> = got.iter().map(|(e, _, b)| parse(e, b).unwrap()).collect();
+        assert!(
+            matches!(&events[0], Event::WorkflowJob(rigger::engine::events::JobEvent::Queued(j)) if j.job_id == id && j.repo == "acme/ml")
+        );
+        assert!(
+            matches!(&events[1], Event::WorkflowJob(rigger::engine::events::JobEvent::Completed { conclusion: Some(c), .. }) if c == "cancelled")
+        );
+    }
+
+    w.sim.set_webhook_faults(WebhookFaults {
+        loss_rate: 0.0,
+        duplicate_rate: 1.0,
+        reorder: false,
+    });
+    w.sim.queue_job(job("2"));
+    assert_eq!(w.sim.flush().await, 2, "sent twice");
+    {
+        let got = got.lock().unwrap();
+        assert_eq!(got[2].1, got[3].1, "a duplicate keeps its delivery id");
+    }
+    w.sim.set_webhook_faults(WebhookFaults {
+        loss_rate: 1.0,
+        duplicate_rate: 0.0,
+        reorder: false,
+    });
+    w.sim.queue_job(job("3"));
+    assert_eq!(w.sim.flush().await, 0, "lost");
+}
