@@ -8,6 +8,7 @@
 // The simulated Vast.ai writes its large JSON rows with `json!`.
 #![recursion_limit = "256"]
 
+pub mod app;
 pub mod bootstrap;
 pub mod cli;
 pub mod cloud;

@@ -2,6 +2,7 @@
 
 mod ops;
 mod plan;
+mod serve;
 mod sim;
 mod validate;
 mod webhook;
@@ -20,6 +21,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run rigger: receive GitHub's webhooks, rent and destroy machines,
+    /// reconcile.
+    ///
+    /// Settings come from `--config rigger.toml` and RIGGER_* environment
+    /// variables (which win); with the environment alone no file is needed.
+    /// Every problem with them is listed at start-up with what to fix.
+    Serve(serve::ServeArgs),
     /// Check `.cirun.yml` files and show what each Vast.ai runner would rent.
     ///
     /// Reports every problem at once, each at file:line:column with a hint,
@@ -53,7 +61,7 @@ pub enum Command {
     /// which filter emptied the market and what would match. Works against
     /// the real API (`VAST_API_KEY`) or `rigger sim vast` (`--vast-url`).
     Plan(plan::PlanArgs),
-    /// Run a simulated service standalone (Vast.ai today).
+    /// Run a simulated Vast.ai or GitHub standalone.
     #[command(subcommand)]
     Sim(sim::SimCommand),
     /// Send a signed delivery to a running rigger (samples in `webhook/`).
@@ -65,6 +73,7 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => run_async(serve::run(args)),
         Command::Validate(args) => ExitCode::from(validate::run(&args)),
         Command::Schema { file } => {
             let schema = crate::config::schema::generate(file);

@@ -7,7 +7,9 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use crate::engine::ports::SystemClock;
+use crate::settings::Secret;
 use crate::settings::parse_duration;
+use crate::sim::github::{SimGithub, SimGithubConfig};
 use crate::sim::vast::{Faults, SimConfig, SimVast};
 
 #[derive(Debug, Subcommand)]
@@ -20,6 +22,35 @@ pub enum SimCommand {
     /// state is at `GET /sim/state`; faults can be changed at run time with
     /// `POST /sim/faults` and a body such as `error_rate=0.1`.
     Vast(SimVastArgs),
+    /// A simulated GitHub: an App with installations, repositories and their
+    /// files, JIT runners, jobs, check runs, and a webhook sender.
+    ///
+    /// Writes the App's private key to `--key-out` for rigger's
+    /// `github.private_key_file`. Script it through its control API:
+    /// `POST /sim/repos`, `POST /sim/jobs`, `POST /sim/jobs/{id}/cancel`,
+    /// `POST /sim/webhooks`, `POST /sim/limits`, `GET /sim/state` (see the
+    /// README).
+    Github(SimGithubArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimGithubArgs {
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:8766")]
+    pub listen: String,
+    /// Where to deliver webhooks (rigger's `/webhook`).
+    #[arg(long)]
+    pub webhook_url: Option<String>,
+    /// The secret deliveries are signed with (rigger's webhook secret).
+    #[arg(long, env = "RIGGER_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: String,
+    /// Where to write the App's private key (PEM, mode 0600).
+    #[arg(long, default_value = "sim-github-app.pem")]
+    pub key_out: std::path::PathBuf,
+    #[arg(long, default_value_t = 812_345)]
+    pub app_id: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -48,6 +79,7 @@ pub struct SimVastArgs {
 pub async fn run(cmd: SimCommand) -> anyhow::Result<()> {
     match cmd {
         SimCommand::Vast(a) => vast(a).await,
+        SimCommand::Github(a) => github(a).await,
     }
 }
 
@@ -92,4 +124,48 @@ async fn vast(a: SimVastArgs) -> anyhow::Result<()> {
     sim.serve(listener)
         .await
         .context("the simulated Vast.ai stopped")
+}
+
+async fn github(a: SimGithubArgs) -> anyhow::Result<()> {
+    let sim = SimGithub::new(
+        SimGithubConfig {
+            app_id: a.app_id,
+            seed: a.seed,
+            webhook_url: a.webhook_url.clone(),
+            webhook_secret: Secret::new(a.webhook_secret.clone()),
+        },
+        Arc::new(SystemClock),
+    )?;
+    write_private(&a.key_out, sim.private_key_pem().expose())
+        .with_context(|| format!("cannot write the App key to {}", a.key_out.display()))?;
+    let listener = tokio::net::TcpListener::bind(&a.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", a.listen))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    println!("simulated GitHub listening on {url}");
+    println!("  App id:      {}", a.app_id);
+    println!("  private key: {}", a.key_out.display());
+    match &a.webhook_url {
+        Some(w) => println!("  webhooks to: {w}"),
+        None => println!("  webhooks:    not sent (no --webhook-url)"),
+    }
+    println!("  state:       {url}/sim/state");
+    println!(
+        "for rigger: RIGGER_GITHUB_API_URL={url} RIGGER_GITHUB_APP_ID={} RIGGER_GITHUB_PRIVATE_KEY_FILE={}",
+        a.app_id,
+        a.key_out.display()
+    );
+    sim.serve(listener)
+        .await
+        .context("the simulated GitHub stopped")
+}
+
+/// Write a file only its owner can read.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
 }

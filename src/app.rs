@@ -1,0 +1,140 @@
+//! `App::build`: the one place that wires settings, store, clients, the
+//! engine and the HTTP server together. `rigger serve`, `rigger demo` and the
+//! end-to-end tests all start rigger through it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::cloud::vast::client::VastClient;
+use crate::engine::Engine;
+use crate::engine::inbox::DurableInbox;
+use crate::engine::offers::Market;
+use crate::engine::ports::Clock;
+use crate::github::app::AppAuth;
+use crate::github::client::GithubClient;
+use crate::github::http::Api;
+use crate::metrics::Metrics;
+use crate::server::webhook::{WebhookState, parse_delivery, webhook_router};
+use crate::server::{OpsState, callback_router, ops_router};
+use crate::settings::Settings;
+use crate::store::{Store, redact_url};
+
+/// The engine as rigger runs it: Vast.ai and GitHub over HTTP.
+pub type RiggerEngine = Engine<Market<VastClient>, GithubClient>;
+
+/// A built rigger, listening, its loops not yet started.
+pub struct App {
+    pub engine: Arc<RiggerEngine>,
+    pub inbox: DurableInbox,
+    pub addr: SocketAddr,
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+}
+
+impl App {
+    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+        let settings = Arc::new(settings);
+        let store = Store::connect(&settings.database_url)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open the database {}",
+                    redact_url(&settings.database_url)
+                )
+            })?;
+        let metrics = Arc::new(Metrics::new());
+        let auth = AppAuth::new(
+            settings.github.app_id,
+            &settings.github.private_key,
+            Api::new(&settings.github.api_url, clock.clone()),
+            clock.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let github = GithubClient::new(Arc::new(auth));
+        let vast = Market {
+            provider: VastClient::new(&settings.vast.api_url, settings.vast.api_key.clone()),
+        };
+        let engine = Arc::new(Engine::new(
+            store.clone(),
+            vast,
+            github,
+            settings.clone(),
+            clock.clone(),
+            metrics.clone(),
+        ));
+        let inbox = DurableInbox::start(store.clone());
+        let router = webhook_router(WebhookState {
+            secrets: Arc::new(settings.github.webhook_secrets.clone()),
+            inbox: inbox.clone(),
+            clock,
+            metrics: metrics.clone(),
+        })
+        .merge(ops_router(OpsState { store, metrics }))
+        .merge(callback_router(engine.clone()));
+        let listener = tokio::net::TcpListener::bind(&settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let addr = listener.local_addr()?;
+        Ok(App {
+            engine,
+            inbox,
+            addr,
+            listener,
+            router,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Serve HTTP only; the caller drives the engine (tests step it with
+    /// `process_deliveries`, `provision_due` and `reconcile_once`).
+    pub fn serve_http(self) -> (Arc<RiggerEngine>, DurableInbox) {
+        let App {
+            engine,
+            inbox,
+            listener,
+            router,
+            ..
+        } = self;
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "the HTTP server stopped");
+            }
+        });
+        (engine, inbox)
+    }
+
+    /// Serve HTTP and run the engine's loops until `stop` resolves; then stop
+    /// accepting, let in-flight work finish, and return. Machines are never
+    /// destroyed because rigger stops: the reconciler picks them up again.
+    pub async fn run(self, stop: impl std::future::Future<Output = ()> + Send + 'static) {
+        let App {
+            engine,
+            inbox,
+            listener,
+            router,
+            ..
+        } = self;
+        let (tx, rx) = watch::channel(false);
+        let loops = tokio::spawn(engine.clone().run(
+            Arc::new(parse_delivery),
+            inbox.committed.clone(),
+            rx,
+        ));
+        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+            stop.await;
+            tracing::info!("stopping: no new deliveries; finishing what is in flight");
+            let _ = tx.send(true);
+        });
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "the HTTP server stopped");
+        }
+        let _ = loops.await;
+        engine.store.close().await;
+    }
+}

@@ -1,0 +1,258 @@
+//! rigger end to end over real HTTP: the real server and engine against the
+//! simulated GitHub and Vast.ai, stepped explicitly (deliveries, provisioning,
+//! reconciling) on an injected clock. Each story ends by checking that
+//! nothing leaked: no simulated instance alive without a live row, no runner
+//! registration left without an instance.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use rigger::app::{App, RiggerEngine};
+use rigger::engine::ports::ManualClock;
+use rigger::engine::state::JobState;
+use rigger::server::webhook::parse_delivery;
+use rigger::settings::{Secret, load};
+use rigger::sim::github::{NewJob, SimGithub, SimGithubConfig};
+use rigger::sim::vast::{Booted, SimConfig, SimVast};
+
+const CIRUN: &str = include_str!("../examples/.cirun.yml");
+
+struct Story {
+    clock: ManualClock,
+    github: SimGithub,
+    vast: SimVast,
+    engine: Arc<RiggerEngine>,
+    booted: Arc<Mutex<Vec<Booted>>>,
+}
+
+async fn serve_sim(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    url
+}
+
+impl Story {
+    async fn begin(name: &str) -> Story {
+        let clock = ManualClock::new(1_763_800_000_000);
+        let github = SimGithub::new(
+            SimGithubConfig {
+                webhook_secret: Secret::new("hook-secret"),
+                ..SimGithubConfig::default()
+            },
+            Arc::new(clock.clone()),
+        )
+        .unwrap();
+        let vast = SimVast::new(
+            SimConfig {
+                boot_delay_ms: 30_000,
+                ..SimConfig::default()
+            },
+            Arc::new(clock.clone()),
+        );
+        let booted: Arc<Mutex<Vec<Booted>>> = Arc::default();
+        let seen = booted.clone();
+        vast.on_boot(Arc::new(move |b| seen.lock().unwrap().push(b)));
+        let github_url = serve_sim(github.router()).await;
+        let vast_url = serve_sim(vast.router()).await;
+
+        let dir = std::env::temp_dir().join(format!("rigger-e2e-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut env = BTreeMap::new();
+        for (k, v) in [
+            ("RIGGER_LISTEN", "127.0.0.1:0".to_string()),
+            (
+                "RIGGER_DATABASE_URL",
+                format!("sqlite://{}", dir.join("rigger.db").display()),
+            ),
+            ("RIGGER_CONTROLLER_ID", "e2e".into()),
+            ("RIGGER_WEBHOOK_SECRET", "hook-secret".into()),
+            ("RIGGER_GITHUB_APP_ID", github.app_id().to_string()),
+            (
+                "RIGGER_GITHUB_PRIVATE_KEY",
+                github.private_key_pem().expose().to_string(),
+            ),
+            ("RIGGER_GITHUB_API_URL", github_url),
+            ("RIGGER_VAST_API_KEY", "sim-vast-key".into()),
+            ("RIGGER_VAST_API_URL", vast_url),
+        ] {
+            env.insert(k.to_string(), v);
+        }
+        let settings = load(None, &|k| env.get(k).cloned()).unwrap();
+        let app = App::build(settings, Arc::new(clock.clone())).await.unwrap();
+        github.set_webhook_url(Some(format!("{}/webhook", app.url())));
+        let (engine, _inbox) = app.serve_http();
+        github.add_repo("acme/ml", &[(".cirun.yml", CIRUN)]);
+        Story {
+            clock,
+            github,
+            vast,
+            engine,
+            booted,
+        }
+    }
+
+    fn a_job_is_queued(&self, label: &str) -> i64 {
+        self.github.queue_job(NewJob {
+            repo: "acme/ml".into(),
+            labels: vec![label.into()],
+            head_sha: "8f3c1e2d".into(),
+            fork: false,
+            actor: "octocat".into(),
+            duration_ms: 600_000,
+            conclusion: "success".into(),
+        })
+    }
+
+    /// GitHub delivers what happened; rigger takes it in.
+    async fn webhooks_arrive(&self) {
+        self.github.flush().await;
+        while self
+            .engine
+            .process_deliveries(&parse_delivery)
+            .await
+            .unwrap()
+            > 0
+        {}
+    }
+
+    async fn rigger_provisions(&self) {
+        self.engine.provision_due().await.unwrap();
+    }
+
+    /// Time passes: machines boot; each booted machine's runner connects with
+    /// its JIT config and takes its job, as the bootstrap script would start it.
+    fn machines_boot(&self) -> Vec<(i64, i64)> {
+        self.clock.advance_ms(30_000);
+        self.vast.live_instances(); // steps the simulated Vast.ai
+        let mut taken = Vec::new();
+        for b in self.booted.lock().unwrap().drain(..) {
+            let env: BTreeMap<String, String> = b.env.into_iter().collect();
+            let jit: String = (0..)
+                .map_while(|i| env.get(&format!("RIGGER_JIT_{i}")).cloned())
+                .collect();
+            let runner = self
+                .github
+                .connect_runner(&jit)
+                .expect("the JIT config is accepted once");
+            if let Some(job) = self.github.take_job(runner) {
+                taken.push((b.id, job));
+            }
+        }
+        taken
+    }
+
+    async fn job_state(&self, job: i64) -> JobState {
+        self.engine
+            .store
+            .job(job)
+            .await
+            .unwrap()
+            .expect("rigger knows the job")
+            .state
+    }
+
+    /// Nothing leaked: every live simulated instance has a live row, and
+    /// every runner registration belongs to a live instance.
+    async fn nothing_leaked(&self) {
+        let live = self.vast.live_instances();
+        let rows = self.engine.store.live_instances().await.unwrap();
+        for (id, label, phase) in &live {
+            assert!(
+                rows.iter()
+                    .any(|r| r.provider_id.as_deref() == Some(&id.to_string())),
+                "simulated instance {id} ({label:?}, {phase:?}) has no live row"
+            );
+        }
+        let runners = self.github.runners();
+        assert!(
+            runners.len() <= live.len(),
+            "runner registrations without machines: {runners:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_job_gets_a_gpu_and_the_gpu_dies_with_the_job() {
+    let s = Story::begin("happy").await;
+    let job = s.a_job_is_queued("cirun-gpu--101");
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(job).await, JobState::Queued);
+
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(job).await, JobState::WaitingForRunner);
+    let live = s.vast.live_instances();
+    assert_eq!(live.len(), 1, "one machine rented");
+    assert!(
+        live[0].1.as_deref().unwrap().starts_with("rigger:e2e:"),
+        "labelled with the controller id"
+    );
+    assert_eq!(s.github.runners().len(), 1, "one JIT runner registered");
+
+    let taken = s.machines_boot();
+    assert_eq!(taken.len(), 1);
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(job).await, JobState::Running);
+
+    s.clock.advance_ms(600_000);
+    s.github.finish_job(job, "success");
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(job).await, JobState::Completed);
+    assert!(s.vast.live_instances().is_empty(), "destroyed on completed");
+    let ledger = s.vast.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert!(ledger[0].dollars > 0.0);
+    let checks = s.github.check_runs();
+    assert!(!checks.is_empty(), "the job's check run tells the story");
+    s.nothing_leaked().await;
+}
+
+#[tokio::test]
+async fn a_job_cancelled_while_its_machine_boots_leaves_nothing_behind() {
+    let s = Story::begin("cancel").await;
+    let job = s.a_job_is_queued("cirun-gpu--202");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    assert_eq!(s.vast.live_instances().len(), 1);
+    s.github.cancel_job(job);
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(job).await, JobState::Cancelled);
+    assert!(
+        s.vast.live_instances().is_empty(),
+        "the booting machine is destroyed"
+    );
+    s.engine.reconcile_once().await.unwrap();
+    s.nothing_leaked().await;
+}
+
+#[tokio::test]
+async fn a_lost_completed_webhook_is_repaired_by_the_reconciler() {
+    let s = Story::begin("lost").await;
+    let job = s.a_job_is_queued("cirun-gpu--303");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    s.machines_boot();
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(job).await, JobState::Running);
+
+    s.github.finish_job(job, "success");
+    s.github
+        .set_webhook_faults(rigger::sim::github::WebhookFaults {
+            loss_rate: 1.0,
+            ..Default::default()
+        });
+    s.webhooks_arrive().await; // lost
+    assert_eq!(s.job_state(job).await, JobState::Running);
+
+    // Long enough for the reconciler to ask GitHub about a silent job.
+    s.clock.advance_ms(30 * 60_000);
+    s.engine.reconcile_once().await.unwrap();
+    s.engine.reconcile_once().await.unwrap();
+    assert_eq!(s.job_state(job).await, JobState::Completed);
+    assert!(
+        s.vast.live_instances().is_empty(),
+        "destroyed by the reconciler"
+    );
+    s.nothing_leaked().await;
+}
