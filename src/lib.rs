@@ -13,6 +13,7 @@ pub mod bootstrap;
 pub mod cli;
 pub mod cloud;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod github;
 pub mod metrics;

@@ -1,5 +1,6 @@
 //! The command line. Each command parses its flags here and calls the library.
 
+mod demo;
 mod ops;
 mod plan;
 mod serve;
@@ -21,6 +22,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Watch rigger work in a simulated world: no account, no set-up.
+    ///
+    /// Starts a simulated GitHub and Vast.ai and rigger itself, queues GPU
+    /// jobs for a repository holding examples/.cirun.yml (one cancelled while
+    /// queued, one that finds no offer), shows each job from queued to its
+    /// machine destroyed, and ends with a table: GPUs, minutes, cost, and the
+    /// machines leaked (0).
+    Demo(demo::DemoArgs),
     /// Run rigger: receive GitHub's webhooks, rent and destroy machines,
     /// reconcile.
     ///
@@ -73,6 +82,7 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo(args) => run_async(demo::run(args)),
         Command::Serve(args) => run_async(serve::run(args)),
         Command::Validate(args) => ExitCode::from(validate::run(&args)),
         Command::Schema { file } => {
