@@ -34,6 +34,10 @@ async fn serve_sim(router: axum::Router) -> String {
 
 impl Story {
     async fn begin(name: &str) -> Story {
+        Story::begin_with(name, &[]).await
+    }
+
+    async fn begin_with(name: &str, extra: &[(&str, &str)]) -> Story {
         let clock = ManualClock::new(1_763_800_000_000);
         let github = SimGithub::new(
             SimGithubConfig {
@@ -78,6 +82,9 @@ impl Story {
             ("RIGGER_VAST_API_URL", vast_url),
         ] {
             env.insert(k.to_string(), v);
+        }
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
         }
         let settings = load(None, &|k| env.get(k).cloned()).unwrap();
         let app = App::build(settings, Arc::new(clock.clone())).await.unwrap();
@@ -153,9 +160,12 @@ impl Story {
             .state
     }
 
-    /// Nothing leaked: every live simulated instance has a live row, and
-    /// every runner registration belongs to a live instance.
+    /// Nothing leaked: every live simulated instance has a live row, and,
+    /// after one reconciler pass (which removes registrations whose runner
+    /// never came online), every runner registration belongs to a live
+    /// instance.
     async fn nothing_leaked(&self) {
+        self.engine.reconcile_once().await.unwrap();
         let live = self.vast.live_instances();
         let rows = self.engine.store.live_instances().await.unwrap();
         for (id, label, phase) in &live {
@@ -253,6 +263,89 @@ async fn a_lost_completed_webhook_is_repaired_by_the_reconciler() {
     assert!(
         s.vast.live_instances().is_empty(),
         "destroyed by the reconciler"
+    );
+    s.nothing_leaked().await;
+}
+
+#[tokio::test]
+async fn duplicated_and_reordered_deliveries_change_nothing() {
+    let s = Story::begin("dupes").await;
+    s.github
+        .set_webhook_faults(rigger::sim::github::WebhookFaults {
+            duplicate_rate: 1.0,
+            reorder: true,
+            ..Default::default()
+        });
+    let a = s.a_job_is_queued("cirun-gpu--401");
+    let b = s.a_job_is_queued("cirun-gpu-24gb--402");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    assert_eq!(
+        s.vast.live_instances().len(),
+        2,
+        "one machine per job, not per delivery"
+    );
+    assert_eq!(s.github.runners().len(), 2);
+    s.machines_boot();
+    s.webhooks_arrive().await;
+    s.github.finish_job(a, "success");
+    // `completed` may now arrive before `in_progress` of the other job.
+    s.github.finish_job(b, "failure");
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(a).await, JobState::Completed);
+    assert_eq!(s.job_state(b).await, JobState::Completed);
+    assert!(s.vast.live_instances().is_empty());
+    assert_eq!(s.vast.ledger().len(), 2);
+    s.nothing_leaked().await;
+}
+
+#[tokio::test]
+async fn vast_rate_limits_and_errors_are_ridden_out() {
+    let s = Story::begin("vast-faults").await;
+    let job = s.a_job_is_queued("cirun-gpu--501");
+    s.webhooks_arrive().await;
+    // Every Vast.ai call fails for now: the job waits, nothing is rented.
+    s.vast.set_faults(rigger::sim::vast::Faults {
+        error_rate: 1.0,
+        ..Default::default()
+    });
+    s.rigger_provisions().await;
+    assert!(s.vast.live_instances().is_empty());
+    assert!(
+        !s.job_state(job).await.is_terminal(),
+        "a cloud error is not the job's end"
+    );
+    // A burst of 429s is waited out within the client's bounds.
+    s.vast.set_faults(rigger::sim::vast::Faults {
+        rate_limit_burst: 2,
+        ..Default::default()
+    });
+    s.clock.advance_ms(10 * 60_000); // past the retry backoff
+    s.rigger_provisions().await;
+    assert_eq!(s.vast.live_instances().len(), 1);
+    assert_eq!(s.job_state(job).await, JobState::WaitingForRunner);
+    s.github.cancel_job(job);
+    s.webhooks_arrive().await;
+    assert!(s.vast.live_instances().is_empty());
+    s.nothing_leaked().await;
+}
+
+#[tokio::test]
+async fn a_job_over_the_daily_budget_is_refused_with_the_reason() {
+    let s = Story::begin_with("budget", &[("RIGGER_DAILY_BUDGET", "0.001")]).await;
+    let job = s.a_job_is_queued("cirun-gpu--601");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    assert!(s.vast.live_instances().is_empty(), "nothing rented");
+    let row = s.engine.store.job(job).await.unwrap().unwrap();
+    let why = row.reason.unwrap_or_default();
+    assert!(why.contains("budget"), "{why}");
+    let checks = s.github.check_runs();
+    assert!(
+        checks
+            .iter()
+            .any(|c| c.summary.contains("budget") || c.title.contains("budget")),
+        "{checks:?}"
     );
     s.nothing_leaked().await;
 }
