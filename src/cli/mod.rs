@@ -1,6 +1,7 @@
 //! The command line. Each command parses its flags here and calls the library.
 
 mod demo;
+mod destroy;
 mod ops;
 mod plan;
 mod serve;

@@ -56,6 +56,10 @@ pub enum InstancesCommand {
         #[arg(long)]
         all: bool,
     },
+    /// Destroy one machine now (its job's runner goes with it).
+    Destroy(super::destroy::DestroyArgs),
+    /// Destroy every machine this controller rented, orphans included.
+    DestroyAll(super::destroy::DestroyAllArgs),
 }
 
 #[derive(Debug, Args)]
@@ -132,12 +136,16 @@ fn job_json(j: &JobRow) -> serde_json::Value {
 }
 
 pub async fn instances(cmd: InstancesCommand) -> anyhow::Result<()> {
-    let InstancesCommand::List {
-        db,
-        json,
-        format,
-        all,
-    } = cmd;
+    let (db, json, format, all) = match cmd {
+        InstancesCommand::List {
+            db,
+            json,
+            format,
+            all,
+        } => (db, json, format, all),
+        InstancesCommand::Destroy(a) => return super::destroy::destroy(a).await,
+        InstancesCommand::DestroyAll(a) => return super::destroy::destroy_all(a).await,
+    };
     let store = open(&db).await?;
     let instances = if all {
         store.instances_in(&InstanceState::ALL).await?
