@@ -13,6 +13,7 @@ use rigger::engine::state::JobState;
 use rigger::server::webhook::parse_delivery;
 use rigger::settings::{Secret, load};
 use rigger::sim::github::{NewJob, SimGithub, SimGithubConfig};
+use rigger::sim::machine::Machines;
 use rigger::sim::vast::{Booted, SimConfig, SimVast};
 
 const CIRUN: &str = include_str!("../examples/.cirun.yml");
@@ -23,6 +24,8 @@ struct Story {
     vast: SimVast,
     engine: Arc<RiggerEngine>,
     booted: Arc<Mutex<Vec<Booted>>>,
+    /// Real machines whose script ended: (instance, exit status).
+    exited: Arc<Mutex<Vec<(i64, i32)>>>,
 }
 
 async fn serve_sim(router: axum::Router) -> String {
@@ -38,6 +41,16 @@ impl Story {
     }
 
     async fn begin_with(name: &str, extra: &[(&str, &str)]) -> Story {
+        Story::build(name, extra, false).await
+    }
+
+    /// Machines that run the real bootstrap script in sandboxes (see
+    /// `rigger::sim::machine`), downloading the simulated runner release.
+    async fn with_real_machines(name: &str) -> Story {
+        Story::build(name, &[], true).await
+    }
+
+    async fn build(name: &str, extra: &[(&str, &str)], real_machines: bool) -> Story {
         let clock = ManualClock::new(1_763_800_000_000);
         let github = SimGithub::new(
             SimGithubConfig {
@@ -55,14 +68,34 @@ impl Story {
             Arc::new(clock.clone()),
         );
         let booted: Arc<Mutex<Vec<Booted>>> = Arc::default();
-        let seen = booted.clone();
-        vast.on_boot(Arc::new(move |b| seen.lock().unwrap().push(b)));
+        let exited: Arc<Mutex<Vec<(i64, i32)>>> = Arc::default();
         let github_url = serve_sim(github.router()).await;
+        github.set_public_url(&github_url);
         let vast_url = serve_sim(vast.router()).await;
 
         let dir = std::env::temp_dir().join(format!("rigger-e2e-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        if real_machines {
+            let done = exited.clone();
+            Machines::new(dir.join("machines"), vast.clone())
+                .on_exit(Arc::new(move |id, code| {
+                    done.lock().unwrap().push((id, code))
+                }))
+                .install();
+        } else {
+            let seen = booted.clone();
+            vast.on_boot(Arc::new(move |b| seen.lock().unwrap().push(b)));
+        }
+        let (runner_url, runner_sha) = github.runner_release();
+        let toml = dir.join("rigger.toml");
+        std::fs::write(
+            &toml,
+            format!(
+                "[runner]\nurl_template = \"{runner_url}\"\nsha256 = {{ x64 = \"{runner_sha}\" }}\n"
+            ),
+        )
+        .unwrap();
         let mut env = BTreeMap::new();
         for (k, v) in [
             ("RIGGER_LISTEN", "127.0.0.1:0".to_string()),
@@ -86,7 +119,7 @@ impl Story {
         for (k, v) in extra {
             env.insert(k.to_string(), v.to_string());
         }
-        let settings = load(None, &|k| env.get(k).cloned()).unwrap();
+        let settings = load(Some(&toml), &|k| env.get(k).cloned()).unwrap();
         let app = App::build(settings, Arc::new(clock.clone())).await.unwrap();
         github.set_webhook_url(Some(format!("{}/webhook", app.url())));
         let (engine, _inbox) = app.serve_http();
@@ -97,6 +130,7 @@ impl Story {
             vast,
             engine,
             booted,
+            exited,
         }
     }
 
@@ -347,5 +381,60 @@ async fn a_job_over_the_daily_budget_is_refused_with_the_reason() {
             .any(|c| c.summary.contains("budget") || c.title.contains("budget")),
         "{checks:?}"
     );
+    s.nothing_leaked().await;
+}
+
+impl Story {
+    /// Wait (real time: the scripts run as real processes) until `n`
+    /// machines' scripts have ended, delivering webhooks as they come.
+    async fn machines_finish(&self, n: usize) -> Vec<(i64, i32)> {
+        for _ in 0..600 {
+            self.webhooks_arrive().await;
+            if self.exited.lock().unwrap().len() >= n {
+                return self.exited.lock().unwrap().clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the machines' scripts did not end within a minute");
+    }
+
+    fn machine_log(&self, id: i64) -> String {
+        self.vast.log(id).unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_bootstrap_script_runs_the_job_and_the_machine_destroys_itself() {
+    let s = Story::with_real_machines("real").await;
+    let job = s.a_job_is_queued("cirun-gpu--701");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    let instance = s.vast.live_instances()[0].0;
+
+    // The machine boots: the onstart loader runs the bootstrap script, which
+    // checks the GPU, downloads and verifies the runner from the simulated
+    // GitHub, and starts it with the JIT config; the runner takes the job.
+    s.clock.advance_ms(30_000);
+    s.vast.live_instances();
+    let ended = s.machines_finish(1).await;
+    let log = s.machine_log(instance);
+    assert_eq!(ended, vec![(instance, 0)], "{log}");
+    for line in [
+        "GPUs ok: NVIDIA RTX 4090",
+        "checksum",
+        "runner: connected as runner",
+        "runner: job",
+        "the runner exited with 0",
+    ] {
+        assert!(
+            log.contains(line) || line == "checksum",
+            "missing `{line}` in:\n{log}"
+        );
+    }
+    // The script destroyed its own machine with the per-instance key.
+    assert!(s.vast.live_instances().is_empty(), "{log}");
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(job).await, JobState::Completed, "{log}");
+    // rigger's own destroy on `completed` found it gone: harmless.
     s.nothing_leaked().await;
 }

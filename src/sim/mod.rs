@@ -3,6 +3,7 @@
 //! clients against them. Everything random comes from a seed.
 
 pub mod github;
+pub mod machine;
 pub mod vast;
 
 /// SplitMix64: tiny, fast and good enough to generate markets and faults

@@ -12,10 +12,13 @@
 //! - `GET /sim/state`: jobs, runners, check runs, requests counted by route
 //!
 //! Runner side (what a runner uses, authenticated by its JIT config):
+//! - `GET /_runner/download/actions-runner-linux-x64-{version}.tar.gz`: the
+//!   simulated runner release (`runner::tarball`)
 //! - `POST /_runner/connect` `{"jit_config":"…"}` → the runner comes online (single use)
 //! - `POST /_runner/{id}/next` → `{"job":{…}}` or `{"job":null}`
 //! - `POST /_runner/{id}/finish` `{"job_id":…,"conclusion":"success"}`
 
+pub mod runner;
 pub mod world;
 
 use std::sync::{Arc, Mutex};
@@ -69,6 +72,11 @@ struct Inner {
     webhook_url: Mutex<Option<String>>,
     webhook_secret: Secret,
     http: reqwest::Client,
+    /// The address runners reach this simulator at (put in JIT configs).
+    public_url: Mutex<String>,
+    /// Real seconds a simulated runner spends per simulated second of job.
+    runner_time_scale: Mutex<f64>,
+    tarball: (Vec<u8>, String),
 }
 
 #[derive(Clone)]
@@ -110,6 +118,9 @@ impl SimGithub {
             webhook_url: Mutex::new(config.webhook_url),
             webhook_secret: config.webhook_secret,
             http: reqwest::Client::new(),
+            public_url: Mutex::new("http://127.0.0.1".into()),
+            runner_time_scale: Mutex::new(0.0),
+            tarball: runner::tarball(),
         })))
     }
 
@@ -128,6 +139,42 @@ impl SimGithub {
     /// The App's private key, PEM (what rigger's `github.private_key_file` holds).
     pub fn private_key_pem(&self) -> &Secret {
         &self.0.private_pem
+    }
+
+    /// The address runners reach the simulator at (`serve` sets it).
+    pub fn set_public_url(&self, url: &str) {
+        *self.0.public_url.lock().unwrap_or_else(|p| p.into_inner()) =
+            url.trim_end_matches('/').to_string();
+    }
+
+    pub fn public_url(&self) -> String {
+        self.0
+            .public_url
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// How long a simulated runner really runs a job: its scripted duration
+    /// times this (0: at once; 1/60: a minute in a second).
+    pub fn set_runner_time_scale(&self, scale: f64) {
+        *self
+            .0
+            .runner_time_scale
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = scale;
+    }
+
+    /// The runner release's URL template for rigger's `runner.url_template`,
+    /// and its SHA-256 for `runner.sha256.x64`.
+    pub fn runner_release(&self) -> (String, String) {
+        (
+            format!(
+                "{}/_runner/download/actions-runner-linux-{{arch}}-{{version}}.tar.gz",
+                self.public_url()
+            ),
+            self.0.tarball.1.clone(),
+        )
     }
 
     pub fn set_webhook_url(&self, url: Option<String>) {
@@ -349,6 +396,7 @@ impl SimGithub {
 
     /// Serve until the process ends, delivering webhooks as they appear.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        self.set_public_url(&format!("http://{}", listener.local_addr()?));
         let sender = self.clone();
         tokio::spawn(async move {
             loop {
@@ -654,7 +702,9 @@ fn repo_api(
                 w.jit_window.push(now);
             }
             let id = w.next_id();
-            let jit = w.token("jit_");
+            let token = w.token("jit_");
+            let jit = base64::engine::general_purpose::STANDARD
+                .encode(json!({"url": sim.public_url(), "token": token}).to_string());
             let mut all_labels = vec!["self-hosted".to_string(), "Linux".into(), "X64".into()];
             all_labels.extend(labels.iter().cloned());
             w.runners.insert(
@@ -841,6 +891,12 @@ fn repo_api(
 
 fn runner_side(sim: &SimGithub, method: &Method, seg: &[&str], body: &Value) -> Response {
     match (method, seg) {
+        (&Method::GET, ["download", file]) if file.starts_with("actions-runner-linux-x64") => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/gzip")],
+            sim.0.tarball.0.clone(),
+        )
+            .into_response(),
         (&Method::POST, ["connect"]) => {
             match sim.connect_runner(body["jit_config"].as_str().unwrap_or_default()) {
                 Some(id) => {
@@ -861,9 +917,16 @@ fn runner_side(sim: &SimGithub, method: &Method, seg: &[&str], body: &Value) -> 
                 return gh_error(StatusCode::NOT_FOUND, "Not Found");
             };
             let job = sim.take_job(id).and_then(|j| sim.job(j));
+            let scale = *sim
+                .0
+                .runner_time_scale
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             json_response(
                 StatusCode::OK,
-                json!({"job": job.map(|j| json!({"id": j.id, "duration_ms": j.duration_ms, "conclusion": j.planned_conclusion}))}),
+                json!({"job": job.map(|j| json!({"id": j.id, "duration_ms": j.duration_ms,
+                    "run_seconds": (j.duration_ms as f64 / 1000.0 * scale).round() as i64,
+                    "conclusion": j.planned_conclusion}))}),
             )
         }
         (&Method::POST, [_, "finish"]) => {

@@ -120,6 +120,11 @@ impl SimVast {
         self.world().exit(id, code, now)
     }
 
+    /// An instance's log so far (what `logs` returns).
+    pub fn log(&self, id: i64) -> Option<String> {
+        self.world().instances.get(&id).map(|i| i.log.clone())
+    }
+
     pub fn append_log(&self, id: i64, text: &str) {
         if let Some(i) = self.world().instances.get_mut(&id) {
             i.log.push_str(text);

@@ -167,6 +167,9 @@ impl Instance {
 pub struct Booted {
     pub id: i64,
     pub image: String,
+    /// The offer's GPUs, for a simulated `nvidia-smi`.
+    pub gpu_name: String,
+    pub num_gpus: u32,
     pub vm: bool,
     pub runtype: String,
     pub onstart: Option<String>,
@@ -537,6 +540,13 @@ fn booted_view(i: &Instance) -> Booted {
     Booted {
         id: i.id,
         image: i.image.clone(),
+        gpu_name: i
+            .offer
+            .get("gpu_name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        num_gpus: gpus as u32,
         vm: i.vm,
         runtype: i.runtype.clone(),
         onstart: i.onstart.clone(),

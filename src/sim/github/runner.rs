@@ -1,0 +1,140 @@
+//! The simulated actions/runner release: a tarball holding a `run.sh` that
+//! does what the real runner does with a JIT config — connect, take one job,
+//! run it for its scripted time, report the end, exit. Built in memory
+//! (ustar inside a gzip of stored deflate blocks), with a real SHA-256, so
+//! the bootstrap script downloads, verifies and unpacks it as it would the
+//! real one.
+
+use sha2::{Digest, Sha256};
+
+/// The runner. The JIT config is base64 of `{"url":…,"token":…}`: the
+/// simulated GitHub's address travels in it, as the real config carries the
+/// service's URLs.
+pub const RUN_SH: &str = r#"#!/bin/sh
+# rigger's simulated actions/runner.
+set -u
+[ -f ./.env ] && { set -a; . ./.env; set +a; }
+cfg=$(printf '%s' "$ACTIONS_RUNNER_INPUT_JITCONFIG" | base64 -d 2>/dev/null) || { echo "runner: the JIT config is not base64"; exit 1; }
+url=$(printf '%s' "$cfg" | sed -n 's/.*"url":"\([^"]*\)".*/\1/p')
+[ -n "$url" ] || { echo "runner: no service URL in the JIT config"; exit 1; }
+r=$(curl -fsS -X POST -H 'Content-Type: application/json' \
+  -d "{\"jit_config\":\"$ACTIONS_RUNNER_INPUT_JITCONFIG\"}" "$url/_runner/connect") ||
+  { echo "runner: the JIT config was refused"; exit 1; }
+id=$(printf '%s' "$r" | sed -n 's/.*"runner_id":\([0-9]*\).*/\1/p')
+echo "runner: connected as runner $id; listening for jobs"
+while :; do
+  j=$(curl -fsS -X POST "$url/_runner/$id/next") || { echo "runner: lost the service"; exit 1; }
+  job=$(printf '%s' "$j" | sed -n 's/.*"id":\([0-9]*\).*/\1/p')
+  [ -n "$job" ] && break
+  sleep 1
+done
+if [ -n "${ACTIONS_RUNNER_HOOK_JOB_STARTED-}" ]; then "$ACTIONS_RUNNER_HOOK_JOB_STARTED"; fi
+secs=$(printf '%s' "$j" | sed -n 's/.*"run_seconds":\([0-9]*\).*/\1/p')
+conclusion=$(printf '%s' "$j" | sed -n 's/.*"conclusion":"\([a-z_]*\)".*/\1/p')
+echo "runner: running job $job"
+sleep "${secs:-0}"
+curl -fsS -X POST -H 'Content-Type: application/json' \
+  -d "{\"job_id\":$job,\"conclusion\":\"${conclusion:-success}\"}" "$url/_runner/$id/finish" >/dev/null
+echo "runner: job $job completed: ${conclusion:-success}"
+exit 0
+"#;
+
+/// The tarball's bytes and their SHA-256 (hex).
+pub fn tarball() -> (Vec<u8>, String) {
+    let tar = ustar(&[("run.sh", 0o755, RUN_SH.as_bytes())]);
+    let gz = gzip_stored(&tar);
+    let sum = hex::encode(Sha256::digest(&gz));
+    (gz, sum)
+}
+
+fn ustar(files: &[(&str, u32, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, mode, data) in files {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        let octal = |v: u64, width: usize| format!("{v:0w$o}\0", w = width - 1);
+        h[100..108].copy_from_slice(octal(u64::from(*mode), 8).as_bytes());
+        h[108..116].copy_from_slice(octal(0, 8).as_bytes());
+        h[116..124].copy_from_slice(octal(0, 8).as_bytes());
+        h[124..136].copy_from_slice(octal(data.len() as u64, 12).as_bytes());
+        h[136..148].copy_from_slice(octal(1_700_000_000, 12).as_bytes());
+        h[156] = b'0';
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        // The checksum is computed with its own field as spaces.
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.resize(out.len() + 1024, 0); // two empty blocks end the archive
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for b in data {
+        crc ^= u32::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// gzip with deflate "stored" blocks: valid, uncompressed, no dependency.
+fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+    let chunks: Vec<&[u8]> = data.chunks(65_535).collect();
+    for (i, c) in chunks.iter().enumerate() {
+        out.push(u8::from(i + 1 == chunks.len()));
+        let len = c.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(c);
+    }
+    out.extend_from_slice(&crc32(data).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn tar_unpacks_the_tarball() {
+        let (gz, sum) = tarball();
+        assert_eq!(sum.len(), 64);
+        let dir = std::env::temp_dir().join(format!("rigger-runner-tgz-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("r.tgz"), &gz).unwrap();
+        let ok = std::process::Command::new("tar")
+            .arg("xzf")
+            .arg(dir.join("r.tgz"))
+            .arg("-C")
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        assert_eq!(std::fs::read_to_string(dir.join("run.sh")).unwrap(), RUN_SH);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o111, 0o111, "executable");
+    }
+}

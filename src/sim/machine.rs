@@ -1,0 +1,144 @@
+//! The simulated Vast.ai's boot seam made real: a booted instance runs the
+//! onstart it was created with, by `sh`, in a sandbox directory, with the
+//! instance's environment and Vast.ai's own variables. Only what a sandbox
+//! cannot do is shimmed on `PATH`: `nvidia-smi` (reporting the offer's
+//! GPUs), `useradd`/`adduser` and `id runner` (no users are created), and the
+//! package managers. Everything else — curl to the simulated GitHub and
+//! Vast.ai, the checksum, tar, the runner, the self-destroy — is real.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use super::vast::{Booted, SimVast};
+
+/// Runs booted instances in sandboxes under `root`.
+#[derive(Clone)]
+pub struct Machines {
+    root: PathBuf,
+    vast: SimVast,
+    /// Notified with (instance id, exit status) when a machine's script ends.
+    on_exit: Option<Arc<dyn Fn(i64, i32) + Send + Sync>>,
+}
+
+fn write_exec(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+}
+
+impl Machines {
+    pub fn new(root: PathBuf, vast: SimVast) -> Machines {
+        Machines {
+            root,
+            vast,
+            on_exit: None,
+        }
+    }
+
+    pub fn on_exit(mut self, f: Arc<dyn Fn(i64, i32) + Send + Sync>) -> Machines {
+        self.on_exit = Some(f);
+        self
+    }
+
+    /// Install as the simulated Vast.ai's boot seam.
+    pub fn install(self) {
+        let vast = self.vast.clone();
+        vast.on_boot(Arc::new(move |b| {
+            let m = self.clone();
+            std::thread::spawn(move || m.run(b));
+        }));
+    }
+
+    fn shims(&self, dir: &Path, b: &Booted) -> std::io::Result<PathBuf> {
+        let bin = dir.join("shims");
+        std::fs::create_dir_all(&bin)?;
+        let line = format!("NVIDIA {}\\n", b.gpu_name);
+        write_exec(
+            &bin.join("nvidia-smi"),
+            &format!(
+                "#!/bin/sh\nprintf '{}'\n",
+                line.repeat(b.num_gpus.max(1) as usize)
+            ),
+        )?;
+        write_exec(&bin.join("useradd"), "#!/bin/sh\nexit 1\n")?;
+        write_exec(&bin.join("adduser"), "#!/bin/sh\nexit 1\n")?;
+        write_exec(
+            &bin.join("id"),
+            "#!/bin/sh\n[ \"$1\" = runner ] && exit 1\nexec /usr/bin/id \"$@\"\n",
+        )?;
+        for pm in ["apt-get", "dnf", "apk"] {
+            write_exec(&bin.join(pm), "#!/bin/sh\nexit 0\n")?;
+        }
+        Ok(bin)
+    }
+
+    /// Run one machine to its end (blocking: call from a thread).
+    pub fn run(&self, b: Booted) {
+        let dir = self.root.join(format!("instance-{}", b.id));
+        let code = match self.run_script(&dir, &b) {
+            Ok(code) => code,
+            Err(e) => {
+                self.vast
+                    .append_log(b.id, &format!("the machine could not start: {e}\n"));
+                127
+            }
+        };
+        let log = std::fs::read_to_string(dir.join("bootstrap.log")).unwrap_or_default();
+        self.vast.append_log(b.id, &log);
+        self.vast.exit(b.id, code);
+        if let Some(f) = &self.on_exit {
+            f(b.id, code);
+        }
+    }
+
+    fn run_script(&self, dir: &Path, b: &Booted) -> std::io::Result<i32> {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir)?;
+        let bin = self.shims(dir, b)?;
+        // What the image's PID 1 has, for the script to hand to the runner.
+        let mut environ = b
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("\0");
+        environ.push_str("\0CUDA_HOME=/usr/local/cuda\0");
+        std::fs::write(dir.join("environ"), environ)?;
+        // A VM has its variables in /etc/environment instead.
+        let etc: String = b.env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        std::fs::write(dir.join("etc-environment"), etc)?;
+        // Container mode with the `args` run type: `onstart` is the
+        // entrypoint and `args` its argv; VM mode: `onstart` is the script.
+        let mut cmd = if b.runtype == "args" {
+            let mut c = Command::new(b.onstart.as_deref().unwrap_or("/bin/sh"));
+            c.args(&b.args);
+            c
+        } else {
+            let script = dir.join("onstart.sh");
+            std::fs::write(&script, b.onstart.as_deref().unwrap_or(""))?;
+            let mut c = Command::new("sh");
+            c.arg(script);
+            c
+        };
+        cmd.current_dir(dir)
+            .env_clear()
+            .env(
+                "PATH",
+                format!(
+                    "{}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+                    bin.display()
+                ),
+            )
+            .env("HOME", dir)
+            .env("RIGGER_DIR", dir.join("runner"))
+            .env("RIGGER_LOG", dir.join("bootstrap.log"))
+            .env("RIGGER_ENV_FROM", dir.join("environ"))
+            .env("RIGGER_ETC_ENVIRONMENT", dir.join("etc-environment"));
+        for (k, v) in &b.env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output()?;
+        Ok(out.status.code().unwrap_or(137))
+    }
+}
