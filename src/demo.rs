@@ -1,8 +1,10 @@
 //! `rigger demo`: the whole lifecycle in the simulated world, on this
 //! machine, with no account: a simulated GitHub and Vast.ai, rigger itself
-//! (SQLite in a temporary folder) over real HTTP, and simulated runners that
-//! redeem their JIT configs, take their jobs and destroy their own machines
-//! with the per-instance Vast.ai key, as the bootstrap script does.
+//! (SQLite in a temporary folder) over real HTTP, and machines that run the
+//! real bootstrap script in sandboxes: it downloads and verifies the
+//! (simulated) runner release, the runner redeems its JIT config and takes
+//! its job, and the script destroys its own machine with the per-instance
+//! Vast.ai key.
 //!
 //! Simulated time runs `speed` times faster than real time, so minutes of
 //! GPU work pass in seconds.
@@ -13,17 +15,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Serialize;
-use serde_json::json;
 use tokio::sync::watch;
 
 use crate::app::App;
-use crate::cloud::CloudProvider;
-use crate::cloud::vast::client::VastClient;
 use crate::engine::ports::Clock;
 use crate::engine::state::{InstanceState, JobState};
 use crate::settings::{Secret, load};
 use crate::sim::github::{NewJob, SimGithub, SimGithubConfig};
-use crate::sim::vast::{Booted, SimConfig, SimVast};
+use crate::sim::machine::Machines;
+use crate::sim::vast::{SimConfig, SimVast};
 
 /// Simulated time: real time since the start, multiplied.
 pub struct FastClock {
@@ -103,59 +103,6 @@ async fn listen() -> anyhow::Result<(tokio::net::TcpListener, String)> {
     Ok((l, url))
 }
 
-/// What a simulated runner on a booted machine does: what the bootstrap
-/// script and the runner binary would.
-async fn simulated_runner(b: Booted, github_url: String, vast_url: String, speed: f64) {
-    let env: BTreeMap<String, String> = b.env.into_iter().collect();
-    let jit: String = (0..)
-        .map_while(|i| env.get(&format!("RIGGER_JIT_{i}")).cloned())
-        .collect();
-    let http = reqwest::Client::new();
-    let post = |path: String, body: serde_json::Value| {
-        let http = http.clone();
-        let url = format!("{github_url}{path}");
-        async move {
-            http.post(url)
-                .json(&body)
-                .send()
-                .await
-                .ok()?
-                .json::<serde_json::Value>()
-                .await
-                .ok()
-        }
-    };
-    if let Some(runner) = post("/_runner/connect".into(), json!({"jit_config": jit}))
-        .await
-        .and_then(|v| v["runner_id"].as_i64())
-    {
-        // Wait for a job (the idle timeout is the bootstrap's business).
-        for _ in 0..600 {
-            let next = post(format!("/_runner/{runner}/next"), json!({})).await;
-            if let Some(job) = next
-                .as_ref()
-                .and_then(|v| v.get("job"))
-                .filter(|j| !j.is_null())
-            {
-                let ms = job["duration_ms"].as_f64().unwrap_or(0.0) / speed;
-                tokio::time::sleep(Duration::from_millis(ms as u64)).await;
-                post(
-                    format!("/_runner/{runner}/finish"),
-                    json!({"job_id": job["id"], "conclusion": job["conclusion"]}),
-                )
-                .await;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    // The runner exited: the machine destroys itself with its own key.
-    if let Some(key) = env.get("CONTAINER_API_KEY") {
-        let own = VastClient::new(&vast_url, Secret::new(key.clone()));
-        let _ = own.destroy(&b.id.to_string()).await;
-    }
-}
-
 fn elapsed(start: Instant) -> String {
     format!("[{:>5.1}s]", start.elapsed().as_secs_f64())
 }
@@ -183,19 +130,25 @@ pub async fn run(opts: DemoOptions, keep_running: bool) -> anyhow::Result<DemoRe
     );
     let (gl, github_url) = listen().await?;
     let (vl, vast_url) = listen().await?;
-    {
-        let (g, v) = (github_url.clone(), vast_url.clone());
-        let speed = opts.speed;
-        vast.on_boot(Arc::new(move |b| {
-            tokio::spawn(simulated_runner(b, g.clone(), v.clone(), speed));
-        }));
-    }
+    github.set_public_url(&github_url);
+    // A simulated minute of a job takes 1/speed of a real minute.
+    github.set_runner_time_scale(1.0 / opts.speed);
     tokio::spawn(github.clone().serve(gl));
     tokio::spawn(vast.clone().serve(vl));
 
     let dir = std::env::temp_dir().join(format!("rigger-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
+    // Booted machines run the real bootstrap script in sandboxes here.
+    Machines::new(dir.join("machines"), vast.clone()).install();
+    let (runner_url, runner_sha) = github.runner_release();
+    let toml = dir.join("rigger.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "[runner]\nurl_template = \"{runner_url}\"\nsha256 = {{ x64 = \"{runner_sha}\" }}\n"
+        ),
+    )?;
     let env: BTreeMap<&str, String> = [
         ("RIGGER_LISTEN", "127.0.0.1:0".to_string()),
         (
@@ -215,7 +168,8 @@ pub async fn run(opts: DemoOptions, keep_running: bool) -> anyhow::Result<DemoRe
     ]
     .into_iter()
     .collect();
-    let settings = load(None, &|k| env.get(k).cloned()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let settings =
+        load(Some(&toml), &|k| env.get(k).cloned()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let app = App::build(settings, clock.clone())
         .await
         .context("starting rigger")?;
