@@ -436,3 +436,45 @@ async fn the_real_bootstrap_script_runs_the_job_and_the_machine_destroys_itself(
     // rigger's own destroy on `completed` found it gone: harmless.
     s.nothing_leaked().await;
 }
+
+#[tokio::test]
+async fn offers_taken_before_rent_move_on_and_an_unanswered_create_is_adopted_by_label() {
+    let s = Story::begin("races").await;
+    // Every offer rigger picks is rented by someone else first.
+    s.vast.set_faults(rigger::sim::vast::Faults {
+        steal_rate: 1.0,
+        ..Default::default()
+    });
+    let job = s.a_job_is_queued("cirun-gpu--801");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    assert!(s.vast.live_instances().is_empty());
+    assert!(
+        !s.job_state(job).await.is_terminal(),
+        "it waits for capacity"
+    );
+
+    // Now the create happens but its answer is lost (a 502): rigger must
+    // not rent twice; it finds the machine by its label and adopts it.
+    s.vast.set_faults(rigger::sim::vast::Faults {
+        ambiguous_create_rate: 1.0,
+        ..Default::default()
+    });
+    s.clock.advance_ms(10 * 60_000);
+    s.rigger_provisions().await;
+    s.vast.set_faults(rigger::sim::vast::Faults::default());
+    s.engine.reconcile_once().await.unwrap();
+    let live = s.vast.live_instances();
+    assert_eq!(live.len(), 1, "one machine, not two: {live:?}");
+    let rows = s.engine.store.live_instances().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].provider_id.as_deref(),
+        Some(live[0].0.to_string().as_str()),
+        "adopted"
+    );
+    s.github.cancel_job(job);
+    s.webhooks_arrive().await;
+    assert!(s.vast.live_instances().is_empty());
+    s.nothing_leaked().await;
+}
