@@ -478,3 +478,54 @@ async fn offers_taken_before_rent_move_on_and_an_unanswered_create_is_adopted_by
     assert!(s.vast.live_instances().is_empty());
     s.nothing_leaked().await;
 }
+
+#[tokio::test]
+async fn a_fork_cannot_choose_what_rigger_rents() {
+    let s = Story::begin_with("fork", &[("RIGGER_CONFIG_SOURCE", "head_commit")]).await;
+    // The pull request's commit asks for two GPUs under the same label.
+    let theirs = "runners:\n  - name: gpu-container\n    cloud: vast_ai\n    instance_type: 2xRTX_3090\n    labels: [cirun-gpu]\n";
+    s.github
+        .add_files_at("acme/ml", "feedbeef", &[(".cirun.yml", theirs)]);
+    let queue = |fork: bool, label: &str| {
+        s.github.queue_job(NewJob {
+            repo: "acme/ml".into(),
+            labels: vec![label.into()],
+            head_sha: "feedbeef".into(),
+            fork,
+            actor: "outsider".into(),
+            duration_ms: 60_000,
+            conclusion: "success".into(),
+        })
+    };
+    let from_fork = queue(true, "cirun-gpu--901");
+    let from_branch = queue(false, "cirun-gpu--902");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    let gpus = |job: i64| {
+        let e = s.engine.clone();
+        async move {
+            let i = e
+                .store
+                .instances_for_job(job)
+                .await
+                .unwrap()
+                .pop()
+                .expect("a machine");
+            (i.num_gpus, i.gpu_name)
+        }
+    };
+    assert_eq!(
+        gpus(from_fork).await,
+        (Some(1), Some("RTX 4090".into())),
+        "the fork gets the default branch's definition"
+    );
+    assert_eq!(
+        gpus(from_branch).await,
+        (Some(2), Some("RTX 3090".into())),
+        "a branch of the repository may bring its own"
+    );
+    s.github.cancel_job(from_fork);
+    s.github.cancel_job(from_branch);
+    s.webhooks_arrive().await;
+    s.nothing_leaked().await;
+}

@@ -217,6 +217,14 @@ pub trait Github: Send + Sync + 'static {
         teams: &[String],
     ) -> impl Future<Output = Result<Vec<String>, GithubError>> + Send;
 
+    /// Whether a workflow run's head commit comes from another repository
+    /// (a pull request from a fork). `workflow_job` does not say.
+    fn run_is_from_fork(
+        &self,
+        repo: &RepoRef,
+        run_id: i64,
+    ) -> impl Future<Output = Result<bool, GithubError>> + Send;
+
     /// `admin`, `maintain`, `write`, `triage`, `read` or `None`.
     fn role_of(
         &self,

@@ -221,6 +221,24 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             installation_id: job.installation_id,
             repo: job.repo.clone(),
         };
+        // `workflow_job` does not say whether the run comes from a fork, and
+        // a fork must never choose what rigger rents nor pass as an insider:
+        // ask for the run.
+        let mut job = job.clone();
+        match self.github.run_is_from_fork(&repo, job.run_id).await {
+            Ok(fork) => job.is_fork = job.is_fork || fork,
+            Err(e) => {
+                self.github_error(&e);
+                return Ok(retry(
+                    format!(
+                        "cannot tell whether run {} comes from a fork: {e}",
+                        job.run_id
+                    ),
+                    rate_limit_ms_github(&e),
+                ));
+            }
+        }
+        let job = &job;
         let loaded = match self.load_config(&repo, job).await {
             Ok(l) => l,
             Err(e) => {

@@ -292,6 +292,26 @@ impl Github for GithubClient {
         Ok(member_of)
     }
 
+    async fn run_is_from_fork(&self, repo: &RepoRef, run_id: i64) -> Result<bool, GithubError> {
+        let a = self
+            .call(
+                repo.installation_id,
+                Method::GET,
+                &format!("/repos/{}/actions/runs/{run_id}", repo.repo),
+                None,
+            )
+            .await?;
+        // A run that cannot be seen is treated as the riskier kind.
+        if a.is_not_found() {
+            return Ok(true);
+        }
+        let head = a
+            .body
+            .pointer("/head_repository/full_name")
+            .and_then(Value::as_str);
+        Ok(head.is_none_or(|h| !h.eq_ignore_ascii_case(&repo.repo)))
+    }
+
     async fn role_of(&self, repo: &RepoRef, login: &str) -> Result<Option<String>, GithubError> {
         let a = self
             .call(
