@@ -20,10 +20,11 @@ use tokio::sync::watch;
 use crate::app::App;
 use crate::engine::ports::Clock;
 use crate::engine::state::{InstanceState, JobState};
-use crate::settings::{Secret, load};
+use crate::settings::Secret;
 use crate::sim::github::{NewJob, SimGithub, SimGithubConfig};
 use crate::sim::machine::Machines;
 use crate::sim::vast::{SimConfig, SimVast};
+use crate::sim::{SimWorld, rigger_settings};
 
 /// Simulated time: real time since the start, multiplied.
 pub struct FastClock {
@@ -141,35 +142,18 @@ pub async fn run(opts: DemoOptions, keep_running: bool) -> anyhow::Result<DemoRe
     std::fs::create_dir_all(&dir)?;
     // Booted machines run the real bootstrap script in sandboxes here.
     Machines::new(dir.join("machines"), vast.clone()).install();
-    let (runner_url, runner_sha) = github.runner_release();
-    let toml = dir.join("rigger.toml");
-    std::fs::write(
-        &toml,
-        format!(
-            "[runner]\nurl_template = \"{runner_url}\"\nsha256 = {{ x64 = \"{runner_sha}\" }}\n"
-        ),
-    )?;
-    let env: BTreeMap<&str, String> = [
-        ("RIGGER_LISTEN", "127.0.0.1:0".to_string()),
-        (
-            "RIGGER_DATABASE_URL",
-            format!("sqlite://{}", dir.join("rigger.db").display()),
-        ),
-        ("RIGGER_CONTROLLER_ID", "demo".into()),
-        ("RIGGER_WEBHOOK_SECRET", secret.into()),
-        ("RIGGER_GITHUB_APP_ID", github.app_id().to_string()),
-        (
-            "RIGGER_GITHUB_PRIVATE_KEY",
-            github.private_key_pem().expose().to_string(),
-        ),
-        ("RIGGER_GITHUB_API_URL", github_url.clone()),
-        ("RIGGER_VAST_API_KEY", "sim-vast-key".into()),
-        ("RIGGER_VAST_API_URL", vast_url.clone()),
-    ]
-    .into_iter()
-    .collect();
-    let settings =
-        load(Some(&toml), &|k| env.get(k).cloned()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let settings = rigger_settings(
+        &SimWorld {
+            dir: &dir,
+            github: &github,
+            vast_url: &vast_url,
+            vast_api_key: "sim-vast-key",
+            webhook_secret: secret,
+            controller_id: "demo",
+        },
+        &[],
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let app = App::build(settings, clock.clone())
         .await
         .context("starting rigger")?;

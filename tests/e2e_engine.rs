@@ -11,10 +11,11 @@ use rigger::app::{App, RiggerEngine};
 use rigger::engine::ports::ManualClock;
 use rigger::engine::state::JobState;
 use rigger::server::webhook::parse_delivery;
-use rigger::settings::{Secret, load};
+use rigger::settings::Secret;
 use rigger::sim::github::{NewJob, SimGithub, SimGithubConfig};
 use rigger::sim::machine::Machines;
 use rigger::sim::vast::{Booted, SimConfig, SimVast};
+use rigger::sim::{SimWorld, rigger_settings};
 
 const CIRUN: &str = include_str!("../examples/.cirun.yml");
 
@@ -87,39 +88,18 @@ impl Story {
             let seen = booted.clone();
             vast.on_boot(Arc::new(move |b| seen.lock().unwrap().push(b)));
         }
-        let (runner_url, runner_sha) = github.runner_release();
-        let toml = dir.join("rigger.toml");
-        std::fs::write(
-            &toml,
-            format!(
-                "[runner]\nurl_template = \"{runner_url}\"\nsha256 = {{ x64 = \"{runner_sha}\" }}\n"
-            ),
+        let settings = rigger_settings(
+            &SimWorld {
+                dir: &dir,
+                github: &github,
+                vast_url: &vast_url,
+                vast_api_key: "sim-vast-key",
+                webhook_secret: "hook-secret",
+                controller_id: "e2e",
+            },
+            extra,
         )
         .unwrap();
-        let mut env = BTreeMap::new();
-        for (k, v) in [
-            ("RIGGER_LISTEN", "127.0.0.1:0".to_string()),
-            (
-                "RIGGER_DATABASE_URL",
-                format!("sqlite://{}", dir.join("rigger.db").display()),
-            ),
-            ("RIGGER_CONTROLLER_ID", "e2e".into()),
-            ("RIGGER_WEBHOOK_SECRET", "hook-secret".into()),
-            ("RIGGER_GITHUB_APP_ID", github.app_id().to_string()),
-            (
-                "RIGGER_GITHUB_PRIVATE_KEY",
-                github.private_key_pem().expose().to_string(),
-            ),
-            ("RIGGER_GITHUB_API_URL", github_url),
-            ("RIGGER_VAST_API_KEY", "sim-vast-key".into()),
-            ("RIGGER_VAST_API_URL", vast_url),
-        ] {
-            env.insert(k.to_string(), v);
-        }
-        for (k, v) in extra {
-            env.insert(k.to_string(), v.to_string());
-        }
-        let settings = load(Some(&toml), &|k| env.get(k).cloned()).unwrap();
         let app = App::build(settings, Arc::new(clock.clone())).await.unwrap();
         github.set_webhook_url(Some(format!("{}/webhook", app.url())));
         let (engine, _inbox) = app.serve_http();

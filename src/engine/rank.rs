@@ -315,37 +315,22 @@ mod tests {
         assert!(price(&o, &e).is_none(), "the floor itself is over the cap");
     }
 
-    /// A small deterministic generator, so failures reproduce from the seed.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-        fn unit(&mut self) -> f64 {
-            (self.next() >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
-
     /// On random markets the first offer is the brute-force cheapest total
     /// among the offers within the caps, and nothing over a cap is kept.
     #[test]
     fn the_choice_is_the_brute_force_minimum_on_random_markets() {
         let models: Vec<&str> = gpus::CATALOG.iter().map(|g| g.vast_name).collect();
         for seed in 0..500 {
-            let mut rng = Rng(seed);
-            let n = 1 + (rng.next() % 60) as usize;
+            let mut rng = crate::sim::Rng::new(seed);
+            let n = 1 + (rng.next_u64() % 60) as usize;
             let offers: Vec<Offer> = (0..n)
                 .map(|i| {
                     let mut o = offer(
                         i as i64,
-                        models[(rng.next() % models.len() as u64) as usize],
+                        models[(rng.next_u64() % models.len() as u64) as usize],
                         0.05 + rng.unit() * 4.0,
                     );
-                    o.reliability = 0.9 + (rng.next() % 10) as f64 / 100.0;
+                    o.reliability = 0.9 + (rng.next_u64() % 10) as f64 / 100.0;
                     o.dlperf = rng.unit() * 100.0;
                     o
                 })
@@ -353,12 +338,15 @@ mod tests {
             let e = Estimate {
                 reference_hours: 0.1 + rng.unit() * 10.0,
                 boot_hours: 0.1,
-                max_dph: rng.next().is_multiple_of(2).then(|| 0.5 + rng.unit() * 3.0),
+                max_dph: rng
+                    .next_u64()
+                    .is_multiple_of(2)
+                    .then(|| 0.5 + rng.unit() * 3.0),
                 max_cost: rng
-                    .next()
+                    .next_u64()
                     .is_multiple_of(2)
                     .then(|| 1.0 + rng.unit() * 20.0),
-                interruptible: rng.next().is_multiple_of(4),
+                interruptible: rng.next_u64().is_multiple_of(4),
             };
             let ranked = rank_offers(offers.clone(), &e);
             let brute: Vec<Priced> = offers.iter().filter_map(|o| price(o, &e)).collect();

@@ -56,3 +56,55 @@ impl Rng {
         weights.len() - 1
     }
 }
+
+/// Where rigger finds the simulated world.
+pub struct SimWorld<'a> {
+    /// Folder for rigger's SQLite database and settings file.
+    pub dir: &'a std::path::Path,
+    pub github: &'a github::SimGithub,
+    pub vast_url: &'a str,
+    pub vast_api_key: &'a str,
+    pub webhook_secret: &'a str,
+    pub controller_id: &'a str,
+}
+
+/// rigger's settings for the simulated world: SQLite in `dir`, the
+/// simulated App and Vast.ai account, the simulated runner release and its
+/// checksum; `extra` RIGGER_* variables on top.
+pub fn rigger_settings(
+    w: &SimWorld<'_>,
+    extra: &[(&str, &str)],
+) -> Result<crate::settings::Settings, crate::settings::SettingsError> {
+    let (runner_url, runner_sha) = w.github.runner_release();
+    let toml = w.dir.join("rigger.toml");
+    let text = format!(
+        "[runner]\nurl_template = \"{runner_url}\"\nsha256 = {{ x64 = \"{runner_sha}\" }}\n"
+    );
+    if let Err(e) = std::fs::write(&toml, text) {
+        tracing::warn!(error = %e, "cannot write the simulated world's rigger.toml");
+    }
+    let mut env: std::collections::BTreeMap<String, String> = [
+        ("RIGGER_LISTEN", "127.0.0.1:0".to_string()),
+        (
+            "RIGGER_DATABASE_URL",
+            format!("sqlite://{}", w.dir.join("rigger.db").display()),
+        ),
+        ("RIGGER_CONTROLLER_ID", w.controller_id.to_string()),
+        ("RIGGER_WEBHOOK_SECRET", w.webhook_secret.to_string()),
+        ("RIGGER_GITHUB_APP_ID", w.github.app_id().to_string()),
+        (
+            "RIGGER_GITHUB_PRIVATE_KEY",
+            w.github.private_key_pem().expose().to_string(),
+        ),
+        ("RIGGER_GITHUB_API_URL", w.github.public_url()),
+        ("RIGGER_VAST_API_KEY", w.vast_api_key.to_string()),
+        ("RIGGER_VAST_API_URL", w.vast_url.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for (k, v) in extra {
+        env.insert(k.to_string(), v.to_string());
+    }
+    crate::settings::load(Some(&toml), &|k| env.get(k).cloned())
+}

@@ -431,19 +431,12 @@ fn plan_is_pure() {
     assert_eq!(run(&s), run(&s));
 }
 
-/// A small seeded generator, so random worlds are the same on every run.
-struct Rng(u64);
+/// The simulators' seeded generator, so random worlds are the same on every run.
+struct Rng(crate::sim::Rng);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.0.below(n as usize) as u64
     }
     fn coin(&mut self) -> bool {
         self.below(2) == 0
@@ -515,7 +508,7 @@ fn random_world(rng: &mut Rng) -> Snapshot {
 
 #[test]
 fn invariants_hold_on_random_worlds() {
-    let mut rng = Rng(20261122);
+    let mut rng = Rng(crate::sim::Rng::new(20261122));
     for round in 0..5000 {
         let s = random_world(&mut rng);
         let actions = run(&s);
