@@ -509,3 +509,39 @@ async fn a_fork_cannot_choose_what_rigger_rents() {
     s.webhooks_arrive().await;
     s.nothing_leaked().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_runs_the_real_script_too_and_the_machine_dies_while_rigger_is_down() {
+    let s = Story::with_real_machines("vm").await;
+    s.vast.add_ssh_key("ssh-ed25519 AAAAC3Nz demo@rigger");
+    let job = s.a_job_is_queued("cirun-gpu-vm--702");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    let instance = s.vast.live_instances()[0].0;
+
+    // rigger goes down: it hears nothing while the job runs and ends.
+    s.clock.advance_ms(30_000);
+    s.vast.live_instances();
+    for _ in 0..600 {
+        if !s.exited.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let log = s.machine_log(instance);
+    assert_eq!(
+        s.exited.lock().unwrap().clone(),
+        vec![(instance, 0)],
+        "{log}"
+    );
+    assert!(log.contains("runner: job"), "{log}");
+    assert!(
+        s.vast.live_instances().is_empty(),
+        "the machine destroyed itself: {log}"
+    );
+
+    // rigger comes back: the deliveries GitHub kept arrive, and nothing is left.
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(job).await, JobState::Completed);
+    s.nothing_leaked().await;
+}

@@ -45,6 +45,15 @@ const INSERT: &str = "INSERT INTO deliveries (delivery_id, event, action, body, 
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (delivery_id) DO NOTHING";
 
 impl Store {
+    /// When the newest delivery was received (ms), if any: how fresh the
+    /// inbox is, for operators and the decision-latency benchmark.
+    pub async fn latest_delivery_at(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT MAX(received_at) AS at FROM deliveries")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("at")?)
+    }
+
     /// Commit one delivery. A redelivery (same id) is a no-op: `Duplicate`.
     pub async fn insert_delivery(&self, d: &NewDelivery) -> Result<Inserted, StoreError> {
         let done = sqlx::query(INSERT)

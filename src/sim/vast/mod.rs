@@ -120,6 +120,15 @@ impl SimVast {
         self.world().exit(id, code, now)
     }
 
+    /// When each instance was created (ms on the simulator's clock).
+    pub fn created_at_ms(&self) -> Vec<i64> {
+        self.world()
+            .instances
+            .values()
+            .map(|i| i.created_ms)
+            .collect()
+    }
+
     /// An instance's log so far (what `logs` returns).
     pub fn log(&self, id: i64) -> Option<String> {
         self.world().instances.get(&id).map(|i| i.log.clone())
