@@ -3,13 +3,13 @@
 //! reconciling) on an injected clock. Each story ends by checking that
 //! nothing leaked (see `harness::Story::nothing_leaked`).
 
+#[macro_use]
 mod harness;
 
 use harness::Story;
 use rigger::engine::state::JobState;
 use rigger::sim::github::NewJob;
 
-#[tokio::test]
 async fn a_job_gets_a_gpu_and_the_gpu_dies_with_the_job() {
     let s = Story::begin("happy").await;
     let job = s.a_job_is_queued("cirun-gpu--101");
@@ -39,12 +39,32 @@ async fn a_job_gets_a_gpu_and_the_gpu_dies_with_the_job() {
     let ledger = s.vast.ledger();
     assert_eq!(ledger.len(), 1);
     assert!(ledger[0].dollars > 0.0);
+    // The check run ends with the GPU, where, how long and what it cost:
+    // the same figure as the ledger's.
     let checks = s.github.check_runs();
-    assert!(!checks.is_empty(), "the job's check run tells the story");
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    let run = &checks[0];
+    assert_eq!(run.status, "completed");
+    assert_eq!(run.conclusion.as_deref(), Some("success"));
+    let row = &s.engine.store.costs_for_job(job).await.unwrap()[0];
+    assert!(
+        run.title.starts_with("1× RTX 4090: 10.5 min"),
+        "{}",
+        run.title
+    );
+    assert!(
+        run.title.ends_with(&format!("${:.4}", row.cost_usd())),
+        "{}",
+        run.title
+    );
+    assert!(
+        run.summary.contains(", US |"),
+        "the location: {}",
+        run.summary
+    );
     s.nothing_leaked().await;
 }
 
-#[tokio::test]
 async fn a_job_cancelled_while_its_machine_boots_leaves_nothing_behind() {
     let s = Story::begin("cancel").await;
     let job = s.a_job_is_queued("cirun-gpu--202");
@@ -62,7 +82,6 @@ async fn a_job_cancelled_while_its_machine_boots_leaves_nothing_behind() {
     s.nothing_leaked().await;
 }
 
-#[tokio::test]
 async fn a_lost_completed_webhook_is_repaired_by_the_reconciler() {
     let s = Story::begin("lost").await;
     let job = s.a_job_is_queued("cirun-gpu--303");
@@ -93,7 +112,6 @@ async fn a_lost_completed_webhook_is_repaired_by_the_reconciler() {
     s.nothing_leaked().await;
 }
 
-#[tokio::test]
 async fn duplicated_and_reordered_deliveries_change_nothing() {
     let s = Story::begin("dupes").await;
     s.github
@@ -125,7 +143,6 @@ async fn duplicated_and_reordered_deliveries_change_nothing() {
     s.nothing_leaked().await;
 }
 
-#[tokio::test]
 async fn vast_rate_limits_and_errors_are_ridden_out() {
     let s = Story::begin("vast-faults").await;
     let job = s.a_job_is_queued("cirun-gpu--501");
@@ -156,7 +173,6 @@ async fn vast_rate_limits_and_errors_are_ridden_out() {
     s.nothing_leaked().await;
 }
 
-#[tokio::test]
 async fn a_job_over_the_daily_budget_is_refused_with_the_reason() {
     let s = Story::begin_with("budget", &[("RIGGER_DAILY_BUDGET", "0.001")]).await;
     let job = s.a_job_is_queued("cirun-gpu--601");
@@ -176,7 +192,6 @@ async fn a_job_over_the_daily_budget_is_refused_with_the_reason() {
     s.nothing_leaked().await;
 }
 
-#[tokio::test]
 async fn offers_taken_before_rent_move_on_and_an_unanswered_create_is_adopted_by_label() {
     let s = Story::begin("races").await;
     // Every offer rigger picks is rented by someone else first.
@@ -218,7 +233,6 @@ async fn offers_taken_before_rent_move_on_and_an_unanswered_create_is_adopted_by
     s.nothing_leaked().await;
 }
 
-#[tokio::test]
 async fn a_fork_cannot_choose_what_rigger_rents() {
     let s = Story::begin_with("fork", &[("RIGGER_CONFIG_SOURCE", "head_commit")]).await;
     // The pull request's commit asks for two GPUs under the same label.
@@ -268,3 +282,395 @@ async fn a_fork_cannot_choose_what_rigger_rents() {
     s.webhooks_arrive().await;
     s.nothing_leaked().await;
 }
+
+/// The action of a caught `workflow_job` delivery.
+fn action_of(h: &harness::Held) -> String {
+    let body: serde_json::Value = serde_json::from_slice(&h.body).unwrap();
+    body["action"].as_str().unwrap_or_default().to_string()
+}
+
+async fn completed_arriving_before_in_progress_still_ends_the_job_and_its_machine() {
+    let s = Story::begin("completed-first").await;
+    let job = s.a_job_is_queued("cirun-gpu--1001");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    s.hold_webhooks();
+    s.machines_boot(); // the runner takes the job: `in_progress`
+    s.clock.advance_ms(60_000);
+    s.github.finish_job(job, "success"); // `completed`
+    let mut held = s.held_deliveries().await;
+    let sent: Vec<String> = held.iter().map(action_of).collect();
+    assert_eq!(sent, ["in_progress", "completed"]);
+    held.reverse();
+    s.deliver(&held).await;
+    assert_eq!(s.job_state(job).await, JobState::Completed);
+    assert!(s.vast.live_instances().is_empty(), "destroyed on completed");
+    let row = s.engine.store.job(job).await.unwrap().unwrap();
+    assert_eq!(row.conclusion.as_deref(), Some("success"));
+    s.release_webhooks();
+    s.nothing_leaked().await;
+}
+
+async fn a_job_cancelled_while_queued_rents_nothing() {
+    let s = Story::begin("cancel-queued").await;
+    let job = s.a_job_is_queued("cirun-gpu--1101");
+    s.webhooks_arrive().await;
+    s.github.cancel_job(job);
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(job).await, JobState::Cancelled);
+    s.rigger_provisions().await;
+    assert!(s.vast.live_instances().is_empty());
+    assert!(s.vast.ledger().is_empty(), "nothing was ever rented");
+    assert!(s.github.runners().is_empty(), "no runner registered");
+    s.nothing_leaked().await;
+}
+
+async fn a_job_taken_by_another_jobs_runner_is_bound_by_runner_name() {
+    let s = Story::begin("crossed").await;
+    // Two jobs of one run with the same label: GitHub may give either job
+    // to either machine's runner.
+    let first = s.a_job_is_queued("cirun-gpu--1201");
+    let second = s.a_job_is_queued("cirun-gpu--1201");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    assert_eq!(s.vast.live_instances().len(), 2);
+    let machine_of = |job: i64| {
+        let e = s.engine.clone();
+        async move { e.store.instances_for_job(job).await.unwrap().pop().unwrap() }
+    };
+    let (m_first, m_second) = (machine_of(first).await, machine_of(second).await);
+    // The second job's machine boots first, and its runner takes the first job.
+    s.clock.advance_ms(30_000);
+    s.vast.live_instances();
+    let mut booted: Vec<_> = s.booted.lock().unwrap().drain(..).collect();
+    booted.sort_by_key(|b| {
+        b.id != m_second
+            .provider_id
+            .as_deref()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+    });
+    let mut took = Vec::new();
+    for b in booted {
+        let jit: String = (0..)
+            .map_while(|i| {
+                b.env
+                    .iter()
+                    .find(|(k, _)| *k == format!("RIGGER_JIT_{i}"))
+                    .map(|(_, v)| v.clone())
+            })
+            .collect();
+        let runner = s.github.connect_runner(&jit).unwrap();
+        took.push(s.github.take_job(runner).unwrap());
+    }
+    assert_eq!(took, [first, second], "crossed over");
+    s.webhooks_arrive().await;
+    let row = s.engine.store.job(first).await.unwrap().unwrap();
+    assert_eq!(
+        row.runner_name.as_deref(),
+        Some(m_second.runner_name.as_str())
+    );
+
+    // The first job ends: the machine that ran it dies, not the one rented
+    // for it, which is busy with the second job (I4).
+    s.github.finish_job(first, "success");
+    s.webhooks_arrive().await;
+    let live: Vec<i64> = s.vast.live_instances().iter().map(|l| l.0).collect();
+    assert_eq!(
+        live,
+        [m_first
+            .provider_id
+            .as_deref()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()]
+    );
+    s.github.finish_job(second, "success");
+    s.webhooks_arrive().await;
+    assert!(s.vast.live_instances().is_empty());
+    assert_eq!(s.job_state(first).await, JobState::Completed);
+    assert_eq!(s.job_state(second).await, JobState::Completed);
+    s.nothing_leaked().await;
+}
+
+async fn a_machine_that_dies_while_booting_is_replaced_and_both_are_paid_for() {
+    let s = Story::begin("dies-booting").await;
+    let job = s.a_job_is_queued("cirun-gpu--1301");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    let dead = s.vast.live_instances()[0].0;
+    // The host goes offline before the runner comes up.
+    let died = reqwest::Client::new()
+        .post(format!("{}/sim/instances/{dead}/die", s.vast_url))
+        .send()
+        .await
+        .unwrap();
+    assert!(died.status().is_success());
+    s.clock.advance_ms(10_000);
+    s.engine.reconcile_once().await.unwrap();
+    assert_eq!(
+        s.job_state(job).await,
+        JobState::Queued,
+        "back in the queue"
+    );
+    s.rigger_provisions().await;
+    let live = s.vast.live_instances();
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_ne!(live[0].0, dead, "a new machine");
+    s.machines_boot();
+    s.webhooks_arrive().await;
+    s.clock.advance_ms(600_000);
+    s.github.finish_job(job, "success");
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(job).await, JobState::Completed);
+    assert_eq!(s.engine.store.costs_for_job(job).await.unwrap().len(), 2);
+    let run = &s.github.check_runs()[0];
+    assert!(run.summary.contains("across 2 machines"), "{run:?}");
+    s.nothing_leaked().await;
+}
+
+/// What rigger leaves behind when it dies between writing a machine's row
+/// and hearing the create call's answer; with `created`, the create reached
+/// Vast.ai.
+async fn crash_mid_create(s: &Story, job: i64, created: bool) {
+    use rigger::engine::names;
+    use rigger::engine::ports::{Clock, Github, RepoRef};
+    use rigger::engine::state::InstanceState;
+    use rigger::store::{InstancePatch, JobPatch, NewInstance};
+    let store = &s.engine.store;
+    let now = s.clock.now_ms();
+    assert!(
+        store
+            .transition_job(
+                job,
+                JobState::Queued,
+                JobState::Provisioning,
+                now,
+                JobPatch::default()
+            )
+            .await
+            .unwrap()
+    );
+    let id = names::new_instance_id();
+    let label = names::instance_label("e2e", job, &id);
+    let offer = s.vast.offer_ids()[0];
+    store
+        .insert_instance(
+            &NewInstance {
+                id: id.clone(),
+                job_id: job,
+                label: label.clone(),
+                runner_name: names::runner_name("e2e", job, &id),
+                offer_id: Some(offer),
+                gpu_name: Some("RTX 4090".into()),
+                num_gpus: Some(1),
+                dph: Some(0.4),
+                location: Some("Texas, US".into()),
+                expires_at: now + 6 * 3_600_000,
+                callback_hash: None,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let patch = InstancePatch {
+        create_called_at: Some(now),
+        ..Default::default()
+    };
+    assert!(
+        store
+            .transition_instance(
+                &id,
+                InstanceState::Requested,
+                InstanceState::Creating,
+                now,
+                patch
+            )
+            .await
+            .unwrap()
+    );
+    if created {
+        // As the engine does: a JIT runner registered, its config in the
+        // machine's environment.
+        let repo = RepoRef {
+            installation_id: s.github.installation_of("acme"),
+            repo: "acme/ml".into(),
+        };
+        let runner = names::runner_name("e2e", job, &id);
+        let jit = s
+            .engine
+            .github
+            .create_jit_runner(&repo, &runner, &["cirun-gpu".to_string()])
+            .await
+            .unwrap();
+        let rental = rigger::sim::vast::Rental {
+            image: "nvidia/cuda:12.4.1-base-ubuntu22.04".into(),
+            disk_gb: 30.0,
+            label: Some(label),
+            runtype: "args".into(),
+            env: vec![("RIGGER_JIT_0".into(), jit.jit_config.expose().to_string())],
+            ..Default::default()
+        };
+        s.vast.rent(offer, rental).unwrap();
+    }
+}
+
+async fn a_crash_between_the_row_and_the_create_is_repaired_after_restart() {
+    let mut s = Story::begin("crash").await;
+    let never_created = s.a_job_is_queued("cirun-gpu--1401");
+    let created = s.a_job_is_queued("cirun-gpu--1402");
+    s.webhooks_arrive().await;
+    crash_mid_create(&s, never_created, false).await;
+    crash_mid_create(&s, created, true).await;
+
+    s.rigger_restarts().await;
+    // Past the create timeout, the reconciler looks each label up: the
+    // machine that exists is adopted, the one that does not is written off
+    // and its job goes back to the queue.
+    s.clock.advance_ms(6 * 60_000);
+    s.engine.reconcile_once().await.unwrap();
+    s.rigger_provisions().await;
+    for job in [never_created, created] {
+        let machines = s.engine.store.instances_for_job(job).await.unwrap();
+        let live: Vec<_> = machines.iter().filter(|i| !i.state.is_terminal()).collect();
+        assert_eq!(
+            live.len(),
+            1,
+            "one live machine for job {job}: {machines:?}"
+        );
+        assert_eq!(s.job_state(job).await, JobState::WaitingForRunner);
+    }
+    assert_eq!(s.vast.live_instances().len(), 2, "nothing rented twice");
+    s.machines_boot();
+    s.webhooks_arrive().await;
+    for job in [never_created, created] {
+        s.github.finish_job(job, "success");
+    }
+    s.webhooks_arrive().await;
+    assert!(s.vast.live_instances().is_empty());
+    s.nothing_leaked().await;
+}
+
+async fn a_sold_out_market_is_explained_and_the_job_rents_once_machines_free_up() {
+    let s = Story::with_market("sold-out", 300).await;
+    // Someone else has rented every machine on the market.
+    let theirs: Vec<i64> = s
+        .vast
+        .offer_ids()
+        .into_iter()
+        .filter_map(|offer| {
+            let rental = rigger::sim::vast::Rental {
+                image: "ubuntu:22.04".into(),
+                disk_gb: 10.0,
+                runtype: "args".into(),
+                ..Default::default()
+            };
+            s.vast.rent(offer, rental).ok()
+        })
+        .collect();
+    let job = s.a_job_is_queued("cirun-gpu--1501");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    assert_eq!(
+        s.vast.live_instances().len(),
+        theirs.len(),
+        "nothing of ours"
+    );
+    let row = s.engine.store.job(job).await.unwrap().unwrap();
+    assert_eq!(row.state, JobState::Queued);
+    let why = row.reason.unwrap();
+    assert!(why.contains("0 offers"), "{why}");
+    let run = &s.github.check_runs()[0];
+    assert!(run.title.contains("Waiting for a GPU"), "{run:?}");
+    assert!(run.summary.contains("0 offers"), "the diagnosis: {run:?}");
+    assert_eq!(run.status, "in_progress");
+
+    // Their rentals end; the hosts list their machines again.
+    let http = reqwest::Client::new();
+    for id in &theirs {
+        let gone = http
+            .delete(format!("{}/api/v0/instances/{id}/", s.vast_url))
+            .bearer_auth("sim-vast-key")
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert!(gone.status().is_success());
+    }
+    s.clock.advance_ms(5 * 60_000); // past the backoff
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(job).await, JobState::WaitingForRunner);
+    assert_eq!(s.vast.live_instances().len(), 1);
+    let run = &s.github.check_runs()[0];
+    assert!(run.title.starts_with("Booting"), "{run:?}");
+    s.github.cancel_job(job);
+    s.webhooks_arrive().await;
+    s.nothing_leaked().await;
+}
+
+async fn stopping_rigger_leaves_work_in_the_inbox_and_destroys_nothing() {
+    let s = Story::begin("stop").await;
+    let busy = s.a_job_is_queued("cirun-gpu--1601");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    s.machines_boot();
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(busy).await, JobState::Running);
+    // A backlog: many batches of deliveries wait in the inbox.
+    for n in 0..150 {
+        s.a_job_is_queued(&format!("cirun-gpu--{}", 17_000 + n));
+    }
+    s.github.flush().await;
+    let waiting = s.engine.store.pending_deliveries().await.unwrap();
+    assert_eq!(waiting, 150);
+
+    // Asked to stop, the loops finish the batch in hand and return.
+    let (stop, stopped) = tokio::sync::watch::channel(true);
+    let parse: std::sync::Arc<rigger::engine::run::ParseDelivery> =
+        std::sync::Arc::new(rigger::server::webhook::parse_delivery);
+    let run = s.engine.clone().run(
+        parse,
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+        stopped,
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(30), run)
+        .await
+        .expect("the engine stops without working through the backlog");
+    drop(stop);
+    let left = s.engine.store.pending_deliveries().await.unwrap();
+    assert!(left > 0, "a stop is honoured between batches: {left} left");
+    // The busy machine is untouched: rigger never destroys because it stops.
+    assert_eq!(s.vast.live_instances().len(), 1);
+    assert_eq!(s.job_state(busy).await, JobState::Running);
+
+    // The next start works through what was left.
+    s.webhooks_arrive().await;
+    assert_eq!(s.engine.store.pending_deliveries().await.unwrap(), 0);
+    s.github.finish_job(busy, "success");
+    s.webhooks_arrive().await;
+    for job in s.github.jobs() {
+        s.github.cancel_job(job.id);
+    }
+    s.webhooks_arrive().await;
+    s.nothing_leaked().await;
+}
+
+both_databases!(
+    a_job_gets_a_gpu_and_the_gpu_dies_with_the_job,
+    a_job_cancelled_while_its_machine_boots_leaves_nothing_behind,
+    a_lost_completed_webhook_is_repaired_by_the_reconciler,
+    duplicated_and_reordered_deliveries_change_nothing,
+    vast_rate_limits_and_errors_are_ridden_out,
+    a_job_over_the_daily_budget_is_refused_with_the_reason,
+    offers_taken_before_rent_move_on_and_an_unanswered_create_is_adopted_by_label,
+    a_fork_cannot_choose_what_rigger_rents,
+    completed_arriving_before_in_progress_still_ends_the_job_and_its_machine,
+    a_job_cancelled_while_queued_rents_nothing,
+    a_job_taken_by_another_jobs_runner_is_bound_by_runner_name,
+    a_machine_that_dies_while_booting_is_replaced_and_both_are_paid_for,
+    a_crash_between_the_row_and_the_create_is_repaired_after_restart,
+    a_sold_out_market_is_explained_and_the_job_rents_once_machines_free_up,
+    stopping_rigger_leaves_work_in_the_inbox_and_destroys_nothing,
+);

@@ -145,6 +145,13 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 .transition_job(job.job_id, row.state, JobState::Running, now, patch)
                 .await?
             {
+                if ours.is_some() {
+                    self.metrics.observe(
+                        "rigger_time_to_runner_seconds",
+                        &[],
+                        (now - row.queued_at).max(0) as f64 / 1000.0,
+                    );
+                }
                 let by = runner_name.unwrap_or("an unnamed runner");
                 let whose = if ours.is_some() {
                     ""
@@ -216,8 +223,19 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 doomed.push(inst);
             }
         }
-        for inst in doomed.into_iter().filter(|i| !i.state.is_terminal()) {
+        let doomed: Vec<_> = doomed
+            .into_iter()
+            .filter(|i| !i.state.is_terminal())
+            .collect();
+        // A destroy of one of the job's own machines closes its check run;
+        // otherwise (never rented, already gone, or its machine ran another
+        // job and lives on) it closes here, or when that machine dies.
+        let closed_by_destroy = doomed.iter().any(|i| i.job_id == job.job_id);
+        for inst in doomed {
             self.destroy_instance(&inst, "its job ended").await?;
+        }
+        if !closed_by_destroy {
+            self.close_check_run(job.job_id).await?;
         }
         Ok(())
     }

@@ -44,6 +44,9 @@ pub struct Engine<C: Cloud, G: Github> {
     pub worker_id: String,
     /// Wakes the provisioner when a job is queued.
     pub wake: Notify,
+    /// Wakes the reconciler before its next tick, when something happened
+    /// that only it can sort out (a create whose answer was lost).
+    pub reconcile_wake: Notify,
     /// Config files per (repository, commit), parsed.
     config_cache: Mutex<ConfigCache>,
 }
@@ -69,6 +72,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             clock,
             metrics,
             wake: Notify::new(),
+            reconcile_wake: Notify::new(),
             config_cache: Mutex::new(HashMap::new()),
         }
     }

@@ -217,6 +217,9 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     }
 
     async fn try_provision(&self, job: &JobRow) -> Result<Outcome, EngineError> {
+        if let Some(outcome) = self.already_served(job).await? {
+            return Ok(outcome);
+        }
         let repo = RepoRef {
             installation_id: job.installation_id,
             repo: job.repo.clone(),
@@ -684,6 +687,48 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         )
         .await;
         Ok(Rent::Done)
+    }
+
+    /// At most one live machine per job (I2). A job back in the queue may
+    /// still have one: a create whose answer was lost and whose label could
+    /// not be looked up yet, or a machine the reconciler adopted meanwhile.
+    /// Renting again would pay twice, so the first case waits for the
+    /// reconciler (rule 2) and the second goes back to waiting for its runner.
+    async fn already_served(&self, job: &JobRow) -> Result<Option<Outcome>, EngineError> {
+        let machines = self.store.instances_for_job(job.job_id).await?;
+        if let Some(open) = machines
+            .iter()
+            .find(|i| matches!(i.state, InstanceState::Requested | InstanceState::Creating))
+        {
+            self.reconcile_wake.notify_one();
+            let wait = self.settings.timeouts.create.as_millis() as i64;
+            return Ok(Some(retry(
+                format!(
+                    "machine {} was asked for and Vast.ai's answer was lost; rigger finds it by its label before renting another",
+                    open.id
+                ),
+                Some(wait),
+            )));
+        }
+        let serving = machines.iter().any(|i| {
+            matches!(
+                i.state,
+                InstanceState::Booting | InstanceState::Online | InstanceState::Busy
+            )
+        });
+        if !serving {
+            return Ok(None);
+        }
+        self.store
+            .transition_job(
+                job.job_id,
+                JobState::Provisioning,
+                JobState::WaitingForRunner,
+                self.now(),
+                JobPatch::default(),
+            )
+            .await?;
+        Ok(Some(Outcome::Rented))
     }
 
     /// The create call failed for sure: the row is failed, the runner

@@ -41,17 +41,46 @@ pub fn booting(gpu: &str, location: &str, dph: f64, estimated_cost: f64, hours: 
     }
 }
 
-pub fn finished(gpu: &str, location: &str, seconds: i64, cost: f64, conclusion: &str) -> CheckRun {
+/// The job is over and its machines are gone: what it ran on and what it
+/// cost. `machines` counts every machine rented for the job (a failed boot
+/// and its replacement both cost money, and both are in the total).
+pub fn finished(
+    gpu: &str,
+    location: &str,
+    seconds: i64,
+    cost: f64,
+    machines: usize,
+    job_conclusion: &str,
+) -> CheckRun {
     let minutes = seconds as f64 / 60.0;
+    let extra = if machines > 1 {
+        format!(" across {machines} machines (a boot failed and was replaced)")
+    } else {
+        String::new()
+    };
     CheckRun {
         title: format!("{gpu}: {minutes:.1} min, ${cost:.4}"),
         summary: format!(
-            "| GPU | where | machine time | cost |\n|---|---|---|---|\n| {gpu} | {location} | {minutes:.1} min | ${cost:.4} |\n\nThe machine was destroyed when the job ended ({conclusion})."
+            "| GPU | where | machine time | cost |\n|---|---|---|---|\n| {gpu} | {location} | {minutes:.1} min | ${cost:.4} |\n\nMachine time and cost{extra}, from the rent to the confirmed destroy. The machine was destroyed when the job ended ({job_conclusion})."
         ),
-        conclusion: Some(if conclusion == "cancelled" {
+        // rigger's own check: it did its part whatever the job's outcome.
+        conclusion: Some(if job_conclusion == "cancelled" {
             "cancelled"
         } else {
             "success"
+        }),
+    }
+}
+
+/// The job ended before any machine was rented for it.
+pub fn ended_without_machine(job_conclusion: &str) -> CheckRun {
+    CheckRun {
+        title: format!("Job ended ({job_conclusion}) before a GPU was rented"),
+        summary: "No machine was rented for this job, so it cost nothing.".to_string(),
+        conclusion: Some(if job_conclusion == "cancelled" {
+            "cancelled"
+        } else {
+            "neutral"
         }),
     }
 }
@@ -62,9 +91,20 @@ mod tests {
 
     #[test]
     fn texts_carry_the_numbers() {
-        let r = finished("RTX 4090", "Texas, US", 600, 0.0667, "success");
+        let r = finished("RTX 4090", "Texas, US", 600, 0.0667, 1, "success");
         assert_eq!(r.title, "RTX 4090: 10.0 min, $0.0667");
+        assert!(
+            r.summary
+                .contains("| RTX 4090 | Texas, US | 10.0 min | $0.0667 |")
+        );
         assert_eq!(r.conclusion, Some("success"));
+        let twice = finished("RTX 4090", "Texas, US", 900, 0.1, 2, "cancelled");
+        assert!(twice.summary.contains("across 2 machines"));
+        assert_eq!(twice.conclusion, Some("cancelled"));
+        assert_eq!(
+            ended_without_machine("cancelled").conclusion,
+            Some("cancelled")
+        );
         let w = waiting_for_capacity("gpu", "0 offers: none in US", 60);
         assert!(w.summary.contains("0 offers: none in US"));
         assert_eq!(w.conclusion, None);

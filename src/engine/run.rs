@@ -67,6 +67,11 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             let mut stop = shutdown.clone();
             tasks.spawn(async move {
                 loop {
+                    // A backlog is worked through batch by batch, but a stop
+                    // request is honoured between batches, not after the last.
+                    if *stop.borrow() {
+                        break;
+                    }
                     match engine.process_deliveries(parse.as_ref()).await {
                         Ok(n) if n > 0 => continue,
                         Ok(_) => {}
@@ -88,6 +93,11 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             let mut stop = shutdown.clone();
             tasks.spawn(async move {
                 loop {
+                    // A backlog is worked through batch by batch, but a stop
+                    // request is honoured between batches, not after the last.
+                    if *stop.borrow() {
+                        break;
+                    }
                     match engine.provision_due().await {
                         Ok(n) if n > 0 => continue,
                         Ok(_) => {}
@@ -110,11 +120,15 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             let every = self.settings.timeouts.reconcile_interval;
             tasks.spawn(async move {
                 loop {
+                    if *stop.borrow() {
+                        break;
+                    }
                     if let Err(e) = engine.reconcile_once().await {
                         tracing::error!(error = %e, "reconciler");
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(every) => {}
+                        _ = engine.reconcile_wake.notified() => {}
                         _ = stop.changed() => {}
                     }
                     if *stop.borrow() {

@@ -1,7 +1,8 @@
 //! Destroying a machine and closing its account.
 
 use super::ports::{Cloud, Github};
-use super::state::InstanceState;
+use super::report;
+use super::state::{InstanceState, JobState};
 use super::{Engine, EngineError};
 use crate::store::{CostEntry, InstancePatch, InstanceRow};
 
@@ -104,7 +105,58 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             &format!("destroyed ({reason}); cost ${cost:.4}"),
         )
         .await;
+        self.close_check_run(current.job_id).await?;
         Ok(entry)
+    }
+
+    /// End the check run of a job that is over once none of its machines is
+    /// left: what it ran on, for how long, and what every machine rented
+    /// for it cost. Called after each confirmed destroy and when a job ends
+    /// with nothing to destroy; until the last machine is gone it waits, so
+    /// the figure it shows is final.
+    pub(crate) async fn close_check_run(&self, job_id: i64) -> Result<(), EngineError> {
+        let Some(job) = self.store.job(job_id).await? else {
+            return Ok(());
+        };
+        // A failed job's check run already says why; a job with none was
+        // never shown to the user.
+        let over = matches!(job.state, JobState::Completed | JobState::Cancelled);
+        if !over || job.check_run_id.is_none() {
+            return Ok(());
+        }
+        let machines = self.store.instances_for_job(job_id).await?;
+        if machines.iter().any(|i| !i.state.is_terminal()) {
+            return Ok(());
+        }
+        let conclusion = job
+            .conclusion
+            .clone()
+            .unwrap_or_else(|| job.state.as_str().to_string());
+        let costs = self.store.costs_for_job(job_id).await?;
+        let run = if costs.is_empty() {
+            report::ended_without_machine(&conclusion)
+        } else {
+            // The machine that ran the job, else the last one rented.
+            let ran = machines
+                .iter()
+                .find(|i| Some(&i.runner_name) == job.runner_name.as_ref())
+                .or(machines.last());
+            let gpu = ran
+                .map(|i| match (i.num_gpus, &i.gpu_name) {
+                    (Some(n), Some(g)) => format!("{n}× {g}"),
+                    (_, Some(g)) => g.clone(),
+                    _ => "GPU".to_string(),
+                })
+                .unwrap_or_else(|| "GPU".to_string());
+            let location = ran
+                .and_then(|i| i.location.clone())
+                .unwrap_or_else(|| "an unknown location".to_string());
+            let seconds = costs.iter().map(|c| c.seconds).sum();
+            let cost = costs.iter().map(CostEntry::cost_usd).sum();
+            report::finished(&gpu, &location, seconds, cost, costs.len(), &conclusion)
+        };
+        self.report(&job, &run).await;
+        Ok(())
     }
 
     /// dph × seconds from the create call to the confirmed destroy.

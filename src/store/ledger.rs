@@ -70,6 +70,32 @@ impl Store {
         Ok(total.unwrap_or(0.0))
     }
 
+    /// Every closed account of one job's machines (a job may have had more
+    /// than one: a boot that failed, then another rent), oldest first.
+    pub async fn costs_for_job(&self, job_id: i64) -> Result<Vec<CostEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT instance_id, job_id, repo, runner_def, gpu_name, dph, seconds, closed_at \
+             FROM ledger WHERE job_id = $1 ORDER BY closed_at, instance_id",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CostEntry {
+                    instance_id: r.try_get("instance_id")?,
+                    job_id: r.try_get("job_id")?,
+                    repo: r.try_get("repo")?,
+                    runner_def: r.try_get("runner_def")?,
+                    gpu_name: r.try_get("gpu_name")?,
+                    dph: r.try_get("dph")?,
+                    seconds: r.try_get("seconds")?,
+                    closed_at: r.try_get("closed_at")?,
+                })
+            })
+            .collect()
+    }
+
     /// Spend since `since` by repository and runner definition, largest first.
     pub async fn spend_by_repo(&self, since: i64) -> Result<Vec<SpendRow>, StoreError> {
         let rows = sqlx::query(

@@ -9,10 +9,11 @@ use sqlx::{AnyPool, AssertSqlSafe};
 
 use super::{Dialect, StoreError};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "deliveries, jobs, instances, ledger, events",
-    r#"
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "deliveries, jobs, instances, ledger, events",
+        r#"
 CREATE TABLE deliveries (
     delivery_id  TEXT PRIMARY KEY,
     event        TEXT NOT NULL,
@@ -107,7 +108,13 @@ CREATE TABLE events (
 );
 CREATE INDEX events_job ON events (job_id);
 "#,
-)];
+    ),
+    (
+        2,
+        "ledger by job, for the cost on a finished job's check run",
+        "CREATE INDEX ledger_job ON ledger (job_id);",
+    ),
+];
 
 /// Apply the migrations this database has not seen yet.
 pub async fn run(pool: &AnyPool, dialect: Dialect) -> Result<(), StoreError> {

@@ -15,7 +15,7 @@ use rigger::engine::ports::ManualClock;
 use rigger::engine::state::JobState;
 use rigger::server::webhook::parse_delivery;
 use rigger::settings::Secret;
-use rigger::sim::github::{NewJob, SimGithub, SimGithubConfig};
+use rigger::sim::github::{JobStatus, NewJob, SimGithub, SimGithubConfig};
 use rigger::sim::machine::Machines;
 use rigger::sim::vast::{Booted, SimConfig, SimVast};
 use rigger::sim::{SimWorld, rigger_settings};
@@ -26,10 +26,151 @@ pub struct Story {
     pub clock: ManualClock,
     pub github: SimGithub,
     pub vast: SimVast,
+    pub vast_url: String,
     pub engine: Arc<RiggerEngine>,
+    /// rigger's own URL (changes when it restarts).
+    pub app_url: String,
     pub booted: Arc<Mutex<Vec<Booted>>>,
     /// Real machines whose script ended: (instance, exit status).
     pub exited: Arc<Mutex<Vec<(i64, i32)>>>,
+    /// Deliveries caught instead of delivered (see [`Story::hold_webhooks`]).
+    pub held: Arc<Mutex<Vec<Held>>>,
+    held_url: String,
+    dir: std::path::PathBuf,
+    extra: Vec<(String, String)>,
+}
+
+/// A signed delivery as GitHub sent it: headers and the exact body.
+#[derive(Clone, Debug)]
+pub struct Held {
+    pub event: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Which database the story's rigger runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+tokio::task_local! {
+    /// Set by [`both_databases!`]: the stories run once per database.
+    pub static DB: Db;
+}
+
+/// The PostgreSQL server the tests may use (`.ci/run` sets it).
+pub fn postgres_url() -> Option<String> {
+    std::env::var("RIGGER_TEST_POSTGRES_URL").ok()
+}
+
+/// A fresh schema for one story, and a database URL whose connections use it.
+async fn postgres_schema(url: &str, name: &str) -> String {
+    use sqlx::Connection;
+    let schema = format!("rigger_e2e_{}", name.replace('-', "_"));
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    for sql in [
+        format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+        format!("CREATE SCHEMA {schema}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// Run each story on SQLite and, when `RIGGER_TEST_POSTGRES_URL` is set, on
+/// PostgreSQL: `both_databases!(story_a, story_b);` next to `async fn story_a()`.
+#[macro_export]
+macro_rules! both_databases {
+    ($($story:ident),* $(,)?) => {
+        $(
+            mod $story {
+                #[tokio::test]
+                async fn sqlite() {
+                    $crate::harness::DB.scope($crate::harness::Db::Sqlite, super::$story()).await
+                }
+                #[tokio::test]
+                async fn postgres() {
+                    if $crate::harness::postgres_url().is_none() {
+                        eprintln!("PostgreSQL skipped: RIGGER_TEST_POSTGRES_URL is not set (.ci/run sets it)");
+                        return;
+                    }
+                    $crate::harness::DB.scope($crate::harness::Db::Postgres, super::$story()).await
+                }
+            }
+        )*
+    };
+}
+
+/// Build rigger on the simulated world and serve its HTTP API; GitHub's
+/// webhooks go to it.
+async fn start_rigger(
+    github: &SimGithub,
+    vast_url: &str,
+    dir: &std::path::Path,
+    extra: &[(String, String)],
+    clock: &ManualClock,
+) -> (Arc<RiggerEngine>, String) {
+    let extra: Vec<(&str, &str)> = extra
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let settings = rigger_settings(
+        &SimWorld {
+            dir,
+            github,
+            vast_url,
+            vast_api_key: "sim-vast-key",
+            webhook_secret: "hook-secret",
+            controller_id: "e2e",
+        },
+        &extra,
+    )
+    .unwrap();
+    let app = App::build(settings, Arc::new(clock.clone())).await.unwrap();
+    let url = app.url();
+    github.set_webhook_url(Some(format!("{url}/webhook")));
+    let (engine, _inbox) = app.serve_http();
+    (engine, url)
+}
+
+/// A webhook receiver that keeps what it is sent.
+fn catcher(held: Arc<Mutex<Vec<Held>>>) -> axum::Router {
+    axum::Router::new().fallback(
+        move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let held = held.clone();
+            async move {
+                let keep = |k: &str| {
+                    headers
+                        .get(k)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                let headers: Vec<(String, String)> = [
+                    "content-type",
+                    "user-agent",
+                    "x-github-event",
+                    "x-github-delivery",
+                    "x-github-hook-installation-target-type",
+                    "x-hub-signature-256",
+                ]
+                .iter()
+                .filter_map(|k| keep(k).map(|v| (k.to_string(), v)))
+                .collect();
+                held.lock().unwrap().push(Held {
+                    event: keep("x-github-event").unwrap_or_default(),
+                    headers,
+                    body: body.to_vec(),
+                });
+                axum::http::StatusCode::ACCEPTED
+            }
+        },
+    )
 }
 
 async fn serve_sim(router: axum::Router) -> String {
@@ -55,6 +196,20 @@ impl Story {
     }
 
     pub async fn build(name: &str, extra: &[(&str, &str)], real_machines: bool) -> Story {
+        Story::build_with_market(name, extra, real_machines, SimConfig::default().offers).await
+    }
+
+    /// A market of `offers` offers (the default is 2,000).
+    pub async fn with_market(name: &str, offers: usize) -> Story {
+        Story::build_with_market(name, &[], false, offers).await
+    }
+
+    async fn build_with_market(
+        name: &str,
+        extra: &[(&str, &str)],
+        real_machines: bool,
+        offers: usize,
+    ) -> Story {
         let clock = ManualClock::new(1_763_800_000_000);
         let github = SimGithub::new(
             SimGithubConfig {
@@ -67,6 +222,7 @@ impl Story {
         let vast = SimVast::new(
             SimConfig {
                 boot_delay_ms: 30_000,
+                offers,
                 ..SimConfig::default()
             },
             Arc::new(clock.clone()),
@@ -76,8 +232,12 @@ impl Story {
         let github_url = serve_sim(github.router()).await;
         github.set_public_url(&github_url);
         let vast_url = serve_sim(vast.router()).await;
+        let held: Arc<Mutex<Vec<Held>>> = Arc::default();
+        let held_url = serve_sim(catcher(held.clone())).await;
 
-        let dir = std::env::temp_dir().join(format!("rigger-e2e-{}-{name}", std::process::id()));
+        let db = DB.try_with(|d| *d).unwrap_or(Db::Sqlite);
+        let tag = format!("{name}-{db:?}").to_lowercase();
+        let dir = std::env::temp_dir().join(format!("rigger-e2e-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         if real_machines {
@@ -91,30 +251,91 @@ impl Story {
             let seen = booted.clone();
             vast.on_boot(Arc::new(move |b| seen.lock().unwrap().push(b)));
         }
-        let settings = rigger_settings(
-            &SimWorld {
-                dir: &dir,
-                github: &github,
-                vast_url: &vast_url,
-                vast_api_key: "sim-vast-key",
-                webhook_secret: "hook-secret",
-                controller_id: "e2e",
-            },
-            extra,
-        )
-        .unwrap();
-        let app = App::build(settings, Arc::new(clock.clone())).await.unwrap();
-        github.set_webhook_url(Some(format!("{}/webhook", app.url())));
-        let (engine, _inbox) = app.serve_http();
+        let mut extra: Vec<(String, String)> = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if db == Db::Postgres {
+            let url = postgres_url().expect("RIGGER_TEST_POSTGRES_URL");
+            let url = postgres_schema(&url, &tag).await;
+            extra.push(("RIGGER_DATABASE_URL".into(), url));
+        }
+        let (engine, app_url) = start_rigger(&github, &vast_url, &dir, &extra, &clock).await;
         github.add_repo("acme/ml", &[(".cirun.yml", CIRUN)]);
         Story {
             clock,
             github,
             vast,
+            vast_url,
             engine,
+            app_url,
             booted,
             exited,
+            held,
+            held_url,
+            dir,
+            extra,
         }
+    }
+
+    /// rigger stops (as in a crash: nothing is finished or cleaned up) and
+    /// starts again on the same database.
+    pub async fn rigger_restarts(&mut self) {
+        let (engine, url) = start_rigger(
+            &self.github,
+            &self.vast_url,
+            &self.dir,
+            &self.extra,
+            &self.clock,
+        )
+        .await;
+        self.engine = engine;
+        self.app_url = url;
+    }
+
+    /// From now on GitHub's deliveries are caught, not delivered: the story
+    /// decides when, and in which order, rigger receives them.
+    pub fn hold_webhooks(&self) {
+        self.github
+            .set_webhook_url(Some(format!("{}/webhook", self.held_url)));
+    }
+
+    /// The caught deliveries, in the order GitHub sent them; the catch is emptied.
+    pub async fn held_deliveries(&self) -> Vec<Held> {
+        self.github.flush().await;
+        std::mem::take(&mut *self.held.lock().unwrap())
+    }
+
+    /// Deliver caught deliveries to rigger as they are (same delivery ids,
+    /// same signatures), then let rigger take them in.
+    pub async fn deliver(&self, deliveries: &[Held]) {
+        let http = reqwest::Client::new();
+        for d in deliveries {
+            let mut req = http.post(format!("{}/webhook", self.app_url));
+            for (k, v) in &d.headers {
+                req = req.header(k, v);
+            }
+            let status = req.body(d.body.clone()).send().await.unwrap().status();
+            assert_eq!(
+                status.as_u16(),
+                202,
+                "rigger accepts the {} delivery",
+                d.event
+            );
+        }
+        while self
+            .engine
+            .process_deliveries(&parse_delivery)
+            .await
+            .unwrap()
+            > 0
+        {}
+    }
+
+    /// Deliveries go straight to rigger again.
+    pub fn release_webhooks(&self) {
+        self.github
+            .set_webhook_url(Some(format!("{}/webhook", self.app_url)));
     }
 
     pub fn a_job_is_queued(&self, label: &str) -> i64 {
@@ -177,10 +398,12 @@ impl Story {
             .state
     }
 
-    /// Nothing leaked: every live simulated instance has a live row, and,
-    /// after one reconciler pass (which removes registrations whose runner
-    /// never came online), every runner registration belongs to a live
-    /// instance.
+    /// Nothing leaked and nothing stranded, after one reconciler pass:
+    /// - every live simulated instance has a live row (rigger knows it);
+    /// - every runner registration belongs to a live machine, by name;
+    /// - a job GitHub finished is over in rigger too, and its check run is
+    ///   closed; a job rigger waits on has a machine or says why it waits;
+    ///   no job is left mid-provisioning.
     pub async fn nothing_leaked(&self) {
         self.engine.reconcile_once().await.unwrap();
         let live = self.vast.live_instances();
@@ -192,11 +415,55 @@ impl Story {
                 "simulated instance {id} ({label:?}, {phase:?}) has no live row"
             );
         }
-        let runners = self.github.runners();
-        assert!(
-            runners.len() <= live.len(),
-            "runner registrations without machines: {runners:?}"
-        );
+        for r in self.github.runners() {
+            assert!(
+                rows.iter().any(|i| i.runner_name == r.name),
+                "runner {} ({:?}) is registered without a machine",
+                r.name,
+                r.status
+            );
+        }
+        let checks = self.github.check_runs();
+        for j in self.github.jobs() {
+            let Some(row) = self.engine.store.job(j.id).await.unwrap() else {
+                continue; // not rigger's
+            };
+            let machines: Vec<_> = rows.iter().filter(|i| i.job_id == j.id).collect();
+            assert_ne!(
+                row.state,
+                JobState::Provisioning,
+                "job {} left mid-provisioning",
+                j.id
+            );
+            if j.status == JobStatus::Completed {
+                assert!(
+                    row.state.is_terminal(),
+                    "job {} is over on GitHub but {:?} in rigger",
+                    j.id,
+                    row.state
+                );
+                if let Some(id) = row.check_run_id
+                    && row.state != JobState::Failed
+                {
+                    let run = checks.iter().find(|c| c.id == id).expect("its check run");
+                    assert_eq!(run.status, "completed", "job {}'s check run: {run:?}", j.id);
+                }
+            }
+            if row.state == JobState::WaitingForRunner {
+                assert!(
+                    !machines.is_empty(),
+                    "job {} waits for a runner with no machine",
+                    j.id
+                );
+            }
+            if row.state == JobState::Queued {
+                assert!(
+                    row.reason.is_some(),
+                    "job {} waits and does not say why",
+                    j.id
+                );
+            }
+        }
     }
 }
 

@@ -212,6 +212,21 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                     && let Err(e) = self.github.delete_runner(&repo_of(&job), *runner_id).await
                 {
                     self.github_error(&e);
+                    // An idle runner is deregistered first so that GitHub
+                    // cannot hand it a job while its machine dies. If that
+                    // fails (GitHub refuses to delete a runner that just took
+                    // a job, or cannot be reached), the machine may be busy:
+                    // keep it (I4) and look again on the next pass.
+                    if rule == Rule::IdleTimeout {
+                        self.note(
+                            Some(inst.job_id),
+                            Some(instance_id),
+                            "idle_kept",
+                            &format!("not destroyed: its runner could not be deregistered ({e})"),
+                        )
+                        .await;
+                        return Ok(());
+                    }
                 }
                 self.destroy_instance(&inst, &format!("{reason} ({})", rule.as_str()))
                     .await?;

@@ -395,6 +395,9 @@ impl World {
         }
         i.destroyed_ms = Some(now_ms);
         let cost = i.cost_at(now_ms);
+        // A host whose rental ends lists its machine again, as on Vast.ai;
+        // a host that went offline does not come back.
+        let relist = (i.phase != Phase::Offline).then(|| i.offer.clone());
         i.phase = Phase::Destroyed;
         self.ledger.push(Charge {
             instance: id,
@@ -408,6 +411,9 @@ impl World {
             seconds_alive: (now_ms - i.created_ms).max(0) as f64 / 1000.0,
             dollars: cost,
         });
+        if let Some(offer) = relist {
+            self.offers.push(offer);
+        }
         true
     }
 
