@@ -62,6 +62,23 @@ async fn a_job_gets_a_gpu_and_the_gpu_dies_with_the_job() {
         "the location: {}",
         run.summary
     );
+
+    // What happened shows in /metrics.
+    let m = s.metrics().await;
+    let at = |k: &str| {
+        m.get(k)
+            .copied()
+            .unwrap_or_else(|| panic!("no {k} in {m:?}"))
+    };
+    assert_eq!(
+        at(r#"rigger_deliveries_total{event="workflow_job",result="accepted"}"#),
+        3.0,
+        "queued, in_progress, completed"
+    );
+    assert_eq!(at("rigger_provisioning_seconds_count"), 1.0);
+    assert_eq!(at("rigger_time_to_runner_seconds_count"), 1.0);
+    assert!((at("rigger_spend_dollars_total") - row.cost_usd()).abs() < 1e-9);
+    assert_eq!(at(r#"rigger_jobs{state="completed"}"#), 1.0);
     s.nothing_leaked().await;
 }
 
@@ -167,6 +184,13 @@ async fn vast_rate_limits_and_errors_are_ridden_out() {
     s.rigger_provisions().await;
     assert_eq!(s.vast.live_instances().len(), 1);
     assert_eq!(s.job_state(job).await, JobState::WaitingForRunner);
+    let m = s.metrics().await;
+    let errors: f64 = m
+        .iter()
+        .filter(|(k, _)| k.starts_with("rigger_cloud_errors_total{"))
+        .map(|(_, v)| v)
+        .sum();
+    assert!(errors >= 1.0, "Vast.ai errors are counted by kind: {m:?}");
     s.github.cancel_job(job);
     s.webhooks_arrive().await;
     assert!(s.vast.live_instances().is_empty());
@@ -585,6 +609,10 @@ async fn a_sold_out_market_is_explained_and_the_job_rents_once_machines_free_up(
     assert!(run.title.contains("Waiting for a GPU"), "{run:?}");
     assert!(run.summary.contains("0 offers"), "the diagnosis: {run:?}");
     assert_eq!(run.status, "in_progress");
+    assert!(
+        run.summary.contains("looks again in 15 s"),
+        "the real backoff: {run:?}"
+    );
 
     // Their rentals end; the hosts list their machines again.
     let http = reqwest::Client::new();

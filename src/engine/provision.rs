@@ -303,8 +303,12 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             estimate::expected_reference_hours(&history, self.settings.limits.default_job_minutes);
         let offers = match self.cloud.search(vast, hours).await {
             Ok(OfferSearch::Found(o)) if !o.is_empty() => o,
-            Ok(OfferSearch::Found(_)) => return Ok(self.no_capacity(def, "0 offers fit")),
-            Ok(OfferSearch::NoMatch { diagnosis }) => return Ok(self.no_capacity(def, &diagnosis)),
+            Ok(OfferSearch::Found(_)) => {
+                return Ok(no_capacity(def, "0 offers fit", job.attempts));
+            }
+            Ok(OfferSearch::NoMatch { diagnosis }) => {
+                return Ok(no_capacity(def, &diagnosis, job.attempts));
+            }
             Err(e) => {
                 self.cloud_error(&e);
                 return Ok(retry(
@@ -349,17 +353,6 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 Some(5_000),
             ),
         })
-    }
-
-    fn no_capacity(&self, def: &RunnerDef, diagnosis: &str) -> Outcome {
-        Outcome::Retry {
-            reason: diagnosis.to_string(),
-            after_ms: None,
-            check: Some((
-                def.name.clone(),
-                report::waiting_for_capacity(&def.name, diagnosis, 60),
-            )),
-        }
     }
 
     async fn check_access(
@@ -764,6 +757,20 @@ enum Rent {
     Done,
     NextOffer,
     Stop(Outcome),
+}
+
+/// Nothing on the market fits: wait with the backoff, and say when rigger
+/// looks again (`attempts` made before this one).
+fn no_capacity(def: &RunnerDef, diagnosis: &str, attempts: i64) -> Outcome {
+    let after = backoff_ms(attempts + 1);
+    Outcome::Retry {
+        reason: diagnosis.to_string(),
+        after_ms: Some(after),
+        check: Some((
+            def.name.clone(),
+            report::waiting_for_capacity(&def.name, diagnosis, after / 1000),
+        )),
+    }
 }
 
 fn retry(reason: String, after_ms: Option<i64>) -> Outcome {

@@ -398,6 +398,23 @@ impl Story {
             .state
     }
 
+    /// rigger's `/metrics`, scraped as Prometheus would: `name{labels}` → value.
+    pub async fn metrics(&self) -> BTreeMap<String, f64> {
+        let text = reqwest::get(format!("{}/metrics", self.app_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (k, v) = l.rsplit_once(' ')?;
+                Some((k.to_string(), v.parse().ok()?))
+            })
+            .collect()
+    }
+
     /// Nothing leaked and nothing stranded, after one reconciler pass:
     /// - every live simulated instance has a live row (rigger knows it);
     /// - every runner registration belongs to a live machine, by name;
