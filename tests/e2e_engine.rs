@@ -685,6 +685,37 @@ async fn stopping_rigger_leaves_work_in_the_inbox_and_destroys_nothing() {
     s.nothing_leaked().await;
 }
 
+async fn deliveries_are_taken_in_while_github_and_vast_cannot_be_reached() {
+    let s = Story::begin("outage").await;
+    // GitHub's API answers nothing but rate limits, and Vast.ai only errors.
+    s.github.rate_limit_for(20 * 60_000);
+    s.vast.set_faults(rigger::sim::vast::Faults {
+        error_rate: 1.0,
+        ..Default::default()
+    });
+    let job = s.a_job_is_queued("cirun-gpu--1701");
+    s.webhooks_arrive().await;
+    assert_eq!(
+        s.job_state(job).await,
+        JobState::Queued,
+        "taken in all the same"
+    );
+    s.rigger_provisions().await;
+    let row = s.engine.store.job(job).await.unwrap().unwrap();
+    assert_eq!(row.state, JobState::Queued, "it waits");
+    assert!(row.reason.is_some(), "and says why");
+    assert!(s.vast.live_instances().is_empty());
+
+    // Both come back: the job gets its machine.
+    s.clock.advance_ms(21 * 60_000);
+    s.vast.set_faults(rigger::sim::vast::Faults::default());
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(job).await, JobState::WaitingForRunner);
+    s.github.cancel_job(job);
+    s.webhooks_arrive().await;
+    s.nothing_leaked().await;
+}
+
 both_databases!(
     a_job_gets_a_gpu_and_the_gpu_dies_with_the_job,
     a_job_cancelled_while_its_machine_boots_leaves_nothing_behind,
@@ -701,4 +732,5 @@ both_databases!(
     a_crash_between_the_row_and_the_create_is_repaired_after_restart,
     a_sold_out_market_is_explained_and_the_job_rents_once_machines_free_up,
     stopping_rigger_leaves_work_in_the_inbox_and_destroys_nothing,
+    deliveries_are_taken_in_while_github_and_vast_cannot_be_reached,
 );
