@@ -409,7 +409,7 @@ async fn the_webhook_sender_signs_realistic_payloads_with_faults_on_request() {
         let got = got.lock().unwrap();
         let events: Vec<_> = got.iter().map(|(e, _, b)| parse(e, b).unwrap()).collect();
         assert!(
-            matches!(&events[0], Event::WorkflowJob(rigger::engine::events::JobEvent::Queued(j)) if j.job_id == id && j.repo == "acme/ml")
+            matches!(&events[0], Event::WorkflowJob(rigger::engine::events::JobEvent::Queued(j)) if *j.job_id == id && j.repo == "acme/ml")
         );
         assert!(
             matches!(&events[1], Event::WorkflowJob(rigger::engine::events::JobEvent::Completed { conclusion: Some(c), .. }) if c == "cancelled")
