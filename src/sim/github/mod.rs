@@ -806,7 +806,7 @@ fn repo_api(
             }
             let full = scope.join("/");
             if *kind == "orgs" {
-                if !w.org_installations.get(&inst).is_some_and(|o| o == &full) {
+                if w.org_installations.get(&inst).is_none_or(|o| o != &full) {
                     return gh_error(StatusCode::NOT_FOUND, "Not Found");
                 }
                 // Organizations have the default group (1) and those made
@@ -876,7 +876,7 @@ fn repo_api(
             if scope.len() == if *kind == "repos" { 2 } else { 1 } =>
         {
             let full = scope.join("/");
-            if *kind == "orgs" && !w.org_installations.get(&inst).is_some_and(|o| o == &full) {
+            if *kind == "orgs" && w.org_installations.get(&inst).is_none_or(|o| o != &full) {
                 return gh_error(StatusCode::NOT_FOUND, "Not Found");
             }
             let name = q("name");
