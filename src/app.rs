@@ -53,7 +53,13 @@ impl App {
             clock.clone(),
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let github = GithubClient::new(Arc::new(auth));
+        let github = GithubClient::with_runners(
+            Arc::new(auth),
+            crate::github::client::RunnerPlacement {
+                scope: settings.github.runner_scope,
+                group_id: settings.github.runner_group_id,
+            },
+        );
         let vast = Market {
             provider: VastClient::new(&settings.vast.api_url, settings.vast.api_key.clone()),
         };

@@ -48,6 +48,17 @@ pub enum ConfigSource {
     HeadCommit,
 }
 
+/// Where rigger registers its just-in-time runners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunnerScope {
+    /// On each repository: the App needs Administration: write there.
+    Repository,
+    /// On the repository's organization, in `runner_group_id`: the App needs
+    /// Self-hosted runners: write on the organization (GitHub's advice).
+    Organization,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub listen: String,
@@ -71,6 +82,10 @@ pub struct GithubSettings {
     pub webhook_secrets: Vec<Secret>,
     pub api_url: String,
     pub config_source: ConfigSource,
+    pub runner_scope: RunnerScope,
+    /// The runner group JIT runners join (organization scope; a repository
+    /// has only the default group, 1).
+    pub runner_group_id: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -159,6 +174,8 @@ struct GithubFile {
     webhook_secret_file: Option<PathBuf>,
     api_url: Option<String>,
     config_source: Option<ConfigSource>,
+    runner_scope: Option<RunnerScope>,
+    runner_group_id: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -215,6 +232,8 @@ pub const ENV_VARS: &[&str] = &[
     "RIGGER_WEBHOOK_SECRET_FILE",
     "RIGGER_GITHUB_API_URL",
     "RIGGER_CONFIG_SOURCE",
+    "RIGGER_GITHUB_RUNNER_SCOPE",
+    "RIGGER_GITHUB_RUNNER_GROUP_ID",
     "RIGGER_VAST_API_KEY",
     "RIGGER_VAST_API_KEY_FILE",
     "RIGGER_VAST_API_URL",
@@ -346,7 +365,44 @@ pub fn load(
                 .config_source
                 .unwrap_or(ConfigSource::DefaultBranch),
         },
+        runner_scope: match var("RIGGER_GITHUB_RUNNER_SCOPE").as_deref() {
+            Some("repository") => RunnerScope::Repository,
+            Some("organization") => RunnerScope::Organization,
+            Some(other) => {
+                problems.push(format!(
+                    "RIGGER_GITHUB_RUNNER_SCOPE={other:?}: use repository or organization"
+                ));
+                RunnerScope::Repository
+            }
+            None => parsed
+                .github
+                .runner_scope
+                .unwrap_or(RunnerScope::Repository),
+        },
+        runner_group_id: match var("RIGGER_GITHUB_RUNNER_GROUP_ID").map(|v| v.parse::<i64>()) {
+            Some(Ok(id)) => id,
+            Some(Err(_)) => {
+                problems.push(
+                    "RIGGER_GITHUB_RUNNER_GROUP_ID must be a runner group's numeric id".into(),
+                );
+                1
+            }
+            None => parsed.github.runner_group_id.unwrap_or(1),
+        },
     };
+    if github.runner_group_id < 1 {
+        problems.push(format!(
+            "github.runner_group_id = {} is not a runner group id: 1 is the default group; \
+             find others under the organization's Settings → Actions → Runner groups",
+            github.runner_group_id
+        ));
+    } else if github.runner_scope == RunnerScope::Repository && github.runner_group_id != 1 {
+        problems.push(format!(
+            "github.runner_group_id = {} needs github.runner_scope = \"organization\": \
+             a repository has only the default runner group (1)",
+            github.runner_group_id
+        ));
+    }
     let vast = VastSettings {
         api_key: secret(
             var("RIGGER_VAST_API_KEY"),
@@ -655,6 +711,53 @@ mod tests {
         read.sort();
         read.dedup();
         assert_eq!(read.len(), ENV_VARS.len(), "read but not listed: {read:?}");
+    }
+
+    #[test]
+    fn runner_scope_and_group() {
+        let s = load(None, &env(MINIMAL)).unwrap();
+        assert_eq!(
+            (s.github.runner_scope, s.github.runner_group_id),
+            (RunnerScope::Repository, 1)
+        );
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut all = MINIMAL.to_vec();
+            all.extend_from_slice(extra);
+            load(None, &env(&all))
+        };
+        let s = with(&[
+            ("RIGGER_GITHUB_RUNNER_SCOPE", "organization"),
+            ("RIGGER_GITHUB_RUNNER_GROUP_ID", "7"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (s.github.runner_scope, s.github.runner_group_id),
+            (RunnerScope::Organization, 7)
+        );
+        for (extra, says) in [
+            (
+                &[("RIGGER_GITHUB_RUNNER_SCOPE", "enterprise")][..],
+                "use repository or organization",
+            ),
+            (
+                &[("RIGGER_GITHUB_RUNNER_GROUP_ID", "7")][..],
+                "needs github.runner_scope = \"organization\"",
+            ),
+            (
+                &[
+                    ("RIGGER_GITHUB_RUNNER_SCOPE", "organization"),
+                    ("RIGGER_GITHUB_RUNNER_GROUP_ID", "0"),
+                ][..],
+                "is not a runner group id",
+            ),
+            (
+                &[("RIGGER_GITHUB_RUNNER_GROUP_ID", "default")][..],
+                "must be a runner group's numeric id",
+            ),
+        ] {
+            let err = with(extra).unwrap_err().to_string();
+            assert!(err.contains(says), "{extra:?}: {err}");
+        }
     }
 
     #[test]

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use rigger::engine::ports::{CheckRun, Github, GithubError, ManualClock, RepoRef};
 use rigger::engine::reconcile::GithubJobStatus;
 use rigger::github::app::AppAuth;
-use rigger::github::client::GithubClient;
+use rigger::github::client::{GithubClient, RunnerPlacement};
 use rigger::github::http::Api;
 use rigger::github::webhook::{Event, parse, verify};
-use rigger::settings::Secret;
+use rigger::settings::{RunnerScope, Secret};
 use rigger::sim::github::{NewJob, SimGithub, SimGithubConfig, WebhookFaults};
 
 struct World {
@@ -21,11 +21,26 @@ struct World {
     url: String,
 }
 
+impl World {
+    /// Another client on the same simulated GitHub, placing runners so.
+    fn client_with(&self, runners: RunnerPlacement) -> GithubClient {
+        let auth = AppAuth::new(
+            self.sim.app_id(),
+            self.sim.private_key_pem(),
+            Api::new(&self.url, Arc::new(self.clock.clone())),
+            Arc::new(self.clock.clone()),
+        )
+        .unwrap();
+        GithubClient::with_runners(Arc::new(auth), runners)
+    }
+}
+
 async fn world() -> World {
     let clock = ManualClock::new(1_763_800_000_000);
     let sim = SimGithub::new(SimGithubConfig::default(), Arc::new(clock.clone())).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    sim.set_public_url(&url);
     let app = sim.router();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let auth = AppAuth::new(
@@ -394,7 +409,7 @@ async fn the_webhook_sender_signs_realistic_payloads_with_faults_on_request() {
         let got = got.lock().unwrap();
         let events: Vec<_> = got.iter().map(|(e, _, b)| parse(e, b).unwrap()).collect();
         assert!(
-            matches!(&events[0], Event::WorkflowJob(rigger::engine::events::JobEvent::Queued(j)) if j.job_id == id && j.repo == "acme/ml")
+            matches!(&events[0], Event::WorkflowJob(rigger::engine::events::JobEvent::Queued(j)) if *j.job_id == id && j.repo == "acme/ml")
         );
         assert!(
             matches!(&events[1], Event::WorkflowJob(rigger::engine::events::JobEvent::Completed { conclusion: Some(c), .. }) if c == "cancelled")
@@ -419,4 +434,202 @@ async fn the_webhook_sender_signs_realistic_payloads_with_faults_on_request() {
     });
     w.sim.queue_job(job("3"));
     assert_eq!(w.sim.flush().await, 0, "lost");
+}
+
+fn stat(w: &World, which: fn(&rigger::github::http::ApiStats) -> i64) -> i64 {
+    which(&w.client.auth().api().stats)
+}
+
+#[tokio::test]
+async fn the_default_branch_and_files_on_it_come_through_octocrab() {
+    let w = world().await;
+    let r = repo(&w);
+    w.sim.set_default_branch("acme/ml", "trunk");
+    w.sim.add_files_at(
+        "acme/ml",
+        "feature/x&y",
+        &[(".cirun.yml", "runners: [y]\n")],
+    );
+    assert_eq!(
+        w.client
+            .default_branch(r.installation_id, "acme/ml")
+            .await
+            .unwrap(),
+        "trunk"
+    );
+    assert_eq!(w.sim.requests("GET /repos/acme/ml"), 1);
+    let f = w.client.config_files(&r, None).await.unwrap();
+    assert_eq!(f.repo.as_deref(), Some("runners: []\n"), "read from trunk");
+    let at = w
+        .client
+        .config_files(&r, Some("feature/x&y"))
+        .await
+        .unwrap();
+    assert_eq!(
+        at.repo.as_deref(),
+        Some("runners: [y]\n"),
+        "a ref is sent encoded"
+    );
+    assert!(
+        w.client
+            .default_branch(r.installation_id, "acme/none")
+            .await
+            .is_err(),
+        "a repository the installation cannot see"
+    );
+    // octocrab's answers are counted and their rate-limit headers read.
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(stat(&w, |s| s.remaining.load(Relaxed)), 4999);
+    assert!(stat(&w, |s| s.requests.load(Relaxed) as i64) >= 4);
+}
+
+#[tokio::test]
+async fn runner_and_repository_lists_follow_every_page() {
+    let w = world().await;
+    let r = repo(&w);
+    for n in 0..205 {
+        w.client
+            .create_jit_runner(&r, &format!("rigger-p-{n}"), &["cirun-gpu".into()])
+            .await
+            .unwrap();
+    }
+    // 204 more repositories: three pages of the installation's repositories.
+    for n in 0..204 {
+        w.sim.add_repo(&format!("acme/r{n}"), &[]);
+    }
+    w.client
+        .create_jit_runner(
+            &RepoRef {
+                installation_id: r.installation_id,
+                repo: "acme/r200".into(),
+            },
+            "rigger-p-elsewhere",
+            &["cirun-gpu".into()],
+        )
+        .await
+        .unwrap();
+    let repos = w
+        .client
+        .installation_repositories(r.installation_id)
+        .await
+        .unwrap();
+    assert_eq!(repos.len(), 205);
+    let mut mine = w.client.list_runners("rigger-p-").await.unwrap();
+    assert_eq!(mine.len(), 206);
+    mine.sort_by_key(|v| v.id);
+    mine.dedup_by_key(|v| v.id);
+    assert_eq!(mine.len(), 206, "no runner listed twice");
+    assert_eq!(
+        w.sim.requests("GET /repos/acme/ml/actions/runners"),
+        3,
+        "205 runners: three pages of 100"
+    );
+    assert_eq!(w.sim.requests("GET /installation/repositories"), 2 * 3);
+}
+
+#[tokio::test]
+async fn organization_runners_join_the_configured_group() {
+    let w = world().await;
+    let r = repo(&w);
+    w.sim.add_repo("acme/web", &[]);
+    let org = w.client_with(RunnerPlacement {
+        scope: RunnerScope::Organization,
+        group_id: 7,
+    });
+    let labels = vec!["cirun-gpu".to_string(), "cirun-gpu--9".to_string()];
+    match org.create_jit_runner(&r, "rigger-o-1", &labels).await {
+        Err(GithubError::Refused(m)) => assert!(m.contains("Runner group not found"), "{m}"),
+        other => panic!("no group 7 yet: {other:?}"),
+    }
+    w.sim.add_runner_group("acme", 7);
+    let jit = org
+        .create_jit_runner(&r, "rigger-o-1", &labels)
+        .await
+        .unwrap();
+    assert_eq!(
+        w.sim
+            .requests("POST /orgs/acme/actions/runners/generate-jitconfig"),
+        2
+    );
+    let registered = w
+        .sim
+        .runners()
+        .into_iter()
+        .find(|x| x.id == jit.runner_id)
+        .unwrap();
+    assert_eq!((registered.repo.as_str(), registered.group_id), ("acme", 7));
+    // Listed at the organization, not per repository.
+    let listed = org.list_runners("rigger-o-").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].id, listed[0].scope.as_str()),
+        (jit.runner_id, "acme")
+    );
+    assert!(w.client.list_runners("rigger-o-").await.unwrap().is_empty());
+    // An org runner takes a job from any of the org's repositories.
+    let job = w.sim.queue_job(NewJob {
+        repo: "acme/web".into(),
+        labels: vec!["cirun-gpu--9".into()],
+        head_sha: "abc".into(),
+        fork: false,
+        actor: "octocat".into(),
+        duration_ms: 1,
+        conclusion: "success".into(),
+    });
+    let id = w.sim.connect_runner(jit.jit_config.expose()).unwrap();
+    assert_eq!(w.sim.take_job(id), Some(job));
+    w.sim.finish_job(job, "success");
+    // Deleted at the organization, whether asked with the job's repository
+    // or with the scope the listing gave (what the reconciler passes).
+    let second = org
+        .create_jit_runner(&r, "rigger-o-2", &labels)
+        .await
+        .unwrap();
+    let third = org
+        .create_jit_runner(&r, "rigger-o-3", &labels)
+        .await
+        .unwrap();
+    org.delete_runner(&r, second.runner_id).await.unwrap();
+    let by_scope = RepoRef {
+        installation_id: r.installation_id,
+        repo: "acme".into(),
+    };
+    w.client
+        .delete_runner(&by_scope, third.runner_id)
+        .await
+        .unwrap();
+    assert_eq!(w.sim.requests("DELETE /orgs/acme/actions/runners/:id"), 2);
+    assert!(org.list_runners("rigger-o-").await.unwrap().is_empty());
+    // The repository-scoped client still registers on the repository (group 1).
+    assert!(
+        w.client
+            .create_jit_runner(&r, "rigger-r-1", &labels)
+            .await
+            .is_ok(),
+        "group 1 on the repository"
+    );
+}
+
+#[tokio::test]
+async fn secondary_limits_through_octocrab_say_how_long_to_wait() {
+    let w = world().await;
+    let r = repo(&w);
+    w.client.config_files(&r, None).await.unwrap();
+    w.sim.secondary_limit_for(30_000, 45);
+    for attempt in 0..2 {
+        match w.client.config_files(&r, None).await {
+            Err(GithubError::RateLimited { retry_after_ms }) => {
+                assert_eq!(retry_after_ms, 45_000, "attempt {attempt}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    match w.client.default_branch(r.installation_id, "acme/ml").await {
+        Err(GithubError::RateLimited { retry_after_ms }) => assert_eq!(retry_after_ms, 45_000),
+        other => panic!("{other:?}"),
+    }
+    w.clock.advance_ms(30_000);
+    w.client.config_files(&r, None).await.unwrap();
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(stat(&w, |s| s.rate_limited.load(Relaxed) as i64), 3);
 }

@@ -73,7 +73,7 @@ async fn a_signed_delivery_is_committed_before_202_and_duplicates_are_recognised
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].action.as_deref(), Some("queued"));
     match parse_delivery(&claimed[0]).unwrap() {
-        Some(JobEvent::Queued(j)) => assert_eq!((j.job_id, j.repo.as_str()), (42, "acme/ml")),
+        Some(JobEvent::Queued(j)) => assert_eq!((*j.job_id, j.repo.as_str()), (42, "acme/ml")),
         other => panic!("{other:?}"),
     }
     // GitHub redelivers with the same id: acknowledged, stored once.
@@ -194,47 +194,174 @@ fn fixtures() -> Option<PathBuf> {
     }
 }
 
-/// Every published example of the events rigger reads parses, and the
-/// `workflow_job` ones map to the action their file name says.
+/// Every published example of the events rigger reads parses into the right
+/// rigger event: the `workflow_job` ones into the action their file name
+/// says, with ids, labels, sha and runner read from the payload; the
+/// `installation` and `installation_repositories` ones with their action,
+/// installation id, account and repositories (known values of the fixtures,
+/// as `shared/reference/github-app.md` lists them).
 #[test]
 fn githubs_published_payload_examples_parse() {
+    use rigger::github::webhook::{InstallationId, Repository};
     let Some(root) = fixtures() else { return };
     let examples = root.join("octokit-webhooks/payload-examples/api.github.com");
+    let read = |event: &str, file: &str| {
+        let body = std::fs::read(examples.join(event).join(file))
+            .unwrap_or_else(|e| panic!("{event}/{file}: {e}"));
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let parsed = parse(event, &body).unwrap_or_else(|e| panic!("{event}/{file}: {e}"));
+        (json, parsed)
+    };
     let mut seen = 0;
-    for event in [
-        "workflow_job",
-        "ping",
-        "installation",
-        "installation_repositories",
-    ] {
-        for entry in std::fs::read_dir(examples.join(event)).unwrap() {
-            let path = entry.unwrap().path();
-            let body = std::fs::read(&path).unwrap();
-            let name = path.file_name().unwrap().to_string_lossy().to_string();
-            let parsed = parse(event, &body).unwrap_or_else(|e| panic!("{name}: {e}"));
-            seen += 1;
-            if event != "workflow_job" {
-                assert!(!matches!(parsed, Event::Ignored(_)), "{name}: {parsed:?}");
-                continue;
+    for entry in std::fs::read_dir(examples.join("workflow_job")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        let (v, parsed) = read("workflow_job", &name);
+        seen += 1;
+        let w = &v["workflow_job"];
+        let check = |j: &rigger::engine::events::JobInfo| {
+            assert_eq!(Some(*j.job_id), w["id"].as_i64(), "{name}");
+            assert_eq!(Some(*j.run_id), w["run_id"].as_i64(), "{name}");
+            assert_eq!(Some(*j.run_attempt), w["run_attempt"].as_i64(), "{name}");
+            assert_eq!(Some(j.repo.as_str()), v["repository"]["full_name"].as_str());
+            assert_eq!(Some(j.head_sha.as_str()), w["head_sha"].as_str(), "{name}");
+            let labels: Vec<&str> = w["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l.as_str().unwrap())
+                .collect();
+            assert_eq!(j.labels, labels, "{name}");
+            // The completed examples were captured without an App: no installation.
+            assert_eq!(
+                *j.installation_id,
+                v["installation"]["id"].as_i64().unwrap_or(0),
+                "{name}"
+            );
+            assert!(
+                !*j.is_fork,
+                "{name}: workflow_job does not say; the engine asks"
+            );
+        };
+        let runner = w["runner_name"].as_str().filter(|n| !n.is_empty());
+        match (name.split('.').next().unwrap(), &parsed) {
+            ("queued", Event::WorkflowJob(JobEvent::Queued(j))) => check(j),
+            ("in_progress", Event::WorkflowJob(JobEvent::InProgress { job, runner_name })) => {
+                check(job);
+                assert!(runner.is_some(), "{name}");
+                assert_eq!(runner_name.as_deref(), runner, "{name}");
             }
-            let action = name.split('.').next().unwrap();
-            match (action, &parsed) {
-                ("queued", Event::WorkflowJob(JobEvent::Queued(j))) => {
-                    assert!(j.job_id > 0 && j.run_id > 0 && !j.repo.is_empty(), "{name}")
-                }
-                ("in_progress", Event::WorkflowJob(JobEvent::InProgress { runner_name, .. })) => {
-                    assert!(runner_name.is_some(), "{name}")
-                }
-                ("completed", Event::WorkflowJob(JobEvent::Completed { conclusion, .. })) => {
-                    assert!(conclusion.is_some(), "{name}")
-                }
-                ("waiting", Event::WorkflowJobWaiting { .. }) => {}
-                _ => panic!("{name}: {parsed:?}"),
+            (
+                "completed",
+                Event::WorkflowJob(JobEvent::Completed {
+                    job,
+                    conclusion,
+                    runner_name,
+                }),
+            ) => {
+                check(job);
+                let said = w["conclusion"].as_str().unwrap();
+                assert!(name.contains(said), "{name}: {said}");
+                assert_eq!(conclusion.as_deref(), Some(said), "{name}");
+                assert_eq!(runner_name.as_deref(), runner, "{name}");
             }
+            ("waiting", Event::WorkflowJobWaiting { job_id }) => {
+                assert_eq!(Some(**job_id), w["id"].as_i64(), "{name}")
+            }
+            _ => panic!("{name}: {parsed:?}"),
         }
     }
+    // The quirks the reference lists: `queued` with status `waiting`, and
+    // `queued` with a runner id, are still `queued`.
+    let (_, q) = read("workflow_job", "queued.with-deployment.payload.json");
     assert!(
-        seen >= 15,
+        matches!(&q, Event::WorkflowJob(JobEvent::Queued(j)) if *j.installation_id == 23154469),
+        "{q:?}"
+    );
+    let (_, q) = read("workflow_job", "queued.payload.json");
+    assert!(
+        matches!(&q, Event::WorkflowJob(JobEvent::Queued(j)) if *j.installation_id == 3456996 && j.labels == vec!["ubuntu-latest"]),
+        "{q:?}"
+    );
+
+    for (file, action, id, account) in [
+        ("created.payload.json", "created", 957387, "Codertocat"),
+        (
+            "created.with-requester.payload.json",
+            "created",
+            957387,
+            "Codertocat",
+        ),
+        ("deleted.payload.json", "deleted", 2, "octocat"),
+        ("suspend.payload.json", "suspend", 16598467, "Codertocat"),
+        (
+            "unsuspend.payload.json",
+            "unsuspend",
+            16598467,
+            "Codertocat",
+        ),
+        (
+            "new_permissions_accepted.payload.json",
+            "new_permissions_accepted",
+            957387,
+            "Codertocat",
+        ),
+    ] {
+        seen += 1;
+        let (_, parsed) = read("installation", file);
+        assert_eq!(
+            parsed,
+            Event::Installation {
+                action: action.into(),
+                installation: InstallationId(id),
+                account: account.into(),
+            },
+            "installation/{file}"
+        );
+    }
+    for (file, action, id, added, removed) in [
+        (
+            "added.payload.json",
+            "added",
+            957387,
+            &["Codertocat/Space"][..],
+            &[][..],
+        ),
+        (
+            "removed.payload.json",
+            "removed",
+            2,
+            &[][..],
+            &["octocat/Hello-World"][..],
+        ),
+    ] {
+        seen += 1;
+        let (_, parsed) = read("installation_repositories", file);
+        let repos = |r: &[&str]| r.iter().map(|n| Repository::from(*n)).collect::<Vec<_>>();
+        assert_eq!(
+            parsed,
+            Event::InstallationRepositories {
+                action: action.into(),
+                installation: InstallationId(id),
+                added: repos(added),
+                removed: repos(removed),
+            },
+            "installation_repositories/{file}"
+        );
+    }
+    for entry in std::fs::read_dir(examples.join("ping")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        let (v, parsed) = read("ping", &name);
+        seen += 1;
+        assert_eq!(
+            parsed,
+            Event::Ping {
+                zen: v["zen"].as_str().unwrap_or_default().to_string()
+            },
+            "ping/{name}"
+        );
+    }
+    assert!(
+        seen >= 18,
         "only {seen} examples found under {}",
         examples.display()
     );

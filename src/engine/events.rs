@@ -9,19 +9,260 @@ use super::{Engine, EngineError};
 use crate::config::labels;
 use crate::store::{Inserted, InstancePatch, JobPatch, NewJob};
 
+// ---- rigger's own words for what GitHub sends ----
+//
+// Newtypes, so a run id cannot be passed where a job id is meant, nor a
+// runner name where a repository is. Each derefs to its plain value, so the
+// code reading them stays as it was.
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub i64);
+
+        impl std::ops::Deref for $name {
+            type Target = i64;
+            fn deref(&self) -> &i64 {
+                &self.0
+            }
+        }
+
+        impl From<i64> for $name {
+            fn from(v: i64) -> $name {
+                $name(v)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+macro_rules! text_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(v: String) -> $name {
+                $name(v)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(v: &str) -> $name {
+                $name(v.to_string())
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A GitHub Actions job id.
+    JobId
+);
+id_type!(
+    /// A workflow run id (one run holds many jobs).
+    RunId
+);
+id_type!(
+    /// Which attempt of the run (1, then 2… for re-runs).
+    RunAttempt
+);
+id_type!(
+    /// A GitHub App installation id.
+    InstallationId
+);
+text_type!(
+    /// A repository, `owner/name`.
+    Repository
+);
+text_type!(
+    /// The commit a job runs on.
+    HeadSha
+);
+text_type!(
+    /// The name of the runner that took (or ran) a job.
+    RunnerName
+);
+
+impl Repository {
+    /// The account that owns it.
+    pub fn owner(&self) -> &str {
+        self.0.split('/').next().unwrap_or_default()
+    }
+}
+
+/// A job's `runs-on` labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Labels(pub Vec<String>);
+
+impl Labels {
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Labels {
+    type Target = [String];
+    fn deref(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl From<Vec<String>> for Labels {
+    fn from(v: Vec<String>) -> Labels {
+        Labels(v)
+    }
+}
+
+impl<S: AsRef<str>> PartialEq<Vec<S>> for Labels {
+    fn eq(&self, other: &Vec<S>) -> bool {
+        self.0.len() == other.len() && self.0.iter().zip(other).all(|(a, b)| a == b.as_ref())
+    }
+}
+
+/// Whether a job's head commit comes from a fork (a pull request from
+/// another repository). `workflow_job` does not say: the engine asks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct FromFork(pub bool);
+
+impl std::ops::Deref for FromFork {
+    type Target = bool;
+    fn deref(&self) -> &bool {
+        &self.0
+    }
+}
+
+impl From<bool> for FromFork {
+    fn from(v: bool) -> FromFork {
+        FromFork(v)
+    }
+}
+
+/// How a job ended. GitHub's REST API knows more conclusions than its
+/// webhooks, and adds new ones: those are kept as they were sent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Conclusion {
+    Success,
+    Failure,
+    Cancelled,
+    Skipped,
+    Neutral,
+    TimedOut,
+    ActionRequired,
+    Other(String),
+}
+
+impl Conclusion {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Conclusion::Success => "success",
+            Conclusion::Failure => "failure",
+            Conclusion::Cancelled => "cancelled",
+            Conclusion::Skipped => "skipped",
+            Conclusion::Neutral => "neutral",
+            Conclusion::TimedOut => "timed_out",
+            Conclusion::ActionRequired => "action_required",
+            Conclusion::Other(s) => s,
+        }
+    }
+}
+
+impl From<&str> for Conclusion {
+    fn from(v: &str) -> Conclusion {
+        match v {
+            "success" => Conclusion::Success,
+            "failure" => Conclusion::Failure,
+            "cancelled" => Conclusion::Cancelled,
+            "skipped" => Conclusion::Skipped,
+            "neutral" => Conclusion::Neutral,
+            "timed_out" => Conclusion::TimedOut,
+            "action_required" => Conclusion::ActionRequired,
+            other => Conclusion::Other(other.to_string()),
+        }
+    }
+}
+
+impl From<String> for Conclusion {
+    fn from(v: String) -> Conclusion {
+        Conclusion::from(v.as_str())
+    }
+}
+
+impl std::ops::Deref for Conclusion {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<str> for Conclusion {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Conclusion {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for Conclusion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a workflow_job payload says about the job, in rigger's words.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobInfo {
-    pub job_id: i64,
-    pub run_id: i64,
-    pub run_attempt: i64,
-    /// `owner/name`.
-    pub repo: String,
-    pub installation_id: i64,
-    pub labels: Vec<String>,
-    pub head_sha: String,
+    pub job_id: JobId,
+    pub run_id: RunId,
+    pub run_attempt: RunAttempt,
+    pub repo: Repository,
+    pub installation_id: InstallationId,
+    pub labels: Labels,
+    pub head_sha: HeadSha,
     /// The head repository is a fork (a pull request from outside).
-    pub is_fork: bool,
+    pub is_fork: FromFork,
     /// Who triggered the run.
     pub actor: String,
 }
@@ -31,12 +272,12 @@ pub enum JobEvent {
     Queued(JobInfo),
     InProgress {
         job: JobInfo,
-        runner_name: Option<String>,
+        runner_name: Option<RunnerName>,
     },
     Completed {
         job: JobInfo,
-        conclusion: Option<String>,
-        runner_name: Option<String>,
+        conclusion: Option<Conclusion>,
+        runner_name: Option<RunnerName>,
     },
 }
 
@@ -53,7 +294,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     /// Apply one event. Jobs without a `cirun-` label are not rigger's and
     /// are ignored.
     pub async fn handle(&self, event: JobEvent) -> Result<(), EngineError> {
-        if !labels::is_rigger_job(&event.job().labels) {
+        if !labels::is_rigger_job(event.job().labels.as_slice()) {
             return Ok(());
         }
         // Whatever the event, make sure the job is known: a lost `queued`
@@ -63,7 +304,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             JobEvent::Queued(job) => {
                 if inserted == Inserted::New {
                     self.note(
-                        Some(job.job_id),
+                        Some(*job.job_id),
                         None,
                         "queued",
                         &format!("queued with labels {}", job.labels.join(", ")),
@@ -81,7 +322,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 conclusion,
                 runner_name,
             } => {
-                self.completed(&job, conclusion.as_deref(), runner_name.as_deref())
+                self.completed(&job, conclusion.as_ref(), runner_name.as_deref())
                     .await
             }
         }
@@ -91,14 +332,14 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         Ok(self
             .store
             .insert_job(&NewJob {
-                job_id: j.job_id,
-                run_id: j.run_id,
-                run_attempt: j.run_attempt,
-                repo: j.repo.clone(),
-                installation_id: j.installation_id,
-                labels: j.labels.clone(),
-                head_sha: j.head_sha.clone(),
-                is_fork: j.is_fork,
+                job_id: *j.job_id,
+                run_id: *j.run_id,
+                run_attempt: *j.run_attempt,
+                repo: j.repo.to_string(),
+                installation_id: *j.installation_id,
+                labels: j.labels.to_vec(),
+                head_sha: j.head_sha.to_string(),
+                is_fork: *j.is_fork,
                 actor: j.actor.clone(),
                 queued_at: self.now(),
             })
@@ -130,7 +371,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 }
             }
         }
-        let Some(row) = self.store.job(job.job_id).await? else {
+        let Some(row) = self.store.job(*job.job_id).await? else {
             return Ok(());
         };
         if row.state.can_become(JobState::Running) {
@@ -142,7 +383,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             };
             if self
                 .store
-                .transition_job(job.job_id, row.state, JobState::Running, now, patch)
+                .transition_job(*job.job_id, row.state, JobState::Running, now, patch)
                 .await?
             {
                 if ours.is_some() {
@@ -159,7 +400,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                     " (not one of rigger's)"
                 };
                 self.note(
-                    Some(job.job_id),
+                    Some(*job.job_id),
                     ours.as_ref().map(|i| i.id.as_str()),
                     "running",
                     &format!("taken by {by}{whose}"),
@@ -175,11 +416,11 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     async fn completed(
         &self,
         job: &JobInfo,
-        conclusion: Option<&str>,
+        conclusion: Option<&Conclusion>,
         runner_name: Option<&str>,
     ) -> Result<(), EngineError> {
         let now = self.now();
-        if let Some(row) = self.store.job(job.job_id).await? {
+        if let Some(row) = self.store.job(*job.job_id).await? {
             // A job no runner took ended before it ran: cancelled (or skipped).
             let to = if row.state == JobState::Running || runner_name.is_some() {
                 JobState::Completed
@@ -188,21 +429,24 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             };
             if row.state.can_become(to) {
                 let patch = JobPatch {
-                    conclusion: conclusion.map(str::to_string),
+                    conclusion: conclusion.map(|c| c.as_str().to_string()),
                     completed_at: Some(now),
                     runner_name: runner_name.map(str::to_string),
                     ..Default::default()
                 };
                 if self
                     .store
-                    .transition_job(job.job_id, row.state, to, now, patch)
+                    .transition_job(*job.job_id, row.state, to, now, patch)
                     .await?
                 {
                     self.note(
-                        Some(job.job_id),
+                        Some(*job.job_id),
                         None,
                         to.as_str(),
-                        &format!("ended: {}", conclusion.unwrap_or("no conclusion")),
+                        &format!(
+                            "ended: {}",
+                            conclusion.map_or("no conclusion", Conclusion::as_str)
+                        ),
                     )
                     .await;
                 }
@@ -216,7 +460,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         {
             doomed.push(inst);
         }
-        for inst in self.store.instances_for_job(job.job_id).await? {
+        for inst in self.store.instances_for_job(*job.job_id).await? {
             let busy_elsewhere =
                 inst.state == InstanceState::Busy && Some(inst.runner_name.as_str()) != runner_name;
             if !busy_elsewhere && !doomed.iter().any(|d| d.id == inst.id) {

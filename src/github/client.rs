@@ -1,11 +1,24 @@
 //! The GitHub REST calls the engine makes, as the engine's `Github` port.
-//! Plain requests with rigger's own types: each call reads the few fields it
-//! needs, and the token cache runs on the injected clock (octocrab's reads
-//! the system clock, which the tests cannot step).
+//!
+//! octocrab carries the calls whose answers it models well: a file at a ref
+//! (`models::repos::Content`), the repository and its default branch
+//! (`models::Repository`), and the paginated lists of runners and of an
+//! installation's repositories (`Page`, which follows GitHub's `Link`
+//! header). Plain requests carry the rest, each reading the few fields it
+//! needs: the JIT config (octocrab's `SelfHostedRunnerJitConfig` holds the
+//! config as a plain `String` with a derived `Debug`; rigger's lands straight
+//! in a [`Secret`]), check runs, jobs, runs, team membership and collaborator
+//! permission (octocrab's models for those require fields rigger never reads,
+//! so an older GitHub Enterprise Server omitting one would fail the call).
+//! Both paths share the installation-token cache (on the injected clock) and
+//! the rate-limit accounting in [`super::http::Api`].
 
 use std::sync::Arc;
 
 use base64::Engine as _;
+use octocrab::Page;
+use octocrab::models::actions::SelfHostedRunner;
+use octocrab::models::repos::Content;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -13,19 +26,59 @@ use super::app::AppAuth;
 use super::http::{Answer, Auth};
 use crate::engine::ports::{CheckRun, ConfigFiles, Github, GithubError, JitRunner, RepoRef};
 use crate::engine::reconcile::{GithubJobStatus, GithubJobView, RunnerView};
-use crate::settings::Secret;
+use crate::settings::{RunnerScope, Secret};
 
 /// The check run's name on the commit.
 pub const CHECK_NAME: &str = "rigger";
 
+/// Pages read at most from one list (100 items each): a bound, so a
+/// misbehaving `Link` header cannot loop forever.
+const MAX_PAGES: usize = 100;
+
+/// Where rigger registers its JIT runners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerPlacement {
+    pub scope: RunnerScope,
+    /// The runner group (organization runners); repository runners have
+    /// only the default group, 1.
+    pub group_id: i64,
+}
+
+impl Default for RunnerPlacement {
+    fn default() -> Self {
+        RunnerPlacement {
+            scope: RunnerScope::Repository,
+            group_id: 1,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct GithubClient {
     auth: Arc<AppAuth>,
+    runners: RunnerPlacement,
+}
+
+/// Percent-encode a query value (a branch name may hold `&`, `#`, `+`, …).
+fn query_value(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 impl GithubClient {
+    /// Repository-level runners in the default group.
     pub fn new(auth: Arc<AppAuth>) -> GithubClient {
-        GithubClient { auth }
+        GithubClient::with_runners(auth, RunnerPlacement::default())
+    }
+
+    pub fn with_runners(auth: Arc<AppAuth>, runners: RunnerPlacement) -> GithubClient {
+        GithubClient { auth, runners }
     }
 
     pub fn auth(&self) -> &AppAuth {
@@ -46,7 +99,40 @@ impl GithubClient {
             .await
     }
 
-    /// A file's text at a ref, `None` when it does not exist there.
+    /// A GET through octocrab with the installation's token; `None` for 404.
+    async fn octo_get<T: octocrab::FromResponse>(
+        &self,
+        installation_id: i64,
+        path: &str,
+    ) -> Result<Option<T>, GithubError> {
+        let token = self.auth.installation_token(installation_id).await?;
+        self.auth.api().octo_get(&token, path).await
+    }
+
+    /// Every item of a paginated list, following `Link: rel="next"`.
+    async fn all_pages<T: serde::de::DeserializeOwned>(
+        &self,
+        installation_id: i64,
+        first: &str,
+    ) -> Result<Vec<T>, GithubError> {
+        let mut out = Vec::new();
+        let mut next = Some(first.to_string());
+        for _ in 0..MAX_PAGES {
+            let Some(path) = next.take() else { break };
+            let Some(mut page) = self.octo_get::<Page<T>>(installation_id, &path).await? else {
+                break;
+            };
+            out.append(&mut page.take_items());
+            next = page
+                .next
+                .as_ref()
+                .and_then(|u| self.auth.api().relative_link(&u.to_string()));
+        }
+        Ok(out)
+    }
+
+    /// A file's text at a ref, `None` when it does not exist there (or is a
+    /// directory).
     pub async fn file(
         &self,
         installation_id: i64,
@@ -54,26 +140,32 @@ impl GithubClient {
         path: &str,
         git_ref: Option<&str>,
     ) -> Result<Option<String>, GithubError> {
-        let query = git_ref.map(|r| format!("?ref={r}")).unwrap_or_default();
-        let answer = self
-            .call(
+        let query = git_ref
+            .map(|r| format!("?ref={}", query_value(r)))
+            .unwrap_or_default();
+        // A directory answers with an array: read a value first.
+        let Some(v) = self
+            .octo_get::<Value>(
                 installation_id,
-                Method::GET,
                 &format!("/repos/{repo}/contents/{path}{query}"),
-                None,
             )
-            .await?;
-        if answer.is_not_found() {
+            .await?
+        else {
+            return Ok(None);
+        };
+        if !v.is_object() {
             return Ok(None);
         }
-        let v = answer.body;
-        if v.get("type").and_then(Value::as_str) != Some("file") {
+        let c: Content = serde_json::from_value(v).map_err(|e| {
+            GithubError::Transient(format!("{repo}/{path}: unreadable contents answer: {e}"))
+        })?;
+        if c.r#type != "file" {
             return Ok(None);
         }
-        // Base64 with embedded newlines.
-        let packed: String = v
-            .get("content")
-            .and_then(Value::as_str)
+        // Base64 with embedded newlines. Not `Content::decoded_content`,
+        // which panics on content that is not base64.
+        let packed: String = c
+            .content
             .unwrap_or_default()
             .chars()
             .filter(|c| !c.is_whitespace())
@@ -87,17 +179,90 @@ impl GithubClient {
             .map(Some)
             .map_err(|_| GithubError::Refused(format!("{repo}/{path} is not UTF-8 text")))
     }
+
+    /// The repository's default branch (`GET /repos/{o}/{r}`).
+    pub async fn default_branch(
+        &self,
+        installation_id: i64,
+        repo: &str,
+    ) -> Result<String, GithubError> {
+        let r: octocrab::models::Repository = self
+            .octo_get(installation_id, &format!("/repos/{repo}"))
+            .await?
+            .ok_or_else(|| {
+                GithubError::Refused(format!(
+                    "{repo} is not visible to installation {installation_id}: is the App installed there?"
+                ))
+            })?;
+        r.default_branch
+            .ok_or_else(|| GithubError::Transient(format!("{repo}: answer without default_branch")))
+    }
+
+    /// The repositories an installation covers (`owner/name`), every page.
+    pub async fn installation_repositories(
+        &self,
+        installation_id: i64,
+    ) -> Result<Vec<String>, GithubError> {
+        let repos: Vec<octocrab::models::Repository> = self
+            .all_pages(installation_id, "/installation/repositories?per_page=100")
+            .await?;
+        Ok(repos
+            .into_iter()
+            .map(|r| {
+                r.full_name.unwrap_or_else(|| {
+                    format!(
+                        "{}/{}",
+                        r.owner.map(|o| o.login).unwrap_or_default(),
+                        r.name
+                    )
+                })
+            })
+            .collect())
+    }
+
+    /// Runners registered at a scope (`owner/name` or an organization),
+    /// every page.
+    pub async fn runners_at(
+        &self,
+        installation_id: i64,
+        scope: &str,
+    ) -> Result<Vec<RunnerView>, GithubError> {
+        let base = if scope.contains('/') {
+            format!("/repos/{scope}/actions/runners")
+        } else {
+            format!("/orgs/{scope}/actions/runners")
+        };
+        let runners: Vec<SelfHostedRunner> = self
+            .all_pages(installation_id, &format!("{base}?per_page=100"))
+            .await?;
+        Ok(runners
+            .into_iter()
+            .map(|r| runner_view(r, installation_id, scope))
+            .collect())
+    }
+
+    /// Where a runner for this repository is registered.
+    fn runner_scope<'a>(&self, repo: &'a RepoRef) -> (&'a str, bool) {
+        // A scope without a slash is an organization, whatever the setting:
+        // the reconciler hands back the scope a runner was listed at.
+        let org = self.runners.scope == RunnerScope::Organization || !repo.repo.contains('/');
+        if org {
+            (repo.owner(), true)
+        } else {
+            (repo.repo.as_str(), false)
+        }
+    }
 }
 
-fn runner_view(v: &Value, installation_id: i64, scope: &str) -> Option<RunnerView> {
-    Some(RunnerView {
-        id: v.get("id")?.as_i64()?,
-        name: v.get("name")?.as_str()?.to_string(),
-        online: v.get("status").and_then(Value::as_str) == Some("online"),
-        busy: v.get("busy").and_then(Value::as_bool).unwrap_or(false),
+fn runner_view(r: SelfHostedRunner, installation_id: i64, scope: &str) -> RunnerView {
+    RunnerView {
+        id: r.id.0 as i64,
+        name: r.name,
+        online: r.status == "online",
+        busy: r.busy,
         installation_id,
         scope: scope.to_string(),
-    })
+    }
 }
 
 impl Github for GithubClient {
@@ -123,15 +288,27 @@ impl Github for GithubClient {
         name: &str,
         labels: &[String],
     ) -> Result<JitRunner, GithubError> {
+        let (scope, org) = self.runner_scope(repo);
+        let (path, group) = if org {
+            (
+                format!("/orgs/{scope}/actions/runners/generate-jitconfig"),
+                self.runners.group_id,
+            )
+        } else {
+            // Repository runners have only the default group.
+            (
+                format!("/repos/{scope}/actions/runners/generate-jitconfig"),
+                1,
+            )
+        };
         let v = self
             .call(
                 repo.installation_id,
                 Method::POST,
-                &format!("/repos/{}/actions/runners/generate-jitconfig", repo.repo),
+                &path,
                 Some(json!({
                     "name": name,
-                    // Repository runners have only the default group.
-                    "runner_group_id": 1,
+                    "runner_group_id": group,
                     "labels": labels,
                     "work_folder": "_work",
                 })),
@@ -153,52 +330,32 @@ impl Github for GithubClient {
     }
 
     async fn delete_runner(&self, repo: &RepoRef, runner_id: i64) -> Result<(), GithubError> {
-        // A runner that is already gone is deleted.
-        self.call(
-            repo.installation_id,
-            Method::DELETE,
-            &format!("/repos/{}/actions/runners/{runner_id}", repo.repo),
-            None,
-        )
-        .await
-        .map(|_| ())
+        let (scope, org) = self.runner_scope(repo);
+        let path = if org {
+            format!("/orgs/{scope}/actions/runners/{runner_id}")
+        } else {
+            format!("/repos/{scope}/actions/runners/{runner_id}")
+        };
+        // A runner that is already gone (404) is deleted.
+        self.call(repo.installation_id, Method::DELETE, &path, None)
+            .await
+            .map(|_| ())
     }
 
     async fn list_runners(&self, prefix: &str) -> Result<Vec<RunnerView>, GithubError> {
         let mut out = Vec::new();
-        for (installation, _) in self.auth.installations().await? {
-            let repos = self
-                .call(
-                    installation,
-                    Method::GET,
-                    "/installation/repositories?per_page=100",
-                    None,
-                )
-                .await?
-                .json()?;
-            let names: Vec<String> = repos
-                .get("repositories")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|r| r.get("full_name")?.as_str().map(str::to_string))
-                .collect();
-            for repo in names {
-                let v = self
-                    .call(
-                        installation,
-                        Method::GET,
-                        &format!("/repos/{repo}/actions/runners?per_page=100"),
-                        None,
-                    )
-                    .await?
-                    .json()?;
+        for (installation, account) in self.auth.installations().await? {
+            let scopes = match self.runners.scope {
+                // An account that is not an organization has no org runners
+                // (its listing is a 404, read as none).
+                RunnerScope::Organization => vec![account],
+                RunnerScope::Repository => self.installation_repositories(installation).await?,
+            };
+            for scope in scopes {
                 out.extend(
-                    v.get("runners")
-                        .and_then(Value::as_array)
+                    self.runners_at(installation, &scope)
+                        .await?
                         .into_iter()
-                        .flatten()
-                        .filter_map(|r| runner_view(r, installation, &repo))
                         .filter(|r| r.name.starts_with(prefix)),
                 );
             }

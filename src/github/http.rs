@@ -7,6 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+use octocrab::service::middleware::retry::RetryConfig;
+use octocrab::{FromResponse, Octocrab};
+use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -52,6 +55,7 @@ pub struct Api {
     base: String,
     clock: Arc<dyn Clock>,
     pub stats: Arc<ApiStats>,
+    octo: Arc<std::sync::OnceLock<Result<Octocrab, String>>>,
 }
 
 /// What the client saw of GitHub's limits.
@@ -86,6 +90,7 @@ impl Api {
             base: base_url.trim_end_matches('/').to_string(),
             clock,
             stats,
+            octo: Arc::default(),
         }
     }
 
@@ -122,24 +127,33 @@ impl Api {
             .await
             .map_err(|e| GithubError::Transient(format!("{method} {path}: {}", transport(&e))))?;
         let status = resp.status();
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let remaining = header("x-ratelimit-remaining").and_then(|v| v.parse::<i64>().ok());
-        let reset = header("x-ratelimit-reset").and_then(|v| v.parse::<i64>().ok());
-        let retry_after = header("retry-after").and_then(|v| v.parse::<i64>().ok());
-        if let Some(r) = remaining {
-            self.stats.remaining.store(r, Ordering::Relaxed);
-        }
+        let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();
         let json: Value = if text.is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
+        self.judge(&method, path, status, &headers, json)
+    }
+
+    /// What an answer means, from its status and headers: rate limits are
+    /// read and counted here, for plain requests and octocrab's alike.
+    fn judge(
+        &self,
+        method: &Method,
+        path: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        json: Value,
+    ) -> Result<Answer, GithubError> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let remaining = header("x-ratelimit-remaining").and_then(|v| v.parse::<i64>().ok());
+        let reset = header("x-ratelimit-reset").and_then(|v| v.parse::<i64>().ok());
+        let retry_after = header("retry-after").and_then(|v| v.parse::<i64>().ok());
+        if let Some(r) = remaining {
+            self.stats.remaining.store(r, Ordering::Relaxed);
+        }
         let limited = status == StatusCode::TOO_MANY_REQUESTS
             || (status == StatusCode::FORBIDDEN && (remaining == Some(0) || retry_after.is_some()));
         if limited {
@@ -170,6 +184,83 @@ impl Api {
         } else {
             GithubError::Refused(why)
         })
+    }
+
+    /// octocrab at the same base URL, without its own retries (the engine's
+    /// loops own retries and backoff) and without credentials: each call
+    /// gets a copy carrying the installation token rigger cached on its own
+    /// clock. Built on first use because octocrab's client needs a runtime.
+    fn octocrab(&self) -> Result<&Octocrab, GithubError> {
+        self.octo
+            .get_or_init(|| {
+                let built = Octocrab::builder()
+                    .base_uri(self.base.as_str())
+                    .map_err(|e| format!("github.api_url is not a URL octocrab accepts: {e}"))?
+                    .add_retry_config(RetryConfig::None)
+                    .set_connect_timeout(Some(Duration::from_secs(10)))
+                    .set_read_timeout(Some(Duration::from_secs(30)))
+                    .build()
+                    .map_err(|e| format!("cannot build octocrab's HTTP client: {e}"))?;
+                Ok(built)
+            })
+            .as_ref()
+            .map_err(|e| GithubError::Refused(e.clone()))
+    }
+
+    /// A GET through octocrab, read into one of its typed models (or a
+    /// `Page` of them, which follows GitHub's `Link` header). `None` for a
+    /// 404. octocrab's typed request builders (`repos().get_content()` and
+    /// the like) are not used: they return only the body, and rigger must
+    /// read every answer's `x-ratelimit-*` and `retry-after` headers; the raw
+    /// call keeps octocrab's transport, base URL, auth header and models.
+    pub async fn octo_get<T: FromResponse>(
+        &self,
+        token: &Secret,
+        path: &str,
+    ) -> Result<Option<T>, GithubError> {
+        let octo = self
+            .octocrab()?
+            .user_access_token(token.expose().to_string())
+            .map_err(|e| GithubError::Refused(format!("GET {path}: {}", octo_error(&e))))?;
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let resp = octo
+            ._get(path)
+            .await
+            .map_err(|e| GithubError::Transient(format!("GET {path}: {}", octo_error(&e))))?;
+        let status = resp.status();
+        if status.is_success() {
+            // Counted and checked as any answer (a 2xx is never limited).
+            self.judge(&Method::GET, path, status, resp.headers(), Value::Null)?;
+            return T::from_response(resp).await.map(Some).map_err(|e| {
+                GithubError::Transient(format!("GET {path}: unreadable answer: {}", octo_error(&e)))
+            });
+        }
+        let headers = resp.headers().clone();
+        let text = octo.body_to_string(resp).await.unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        let answer = self.judge(&Method::GET, path, status, &headers, json)?;
+        debug_assert!(answer.is_not_found());
+        Ok(None)
+    }
+
+    /// A `Link` from GitHub as a path octocrab sends with credentials:
+    /// octocrab adds the Authorization header only to relative URIs (or
+    /// api.github.com), and joins relative ones to the base URL, so a link is
+    /// followed only if it points below the base URL.
+    pub fn relative_link(&self, link: &str) -> Option<String> {
+        link.strip_prefix(self.base.as_str())
+            .filter(|rest| rest.starts_with('/'))
+            .map(str::to_string)
+    }
+}
+
+/// octocrab's error, without anything a request carried (its `Display`
+/// names the failure kind and GitHub's message, never headers).
+fn octo_error(e: &octocrab::Error) -> String {
+    match e {
+        octocrab::Error::GitHub { source, .. } => source.message.clone(),
+        octocrab::Error::Hyper { .. } | octocrab::Error::Service { .. } => "cannot connect".into(),
+        other => other.to_string(),
     }
 }
 

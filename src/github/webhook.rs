@@ -5,6 +5,10 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
+pub use crate::engine::events::{
+    Conclusion, FromFork, HeadSha, InstallationId, JobId, Labels, Repository, RunAttempt, RunId,
+    RunnerName,
+};
 use crate::engine::events::{JobEvent, JobInfo};
 use crate::settings::Secret;
 
@@ -52,13 +56,6 @@ pub fn sign(secret: &Secret, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// A GitHub job id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct JobId(pub i64);
-/// A GitHub App installation id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct InstallationId(pub i64);
-
 /// A delivery, in rigger's words.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -78,8 +75,8 @@ pub enum Event {
     InstallationRepositories {
         action: String,
         installation: InstallationId,
-        added: Vec<String>,
-        removed: Vec<String>,
+        added: Vec<Repository>,
+        removed: Vec<Repository>,
     },
     /// Any other event: acknowledged and ignored.
     Ignored(String),
@@ -99,7 +96,7 @@ pub struct ParseError {
 struct JobPayload {
     action: String,
     workflow_job: WorkflowJob,
-    repository: Repository,
+    repository: RepoPayload,
     sender: Option<Account>,
     installation: Option<Installation>,
 }
@@ -122,7 +119,7 @@ fn one() -> i64 {
 }
 
 #[derive(Deserialize)]
-struct Repository {
+struct RepoPayload {
     full_name: String,
 }
 
@@ -154,9 +151,9 @@ struct InstallationReposPayload {
     action: String,
     installation: Installation,
     #[serde(default)]
-    repositories_added: Vec<Repository>,
+    repositories_added: Vec<RepoPayload>,
     #[serde(default)]
-    repositories_removed: Vec<Repository>,
+    repositories_removed: Vec<RepoPayload>,
 }
 
 fn malformed(event: &str, e: impl std::fmt::Display) -> ParseError {
@@ -173,32 +170,33 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Event, ParseError> {
             let p: JobPayload = serde_json::from_slice(body).map_err(|e| malformed(event, e))?;
             let w = p.workflow_job;
             let info = JobInfo {
-                job_id: w.id,
-                run_id: w.run_id,
-                run_attempt: w.run_attempt,
-                repo: p.repository.full_name,
-                installation_id: p.installation.map_or(0, |i| i.id),
-                labels: w.labels,
-                head_sha: w.head_sha,
+                job_id: JobId(w.id),
+                run_id: RunId(w.run_id),
+                run_attempt: RunAttempt(w.run_attempt),
+                repo: Repository(p.repository.full_name),
+                installation_id: InstallationId(p.installation.map_or(0, |i| i.id)),
+                labels: Labels(w.labels),
+                head_sha: HeadSha(w.head_sha),
                 // workflow_job says nothing of forks: the engine asks for the run.
-                is_fork: false,
+                is_fork: FromFork(false),
                 actor: p.sender.map(|s| s.login).unwrap_or_default(),
             };
+            let runner_name = w.runner_name.filter(|n| !n.is_empty()).map(RunnerName);
             // Act on `action`, not `status`: a `queued` delivery may carry
             // status `waiting` (deployments), and new actions appear over time.
             Ok(match p.action.as_str() {
                 "queued" => Event::WorkflowJob(JobEvent::Queued(info)),
                 "waiting" => Event::WorkflowJobWaiting {
-                    job_id: JobId(info.job_id),
+                    job_id: info.job_id,
                 },
                 "in_progress" => Event::WorkflowJob(JobEvent::InProgress {
                     job: info,
-                    runner_name: w.runner_name,
+                    runner_name,
                 }),
                 "completed" => Event::WorkflowJob(JobEvent::Completed {
                     job: info,
-                    conclusion: w.conclusion,
-                    runner_name: w.runner_name,
+                    conclusion: w.conclusion.map(Conclusion::from),
+                    runner_name,
                 }),
                 other => Event::Ignored(format!("workflow_job.{other}")),
             })
@@ -225,12 +223,12 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Event, ParseError> {
                 added: p
                     .repositories_added
                     .into_iter()
-                    .map(|r| r.full_name)
+                    .map(|r| Repository(r.full_name))
                     .collect(),
                 removed: p
                     .repositories_removed
                     .into_iter()
-                    .map(|r| r.full_name)
+                    .map(|r| Repository(r.full_name))
                     .collect(),
             })
         }
@@ -285,9 +283,11 @@ mod tests {
         let body = br#"{"action":"queued","workflow_job":{"id":7,"run_id":8,"run_attempt":2,"head_sha":"abc","status":"waiting","labels":["cirun-gpu--8"],"conclusion":null,"runner_id":5,"runner_name":null},"repository":{"full_name":"o/r"},"sender":{"login":"octocat"},"installation":{"id":99}}"#;
         match parse("workflow_job", body).unwrap() {
             Event::WorkflowJob(JobEvent::Queued(j)) => {
-                assert_eq!(j.job_id, 7);
-                assert_eq!(j.run_attempt, 2);
-                assert_eq!(j.installation_id, 99);
+                assert_eq!(j.job_id, JobId(7));
+                assert_eq!(j.run_id, RunId(8));
+                assert_eq!(j.run_attempt, RunAttempt(2));
+                assert_eq!(j.installation_id, InstallationId(99));
+                assert_eq!(j.head_sha, "abc");
                 assert_eq!(j.actor, "octocat");
                 assert_eq!(j.labels, vec!["cirun-gpu--8"]);
             }

@@ -249,8 +249,8 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                     .await;
                     self.handle(JobEvent::Completed {
                         job: info_of(&job),
-                        conclusion: conclusion.clone(),
-                        runner_name: runner_name.clone(),
+                        conclusion: conclusion.clone().map(Into::into),
+                        runner_name: runner_name.clone().map(Into::into),
                     })
                     .await?;
                 }
@@ -262,7 +262,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 if let Some(job) = self.store.job(*job_id).await? {
                     self.handle(JobEvent::InProgress {
                         job: info_of(&job),
-                        runner_name: Some(runner_name.clone()),
+                        runner_name: Some(runner_name.clone().into()),
                     })
                     .await?;
                 }
@@ -333,14 +333,14 @@ fn repo_of(job: &JobRow) -> RepoRef {
 
 fn info_of(job: &JobRow) -> JobInfo {
     JobInfo {
-        job_id: job.job_id,
-        run_id: job.run_id,
-        run_attempt: job.run_attempt,
-        repo: job.repo.clone(),
-        installation_id: job.installation_id,
-        labels: job.labels.clone(),
-        head_sha: job.head_sha.clone(),
-        is_fork: job.is_fork,
+        job_id: job.job_id.into(),
+        run_id: job.run_id.into(),
+        run_attempt: job.run_attempt.into(),
+        repo: job.repo.clone().into(),
+        installation_id: job.installation_id.into(),
+        labels: job.labels.clone().into(),
+        head_sha: job.head_sha.clone().into(),
+        is_fork: job.is_fork.into(),
         actor: job.actor.clone(),
     }
 }

@@ -8,7 +8,9 @@
 //! - `POST /sim/jobs` `{"repo":"o/r","labels":["cirun-gpu--1"],"head_sha":"…","fork":false,"actor":"octocat","duration_s":60,"conclusion":"success"}` → `{"job_id":…}`
 //! - `POST /sim/jobs/{id}/cancel`
 //! - `POST /sim/webhooks` `{"loss_rate":0.1,"duplicate_rate":0.1,"reorder":true}`
-//! - `POST /sim/limits` `{"jit_per_minute":180}` (`null`: off) or `{"rate_limit_for_s":60}`
+//! - `POST /sim/runner-groups` `{"org":"acme","id":7}`: a runner group for org-level JIT runners (1, the default group, always exists)
+//! - `POST /sim/limits` `{"jit_per_minute":180}` (`null`: off), `{"rate_limit_for_s":60}` (primary:
+//!   403, `x-ratelimit-remaining: 0`) or `{"secondary_limit_for_s":60,"retry_after_s":30}` (403, `retry-after`)
 //! - `GET /sim/state`: jobs, runners, check runs, requests counted by route
 //!
 //! Runner side (what a runner uses, authenticated by its JIT config):
@@ -196,6 +198,23 @@ impl SimGithub {
         self.world().rate_limited_until_ms = now + ms;
     }
 
+    /// Answer every API call as over a secondary limit for this long,
+    /// advising `retry-after: retry_after_s`.
+    pub fn secondary_limit_for(&self, ms: i64, retry_after_s: u32) {
+        let now = self.now();
+        self.world().secondary_limit = (now + ms, retry_after_s);
+    }
+
+    /// Rename a repository's default branch (its files move with it).
+    pub fn set_default_branch(&self, repo: &str, branch: &str) {
+        if let Some(r) = self.world().repos.get_mut(repo) {
+            let old = std::mem::replace(&mut r.default_branch, branch.to_string());
+            if let Some(files) = r.files.remove(&old) {
+                r.files.entry(branch.to_string()).or_default().extend(files);
+            }
+        }
+    }
+
     /// Create a repository (and its owner's installation) with files on its
     /// default branch.
     pub fn add_repo(&self, full_name: &str, files: &[(&str, &str)]) {
@@ -245,6 +264,13 @@ impl SimGithub {
             .entry(format!("{org}/{team}"))
             .or_default()
             .push(login.to_string());
+    }
+
+    /// A runner group in an organization, besides the default group (1).
+    pub fn add_runner_group(&self, org: &str, id: i64) {
+        let mut w = self.world();
+        w.installation_of(org);
+        w.runner_groups.insert((org.to_string(), id));
     }
 
     pub fn installation_of(&self, owner: &str) -> i64 {
@@ -463,6 +489,69 @@ fn gh_error(status: StatusCode, message: &str) -> Response {
     )
 }
 
+/// One page of a list, as GitHub pages: `per_page` (at most 100) and
+/// `page`, `total_count` in the body, and a `Link` header with `next` and
+/// `last` (absolute URLs at the simulator's address) while more remain.
+fn paged(
+    api: &str,
+    path: &str,
+    q: &dyn Fn(&str) -> Option<String>,
+    key: &str,
+    all: Vec<Value>,
+) -> Response {
+    let per_page = q("per_page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(30)
+        .clamp(1, 100);
+    let page = q("page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let total = all.len();
+    let last = total.div_ceil(per_page).max(1);
+    let items: Vec<Value> = all
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect();
+    let mut r = json_response(StatusCode::OK, json!({"total_count": total, key: items}));
+    if page < last {
+        let link = |n: usize, rel: &str| {
+            format!("<{api}{path}?per_page={per_page}&page={n}>; rel=\"{rel}\"")
+        };
+        let v = format!("{}, {}", link(page + 1, "next"), link(last, "last"));
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            r.headers_mut().insert(header::LINK, v);
+        }
+    }
+    r
+}
+
+/// A query value as sent (`%XX` escapes, `+` for a space).
+fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or(""), 16) {
+                    Ok(x) => {
+                        out.push(x);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Who is calling.
 enum Caller {
     App,
@@ -494,7 +583,7 @@ async fn dispatch(
         .split('&')
         .filter_map(|kv| {
             kv.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| (k.to_string(), percent_decode(v)))
         })
         .collect();
     let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
@@ -507,6 +596,16 @@ async fn dispatch(
     {
         let mut w = sim.world();
         *w.requests.entry(route_key(&method, &path)).or_default() += 1;
+        let (until, advice) = w.secondary_limit;
+        if now < until {
+            let mut r = gh_error(
+                StatusCode::FORBIDDEN,
+                "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+            );
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from(advice));
+            return r;
+        }
         if now < w.rate_limited_until_ms {
             let reset = (w.rate_limited_until_ms / 1000).to_string();
             let mut r = gh_error(
@@ -620,6 +719,7 @@ fn repo_api(
     body: &Value,
     now: i64,
 ) -> Response {
+    let api = sim.public_url();
     let mut w = sim.world();
     if let ["repos", o, r, ..] = seg {
         let full = format!("{o}/{r}");
@@ -634,12 +734,16 @@ fn repo_api(
                 .repos
                 .values()
                 .filter(|r| r.installation == inst)
-                .map(|r| json!({"id": r.id, "full_name": r.full_name, "default_branch": r.default_branch}))
+                .map(|r| world::repo_json(r, &api))
                 .collect();
-            json_response(
-                StatusCode::OK,
-                json!({"total_count": repos.len(), "repositories": repos}),
-            )
+            paged(&api, "/installation/repositories", q, "repositories", repos)
+        }
+        (&Method::GET, ["repos", o, r]) => {
+            let full = format!("{o}/{r}");
+            match w.repos.get(&full) {
+                Some(repo) => json_response(StatusCode::OK, world::repo_json(repo, &api)),
+                None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
+            }
         }
         (&Method::GET, ["repos", o, r, "contents", path @ ..]) => {
             let full = format!("{o}/{r}");
@@ -652,16 +756,35 @@ fn repo_api(
                         .chunks(60)
                         .map(|c| std::str::from_utf8(c).unwrap_or_default())
                         .collect();
+                    let p = path.join("/");
+                    let sha = world::blob_sha(text);
+                    let url = format!("{api}/repos/{full}/contents/{p}");
+                    let git = format!("{api}/repos/{full}/git/blobs/{sha}");
+                    let html = format!(
+                        "https://github.com/{full}/blob/{}/{p}",
+                        q("ref").unwrap_or_default()
+                    );
                     json_response(
                         StatusCode::OK,
-                        json!({"type": "file", "encoding": "base64", "name": path.last(), "path": path.join("/"),
-                               "size": text.len(), "content": wrapped.join("\n") + "\n"}),
+                        json!({"type": "file", "encoding": "base64", "name": path.last(), "path": p,
+                               "sha": sha, "size": text.len(), "url": url, "git_url": git, "html_url": html,
+                               "download_url": null, "content": wrapped.join("\n") + "\n",
+                               "_links": {"self": url, "git": git, "html": html}}),
                     )
                 }
                 None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
             }
         }
-        (&Method::POST, ["repos", o, r, "actions", "runners", "generate-jitconfig"]) => {
+        (
+            &Method::POST,
+            [
+                kind @ ("repos" | "orgs"),
+                scope @ ..,
+                "actions",
+                "runners",
+                "generate-jitconfig",
+            ],
+        ) if scope.len() == if *kind == "repos" { 2 } else { 1 } => {
             let name = body["name"].as_str().unwrap_or_default().to_string();
             let labels: Vec<String> = body["labels"]
                 .as_array()
@@ -681,7 +804,23 @@ fn repo_api(
                     "Validation failed: name, runner_group_id and 1-100 labels are required",
                 );
             }
-            let full = format!("{o}/{r}");
+            let full = scope.join("/");
+            if *kind == "orgs" {
+                if w.org_installations.get(&inst).is_none_or(|o| o != &full) {
+                    return gh_error(StatusCode::NOT_FOUND, "Not Found");
+                }
+                // Organizations have the default group (1) and those made
+                // with `POST /sim/runner-groups`.
+                let group = body["runner_group_id"].as_i64().unwrap_or(0);
+                if group != 1 && !w.runner_groups.contains(&(full.clone(), group)) {
+                    return gh_error(StatusCode::NOT_FOUND, "Runner group not found");
+                }
+            } else if body["runner_group_id"].as_i64() != Some(1) {
+                return gh_error(
+                    StatusCode::NOT_FOUND,
+                    "Runner group not found: a repository has only the default group (1)",
+                );
+            }
             if w.runners.values().any(|x| x.name == name && x.repo == full) {
                 return gh_error(
                     StatusCode::CONFLICT,
@@ -719,6 +858,7 @@ fn repo_api(
                     jit_config: jit.clone(),
                     redeemed: false,
                     job: None,
+                    group_id: body["runner_group_id"].as_i64().unwrap_or(1),
                 },
             );
             let label_objs: Vec<Value> = all_labels
@@ -728,30 +868,45 @@ fn repo_api(
                 .collect();
             json_response(
                 StatusCode::CREATED,
-                json!({"runner": {"id": id, "name": name, "os": "unknown", "status": "offline", "busy": false, "labels": label_objs},
+                json!({"runner": {"id": id, "runner_group_id": body["runner_group_id"], "name": name, "os": "unknown", "status": "offline", "busy": false, "labels": label_objs},
                        "encoded_jit_config": jit}),
             )
         }
-        (&Method::GET, ["repos", o, r, "actions", "runners"]) => {
-            let full = format!("{o}/{r}");
+        (&Method::GET, [kind @ ("repos" | "orgs"), scope @ .., "actions", "runners"])
+            if scope.len() == if *kind == "repos" { 2 } else { 1 } =>
+        {
+            let full = scope.join("/");
+            if *kind == "orgs" && w.org_installations.get(&inst).is_none_or(|o| o != &full) {
+                return gh_error(StatusCode::NOT_FOUND, "Not Found");
+            }
             let name = q("name");
             let list: Vec<Value> = w
                 .runners
                 .values()
                 .filter(|x| x.repo == full && name.as_ref().is_none_or(|n| &x.name == n))
-                .map(|x| json!({"id": x.id, "name": x.name, "os": "Linux",
-                                 "status": if x.status == RunnerStatus::Online { "online" } else { "offline" },
-                                 "busy": x.busy, "ephemeral": true,
-                                 "labels": x.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>()}))
+                .map(world::runner_json)
                 .collect();
-            json_response(
-                StatusCode::OK,
-                json!({"total_count": list.len(), "runners": list}),
+            paged(
+                &api,
+                &format!("/{kind}/{full}/actions/runners"),
+                q,
+                "runners",
+                list,
             )
         }
-        (&Method::DELETE, ["repos", _, _, "actions", "runners", id]) => {
+        (
+            &Method::DELETE,
+            [
+                kind @ ("repos" | "orgs"),
+                scope @ ..,
+                "actions",
+                "runners",
+                id,
+            ],
+        ) if scope.len() == if *kind == "repos" { 2 } else { 1 } => {
+            let full = scope.join("/");
             let id = id.parse::<i64>().unwrap_or(-1);
-            match w.runners.get(&id) {
+            match w.runners.get(&id).filter(|x| x.repo == full) {
                 None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
                 Some(x) if x.busy => gh_error(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -961,6 +1116,9 @@ fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Value) -> Resp
                 .map(|(a, b)| (a.as_str(), b.as_str()))
                 .collect();
             sim.add_repo(repo, &refs);
+            if let Some(b) = body["default_branch"].as_str() {
+                sim.set_default_branch(repo, b);
+            }
             for (login, role) in body["collaborators"].as_object().into_iter().flatten() {
                 sim.set_role(repo, login, role.as_str().unwrap_or("read"));
             }
@@ -1007,12 +1165,23 @@ fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Value) -> Resp
             });
             json_response(StatusCode::OK, json!({"ok": true}))
         }
+        (&Method::POST, ["runner-groups"]) => {
+            let (Some(org), Some(id)) = (body["org"].as_str(), body["id"].as_i64()) else {
+                return gh_error(StatusCode::BAD_REQUEST, "`org` and `id` are required");
+            };
+            sim.add_runner_group(org, id);
+            json_response(StatusCode::CREATED, json!({"org": org, "id": id}))
+        }
         (&Method::POST, ["limits"]) => {
             if let Some(v) = body.get("jit_per_minute") {
                 sim.set_jit_per_minute(v.as_u64().map(|n| n as u32));
             }
             if let Some(s) = body["rate_limit_for_s"].as_f64() {
                 sim.rate_limit_for((s * 1000.0) as i64);
+            }
+            if let Some(s) = body["secondary_limit_for_s"].as_f64() {
+                let advice = body["retry_after_s"].as_u64().unwrap_or(60) as u32;
+                sim.secondary_limit_for((s * 1000.0) as i64, advice);
             }
             json_response(StatusCode::OK, json!({"ok": true}))
         }

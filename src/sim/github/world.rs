@@ -35,6 +35,8 @@ pub enum RunnerStatus {
 pub struct Runner {
     pub id: i64,
     pub name: String,
+    /// Where it is registered: `owner/name`, or an organization's login for
+    /// an org runner (which takes jobs from any of the org's repositories).
     pub repo: String,
     pub labels: Vec<String>,
     pub status: RunnerStatus,
@@ -43,6 +45,7 @@ pub struct Runner {
     pub jit_config: String,
     pub redeemed: bool,
     pub job: Option<i64>,
+    pub group_id: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -116,6 +119,8 @@ pub struct World {
     pub check_runs: BTreeMap<i64, CheckRun>,
     /// `org/team → members`.
     pub teams: BTreeMap<String, Vec<String>>,
+    /// `(org, id)` of runner groups besides the default group (1).
+    pub runner_groups: std::collections::BTreeSet<(String, i64)>,
     pub outbox: Vec<Delivery>,
     pub webhook_faults: WebhookFaults,
     /// JIT configs allowed per minute (GitHub's is about 180), `None` = off.
@@ -123,6 +128,9 @@ pub struct World {
     pub jit_window: Vec<i64>,
     /// Answer every API call 403 with `x-ratelimit-remaining: 0` until then.
     pub rate_limited_until_ms: i64,
+    /// Answer every API call 403 with `retry-after` (a secondary limit)
+    /// until the first, advising the second (seconds).
+    pub secondary_limit: (i64, u32),
     pub rng: Rng,
     next_id: i64,
     pub requests: BTreeMap<String, u64>,
@@ -139,11 +147,13 @@ impl World {
             jobs: BTreeMap::new(),
             check_runs: BTreeMap::new(),
             teams: BTreeMap::new(),
+            runner_groups: Default::default(),
             outbox: Vec::new(),
             webhook_faults: WebhookFaults::default(),
             jit_per_minute: None,
             jit_window: Vec::new(),
             rate_limited_until_ms: 0,
+            secondary_limit: (0, 0),
             rng: Rng::new(seed),
             next_id: 1000,
             requests: BTreeMap::new(),
@@ -215,7 +225,10 @@ impl World {
         let job_id = self
             .jobs
             .values()
-            .filter(|j| j.status == JobStatus::Queued && j.repo == runner.repo)
+            .filter(|j| {
+                let owner = j.repo.split('/').next().unwrap_or_default();
+                j.status == JobStatus::Queued && (j.repo == runner.repo || owner == runner.repo)
+            })
             .filter(|j| {
                 j.labels
                     .iter()
@@ -316,4 +329,69 @@ pub fn job_payload(job: &Job, action: &str, repo: Option<&Repo>) -> Value {
         "sender": {"login": job.actor, "type": "User"},
         "installation": {"id": repo.map_or(0, |r| r.installation)},
     })
+}
+
+/// A repository as `GET /repos/{o}/{r}` answers (the fields GitHub always
+/// sends that clients read; `api` is the simulator's address).
+pub fn repo_json(r: &Repo, api: &str) -> Value {
+    let (owner, name) = r.full_name.split_once('/').unwrap_or_default();
+    json!({
+        "id": r.id,
+        "node_id": format!("R_{}", r.id),
+        "name": name,
+        "full_name": r.full_name,
+        "private": r.private,
+        "fork": false,
+        "owner": account_json(owner, r.installation, api),
+        "url": format!("{api}/repos/{}", r.full_name),
+        "html_url": format!("https://github.com/{}", r.full_name),
+        "default_branch": r.default_branch,
+    })
+}
+
+/// An account (a repository's owner) with every field GitHub sends.
+pub fn account_json(login: &str, id: i64, api: &str) -> Value {
+    let user = format!("{api}/users/{login}");
+    json!({
+        "login": login, "id": id, "node_id": format!("O_{id}"),
+        "avatar_url": format!("https://avatars.githubusercontent.com/u/{id}?v=4"),
+        "gravatar_id": "", "url": user, "html_url": format!("https://github.com/{login}"),
+        "followers_url": format!("{user}/followers"),
+        "following_url": format!("{user}/following{{/other_user}}"),
+        "gists_url": format!("{user}/gists{{/gist_id}}"),
+        "starred_url": format!("{user}/starred{{/owner}}{{/repo}}"),
+        "subscriptions_url": format!("{user}/subscriptions"),
+        "organizations_url": format!("{user}/orgs"),
+        "repos_url": format!("{user}/repos"),
+        "events_url": format!("{user}/events{{/privacy}}"),
+        "received_events_url": format!("{user}/received_events"),
+        "type": "Organization", "site_admin": false,
+    })
+}
+
+/// A runner as the runner endpoints answer (labels with ids and types).
+pub fn runner_json(x: &Runner) -> Value {
+    json!({
+        "id": x.id,
+        "runner_group_id": x.group_id,
+        "name": x.name,
+        "os": "Linux",
+        "status": if x.status == RunnerStatus::Online { "online" } else { "offline" },
+        "busy": x.busy,
+        "ephemeral": true,
+        "labels": x.labels.iter().enumerate().map(|(i, l)| json!({
+            "id": i + 1,
+            "name": l,
+            "type": if i < 3 { "read-only" } else { "custom" },
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A git blob id for a file's text (`sha1("blob {len}\0{text}")`, hex).
+pub fn blob_sha(text: &str) -> String {
+    use aws_lc_rs::digest;
+    let mut ctx = digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(format!("blob {}\0", text.len()).as_bytes());
+    ctx.update(text.as_bytes());
+    hex::encode(ctx.finish().as_ref())
 }
