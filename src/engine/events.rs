@@ -474,12 +474,12 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         // A destroy of one of the job's own machines closes its check run;
         // otherwise (never rented, already gone, or its machine ran another
         // job and lives on) it closes here, or when that machine dies.
-        let closed_by_destroy = doomed.iter().any(|i| i.job_id == job.job_id);
+        let closed_by_destroy = doomed.iter().any(|i| i.job_id == *job.job_id);
         for inst in doomed {
             self.destroy_instance(&inst, "its job ended").await?;
         }
         if !closed_by_destroy {
-            self.close_check_run(job.job_id).await?;
+            self.close_check_run(*job.job_id).await?;
         }
         Ok(())
     }
