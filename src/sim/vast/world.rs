@@ -174,8 +174,9 @@ pub struct Booted {
     pub runtype: String,
     pub onstart: Option<String>,
     pub args: Vec<String>,
-    /// The instance's environment, as a container sees it: the renter's
-    /// variables plus Vast.ai's own (`CONTAINER_ID`, `CONTAINER_API_KEY`, …).
+    /// The instance's environment: the renter's variables plus Vast.ai's
+    /// own (`GPU_COUNT`, …; in a container also `CONTAINER_ID` and
+    /// `CONTAINER_API_KEY`, which a VM does not get).
     pub env: Vec<(String, String)>,
 }
 
@@ -521,10 +522,18 @@ impl World {
 fn booted_view(i: &Instance) -> Booted {
     let mut env = i.env.clone();
     let gpus = i.offer.get("num_gpus").and_then(Value::as_i64).unwrap_or(1);
+    if !i.vm {
+        // The per-instance key is documented for containers only; a VM's
+        // bootstrap must do without it (the reference, §7).
+        for (k, v) in [
+            ("CONTAINER_ID", i.id.to_string()),
+            ("CONTAINER_API_KEY", i.api_key.clone()),
+            ("VAST_CONTAINERLABEL", format!("C.{}", i.id)),
+        ] {
+            env.push((k.to_string(), v));
+        }
+    }
     for (k, v) in [
-        ("CONTAINER_ID", i.id.to_string()),
-        ("CONTAINER_API_KEY", i.api_key.clone()),
-        ("VAST_CONTAINERLABEL", format!("C.{}", i.id)),
         ("GPU_COUNT", gpus.to_string()),
         (
             "PUBLIC_IPADDR",
