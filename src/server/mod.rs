@@ -109,10 +109,20 @@ async fn callback<C: Cloud, G: Github>(
     } else {
         clean_report(&body)
     };
-    match engine
-        .machine_ended(&instance, token, exit_code, &report)
-        .await
-    {
+    // Its own task: destroying the machine kills the caller, whose dropped
+    // connection would otherwise cancel this handler half way.
+    let token = token.to_string();
+    let ended = tokio::spawn(async move {
+        engine
+            .machine_ended(&instance, &token, exit_code, &report)
+            .await
+    })
+    .await;
+    let Ok(ended) = ended else {
+        tracing::error!("the callback's task failed");
+        return (StatusCode::SERVICE_UNAVAILABLE, "try again\n");
+    };
+    match ended {
         Ok(Callback::Destroyed) => (StatusCode::NO_CONTENT, ""),
         Ok(Callback::Unauthorized) => (StatusCode::UNAUTHORIZED, "unknown machine or token\n"),
         Err(e) => {

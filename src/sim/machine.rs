@@ -25,6 +25,9 @@ pub struct Machines {
     vast: SimVast,
     /// Notified with (instance id, exit status) when a machine's script ends.
     on_exit: Option<Arc<dyn Fn(i64, i32) + Send + Sync>>,
+    /// Shims that replace the default ones (name, script): a host whose
+    /// `nvidia-smi` hangs, or reports other GPUs than the offer said.
+    shims: Vec<(String, String)>,
 }
 
 fn write_exec(path: &Path, text: &str) -> std::io::Result<()> {
@@ -38,7 +41,14 @@ impl Machines {
             root,
             vast,
             on_exit: None,
+            shims: Vec::new(),
         }
+    }
+
+    /// Replace a default shim on every machine.
+    pub fn shim(mut self, name: &str, script: &str) -> Machines {
+        self.shims.push((name.to_string(), script.to_string()));
+        self
     }
 
     pub fn on_exit(mut self, f: Arc<dyn Fn(i64, i32) + Send + Sync>) -> Machines {
@@ -74,6 +84,9 @@ impl Machines {
         )?;
         for pm in ["apt-get", "dnf", "yum", "apk"] {
             write_exec(&bin.join(pm), "#!/bin/sh\nexit 0\n")?;
+        }
+        for (name, script) in &self.shims {
+            write_exec(&bin.join(name), script)?;
         }
         Ok(bin)
     }

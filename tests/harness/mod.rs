@@ -55,6 +55,34 @@ impl Story {
     }
 
     pub async fn build(name: &str, extra: &[(&str, &str)], real_machines: bool) -> Story {
+        Story::build_with(name, extra, real_machines.then(Vec::new), false).await
+    }
+
+    /// Real machines with rigger reachable at a public URL (so machines
+    /// report their end to `/callback/{instance}`), each machine with these
+    /// shims in place of the defaults.
+    pub async fn with_real_machines_calling_back(name: &str, shims: &[(&str, &str)]) -> Story {
+        let shims = shims
+            .iter()
+            .map(|(n, s)| (n.to_string(), s.to_string()))
+            .collect();
+        Story::build_with(name, &[], Some(shims), true).await
+    }
+
+    /// Simulated boots (nothing runs) with rigger at a public URL: the
+    /// booted environment carries each machine's callback URL and token.
+    pub async fn calling_back(name: &str) -> Story {
+        Story::build_with(name, &[], None, true).await
+    }
+
+    /// `machines`: `Some(shims)` runs the real script; `public_url`: rigger
+    /// listens on a port chosen by the OS and says so in `RIGGER_PUBLIC_URL`.
+    async fn build_with(
+        name: &str,
+        extra: &[(&str, &str)],
+        machines: Option<Vec<(String, String)>>,
+        public_url: bool,
+    ) -> Story {
         let clock = ManualClock::new(1_763_800_000_000);
         let github = SimGithub::new(
             SimGithubConfig {
@@ -80,16 +108,33 @@ impl Story {
         let dir = std::env::temp_dir().join(format!("rigger-e2e-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        if real_machines {
+        if let Some(shims) = machines {
             let done = exited.clone();
-            Machines::new(dir.join("machines"), vast.clone())
-                .on_exit(Arc::new(move |id, code| {
-                    done.lock().unwrap().push((id, code))
-                }))
-                .install();
+            let mut m = Machines::new(dir.join("machines"), vast.clone());
+            for (name, script) in &shims {
+                m = m.shim(name, script);
+            }
+            m.on_exit(Arc::new(move |id, code| {
+                done.lock().unwrap().push((id, code))
+            }))
+            .install();
         } else {
             let seen = booted.clone();
             vast.on_boot(Arc::new(move |b| seen.lock().unwrap().push(b)));
+        }
+        let mut extra: Vec<(&str, &str)> = extra.to_vec();
+        let (listen, url);
+        if public_url {
+            // The port is the OS's choice; rigger binds it right after.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            listen = format!("127.0.0.1:{port}");
+            url = format!("http://{listen}");
+            extra.push(("RIGGER_LISTEN", &listen));
+            extra.push(("RIGGER_PUBLIC_URL", &url));
         }
         let settings = rigger_settings(
             &SimWorld {
@@ -100,7 +145,7 @@ impl Story {
                 webhook_secret: "hook-secret",
                 controller_id: "e2e",
             },
-            extra,
+            &extra,
         )
         .unwrap();
         let app = App::build(settings, Arc::new(clock.clone())).await.unwrap();
@@ -216,5 +261,55 @@ impl Story {
 
     pub fn machine_log(&self, id: i64) -> String {
         self.vast.log(id).unwrap_or_default()
+    }
+}
+
+impl Story {
+    /// The job's event log: (kind, message).
+    pub async fn events(&self, job: i64) -> Vec<(String, String)> {
+        self.engine
+            .store
+            .job_events(job)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, kind, message)| (kind, message))
+            .collect()
+    }
+
+    /// Wait (real time, bounded) until the machine's Vast.ai log shows `text`.
+    pub async fn machine_log_shows(&self, id: i64, text: &str) -> String {
+        for _ in 0..200 {
+            let log = self.machine_log(id);
+            if log.contains(text) {
+                return log;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!(
+            "machine {id}'s log never showed `{text}`:\n{}",
+            self.machine_log(id)
+        );
+    }
+
+    /// Wait (real time, bounded) until the job is in `state`, delivering webhooks.
+    pub async fn job_reaches(&self, job: i64, state: JobState) {
+        for _ in 0..200 {
+            self.webhooks_arrive().await;
+            if self.job_state(job).await == state {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!(
+            "job {job} is {:?}, never {state:?}: {:?}",
+            self.job_state(job).await,
+            self.events(job).await
+        );
+    }
+
+    /// Simulated instances ever created, destroyed or not.
+    pub fn instances_created(&self) -> usize {
+        self.vast.created_at_ms().len()
     }
 }
