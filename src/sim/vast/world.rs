@@ -648,5 +648,11 @@ mod tests {
         assert_eq!(w.rent(offer, vm.clone(), 0), Err(RentError::NoSshKeyForVm));
         w.add_ssh_key("ssh-ed25519 AAAA".into());
         assert!(w.rent(offer, vm, 0).is_ok());
+        // The per-instance key is a container's: a VM boots without it.
+        let booted = w.tick(0);
+        let keys: Vec<&str> = booted[0].env.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(!keys.contains(&"CONTAINER_API_KEY"), "{keys:?}");
+        assert!(!keys.contains(&"CONTAINER_ID"), "{keys:?}");
+        assert!(keys.contains(&"GPU_COUNT"), "{keys:?}");
     }
 }
