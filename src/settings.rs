@@ -125,8 +125,15 @@ pub struct RunnerSettings {
     pub version: String,
     /// `{version}` and `{arch}` (x64, arm64) are filled in.
     pub url_template: String,
-    /// SHA-256 of the release tarball per architecture.
+    /// SHA-256 of the release tarball per architecture. Where one is
+    /// missing, rigger asks GitHub's runner downloads API for it.
     pub sha256: BTreeMap<String, String>,
+    /// Where an image may already hold a runner (`run.sh` in it); the
+    /// machine uses it instead of downloading one. Empty: never.
+    pub preinstalled_path: String,
+    /// Boot machines even when no checksum can be had for the download.
+    /// Off: such machines are refused, never run unverified silently.
+    pub allow_unverified: bool,
 }
 
 /// A setting that is missing or wrong, and what to do about it.
@@ -214,6 +221,8 @@ struct RunnerFile {
     version: Option<String>,
     url_template: Option<String>,
     sha256: Option<BTreeMap<String, String>>,
+    preinstalled_path: Option<String>,
+    allow_unverified: Option<bool>,
 }
 
 /// Longest controller id: runner names must stay within GitHub's 64 characters.
@@ -246,6 +255,8 @@ pub const ENV_VARS: &[&str] = &[
 
 /// The pinned actions/runner release and its published checksums.
 pub const RUNNER_VERSION: &str = "2.330.0";
+/// Where images that ship a runner usually have it (`/actions-runner/run.sh`).
+pub const RUNNER_PREINSTALLED_PATH: &str = "/actions-runner";
 pub const RUNNER_URL_TEMPLATE: &str = "https://github.com/actions/runner/releases/download/v{version}/actions-runner-linux-{arch}-{version}.tar.gz";
 
 /// Reads settings from a file (optional) and an environment (a lookup
@@ -485,6 +496,11 @@ pub fn load(
             .url_template
             .unwrap_or_else(|| RUNNER_URL_TEMPLATE.into()),
         sha256: parsed.runner.sha256.unwrap_or_default(),
+        preinstalled_path: parsed
+            .runner
+            .preinstalled_path
+            .unwrap_or_else(|| RUNNER_PREINSTALLED_PATH.into()),
+        allow_unverified: parsed.runner.allow_unverified.unwrap_or(false),
     };
     for (arch, sum) in &runner.sha256 {
         if sum.len() != 64 || !sum.chars().all(|c| c.is_ascii_hexdigit()) {

@@ -35,9 +35,16 @@ pub struct BootstrapSpec {
     pub vm: bool,
     /// Base URL of Vast.ai's API, for the self-destroy call.
     pub vast_url: String,
-    /// The runner release for this machine's architecture.
+    /// The runner release; the machine fills in `{arch}` (`x64`, `arm64`)
+    /// from `uname -m`.
     pub runner_url: String,
+    /// The architecture the runner was registered for (its labels say so):
+    /// a machine of another one fails fast rather than run under false labels.
+    pub runner_arch: String,
+    /// SHA-256 of the release for `runner_arch`. Without it the machine
+    /// refuses to run a downloaded runner unless `allow_unverified`.
     pub runner_sha256: Option<String>,
+    pub allow_unverified: bool,
     /// A runner already installed in the image, used instead of downloading.
     pub preinstalled_runner: Option<String>,
     pub gpu_count: u32,
@@ -73,8 +80,17 @@ impl fmt::Debug for Rendered {
 /// The bootstrap script without comment lines and blank lines (the shebang
 /// stays): a smaller environment for the instance.
 pub fn script() -> String {
+    strip_comments(SCRIPT_SOURCE)
+}
+
+/// The onstart loader as sent: comments stripped, shebang kept (VM mode needs it).
+pub fn loader() -> String {
+    strip_comments(ONSTART)
+}
+
+fn strip_comments(source: &str) -> String {
     let mut out = String::new();
-    for (i, line) in SCRIPT_SOURCE.lines().enumerate() {
+    for (i, line) in source.lines().enumerate() {
         let t = line.trim_start();
         let keep = i == 0 || !t.starts_with('#');
         if keep && !t.is_empty() {
@@ -95,6 +111,10 @@ pub fn render(spec: &BootstrapSpec) -> Rendered {
         spec.vast_url.trim_end_matches('/'),
     );
     set_value(&mut env, "RIGGER_RUNNER_URL", spec.runner_url.clone());
+    set_value(&mut env, "RIGGER_RUNNER_ARCH", spec.runner_arch.clone());
+    if spec.allow_unverified {
+        set_value(&mut env, "RIGGER_RUNNER_UNVERIFIED", "1");
+    }
     if let Some(sum) = &spec.runner_sha256 {
         set_value(&mut env, "RIGGER_RUNNER_SHA256", sum.to_ascii_lowercase());
     }
@@ -130,7 +150,7 @@ pub fn render(spec: &BootstrapSpec) -> Rendered {
         split_into(&mut env, "RIGGER_SETUP_INFO", &encoded);
     }
     Rendered {
-        onstart: ONSTART.to_string(),
+        onstart: loader(),
         env,
     }
 }
@@ -185,8 +205,10 @@ mod tests {
         BootstrapSpec {
             vm: false,
             vast_url: "https://console.vast.ai/".into(),
-            runner_url: "https://example.invalid/runner.tgz".into(),
+            runner_url: "https://example.invalid/runner-{arch}.tgz".into(),
+            runner_arch: "x64".into(),
             runner_sha256: Some("AB".repeat(32)),
+            allow_unverified: false,
             preinstalled_runner: None,
             gpu_count: 1,
             gpu_models: vec!["RTX 4090".into()],
@@ -209,6 +231,10 @@ mod tests {
             r.onstart.starts_with("#!/bin/sh\n"),
             "VM mode needs the shebang"
         );
+        // Stripping comments kept what a failed decode needs: destroying the machine.
+        assert!(!r.onstart.contains("\n#"), "comments are stripped");
+        assert!(r.onstart.contains("/api/v0/instances/$CONTAINER_ID/"));
+        assert!(r.onstart.contains("$RIGGER_CALLBACK_URL?exit_code=1"));
         let total: usize = r.env.iter().map(|(k, v)| k.len() + v.len()).sum();
         assert!(
             total < 32_768,

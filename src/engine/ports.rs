@@ -231,4 +231,14 @@ pub trait Github: Send + Sync + 'static {
         repo: &RepoRef,
         login: &str,
     ) -> impl Future<Output = Result<Option<String>, GithubError>> + Send;
+
+    /// The SHA-256 GitHub publishes for the Linux runner release file
+    /// `filename` for `arch` (`x64`, `arm64`), from the repository's runner
+    /// downloads list; `None` when it lists no such file or no checksum.
+    fn runner_download_sha256(
+        &self,
+        repo: &RepoRef,
+        arch: &str,
+        filename: &str,
+    ) -> impl Future<Output = Result<Option<String>, GithubError>> + Send;
 }

@@ -477,7 +477,28 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         let instance_id = names::new_instance_id();
         let runner_name = names::runner_name(controller, job.job_id, &instance_id);
         let label = names::instance_label(controller, job.job_id, &instance_id);
-        let runner_labels = labels::registration_labels(&def.labels, &job.labels, "linux", "x64");
+        let arch = runner_arch(&def.labels, &job.labels);
+        // Before registering anything: a machine is never booted to run an
+        // unverified runner unless the operator said so.
+        let runner_sha256 = match self.runner_sha256(repo, arch).await {
+            Ok(sum) => sum,
+            Err(e) => {
+                self.github_error(&e);
+                return Ok(Rent::Stop(retry(
+                    format!("cannot read the runner release's checksum from GitHub: {e}"),
+                    rate_limit_ms_github(&e),
+                )));
+            }
+        };
+        if runner_sha256.is_none() && !self.settings.runner.allow_unverified {
+            let why = format!(
+                "no SHA-256 for the runner release {}: GitHub's runner downloads list does not have it (it lists only the current release); set runner.sha256.{arch} from the release notes, or runner.allow_unverified = true",
+                runner_filename(&self.settings.runner.version, arch)
+            );
+            tracing::error!(job = job.job_id, "refusing to boot a machine: {why}");
+            return Ok(Rent::Stop(fail(&why, "rigger: cannot verify the runner")));
+        }
+        let runner_labels = labels::registration_labels(&def.labels, &job.labels, "linux", arch);
         let jit = match self
             .github
             .create_jit_runner(repo, &runner_name, &runner_labels)
@@ -537,12 +558,12 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         let rendered = bootstrap::render(&BootstrapSpec {
             vm: vast.extra.vm,
             vast_url: self.settings.vast.api_url.clone(),
-            runner_url: runner
-                .url_template
-                .replace("{version}", &runner.version)
-                .replace("{arch}", "x64"),
-            runner_sha256: runner.sha256.get("x64").cloned(),
-            preinstalled_runner: None,
+            // `{arch}` is left for the machine to fill in from `uname -m`.
+            runner_url: runner.url_template.replace("{version}", &runner.version),
+            runner_arch: arch.to_string(),
+            runner_sha256,
+            allow_unverified: runner.allow_unverified,
+            preinstalled_runner: Some(runner.preinstalled_path.clone()).filter(|p| !p.is_empty()),
             gpu_count: offer.num_gpus,
             gpu_models: vec![offer.gpu_name.clone()],
             idle_timeout_secs: self.settings.timeouts.idle.as_secs(),
@@ -799,6 +820,43 @@ fn rate_limit_ms_github(e: &super::ports::GithubError) -> Option<i64> {
     match e {
         super::ports::GithubError::RateLimited { retry_after_ms } => Some(*retry_after_ms),
         _ => None,
+    }
+}
+
+/// The architecture to register the runner for. Its labels are fixed at
+/// registration, before the machine is known, so they follow what the job
+/// or definition asks for (`arm64`), else `x64`. Vast.ai's offers carry
+/// `cpu_arch` (`amd64`, `arm64`) but the offer search does not filter on it
+/// yet; a machine of another architecture fails fast (the bootstrap checks
+/// `uname -m` against this) instead of running under false labels.
+pub fn runner_arch<S: AsRef<str>>(def_labels: &[String], job_labels: &[S]) -> &'static str {
+    let asks = |l: &str| l.eq_ignore_ascii_case("arm64") || l.eq_ignore_ascii_case("aarch64");
+    if def_labels.iter().any(|l| asks(l)) || job_labels.iter().any(|l| asks(l.as_ref())) {
+        "arm64"
+    } else {
+        "x64"
+    }
+}
+
+/// The release file's name as GitHub publishes it, whatever mirror serves it.
+pub fn runner_filename(version: &str, arch: &str) -> String {
+    format!("actions-runner-linux-{arch}-{version}.tar.gz")
+}
+
+impl<C: Cloud, G: Github> Engine<C, G> {
+    /// The release's checksum: pinned in settings, else GitHub's.
+    async fn runner_sha256(
+        &self,
+        repo: &RepoRef,
+        arch: &str,
+    ) -> Result<Option<String>, super::ports::GithubError> {
+        let runner = &self.settings.runner;
+        if let Some(sum) = runner.sha256.get(arch) {
+            return Ok(Some(sum.to_ascii_lowercase()));
+        }
+        self.github
+            .runner_download_sha256(repo, arch, &runner_filename(&runner.version, arch))
+            .await
     }
 }
 

@@ -4,7 +4,7 @@ use super::ports::{Cloud, Github};
 use super::report;
 use super::state::{InstanceState, JobState};
 use super::{Engine, EngineError};
-use crate::store::{CostEntry, InstancePatch, InstanceRow};
+use crate::store::{CostEntry, InstancePatch, InstanceRow, JobPatch};
 
 impl<C: Cloud, G: Github> Engine<C, G> {
     /// Destroy a machine now. Its row moves to `destroying` first, so that a
@@ -205,15 +205,46 @@ pub enum Callback {
     Unauthorized,
 }
 
+/// The most of a machine's report rigger keeps.
+pub const REPORT_LIMIT: usize = 4000;
+
+/// A machine's report as rigger keeps it: its last [`REPORT_LIMIT`] bytes,
+/// printable text and line breaks only (it reaches the event log and the
+/// operator's terminal).
+pub fn clean_report(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let clean: String = text
+        .chars()
+        .filter(|c| *c == '\n' || *c == '\t' || !c.is_control())
+        .collect();
+    let mut start = clean.len().saturating_sub(REPORT_LIMIT);
+    while !clean.is_char_boundary(start) {
+        start += 1;
+    }
+    clean[start..].trim().to_string()
+}
+
+/// Why a boot failed, from a report: the script's `FAILED:` line, else its last line.
+fn failure_line(report: &str) -> Option<&str> {
+    report
+        .lines()
+        .rev()
+        .find_map(|l| l.split_once("FAILED: ").map(|(_, why)| why))
+        .or_else(|| report.lines().rev().find(|l| !l.trim().is_empty()))
+}
+
 impl<C: Cloud, G: Github> Engine<C, G> {
-    /// A machine's bootstrap reports that its runner exited (VM mode without
-    /// a per-instance Vast.ai key): destroy it now rather than at the next
-    /// reconcile.
+    /// A machine's bootstrap reports that it ended (its runner exited, or
+    /// the boot failed), with its log's last lines: rigger keeps them (the
+    /// machine, and Vast.ai's log of it, are about to be gone), destroys it
+    /// now rather than at the next reconcile, and re-queues a job whose
+    /// machine failed before its runner took it.
     pub async fn machine_ended(
         &self,
         instance_id: &str,
         token: &str,
         exit_code: Option<i64>,
+        report: &str,
     ) -> Result<Callback, EngineError> {
         let Some(inst) = self.store.instance(instance_id).await? else {
             return Ok(Callback::Unauthorized);
@@ -225,11 +256,66 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             return Ok(Callback::Unauthorized);
         }
         let code = exit_code.map_or("unknown".to_string(), |c| c.to_string());
-        self.destroy_instance(
-            &inst,
-            &format!("its runner exited (code {code}), as its bootstrap reported"),
-        )
-        .await?;
+        let failed = exit_code != Some(0);
+        if !report.is_empty() {
+            let kind = if failed {
+                "machine_failed"
+            } else {
+                "machine_log"
+            };
+            self.note(Some(inst.job_id), Some(&inst.id), kind, report)
+                .await;
+        }
+        let reason = match failed.then(|| failure_line(report)).flatten() {
+            Some(why) => format!("its bootstrap failed (code {code}): {why}"),
+            None => format!("its runner exited (code {code}), as its bootstrap reported"),
+        };
+        self.destroy_instance(&inst, &reason).await?;
+        if failed && inst.state == InstanceState::Booting {
+            let patch = JobPatch {
+                reason: Some(Some(reason.clone())),
+                next_attempt_at: Some(Some(self.now())),
+                ..Default::default()
+            };
+            let now = self.now();
+            if self
+                .store
+                .transition_job(
+                    inst.job_id,
+                    JobState::WaitingForRunner,
+                    JobState::Queued,
+                    now,
+                    patch,
+                )
+                .await?
+            {
+                self.note(Some(inst.job_id), None, "requeued", &reason)
+                    .await;
+            }
+        }
         Ok(Callback::Destroyed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_keeps_its_tail_as_printable_text() {
+        let mut raw = "x".repeat(REPORT_LIMIT).into_bytes();
+        raw.extend_from_slice(
+            "\nrigger-bootstrap: FAILED: expected 1 x RTX 4090\x1b[31m\n".as_bytes(),
+        );
+        let r = clean_report(&raw);
+        assert!(r.len() <= REPORT_LIMIT);
+        assert!(r.ends_with("FAILED: expected 1 x RTX 4090[31m"), "{r}");
+        assert_eq!(failure_line(&r), Some("expected 1 x RTX 4090[31m"));
+        assert_eq!(failure_line("a\nlast line\n"), Some("last line"));
+        assert_eq!(
+            clean_report("é".repeat(3000).as_bytes()).len() % 2,
+            0,
+            "char boundary"
+        );
     }
 }

@@ -490,4 +490,75 @@ impl Github for GithubClient {
             .map(str::to_string);
         Ok(role)
     }
+
+    async fn runner_download_sha256(
+        &self,
+        repo: &RepoRef,
+        arch: &str,
+        filename: &str,
+    ) -> Result<Option<String>, GithubError> {
+        let v = self
+            .call(
+                repo.installation_id,
+                Method::GET,
+                &format!("/repos/{}/actions/runners/downloads", repo.repo),
+                None,
+            )
+            .await?
+            .json()?;
+        Ok(download_sha256(&v, arch, filename))
+    }
+}
+
+/// In a runner downloads list, the checksum of the Linux file for `arch`
+/// named `filename`. The name carries the version: GitHub lists only its
+/// current release, whose checksum says nothing about another one.
+fn download_sha256(list: &Value, arch: &str, filename: &str) -> Option<String> {
+    list.as_array()?
+        .iter()
+        .find(|d| {
+            d.get("os").and_then(Value::as_str) == Some("linux")
+                && d.get("architecture").and_then(Value::as_str) == Some(arch)
+                && d.get("filename").and_then(Value::as_str) == Some(filename)
+        })?
+        .get("sha256_checksum")
+        .and_then(Value::as_str)
+        .filter(|s| s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()))
+        .map(str::to_ascii_lowercase)
+}
+
+#[cfg(test)]
+mod runner_download_tests {
+    use super::*;
+
+    #[test]
+    fn the_checksum_is_the_linux_file_of_that_arch_and_version() {
+        let sum = "AB".repeat(32);
+        let list = json!([
+            {"os": "osx", "architecture": "x64", "filename": "actions-runner-osx-x64-2.330.0.tar.gz", "sha256_checksum": "0".repeat(64)},
+            {"os": "linux", "architecture": "arm64", "filename": "actions-runner-linux-arm64-2.330.0.tar.gz", "sha256_checksum": "1".repeat(64)},
+            {"os": "linux", "architecture": "x64", "filename": "actions-runner-linux-x64-2.330.0.tar.gz", "sha256_checksum": sum},
+        ]);
+        let f = "actions-runner-linux-x64-2.330.0.tar.gz";
+        assert_eq!(download_sha256(&list, "x64", f), Some("ab".repeat(32)));
+        assert_eq!(
+            download_sha256(&list, "arm64", "actions-runner-linux-arm64-2.330.0.tar.gz"),
+            Some("1".repeat(64))
+        );
+        // Another version's file is not ours: its checksum would be wrong.
+        assert_eq!(
+            download_sha256(&list, "x64", "actions-runner-linux-x64-2.329.0.tar.gz"),
+            None
+        );
+    }
+
+    #[test]
+    fn no_or_malformed_checksum_is_none() {
+        // GitHub's documented example has no sha256_checksum at all.
+        let list = json!([{"os": "linux", "architecture": "x64", "filename": "a.tar.gz"},
+            {"os": "linux", "architecture": "arm64", "filename": "b.tar.gz", "sha256_checksum": "xyz"}]);
+        assert_eq!(download_sha256(&list, "x64", "a.tar.gz"), None);
+        assert_eq!(download_sha256(&list, "arm64", "b.tar.gz"), None);
+        assert_eq!(download_sha256(&json!({"message": "x"}), "x64", "a"), None);
+    }
 }

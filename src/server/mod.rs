@@ -6,7 +6,7 @@ pub mod webhook;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use crate::engine::Engine;
 use crate::engine::ports::{Cloud, Github};
 use crate::engine::state::{InstanceState, JobState};
-use crate::engine::teardown::Callback;
+use crate::engine::teardown::{Callback, clean_report};
 use crate::metrics::Metrics;
 use crate::store::{StateTable, Store};
 
@@ -77,8 +77,10 @@ async fn metrics(State(s): State<OpsState>) -> impl IntoResponse {
     )
 }
 
-/// `POST /callback/{instance}`: a machine's bootstrap reports its runner
-/// exited, with `Authorization: Bearer <its token>` and `{"exit_code": N}`.
+/// `POST /callback/{instance}?exit_code=N`: a machine's bootstrap reports
+/// that it ended, with `Authorization: Bearer <its token>` and its log's
+/// last lines as a text body. (`{"exit_code": N}` as the body is accepted
+/// too.) The token is never logged.
 pub fn callback_router<C: Cloud, G: Github>(engine: Arc<Engine<C, G>>) -> Router {
     Router::new()
         .route("/callback/{instance}", post(callback::<C, G>))
@@ -88,6 +90,7 @@ pub fn callback_router<C: Cloud, G: Github>(engine: Arc<Engine<C, G>>) -> Router
 async fn callback<C: Cloud, G: Github>(
     State(engine): State<Arc<Engine<C, G>>>,
     Path(instance): Path<String>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> impl IntoResponse {
@@ -96,10 +99,30 @@ async fn callback<C: Cloud, G: Github>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    let exit_code = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v["exit_code"].as_i64());
-    match engine.machine_ended(&instance, token, exit_code).await {
+    let json = serde_json::from_slice::<serde_json::Value>(&body).ok();
+    let exit_code = query
+        .get("exit_code")
+        .and_then(|c| c.parse::<i64>().ok())
+        .or_else(|| json.as_ref().and_then(|v| v["exit_code"].as_i64()));
+    let report = if json.is_some() {
+        String::new()
+    } else {
+        clean_report(&body)
+    };
+    // Its own task: destroying the machine kills the caller, whose dropped
+    // connection would otherwise cancel this handler half way.
+    let token = token.to_string();
+    let ended = tokio::spawn(async move {
+        engine
+            .machine_ended(&instance, &token, exit_code, &report)
+            .await
+    })
+    .await;
+    let Ok(ended) = ended else {
+        tracing::error!("the callback's task failed");
+        return (StatusCode::SERVICE_UNAVAILABLE, "try again\n");
+    };
+    match ended {
         Ok(Callback::Destroyed) => (StatusCode::NO_CONTENT, ""),
         Ok(Callback::Unauthorized) => (StatusCode::UNAUTHORIZED, "unknown machine or token\n"),
         Err(e) => {

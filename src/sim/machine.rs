@@ -1,17 +1,22 @@
 //! The simulated Vast.ai's boot seam made real: a booted instance runs the
 //! onstart it was created with, by `sh`, in a sandbox directory, with the
-//! instance's environment and Vast.ai's own variables. Only what a sandbox
+//! instance's environment and Vast.ai's own variables (a VM's only in its
+//! sandbox's `/etc/environment`). Its output streams into Vast.ai's log, and
+//! destroying the instance kills it. Only what a sandbox
 //! cannot do is shimmed on `PATH`: `nvidia-smi` (reporting the offer's
 //! GPUs), `useradd`/`adduser` and `id runner` (no users are created), and the
 //! package managers. Everything else — curl to the simulated GitHub and
 //! Vast.ai, the checksum, tar, the runner, the self-destroy — is real.
 
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::vast::{Booted, SimVast};
+use super::vast::{Booted, Phase, SimVast};
 
 /// Runs booted instances in sandboxes under `root`.
 #[derive(Clone)]
@@ -20,6 +25,9 @@ pub struct Machines {
     vast: SimVast,
     /// Notified with (instance id, exit status) when a machine's script ends.
     on_exit: Option<Arc<dyn Fn(i64, i32) + Send + Sync>>,
+    /// Shims that replace the default ones (name, script): a host whose
+    /// `nvidia-smi` hangs, or reports other GPUs than the offer said.
+    shims: Vec<(String, String)>,
 }
 
 fn write_exec(path: &Path, text: &str) -> std::io::Result<()> {
@@ -33,7 +41,14 @@ impl Machines {
             root,
             vast,
             on_exit: None,
+            shims: Vec::new(),
         }
+    }
+
+    /// Replace a default shim on every machine.
+    pub fn shim(mut self, name: &str, script: &str) -> Machines {
+        self.shims.push((name.to_string(), script.to_string()));
+        self
     }
 
     pub fn on_exit(mut self, f: Arc<dyn Fn(i64, i32) + Send + Sync>) -> Machines {
@@ -67,8 +82,11 @@ impl Machines {
             &bin.join("id"),
             "#!/bin/sh\n[ \"$1\" = runner ] && exit 1\nexec /usr/bin/id \"$@\"\n",
         )?;
-        for pm in ["apt-get", "dnf", "apk"] {
+        for pm in ["apt-get", "dnf", "yum", "apk"] {
             write_exec(&bin.join(pm), "#!/bin/sh\nexit 0\n")?;
+        }
+        for (name, script) in &self.shims {
+            write_exec(&bin.join(name), script)?;
         }
         Ok(bin)
     }
@@ -84,8 +102,6 @@ impl Machines {
                 127
             }
         };
-        let log = std::fs::read_to_string(dir.join("bootstrap.log")).unwrap_or_default();
-        self.vast.append_log(b.id, &log);
         self.vast.exit(b.id, code);
         if let Some(f) = &self.on_exit {
             f(b.id, code);
@@ -96,20 +112,8 @@ impl Machines {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir)?;
         let bin = self.shims(dir, b)?;
-        // What the image's PID 1 has, for the script to hand to the runner.
-        let mut environ = b
-            .env
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("\0");
-        environ.push_str("\0CUDA_HOME=/usr/local/cuda\0");
-        std::fs::write(dir.join("environ"), environ)?;
-        // A VM has its variables in /etc/environment instead.
-        let etc: String = b.env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-        std::fs::write(dir.join("etc-environment"), etc)?;
         // Container mode with the `args` run type: `onstart` is the
-        // entrypoint and `args` its argv; VM mode: `onstart` is the script.
+        // entrypoint and `args` its argv; otherwise `onstart` is the script.
         let mut cmd = if b.runtype == "args" {
             let mut c = Command::new(b.onstart.as_deref().unwrap_or("/bin/sh"));
             c.args(&b.args);
@@ -133,12 +137,81 @@ impl Machines {
             .env("HOME", dir)
             .env("RIGGER_DIR", dir.join("runner"))
             .env("RIGGER_LOG", dir.join("bootstrap.log"))
-            .env("RIGGER_ENV_FROM", dir.join("environ"))
+            .env("RIGGER_SUDOERS_DIR", dir.join("sudoers.d"))
             .env("RIGGER_ETC_ENVIRONMENT", dir.join("etc-environment"));
-        for (k, v) in &b.env {
-            cmd.env(k, v);
+        if b.vm {
+            // A VM's variables are in /etc/environment only, as Vast.ai
+            // writes them (quoted); its processes do not inherit them.
+            let etc: String = b
+                .env
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{v}\"\n"))
+                .collect();
+            std::fs::write(dir.join("etc-environment"), etc)?;
+        } else {
+            // What the image's PID 1 has, for the script to hand to the runner.
+            let mut environ = b
+                .env
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("\0");
+            environ.push_str("\0CUDA_HOME=/usr/local/cuda\0");
+            std::fs::write(dir.join("environ"), environ)?;
+            cmd.env("RIGGER_ENV_FROM", dir.join("environ"));
+            for (k, v) in &b.env {
+                cmd.env(k, v);
+            }
         }
-        let out = cmd.output()?;
-        Ok(out.status.code().unwrap_or(137))
+        // Its own process group: destroying the instance kills all of it,
+        // as destroying a container does.
+        cmd.process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn()?;
+        // Vast.ai's log grows as the machine writes (a hung boot shows how
+        // far it got); lines are appended as they come.
+        let readers: Vec<_> = [
+            child
+                .stdout
+                .take()
+                .map(|o| Box::new(o) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|e| Box::new(e) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|out| {
+            let vast = self.vast.clone();
+            let id = b.id;
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines() {
+                    match line {
+                        Ok(l) => vast.append_log(id, &format!("{l}\n")),
+                        Err(_) => break,
+                    }
+                }
+            })
+        })
+        .collect();
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if matches!(self.vast.phase(b.id), None | Some(Phase::Destroyed)) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .status();
+                break child.wait()?;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        for r in readers {
+            let _ = r.join();
+        }
+        Ok(status.code().unwrap_or(137))
     }
 }

@@ -20,6 +20,8 @@ use rigger::sim::machine::Machines;
 use rigger::sim::vast::{Booted, SimConfig, SimVast};
 use rigger::sim::{SimWorld, rigger_settings};
 
+const DEFAULT_OFFERS: usize = 2_000;
+
 pub const CIRUN: &str = include_str!("../../examples/.cirun.yml");
 
 pub struct Story {
@@ -196,18 +198,45 @@ impl Story {
     }
 
     pub async fn build(name: &str, extra: &[(&str, &str)], real_machines: bool) -> Story {
-        Story::build_with_market(name, extra, real_machines, SimConfig::default().offers).await
+        Story::build_with(
+            name,
+            extra,
+            real_machines.then(Vec::new),
+            false,
+            DEFAULT_OFFERS,
+        )
+        .await
     }
 
     /// A market of `offers` offers (the default is 2,000).
     pub async fn with_market(name: &str, offers: usize) -> Story {
-        Story::build_with_market(name, &[], false, offers).await
+        Story::build_with(name, &[], None, false, offers).await
     }
 
-    async fn build_with_market(
+    /// Real machines with rigger reachable at a public URL (so machines
+    /// report their end to `/callback/{instance}`), each machine with these
+    /// shims in place of the defaults.
+    pub async fn with_real_machines_calling_back(name: &str, shims: &[(&str, &str)]) -> Story {
+        let shims = shims
+            .iter()
+            .map(|(n, s)| (n.to_string(), s.to_string()))
+            .collect();
+        Story::build_with(name, &[], Some(shims), true, DEFAULT_OFFERS).await
+    }
+
+    /// Simulated boots (nothing runs) with rigger at a public URL: the
+    /// booted environment carries each machine's callback URL and token.
+    pub async fn calling_back(name: &str) -> Story {
+        Story::build_with(name, &[], None, true, DEFAULT_OFFERS).await
+    }
+
+    /// `machines`: `Some(shims)` runs the real script; `public_url`: rigger
+    /// listens on a port chosen by the OS and says so in `RIGGER_PUBLIC_URL`.
+    async fn build_with(
         name: &str,
         extra: &[(&str, &str)],
-        real_machines: bool,
+        machines: Option<Vec<(String, String)>>,
+        public_url: bool,
         offers: usize,
     ) -> Story {
         let clock = ManualClock::new(1_763_800_000_000);
@@ -240,13 +269,16 @@ impl Story {
         let dir = std::env::temp_dir().join(format!("rigger-e2e-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        if real_machines {
+        if let Some(shims) = machines {
             let done = exited.clone();
-            Machines::new(dir.join("machines"), vast.clone())
-                .on_exit(Arc::new(move |id, code| {
-                    done.lock().unwrap().push((id, code))
-                }))
-                .install();
+            let mut m = Machines::new(dir.join("machines"), vast.clone());
+            for (name, script) in &shims {
+                m = m.shim(name, script);
+            }
+            m.on_exit(Arc::new(move |id, code| {
+                done.lock().unwrap().push((id, code))
+            }))
+            .install();
         } else {
             let seen = booted.clone();
             vast.on_boot(Arc::new(move |b| seen.lock().unwrap().push(b)));
@@ -259,6 +291,17 @@ impl Story {
             let url = postgres_url().expect("RIGGER_TEST_POSTGRES_URL");
             let url = postgres_schema(&url, &tag).await;
             extra.push(("RIGGER_DATABASE_URL".into(), url));
+        }
+        if public_url {
+            // The port is the OS's choice; rigger binds it right after.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let listen = format!("127.0.0.1:{port}");
+            extra.push(("RIGGER_PUBLIC_URL".into(), format!("http://{listen}")));
+            extra.push(("RIGGER_LISTEN".into(), listen));
         }
         let (engine, app_url) = start_rigger(&github, &vast_url, &dir, &extra, &clock).await;
         github.add_repo("acme/ml", &[(".cirun.yml", CIRUN)]);
@@ -500,5 +543,55 @@ impl Story {
 
     pub fn machine_log(&self, id: i64) -> String {
         self.vast.log(id).unwrap_or_default()
+    }
+}
+
+impl Story {
+    /// The job's event log: (kind, message).
+    pub async fn events(&self, job: i64) -> Vec<(String, String)> {
+        self.engine
+            .store
+            .job_events(job)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, kind, message)| (kind, message))
+            .collect()
+    }
+
+    /// Wait (real time, bounded) until the machine's Vast.ai log shows `text`.
+    pub async fn machine_log_shows(&self, id: i64, text: &str) -> String {
+        for _ in 0..200 {
+            let log = self.machine_log(id);
+            if log.contains(text) {
+                return log;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!(
+            "machine {id}'s log never showed `{text}`:\n{}",
+            self.machine_log(id)
+        );
+    }
+
+    /// Wait (real time, bounded) until the job is in `state`, delivering webhooks.
+    pub async fn job_reaches(&self, job: i64, state: JobState) {
+        for _ in 0..200 {
+            self.webhooks_arrive().await;
+            if self.job_state(job).await == state {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!(
+            "job {job} is {:?}, never {state:?}: {:?}",
+            self.job_state(job).await,
+            self.events(job).await
+        );
+    }
+
+    /// Simulated instances ever created, destroyed or not.
+    pub fn instances_created(&self) -> usize {
+        self.vast.created_at_ms().len()
     }
 }

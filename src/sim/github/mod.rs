@@ -14,8 +14,9 @@
 //! - `GET /sim/state`: jobs, runners, check runs, requests counted by route
 //!
 //! Runner side (what a runner uses, authenticated by its JIT config):
-//! - `GET /_runner/download/actions-runner-linux-x64-{version}.tar.gz`: the
-//!   simulated runner release (`runner::tarball`)
+//! - `GET /_runner/download/actions-runner-linux-{x64,arm64}-{version}.tar.gz`:
+//!   the simulated runner release (`runner::tarball`), whose checksum
+//!   `GET /repos/{o}/{r}/actions/runners/downloads` lists
 //! - `POST /_runner/connect` `{"jit_config":"…"}` → the runner comes online (single use)
 //! - `POST /_runner/{id}/next` → `{"job":{…}}` or `{"job":null}`
 //! - `POST /_runner/{id}/finish` `{"job_id":…,"conclusion":"success"}`
@@ -872,6 +873,10 @@ fn repo_api(
                        "encoded_jit_config": jit}),
             )
         }
+        (&Method::GET, ["repos", _, _, "actions", "runners", "downloads"]) => json_response(
+            StatusCode::OK,
+            runner::downloads(&sim.public_url(), &sim.0.tarball.1),
+        ),
         (&Method::GET, [kind @ ("repos" | "orgs"), scope @ .., "actions", "runners"])
             if scope.len() == if *kind == "repos" { 2 } else { 1 } =>
         {
@@ -1046,7 +1051,7 @@ fn repo_api(
 
 fn runner_side(sim: &SimGithub, method: &Method, seg: &[&str], body: &Value) -> Response {
     match (method, seg) {
-        (&Method::GET, ["download", file]) if file.starts_with("actions-runner-linux-x64") => (
+        (&Method::GET, ["download", file]) if runner::serves(file) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/gzip")],
             sim.0.tarball.0.clone(),

@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 pub const RUN_SH: &str = r#"#!/bin/sh
 # rigger's simulated actions/runner.
 set -u
-[ -f ./.env ] && { set -a; . ./.env; set +a; }
+# .env is KEY=VALUE lines, read literally (values may hold spaces), as the real runner reads it.
+[ -f ./.env ] && while IFS= read -r l; do case $l in *=*) export "$l" ;; esac; done < ./.env
 cfg=$(printf '%s' "$ACTIONS_RUNNER_INPUT_JITCONFIG" | base64 -d 2>/dev/null) || { echo "runner: the JIT config is not base64"; exit 1; }
 url=$(printf '%s' "$cfg" | sed -n 's/.*"url":"\([^"]*\)".*/\1/p')
 [ -n "$url" ] || { echo "runner: no service URL in the JIT config"; exit 1; }
@@ -38,6 +39,39 @@ curl -fsS -X POST -H 'Content-Type: application/json' \
 echo "runner: job $job completed: ${conclusion:-success}"
 exit 0
 "#;
+
+/// The release the simulated GitHub calls current: rigger's pinned default.
+pub const VERSION: &str = crate::settings::RUNNER_VERSION;
+
+/// The architectures it serves: the simulated runner is a shell script, so
+/// one tarball serves both.
+pub const ARCHES: [&str; 2] = ["x64", "arm64"];
+
+/// `GET /repos/{o}/{r}/actions/runners/downloads`, as GitHub answers it,
+/// with the tarball's real checksum.
+pub fn downloads(base_url: &str, sha256: &str) -> serde_json::Value {
+    let files: Vec<serde_json::Value> = ARCHES
+        .iter()
+        .map(|arch| {
+            let filename = format!("actions-runner-linux-{arch}-{VERSION}.tar.gz");
+            serde_json::json!({
+                "os": "linux",
+                "architecture": arch,
+                "download_url": format!("{base_url}/_runner/download/{filename}"),
+                "filename": filename,
+                "sha256_checksum": sha256,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(files)
+}
+
+/// Whether `file` is a release file this simulated GitHub serves.
+pub fn serves(file: &str) -> bool {
+    ARCHES
+        .iter()
+        .any(|a| file.starts_with(&format!("actions-runner-linux-{a}-")))
+}
 
 /// The tarball's bytes and their SHA-256 (hex).
 pub fn tarball() -> (Vec<u8>, String) {
@@ -111,6 +145,18 @@ mod tests {
     #[test]
     fn crc32_matches_the_standard_check_value() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn the_downloads_list_carries_the_tarballs_real_checksum() {
+        let (gz, sum) = tarball();
+        let list = downloads("http://gh", &sum);
+        let x64 = &list[0];
+        assert_eq!(x64["architecture"], "x64");
+        assert_eq!(x64["sha256_checksum"], hex::encode(Sha256::digest(&gz)));
+        let file = x64["filename"].as_str().unwrap();
+        assert!(serves(file), "{file}");
+        assert!(!serves("actions-runner-win-x64-2.330.0.zip"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! The boot seam: when an instance starts running, the hook set with
 //! [`SimVast::on_boot`] receives its image, onstart, args and environment
-//! (with `CONTAINER_ID` and `CONTAINER_API_KEY`), and may run them; it reports
+//! (a container's with `CONTAINER_ID` and `CONTAINER_API_KEY`), and may run them; it reports
 //! the end with [`SimVast::exit`] and adds output with [`SimVast::append_log`].
 
 pub mod filter;

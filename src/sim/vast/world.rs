@@ -174,8 +174,9 @@ pub struct Booted {
     pub runtype: String,
     pub onstart: Option<String>,
     pub args: Vec<String>,
-    /// The instance's environment, as a container sees it: the renter's
-    /// variables plus Vast.ai's own (`CONTAINER_ID`, `CONTAINER_API_KEY`, …).
+    /// The instance's environment: the renter's variables plus Vast.ai's
+    /// own (`GPU_COUNT`, …; in a container also `CONTAINER_ID` and
+    /// `CONTAINER_API_KEY`, which a VM does not get).
     pub env: Vec<(String, String)>,
 }
 
@@ -527,10 +528,18 @@ impl World {
 fn booted_view(i: &Instance) -> Booted {
     let mut env = i.env.clone();
     let gpus = i.offer.get("num_gpus").and_then(Value::as_i64).unwrap_or(1);
+    if !i.vm {
+        // The per-instance key is documented for containers only; a VM's
+        // bootstrap must do without it (the reference, §7).
+        for (k, v) in [
+            ("CONTAINER_ID", i.id.to_string()),
+            ("CONTAINER_API_KEY", i.api_key.clone()),
+            ("VAST_CONTAINERLABEL", format!("C.{}", i.id)),
+        ] {
+            env.push((k.to_string(), v));
+        }
+    }
     for (k, v) in [
-        ("CONTAINER_ID", i.id.to_string()),
-        ("CONTAINER_API_KEY", i.api_key.clone()),
-        ("VAST_CONTAINERLABEL", format!("C.{}", i.id)),
         ("GPU_COUNT", gpus.to_string()),
         (
             "PUBLIC_IPADDR",
@@ -645,5 +654,11 @@ mod tests {
         assert_eq!(w.rent(offer, vm.clone(), 0), Err(RentError::NoSshKeyForVm));
         w.add_ssh_key("ssh-ed25519 AAAA".into());
         assert!(w.rent(offer, vm, 0).is_ok());
+        // The per-instance key is a container's: a VM boots without it.
+        let booted = w.tick(0);
+        let keys: Vec<&str> = booted[0].env.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(!keys.contains(&"CONTAINER_API_KEY"), "{keys:?}");
+        assert!(!keys.contains(&"CONTAINER_ID"), "{keys:?}");
+        assert!(keys.contains(&"GPU_COUNT"), "{keys:?}");
     }
 }
