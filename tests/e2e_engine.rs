@@ -716,6 +716,50 @@ async fn deliveries_are_taken_in_while_github_and_vast_cannot_be_reached() {
     s.nothing_leaked().await;
 }
 
+async fn an_org_runner_is_rented_only_as_its_access_policy_allows() {
+    let s = Story::begin("access").await;
+    let global = "runners:\n  - name: org-gpu\n    cloud: vast_ai\n    instance_type: 1xRTX_4090\n    labels: [cirun-org-gpu]\n";
+    let access = "version: 1\npolicies:\n  - id: ml-people\n    repo: ml\n    users: [octocat]\n    pull_request: false\naccess_control:\n  - resource: org-gpu\n    policies: [ml-people]\n";
+    s.github.add_repo(
+        "acme/.cirun",
+        &[(".cirun.global.yml", global), (".access.yml", access)],
+    );
+    let queue = |actor: &str, label: &str| {
+        s.github.queue_job(NewJob {
+            repo: "acme/ml".into(),
+            labels: vec![label.into()],
+            head_sha: "8f3c1e2d".into(),
+            fork: false,
+            actor: actor.into(),
+            duration_ms: 60_000,
+            conclusion: "success".into(),
+        })
+    };
+    let allowed = queue("octocat", "cirun-org-gpu--1801");
+    let stranger = queue("mallory", "cirun-org-gpu--1802");
+    // A pull request from a branch of the repository itself, not a fork:
+    // still a pull request, which the policy does not allow.
+    let pull_request = queue("octocat", "cirun-org-gpu--1803");
+    s.github.set_event(pull_request, "pull_request");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+
+    assert_eq!(s.job_state(allowed).await, JobState::WaitingForRunner);
+    for denied in [stranger, pull_request] {
+        let machines = s.engine.store.instances_for_job(denied).await.unwrap();
+        assert!(machines.is_empty(), "job {denied} gets no machine");
+        let row = s.engine.store.job(denied).await.unwrap().unwrap();
+        let why = row.reason.clone().unwrap_or_default();
+        assert!(!why.is_empty(), "job {denied} says why: {row:?}");
+    }
+    assert_eq!(s.vast.live_instances().len(), 1);
+    for job in [allowed, stranger, pull_request] {
+        s.github.cancel_job(job);
+    }
+    s.webhooks_arrive().await;
+    s.nothing_leaked().await;
+}
+
 both_databases!(
     a_job_gets_a_gpu_and_the_gpu_dies_with_the_job,
     a_job_cancelled_while_its_machine_boots_leaves_nothing_behind,
@@ -733,4 +777,5 @@ both_databases!(
     a_sold_out_market_is_explained_and_the_job_rents_once_machines_free_up,
     stopping_rigger_leaves_work_in_the_inbox_and_destroys_nothing,
     deliveries_are_taken_in_while_github_and_vast_cannot_be_reached,
+    an_org_runner_is_rented_only_as_its_access_policy_allows,
 );

@@ -115,6 +115,16 @@ pub struct JitRunner {
     pub jit_config: Secret,
 }
 
+/// Where a workflow run comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RunOrigin {
+    /// Its head commit is in another repository (a pull request from a fork).
+    pub from_fork: bool,
+    /// A `pull_request` or `pull_request_target` event triggered it, from a
+    /// fork or from a branch of the repository itself.
+    pub pull_request: bool,
+}
+
 /// What the engine asks GitHub, scoped to one installation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoRef {
@@ -217,13 +227,14 @@ pub trait Github: Send + Sync + 'static {
         teams: &[String],
     ) -> impl Future<Output = Result<Vec<String>, GithubError>> + Send;
 
-    /// Whether a workflow run's head commit comes from another repository
-    /// (a pull request from a fork). `workflow_job` does not say.
-    fn run_is_from_fork(
+    /// Where a workflow run comes from: `workflow_job` says neither whether
+    /// its head commit is from another repository (a fork) nor which event
+    /// triggered it.
+    fn run_origin(
         &self,
         repo: &RepoRef,
         run_id: i64,
-    ) -> impl Future<Output = Result<bool, GithubError>> + Send;
+    ) -> impl Future<Output = Result<RunOrigin, GithubError>> + Send;
 
     /// `admin`, `maintain`, `write`, `triage`, `read` or `None`.
     fn role_of(

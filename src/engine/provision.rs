@@ -228,8 +228,11 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         // a fork must never choose what rigger rents nor pass as an insider:
         // ask for the run.
         let mut job = job.clone();
-        match self.github.run_is_from_fork(&repo, job.run_id).await {
-            Ok(fork) => job.is_fork = job.is_fork || fork,
+        let pull_request = match self.github.run_origin(&repo, job.run_id).await {
+            Ok(origin) => {
+                job.is_fork = job.is_fork || origin.from_fork;
+                origin.pull_request || job.is_fork
+            }
             Err(e) => {
                 self.github_error(&e);
                 return Ok(retry(
@@ -240,7 +243,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                     rate_limit_ms_github(&e),
                 ));
             }
-        }
+        };
         let job = &job;
         let loaded = match self.load_config(&repo, job).await {
             Ok(l) => l,
@@ -289,7 +292,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             return Ok(fail(&why, "rigger: .cirun.yml error"));
         };
         if let Access::Denied(why) = self
-            .check_access(&repo, job, def, loaded.access.as_ref())
+            .check_access(&repo, job, pull_request, def, loaded.access.as_ref())
             .await
         {
             return Ok(fail(&why, "rigger: not allowed"));
@@ -359,6 +362,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         &self,
         repo: &RepoRef,
         job: &JobRow,
+        pull_request: bool,
         def: &RunnerDef,
         access: Option<&AccessConfig>,
     ) -> Access {
@@ -388,8 +392,9 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         };
         let facts = JobFacts {
             repo: job.repo.clone(),
-            // A job from a fork is a pull request from outside the repository.
-            pull_request: job.is_fork,
+            // `pull_request: false` in a policy keeps pull requests off the
+            // runner, from forks and from the repository's own branches.
+            pull_request,
             actor: job.actor.clone(),
             actor_teams,
             actor_role,

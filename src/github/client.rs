@@ -24,7 +24,9 @@ use serde_json::{Value, json};
 
 use super::app::AppAuth;
 use super::http::{Answer, Auth};
-use crate::engine::ports::{CheckRun, ConfigFiles, Github, GithubError, JitRunner, RepoRef};
+use crate::engine::ports::{
+    CheckRun, ConfigFiles, Github, GithubError, JitRunner, RepoRef, RunOrigin,
+};
 use crate::engine::reconcile::{GithubJobStatus, GithubJobView, RunnerView};
 use crate::settings::{RunnerScope, Secret};
 
@@ -449,7 +451,7 @@ impl Github for GithubClient {
         Ok(member_of)
     }
 
-    async fn run_is_from_fork(&self, repo: &RepoRef, run_id: i64) -> Result<bool, GithubError> {
+    async fn run_origin(&self, repo: &RepoRef, run_id: i64) -> Result<RunOrigin, GithubError> {
         let a = self
             .call(
                 repo.installation_id,
@@ -460,13 +462,12 @@ impl Github for GithubClient {
             .await?;
         // A run that cannot be seen is treated as the riskier kind.
         if a.is_not_found() {
-            return Ok(true);
+            return Ok(RunOrigin {
+                from_fork: true,
+                pull_request: true,
+            });
         }
-        let head = a
-            .body
-            .pointer("/head_repository/full_name")
-            .and_then(Value::as_str);
-        Ok(head.is_none_or(|h| !h.eq_ignore_ascii_case(&repo.repo)))
+        Ok(run_origin_of(&a.body, &repo.repo))
     }
 
     async fn role_of(&self, repo: &RepoRef, login: &str) -> Result<Option<String>, GithubError> {
@@ -507,6 +508,49 @@ impl Github for GithubClient {
             .await?
             .json()?;
         Ok(download_sha256(&v, arch, filename))
+    }
+}
+
+/// A workflow run's origin from its REST representation: a head repository
+/// other than `repo` (or none) is a fork; `event` names what triggered it.
+fn run_origin_of(run: &Value, repo: &str) -> RunOrigin {
+    let head = run
+        .pointer("/head_repository/full_name")
+        .and_then(Value::as_str);
+    let from_fork = head.is_none_or(|h| !h.eq_ignore_ascii_case(repo));
+    let event = run.get("event").and_then(Value::as_str).unwrap_or("");
+    RunOrigin {
+        from_fork,
+        pull_request: from_fork || event.starts_with("pull_request"),
+    }
+}
+
+#[cfg(test)]
+mod run_origin_tests {
+    use super::*;
+
+    #[test]
+    fn forks_and_pull_request_events_are_told_apart() {
+        let run = |head: &str, event: &str| json!({"event": event, "head_repository": {"full_name": head}});
+        let o = |head, event| run_origin_of(&run(head, event), "acme/ml");
+        assert_eq!(o("acme/ml", "push"), RunOrigin::default());
+        assert_eq!(
+            o("ACME/ml", "pull_request"),
+            RunOrigin {
+                from_fork: false,
+                pull_request: true
+            },
+            "a pull request from a branch of the repository"
+        );
+        assert_eq!(
+            o("outsider/ml", "pull_request_target"),
+            RunOrigin {
+                from_fork: true,
+                pull_request: true
+            }
+        );
+        // No head repository (deleted fork): the riskier reading.
+        assert!(run_origin_of(&json!({"event": "push"}), "acme/ml").from_fork);
     }
 }
 

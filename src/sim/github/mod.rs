@@ -5,7 +5,7 @@
 //!
 //! Control API (JSON, no auth):
 //! - `POST /sim/repos` `{"repo":"o/r","default_branch":"main","private":true,"files":{".cirun.yml":"…"},"collaborators":{"octocat":"write"}}`
-//! - `POST /sim/jobs` `{"repo":"o/r","labels":["cirun-gpu--1"],"head_sha":"…","fork":false,"actor":"octocat","duration_s":60,"conclusion":"success"}` → `{"job_id":…}`
+//! - `POST /sim/jobs` `{"repo":"o/r","labels":["cirun-gpu--1"],"head_sha":"…","fork":false,"event":"push","actor":"octocat","duration_s":60,"conclusion":"success"}` → `{"job_id":…}` (`event` defaults to `pull_request` for a fork, `push` otherwise)
 //! - `POST /sim/jobs/{id}/cancel`
 //! - `POST /sim/webhooks` `{"loss_rate":0.1,"duplicate_rate":0.1,"reorder":true}`
 //! - `POST /sim/runner-groups` `{"org":"acme","id":7}`: a runner group for org-level JIT runners (1, the default group, always exists)
@@ -295,6 +295,7 @@ impl SimGithub {
                 head_sha: j.head_sha,
                 head_branch: "main".into(),
                 fork: j.fork,
+                event: if j.fork { "pull_request" } else { "push" }.into(),
                 actor: j.actor,
                 status: JobStatus::Queued,
                 conclusion: None,
@@ -309,6 +310,14 @@ impl SimGithub {
         );
         w.announce(id, "queued");
         id
+    }
+
+    /// Say which event triggered a job's run (a fork's is `pull_request`,
+    /// others `push` unless set here).
+    pub fn set_event(&self, job_id: i64, event: &str) {
+        if let Some(j) = self.world().jobs.get_mut(&job_id) {
+            j.event = event.to_string();
+        }
     }
 
     pub fn cancel_job(&self, job_id: i64) -> bool {
@@ -954,7 +963,7 @@ fn repo_api(
                     };
                     json_response(
                         StatusCode::OK,
-                        json!({"id": j.run_id, "event": if j.fork { "pull_request" } else { "push" },
+                        json!({"id": j.run_id, "event": j.event,
                                "head_sha": j.head_sha, "head_repository": {"full_name": head, "fork": j.fork},
                                "repository": {"full_name": full}}),
                     )
@@ -1156,6 +1165,9 @@ fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Value) -> Resp
                 duration_ms: (body["duration_s"].as_f64().unwrap_or(60.0) * 1000.0) as i64,
                 conclusion: body["conclusion"].as_str().unwrap_or("success").to_string(),
             });
+            if let Some(event) = body["event"].as_str() {
+                sim.set_event(id, event);
+            }
             json_response(StatusCode::CREATED, json!({"job_id": id}))
         }
         (&Method::POST, ["jobs", id, "cancel"]) => match id.parse::<i64>() {

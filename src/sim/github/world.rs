@@ -66,6 +66,8 @@ pub struct Job {
     pub head_sha: String,
     pub head_branch: String,
     pub fork: bool,
+    /// The event that triggered its run (`push`, `pull_request`, …).
+    pub event: String,
     pub actor: String,
     pub status: JobStatus,
     pub conclusion: Option<String>,
