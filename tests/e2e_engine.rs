@@ -146,6 +146,12 @@ async fn duplicated_and_reordered_deliveries_change_nothing() {
         2,
         "one machine per job, not per delivery"
     );
+    assert_eq!(
+        s.github
+            .requests("GET /repos/acme/ml/actions/runners/downloads"),
+        1,
+        "the runner's checksum is asked for once, not per machine"
+    );
     assert_eq!(s.github.runners().len(), 2);
     s.machines_boot();
     s.webhooks_arrive().await;

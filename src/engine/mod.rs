@@ -49,6 +49,8 @@ pub struct Engine<C: Cloud, G: Github> {
     pub reconcile_wake: Notify,
     /// Config files per (repository, commit), parsed.
     config_cache: Mutex<ConfigCache>,
+    /// SHA-256 of runner release files, as GitHub lists them.
+    runner_checksums: Mutex<HashMap<String, String>>,
 }
 
 /// (repository, commit or "" for the default branch) → (read at, config).
@@ -74,6 +76,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             wake: Notify::new(),
             reconcile_wake: Notify::new(),
             config_cache: Mutex::new(HashMap::new()),
+            runner_checksums: Mutex::new(HashMap::new()),
         }
     }
 

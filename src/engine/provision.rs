@@ -859,9 +859,30 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         if let Some(sum) = runner.sha256.get(arch) {
             return Ok(Some(sum.to_ascii_lowercase()));
         }
-        self.github
-            .runner_download_sha256(repo, arch, &runner_filename(&runner.version, arch))
-            .await
+        // A release file's checksum never changes: ask GitHub once per file.
+        let file = runner_filename(&runner.version, arch);
+        if let Some(sum) = self.known_checksum(&file) {
+            return Ok(Some(sum));
+        }
+        let found = self
+            .github
+            .runner_download_sha256(repo, arch, &file)
+            .await?;
+        if let Some(sum) = &found {
+            self.runner_checksums
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(file, sum.clone());
+        }
+        Ok(found)
+    }
+
+    fn known_checksum(&self, file: &str) -> Option<String> {
+        self.runner_checksums
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(file)
+            .cloned()
     }
 }
 
