@@ -59,7 +59,7 @@ fn filter() -> OfferFilter {
         min_ram_gb: Some(16.0),
         country: Some("US".into()),
         vm: false,
-        min_cuda: Some(12.0),
+        min_cuda: rigger::cloud::CudaVersion::parse("12.0"),
         min_reliability: 0.95,
         min_inet_down: 100.0,
         verified: true,

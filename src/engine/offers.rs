@@ -113,7 +113,7 @@ fn steps(f: &OfferFilter, e: &Estimate) -> Vec<Step> {
     if let Some(v) = f.min_cuda {
         add(
             format!("with CUDA ≥ {v}"),
-            Box::new(move |o| o.cuda_max_good >= v),
+            Box::new(move |o| o.cuda() >= v),
         );
     }
     let r = f.min_reliability;
