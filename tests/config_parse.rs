@@ -9,9 +9,26 @@ use rigger::config::{
     CirunConfig, Cloud, Diagnostic, FileKind, Origin, VastRunner, parse::parse_cirun, parse_file,
 };
 
+/// Parse, checking what every diagnostic must have: a hint that says what
+/// to do (issue 2 §4).
 fn parse(text: &str) -> (Option<CirunConfig>, Vec<Diagnostic>) {
     let (c, d) = parse_cirun(text, Origin::Repository);
+    for diag in d.items() {
+        assert_hinted(diag);
+    }
     (c, d.items().to_vec())
+}
+
+fn assert_hinted(d: &Diagnostic) {
+    let hint = d.hint.as_deref().unwrap_or_default();
+    assert!(hint.trim().len() >= 10, "no useful hint: {d:#?}");
+}
+
+/// The hint of the one diagnostic whose message contains `needle`.
+fn hint_of<'a>(d: &'a [Diagnostic], needle: &str) -> &'a str {
+    let found: Vec<_> = d.iter().filter(|d| d.message.contains(needle)).collect();
+    assert_eq!(found.len(), 1, "{needle}: {d:#?}");
+    found[0].hint.as_deref().unwrap_or_default()
 }
 
 /// Parse a file that must have no error; returns it and its warnings.
@@ -310,6 +327,19 @@ runners:
             .any(|m| m.contains("`workflow` has no effect"))
     );
     assert!(messages.iter().any(|m| m.contains("`count` was removed")));
+    // Each says what to do instead.
+    assert!(hint_of(&d, "run_only_when_triggered_by").contains("`policies:` in `.access.yml`"));
+    assert!(hint_of(&d, "`workflow` has no effect").contains("label"));
+    assert!(hint_of(&d, "`count` was removed").contains("remove `count:`"));
+    assert!(hint_of(&d, "not provisioned by rigger").contains("`cloud: vast_ai`"));
+}
+
+#[test]
+fn an_empty_runners_list_says_what_to_add() {
+    let (_, d) = ok("runners: []\n");
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].location, Location { line: 1, column: 10 });
+    assert!(hint_of(&d, "`runners` is empty").contains("- name:"));
 }
 
 #[test]
@@ -441,6 +471,44 @@ fn wrong_type() {
         e.message,
         "`preemptible` must be true or false, found a string"
     );
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("write `true` or `false` (without quotes)")
+    );
+    let e = error_at(
+        &runner("    instance_type: 1xRTX_4090\n    extra_config:\n      min_ram: lots\n"),
+        7,
+        16,
+    );
+    assert_eq!(e.message, "`min_ram` must be a positive number, found a string");
+    assert!(e.hint.unwrap().contains("a number above 0, e.g. `30`"));
+    let e = error_at(
+        &runner("    instance_type: 1xRTX_4090\n    region: {a: b}\n"),
+        6,
+        13,
+    );
+    assert!(e.hint.unwrap().contains("`[a, b]`"), "a list, shown how");
+}
+
+#[test]
+fn a_runner_option_that_is_not_a_mapping() {
+    let e = error_at(
+        &runner("    instance_type: 1xRTX_4090\n    extra_config: big\n"),
+        6,
+        19,
+    );
+    assert!(e.message.contains("must be a mapping"), "{}", e.message);
+    assert!(
+        e.hint.unwrap().contains("indented under it"),
+        "says how to write one"
+    );
+}
+
+#[test]
+fn a_yaml_error_rigger_has_no_advice_for_still_has_a_hint() {
+    let e = error_at("runners: @x\n", 1, 10);
+    assert!(e.message.contains("unexpected character"), "{}", e.message);
+    assert!(e.hint.unwrap().contains("quotes"));
 }
 
 #[test]
@@ -470,6 +538,16 @@ fn negative_disk() {
         e.message,
         "`disk_space` must be a positive number, found -20"
     );
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("write a number above 0, e.g. `30`, without a unit (the unit is fixed by the key)")
+    );
+    let e = error_at(
+        &runner("    instance_type: 1xRTX_4090\n    extra_config:\n      min_reliability: 1.5\n"),
+        7,
+        24,
+    );
+    assert!(e.hint.unwrap().contains("from 0 to 1, e.g. `0.95`"));
 }
 
 #[test]
@@ -730,6 +808,9 @@ fn every_usable_corpus_file_validates_without_errors() {
             );
         } else {
             assert!(!parsed.has_errors(), "{}", parsed.render());
+        }
+        for d in parsed.diagnostics.items() {
+            assert_hinted(d);
         }
         checked += 1;
     }

@@ -41,7 +41,7 @@ fn object(table: &[Key]) -> Value {
     for k in table {
         let mut schema = ty(&k.ty);
         schema["description"] = json!(k.doc);
-        if let Status::Legacy(_) = k.status {
+        if let Status::Legacy { .. } = k.status {
             schema["deprecated"] = json!(true);
         }
         properties.insert(k.name.to_string(), schema);
