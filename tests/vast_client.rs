@@ -567,3 +567,91 @@ async fn a_missing_offer_answers_as_vast_ai_does_and_is_offer_gone() {
         Err(ProviderError::OfferGone)
     );
 }
+
+/// `rigger sim vast` itself: started on a port the OS picks, it prints its
+/// URL and key, serves the market its seed makes, and applies its flags.
+#[tokio::test]
+async fn the_rigger_sim_vast_binary_serves_what_it_prints() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rigger"))
+        .args([
+            "sim",
+            "vast",
+            "--listen",
+            "127.0.0.1:0",
+            "--offers",
+            "120",
+            "--seed",
+            "7",
+            "--boot-delay",
+            "1h",
+            "--faults",
+            "rate_limit_burst=1",
+            "--api-key",
+            "bin-key",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("rigger runs");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut url, mut key) = (None, None);
+    while url.is_none() || key.is_none() {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("it prints its URL and key before serving");
+        if let Some(u) = line.strip_prefix("simulated Vast.ai listening on ") {
+            url = Some(u.trim().to_string());
+        }
+        if let Some(k) = line.trim().strip_prefix("API key:") {
+            key = Some(k.trim().to_string());
+        }
+    }
+    let (url, key) = (url.unwrap(), key.unwrap());
+    assert!(!url.ends_with(":0"), "the bound port, not 0: {url}");
+    assert_eq!(key, "bin-key");
+
+    let client = VastClient::with_retry(&url, Secret::new(&key), fast_retry());
+    // The one injected 429 is ridden out; then the seed's whole market.
+    let offers = client
+        .search_raw(&json!({"limit": 1000}))
+        .await
+        .unwrap();
+    let mut ids: Vec<i64> = offers.iter().map(|o| o.id).collect();
+    ids.sort();
+    let same_seed = SimVast::new(
+        SimConfig {
+            seed: 7,
+            offers: 120,
+            ..SimConfig::default()
+        },
+        Arc::new(ManualClock::new(0)),
+    );
+    assert_eq!(ids, same_seed.offer_ids(), "--seed 7 --offers 120");
+
+    let state: serde_json::Value = reqwest::get(format!("{url}/sim/state"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["requests"]["POST /api/v0/bundles"], 2, "a 429, then the answer");
+
+    // --boot-delay 1h: a new instance is still loading.
+    let id = client.launch(&spec(ids[0], "rigger:bin:1:x")).await.unwrap();
+    assert_eq!(
+        client.get(&id).await.unwrap().unwrap().status,
+        InstanceStatus::Loading
+    );
+    // The wrong key is refused.
+    let bad = VastClient::with_retry(&url, Secret::new("sim-vast-key"), fast_retry());
+    assert!(matches!(
+        bad.list("").await,
+        Err(ProviderError::Unauthorized(_))
+    ));
+
+    child.kill().await.unwrap();
+}
