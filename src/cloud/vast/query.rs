@@ -202,6 +202,26 @@ mod tests {
     }
 
     #[test]
+    fn every_alias_and_every_model_becomes_its_vast_names() {
+        use crate::cloud::vast::gpus::{ALIASES, CATALOG};
+        for (alias, names) in ALIASES {
+            let b = body(&format!("{BASE}    instance_type: 2x{alias}\n"));
+            let expected = match names {
+                [one] => json!({"eq": one}),
+                many => json!({"in": many}),
+            };
+            assert_eq!(b["gpu_name"], expected, "{alias}");
+            assert_eq!(b["num_gpus"], json!({"eq": 2}), "{alias}");
+            assert!(b.get("gpu_ram").is_none(), "{alias}: no memory floor");
+        }
+        for g in CATALOG {
+            let written = g.vast_name.replace(' ', "_");
+            let b = body(&format!("{BASE}    instance_type: 1x{written}\n"));
+            assert_eq!(b["gpu_name"], json!({"eq": g.vast_name}), "{written}");
+        }
+    }
+
+    #[test]
     fn any_gpu_is_no_name_and_a_memory_floor() {
         let b = body(&format!(
             "{BASE}    instance_type: 1xANY\n    extra_config:\n      min_gpu_ram: 24\n"
