@@ -146,14 +146,20 @@ async fn low_reliability_hosts_are_flagged_in_text_and_json() {
     let out = plan(&[&file, "--vast-url", &url, "--json", "--top", "60"]).await;
     assert!(out.status.success());
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let offers = v["runners"][0]["candidates"][0]["offers"].as_array().unwrap();
+    let offers = v["runners"][0]["candidates"][0]["offers"]
+        .as_array()
+        .unwrap();
     let mut flagged = 0;
     for o in offers {
         let low = o["reliability"].as_f64().unwrap() < 0.97;
         assert_eq!(o["low_reliability"], low, "{o}");
         flagged += usize::from(low);
     }
-    assert!(flagged > 0 && flagged < offers.len(), "{flagged} of {}", offers.len());
+    assert!(
+        flagged > 0 && flagged < offers.len(),
+        "{flagged} of {}",
+        offers.len()
+    );
 
     let out = plan(&[&file, "--vast-url", &url, "--top", "60"]).await;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -166,10 +172,14 @@ async fn low_reliability_hosts_are_flagged_in_text_and_json() {
         let id = row.split_whitespace().last().unwrap();
         let o = offers
             .iter()
-            .find(|o| o["offer_id"].to_string() == id)
+            .find(|o| o["offer_id"].as_i64() == id.parse().ok())
             .unwrap_or_else(|| panic!("{row}"));
         let (_, after) = row.split_once('%').unwrap();
-        assert_eq!(after.starts_with('!'), o["low_reliability"] == true, "{row}");
+        assert_eq!(
+            after.starts_with('!'),
+            o["low_reliability"] == true,
+            "{row}"
+        );
     }
     assert!(text.contains("! reliability below 97%"), "{text}");
 }

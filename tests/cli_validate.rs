@@ -200,6 +200,9 @@ fn without_a_file_it_checks_the_cirun_yml_in_the_current_directory() {
         text.contains(".cirun.yml:6:10: warning: `gpu` is not used on vast_ai"),
         "{text}"
     );
-    assert!(text.contains("hint: remove it, and write the GPU as `instance_type: 1xRTX_4090`"), "{text}");
+    assert!(
+        text.contains("hint: remove it, and write the GPU as `instance_type: 1xRTX_4090`"),
+        "{text}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use rigger::cloud::vast::gpus::GpuChoice;
 use rigger::config::model::{Idle, Location, MachineImage};
-use serde_json::Value;
 use rigger::config::schema::{SchemaFile, generate};
 use rigger::config::{
     CirunConfig, Cloud, Diagnostic, FileKind, Origin, VastRunner, parse::parse_cirun, parse_file,
 };
+use serde_json::Value;
 
 /// Parse, checking what every diagnostic must have: a hint that says what
 /// to do (issue 2 §4).
@@ -340,7 +340,13 @@ runners:
 fn an_empty_runners_list_says_what_to_add() {
     let (_, d) = ok("runners: []\n");
     assert_eq!(d.len(), 1);
-    assert_eq!(d[0].location, Location { line: 1, column: 10 });
+    assert_eq!(
+        d[0].location,
+        Location {
+            line: 1,
+            column: 10
+        }
+    );
     assert!(hint_of(&d, "`runners` is empty").contains("- name:"));
 }
 
@@ -482,7 +488,10 @@ fn wrong_type() {
         7,
         16,
     );
-    assert_eq!(e.message, "`min_ram` must be a positive number, found a string");
+    assert_eq!(
+        e.message,
+        "`min_ram` must be a positive number, found a string"
+    );
     assert!(e.hint.unwrap().contains("a number above 0, e.g. `30`"));
     let e = error_at(
         &runner("    instance_type: 1xRTX_4090\n    region: {a: b}\n"),
@@ -767,11 +776,21 @@ fn schema_accepts(schema: &Value, v: &Value) -> bool {
             v.as_str()
                 .is_none_or(|t| pattern_matches(p.as_str().unwrap(), t))
         })
-        && ok("minimum", &|m| v.as_f64().is_none_or(|n| n >= m.as_f64().unwrap()))
-        && ok("maximum", &|m| v.as_f64().is_none_or(|n| n <= m.as_f64().unwrap()))
-        && ok("exclusiveMinimum", &|m| v.as_f64().is_none_or(|n| n > m.as_f64().unwrap()))
-        && ok("anyOf", &|a| a.as_array().unwrap().iter().any(|o| schema_accepts(o, v)))
-        && ok("allOf", &|a| a.as_array().unwrap().iter().all(|o| schema_accepts(o, v)))
+        && ok("minimum", &|m| {
+            v.as_f64().is_none_or(|n| n >= m.as_f64().unwrap())
+        })
+        && ok("maximum", &|m| {
+            v.as_f64().is_none_or(|n| n <= m.as_f64().unwrap())
+        })
+        && ok("exclusiveMinimum", &|m| {
+            v.as_f64().is_none_or(|n| n > m.as_f64().unwrap())
+        })
+        && ok("anyOf", &|a| {
+            a.as_array().unwrap().iter().any(|o| schema_accepts(o, v))
+        })
+        && ok("allOf", &|a| {
+            a.as_array().unwrap().iter().all(|o| schema_accepts(o, v))
+        })
         && ok("if", &|cond| {
             !schema_accepts(cond, v) || s.get("then").is_none_or(|t| schema_accepts(t, v))
         })
@@ -779,7 +798,10 @@ fn schema_accepts(schema: &Value, v: &Value) -> bool {
             Value::Object(m) => {
                 let props = s.get("properties").and_then(Value::as_object);
                 ok("required", &|r| {
-                    r.as_array().unwrap().iter().all(|k| m.contains_key(k.as_str().unwrap()))
+                    r.as_array()
+                        .unwrap()
+                        .iter()
+                        .all(|k| m.contains_key(k.as_str().unwrap()))
                 }) && m.iter().all(|(k, x)| match props.and_then(|p| p.get(k)) {
                     Some(p) => schema_accepts(p, x),
                     None => match s.get("additionalProperties") {
@@ -801,7 +823,10 @@ fn schema_and_validate(text: &str) -> (bool, bool) {
     let schema = generate(SchemaFile::Cirun);
     let doc: Value = serde_yaml::from_str(text).unwrap();
     let (_, d) = parse(text);
-    (schema_accepts(&schema, &doc), !d.iter().any(|d| d.is_error()))
+    (
+        schema_accepts(&schema, &doc),
+        !d.iter().any(|d| d.is_error()),
+    )
 }
 
 #[test]

@@ -497,12 +497,20 @@ async fn a_dying_host_goes_offline_and_a_stuck_instance_never_runs() {
         die_rate: 1.0,
         ..Faults::default()
     });
-    let dies = w.client.launch(&spec(offers[0], "rigger:t:3:dies")).await.unwrap();
+    let dies = w
+        .client
+        .launch(&spec(offers[0], "rigger:t:3:dies"))
+        .await
+        .unwrap();
     w.sim.set_faults(Faults {
         stuck_rate: 1.0,
         ..Faults::default()
     });
-    let stuck = w.client.launch(&spec(offers[1], "rigger:t:3:stuck")).await.unwrap();
+    let stuck = w
+        .client
+        .launch(&spec(offers[1], "rigger:t:3:stuck"))
+        .await
+        .unwrap();
     w.sim.set_faults(Faults::default());
     let status = |id: String| {
         let c = w.client.clone();
@@ -516,10 +524,18 @@ async fn a_dying_host_goes_offline_and_a_stuck_instance_never_runs() {
     w.clock.advance_ms(30_000);
     let dead = status(dies.clone()).await;
     assert_eq!(dead.status, InstanceStatus::Exited);
-    assert!(dead.status_detail.contains("offline"), "{}", dead.status_detail);
+    assert!(
+        dead.status_detail.contains("offline"),
+        "{}",
+        dead.status_detail
+    );
 
     w.clock.advance_ms(24 * 3_600_000);
-    assert_eq!(status(stuck).await.status, InstanceStatus::Loading, "still loading a day later");
+    assert_eq!(
+        status(stuck).await.status,
+        InstanceStatus::Loading,
+        "still loading a day later"
+    );
 }
 
 #[tokio::test]
@@ -559,7 +575,10 @@ async fn a_missing_offer_answers_as_vast_ai_does_and_is_offer_gone() {
     assert_eq!(r.status(), 404);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "invalid_args");
-    assert!(body["msg"].as_str().unwrap().contains("no_such_ask"), "{body}");
+    assert!(
+        body["msg"].as_str().unwrap().contains("no_such_ask"),
+        "{body}"
+    );
     // rigger's create (with `cancel_unavail`) gets the 410 form; both are
     // offer-gone (the 404 form is checked in the client's unit tests).
     assert_eq!(
@@ -616,10 +635,7 @@ async fn the_rigger_sim_vast_binary_serves_what_it_prints() {
 
     let client = VastClient::with_retry(&url, Secret::new(&key), fast_retry());
     // The one injected 429 is ridden out; then the seed's whole market.
-    let offers = client
-        .search_raw(&json!({"limit": 1000}))
-        .await
-        .unwrap();
+    let offers = client.search_raw(&json!({"limit": 1000})).await.unwrap();
     let mut ids: Vec<i64> = offers.iter().map(|o| o.id).collect();
     ids.sort();
     let same_seed = SimVast::new(
@@ -638,10 +654,16 @@ async fn the_rigger_sim_vast_binary_serves_what_it_prints() {
         .json()
         .await
         .unwrap();
-    assert_eq!(state["requests"]["POST /api/v0/bundles"], 2, "a 429, then the answer");
+    assert_eq!(
+        state["requests"]["POST /api/v0/bundles"], 2,
+        "a 429, then the answer"
+    );
 
     // --boot-delay 1h: a new instance is still loading.
-    let id = client.launch(&spec(ids[0], "rigger:bin:1:x")).await.unwrap();
+    let id = client
+        .launch(&spec(ids[0], "rigger:bin:1:x"))
+        .await
+        .unwrap();
     assert_eq!(
         client.get(&id).await.unwrap().unwrap().status,
         InstanceStatus::Loading

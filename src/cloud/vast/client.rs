@@ -324,7 +324,13 @@ async fn read<T>(
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map_or(0, |s| (s * 1000.0).ceil() as i64);
     let body = resp.bytes().await.map_err(|e| describe_transport(&e));
-    classify(status, retry_after_ms, body.as_deref().map_err(String::as_str), repeat, parse)
+    classify(
+        status,
+        retry_after_ms,
+        body.as_deref().map_err(String::as_str),
+        repeat,
+        parse,
+    )
 }
 
 /// What an answer means, from its status and body (`Err` when the body
@@ -362,7 +368,10 @@ fn classify<T>(
     let msg = message(json.as_ref(), &text);
     if !status.is_client_error() {
         // 5xx (and anything else unexpected): the server may have acted.
-        return Err(unanswered(repeat, format!("Vast.ai answered {status}: {msg}")));
+        return Err(unanswered(
+            repeat,
+            format!("Vast.ai answered {status}: {msg}"),
+        ));
     }
     let code = json
         .as_ref()
@@ -385,7 +394,9 @@ fn classify<T>(
 /// (reference §4.3).
 fn json_body(bytes: &[u8]) -> Result<Value, ProviderError> {
     let json: Value = serde_json::from_slice(bytes).map_err(|e| {
-        ProviderError::Transient(format!("Vast.ai answered with a body that is not JSON: {e}"))
+        ProviderError::Transient(format!(
+            "Vast.ai answered with a body that is not JSON: {e}"
+        ))
     })?;
     if json.get("success") == Some(&Value::Bool(false)) {
         return Err(ProviderError::Invalid(message(Some(&json), "")));
@@ -847,7 +858,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (offers[0].id, offers[0].gpu_name.as_str(), offers[0].dph_total),
+            (
+                offers[0].id,
+                offers[0].gpu_name.as_str(),
+                offers[0].dph_total
+            ),
             (5, "RTX 4090", 0.4)
         );
         assert_eq!(

@@ -340,8 +340,10 @@ async fn dispatch(
             )
                 .into_response();
             if retry_after_s > 0 {
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after_s));
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    header::HeaderValue::from(retry_after_s),
+                );
             }
             return r;
         }
@@ -747,7 +749,10 @@ fn cut_off(answer: &str) -> Response {
     let body = axum::body::Body::from_stream(axum::body::Body::from(sent).into_data_stream());
     let mut r = (StatusCode::OK, body).into_response();
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     h.insert(
         header::CONTENT_LENGTH,
         header::HeaderValue::from(pad.len() + answer.len()),
