@@ -133,3 +133,53 @@ async fn broken_configs_and_unreachable_apis_say_what_to_do() {
         "{err}"
     );
 }
+
+/// Offers under 97% reliability are flagged: `!` after the percentage in
+/// the table, `low_reliability` in JSON; the others are not.
+#[tokio::test]
+async fn low_reliability_hosts_are_flagged_in_text_and_json() {
+    let url = sim().await;
+    let file = write(
+        "flaky",
+        "runners:\n  - name: any\n    cloud: vast_ai\n    instance_type: 1xANY\n    labels: [cirun-any]\n    extra_config:\n      min_gpu_ram: 8\n      min_reliability: 0.9\n",
+    );
+    let out = plan(&[&file, "--vast-url", &url, "--json", "--top", "60"]).await;
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let offers = v["runners"][0]["candidates"][0]["offers"]
+        .as_array()
+        .unwrap();
+    let mut flagged = 0;
+    for o in offers {
+        let low = o["reliability"].as_f64().unwrap() < 0.97;
+        assert_eq!(o["low_reliability"], low, "{o}");
+        flagged += usize::from(low);
+    }
+    assert!(
+        flagged > 0 && flagged < offers.len(),
+        "{flagged} of {}",
+        offers.len()
+    );
+
+    let out = plan(&[&file, "--vast-url", &url, "--top", "60"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains('%') && l.contains('$'))
+        .collect();
+    assert_eq!(rows.len(), offers.len(), "{text}");
+    for row in rows {
+        let id = row.split_whitespace().last().unwrap();
+        let o = offers
+            .iter()
+            .find(|o| o["offer_id"].as_i64() == id.parse().ok())
+            .unwrap_or_else(|| panic!("{row}"));
+        let (_, after) = row.split_once('%').unwrap();
+        assert_eq!(
+            after.starts_with('!'),
+            o["low_reliability"] == true,
+            "{row}"
+        );
+    }
+    assert!(text.contains("! reliability below 97%"), "{text}");
+}

@@ -160,3 +160,49 @@ fn help_explains_the_commands() {
     assert!(text.contains("Exit status"));
     assert!(text.contains("--json"));
 }
+
+#[test]
+fn without_a_file_it_checks_the_cirun_yml_in_the_current_directory() {
+    let dir = std::env::temp_dir().join(format!("rigger-cwd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_rigger"))
+            .arg("validate")
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    let _ = std::fs::remove_file(dir.join(".cirun.yml"));
+    let out = run();
+    assert_eq!(out.status.code(), Some(2), "no file to read");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(".cirun.yml"));
+
+    std::fs::write(
+        dir.join(".cirun.yml"),
+        "runners:\n  - name: g\n    cloud: vast_ai\n    instance_type: 1xRTX_3090\n    labels: [cirun-g]\n",
+    )
+    .unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains(".cirun.yml: ok"), "{text}");
+    assert!(text.contains("1× RTX 3090"), "{text}");
+
+    std::fs::write(
+        dir.join(".cirun.yml"),
+        "runners:\n  - name: g\n    cloud: vast_ai\n    instance_type: 1xRTX_3090\n    labels: [cirun-g]\n    gpu: nvidia-tesla-t4\n",
+    )
+    .unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "a warning is not an error");
+    let text = stdout(&out);
+    assert!(
+        text.contains(".cirun.yml:6:10: warning: `gpu` is not used on vast_ai"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hint: remove it, and write the GPU as `instance_type: 1xRTX_4090`"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -5,13 +5,32 @@ use std::path::{Path, PathBuf};
 
 use rigger::cloud::vast::gpus::GpuChoice;
 use rigger::config::model::{Idle, Location, MachineImage};
+use rigger::config::schema::{SchemaFile, generate};
 use rigger::config::{
     CirunConfig, Cloud, Diagnostic, FileKind, Origin, VastRunner, parse::parse_cirun, parse_file,
 };
+use serde_json::Value;
 
+/// Parse, checking what every diagnostic must have: a hint that says what
+/// to do (issue 2 §4).
 fn parse(text: &str) -> (Option<CirunConfig>, Vec<Diagnostic>) {
     let (c, d) = parse_cirun(text, Origin::Repository);
+    for diag in d.items() {
+        assert_hinted(diag);
+    }
     (c, d.items().to_vec())
+}
+
+fn assert_hinted(d: &Diagnostic) {
+    let hint = d.hint.as_deref().unwrap_or_default();
+    assert!(hint.trim().len() >= 10, "no useful hint: {d:#?}");
+}
+
+/// The hint of the one diagnostic whose message contains `needle`.
+fn hint_of<'a>(d: &'a [Diagnostic], needle: &str) -> &'a str {
+    let found: Vec<_> = d.iter().filter(|d| d.message.contains(needle)).collect();
+    assert_eq!(found.len(), 1, "{needle}: {d:#?}");
+    found[0].hint.as_deref().unwrap_or_default()
 }
 
 /// Parse a file that must have no error; returns it and its warnings.
@@ -310,6 +329,25 @@ runners:
             .any(|m| m.contains("`workflow` has no effect"))
     );
     assert!(messages.iter().any(|m| m.contains("`count` was removed")));
+    // Each says what to do instead.
+    assert!(hint_of(&d, "run_only_when_triggered_by").contains("`policies:` in `.access.yml`"));
+    assert!(hint_of(&d, "`workflow` has no effect").contains("label"));
+    assert!(hint_of(&d, "`count` was removed").contains("remove `count:`"));
+    assert!(hint_of(&d, "not provisioned by rigger").contains("`cloud: vast_ai`"));
+}
+
+#[test]
+fn an_empty_runners_list_says_what_to_add() {
+    let (_, d) = ok("runners: []\n");
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        d[0].location,
+        Location {
+            line: 1,
+            column: 10
+        }
+    );
+    assert!(hint_of(&d, "`runners` is empty").contains("- name:"));
 }
 
 #[test]
@@ -441,6 +479,47 @@ fn wrong_type() {
         e.message,
         "`preemptible` must be true or false, found a string"
     );
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("write `true` or `false` (without quotes)")
+    );
+    let e = error_at(
+        &runner("    instance_type: 1xRTX_4090\n    extra_config:\n      min_ram: lots\n"),
+        7,
+        16,
+    );
+    assert_eq!(
+        e.message,
+        "`min_ram` must be a positive number, found a string"
+    );
+    assert!(e.hint.unwrap().contains("a number above 0, e.g. `30`"));
+    let e = error_at(
+        &runner("    instance_type: 1xRTX_4090\n    region: {a: b}\n"),
+        6,
+        13,
+    );
+    assert!(e.hint.unwrap().contains("`[a, b]`"), "a list, shown how");
+}
+
+#[test]
+fn a_runner_option_that_is_not_a_mapping() {
+    let e = error_at(
+        &runner("    instance_type: 1xRTX_4090\n    extra_config: big\n"),
+        6,
+        19,
+    );
+    assert!(e.message.contains("must be a mapping"), "{}", e.message);
+    assert!(
+        e.hint.unwrap().contains("indented under it"),
+        "says how to write one"
+    );
+}
+
+#[test]
+fn a_yaml_error_rigger_has_no_advice_for_still_has_a_hint() {
+    let e = error_at("runners: @x\n", 1, 10);
+    assert!(e.message.contains("unexpected character"), "{}", e.message);
+    assert!(e.hint.unwrap().contains("quotes"));
 }
 
 #[test]
@@ -470,6 +549,16 @@ fn negative_disk() {
         e.message,
         "`disk_space` must be a positive number, found -20"
     );
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("write a number above 0, e.g. `30`, without a unit (the unit is fixed by the key)")
+    );
+    let e = error_at(
+        &runner("    instance_type: 1xRTX_4090\n    extra_config:\n      min_reliability: 1.5\n"),
+        7,
+        24,
+    );
+    assert!(e.hint.unwrap().contains("from 0 to 1, e.g. `0.95`"));
 }
 
 #[test]
@@ -631,6 +720,153 @@ fn nothing_panics_on_odd_input() {
     }
 }
 
+// ---- the schema agrees with validate ----
+
+/// The two kinds of `pattern` `rigger schema` writes: numbers as text, and
+/// words in any case (`^([aA][wW][sS]|…)$`).
+fn pattern_matches(pattern: &str, text: &str) -> bool {
+    if pattern.contains("[0-9]") {
+        return text.trim().parse::<f64>().is_ok();
+    }
+    let inner = pattern
+        .strip_prefix("^(")
+        .and_then(|p| p.strip_suffix(")$"))
+        .unwrap_or_else(|| panic!("pattern {pattern}"));
+    inner.split('|').any(|alt| {
+        let mut word = String::new();
+        let mut chars = alt.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '[' => {
+                    word.push(chars.next().unwrap());
+                    chars.next();
+                    chars.next();
+                }
+                '\\' => word.push(chars.next().unwrap()),
+                c => word.push(c),
+            }
+        }
+        word == text.to_ascii_lowercase()
+    })
+}
+
+/// The part of JSON Schema draft-07 that `rigger schema` uses.
+fn schema_accepts(schema: &Value, v: &Value) -> bool {
+    let Some(s) = schema.as_object() else {
+        return true;
+    };
+    let fits_type = |t: &str| match t {
+        "string" => v.is_string(),
+        "number" => v.is_number(),
+        "integer" => v.as_f64().is_some_and(|n| n.fract() == 0.0),
+        "boolean" => v.is_boolean(),
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        "null" => v.is_null(),
+        other => panic!("type {other}"),
+    };
+    let ok = |k: &str, check: &dyn Fn(&Value) -> bool| s.get(k).is_none_or(check);
+    ok("type", &|t| match t {
+        Value::String(t) => fits_type(t),
+        Value::Array(ts) => ts.iter().any(|t| fits_type(t.as_str().unwrap())),
+        _ => panic!("{t}"),
+    }) && ok("enum", &|e| e.as_array().unwrap().contains(v))
+        && ok("const", &|c| c == v)
+        && ok("pattern", &|p| {
+            v.as_str()
+                .is_none_or(|t| pattern_matches(p.as_str().unwrap(), t))
+        })
+        && ok("minimum", &|m| {
+            v.as_f64().is_none_or(|n| n >= m.as_f64().unwrap())
+        })
+        && ok("maximum", &|m| {
+            v.as_f64().is_none_or(|n| n <= m.as_f64().unwrap())
+        })
+        && ok("exclusiveMinimum", &|m| {
+            v.as_f64().is_none_or(|n| n > m.as_f64().unwrap())
+        })
+        && ok("anyOf", &|a| {
+            a.as_array().unwrap().iter().any(|o| schema_accepts(o, v))
+        })
+        && ok("allOf", &|a| {
+            a.as_array().unwrap().iter().all(|o| schema_accepts(o, v))
+        })
+        && ok("if", &|cond| {
+            !schema_accepts(cond, v) || s.get("then").is_none_or(|t| schema_accepts(t, v))
+        })
+        && match v {
+            Value::Object(m) => {
+                let props = s.get("properties").and_then(Value::as_object);
+                ok("required", &|r| {
+                    r.as_array()
+                        .unwrap()
+                        .iter()
+                        .all(|k| m.contains_key(k.as_str().unwrap()))
+                }) && m.iter().all(|(k, x)| match props.and_then(|p| p.get(k)) {
+                    Some(p) => schema_accepts(p, x),
+                    None => match s.get("additionalProperties") {
+                        Some(Value::Bool(b)) => *b,
+                        Some(extra) => schema_accepts(extra, x),
+                        None => true,
+                    },
+                })
+            }
+            Value::Array(items) => {
+                ok("minItems", &|n| items.len() as u64 >= n.as_u64().unwrap())
+                    && ok("items", &|i| items.iter().all(|x| schema_accepts(i, x)))
+            }
+            _ => true,
+        }
+}
+
+fn schema_and_validate(text: &str) -> (bool, bool) {
+    let schema = generate(SchemaFile::Cirun);
+    let doc: Value = serde_yaml::from_str(text).unwrap();
+    let (_, d) = parse(text);
+    (
+        schema_accepts(&schema, &doc),
+        !d.iter().any(|d| d.is_error()),
+    )
+}
+
+#[test]
+fn the_schema_accepts_what_validate_only_warns_about() {
+    let text = "fleet: big
+run_only_when_triggered_by: core
+runners:
+  - name: aws
+    cloud: aws
+    instance_type: [t3.large]
+    preemptible: maybe
+    imagee: ami-1
+  - name: gpu
+    cloud: vast_ai
+    instance_type: 1xRTX_4090
+    labels: [cirun-gpu]
+    preemptible: yes
+    extra_config:
+      disk_space: \"40\"
+      verified: off
+";
+    assert_eq!(schema_and_validate(text), (true, true));
+}
+
+#[test]
+fn the_schema_rejects_what_validate_rejects_in_a_vast_runner() {
+    for body in [
+        "    instance_type: 1xRTX_4090\n    gpuu: 1\n",
+        "    instance_type: 1xRTX_4090\n    preemptible: maybe\n",
+        "    instance_type: 1xRTX_4090\n    extra_config:\n      disk_space: -20\n",
+        "    instance_type: 1xRTX_4090\n    extra_config:\n      min_reliabilty: 0.9\n",
+        "    extra_config:\n      disk_space: 40\n",
+    ] {
+        assert_eq!(schema_and_validate(&runner(body)), (false, false), "{body}");
+    }
+    // A cloud nobody knows is an error for every runner.
+    let text = "runners:\n  - name: r\n    cloud: heroku\n    labels: [cirun-r]\n";
+    assert_eq!(schema_and_validate(text), (false, false));
+}
+
 // ---- examples and the corpus ----
 
 fn manifest_dir() -> PathBuf {
@@ -730,6 +966,18 @@ fn every_usable_corpus_file_validates_without_errors() {
             );
         } else {
             assert!(!parsed.has_errors(), "{}", parsed.render());
+        }
+        for d in parsed.diagnostics.items() {
+            assert_hinted(d);
+        }
+        // Whatever validates, the editors' schema accepts too.
+        if !parsed.has_errors() && FileKind::from_path(&e.file) != FileKind::Access {
+            let doc: Value = serde_yaml::from_str(&text).unwrap_or(Value::Null);
+            assert!(
+                doc.is_null() || schema_accepts(&generate(SchemaFile::Cirun), &doc),
+                "the schema rejects {}",
+                e.file.display()
+            );
         }
         checked += 1;
     }

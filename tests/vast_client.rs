@@ -59,7 +59,7 @@ fn filter() -> OfferFilter {
         min_ram_gb: Some(16.0),
         country: Some("US".into()),
         vm: false,
-        min_cuda: Some(12.0),
+        min_cuda: rigger::cloud::CudaVersion::parse("12.0"),
         min_reliability: 0.95,
         min_inet_down: 100.0,
         verified: true,
@@ -361,4 +361,319 @@ async fn unknown_things_are_not_found_and_bad_queries_invalid() {
         Err(ProviderError::Invalid(_))
     ));
     assert!(w.client.ssh_keys().await.unwrap().is_empty());
+}
+
+/// A create whose answer is lost after Vast.ai may have rented: ambiguous,
+/// sent once, and the label finds the instance.
+async fn assert_create_is_ambiguous_and_found(faults: Faults, label: &str, why_has: &str) {
+    let w = world(50).await;
+    w.sim.set_faults(faults);
+    let offer = w.sim.offer_ids()[0];
+    match w.client.launch(&spec(offer, label)).await {
+        Err(ProviderError::Ambiguous(why)) => assert!(why.contains(why_has), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.sim.requests("PUT /api/v0/asks/:id"), 1, "never repeated");
+    w.sim.set_faults(Faults::default());
+    let found = w.client.list(label).await.unwrap();
+    assert_eq!(found.len(), 1, "the rental happened and the label finds it");
+}
+
+#[tokio::test]
+async fn a_create_answer_cut_off_mid_body_is_ambiguous() {
+    assert_create_is_ambiguous_and_found(
+        Faults {
+            cut_create_rate: 1.0,
+            ..Faults::default()
+        },
+        "rigger:t:1:cut",
+        "cut off",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_create_answered_200_with_a_body_that_is_not_json_is_ambiguous() {
+    assert_create_is_ambiguous_and_found(
+        Faults {
+            garbled_create_rate: 1.0,
+            ..Faults::default()
+        },
+        "rigger:t:1:garbled",
+        "not JSON",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_create_that_times_out_is_ambiguous_and_a_timed_out_read_is_retried() {
+    let mut w = world(50).await;
+    w.client = VastClient::with_retry(
+        &w.url,
+        Secret::new("sim-vast-key"),
+        RetryPolicy {
+            timeout: Duration::from_millis(150),
+            ..fast_retry()
+        },
+    );
+    // Each answer takes far longer than the client waits.
+    w.sim.set_faults(Faults {
+        latency_ms: 2_000,
+        ..Faults::default()
+    });
+    match w.client.list("").await {
+        Err(ProviderError::Transient(why)) => assert!(why.contains("timed out"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.sim.requests("GET /api/v1/instances"), 3, "every attempt");
+    let offer = w.sim.offer_ids()[0];
+    assert!(matches!(
+        w.client.launch(&spec(offer, "rigger:t:2:slow")).await,
+        Err(ProviderError::Ambiguous(_))
+    ));
+    assert_eq!(w.sim.requests("PUT /api/v0/asks/:id"), 1, "never repeated");
+}
+
+#[tokio::test]
+async fn latency_delays_every_answer() {
+    let w = world(20).await;
+    w.sim.set_faults(Faults {
+        latency_ms: 300,
+        ..Faults::default()
+    });
+    let start = std::time::Instant::now();
+    w.client.list("").await.unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn a_retry_after_longer_than_the_clients_cap_is_reported_not_cut_short() {
+    let w = world(50).await;
+    w.sim.set_faults(Faults {
+        rate_limit_burst: 5,
+        retry_after_s: 30,
+        ..Faults::default()
+    });
+    assert_eq!(
+        w.client.list("").await,
+        Err(ProviderError::RateLimited {
+            retry_after_ms: 30_000
+        })
+    );
+    assert_eq!(
+        w.sim.requests("GET /api/v1/instances"),
+        1,
+        "not retried before Vast.ai said to"
+    );
+}
+
+#[tokio::test]
+async fn a_retry_after_within_the_cap_is_waited_out() {
+    let mut w = world(50).await;
+    w.client = VastClient::with_retry(
+        &w.url,
+        Secret::new("sim-vast-key"),
+        RetryPolicy {
+            max_delay: Duration::from_secs(2),
+            ..fast_retry()
+        },
+    );
+    w.sim.set_faults(Faults {
+        rate_limit_burst: 1,
+        retry_after_s: 1,
+        ..Faults::default()
+    });
+    let start = std::time::Instant::now();
+    w.client.list("").await.unwrap();
+    assert!(start.elapsed() >= Duration::from_secs(1), "it waited");
+    assert_eq!(w.sim.requests("GET /api/v1/instances"), 2);
+}
+
+#[tokio::test]
+async fn a_dying_host_goes_offline_and_a_stuck_instance_never_runs() {
+    let w = world(100).await;
+    let offers = w.sim.offer_ids();
+    w.sim.set_faults(Faults {
+        die_rate: 1.0,
+        ..Faults::default()
+    });
+    let dies = w
+        .client
+        .launch(&spec(offers[0], "rigger:t:3:dies"))
+        .await
+        .unwrap();
+    w.sim.set_faults(Faults {
+        stuck_rate: 1.0,
+        ..Faults::default()
+    });
+    let stuck = w
+        .client
+        .launch(&spec(offers[1], "rigger:t:3:stuck"))
+        .await
+        .unwrap();
+    w.sim.set_faults(Faults::default());
+    let status = |id: String| {
+        let c = w.client.clone();
+        async move { c.get(&id).await.unwrap().unwrap() }
+    };
+
+    w.clock.advance_ms(30_000);
+    assert_eq!(status(dies.clone()).await.status, InstanceStatus::Running);
+    assert_eq!(status(stuck.clone()).await.status, InstanceStatus::Loading);
+
+    w.clock.advance_ms(30_000);
+    let dead = status(dies.clone()).await;
+    assert_eq!(dead.status, InstanceStatus::Exited);
+    assert!(
+        dead.status_detail.contains("offline"),
+        "{}",
+        dead.status_detail
+    );
+
+    w.clock.advance_ms(24 * 3_600_000);
+    assert_eq!(
+        status(stuck).await.status,
+        InstanceStatus::Loading,
+        "still loading a day later"
+    );
+}
+
+#[tokio::test]
+async fn the_key_may_come_as_an_api_key_query_parameter() {
+    let w = world(10).await;
+    let http = reqwest::Client::new();
+    let get = |key: Option<&str>| {
+        let mut url = format!("{}/api/v0/instances/", w.url);
+        if let Some(k) = key {
+            url.push_str(&format!("?api_key={k}"));
+        }
+        http.get(url).send()
+    };
+    let ok = get(Some("sim-vast-key")).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let body: serde_json::Value = ok.json().await.unwrap();
+    assert_eq!(body["instances"], json!([]));
+    for key in [Some("wrong"), None] {
+        let r = get(key).await.unwrap();
+        assert_eq!(r.status(), 401, "{key:?}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "auth_error");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_offer_answers_as_vast_ai_does_and_is_offer_gone() {
+    let w = world(10).await;
+    // Without `cancel_unavail` (as the CLI sends it): 404 `invalid_args`.
+    let r = reqwest::Client::new()
+        .put(format!("{}/api/v0/asks/424242/", w.url))
+        .bearer_auth("sim-vast-key")
+        .json(&json!({"client_id": "me", "image": "ubuntu:22.04", "disk": 10}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_args");
+    assert!(
+        body["msg"].as_str().unwrap().contains("no_such_ask"),
+        "{body}"
+    );
+    // rigger's create (with `cancel_unavail`) gets the 410 form; both are
+    // offer-gone (the 404 form is checked in the client's unit tests).
+    assert_eq!(
+        w.client.launch(&spec(424242, "x")).await,
+        Err(ProviderError::OfferGone)
+    );
+}
+
+/// `rigger sim vast` itself: started on a port the OS picks, it prints its
+/// URL and key, serves the market its seed makes, and applies its flags.
+#[tokio::test]
+async fn the_rigger_sim_vast_binary_serves_what_it_prints() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rigger"))
+        .args([
+            "sim",
+            "vast",
+            "--listen",
+            "127.0.0.1:0",
+            "--offers",
+            "120",
+            "--seed",
+            "7",
+            "--boot-delay",
+            "1h",
+            "--faults",
+            "rate_limit_burst=1",
+            "--api-key",
+            "bin-key",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("rigger runs");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut url, mut key) = (None, None);
+    while url.is_none() || key.is_none() {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("it prints its URL and key before serving");
+        if let Some(u) = line.strip_prefix("simulated Vast.ai listening on ") {
+            url = Some(u.trim().to_string());
+        }
+        if let Some(k) = line.trim().strip_prefix("API key:") {
+            key = Some(k.trim().to_string());
+        }
+    }
+    let (url, key) = (url.unwrap(), key.unwrap());
+    assert!(!url.ends_with(":0"), "the bound port, not 0: {url}");
+    assert_eq!(key, "bin-key");
+
+    let client = VastClient::with_retry(&url, Secret::new(&key), fast_retry());
+    // The one injected 429 is ridden out; then the seed's whole market.
+    let offers = client.search_raw(&json!({"limit": 1000})).await.unwrap();
+    let mut ids: Vec<i64> = offers.iter().map(|o| o.id).collect();
+    ids.sort();
+    let same_seed = SimVast::new(
+        SimConfig {
+            seed: 7,
+            offers: 120,
+            ..SimConfig::default()
+        },
+        Arc::new(ManualClock::new(0)),
+    );
+    assert_eq!(ids, same_seed.offer_ids(), "--seed 7 --offers 120");
+
+    let state: serde_json::Value = reqwest::get(format!("{url}/sim/state"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        state["requests"]["POST /api/v0/bundles"], 2,
+        "a 429, then the answer"
+    );
+
+    // --boot-delay 1h: a new instance is still loading.
+    let id = client
+        .launch(&spec(ids[0], "rigger:bin:1:x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        client.get(&id).await.unwrap().unwrap().status,
+        InstanceStatus::Loading
+    );
+    // The wrong key is refused.
+    let bad = VastClient::with_retry(&url, Secret::new("sim-vast-key"), fast_retry());
+    assert!(matches!(
+        bad.list("").await,
+        Err(ProviderError::Unauthorized(_))
+    ));
+
+    child.kill().await.unwrap();
 }

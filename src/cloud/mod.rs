@@ -8,6 +8,8 @@ use std::future::Future;
 
 use serde::Serialize;
 
+pub use crate::config::model::CudaVersion;
+
 /// What a search asks for, in rigger's words. Each cloud translates it into
 /// its own query (`vast::query`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -24,8 +26,8 @@ pub struct OfferFilter {
     /// ISO country code.
     pub country: Option<String>,
     pub vm: bool,
-    /// CUDA version the host driver must support (`12.4` → 12.4).
-    pub min_cuda: Option<f64>,
+    /// CUDA version the host driver must support, compared as (major, minor).
+    pub min_cuda: Option<CudaVersion>,
     pub min_reliability: f64,
     /// Mbit/s.
     pub min_inet_down: f64,
@@ -67,6 +69,12 @@ pub struct Offer {
 }
 
 impl Offer {
+    /// The highest CUDA version the host's driver supports, read from
+    /// Vast.ai's float (`12.1` is 12.1; see [`CudaVersion::to_vast`]).
+    pub fn cuda(&self) -> CudaVersion {
+        CudaVersion::from_vast(self.cuda_max_good)
+    }
+
     /// The trailing two-letter country code of `location`.
     pub fn country(&self) -> &str {
         let t = self.location.trim();

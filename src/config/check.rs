@@ -57,7 +57,10 @@ impl Checker<'_> {
                     "{what} must be a mapping of keys to values, found {}",
                     node.describe()
                 ),
-                None,
+                Some(format!(
+                    "write its keys on their own lines, indented under it, e.g. `{}: …`",
+                    keys::names(table)[..table.len().min(3)].join(": …`, `")
+                )),
             );
             return false;
         };
@@ -67,7 +70,10 @@ impl Checker<'_> {
                     self.strictness.problems,
                     k,
                     format!("keys in {what} must be plain words, found {}", k.describe()),
-                    None,
+                    Some(format!(
+                        "known keys here: {}",
+                        keys::names(table).join(", ")
+                    )),
                 );
                 continue;
             };
@@ -76,9 +82,9 @@ impl Checker<'_> {
             }
             match keys::find(table, name) {
                 Some(spec) => {
-                    if let Status::Legacy(warning) = spec.status {
+                    if let Status::Legacy { warning, hint } = spec.status {
                         self.diags
-                            .push(Diagnostic::warning(k.at, warning.to_string()));
+                            .push(Diagnostic::warning(k.at, warning.to_string()).with_hint(hint));
                     }
                     self.value(v, &spec.ty, &format!("`{name}`"));
                 }
@@ -179,7 +185,7 @@ impl Checker<'_> {
             self.strictness.problems,
             node,
             format!("{what} must be {}, found {}", describe(ty), node.describe()),
-            None,
+            Some(example(ty)),
         );
         false
     }
@@ -224,7 +230,7 @@ impl Checker<'_> {
                 self.strictness.problems,
                 node,
                 format!("{what} must be {}, found {n}", describe(&ty)),
-                None,
+                Some(example(&ty)),
             );
         }
         ok
@@ -310,6 +316,44 @@ fn fits_shape(node: &Node, ty: &Ty) -> bool {
         (_, Ty::AnyOf(options)) => options.iter().any(|o| fits_shape(node, o)),
         (Kind::Scalar { .. } | Kind::Map(_), Ty::OneOrMany(inner)) => fits_shape(node, inner),
         _ => false,
+    }
+}
+
+/// What to write instead of a value of the wrong type or out of range.
+pub fn example(ty: &Ty) -> String {
+    match ty {
+        Ty::Str => "write it as text, e.g. `value` (quote it if it starts with a digit or a \
+                    special character: `\"value\"`)"
+            .into(),
+        Ty::Bool => "write `true` or `false` (without quotes)".into(),
+        Ty::Num(b) | Ty::Int(b) => {
+            let (range, e) = match (b, matches!(ty, Ty::Int(_))) {
+                (Bound::Positive, true) => ("a whole number of 1 or more", "2"),
+                (Bound::Positive, false) => ("a number above 0", "30"),
+                (Bound::NonNegative, true) => ("a whole number of 0 or more", "0"),
+                (Bound::NonNegative, false) => ("a number of 0 or more", "0.5"),
+                (Bound::Fraction, _) => ("a number from 0 to 1", "0.95"),
+            };
+            format!("write {range}, e.g. `{e}`, without a unit (the unit is fixed by the key)")
+        }
+        Ty::Enum(words) => format!("write one of: {}", words.join(", ")),
+        Ty::OneOrMany(inner) => format!(
+            "write one value, or a list of them in order of preference: `[a, b]`; {}",
+            example(inner)
+        ),
+        Ty::List(inner) => format!(
+            "write a list: `[a, b]`, or one `- item` per line; for each item, {}",
+            example(inner).trim_start_matches("write ")
+        ),
+        Ty::Map(_) | Ty::Object(_) => {
+            "write `key: value` lines indented under the key, one per line".into()
+        }
+        Ty::AnyOf(options) => options
+            .iter()
+            .map(example)
+            .collect::<Vec<_>>()
+            .join("; or "),
+        Ty::Any => "any value is accepted".into(),
     }
 }
 

@@ -39,8 +39,11 @@ pub enum Bound {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Status {
     Current,
-    /// Accepted with this warning.
-    Legacy(&'static str),
+    /// Accepted with this warning, and a hint saying what to do instead.
+    Legacy {
+        warning: &'static str,
+        hint: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -72,12 +75,12 @@ const fn required(name: &'static str, ty: Ty, doc: &'static str) -> Key {
     }
 }
 
-const fn legacy(name: &'static str, ty: Ty, warning: &'static str) -> Key {
+const fn legacy(name: &'static str, ty: Ty, warning: &'static str, hint: &'static str) -> Key {
     Key {
         name,
         ty,
         required: false,
-        status: Status::Legacy(warning),
+        status: Status::Legacy { warning, hint },
         doc: warning,
     }
 }
@@ -121,6 +124,8 @@ pub const TOP: &[Key] = &[
         Ty::Str,
         "`run_only_when_triggered_by` was removed from Cirun in 2023 and has no effect; \
          restrict who may start runners with `.access.yml` in the org's `.cirun` repository",
+        "remove it, and list who may start runners under `policies:` in `.access.yml` \
+         (in the org's `.cirun` repository)",
     ),
 ];
 
@@ -193,11 +198,14 @@ pub const RUNNER: &[Key] = &[
         "workflow",
         Ty::Str,
         "`workflow` has no effect: runners are matched by labels only; remove it",
+        "remove `workflow:`; to reserve the runner for some jobs, give it a label only they \
+         use in `runs-on`",
     ),
     legacy(
         "count",
         Ty::Int(Bound::Positive),
         "`count` was removed from Cirun and has no effect: every job gets its own machine; remove it",
+        "remove `count:`; for more machines, run more jobs (a matrix gives each its own)",
     ),
 ];
 

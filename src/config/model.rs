@@ -252,11 +252,45 @@ impl CudaVersion {
         })
     }
 
-    /// As Vast.ai's `cuda_max_good` compares it (12.4 → 12.4).
-    pub fn as_f64(self) -> f64 {
-        format!("{}.{}", self.major, self.minor)
+    /// The float Vast.ai's `cuda_max_good` uses for this version.
+    ///
+    /// Vast.ai reports the driver's CUDA version as a float (`12.4`, `12.8`,
+    /// `13.0`), which reads `12.10` as `12.1`. rigger compares versions as
+    /// (major, minor) integers and converts only at the wire, with an
+    /// encoding that keeps the order: a minor of 0–9 is the float Vast.ai
+    /// writes (`12.4` → 12.4, exactly the literal), and a minor of 10 or more,
+    /// which no CUDA release has used so far, goes between `major.9` and the
+    /// next major (`12.10` → 12.91, `12.11` → 12.92, … capped at 12.99), so
+    /// that `cuda_max_good ≥` never lets a 12.9 host pass for 12.10.
+    pub fn to_vast(self) -> f64 {
+        let minor = if self.minor <= 9 {
+            self.minor.to_string()
+        } else {
+            (90 + (self.minor - 9).min(9)).to_string()
+        };
+        format!("{}.{minor}", self.major)
             .parse()
             .unwrap_or(f64::from(self.major))
+    }
+
+    /// The version a Vast.ai `cuda_max_good` float stands for: the inverse
+    /// of [`CudaVersion::to_vast`] (`12.1` → 12.1, `12.91` → 12.10).
+    pub fn from_vast(value: f64) -> CudaVersion {
+        if !value.is_finite() || value <= 0.0 {
+            return CudaVersion { major: 0, minor: 0 };
+        }
+        let major = value.floor();
+        let hundredths = ((value - major) * 100.0).round() as u32;
+        let minor = if hundredths <= 90 {
+            // 12.1 is 12.0999…: round to the tenth.
+            (hundredths + 5) / 10
+        } else {
+            hundredths - 81
+        };
+        CudaVersion {
+            major: major as u32,
+            minor: minor.min(18),
+        }
     }
 }
 
@@ -403,6 +437,25 @@ impl VastCandidate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cuda_versions_compare_as_integers_and_keep_their_order_on_the_wire() {
+        let v = |s: &str| CudaVersion::parse(s).unwrap();
+        // 12.1 < 12.9 < 12.10 < 13.0, though 12.10 reads as the float 12.1.
+        let ordered = [v("12.1"), v("12.9"), v("12.10"), v("12.11"), v("13.0")];
+        assert!(ordered.windows(2).all(|p| p[0] < p[1]));
+        assert_eq!(v("12.10").to_string(), "12.10");
+        let wire: Vec<f64> = ordered.iter().map(|c| c.to_vast()).collect();
+        assert_eq!(wire, [12.1, 12.9, 12.91, 12.92, 13.0]);
+        for c in ordered {
+            assert_eq!(CudaVersion::from_vast(c.to_vast()), c, "{c}");
+        }
+        // The floats Vast.ai sends read as the versions they name.
+        assert_eq!(CudaVersion::from_vast(12.1), v("12.1"));
+        assert_eq!(CudaVersion::from_vast(12.8), v("12.8"));
+        assert_eq!(CudaVersion::from_vast(11.0), v("11.0"));
+        assert_eq!(CudaVersion::from_vast(0.0), v("0.0"));
+    }
 
     #[test]
     fn cuda_from_image_tags() {

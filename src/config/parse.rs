@@ -67,10 +67,16 @@ fn read_config(root: &Node, origin: Origin, diags: &mut Diagnostics) -> CirunCon
             at,
         }) => {
             if items.is_empty() {
-                diags.push(Diagnostic::warning(
-                    *at,
-                    "`runners` is empty: no job can get a runner from this file".into(),
-                ));
+                diags.push(
+                    Diagnostic::warning(
+                        *at,
+                        "`runners` is empty: no job can get a runner from this file".into(),
+                    )
+                    .with_hint(
+                        "add a runner under `runners:`, e.g. `- name: gpu`, `cloud: vast_ai`, \
+                         `instance_type: 1xRTX_4090`, `labels: [cirun-gpu]` (see examples/.cirun.yml)",
+                    ),
+                );
             }
             for (i, item) in items.iter().enumerate() {
                 if let Some(r) = read_runner(item, i, origin, diags) {
@@ -257,13 +263,19 @@ fn read_cloud(node: &Node, what: &str, diags: &mut Diagnostics) -> Option<Cloud>
             .with_hint(hint),
         );
     } else if cloud != Some(Cloud::VastAi) {
-        diags.push(Diagnostic::warning(
-            cloud_node.at,
-            format!(
-                "{what} is for `{}`: not provisioned by rigger (checked as far as Cirun documents it)",
-                text.unwrap_or_default()
+        diags.push(
+            Diagnostic::warning(
+                cloud_node.at,
+                format!(
+                    "{what} is for `{}`: not provisioned by rigger (checked as far as Cirun documents it)",
+                    text.unwrap_or_default()
+                ),
+            )
+            .with_hint(
+                "Cirun (or another controller) must serve its jobs; for rigger to rent a GPU \
+                 for them, write `cloud: vast_ai` with an `instance_type` such as `1xRTX_4090`",
             ),
-        ));
+        );
     }
     cloud
 }

@@ -165,10 +165,13 @@ pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<Node> {
             },
         }
     }
-    diags.push(Diagnostic::error(
-        Location { line: 1, column: 1 },
-        "too many unquoted values containing \": \"; quote them".to_string(),
-    ));
+    diags.push(
+        Diagnostic::error(
+            Location { line: 1, column: 1 },
+            "too many unquoted values containing \": \"; quote them".to_string(),
+        )
+        .with_hint("put values that contain \": \" in quotes: `key: \"a: b\"`"),
+    );
     None
 }
 
@@ -200,29 +203,28 @@ impl Failure {
         let m = self.error.marker();
         let info = self.error.info();
         let hint = if info.contains("tab") {
-            Some("YAML indents with spaces only; replace the tab with spaces")
+            "YAML indents with spaces only; replace the tab with spaces"
         } else if info.contains("mapping values are not allowed") {
-            Some("check the indentation of this line, or quote a value that contains \": \"")
+            "check the indentation of this line, or quote a value that contains \": \""
         } else if info.contains("did not find expected key") || info.contains("block end") {
-            Some("check the indentation: keys of one mapping must start in the same column")
+            "check the indentation: keys of one mapping must start in the same column"
         } else if info.contains("quoted scalar") {
-            Some("a quote is not closed")
+            "a quote is not closed"
         } else if info.contains("flow sequence") || info.contains("flow mapping") {
-            Some("a `[` or `{` is not closed")
+            "a `[` or `{` is not closed"
         } else {
-            None
+            // A scan error rigger has no specific advice for.
+            "check this line and the one before it: indentation with spaces, matching \
+             quotes and brackets, and `key: value` with a space after the colon"
         };
-        let d = Diagnostic::error(
+        Diagnostic::error(
             Location {
                 line: m.line(),
                 column: m.col() + 1,
             },
             format!("not valid YAML: {info}"),
-        );
-        match hint {
-            Some(h) => d.with_hint(h),
-            None => d,
-        }
+        )
+        .with_hint(hint)
     }
 }
 

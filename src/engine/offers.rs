@@ -111,10 +111,7 @@ fn steps(f: &OfferFilter, e: &Estimate) -> Vec<Step> {
         add("able to run VMs".into(), Box::new(|o| o.vms_enabled));
     }
     if let Some(v) = f.min_cuda {
-        add(
-            format!("with CUDA ≥ {v}"),
-            Box::new(move |o| o.cuda_max_good >= v),
-        );
+        add(format!("with CUDA ≥ {v}"), Box::new(move |o| o.cuda() >= v));
     }
     let r = f.min_reliability;
     add(

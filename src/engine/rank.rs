@@ -315,53 +315,116 @@ mod tests {
         assert!(price(&o, &e).is_none(), "the floor itself is over the cap");
     }
 
-    /// On random markets the first offer is the brute-force cheapest total
-    /// among the offers within the caps, and nothing over a cap is kept.
+    /// The specification's total, written out again without `rank`'s code:
+    /// $/hour × (expected hours on the reference GPU / relative speed + boot
+    /// overhead), the speed from the catalog or else the offer's `dlperf`,
+    /// and `None` over a cap.
+    fn brute_total(o: &Offer, e: &Estimate) -> Option<(f64, f64)> {
+        let speed = match gpus::CATALOG.iter().find(|g| g.vast_name == o.gpu_name) {
+            Some(g) => g.relative_speed.expect("every model has a figure"),
+            None if o.dlperf > 0.0 => {
+                (o.dlperf / f64::from(o.num_gpus) / REFERENCE_DLPERF_PER_GPU).clamp(0.05, 10.0)
+            }
+            None => 1.0,
+        };
+        let dph = if e.interruptible {
+            let wanted = o.min_bid * 1.10;
+            match e.max_dph {
+                Some(cap) if wanted > cap && o.min_bid <= cap => cap,
+                _ => wanted,
+            }
+        } else {
+            o.dph_total
+        };
+        if e.max_dph.is_some_and(|cap| dph > cap) {
+            return None;
+        }
+        let total = dph * (e.reference_hours / speed + e.boot_hours);
+        if e.max_cost.is_some_and(|cap| total > cap) {
+            return None;
+        }
+        Some((dph, total))
+    }
+
+    /// Whether `a` should be tried before `b`: cheaper total, then more
+    /// reliable, then faster network, then lower id.
+    fn before(a: (&Offer, f64), b: (&Offer, f64)) -> bool {
+        let (a, at) = a;
+        let (b, bt) = b;
+        if at != bt {
+            return at < bt;
+        }
+        if a.reliability != b.reliability {
+            return a.reliability > b.reliability;
+        }
+        if a.inet_down != b.inet_down {
+            return a.inet_down > b.inet_down;
+        }
+        a.id < b.id
+    }
+
+    /// On random markets `rank`'s order is the brute-force order: each place
+    /// holds the best of the offers not yet placed, ties included, and
+    /// nothing over a cap is kept. Prices, speeds, reliabilities and
+    /// bandwidths come from small sets so that ties are common.
     #[test]
-    fn the_choice_is_the_brute_force_minimum_on_random_markets() {
-        let models: Vec<&str> = gpus::CATALOG.iter().map(|g| g.vast_name).collect();
+    fn the_order_is_the_brute_force_order_on_random_markets() {
+        let models: Vec<&str> = ["RTX 3090", "RTX 4090", "A100 SXM4", "A100X", "H100 SXM"]
+            .into_iter()
+            .chain(["Mystery GPU", "Another GPU"])
+            .collect();
+        let mut ties = (0, 0);
         for seed in 0..500 {
             let mut rng = crate::sim::Rng::new(seed);
-            let n = 1 + (rng.next_u64() % 60) as usize;
+            let n = 1 + rng.below(60);
             let offers: Vec<Offer> = (0..n)
                 .map(|i| {
-                    let mut o = offer(
-                        i as i64,
-                        models[(rng.next_u64() % models.len() as u64) as usize],
-                        0.05 + rng.unit() * 4.0,
-                    );
-                    o.reliability = 0.9 + (rng.next_u64() % 10) as f64 / 100.0;
-                    o.dlperf = rng.unit() * 100.0;
+                    let dph = 0.05 * (1 + rng.below(40)) as f64;
+                    let mut o = offer(i as i64, models[rng.below(models.len())], dph);
+                    o.reliability = [0.9, 0.95, 0.99][rng.below(3)];
+                    o.inet_down = [100.0, 500.0, 1000.0][rng.below(3)];
+                    o.dlperf = [0.0, 30.0, 60.0][rng.below(3)];
+                    o.num_gpus = 1 + rng.below(2) as u32;
                     o
                 })
                 .collect();
             let e = Estimate {
-                reference_hours: 0.1 + rng.unit() * 10.0,
+                reference_hours: [0.5, 1.0, 2.0, 7.3][rng.below(4)],
                 boot_hours: 0.1,
-                max_dph: rng
-                    .next_u64()
-                    .is_multiple_of(2)
-                    .then(|| 0.5 + rng.unit() * 3.0),
-                max_cost: rng
-                    .next_u64()
-                    .is_multiple_of(2)
-                    .then(|| 1.0 + rng.unit() * 20.0),
-                interruptible: rng.next_u64().is_multiple_of(4),
+                max_dph: rng.chance(0.5).then(|| 0.5 + rng.unit() * 1.5),
+                max_cost: rng.chance(0.5).then(|| 1.0 + rng.unit() * 10.0),
+                interruptible: rng.chance(0.25),
             };
-            let ranked = rank_offers(offers.clone(), &e);
-            let brute: Vec<Priced> = offers.iter().filter_map(|o| price(o, &e)).collect();
-            assert_eq!(ranked.len(), brute.len(), "seed {seed}");
-            for p in &ranked {
-                assert!(e.max_dph.is_none_or(|m| p.dph <= m), "seed {seed}");
-                assert!(e.max_cost.is_none_or(|m| p.total <= m), "seed {seed}");
+            let ranked = rank(&offers, &e);
+            let mut left: Vec<(&Offer, f64, f64)> = offers
+                .iter()
+                .filter_map(|o| brute_total(o, &e).map(|(dph, t)| (o, dph, t)))
+                .collect();
+            assert_eq!(ranked.len(), left.len(), "seed {seed}: the caps");
+            for (place, r) in ranked.iter().enumerate() {
+                let best = (0..left.len())
+                    .reduce(|i, j| {
+                        if before((left[j].0, left[j].2), (left[i].0, left[i].2)) {
+                            j
+                        } else {
+                            i
+                        }
+                    })
+                    .expect("as many as ranked");
+                let (o, dph, total) = left.remove(best);
+                assert_eq!(offers[r.index].id, o.id, "seed {seed}, place {place}");
+                assert_eq!((r.dph, r.total), (dph, total), "seed {seed}, place {place}");
+                if place > 0 && ranked[place - 1].total == total {
+                    let prev = &offers[ranked[place - 1].index];
+                    if prev.reliability == o.reliability {
+                        ties.1 += 1;
+                    } else {
+                        ties.0 += 1;
+                    }
+                }
             }
-            if let Some(min) = brute.iter().map(|p| p.total).min_by(f64::total_cmp) {
-                assert_eq!(ranked[0].total, min, "seed {seed}");
-            }
-            assert!(
-                ranked.windows(2).all(|w| w[0].total <= w[1].total),
-                "seed {seed}"
-            );
         }
+        // The markets did exercise both tie-breaks.
+        assert!(ties.0 > 50 && ties.1 > 50, "{ties:?}");
     }
 }

@@ -40,17 +40,29 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Exponential backoff with full jitter: attempt n waits a random time
-    /// in [delay/2, delay], delay = base × 2ⁿ, capped.
+    /// The wait before retry number `attempt` (0-based), given `unit`, a
+    /// uniform draw in [0, 1]: exponential backoff with *equal* jitter, not
+    /// full jitter. The ceiling is base × 2ⁿ capped at `max_delay`, and the
+    /// wait is uniform in [ceiling/2, ceiling]. Half the wait is fixed so
+    /// that waits grow with the attempt (attempt n+1 never waits less than
+    /// attempt n, until the cap); the random half spreads the retries of
+    /// many callers so they do not hit Vast.ai's rate limit together.
+    pub fn backoff_at(&self, attempt: u32, unit: f64) -> Duration {
+        let ceiling = self
+            .base_delay
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.max_delay);
+        ceiling.mul_f64(0.5 + unit.clamp(0.0, 1.0) / 2.0)
+    }
+
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self.base_delay.saturating_mul(1 << attempt.min(16));
-        let capped = exp.min(self.max_delay);
         let mut b = [0u8; 4];
         let unit = match getrandom::fill(&mut b) {
             Ok(()) => f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX),
+            // No entropy: wait the longest, which is always safe.
             Err(_) => 1.0,
         };
-        capped.mul_f64(0.5 + unit / 2.0)
+        self.backoff_at(attempt, unit)
     }
 }
 
@@ -102,8 +114,7 @@ impl VastClient {
         &self.base
     }
 
-    /// One API call with the retry policy. POST, PUT and DELETE always carry
-    /// a JSON body (the API wants one even when there is nothing to say).
+    /// One API call with the retry policy, its answer read as JSON.
     async fn call(
         &self,
         method: Method,
@@ -112,6 +123,27 @@ impl VastClient {
         body: Option<Value>,
         repeat: Repeat,
     ) -> Result<Value, ProviderError> {
+        self.call_with(method, path, query, body, repeat, json_body)
+            .await
+    }
+
+    /// One API call with the retry policy; `parse` reads a 2xx body. POST,
+    /// PUT and DELETE always carry a JSON body (the API wants one even when
+    /// there is nothing to say).
+    ///
+    /// For a call that must not be repeated (a create), every failure after
+    /// the request may have reached Vast.ai is `Ambiguous`, never retried:
+    /// a timeout, a 5xx, a body cut off or unreadable. Only a refused
+    /// connection and a 429 (the server certainly did nothing) are retried.
+    async fn call_with<T>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Value>,
+        repeat: Repeat,
+        parse: fn(&[u8]) -> Result<T, ProviderError>,
+    ) -> Result<T, ProviderError> {
         let mut url = reqwest::Url::parse(&format!("{}{}", self.base, path))
             .map_err(|e| ProviderError::Invalid(format!("bad Vast.ai URL {}: {e}", self.base)))?;
         if !query.is_empty() {
@@ -134,92 +166,55 @@ impl VastClient {
             }
             let last = attempt + 1 >= self.retry.attempts;
             let outcome = match req.send().await {
-                Err(e) => {
-                    let rejected = e.is_connect();
-                    let why = describe_transport(&e);
-                    if repeat == Repeat::OnlyIfRejected && !rejected {
-                        return Err(ProviderError::Ambiguous(why));
-                    }
-                    Err(ProviderError::Transient(why))
-                }
-                Ok(resp) => self.read(resp, repeat).await,
+                // Refused before anything was sent: safe to repeat, even a create.
+                Err(e) if e.is_connect() => Err(ProviderError::Transient(describe_transport(&e))),
+                Err(e) => Err(unanswered(repeat, describe_transport(&e))),
+                Ok(resp) => read(resp, repeat, parse).await,
             };
-            match outcome {
-                Err(ProviderError::RateLimited { retry_after_ms }) if !last => {
-                    let wait = if retry_after_ms > 0 {
-                        Duration::from_millis(retry_after_ms as u64).min(self.retry.max_delay)
-                    } else {
-                        self.retry.backoff(attempt)
-                    };
-                    tracing::debug!(path, ?wait, "Vast.ai rate limit; waiting");
-                    tokio::time::sleep(wait).await;
+            let wait = match outcome {
+                Err(ProviderError::RateLimited { retry_after_ms }) => {
+                    match self.rate_limit_wait(attempt, retry_after_ms, last) {
+                        Ok(wait) => wait,
+                        Err(e) => return Err(e),
+                    }
                 }
                 Err(ProviderError::Transient(why)) if !last => {
                     tracing::debug!(path, "Vast.ai transient failure, retrying: {why}");
-                    tokio::time::sleep(self.retry.backoff(attempt)).await;
-                }
-                Err(ProviderError::RateLimited { retry_after_ms: 0 }) => {
-                    return Err(ProviderError::RateLimited {
-                        retry_after_ms: self.retry.backoff(attempt).as_millis() as i64,
-                    });
+                    self.retry.backoff(attempt)
                 }
                 other => return other,
-            }
+            };
+            tracing::debug!(path, ?wait, "Vast.ai rate limit or failure; waiting");
+            tokio::time::sleep(wait).await;
             attempt += 1;
         }
     }
 
-    async fn read(&self, resp: reqwest::Response, repeat: Repeat) -> Result<Value, ProviderError> {
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .map_or(0, |s| (s * 1000.0) as i64);
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| ProviderError::Transient(describe_transport(&e)))?;
-        let json: Option<Value> = serde_json::from_str(&text).ok();
-        let msg = message(json.as_ref(), &text);
-        if status == StatusCode::TOO_MANY_REQUESTS {
+    /// After a 429: how long to wait before trying again, or the error to
+    /// hand the caller. A `Retry-After` longer than `max_delay` is not
+    /// cut short (that would only earn another 429): the caller gets the
+    /// delay and schedules the retry itself.
+    fn rate_limit_wait(
+        &self,
+        attempt: u32,
+        retry_after_ms: i64,
+        last: bool,
+    ) -> Result<Duration, ProviderError> {
+        let max_ms = self.retry.max_delay.as_millis() as i64;
+        if retry_after_ms > max_ms {
+            return Err(ProviderError::RateLimited { retry_after_ms });
+        }
+        let wait = if retry_after_ms > 0 {
+            Duration::from_millis(retry_after_ms as u64)
+        } else {
+            self.retry.backoff(attempt)
+        };
+        if last {
             return Err(ProviderError::RateLimited {
-                retry_after_ms: retry_after,
+                retry_after_ms: (wait.as_millis() as i64).max(1),
             });
         }
-        if status.is_server_error() {
-            let why = format!("Vast.ai answered {status}: {msg}");
-            return Err(if repeat == Repeat::OnlyIfRejected {
-                ProviderError::Ambiguous(why)
-            } else {
-                ProviderError::Transient(why)
-            });
-        }
-        let code = json
-            .as_ref()
-            .and_then(|j| j.get("error"))
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if code == "no_such_ask" || status == StatusCode::GONE {
-            return Err(ProviderError::OfferGone);
-        }
-        match status.as_u16() {
-            401 | 403 => return Err(ProviderError::Unauthorized(msg)),
-            404 => return Err(ProviderError::NotFound(msg)),
-            400..=499 => return Err(ProviderError::Invalid(msg)),
-            _ => {}
-        }
-        let json = json.ok_or_else(|| {
-            ProviderError::Transient(format!(
-                "Vast.ai answered {status} with a body that is not JSON"
-            ))
-        })?;
-        // A 2xx can still carry `"success": false` (reference §4.3).
-        if json.get("success") == Some(&Value::Bool(false)) {
-            return Err(ProviderError::Invalid(msg));
-        }
-        Ok(json)
+        Ok(wait)
     }
 
     /// The account's SSH public keys. VM mode cannot start without one.
@@ -249,16 +244,17 @@ impl VastClient {
 
     /// Offers for a raw search body (what `rigger plan` shows it sent).
     pub async fn search_raw(&self, body: &Value) -> Result<Vec<Offer>, ProviderError> {
-        let v = self
-            .call(
-                Method::POST,
-                "/api/v0/bundles/",
-                &[],
-                Some(body.clone()),
-                Repeat::Safe,
-            )
-            .await?;
-        parse_offers(&v)
+        // Read straight from the bytes into offers: one parse, no
+        // intermediate `Value` (the benchmark times this same function).
+        self.call_with(
+            Method::POST,
+            "/api/v0/bundles/",
+            &[],
+            Some(body.clone()),
+            Repeat::Safe,
+            parse_offers_bytes,
+        )
+        .await
     }
 
     /// Set an instance's label.
@@ -303,6 +299,109 @@ impl VastClient {
         }
         body
     }
+}
+
+/// A failure after the request may have reached Vast.ai: for a create, the
+/// rental may have happened, so the caller must look it up by label.
+fn unanswered(repeat: Repeat, why: String) -> ProviderError {
+    match repeat {
+        Repeat::Safe => ProviderError::Transient(why),
+        Repeat::OnlyIfRejected => ProviderError::Ambiguous(why),
+    }
+}
+
+async fn read<T>(
+    resp: reqwest::Response,
+    repeat: Repeat,
+    parse: fn(&[u8]) -> Result<T, ProviderError>,
+) -> Result<T, ProviderError> {
+    let status = resp.status();
+    let retry_after_ms = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(0, |s| (s * 1000.0).ceil() as i64);
+    let body = resp.bytes().await.map_err(|e| describe_transport(&e));
+    classify(
+        status,
+        retry_after_ms,
+        body.as_deref().map_err(String::as_str),
+        repeat,
+        parse,
+    )
+}
+
+/// What an answer means, from its status and body (`Err` when the body
+/// could not be read to its end).
+fn classify<T>(
+    status: StatusCode,
+    retry_after_ms: i64,
+    body: Result<&[u8], &str>,
+    repeat: Repeat,
+    parse: fn(&[u8]) -> Result<T, ProviderError>,
+) -> Result<T, ProviderError> {
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return Err(ProviderError::RateLimited { retry_after_ms });
+    }
+    let bytes = match body {
+        Ok(b) => b,
+        // A refusal is a refusal even when its body is lost.
+        Err(_) if status.is_client_error() => &[][..],
+        Err(why) => {
+            return Err(unanswered(
+                repeat,
+                format!("Vast.ai answered {status} but the body was cut off: {why}"),
+            ));
+        }
+    };
+    if status.is_success() {
+        return match parse(bytes) {
+            // An unreadable 2xx: for a create, it may have rented.
+            Err(ProviderError::Transient(why)) => Err(unanswered(repeat, why)),
+            other => other,
+        };
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let json: Option<Value> = serde_json::from_slice(bytes).ok();
+    let msg = message(json.as_ref(), &text);
+    if !status.is_client_error() {
+        // 5xx (and anything else unexpected): the server may have acted.
+        return Err(unanswered(
+            repeat,
+            format!("Vast.ai answered {status}: {msg}"),
+        ));
+    }
+    let code = json
+        .as_ref()
+        .and_then(|j| j.get("error"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    // The real API names a missing offer in the message of a 404
+    // `invalid_args` and in the code of a 410 (reference §4.3).
+    if code == "no_such_ask" || msg.contains("no_such_ask") || status == StatusCode::GONE {
+        return Err(ProviderError::OfferGone);
+    }
+    Err(match status.as_u16() {
+        401 | 403 => ProviderError::Unauthorized(msg),
+        404 => ProviderError::NotFound(msg),
+        _ => ProviderError::Invalid(msg),
+    })
+}
+
+/// A 2xx body as JSON. A 2xx can still carry `"success": false`
+/// (reference §4.3).
+fn json_body(bytes: &[u8]) -> Result<Value, ProviderError> {
+    let json: Value = serde_json::from_slice(bytes).map_err(|e| {
+        ProviderError::Transient(format!(
+            "Vast.ai answered with a body that is not JSON: {e}"
+        ))
+    })?;
+    if json.get("success") == Some(&Value::Bool(false)) {
+        return Err(ProviderError::Invalid(message(Some(&json), "")));
+    }
+    Ok(json)
 }
 
 fn path_id(id: &str) -> Result<u64, ProviderError> {
@@ -396,25 +495,30 @@ impl From<WireOffer> for Offer {
     }
 }
 
-/// The offers of a search response.
-pub fn parse_offers(v: &Value) -> Result<Vec<Offer>, ProviderError> {
-    let offers = v.get("offers").cloned().unwrap_or(Value::Null);
-    let wire: Vec<WireOffer> = serde_json::from_value(offers).map_err(|e| {
-        ProviderError::Transient(format!("Vast.ai sent offers rigger cannot read: {e}"))
-    })?;
-    Ok(wire.into_iter().map(Offer::from).collect())
-}
-
-/// Parse a search response body from bytes (the benchmark's path).
+/// The offers of a search response's body: what [`VastClient::search_raw`]
+/// runs on every answer, and what `benches/offers.rs` times.
 pub fn parse_offers_bytes(body: &[u8]) -> Result<Vec<Offer>, ProviderError> {
     #[derive(Deserialize)]
     struct Resp {
-        offers: Vec<WireOffer>,
+        #[serde(default)]
+        success: Option<bool>,
+        #[serde(default)]
+        msg: Option<String>,
+        #[serde(default)]
+        offers: Option<Vec<WireOffer>>,
     }
     let r: Resp = serde_json::from_slice(body).map_err(|e| {
         ProviderError::Transient(format!("Vast.ai sent offers rigger cannot read: {e}"))
     })?;
-    Ok(r.offers.into_iter().map(Offer::from).collect())
+    if r.success == Some(false) {
+        return Err(ProviderError::Invalid(
+            r.msg.unwrap_or_else(|| "(no detail given)".to_string()),
+        ));
+    }
+    let offers = r.offers.ok_or_else(|| {
+        ProviderError::Transient("Vast.ai answered a search without `offers`".to_string())
+    })?;
+    Ok(offers.into_iter().map(Offer::from).collect())
 }
 
 #[derive(Deserialize)]
@@ -626,5 +730,148 @@ impl CloudProvider for VastClient {
         Err(ProviderError::Transient(
             "the instance's log was not ready after 9 s".to_string(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::Rng;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 8,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn backoff_grows_varies_and_stays_within_bounds() {
+        let p = policy();
+        let mut rng = Rng::new(7);
+        let mut previous_longest = Duration::ZERO;
+        for attempt in 0..10 {
+            let ceiling = (p.base_delay * 2u32.pow(attempt)).min(p.max_delay);
+            let waits: Vec<Duration> = (0..200)
+                .map(|_| p.backoff_at(attempt, rng.unit()))
+                .collect();
+            for w in &waits {
+                assert!(
+                    *w >= ceiling / 2 && *w <= ceiling,
+                    "attempt {attempt}: {w:?} outside [{:?}, {ceiling:?}]",
+                    ceiling / 2
+                );
+            }
+            let shortest = *waits.iter().min().unwrap();
+            let longest = *waits.iter().max().unwrap();
+            // Equal jitter: a later attempt never waits less than the longest
+            // wait of the one before, until the cap.
+            if ceiling < p.max_delay {
+                assert!(shortest >= previous_longest, "attempt {attempt} shrank");
+            }
+            // The jitter spreads the waits over most of their range.
+            assert!(
+                longest - shortest > ceiling / 3,
+                "attempt {attempt}: waits barely vary ({shortest:?}..{longest:?})"
+            );
+            previous_longest = longest;
+        }
+        assert_eq!(p.backoff_at(30, 1.0), p.max_delay, "capped, no overflow");
+        assert_eq!(p.backoff_at(0, 0.0), p.base_delay / 2);
+    }
+
+    #[test]
+    fn a_retry_after_beyond_the_cap_goes_back_to_the_caller() {
+        let c = VastClient::with_retry("http://127.0.0.1:9", Secret::new("k"), policy());
+        assert_eq!(
+            c.rate_limit_wait(0, 5_000, false),
+            Err(ProviderError::RateLimited {
+                retry_after_ms: 5_000
+            })
+        );
+        assert_eq!(
+            c.rate_limit_wait(0, 1_500, false),
+            Ok(Duration::from_millis(1_500))
+        );
+        // No Retry-After: the backoff, which the last attempt reports.
+        match c.rate_limit_wait(2, 0, true) {
+            Err(ProviderError::RateLimited { retry_after_ms }) => {
+                assert!((200..=400).contains(&retry_after_ms), "{retry_after_ms}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn create(status: u16, body: Result<&[u8], &str>) -> Result<Value, ProviderError> {
+        let status = StatusCode::from_u16(status).unwrap();
+        classify(status, 0, body, Repeat::OnlyIfRejected, json_body)
+    }
+
+    fn safe(status: u16, body: Result<&[u8], &str>) -> Result<Value, ProviderError> {
+        let status = StatusCode::from_u16(status).unwrap();
+        classify(status, 0, body, Repeat::Safe, json_body)
+    }
+
+    #[test]
+    fn every_create_that_may_have_rented_is_ambiguous() {
+        let kind = |r: Result<Value, ProviderError>| r.unwrap_err().kind();
+        for (status, body) in [
+            (200, Ok(&b"<html>bad gateway</html>"[..])),
+            (200, Ok(&b""[..])),
+            (200, Err("connection closed before message completed")),
+            (502, Ok(&b"{}"[..])),
+            (500, Err("reset")),
+        ] {
+            assert_eq!(kind(create(status, body)), "ambiguous", "{status} {body:?}");
+            // The same answer to a call that is safe to repeat is transient.
+            assert_eq!(kind(safe(status, body)), "transient", "{status} {body:?}");
+        }
+        // A refusal is a refusal, even with its body lost.
+        assert_eq!(kind(create(400, Err("reset"))), "invalid");
+        assert_eq!(kind(create(429, Err("reset"))), "rate_limited");
+        assert_eq!(
+            create(200, Ok(br#"{"success": true, "new_contract": 7}"#)).unwrap()["new_contract"],
+            7
+        );
+    }
+
+    #[test]
+    fn a_missing_offer_is_offer_gone_in_both_of_vast_ais_forms() {
+        let r404 = br#"{"success": false, "error": "invalid_args", "msg": "error 404/3603: no_such_ask Instance type by id 1234567 is not available."}"#;
+        let r410 = br#"{"success": false, "error": "no_such_ask", "msg": "error 410/3907: no_such_ask Instance type 1234567 is no longer available."}"#;
+        assert_eq!(create(404, Ok(r404)), Err(ProviderError::OfferGone));
+        assert_eq!(create(410, Ok(r410)), Err(ProviderError::OfferGone));
+        // Other invalid arguments stay what they are.
+        let bad = br#"{"success": false, "error": "invalid_args", "msg": "Invalid args: disk"}"#;
+        assert_eq!(
+            create(400, Ok(bad)),
+            Err(ProviderError::Invalid("Invalid args: disk".into()))
+        );
+    }
+
+    #[test]
+    fn search_answers_are_read_in_one_pass() {
+        let offers = parse_offers_bytes(
+            br#"{"offers": [{"id": 5, "gpu_name": "RTX 4090", "dph_total": 0.4, "cuda_max_good": 12.8, "extra": [1, 2]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                offers[0].id,
+                offers[0].gpu_name.as_str(),
+                offers[0].dph_total
+            ),
+            (5, "RTX 4090", 0.4)
+        );
+        assert_eq!(
+            parse_offers_bytes(br#"{"success": false, "msg": "bad query"}"#),
+            Err(ProviderError::Invalid("bad query".into()))
+        );
+        assert!(matches!(
+            parse_offers_bytes(b"{}"),
+            Err(ProviderError::Transient(_))
+        ));
     }
 }

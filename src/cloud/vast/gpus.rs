@@ -32,62 +32,115 @@ const fn gpu(vast_name: &'static str, vram_gb: u32, speed: Option<f64>) -> GpuMo
 /// Relative speeds: the eight anchors (RTX 3060 0.5, RTX 3090 1.0, RTX 4090
 /// 1.6, RTX A5000 0.9, RTX A6000 1.1, L40S 1.5, A100 SXM4 2.0, H100 SXM 3.3)
 /// are the figures rigger's specification gives for FP16 training. The
-/// others are estimates placed between those anchors by each card's dense
-/// FP16 tensor throughput and memory bandwidth in NVIDIA's published
-/// datasheets and architecture whitepapers (Turing, Ampere GA102/GA100, Ada
-/// AD102, Hopper), rounded to 0.05; where a datasheet ratio and the anchors
-/// disagree the anchors win, because training is rarely compute-bound. They
-/// only order offers by estimated duration; a model without a figure (`None`)
-/// is ranked by the offer's `dlperf` instead.
+/// others are placed between those anchors from each card's public figures,
+/// given on its line: dense FP16 tensor throughput (TFLOPS, without
+/// sparsity; for GeForce cards the FP16-accumulate figure of NVIDIA's
+/// architecture whitepapers, which halves with FP32 accumulate) and memory
+/// bandwidth (GB/s) from NVIDIA's datasheets, and where published, the
+/// per-GPU ratios of Lambda's PyTorch training benchmarks and MLPerf
+/// Training. Rounded to 0.05. The anchors grow far slower than the tensor
+/// figures (A100 → H100 is 3.2× in TFLOPS, 1.65× in the anchors), because
+/// training is rarely compute-bound, so an estimate follows bandwidth and
+/// the benchmarks more than TFLOPS. They only order offers by estimated
+/// duration; a model without a figure (`None`) is ranked by `dlperf`.
 pub const CATALOG: &[GpuModel] = &[
+    // Pascal, no tensor cores: 11.3 TFLOPS FP32 (FP16 runs at 1/64), 484 GB/s;
+    // Lambda: ~0.35–0.4× an RTX 3090.
     gpu("GTX 1080 Ti", 11, Some(0.35)),
+    // Turing: 107 FP16 tensor, 616 GB/s; Lambda: ~0.6× an RTX 3090.
     gpu("RTX 2080 Ti", 11, Some(0.6)),
+    // Anchor. GA106: 51 FP16 tensor, 360 GB/s.
     gpu("RTX 3060", 12, Some(0.5)),
+    // GA104: 65 FP16 tensor, 448 GB/s.
     gpu("RTX 3060 Ti", 8, Some(0.55)),
+    // GA104: 81 FP16 tensor, 448 GB/s.
     gpu("RTX 3070", 8, Some(0.6)),
+    // GA102: 119 FP16 tensor, 760 GB/s.
     gpu("RTX 3080", 10, Some(0.8)),
+    // GA102: 136 FP16 tensor, 912 GB/s.
     gpu("RTX 3080 Ti", 12, Some(0.9)),
+    // The reference. GA102: 142 FP16 tensor, 936 GB/s.
     gpu("RTX 3090", 24, Some(1.0)),
+    // GA102: 160 FP16 tensor, 1,008 GB/s.
     gpu("RTX 3090 Ti", 24, Some(1.1)),
+    // AD106: 88 FP16 tensor, but 288 GB/s: bandwidth-bound.
     gpu("RTX 4060 Ti", 16, Some(0.6)),
+    // AD104: 117 FP16 tensor, 504 GB/s.
     gpu("RTX 4070", 12, Some(0.8)),
+    // AD104: 160 FP16 tensor, 504 GB/s.
     gpu("RTX 4070 Ti", 12, Some(0.95)),
+    // AD103: 195 FP16 tensor, 717 GB/s.
     gpu("RTX 4080", 16, Some(1.2)),
+    // AD103: 209 FP16 tensor, 736 GB/s.
     gpu("RTX 4080S", 16, Some(1.25)),
+    // Anchor. AD102: 330 FP16 tensor, 1,008 GB/s.
     gpu("RTX 4090", 24, Some(1.6)),
+    // AD102 cut down: 294 FP16 tensor, 1,008 GB/s.
     gpu("RTX 4090D", 24, Some(1.45)),
-    gpu("RTX 5080", 16, None),
+    // Blackwell GB203: ~225 FP16 tensor (1,801 "AI TOPS" is sparse FP4),
+    // 960 GB/s: a little above an RTX 4080S.
+    gpu("RTX 5080", 16, Some(1.4)),
+    // GB202: ~419 FP16 tensor, 1,792 GB/s.
     gpu("RTX 5090", 32, Some(2.2)),
+    // GA104: 77 FP16 tensor, 448 GB/s.
     gpu("RTX A4000", 16, Some(0.55)),
+    // GA102: 95 FP16 tensor, 640 GB/s.
     gpu("RTX A4500", 20, Some(0.7)),
+    // Anchor. GA102: 111 FP16 tensor, 768 GB/s.
     gpu("RTX A5000", 24, Some(0.9)),
+    // Anchor. GA102: 155 FP16 tensor, 768 GB/s.
     gpu("RTX A6000", 48, Some(1.1)),
+    // AD104: ~107 FP16 tensor, 360 GB/s.
     gpu("RTX 4000Ada", 20, Some(0.6)),
+    // AD102: ~261 FP16 tensor, 576 GB/s.
     gpu("RTX 5000Ada", 32, Some(1.1)),
+    // AD102: ~364 FP16 tensor, 960 GB/s: about an RTX 4090.
     gpu("RTX 6000Ada", 48, Some(1.6)),
-    gpu("RTX PRO 6000", 96, None),
+    // Blackwell GB202 workstation, 600 W: ~500 FP16 tensor (4,000 "AI TOPS"
+    // sparse FP4), 1,792 GB/s: a little above an RTX 5090.
+    gpu("RTX PRO 6000", 96, Some(2.3)),
+    // The same chip at 300 W: ~3,511 "AI TOPS", about 0.88× the 600 W card.
+    gpu("RTX PRO 6000 Max-Q", 96, Some(2.0)),
+    // Turing: 130 FP16 tensor, 672 GB/s; Lambda: about an RTX 2080 Ti.
     gpu("Q RTX 8000", 48, Some(0.6)),
+    // Turing, 70 W: 65 FP16 tensor, 320 GB/s.
     gpu("Tesla T4", 16, Some(0.3)),
+    // Volta: 125 FP16 tensor (SXM2), 900 GB/s; Lambda: ~0.85× an RTX 3090.
     gpu("Tesla V100", 16, Some(0.85)),
+    // Pascal, no tensor cores: 19 TFLOPS FP16, 732 GB/s.
     gpu("Tesla P100", 16, Some(0.4)),
+    // GA102, 150 W: 125 FP16 tensor, 600 GB/s.
     gpu("A10", 24, Some(0.7)),
+    // GA102: 150 FP16 tensor, 696 GB/s.
     gpu("A40", 48, Some(1.05)),
+    // AD104, 72 W: 121 FP16 tensor, 300 GB/s.
     gpu("L4", 24, Some(0.45)),
+    // AD102: 181 FP16 tensor, 864 GB/s.
     gpu("L40", 48, Some(1.4)),
+    // Anchor. AD102: 362 FP16 tensor, 864 GB/s.
     gpu("L40S", 48, Some(1.5)),
+    // GA100: 312 FP16 tensor, 1,555–1,935 GB/s, lower clocks than the SXM4.
     gpu("A100 PCIE", 40, Some(1.8)),
+    // Anchor. GA100: 312 FP16 tensor, 1,555–2,039 GB/s.
     gpu("A100 SXM4", 40, Some(2.0)),
+    // A100 80 GB PCIe with a DPU: 312 FP16 tensor, 2,039 GB/s.
     gpu("A100X", 80, Some(2.0)),
+    // GH100 PCIe: 756 FP16 tensor, 2,000 GB/s.
     gpu("H100 PCIE", 80, Some(2.6)),
+    // Anchor. GH100: 989 FP16 tensor, 3,350 GB/s.
     gpu("H100 SXM", 80, Some(3.3)),
+    // GH100 NVL: ~835 FP16 tensor, 3,900 GB/s.
     gpu("H100 NVL", 94, Some(3.0)),
+    // GH100 with HBM3e: 989 FP16 tensor, 4,800 GB/s; MLPerf: ~1.1–1.4× H100.
     gpu("H200", 141, Some(3.6)),
-    gpu("B200", 180, None),
+    // Blackwell: ~2,250 FP16 tensor, 8,000 GB/s; MLPerf Training v4.1/v5.0:
+    // ~2× an H100 per GPU on LLM pre-training, discounted as the anchors are.
+    gpu("B200", 180, Some(5.5)),
 ];
 
 /// Family names Cirun users write that are not Vast.ai names, and the Vast.ai
 /// models each one stands for. Keys are normalised (see [`normalise`]).
-const ALIASES: &[(&str, &[&str])] = &[
+pub const ALIASES: &[(&str, &[&str])] = &[
     ("H100", &["H100 SXM", "H100 PCIE", "H100 NVL"]),
     ("A100", &["A100 PCIE", "A100 SXM4"]),
     ("A100SXM", &["A100 SXM4"]),
@@ -261,6 +314,31 @@ mod tests {
         assert!(err.suggestions.contains(&"RTX_4090".to_string()), "{err:?}");
         let err = resolve("H1OO").unwrap_err();
         assert!(err.suggestions.contains(&"H100".to_string()), "{err:?}");
+    }
+
+    #[test]
+    fn every_model_has_a_speed_and_the_anchors_hold() {
+        for g in CATALOG {
+            assert!(g.relative_speed.is_some_and(|s| s > 0.0), "{}", g.vast_name);
+        }
+        let speed = |n| by_vast_name(n).and_then(|g| g.relative_speed);
+        for (name, anchor) in [
+            ("RTX 3060", 0.5),
+            ("RTX 3090", 1.0),
+            ("RTX 4090", 1.6),
+            ("RTX A5000", 0.9),
+            ("RTX A6000", 1.1),
+            ("L40S", 1.5),
+            ("A100 SXM4", 2.0),
+            ("H100 SXM", 3.3),
+        ] {
+            assert_eq!(speed(name), Some(anchor), "{name}");
+        }
+        // The Vast.ai name of the 300 W card resolves on its own.
+        assert_eq!(
+            models(resolve("RTX_PRO_6000_Max-Q").unwrap()).0,
+            vec!["RTX PRO 6000 Max-Q"]
+        );
     }
 
     #[test]

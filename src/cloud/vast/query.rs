@@ -37,8 +37,7 @@ pub fn filter_for(candidate: &VastCandidate, extra: &VastExtra) -> OfferFilter {
     let min_cuda = [candidate.min_cuda, extra.min_cuda]
         .into_iter()
         .flatten()
-        .max()
-        .map(|v| f64::from(v.major) + f64::from(v.minor) / 10.0);
+        .max();
     let limit = if gpu_names.len() == 1 {
         SEARCH_LIMIT
     } else {
@@ -99,7 +98,9 @@ pub fn search_body(f: &OfferFilter) -> Value {
         put("direct_port_count", json!({"gte": 1}));
     }
     if let Some(v) = f.min_cuda {
-        put("cuda_max_good", json!({"gte": v}));
+        // A float, as the API compares it; the encoding keeps the order of
+        // (major, minor), so 12.10 is not sent as 12.1.
+        put("cuda_max_good", json!({"gte": v.to_vast()}));
     }
     put("reliability", json!({"gte": f.min_reliability}));
     put("inet_down", json!({"gte": f.min_inet_down}));
@@ -201,6 +202,26 @@ mod tests {
     }
 
     #[test]
+    fn every_alias_and_every_model_becomes_its_vast_names() {
+        use crate::cloud::vast::gpus::{ALIASES, CATALOG};
+        for (alias, names) in ALIASES {
+            let b = body(&format!("{BASE}    instance_type: 2x{alias}\n"));
+            let expected = match names {
+                [one] => json!({"eq": one}),
+                many => json!({"in": many}),
+            };
+            assert_eq!(b["gpu_name"], expected, "{alias}");
+            assert_eq!(b["num_gpus"], json!({"eq": 2}), "{alias}");
+            assert!(b.get("gpu_ram").is_none(), "{alias}: no memory floor");
+        }
+        for g in CATALOG {
+            let written = g.vast_name.replace(' ', "_");
+            let b = body(&format!("{BASE}    instance_type: 1x{written}\n"));
+            assert_eq!(b["gpu_name"], json!({"eq": g.vast_name}), "{written}");
+        }
+    }
+
+    #[test]
     fn any_gpu_is_no_name_and_a_memory_floor() {
         let b = body(&format!(
             "{BASE}    instance_type: 1xANY\n    extra_config:\n      min_gpu_ram: 24\n"
@@ -238,6 +259,31 @@ mod tests {
             "{BASE}    instance_type: 1xRTX_4090\n    machine_image: ubuntu:22.04\n"
         ));
         assert!(b.get("cuda_max_good").is_none());
+    }
+
+    #[test]
+    fn cuda_12_10_is_above_12_9_not_12_1() {
+        let cuda = |v: &str| {
+            body(&format!(
+                "{BASE}    instance_type: 1xRTX_4090\n    machine_image: ubuntu:22.04\n    extra_config:\n      min_cuda: \"{v}\"\n"
+            ))["cuda_max_good"]["gte"]
+                .as_f64()
+                .unwrap()
+        };
+        let (v1, v9, v10) = (cuda("12.1"), cuda("12.9"), cuda("12.10"));
+        assert_eq!((v1, v9), (12.1, 12.9), "the floats Vast.ai uses");
+        assert!(v10 > v9 && v10 < 13.0, "12.10 sent as {v10}");
+        // A host reporting 12.9 does not pass for 12.10; one at 13.0 does.
+        let f = &filters(&format!(
+            "{BASE}    instance_type: 1xRTX_4090\n    extra_config:\n      min_cuda: \"12.10\"\n"
+        ))[0];
+        let need = f.min_cuda.unwrap();
+        let host = |v: f64| crate::cloud::Offer {
+            cuda_max_good: v,
+            ..Default::default()
+        };
+        assert!(host(12.9).cuda() < need && host(12.1).cuda() < need);
+        assert!(host(13.0).cuda() >= need);
     }
 
     #[test]

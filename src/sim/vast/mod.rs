@@ -310,10 +310,11 @@ async fn dispatch(
     }
 
     let route = route_key(&method, &segments);
-    let (latency, fault) = {
+    let (latency, retry_after_s, fault) = {
         let mut w = sim.world();
         *w.requests.entry(route.clone()).or_default() += 1;
         let latency = w.faults.latency_ms;
+        let retry_after_s = w.faults.retry_after_s;
         let fault = if w.faults.rate_limit_burst > 0 {
             w.faults.rate_limit_burst -= 1;
             Some(StatusCode::TOO_MANY_REQUESTS)
@@ -325,7 +326,7 @@ async fn dispatch(
         } else {
             None
         };
-        (latency, fault)
+        (latency, retry_after_s, fault)
     };
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -333,11 +334,18 @@ async fn dispatch(
     match fault {
         // Vast.ai's 429s are often plain text, without Retry-After.
         Some(StatusCode::TOO_MANY_REQUESTS) => {
-            return (
+            let mut r = (
                 StatusCode::TOO_MANY_REQUESTS,
                 "API requests too frequent endpoint threshold=4.5",
             )
                 .into_response();
+            if retry_after_s > 0 {
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    header::HeaderValue::from(retry_after_s),
+                );
+            }
+            return r;
         }
         Some(s) => return error(s, "server_error", "internal error (injected fault)"),
         None => {}
@@ -671,18 +679,32 @@ fn create(sim: &SimVast, id: &str, body: &Value, now: i64) -> Response {
     }
     let cancel_unavail = body.get("cancel_unavail") == Some(&Value::Bool(true));
     let mut w = sim.world();
-    let rate = w.faults.ambiguous_create_rate;
-    let ambiguous = rate > 0.0 && w.rng.chance(rate);
+    let f = w.faults.clone();
+    let mut draw = |rate: f64| rate > 0.0 && w.rng.chance(rate);
+    let ambiguous = draw(f.ambiguous_create_rate);
+    let cut = draw(f.cut_create_rate);
+    let garbled = draw(f.garbled_create_rate);
     match w.rent(offer_id, rental, now) {
         Ok(_) if ambiguous => error(
             StatusCode::BAD_GATEWAY,
             "server_error",
             "upstream timed out (injected fault)",
         ),
-        Ok((id, key)) => json_response(
-            StatusCode::OK,
-            json!({"success": true, "new_contract": id, "instance_api_key": key}),
-        ),
+        Ok((id, key)) => {
+            let answer = json!({"success": true, "new_contract": id, "instance_api_key": key});
+            if cut {
+                cut_off(&answer.to_string())
+            } else if garbled {
+                (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "text/html")],
+                    "<html><body>upstream connect error (injected fault)</body></html>",
+                )
+                    .into_response()
+            } else {
+                json_response(StatusCode::OK, answer)
+            }
+        }
         Err(RentError::NoSuchAsk) if cancel_unavail => error(
             StatusCode::GONE,
             "no_such_ask",
@@ -690,9 +712,11 @@ fn create(sim: &SimVast, id: &str, body: &Value, now: i64) -> Response {
                 "error 410/3907: no_such_ask Instance type {offer_id} is no longer available."
             ),
         ),
+        // The real 404 says `invalid_args` and names `no_such_ask` only in
+        // its message (reference §4.3).
         Err(RentError::NoSuchAsk) => error(
             StatusCode::NOT_FOUND,
-            "no_such_ask",
+            "invalid_args",
             &format!(
                 "error 404/3603: no_such_ask Instance type by id {offer_id} is not available."
             ),
@@ -708,6 +732,32 @@ fn create(sim: &SimVast, id: &str, body: &Value, now: i64) -> Response {
             &format!("Invalid args: {why}"),
         ),
     }
+}
+
+/// A 200 whose body stops half-way: the headers promise the whole answer,
+/// the connection drops after part of it (what a client sees when a proxy
+/// or the network fails mid-answer).
+fn cut_off(answer: &str) -> Response {
+    // Leading whitespace (valid JSON) makes the part sent larger than
+    // hyper's write buffer, so the head and the first part go out before
+    // the body ends short; a small body would be dropped with its head.
+    let pad = " ".repeat(1 << 20);
+    let mut sent = pad.clone().into_bytes();
+    sent.extend_from_slice(&answer.as_bytes()[..answer.len() / 2]);
+    // A streamed body has no known length, so hyper sends the promised
+    // Content-Length and ends the connection when the stream ends short.
+    let body = axum::body::Body::from_stream(axum::body::Body::from(sent).into_data_stream());
+    let mut r = (StatusCode::OK, body).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::CONTENT_LENGTH,
+        header::HeaderValue::from(pad.len() + answer.len()),
+    );
+    r
 }
 
 fn manage(sim: &SimVast, id: &str, body: &Value, now: i64) -> Response {

@@ -24,6 +24,15 @@ pub struct Faults {
     pub steal_rate: f64,
     /// Share of rentals that are made but answered 502 (an ambiguous create).
     pub ambiguous_create_rate: f64,
+    /// Share of rentals that are made but whose 200 answer is cut off
+    /// mid-body (the connection drops).
+    pub cut_create_rate: f64,
+    /// Share of rentals that are made but answered 200 with a body that is
+    /// not JSON (a proxy's error page).
+    pub garbled_create_rate: f64,
+    /// When non-zero, the 429s carry `Retry-After` with this many seconds
+    /// (the real API sends none; some proxies in front of it do).
+    pub retry_after_s: u64,
     /// Share of instances whose host dies once they run.
     pub die_rate: f64,
     /// Share of instances that never leave `loading`.
@@ -60,12 +69,16 @@ impl FromStr for Faults {
                 "latency_ms" => f.latency_ms = count()?,
                 "steal_rate" => f.steal_rate = rate()?,
                 "ambiguous_create_rate" => f.ambiguous_create_rate = rate()?,
+                "cut_create_rate" => f.cut_create_rate = rate()?,
+                "garbled_create_rate" => f.garbled_create_rate = rate()?,
+                "retry_after_s" => f.retry_after_s = count()?,
                 "die_rate" => f.die_rate = rate()?,
                 "stuck_rate" => f.stuck_rate = rate()?,
                 other => {
                     return Err(format!(
                         "unknown fault `{other}`; known: error_rate, rate_limit_burst, latency_ms, \
-                         steal_rate, ambiguous_create_rate, die_rate, stuck_rate"
+                         steal_rate, ambiguous_create_rate, cut_create_rate, garbled_create_rate, \
+                         retry_after_s, die_rate, stuck_rate"
                     ));
                 }
             }
