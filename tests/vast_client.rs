@@ -66,6 +66,7 @@ fn filter() -> OfferFilter {
         interruptible: false,
         max_dph: Some(0.6),
         limit: 20,
+        cpu_arch: "amd64".into(),
     }
 }
 

@@ -38,6 +38,9 @@ pub struct OfferFilter {
     pub max_dph: Option<f64>,
     /// How many offers to return.
     pub limit: u32,
+    /// Host CPU architecture (`amd64`, `arm64`): a runner built for one
+    /// cannot start on the other.
+    pub cpu_arch: String,
 }
 
 /// One rentable offer.

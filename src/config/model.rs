@@ -169,6 +169,20 @@ pub struct VastRunner {
     /// In the order they are tried.
     pub candidates: Vec<VastCandidate>,
     pub extra: VastExtra,
+    /// The host CPU architecture, as Vast.ai names it (`amd64`, `arm64`):
+    /// `arm64` when the runner's labels say `arm64` (or `aarch64`), else
+    /// `amd64`. The runner release and its labels follow it.
+    pub cpu_arch: &'static str,
+}
+
+/// The CPU architecture a runner definition asks for, from its labels.
+pub fn cpu_arch_for(labels: &[String]) -> &'static str {
+    let arm = |l: &String| l.eq_ignore_ascii_case("arm64") || l.eq_ignore_ascii_case("aarch64");
+    if labels.iter().any(arm) {
+        "arm64"
+    } else {
+        "amd64"
+    }
 }
 
 /// One fallback candidate of a `vast_ai` runner.

@@ -220,6 +220,9 @@ fn read_runner(
     if diags.errors() > errors_before {
         vast = None;
     }
+    if let Some(v) = &mut vast {
+        v.cpu_arch = super::model::cpu_arch_for(&labels);
+    }
 
     Some(RunnerDef {
         name,
@@ -499,7 +502,11 @@ fn read_vast(
             })
         })
         .collect::<Option<Vec<_>>>()?;
-    Some(VastRunner { candidates, extra })
+    Some(VastRunner {
+        candidates,
+        extra,
+        cpu_arch: "amd64",
+    })
 }
 
 fn read_vast_extra(node: Option<&Node>, diags: &mut Diagnostics) -> VastExtra {

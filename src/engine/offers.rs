@@ -52,9 +52,10 @@ pub async fn plan_candidate<P: CloudProvider>(
     index: usize,
     candidate: &VastCandidate,
     extra: &VastExtra,
+    cpu_arch: &str,
     reference_hours: f64,
 ) -> Result<CandidatePlan, CloudError> {
-    let filter = filter_for(candidate, extra);
+    let filter = filter_for(candidate, extra, cpu_arch);
     let estimate = estimate_for(candidate, extra, reference_hours);
     let found = provider.search(&filter).await?;
     let offers = rank::rank_offers(found, &estimate);
@@ -287,6 +288,7 @@ impl<P: CloudProvider> Cloud for Market<P> {
                 i,
                 c,
                 &runner.extra,
+                runner.cpu_arch,
                 expected_reference_hours,
             )
             .await?;
@@ -391,6 +393,7 @@ mod tests {
             interruptible: false,
             max_dph: None,
             limit: 64,
+            cpu_arch: "amd64".into(),
         }
     }
 

@@ -482,7 +482,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         let instance_id = names::new_instance_id();
         let runner_name = names::runner_name(controller, job.job_id, &instance_id);
         let label = names::instance_label(controller, job.job_id, &instance_id);
-        let arch = runner_arch(&def.labels, &job.labels);
+        let arch = runner_arch(vast.cpu_arch);
         // Before registering anything: a machine is never booted to run an
         // unverified runner unless the operator said so.
         let runner_sha256 = match self.runner_sha256(repo, arch).await {
@@ -828,19 +828,14 @@ fn rate_limit_ms_github(e: &super::ports::GithubError) -> Option<i64> {
     }
 }
 
-/// The architecture to register the runner for. Its labels are fixed at
-/// registration, before the machine is known, so they follow what the job
-/// or definition asks for (`arm64`), else `x64`. Vast.ai's offers carry
-/// `cpu_arch` (`amd64`, `arm64`) but the offer search does not filter on it
-/// yet; a machine of another architecture fails fast (the bootstrap checks
-/// `uname -m` against this) instead of running under false labels.
-pub fn runner_arch<S: AsRef<str>>(def_labels: &[String], job_labels: &[S]) -> &'static str {
-    let asks = |l: &str| l.eq_ignore_ascii_case("arm64") || l.eq_ignore_ascii_case("aarch64");
-    if def_labels.iter().any(|l| asks(l)) || job_labels.iter().any(|l| asks(l.as_ref())) {
-        "arm64"
-    } else {
-        "x64"
-    }
+/// The runner release (and the architecture label it registers with) for
+/// the host architecture the offer search asked Vast.ai for
+/// (`VastRunner::cpu_arch`, from the definition's labels): the labels are
+/// fixed at registration, before the machine boots, so they must follow
+/// the search. A host that still turns out different fails fast (the
+/// bootstrap checks `uname -m` against this).
+pub fn runner_arch(cpu_arch: &str) -> &'static str {
+    if cpu_arch == "arm64" { "arm64" } else { "x64" }
 }
 
 /// The release file's name as GitHub publishes it, whatever mirror serves it.

@@ -18,7 +18,7 @@ pub const SEARCH_LIMIT: u32 = 64;
 pub const SEARCH_LIMIT_MANY_MODELS: u32 = 1000;
 
 /// rigger's filter for one fallback candidate of a runner definition.
-pub fn filter_for(candidate: &VastCandidate, extra: &VastExtra) -> OfferFilter {
+pub fn filter_for(candidate: &VastCandidate, extra: &VastExtra, cpu_arch: &str) -> OfferFilter {
     let (gpu_names, mut min_gpu_ram_mb): (Vec<String>, _) = match &candidate.gpu {
         GpuChoice::Any => (Vec::new(), None),
         GpuChoice::Models {
@@ -58,6 +58,7 @@ pub fn filter_for(candidate: &VastCandidate, extra: &VastExtra) -> OfferFilter {
         interruptible: candidate.preemptible,
         max_dph: extra.max_dph,
         limit,
+        cpu_arch: cpu_arch.to_string(),
     }
 }
 
@@ -74,6 +75,7 @@ pub fn search_body(f: &OfferFilter) -> Value {
         put("verified", json!({"eq": true}));
     }
     put("num_gpus", json!({"eq": f.num_gpus}));
+    put("cpu_arch", json!({"eq": f.cpu_arch}));
     match f.gpu_names.as_slice() {
         [] => {}
         [one] => put("gpu_name", json!({"eq": one})),
@@ -159,7 +161,7 @@ mod tests {
         runner
             .candidates
             .iter()
-            .map(|c| filter_for(c, &runner.extra))
+            .map(|c| filter_for(c, &runner.extra, runner.cpu_arch))
             .collect()
     }
 
@@ -177,12 +179,21 @@ mod tests {
             json!({
                 "rentable": {"eq": true}, "rented": {"eq": false}, "external": {"eq": false},
                 "verified": {"eq": true}, "num_gpus": {"eq": 1}, "gpu_name": {"eq": "RTX 4090"},
+                "cpu_arch": {"eq": "amd64"},
                 "disk_space": {"gte": 30.0}, "allocated_storage": 30.0,
                 "cuda_max_good": {"gte": 12.4},
                 "reliability": {"gte": 0.95}, "inet_down": {"gte": 100.0},
                 "order": [["dph_total", "asc"]], "type": "on-demand", "limit": SEARCH_LIMIT
             })
         );
+    }
+
+    #[test]
+    fn an_arm64_label_asks_for_arm64_hosts() {
+        let arm = "runners:\n  - name: g\n    cloud: vast_ai\n    labels: [cirun-g, ARM64]\n    instance_type: 1xH100\n";
+        assert_eq!(body(arm)["cpu_arch"], json!({"eq": "arm64"}));
+        let aarch = arm.replace("ARM64", "aarch64");
+        assert_eq!(body(&aarch)["cpu_arch"], json!({"eq": "arm64"}));
     }
 
     #[test]
