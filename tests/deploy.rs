@@ -112,7 +112,7 @@ fn every_rigger_variable_in_deploy_is_one_rigger_reads() {
     ] {
         for var in rigger_vars(&read(name)) {
             assert!(
-                rigger::settings::ENV_VARS.contains(&var.as_str()),
+                rigger::settings::env_vars().contains(&var),
                 "{name} sets {var}, which rigger does not read"
             );
         }
