@@ -151,7 +151,7 @@ async fn vast_ssh(
 
 /// The estimate rigger made when it rented the instance, from its
 /// `estimate` event (`ID: HOURS h, $COST`): `(hours, dollars)`.
-async fn rent_estimate(store: &Store, i: &InstanceRow) -> anyhow::Result<Option<(f64, f64)>> {
+pub async fn rent_estimate(store: &Store, i: &InstanceRow) -> anyhow::Result<Option<(f64, f64)>> {
     let events = store.job_events(i.job_id).await?;
     let prefix = format!("{}: ", i.id);
     Ok(events
