@@ -6,31 +6,30 @@
 //!    request received by the simulated Vast.ai, p50/p99, one job at a time.
 //! 2. Burst: 1,000 jobs queued at once → 1,000 instances created, with the
 //!    JIT rate limit off; then with GitHub's limit (180/min) for 30 s, to
-//!    show the pace it keeps and that nothing is dropped.
-//! 3. Memory: resident set of this process with rigger idle, and after
-//!    10,000 jobs are recorded.
+//!    show the pace it keeps and count what was dropped (created + still
+//!    waiting must be every job queued, and none failed).
+//! 3. Memory: `rigger serve` as a child process against the simulators in
+//!    this one, so its resident set (VmRSS) is rigger's alone: idle, and
+//!    with 10,000 live jobs queued through GitHub's webhooks, each with its
+//!    machine rented and booting.
+//!
+//! Each world has its own folder and is stopped (its loops joined, its
+//! simulators' servers aborted) before the next one starts.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rigger::app::App;
 use rigger::engine::ports::{Clock, SystemClock};
+use rigger::engine::state::JobState;
 use rigger::sim::github::{NewJob, SimGithub, SimGithubConfig};
 use rigger::sim::vast::{SimConfig, SimVast};
 use rigger::sim::{SimWorld, rigger_settings};
 use tokio::sync::watch;
 
 const CIRUN: &str = "runners:\n  - name: bench\n    cloud: vast_ai\n    instance_type: 1xRTX_4090\n    labels: [cirun-bench]\n    extra_config:\n      verified: false\n      min_reliability: 0\n      min_inet_down: 0\n";
-
-fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 fn pct(sorted: &[i64], p: f64) -> i64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -41,10 +40,49 @@ struct World {
     vast: SimVast,
     app_stop: watch::Sender<bool>,
     engine: Arc<rigger::app::RiggerEngine>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    app: tokio::task::JoinHandle<()>,
+    dir: PathBuf,
 }
 
-async fn world(offers: usize) -> World {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+impl World {
+    /// Stop rigger and wait until its loops have returned, then stop the
+    /// simulators: nothing of this world runs while the next one is measured.
+    async fn stop(self) {
+        let _ = self.app_stop.send(true);
+        if tokio::time::timeout(Duration::from_secs(30), self.app)
+            .await
+            .is_err()
+        {
+            eprintln!("warning: rigger did not stop within 30 s of being told to");
+        }
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A folder no other world uses.
+fn fresh_dir(what: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "rigger-bench-engine-{}-{what}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The simulated GitHub and Vast.ai, served on loopback: `(github, vast,
+/// vast_url, server tasks)`.
+async fn simulators(
+    offers: usize,
+    clock: Arc<dyn Clock>,
+) -> (SimGithub, SimVast, String, Vec<tokio::task::JoinHandle<()>>) {
     let github = SimGithub::new(SimGithubConfig::default(), clock.clone()).unwrap();
     let vast = SimVast::new(
         SimConfig {
@@ -53,20 +91,37 @@ async fn world(offers: usize) -> World {
             boot_delay_ms: 3_600_000,
             ..SimConfig::default()
         },
-        clock.clone(),
+        clock,
     );
     let gl = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let vl = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     github.set_public_url(&format!("http://{}", gl.local_addr().unwrap()));
     let vast_url = format!("http://{}", vl.local_addr().unwrap());
-    tokio::spawn(github.clone().serve(gl));
-    tokio::spawn(vast.clone().serve(vl));
-    let dir = std::env::temp_dir().join(format!(
-        "rigger-bench-engine-{}-{offers}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let g = github.clone();
+    let v = vast.clone();
+    let tasks = vec![
+        tokio::spawn(async move {
+            let _ = g.serve(gl).await;
+        }),
+        tokio::spawn(async move {
+            let _ = v.serve(vl).await;
+        }),
+    ];
+    github.add_repo("acme/ml", &[(".cirun.yml", CIRUN)]);
+    (github, vast, vast_url, tasks)
+}
+
+/// Limits high enough that only the market and GitHub pace rigger.
+const NO_LIMITS: &[(&str, &str)] = &[
+    ("RIGGER_LIMITS_MAX_INSTANCES", "100000"),
+    ("RIGGER_LIMITS_MAX_INSTANCES_PER_REPO", "100000"),
+    ("RIGGER_LIMITS_DAILY_BUDGET", "1000000"),
+];
+
+async fn world(offers: usize) -> World {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (github, vast, vast_url, tasks) = simulators(offers, clock.clone()).await;
+    let dir = fresh_dir("world");
     let settings = rigger_settings(
         &SimWorld {
             dir: &dir,
@@ -76,19 +131,14 @@ async fn world(offers: usize) -> World {
             webhook_secret: "sim-webhook-secret",
             controller_id: "bench",
         },
-        &[
-            ("RIGGER_MAX_INSTANCES", "100000"),
-            ("RIGGER_MAX_INSTANCES_PER_REPO", "100000"),
-            ("RIGGER_DAILY_BUDGET", "1000000"),
-        ],
+        NO_LIMITS,
     )
     .unwrap();
     let app = App::build(settings, clock).await.unwrap();
     github.set_webhook_url(Some(format!("{}/webhook", app.url())));
-    github.add_repo("acme/ml", &[(".cirun.yml", CIRUN)]);
     let engine = app.engine.clone();
     let (tx, mut rx) = watch::channel(false);
-    tokio::spawn(app.run(async move {
+    let app = tokio::spawn(app.run(async move {
         let _ = rx.changed().await;
     }));
     World {
@@ -96,6 +146,9 @@ async fn world(offers: usize) -> World {
         vast,
         app_stop: tx,
         engine,
+        tasks,
+        app,
+        dir,
     }
 }
 
@@ -148,7 +201,7 @@ async fn decision_latency() {
         pct(&latencies, 0.5),
         pct(&latencies, 0.99)
     );
-    let _ = w.app_stop.send(true);
+    w.stop().await;
 }
 
 async fn burst() {
@@ -167,58 +220,133 @@ async fn burst() {
             w.vast.live_instances().len()
         ),
     }
-    let _ = w.app_stop.send(true);
+    w.stop().await;
 
     let w = world(20_000).await;
     w.github.set_jit_per_minute(Some(180));
-    for n in 0..400 {
+    let queued = 400;
+    for n in 0..queued {
         w.github.queue_job(job(n));
     }
     tokio::time::sleep(Duration::from_secs(30)).await;
     let made = w.vast.live_instances().len();
-    let waiting = w
-        .engine
-        .store
-        .jobs_in(&[rigger::engine::state::JobState::Queued])
-        .await
-        .unwrap()
-        .len();
+    let jobs = w.engine.store.jobs_in(&JobState::ALL).await.unwrap();
+    let count = |states: &[JobState]| jobs.iter().filter(|j| states.contains(&j.state)).count();
+    // Not rented yet: waiting their turn at GitHub's limit.
+    let waiting = count(&[JobState::Queued, JobState::Provisioning]);
+    let failed = count(&[JobState::Failed, JobState::Cancelled]);
+    let accounted = made + waiting;
+    let verdict = if accounted == queued && failed == 0 {
+        "none dropped".to_string()
+    } else {
+        format!(
+            "{} DROPPED ({failed} failed or cancelled, {} jobs unknown to rigger)",
+            queued.saturating_sub(accounted),
+            queued.saturating_sub(jobs.len())
+        )
+    };
     println!(
-        "burst at GitHub's JIT limit (180/min): {made} instances in 30 s, {waiting} jobs waiting their turn, none dropped"
+        "burst at GitHub's JIT limit (180/min): {made} instances in 30 s + {waiting} jobs waiting their turn = {accounted} of {queued} queued, {failed} failed: {verdict}"
     );
-    let _ = w.app_stop.send(true);
+    w.stop().await;
 }
 
+/// Resident memory of a process, in MB.
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// `rigger serve` as the operator runs it, from the environment alone,
+/// against the simulators in this process.
 async fn memory() {
-    let before = rss_mb();
-    let w = world(2_000).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle = rss_mb();
-    let store = &w.engine.store;
-    for n in 0..10_000i64 {
-        store
-            .insert_job(&rigger::store::NewJob {
-                job_id: 10_000_000 + n,
-                run_id: n,
-                run_attempt: 1,
-                repo: "acme/ml".into(),
-                installation_id: 1,
-                labels: vec!["cirun-other".into()],
-                head_sha: "a".into(),
-                is_fork: false,
-                actor: "octocat".into(),
-                queued_at: SystemClock.now_ms(),
-            })
-            .await
-            .unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (github, vast, vast_url, tasks) = simulators(20_000, clock).await;
+    let dir = fresh_dir("memory");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let rigger_url = format!("http://127.0.0.1:{port}");
+    let key = dir.join("app.pem");
+    std::fs::write(&key, github.private_key_pem().expose()).unwrap();
+    let (runner_url, runner_sha) = github.runner_release();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rigger"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .env("RIGGER_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "RIGGER_DATABASE_URL",
+            format!("sqlite://{}", dir.join("rigger.db").display()),
+        )
+        .env("RIGGER_CONTROLLER_ID", "bench")
+        .env("RIGGER_GITHUB_WEBHOOK_SECRET", "sim-webhook-secret")
+        .env("RIGGER_GITHUB_APP_ID", github.app_id().to_string())
+        .env("RIGGER_GITHUB_PRIVATE_KEY_FILE", &key)
+        .env("RIGGER_GITHUB_API_URL", github.public_url())
+        .env("RIGGER_VAST_API_KEY", "sim-vast-key")
+        .env("RIGGER_VAST_API_URL", &vast_url)
+        .env("RIGGER_RUNNER_URL_TEMPLATE", runner_url)
+        .env(
+            "RIGGER_RUNNER_SHA256",
+            format!("{{ x64 = \"{runner_sha}\" }}"),
+        )
+        .envs(NO_LIMITS.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("rigger serve starts");
+    let pid = child.id().unwrap();
+    let http = reqwest::Client::new();
+    let t = Instant::now();
+    while http
+        .get(format!("{rigger_url}/healthz"))
+        .send()
+        .await
+        .map_or(true, |r| !r.status().is_success())
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "rigger serve did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    github.set_webhook_url(Some(format!("{rigger_url}/webhook")));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    println!(
-        "memory: this process (rigger + both simulators) {:.1} MB before, {idle:.1} MB idle, {:.1} MB with 10,000 more jobs recorded",
-        before,
-        rss_mb()
-    );
-    let _ = w.app_stop.send(true);
+    let idle = rss_mb(pid);
+
+    let jobs = 10_000;
+    let t = Instant::now();
+    for n in 0..jobs {
+        github.queue_job(job(n));
+    }
+    // Live: every job has its machine, booting, and waits for its runner.
+    let rented = wait_for_instances(&vast, jobs, Duration::from_secs(600)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let loaded = rss_mb(pid);
+    match rented {
+        Some(_) => println!(
+            "memory (rigger serve alone, VmRSS): {idle:.1} MB idle, {loaded:.1} MB with {jobs} live jobs (all rented in {:.1} s, machines booting)",
+            t.elapsed().as_secs_f64()
+        ),
+        None => println!(
+            "memory (rigger serve alone, VmRSS): {idle:.1} MB idle, {loaded:.1} MB with {jobs} jobs queued, of which only {} rented after 600 s",
+            vast.live_instances().len()
+        ),
+    }
+    let _ = child.kill().await;
+    for t in tasks {
+        t.abort();
+        let _ = t.await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn main() {

@@ -23,7 +23,7 @@ use crate::engine::state::{InstanceState, JobState};
 use crate::settings::Secret;
 use crate::sim::github::{NewJob, SimGithub, SimGithubConfig};
 use crate::sim::machine::Machines;
-use crate::sim::vast::{SimConfig, SimVast};
+use crate::sim::vast::{Charge, SimConfig, SimVast};
 use crate::sim::{SimWorld, rigger_settings};
 
 /// Simulated time: real time since the start, multiplied.
@@ -73,6 +73,8 @@ pub struct DemoJob {
     pub cost_usd: f64,
     /// Why it got no machine, when it got none.
     pub reason: Option<String>,
+    /// Machines rented for it (0 for a job cancelled while queued).
+    pub machines: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -85,6 +87,15 @@ pub struct DemoReport {
     /// Left running with `--keep-running`.
     #[serde(skip)]
     pub urls: BTreeMap<&'static str, String>,
+}
+
+/// Simulated seconds a machine lived and what it cost, as the simulated
+/// Vast.ai billed it (found by the machine's label).
+fn machine_cost(i: &crate::store::InstanceRow, ledger: &[Charge]) -> Option<(f64, f64)> {
+    ledger
+        .iter()
+        .find(|c| c.label.as_deref() == Some(i.label.as_str()))
+        .map(|c| (c.seconds_alive, c.dollars))
 }
 
 /// An org-level definition no market can satisfy, so the demo shows a
@@ -227,21 +238,40 @@ pub async fn run(opts: DemoOptions, keep_running: bool) -> anyhow::Result<DemoRe
                 (_, JobState::Queued) if j.reason.is_some() => {
                     format!("waiting: {}", j.reason.clone().unwrap_or_default())
                 }
-                (Some(i), _) if i.state == InstanceState::Destroyed => format!(
-                    "{} ({}) → machine destroyed",
-                    j.state.as_str(),
-                    j.conclusion.clone().unwrap_or_default()
-                ),
-                (Some(i), _) => format!(
-                    "{} — machine {}: offer {} {}× {} in {} at ${:.3}/h",
-                    j.state.as_str(),
-                    i.state.as_str(),
-                    i.offer_id.unwrap_or_default(),
-                    i.num_gpus.unwrap_or(1),
-                    i.gpu_name.clone().unwrap_or_default(),
-                    i.location.clone().unwrap_or_default(),
-                    i.dph.unwrap_or_default()
-                ),
+                (Some(i), _) if i.state == InstanceState::Destroyed => {
+                    let cost = match machine_cost(i, &vast.ledger()) {
+                        Some((seconds, dollars)) => {
+                            format!("after {:.1} min, cost ${dollars:.3}", seconds / 60.0)
+                        }
+                        None => "(not billed)".to_string(),
+                    };
+                    format!(
+                        "{} ({}) → machine destroyed {cost}",
+                        j.state.as_str(),
+                        j.conclusion.clone().unwrap_or_default(),
+                    )
+                }
+                (Some(i), _) => {
+                    let estimate = match crate::cli::ops::rent_estimate(&engine.store, i).await? {
+                        Some((hours, dollars)) => {
+                            format!(
+                                ", estimated ${dollars:.3} in total ({:.0} min)",
+                                hours * 60.0
+                            )
+                        }
+                        None => String::new(),
+                    };
+                    format!(
+                        "{} — machine {}: offer {} {}× {} in {} at ${:.3}/h{estimate}",
+                        j.state.as_str(),
+                        i.state.as_str(),
+                        i.offer_id.unwrap_or_default(),
+                        i.num_gpus.unwrap_or(1),
+                        i.gpu_name.clone().unwrap_or_default(),
+                        i.location.clone().unwrap_or_default(),
+                        i.dph.unwrap_or_default()
+                    )
+                }
                 (None, s) => s.as_str().to_string(),
             };
             println!("{} job {} [{label}] {what}", elapsed(started), j.job_id);
@@ -259,12 +289,20 @@ pub async fn run(opts: DemoOptions, keep_running: bool) -> anyhow::Result<DemoRe
             github.cancel_job(impossible);
             impossible_cancelled = true;
         }
+        // Over in rigger's view: every job ended and every machine it rented
+        // recorded destroyed (or failed). What Vast.ai still runs is counted
+        // after, as the leak, not assumed away here.
         let all_done = jobs.len() == labels.len() && jobs.iter().all(|j| j.state.is_terminal());
-        if all_done && vast.live_instances().is_empty() {
+        if all_done && engine.store.live_instances().await?.is_empty() {
             break;
         }
         if Instant::now() > deadline {
-            anyhow::bail!("the demo did not finish within 2 minutes");
+            anyhow::bail!(
+                "the demo did not finish within 2 minutes: {} of {} jobs over, {} machine(s) alive on the simulated Vast.ai",
+                jobs.iter().filter(|j| j.state.is_terminal()).count(),
+                labels.len(),
+                vast.live_instances().len()
+            );
         }
     }
     // One last look, as the reconciler would take.
@@ -282,8 +320,7 @@ pub async fn run(opts: DemoOptions, keep_running: bool) -> anyhow::Result<DemoRe
         let instances = engine.store.instances_for_job(*id).await?;
         created += instances.len();
         let inst = instances.last();
-        let charge =
-            inst.and_then(|i| ledger.iter().find(|c| c.label.as_deref() == Some(&i.label)));
+        let charge = inst.and_then(|i| machine_cost(i, &ledger));
         report_jobs.push(DemoJob {
             id: *id,
             label: label.clone(),
@@ -296,15 +333,17 @@ pub async fn run(opts: DemoOptions, keep_running: bool) -> anyhow::Result<DemoRe
             }),
             offer_id: inst.and_then(|i| i.offer_id),
             dph: inst.and_then(|i| i.dph),
-            seconds: charge.map(|c| c.seconds_alive),
-            cost_usd: charge.map_or(0.0, |c| c.dollars),
+            seconds: charge.map(|(seconds, _)| seconds),
+            cost_usd: charge.map_or(0.0, |(_, dollars)| dollars),
             reason: if inst.is_none() {
                 job.reason.clone()
             } else {
                 None
             },
+            machines: instances.len(),
         });
     }
+    // Machines the simulated Vast.ai still runs once rigger is done: leaks.
     let leaked = vast.live_instances().len();
     let report = DemoReport {
         total_cost_usd: report_jobs.iter().map(|j| j.cost_usd).sum(),

@@ -1,6 +1,8 @@
 //! rigger's own settings: `rigger.toml`, overridden by `RIGGER_*` environment
 //! variables (so a container runs with no file at all), validated at
-//! start-up with errors that say what to fix. Secrets are read from files or
+//! start-up with errors that say what to fix. Every key has a variable by
+//! one rule, `RIGGER_<KEY>` / `RIGGER_<SECTION>_<KEY>` ([`env_var`]), found
+//! from the sections' own structs, so a new key needs no code to get one. Secrets are read from files or
 //! the environment into [`Secret`], which never prints its value.
 
 use std::collections::BTreeMap;
@@ -228,30 +230,196 @@ struct RunnerFile {
 /// Longest controller id: runner names must stay within GitHub's 64 characters.
 pub const MAX_CONTROLLER_ID: usize = 20;
 
-/// Every environment variable `load` reads.
-pub const ENV_VARS: &[&str] = &[
-    "RIGGER_LISTEN",
-    "RIGGER_DATABASE_URL",
-    "RIGGER_CONTROLLER_ID",
-    "RIGGER_PUBLIC_URL",
-    "RIGGER_GITHUB_APP_ID",
-    "RIGGER_GITHUB_PRIVATE_KEY",
-    "RIGGER_GITHUB_PRIVATE_KEY_FILE",
-    "RIGGER_WEBHOOK_SECRET",
-    "RIGGER_WEBHOOK_SECRET_FILE",
-    "RIGGER_GITHUB_API_URL",
-    "RIGGER_CONFIG_SOURCE",
-    "RIGGER_GITHUB_RUNNER_SCOPE",
-    "RIGGER_GITHUB_RUNNER_GROUP_ID",
-    "RIGGER_VAST_API_KEY",
-    "RIGGER_VAST_API_KEY_FILE",
-    "RIGGER_VAST_API_URL",
-    "RIGGER_MAX_INSTANCES",
-    "RIGGER_MAX_INSTANCES_PER_REPO",
-    "RIGGER_MAX_DPH",
-    "RIGGER_MAX_JOB_COST",
-    "RIGGER_DAILY_BUDGET",
+/// Names from before the rule, still read; the rule's own name wins when
+/// both are set.
+const ALIASES: &[(&str, &str)] = &[
+    ("RIGGER_GITHUB_WEBHOOK_SECRET", "RIGGER_WEBHOOK_SECRET"),
+    (
+        "RIGGER_GITHUB_WEBHOOK_SECRET_FILE",
+        "RIGGER_WEBHOOK_SECRET_FILE",
+    ),
+    ("RIGGER_GITHUB_CONFIG_SOURCE", "RIGGER_CONFIG_SOURCE"),
+    ("RIGGER_LIMITS_MAX_INSTANCES", "RIGGER_MAX_INSTANCES"),
+    (
+        "RIGGER_LIMITS_MAX_INSTANCES_PER_REPO",
+        "RIGGER_MAX_INSTANCES_PER_REPO",
+    ),
+    ("RIGGER_LIMITS_MAX_DPH", "RIGGER_MAX_DPH"),
+    ("RIGGER_LIMITS_MAX_JOB_COST", "RIGGER_MAX_JOB_COST"),
+    ("RIGGER_LIMITS_DAILY_BUDGET", "RIGGER_DAILY_BUDGET"),
 ];
+
+/// One `[section]` of rigger.toml (`""`: the top level), with the keys its
+/// type accepts, read from the type itself so that a key added to a
+/// section's struct gets its variable with no other change.
+struct Section {
+    name: &'static str,
+    keys: fn() -> &'static [&'static str],
+    /// Whether `{key = value}` alone is a valid table for this section.
+    check: fn(toml::Table) -> Result<(), String>,
+}
+
+/// Every section; a new `[section]` needs its line here.
+const SECTIONS: &[Section] = &[
+    section::<File>(""),
+    section::<GithubFile>("github"),
+    section::<VastFile>("vast"),
+    section::<LimitsFile>("limits"),
+    section::<TimeoutsFile>("timeouts"),
+    section::<RunnerFile>("runner"),
+];
+
+const fn section<T: serde::de::DeserializeOwned>(name: &'static str) -> Section {
+    Section {
+        name,
+        keys: fields::<T>,
+        check: |table| {
+            toml::Value::Table(table)
+                .try_into::<T>()
+                .map(drop)
+                .map_err(|e| e.to_string().trim().to_string())
+        },
+    }
+}
+
+/// The field names a `#[derive(Deserialize)]` struct declares, caught from
+/// the `deserialize_struct` call serde makes.
+fn fields<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{Error, Visitor, value::Error as E};
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for Probe<'_> {
+        type Error = E;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, E> {
+            Err(E::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, E> {
+            *self.0 = fields;
+            Err(E::custom("only its fields were wanted"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut out: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut out));
+    out
+}
+
+/// The variable for a key: `RIGGER_<KEY>` at the top level,
+/// `RIGGER_<SECTION>_<KEY>` in a section, upper-cased.
+pub fn env_var(section: &str, key: &str) -> String {
+    let path = if section.is_empty() {
+        key.to_string()
+    } else {
+        format!("{section}_{key}")
+    };
+    format!("RIGGER_{}", path.to_ascii_uppercase())
+}
+
+/// Every `(section, key)` of rigger.toml (sections themselves excluded).
+pub fn keys() -> Vec<(&'static str, &'static str)> {
+    let sections: Vec<&str> = SECTIONS.iter().map(|s| s.name).collect();
+    let sections = &sections;
+    SECTIONS
+        .iter()
+        .flat_map(|s| {
+            (s.keys)()
+                .iter()
+                .filter(move |k| !(s.name.is_empty() && sections.contains(k)))
+                .map(move |k| (s.name, *k))
+        })
+        .collect()
+}
+
+/// Every environment variable `load` reads: one per key, the value itself
+/// for each `*_file` secret (the name without `_FILE`), and the old names.
+pub fn env_vars() -> Vec<String> {
+    let mut out = Vec::new();
+    for (section, key) in keys() {
+        let name = env_var(section, key);
+        if let Some(direct) = name.strip_suffix("_FILE") {
+            out.push(direct.to_string());
+        }
+        out.push(name);
+    }
+    out.extend(ALIASES.iter().map(|(_, old)| old.to_string()));
+    out
+}
+
+/// A variable by its name under the rule, or else its old name.
+fn lookup(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<(String, String)> {
+    let old = ALIASES
+        .iter()
+        .find(|(new, _)| *new == name)
+        .map(|(_, o)| *o);
+    std::iter::once(name)
+        .chain(old)
+        .find_map(|n| Some((n.to_string(), env(n).filter(|v| !v.trim().is_empty())?)))
+}
+
+/// The file's table with every variable that is set put in place of its
+/// key. A value is taken as a string when the key accepts one, and
+/// otherwise as TOML (`5`, `2.5`, `true`, `{ x64 = "…" }`), so it is checked
+/// exactly as the same value in the file would be.
+fn overlay_env(
+    mut table: toml::Table,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> toml::Table {
+    for (section, key) in keys() {
+        let Some((name, text)) = lookup(env, &env_var(section, key)) else {
+            continue;
+        };
+        let check = SECTIONS.iter().find(|s| s.name == section).map(|s| s.check);
+        let as_toml = toml::from_str::<toml::Table>(&format!("v = {text}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"));
+        let mut error = String::new();
+        let accepted = [Some(toml::Value::String(text.clone())), as_toml]
+            .into_iter()
+            .flatten()
+            .find(|value| {
+                let alone = toml::Table::from_iter([(key.to_string(), value.clone())]);
+                match check.map_or(Ok(()), |c| c(alone)) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        error = e;
+                        false
+                    }
+                }
+            });
+        let Some(value) = accepted else {
+            let at = if section.is_empty() {
+                key.to_string()
+            } else {
+                format!("{section}.{key}")
+            };
+            problems.push(format!("{name}={text:?} is not valid for {at}: {error}"));
+            continue;
+        };
+        let target = if section.is_empty() {
+            &mut table
+        } else {
+            match table
+                .entry(section)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            {
+                toml::Value::Table(t) => t,
+                // The file's own shape error is reported when it is read.
+                _ => continue,
+            }
+        };
+        target.insert(key.to_string(), value);
+    }
+    table
+}
 
 /// The pinned actions/runner release and its published checksums.
 pub const RUNNER_VERSION: &str = "2.330.0";
@@ -266,8 +434,8 @@ pub fn load(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Settings, SettingsError> {
     let mut problems = Vec::new();
-    let parsed: File = match file {
-        None => File::default(),
+    let table: toml::Table = match file {
+        None => toml::Table::new(),
         Some(path) => match std::fs::read_to_string(path) {
             Err(e) => {
                 return Err(SettingsError::new(vec![format!(
@@ -275,8 +443,9 @@ pub fn load(
                     path.display()
                 )]));
             }
-            Ok(text) => match toml::from_str(&text) {
-                Ok(f) => f,
+            // Parsed as `File` first for errors that point at the line.
+            Ok(text) => match toml::from_str::<File>(&text).and_then(|_| text.parse()) {
+                Ok(t) => t,
                 Err(e) => {
                     return Err(SettingsError::new(vec![format!(
                         "{} is not valid: {}",
@@ -287,18 +456,30 @@ pub fn load(
             },
         },
     };
-    let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let parsed: File = match toml::Value::Table(overlay_env(table, env, &mut problems)).try_into() {
+        Ok(f) => f,
+        Err(e) => {
+            problems.push(format!(
+                "the settings are not valid: {}",
+                e.to_string().trim()
+            ));
+            return Err(SettingsError::new(problems));
+        }
+    };
+    // A `*_file` secret's variable without `_FILE` holds the value itself.
+    let direct = |section: &str, file_key: &str| {
+        let name = env_var(section, file_key);
+        lookup(env, name.strip_suffix("_FILE").unwrap_or(&name)).map(|(_, v)| v)
+    };
 
-    let listen = var("RIGGER_LISTEN")
-        .or(parsed.listen)
-        .unwrap_or_else(|| "0.0.0.0:8080".into());
+    let listen = parsed.listen.unwrap_or_else(|| "0.0.0.0:8080".into());
     if listen.parse::<std::net::SocketAddr>().is_err() {
         problems.push(format!(
             "listen = {listen:?} is not an address; write host:port, e.g. 0.0.0.0:8080"
         ));
     }
-    let database_url = var("RIGGER_DATABASE_URL")
-        .or(parsed.database_url)
+    let database_url = parsed
+        .database_url
         .unwrap_or_else(|| "sqlite://rigger.db".into());
     if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
         problems.push(format!(
@@ -306,9 +487,7 @@ pub fn load(
             crate::store::redact_url(&database_url)
         ));
     }
-    let controller_id = var("RIGGER_CONTROLLER_ID")
-        .or(parsed.controller_id)
-        .unwrap_or_else(|| "rigger".into());
+    let controller_id = parsed.controller_id.unwrap_or_else(|| "rigger".into());
     let id_ok = !controller_id.is_empty()
         && controller_id.len() <= MAX_CONTROLLER_ID
         && controller_id
@@ -319,37 +498,27 @@ pub fn load(
             "controller_id {controller_id:?} must be 1–{MAX_CONTROLLER_ID} characters of a-z, 0-9 and -: it goes into every Vast.ai label and runner name"
         ));
     }
-    let public_url = var("RIGGER_PUBLIC_URL").or(parsed.public_url);
+    let public_url = parsed.public_url;
 
+    let g = parsed.github;
     let github = GithubSettings {
-        app_id: match var("RIGGER_GITHUB_APP_ID").map(|v| v.parse::<u64>()) {
-            Some(Ok(id)) => id,
-            Some(Err(_)) => {
-                problems.push("RIGGER_GITHUB_APP_ID must be the App's numeric id".into());
-                0
-            }
-            None => parsed.github.app_id.unwrap_or_else(|| {
-                problems.push(
-                    "github.app_id is missing: the App's id, on its settings page (or RIGGER_GITHUB_APP_ID)"
-                        .into(),
-                );
-                0
-            }),
-        },
+        app_id: g.app_id.unwrap_or_else(|| {
+            problems.push(
+                "github.app_id is missing: the App's id, on its settings page (or RIGGER_GITHUB_APP_ID)"
+                    .into(),
+            );
+            0
+        }),
         private_key: secret(
-            var("RIGGER_GITHUB_PRIVATE_KEY"),
-            var("RIGGER_GITHUB_PRIVATE_KEY_FILE")
-                .map(PathBuf::from)
-                .or(parsed.github.private_key_file),
+            direct("github", "private_key_file"),
+            g.private_key_file,
             "the GitHub App private key: github.private_key_file, RIGGER_GITHUB_PRIVATE_KEY_FILE or RIGGER_GITHUB_PRIVATE_KEY",
             &mut problems,
         ),
         webhook_secrets: secret(
-            var("RIGGER_WEBHOOK_SECRET"),
-            var("RIGGER_WEBHOOK_SECRET_FILE")
-                .map(PathBuf::from)
-                .or(parsed.github.webhook_secret_file),
-            "the webhook secret: github.webhook_secret_file, RIGGER_WEBHOOK_SECRET_FILE or RIGGER_WEBHOOK_SECRET",
+            direct("github", "webhook_secret_file"),
+            g.webhook_secret_file,
+            "the webhook secret: github.webhook_secret_file, RIGGER_GITHUB_WEBHOOK_SECRET_FILE or RIGGER_GITHUB_WEBHOOK_SECRET",
             &mut problems,
         )
         .expose()
@@ -359,47 +528,12 @@ pub fn load(
         .filter(|s| !s.is_empty())
         .map(Secret::new)
         .collect(),
-        api_url: var("RIGGER_GITHUB_API_URL")
-            .or(parsed.github.api_url)
+        api_url: g
+            .api_url
             .unwrap_or_else(|| "https://api.github.com".into()),
-        config_source: match var("RIGGER_CONFIG_SOURCE").as_deref() {
-            Some("default_branch") => ConfigSource::DefaultBranch,
-            Some("head_commit") => ConfigSource::HeadCommit,
-            Some(other) => {
-                problems.push(format!(
-                    "RIGGER_CONFIG_SOURCE={other:?}: use default_branch or head_commit"
-                ));
-                ConfigSource::DefaultBranch
-            }
-            None => parsed
-                .github
-                .config_source
-                .unwrap_or(ConfigSource::DefaultBranch),
-        },
-        runner_scope: match var("RIGGER_GITHUB_RUNNER_SCOPE").as_deref() {
-            Some("repository") => RunnerScope::Repository,
-            Some("organization") => RunnerScope::Organization,
-            Some(other) => {
-                problems.push(format!(
-                    "RIGGER_GITHUB_RUNNER_SCOPE={other:?}: use repository or organization"
-                ));
-                RunnerScope::Repository
-            }
-            None => parsed
-                .github
-                .runner_scope
-                .unwrap_or(RunnerScope::Repository),
-        },
-        runner_group_id: match var("RIGGER_GITHUB_RUNNER_GROUP_ID").map(|v| v.parse::<i64>()) {
-            Some(Ok(id)) => id,
-            Some(Err(_)) => {
-                problems.push(
-                    "RIGGER_GITHUB_RUNNER_GROUP_ID must be a runner group's numeric id".into(),
-                );
-                1
-            }
-            None => parsed.github.runner_group_id.unwrap_or(1),
-        },
+        config_source: g.config_source.unwrap_or(ConfigSource::DefaultBranch),
+        runner_scope: g.runner_scope.unwrap_or(RunnerScope::Repository),
+        runner_group_id: g.runner_group_id.unwrap_or(1),
     };
     if github.runner_group_id < 1 {
         problems.push(format!(
@@ -416,15 +550,14 @@ pub fn load(
     }
     let vast = VastSettings {
         api_key: secret(
-            var("RIGGER_VAST_API_KEY"),
-            var("RIGGER_VAST_API_KEY_FILE")
-                .map(PathBuf::from)
-                .or(parsed.vast.api_key_file),
+            direct("vast", "api_key_file"),
+            parsed.vast.api_key_file,
             "the Vast.ai API key: vast.api_key_file, RIGGER_VAST_API_KEY_FILE or RIGGER_VAST_API_KEY",
             &mut problems,
         ),
-        api_url: var("RIGGER_VAST_API_URL")
-            .or(parsed.vast.api_url)
+        api_url: parsed
+            .vast
+            .api_url
             .unwrap_or_else(|| "https://console.vast.ai".into()),
     };
     for (name, url) in [
@@ -440,21 +573,11 @@ pub fn load(
 
     let l = parsed.limits;
     let limits = LimitSettings {
-        max_instances: env_num("RIGGER_MAX_INSTANCES", &var, &mut problems)
-            .or(l.max_instances)
-            .unwrap_or(20),
-        max_instances_per_repo: env_num("RIGGER_MAX_INSTANCES_PER_REPO", &var, &mut problems)
-            .or(l.max_instances_per_repo)
-            .unwrap_or(10),
-        max_dph: env_num("RIGGER_MAX_DPH", &var, &mut problems)
-            .or(l.max_dph)
-            .unwrap_or(5.0),
-        max_job_cost: env_num("RIGGER_MAX_JOB_COST", &var, &mut problems)
-            .or(l.max_job_cost)
-            .unwrap_or(25.0),
-        daily_budget: env_num("RIGGER_DAILY_BUDGET", &var, &mut problems)
-            .or(l.daily_budget)
-            .unwrap_or(100.0),
+        max_instances: l.max_instances.unwrap_or(20),
+        max_instances_per_repo: l.max_instances_per_repo.unwrap_or(10),
+        max_dph: l.max_dph.unwrap_or(5.0),
+        max_job_cost: l.max_job_cost.unwrap_or(25.0),
+        daily_budget: l.daily_budget.unwrap_or(100.0),
         default_job_minutes: l.default_job_minutes.unwrap_or(30),
     };
     if limits.max_instances == 0 || limits.max_dph <= 0.0 || limits.daily_budget <= 0.0 {
@@ -470,7 +593,8 @@ pub fn load(
         None => Duration::from_secs(default),
         Some(text) => parse_duration(&text).unwrap_or_else(|| {
             problems.push(format!(
-                "timeouts.{name} = {text:?} is not a duration; write e.g. \"30s\", \"10m\" or \"6h\""
+                "timeouts.{name} ({}) = {text:?} is not a duration; write e.g. \"30s\", \"10m\" or \"6h\"",
+                env_var("timeouts", name)
             ));
             Duration::from_secs(default)
         }),
@@ -558,21 +682,6 @@ fn secret(
         None => {
             problems.push(format!("missing {what}"));
             Secret::new("")
-        }
-    }
-}
-
-fn env_num<T: std::str::FromStr>(
-    name: &str,
-    var: &dyn Fn(&str) -> Option<String>,
-    problems: &mut Vec<String>,
-) -> Option<T> {
-    let v = var(name)?;
-    match v.trim().parse() {
-        Ok(n) => Some(n),
-        Err(_) => {
-            problems.push(format!("{name}={v:?} is not a number"));
-            None
         }
     }
 }
@@ -704,29 +813,94 @@ mod tests {
     }
 
     #[test]
-    fn env_vars_lists_what_load_reads() {
-        let source = include_str!("settings.rs");
-        let load_body =
-            &source[source.find("pub fn load(").unwrap()..source.find("fn secret(").unwrap()];
-        for name in ENV_VARS {
-            assert!(
-                load_body.contains(&format!("\"{name}\"")),
-                "{name} is not read"
-            );
+    fn every_key_has_one_variable_and_no_two_share_one() {
+        let keys = keys();
+        assert!(keys.contains(&("github", "app_id")));
+        assert!(keys.contains(&("", "listen")));
+        assert!(keys.contains(&("runner", "sha256")));
+        assert!(
+            !keys.contains(&("", "github")),
+            "a section is not a key: {keys:?}"
+        );
+        let mut names = env_vars();
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), count, "two settings share a variable");
+        assert!(names.contains(&"RIGGER_TIMEOUTS_IDLE".to_string()));
+        assert!(names.contains(&"RIGGER_GITHUB_PRIVATE_KEY".to_string()));
+    }
+
+    #[test]
+    fn any_key_comes_from_its_variable_typed_as_in_the_file() {
+        let mut pairs = MINIMAL.to_vec();
+        pairs.extend([
+            ("RIGGER_TIMEOUTS_IDLE", "15m"),
+            ("RIGGER_LIMITS_DEFAULT_JOB_MINUTES", "45"),
+            ("RIGGER_LIMITS_MAX_DPH", "2"),
+            // A string setting that looks like a number stays a string.
+            ("RIGGER_RUNNER_VERSION", "2.331"),
+            ("RIGGER_CONTROLLER_ID", "123"),
+            ("RIGGER_GITHUB_CONFIG_SOURCE", "head_commit"),
+        ]);
+        let sum = "ab".repeat(32);
+        let table = format!("{{ x64 = \"{sum}\" }}");
+        pairs.push(("RIGGER_RUNNER_SHA256", &table));
+        let s = load(None, &env(&pairs)).unwrap();
+        assert_eq!(s.timeouts.idle, Duration::from_secs(900));
+        assert_eq!(s.limits.default_job_minutes, 45);
+        assert_eq!(s.limits.max_dph, 2.0);
+        assert_eq!(s.runner.version, "2.331");
+        assert_eq!(s.controller_id, "123");
+        assert_eq!(s.github.config_source, ConfigSource::HeadCommit);
+        assert_eq!(s.runner.sha256["x64"], sum);
+    }
+
+    #[test]
+    fn a_bad_variable_is_named_with_what_it_should_hold() {
+        let mut pairs = MINIMAL.to_vec();
+        pairs.extend([
+            ("RIGGER_LIMITS_MAX_DPH", "cheap"),
+            ("RIGGER_TIMEOUTS_BOOTSTRAP", "soon"),
+            ("RIGGER_GITHUB_CONFIG_SOURCE", "fork"),
+            ("RIGGER_RUNNER_SHA256", "{ x64 = \"short\" }"),
+        ]);
+        let err = load(None, &env(&pairs)).unwrap_err().to_string();
+        for expected in [
+            "RIGGER_LIMITS_MAX_DPH=\"cheap\" is not valid for limits.max_dph",
+            "timeouts.bootstrap (RIGGER_TIMEOUTS_BOOTSTRAP) = \"soon\" is not a duration",
+            "RIGGER_GITHUB_CONFIG_SOURCE=\"fork\" is not valid for github.config_source",
+            "runner.sha256.x64 is not a SHA-256",
+        ] {
+            assert!(err.contains(expected), "{expected:?} not in:\n{err}");
         }
-        let mut read: Vec<&str> = load_body
-            .match_indices("\"RIGGER_")
-            .map(|(i, _)| {
-                let rest = &load_body[i + 1..];
-                let end = rest
-                    .find(|c: char| !(c.is_ascii_uppercase() || c == '_'))
-                    .unwrap_or(rest.len());
-                &rest[..end]
-            })
-            .collect();
-        read.sort();
-        read.dedup();
-        assert_eq!(read.len(), ENV_VARS.len(), "read but not listed: {read:?}");
+    }
+
+    #[test]
+    fn the_old_names_still_work_and_the_rule_wins() {
+        let mut pairs = MINIMAL.to_vec();
+        pairs.extend([
+            ("RIGGER_MAX_DPH", "1.5"),
+            ("RIGGER_MAX_INSTANCES", "3"),
+            ("RIGGER_LIMITS_MAX_INSTANCES", "4"),
+            ("RIGGER_CONFIG_SOURCE", "head_commit"),
+        ]);
+        let s = load(None, &env(&pairs)).unwrap();
+        assert_eq!(s.limits.max_dph, 1.5);
+        assert_eq!(s.limits.max_instances, 4);
+        assert_eq!(s.github.config_source, ConfigSource::HeadCommit);
+        let s = load(
+            None,
+            &env(&[
+                ("RIGGER_GITHUB_APP_ID", "1"),
+                ("RIGGER_GITHUB_PRIVATE_KEY", "k"),
+                ("RIGGER_GITHUB_WEBHOOK_SECRET", "new"),
+                ("RIGGER_WEBHOOK_SECRET", "old"),
+                ("RIGGER_VAST_API_KEY", "v"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.github.webhook_secrets, vec![Secret::new("new")]);
     }
 
     #[test]
@@ -753,7 +927,7 @@ mod tests {
         for (extra, says) in [
             (
                 &[("RIGGER_GITHUB_RUNNER_SCOPE", "enterprise")][..],
-                "use repository or organization",
+                "expected `repository` or `organization`",
             ),
             (
                 &[("RIGGER_GITHUB_RUNNER_GROUP_ID", "7")][..],
@@ -768,7 +942,7 @@ mod tests {
             ),
             (
                 &[("RIGGER_GITHUB_RUNNER_GROUP_ID", "default")][..],
-                "must be a runner group's numeric id",
+                "RIGGER_GITHUB_RUNNER_GROUP_ID=\"default\" is not valid for github.runner_group_id",
             ),
         ] {
             let err = with(extra).unwrap_err().to_string();

@@ -1,11 +1,15 @@
-//! `rigger instances destroy-all`: lists first, destroys with `--yes`, and
-//! never touches a machine without this controller's label.
+//! `rigger instances destroy ID` and `rigger instances destroy-all`: they
+//! destroy only this controller's machines, record what each cost, and
+//! destroy-all lists first and destroys with `--yes`.
+
+mod ops_world;
 
 use std::sync::Arc;
 
-use rigger::engine::ports::ManualClock;
+use rigger::engine::ports::{ManualClock, SystemClock};
+use rigger::engine::state::InstanceState;
 use rigger::sim::github::{SimGithub, SimGithubConfig};
-use rigger::sim::vast::{Rental, SimConfig, SimVast};
+use rigger::sim::vast::{SimConfig, SimVast};
 
 async fn serve(router: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -27,21 +31,8 @@ async fn destroy_all_takes_ours_and_only_ours() {
     let github = SimGithub::new(SimGithubConfig::default(), Arc::new(clock.clone())).unwrap();
     let vast_url = serve(vast.router()).await;
     let github_url = serve(github.router()).await;
-    let offers = vast.offer_ids();
-    let rent = |offer: i64, label: &str| {
-        vast.rent(
-            offer,
-            Rental {
-                image: "ubuntu:22.04".into(),
-                disk_gb: 10.0,
-                label: Some(label.into()),
-                ..Default::default()
-            },
-        )
-        .unwrap()
-    };
-    let ours = rent(offers[0], "rigger:ops:77:abcdef0123");
-    let theirs = rent(offers[1], "rigger:other:77:abcdef0123");
+    let ours = ops_world::rent(&vast, 0, "rigger:ops:77:abcdef0123");
+    let theirs = ops_world::rent(&vast, 1, "rigger:other:77:abcdef0123");
     let dir = std::env::temp_dir().join(format!("rigger-destroy-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -103,4 +94,76 @@ async fn destroy_all_takes_ours_and_only_ours() {
         vec![theirs],
         "ours destroyed, the other controller's untouched"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_one_records_its_cost_and_refuses_what_is_not_ours() {
+    let (vast, vast_url) = ops_world::vast().await;
+    let github = SimGithub::new(SimGithubConfig::default(), Arc::new(SystemClock)).unwrap();
+    let github_url = serve(github.router()).await;
+    let ours = ops_world::rent(&vast, 0, "rigger:ci:11:abcdef0123");
+    let theirs = ops_world::rent(&vast, 1, "rigger:other:5:abcdef0123");
+    let db = ops_world::seeded("destroy-one", &ours.to_string(), "rigger:ci:11:abcdef0123").await;
+    let key = github.private_key_pem();
+    let app_id = github.app_id().to_string();
+    let env = [
+        ("RIGGER_DATABASE_URL", db.as_str()),
+        ("RIGGER_CONTROLLER_ID", "ci"),
+        ("RIGGER_WEBHOOK_SECRET", "s"),
+        ("RIGGER_GITHUB_APP_ID", app_id.as_str()),
+        ("RIGGER_GITHUB_PRIVATE_KEY", key.expose()),
+        ("RIGGER_GITHUB_API_URL", github_url.as_str()),
+        ("RIGGER_VAST_API_KEY", "sim-vast-key"),
+        ("RIGGER_VAST_API_URL", vast_url.as_str()),
+    ];
+    // The simulators answer on the runtime's other thread meanwhile.
+    let destroy = |id: String| {
+        tokio::task::block_in_place(|| ops_world::rigger(&["instances", "destroy", &id], &env))
+    };
+
+    // By rigger's id: gone from Vast.ai, its cost in the ledger.
+    let (code, out, err) = destroy(ops_world::INSTANCE.into());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "destroyed {} (Vast.ai {ours})",
+            ops_world::INSTANCE
+        )),
+        "{out}"
+    );
+    let live: Vec<i64> = vast
+        .live_instances()
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
+    assert_eq!(live, vec![theirs], "ours destroyed, theirs untouched");
+    let store = rigger::store::Store::connect(&db).await.unwrap();
+    let row = store.instance(ops_world::INSTANCE).await.unwrap().unwrap();
+    assert_eq!(row.state, InstanceState::Destroyed, "{row:?}");
+    let spend = store.spend_by_repo(0).await.unwrap();
+    assert_eq!(
+        spend[0].instances, 2,
+        "the seeded entry and this one: {spend:?}"
+    );
+    // Up two hours at $0.50/h, on top of the $0.25 already spent.
+    let cost = spend[0].cost_usd - 0.25;
+    assert!((0.99..1.01).contains(&cost), "{spend:?}");
+    store.close().await;
+
+    // Again: already destroyed, said so.
+    let (code, _, err) = destroy(ours.to_string());
+    assert_eq!(code, 1);
+    assert!(err.contains("is already destroyed"), "{err}");
+
+    // Another controller's machine: refused, and left alone.
+    let (code, _, err) = destroy(theirs.to_string());
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!(
+            "`{theirs}` is not an instance controller `ci` rented"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("rigger instances list"), "{err}");
+    assert_eq!(vast.live_instances().len(), 1);
 }

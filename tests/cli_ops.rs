@@ -1,179 +1,168 @@
 //! `rigger jobs list`, `rigger instances list`, `rigger costs` over a real
 //! SQLite store, run as the operator runs them.
 
-use std::process::Command;
+mod ops_world;
 
-use rigger::engine::state::{InstanceState, JobState};
-use rigger::store::{CostEntry, InstancePatch, JobPatch, NewInstance, NewJob, Store};
+use ops_world::{ESTIMATE, rent, rigger, seeded, vast};
 
-async fn seeded(name: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("rigger-ops-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}", dir.join("rigger.db").display());
-    let s = Store::connect(&url).await.unwrap();
-    let now = chrono::Utc::now().timestamp_millis();
-    for id in [11, 12] {
-        s.insert_job(&NewJob {
-            job_id: id,
-            run_id: 5,
-            run_attempt: 1,
-            repo: "octo/ml".into(),
-            installation_id: 1,
-            labels: vec!["cirun-gpu--5".into()],
-            head_sha: "abc".into(),
-            is_fork: false,
-            actor: "octocat".into(),
-            queued_at: now - 7_200_000,
-        })
-        .await
-        .unwrap();
-    }
-    s.transition_job(
-        11,
-        JobState::Queued,
-        JobState::Provisioning,
-        now,
-        JobPatch {
-            runner_def: Some("gpu".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    s.insert_instance(
-        &NewInstance {
-            id: "i-1".into(),
-            job_id: 11,
-            label: "rigger:ci:11".into(),
-            runner_name: "rigger-ci-11".into(),
-            offer_id: Some(900),
-            gpu_name: Some("RTX 4090".into()),
-            num_gpus: Some(1),
-            dph: Some(0.5),
-            location: Some("Texas, US".into()),
-            expires_at: now + 3_600_000,
-            callback_hash: None,
-        },
-        now - 7_200_000,
-    )
-    .await
-    .unwrap();
-    for (from, to, patch) in [
-        (
-            InstanceState::Requested,
-            InstanceState::Creating,
-            InstancePatch {
-                create_called_at: Some(now - 7_200_000),
-                ..Default::default()
-            },
-        ),
-        (
-            InstanceState::Creating,
-            InstanceState::Booting,
-            InstancePatch {
-                provider_id: Some("7835610".into()),
-                ..Default::default()
-            },
-        ),
-    ] {
-        assert!(
-            s.transition_instance("i-1", from, to, now, patch)
-                .await
-                .unwrap()
-        );
-    }
-    s.record_cost(&CostEntry {
-        instance_id: "old".into(),
-        job_id: 1,
-        repo: "octo/ml".into(),
-        runner_def: "gpu".into(),
-        gpu_name: "RTX 4090".into(),
-        dph: 0.5,
-        seconds: 1800,
-        closed_at: now - 1000,
-    })
-    .await
-    .unwrap();
-    s.close().await;
-    url
-}
-
-fn rigger(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rigger"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
+fn all(code_out_err: (i32, String, String)) -> (i32, String) {
+    let (code, out, err) = code_out_err;
+    (code, out + &err)
 }
 
 #[tokio::test]
 async fn jobs_list_shows_live_jobs() {
-    let url = seeded("jobs").await;
-    let (code, text) = rigger(&["jobs", "list", "--database-url", &url]);
+    let url = seeded("jobs", "7835610", "rigger:ci:11").await;
+    let (code, text) = all(rigger(&["jobs", "list", "--database-url", &url], &[]));
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("JOB"), "{text}");
     assert!(text.contains("provisioning"), "{text}");
-    let (_, text) = rigger(&["jobs", "list", "--json", "--database-url", &url]);
+    let (_, text, _) = rigger(&["jobs", "list", "--json", "--database-url", &url], &[]);
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2);
 }
 
 #[tokio::test]
-async fn instances_list_in_every_format() {
-    let url = seeded("instances").await;
-    let (code, text) = rigger(&["instances", "list", "--database-url", &url]);
+async fn instances_list_as_a_table_and_as_json() {
+    let url = seeded("instances", "7835610", "rigger:ci:11").await;
+    let (code, text) = all(rigger(&["instances", "list", "--database-url", &url], &[]));
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("1× RTX 4090"), "{text}");
     assert!(text.contains("$0.500/h"), "{text}");
-    let (_, text) = rigger(&[
+
+    let (code, text, err) = rigger(
+        &["instances", "list", "--json", "--database-url", &url],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{v}");
+    let i = &rows[0];
+    assert_eq!(i["id"], "i-1");
+    assert_eq!(i["provider_id"], "7835610");
+    assert_eq!(i["job_id"], 11);
+    assert_eq!(i["state"], "booting");
+    assert_eq!(i["offer_id"], 900);
+    assert_eq!(i["gpu_name"], "RTX 4090");
+    assert_eq!(i["num_gpus"], 1);
+    assert_eq!(i["dph"], 0.5);
+    assert_eq!(i["location"], "Texas, US");
+    assert_eq!(i["label"], "rigger:ci:11");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(i["created_at"].as_str().unwrap()).is_ok(),
+        "{i}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vast_instances_carry_the_rent_time_estimate_and_ssh_from_vast() {
+    let (sim, vast_url) = vast().await;
+    let provider = rent(&sim, 0, "rigger:ci:11:abcdef0123");
+    let url = seeded(
+        "vast-instances",
+        &provider.to_string(),
+        "rigger:ci:11:abcdef0123",
+    )
+    .await;
+    let args = [
         "instances",
         "list",
         "--format",
         "vast-instances",
         "--database-url",
         &url,
-    ]);
+    ];
+
+    // Without a Vast.ai key: what the store knows, SSH unknown.
+    let (code, text, err) = rigger(&args, &[]);
+    assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let e = &v[0];
-    assert_eq!(e["instance_id"], 7835610);
+    assert_eq!(e["instance_id"], provider);
     assert_eq!(e["offer_id"], 900);
+    assert_eq!(e["gpu_name"], "RTX 4090");
+    assert_eq!(e["num_gpus"], 1);
+    assert_eq!(e["dph"], 0.5);
     assert_eq!(e["status"], "booting");
     assert_eq!(e["experiment"], "octo/ml#job-11");
-    let hours = e["estimated_hours"].as_f64().unwrap();
-    assert!((1.99..2.1).contains(&hours), "{hours}");
-    let cost = e["estimated_cost"].as_f64().unwrap();
-    assert!((cost - hours * 0.5).abs() < 0.01, "{cost}");
-    for key in [
-        "gpu_name",
-        "num_gpus",
-        "dph",
-        "ssh_url",
-        "ssh_host",
-        "ssh_port",
-        "created_at",
-    ] {
-        assert!(e.get(key).is_some(), "{key}");
+    assert!(e["created_at"].is_string(), "{e}");
+    // The estimate made at rent time, not the two hours it has been up.
+    assert_eq!(e["estimated_hours"], ESTIMATE.0, "{e}");
+    assert_eq!(e["estimated_cost"], ESTIMATE.1, "{e}");
+    for key in ["ssh_url", "ssh_host", "ssh_port"] {
+        assert!(e[key].is_null(), "{key}: {e}");
     }
+
+    // With one: Vast.ai's view of the instance gives its SSH address.
+    let (code, text, err) = rigger(
+        &args,
+        &[
+            ("RIGGER_VAST_API_KEY", "sim-vast-key"),
+            ("RIGGER_VAST_API_URL", &vast_url),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let e = &v[0];
+    let host = e["ssh_host"].as_str().expect("ssh_host");
+    let port = e["ssh_port"].as_i64().expect("ssh_port");
+    assert!(!host.is_empty() && port > 0, "{e}");
+    assert_eq!(e["ssh_url"], format!("ssh://root@{host}:{port}"));
+
+    // A wrong key is an error that says what to check, not silent nulls.
+    let (code, _, err) = rigger(
+        &args,
+        &[
+            ("RIGGER_VAST_API_KEY", "wrong-key"),
+            ("RIGGER_VAST_API_URL", &vast_url),
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("check the API key"), "{err}");
 }
 
 #[tokio::test]
-async fn costs_by_repository() {
-    let url = seeded("costs").await;
-    let (code, text) = rigger(&["costs", "--database-url", &url]);
+async fn costs_by_repository_since_a_day() {
+    let url = seeded("costs", "7835610", "rigger:ci:11").await;
+    let (code, text) = all(rigger(&["costs", "--database-url", &url], &[]));
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("octo/ml"), "{text}");
     assert!(text.contains("Total: $0.25"), "{text}");
-    let (code, text) = rigger(&["costs", "--since", "yesterday", "--database-url", &url]);
-    assert_eq!(code, 1);
-    assert!(text.contains("write a day as YYYY-MM-DD"), "{text}");
+
+    let today = chrono::Utc::now().date_naive();
+    let since = |day: chrono::NaiveDate| {
+        let day = day.format("%Y-%m-%d").to_string();
+        let (code, text, err) = rigger(
+            &["costs", "--since", &day, "--json", "--database-url", &url],
+            &[],
+        );
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(v["since"].as_str().unwrap().starts_with(&day), "{v}");
+        v
+    };
+    let v = since(today - chrono::Duration::days(1));
+    assert_eq!(v["total_usd"], 0.25, "{v}");
+    assert_eq!(v["by_repo"][0]["repo"], "octo/ml");
+    assert_eq!(v["by_repo"][0]["instances"], 1);
+    let v = since(today + chrono::Duration::days(1));
+    assert_eq!(v["total_usd"], 0.0, "spent before the day: {v}");
+    assert!(v["by_repo"].as_array().unwrap().is_empty(), "{v}");
+
+    for bad in ["yesterday", "2025-13-01"] {
+        let (code, _, err) = rigger(&["costs", "--since", bad, "--database-url", &url], &[]);
+        assert_eq!(code, 1);
+        assert!(err.contains("write a day as YYYY-MM-DD"), "{bad}: {err}");
+    }
 }
 
 #[test]
 fn a_bad_database_url_is_explained() {
-    let (code, text) = rigger(&["jobs", "list", "--database-url", "mysql://u:secret@h/db"]);
+    let (code, text) = all(rigger(
+        &["jobs", "list", "--database-url", "mysql://u:secret@h/db"],
+        &[],
+    ));
     assert_eq!(code, 1);
     assert!(text.contains("sqlite://PATH or postgres://"), "{text}");
     assert!(!text.contains("secret"), "{text}");

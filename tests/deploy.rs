@@ -112,7 +112,7 @@ fn every_rigger_variable_in_deploy_is_one_rigger_reads() {
     ] {
         for var in rigger_vars(&read(name)) {
             assert!(
-                rigger::settings::ENV_VARS.contains(&var.as_str()),
+                rigger::settings::env_vars().contains(&var),
                 "{name} sets {var}, which rigger does not read"
             );
         }
@@ -160,4 +160,123 @@ fn the_systemd_unit_verifies() {
         .filter(|l| l.contains("rigger.service"))
         .collect();
     assert!(about_unit.is_empty(), "{text}");
+}
+
+/// The paths the Dockerfile's build stage copies in (`COPY SRC… DEST`, not
+/// `--from`), as written.
+fn build_stage_copies(dockerfile: &str) -> Vec<String> {
+    let mut stage = 0;
+    let mut copies = Vec::new();
+    for line in dockerfile.lines().map(str::trim) {
+        if line.starts_with("FROM ") {
+            stage += 1;
+        }
+        let Some(args) = line.strip_prefix("COPY ") else {
+            continue;
+        };
+        if stage != 1 || args.starts_with("--from") {
+            continue;
+        }
+        let words: Vec<&str> = args.split_whitespace().collect();
+        copies.extend(
+            words[..words.len().saturating_sub(1)]
+                .iter()
+                .map(|w| w.trim_end_matches('/').to_string()),
+        );
+    }
+    copies
+}
+
+/// Every file the manifest points at (lib, bins, benches, tests, examples
+/// with their default paths) and every file outside `src/` that the sources
+/// pull in with `include_str!`/`include_bytes!`: what `cargo build` in the
+/// image needs.
+fn files_the_build_needs() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest: toml::Table = std::fs::read_to_string(root.join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut needed = vec!["Cargo.toml".to_string(), "Cargo.lock".to_string()];
+    if let Some(lib) = manifest.get("lib") {
+        needed.push(lib["path"].as_str().unwrap_or("src/lib.rs").to_string());
+    }
+    for (kind, dir) in [
+        ("bin", "src/bin"),
+        ("bench", "benches"),
+        ("test", "tests"),
+        ("example", "examples"),
+    ] {
+        for target in manifest
+            .get(kind)
+            .and_then(|t| t.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let path = match target.get("path").and_then(|p| p.as_str()) {
+                Some(p) => p.to_string(),
+                None => format!("{dir}/{}.rs", target["name"].as_str().unwrap()),
+            };
+            needed.push(path);
+        }
+    }
+    let mut stack = vec![root.join("src")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for macro_name in ["include_str!(\"", "include_bytes!(\""] {
+                for (i, _) in text.match_indices(macro_name) {
+                    let rest = &text[i + macro_name.len()..];
+                    let included = &rest[..rest.find('"').unwrap()];
+                    let full = path.parent().unwrap().join(included);
+                    let relative = std::path::absolute(&full)
+                        .unwrap()
+                        .components()
+                        .fold(PathBuf::new(), |mut p, c| {
+                            match c {
+                                std::path::Component::ParentDir => {
+                                    p.pop();
+                                }
+                                other => p.push(other),
+                            }
+                            p
+                        })
+                        .strip_prefix(root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned();
+                    needed.push(relative);
+                }
+            }
+        }
+    }
+    needed.sort();
+    needed.dedup();
+    needed
+}
+
+#[test]
+fn the_dockerfile_copies_everything_cargo_needs_to_build() {
+    let copied = build_stage_copies(&read("Dockerfile"));
+    let needed = files_the_build_needs();
+    assert!(
+        needed.iter().any(|n| n.starts_with("benches/")),
+        "the manifest declares benches: {needed:?}"
+    );
+    for path in &needed {
+        assert!(
+            copied
+                .iter()
+                .any(|c| path == c || path.starts_with(&format!("{c}/"))),
+            "the Dockerfile's build stage does not copy {path}, which the build needs (it copies {copied:?})"
+        );
+    }
 }

@@ -11,7 +11,9 @@ use clap::Args;
 use crate::app::App;
 use crate::engine::names;
 use crate::engine::ports::{Cloud, SystemClock};
+use crate::engine::state::InstanceState;
 use crate::settings;
+use crate::store::InstanceRow;
 
 #[derive(Debug, Args)]
 pub struct DestroyArgs {
@@ -41,14 +43,25 @@ async fn app(config: Option<&std::path::Path>) -> anyhow::Result<App> {
 pub async fn destroy(a: DestroyArgs) -> anyhow::Result<()> {
     let app = app(a.config.as_deref()).await?;
     let engine = &app.engine;
+    let is = |i: &&InstanceRow| i.id == a.id || i.provider_id.as_deref() == Some(a.id.as_str());
     let live = engine.store.live_instances().await?;
-    let Some(row) = live
-        .iter()
-        .find(|i| i.id == a.id || i.provider_id.as_deref() == Some(a.id.as_str()))
-    else {
+    let Some(row) = live.iter().find(is) else {
+        let all = engine.store.instances_in(&InstanceState::ALL).await?;
+        if let Some(done) = all.iter().find(is) {
+            bail!(
+                "instance `{}` is already {} (Vast.ai {}); nothing to destroy",
+                a.id,
+                done.state,
+                done.provider_id.as_deref().unwrap_or("-")
+            );
+        }
         bail!(
-            "no live instance `{}` (see `rigger instances list`; destroyed ones are not listed)",
-            a.id
+            "`{}` is not an instance controller `{}` rented, so rigger will not destroy it: \
+             rigger destroys only its own machines. Give an id from `rigger instances list`; \
+             a machine with this controller's label but no record is destroyed by \
+             `rigger instances destroy-all`",
+            a.id,
+            engine.settings.controller_id
         );
     };
     let cost = engine

@@ -2,7 +2,7 @@
 
 mod demo;
 mod destroy;
-mod ops;
+pub(crate) mod ops;
 mod plan;
 mod serve;
 mod sim;

@@ -5,6 +5,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
 use crate::engine::state::{InstanceState, JobState};
+use crate::settings::Secret;
 use crate::store::{InstanceRow, JobRow, Store};
 
 #[derive(Debug, Args)]
@@ -44,6 +45,12 @@ pub enum InstanceFormat {
 #[derive(Debug, Subcommand)]
 pub enum InstancesCommand {
     /// Machines rigger rented that are not destroyed yet.
+    ///
+    /// `--format vast-instances` gives each machine's estimated hours and
+    /// cost as rigger estimated them when it rented it, and its SSH address
+    /// from Vast.ai's view of the instance when a Vast.ai key is given
+    /// (RIGGER_VAST_API_KEY or RIGGER_VAST_API_KEY_FILE); without one the SSH
+    /// fields are null.
     List {
         #[command(flatten)]
         db: DbArgs,
@@ -55,11 +62,106 @@ pub enum InstancesCommand {
         /// Include destroyed and failed instances.
         #[arg(long)]
         all: bool,
+        #[command(flatten)]
+        vast: VastArgs,
     },
     /// Destroy one machine now (its job's runner goes with it).
     Destroy(super::destroy::DestroyArgs),
     /// Destroy every machine this controller rented, orphans included.
     DestroyAll(super::destroy::DestroyAllArgs),
+}
+
+/// Where to ask Vast.ai for what the store does not hold (SSH addresses).
+#[derive(Debug, Args)]
+pub struct VastArgs {
+    /// Vast.ai API key, for the SSH fields of --format vast-instances.
+    #[arg(long, env = "RIGGER_VAST_API_KEY", hide_env_values = true)]
+    pub vast_api_key: Option<String>,
+    /// A file holding the Vast.ai API key.
+    #[arg(long, env = "RIGGER_VAST_API_KEY_FILE")]
+    pub vast_api_key_file: Option<std::path::PathBuf>,
+    #[arg(
+        long,
+        env = "RIGGER_VAST_API_URL",
+        default_value = "https://console.vast.ai"
+    )]
+    pub vast_api_url: String,
+}
+
+impl VastArgs {
+    fn key(&self) -> anyhow::Result<Option<Secret>> {
+        if let Some(k) = self
+            .vast_api_key
+            .as_deref()
+            .filter(|k| !k.trim().is_empty())
+        {
+            return Ok(Some(Secret::new(k.trim())));
+        }
+        match &self.vast_api_key_file {
+            None => Ok(None),
+            Some(path) => std::fs::read_to_string(path)
+                .map(|k| Some(Secret::new(k.trim())))
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot read the Vast.ai key file {} ({e}); fix the path or leave it out",
+                        path.display()
+                    )
+                }),
+        }
+    }
+}
+
+/// An instance's SSH address in Vast.ai's own view of it
+/// (`GET /api/v0/instances/ID/`): `(host, port)`.
+async fn vast_ssh(
+    http: &reqwest::Client,
+    base: &str,
+    key: &Secret,
+    provider_id: &str,
+) -> anyhow::Result<Option<(String, i64)>> {
+    if !provider_id.chars().all(|c| c.is_ascii_digit()) {
+        return Ok(None);
+    }
+    let url = format!(
+        "{}/api/v0/instances/{provider_id}/?owner=me",
+        base.trim_end_matches('/')
+    );
+    let resp = http
+        .get(&url)
+        .bearer_auth(key.expose())
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach Vast.ai at {base}: {e}"))?;
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !resp.status().is_success() {
+        anyhow::bail!(
+            "Vast.ai answered {} for instance {provider_id}; check the API key (RIGGER_VAST_API_KEY)",
+            resp.status()
+        );
+    }
+    let v: serde_json::Value = resp.json().await?;
+    let i = &v["instances"];
+    Ok(match (i["ssh_host"].as_str(), i["ssh_port"].as_i64()) {
+        (Some(host), Some(port)) => Some((host.to_string(), port)),
+        _ => None,
+    })
+}
+
+/// The estimate rigger made when it rented the instance, from its
+/// `estimate` event (`ID: HOURS h, $COST`): `(hours, dollars)`.
+pub async fn rent_estimate(store: &Store, i: &InstanceRow) -> anyhow::Result<Option<(f64, f64)>> {
+    let events = store.job_events(i.job_id).await?;
+    let prefix = format!("{}: ", i.id);
+    Ok(events
+        .iter()
+        .rev()
+        .filter(|(_, kind, _)| kind == "estimate")
+        .find_map(|(_, _, message)| {
+            let (hours, cost) = message.strip_prefix(&prefix)?.split_once(" h, $")?;
+            Some((hours.parse().ok()?, cost.parse().ok()?))
+        }))
 }
 
 #[derive(Debug, Args)]
@@ -136,13 +238,14 @@ fn job_json(j: &JobRow) -> serde_json::Value {
 }
 
 pub async fn instances(cmd: InstancesCommand) -> anyhow::Result<()> {
-    let (db, json, format, all) = match cmd {
+    let (db, json, format, all, vast) = match cmd {
         InstancesCommand::List {
             db,
             json,
             format,
             all,
-        } => (db, json, format, all),
+            vast,
+        } => (db, json, format, all, vast),
         InstancesCommand::Destroy(a) => return super::destroy::destroy(a).await,
         InstancesCommand::DestroyAll(a) => return super::destroy::destroy_all(a).await,
     };
@@ -153,13 +256,16 @@ pub async fn instances(cmd: InstancesCommand) -> anyhow::Result<()> {
         store.live_instances().await?
     };
     let format = if json { InstanceFormat::Json } else { format };
-    let now = chrono::Utc::now().timestamp_millis();
     match format {
         InstanceFormat::Json => {
             let rows: Vec<_> = instances.iter().map(instance_json).collect();
             println!("{}", serde_json::to_string_pretty(&rows)?);
         }
         InstanceFormat::VastInstances => {
+            let key = vast.key()?;
+            let http = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(20))
+                .build()?;
             let mut rows = Vec::new();
             for i in &instances {
                 let repo = store
@@ -167,7 +273,14 @@ pub async fn instances(cmd: InstancesCommand) -> anyhow::Result<()> {
                     .await?
                     .map(|j| j.repo)
                     .unwrap_or_default();
-                rows.push(vast_instances_entry(i, &repo, now));
+                let ssh = match (&key, &i.provider_id) {
+                    (Some(key), Some(pid)) if !i.state.is_terminal() => {
+                        vast_ssh(&http, &vast.vast_api_url, key, pid).await?
+                    }
+                    _ => None,
+                };
+                let estimate = rent_estimate(&store, i).await?;
+                rows.push(vast_instances_entry(i, &repo, estimate, ssh));
             }
             println!("{}", serde_json::to_string_pretty(&rows)?);
         }
@@ -222,26 +335,37 @@ fn instance_json(i: &InstanceRow) -> serde_json::Value {
 }
 
 /// One entry of the `vast-instances.json` state file: the instance, what it
-/// runs (`experiment`: repository and job) and what it has cost so far.
-pub fn vast_instances_entry(i: &InstanceRow, repo: &str, now: i64) -> serde_json::Value {
-    let start = i.create_called_at.unwrap_or(i.created_at);
-    let end = i.destroyed_at.unwrap_or(now);
-    let hours = (end - start).max(0) as f64 / 3_600_000.0;
-    let dph = i.dph.unwrap_or(0.0);
+/// runs (`experiment`: repository and job), its SSH address when Vast.ai
+/// told us, and rigger's estimate at rent time (`(hours, dollars)`; null
+/// when it made none, e.g. for an instance adopted after a crash).
+pub fn vast_instances_entry(
+    i: &InstanceRow,
+    repo: &str,
+    estimate: Option<(f64, f64)>,
+    ssh: Option<(String, i64)>,
+) -> serde_json::Value {
+    let (ssh_url, ssh_host, ssh_port) = match ssh {
+        Some((host, port)) => (
+            Some(format!("ssh://root@{host}:{port}")),
+            Some(host),
+            Some(port),
+        ),
+        None => (None, None, None),
+    };
     json!({
         "instance_id": i.provider_id.as_deref().and_then(|p| p.parse::<i64>().ok()),
         "offer_id": i.offer_id,
         "gpu_name": i.gpu_name,
         "num_gpus": i.num_gpus,
-        "dph": dph,
-        "ssh_url": null,
-        "ssh_host": null,
-        "ssh_port": null,
+        "dph": i.dph.unwrap_or(0.0),
+        "ssh_url": ssh_url,
+        "ssh_host": ssh_host,
+        "ssh_port": ssh_port,
         "created_at": ms_to_rfc3339(i.created_at),
         "status": i.state,
         "experiment": format!("{repo}#job-{}", i.job_id),
-        "estimated_hours": (hours * 1000.0).round() / 1000.0,
-        "estimated_cost": (hours * dph * 10_000.0).round() / 10_000.0,
+        "estimated_hours": estimate.map(|(h, _)| h),
+        "estimated_cost": estimate.map(|(_, c)| c),
     })
 }
 

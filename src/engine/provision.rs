@@ -694,6 +694,17 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             ),
         )
         .await;
+        // Machine-readable, for `rigger instances list --format vast-instances`.
+        self.note(
+            Some(job.job_id),
+            Some(&instance_id),
+            "estimate",
+            &format!(
+                "{instance_id}: {} h, ${}",
+                offer.estimated_hours, offer.estimated_cost
+            ),
+        )
+        .await;
         self.report(
             job,
             &report::booting(
