@@ -541,6 +541,19 @@ impl Story {
         panic!("the machines' scripts did not end within a minute");
     }
 
+    /// Wait until `n` machines' scripts have ended while rigger hears
+    /// nothing: what the machines do on their own, with no destroy from
+    /// rigger racing them. Deliver the webhooks afterwards.
+    pub async fn machines_finish_unheard(&self, n: usize) -> Vec<(i64, i32)> {
+        for _ in 0..600 {
+            if self.exited.lock().unwrap().len() >= n {
+                return self.exited.lock().unwrap().clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the machines' scripts did not end within a minute");
+    }
+
     pub fn machine_log(&self, id: i64) -> String {
         self.vast.log(id).unwrap_or_default()
     }
