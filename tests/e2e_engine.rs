@@ -383,15 +383,10 @@ async fn a_job_taken_by_another_jobs_runner_is_bound_by_runner_name() {
     });
     let mut took = Vec::new();
     for b in booted {
-        let jit: String = (0..)
-            .map_while(|i| {
-                b.env
-                    .iter()
-                    .find(|(k, _)| *k == format!("RIGGER_JIT_{i}"))
-                    .map(|(_, v)| v.clone())
-            })
-            .collect();
-        let runner = s.github.connect_runner(&jit).unwrap();
+        let runner = s
+            .github
+            .connect_runner(&harness::jit_config_of(&b))
+            .unwrap();
         took.push(s.github.take_job(runner).unwrap());
     }
     assert_eq!(took, [first, second], "crossed over");

@@ -141,6 +141,19 @@ async fn start_rigger(
     (engine, url)
 }
 
+/// The JIT config a booted machine was given, from its environment chunks
+/// (`RIGGER_JIT_0`, `RIGGER_JIT_1`, …), as its bootstrap script joins them.
+pub fn jit_config_of(b: &Booted) -> String {
+    let env: BTreeMap<&str, &str> = b
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    (0..)
+        .map_while(|i| env.get(format!("RIGGER_JIT_{i}").as_str()).copied())
+        .collect()
+}
+
 /// A webhook receiver that keeps what it is sent.
 fn catcher(held: Arc<Mutex<Vec<Held>>>) -> axum::Router {
     axum::Router::new().fallback(
@@ -416,10 +429,7 @@ impl Story {
         self.vast.live_instances(); // steps the simulated Vast.ai
         let mut taken = Vec::new();
         for b in self.booted.lock().unwrap().drain(..) {
-            let env: BTreeMap<String, String> = b.env.into_iter().collect();
-            let jit: String = (0..)
-                .map_while(|i| env.get(&format!("RIGGER_JIT_{i}")).cloned())
-                .collect();
+            let jit = jit_config_of(&b);
             let runner = self
                 .github
                 .connect_runner(&jit)
