@@ -541,21 +541,21 @@ impl Story {
     /// Wait (real time: the scripts run as real processes) until `n`
     /// machines' scripts have ended, delivering webhooks as they come.
     pub async fn machines_finish(&self, n: usize) -> Vec<(i64, i32)> {
-        for _ in 0..600 {
-            self.webhooks_arrive().await;
-            if self.exited.lock().unwrap().len() >= n {
-                return self.exited.lock().unwrap().clone();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        panic!("the machines' scripts did not end within a minute");
+        self.wait_for_exits(n, true).await
     }
 
     /// Wait until `n` machines' scripts have ended while rigger hears
     /// nothing: what the machines do on their own, with no destroy from
     /// rigger racing them. Deliver the webhooks afterwards.
     pub async fn machines_finish_unheard(&self, n: usize) -> Vec<(i64, i32)> {
+        self.wait_for_exits(n, false).await
+    }
+
+    async fn wait_for_exits(&self, n: usize, deliver: bool) -> Vec<(i64, i32)> {
         for _ in 0..600 {
+            if deliver {
+                self.webhooks_arrive().await;
+            }
             if self.exited.lock().unwrap().len() >= n {
                 return self.exited.lock().unwrap().clone();
             }
