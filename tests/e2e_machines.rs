@@ -77,20 +77,15 @@ async fn a_vm_has_no_per_instance_key_so_it_calls_rigger_back() {
     // No webhook is delivered while the job runs and ends: the machine's
     // report to /callback/{instance} alone gets it destroyed.
     s.clock.advance_ms(30_000);
-    s.vast.live_instances();
-    for _ in 0..200 {
-        if s.vast.live_instances().is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    // rigger destroys the instance and then writes the event: wait for the
+    // event, which comes last, not for the instance to vanish.
+    let events = s.event_arrives(job, "destroyed").await;
     let log = s.machine_log(instance);
     assert!(log.contains("runner: job"), "{log}");
     assert!(
         s.vast.live_instances().is_empty(),
         "rigger destroyed it on its report: {log}"
     );
-    let events = s.events(job).await;
     assert!(
         events
             .iter()

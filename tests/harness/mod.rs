@@ -582,6 +582,23 @@ impl Story {
             .collect()
     }
 
+    /// Wait (real time, bounded) until the job's log has an event of `kind`,
+    /// letting the simulated machines move meanwhile.
+    pub async fn event_arrives(&self, job: i64, kind: &str) -> Vec<(String, String)> {
+        for _ in 0..200 {
+            self.vast.live_instances();
+            let events = self.events(job).await;
+            if events.iter().any(|(k, _)| k == kind) {
+                return events;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!(
+            "job {job} never had a `{kind}` event: {:?}",
+            self.events(job).await
+        );
+    }
+
     /// Wait (real time, bounded) until the machine's Vast.ai log shows `text`.
     pub async fn machine_log_shows(&self, id: i64, text: &str) -> String {
         for _ in 0..200 {
