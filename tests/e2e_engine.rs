@@ -761,6 +761,42 @@ async fn an_org_runner_is_rented_only_as_its_access_policy_allows() {
     s.nothing_leaked().await;
 }
 
+async fn a_burst_of_jobs_for_one_runner_shares_one_search() {
+    let s = Story::begin("burst").await;
+    let jobs: Vec<i64> = (0..6)
+        .map(|n| s.a_job_is_queued(&format!("cirun-gpu--90{n}")))
+        .collect();
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    for &job in &jobs {
+        assert_eq!(s.job_state(job).await, JobState::WaitingForRunner);
+    }
+    // One search served all six, and each job rented an offer of its own:
+    // none was tried twice (an offer is claimed by the job that tries it).
+    assert_eq!(s.vast.requests(SEARCH), 1, "one search for the burst");
+    let rows = s.engine.store.live_instances().await.unwrap();
+    let offers: std::collections::BTreeSet<_> = rows.iter().map(|r| r.offer_id).collect();
+    assert_eq!((rows.len(), offers.len()), (6, 6), "{rows:?}");
+    assert_eq!(s.vast.requests("PUT /api/v0/asks/:id"), 6, "no create lost a race");
+
+    // A list is reused for a few seconds only: a job queued later searches.
+    s.clock.advance_ms(rigger::engine::offer_pool::FRESH_MS);
+    let late = s.a_job_is_queued("cirun-gpu--906");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(late).await, JobState::WaitingForRunner);
+    assert_eq!(s.vast.requests(SEARCH), 2);
+
+    for job in jobs.into_iter().chain([late]) {
+        s.github.cancel_job(job);
+    }
+    s.webhooks_arrive().await;
+    s.nothing_leaked().await;
+}
+
+/// The simulated Vast.ai's name for the offer search route.
+const SEARCH: &str = "POST /api/v0/bundles";
+
 both_databases!(
     a_job_gets_a_gpu_and_the_gpu_dies_with_the_job,
     a_job_cancelled_while_its_machine_boots_leaves_nothing_behind,
@@ -779,4 +815,5 @@ both_databases!(
     stopping_rigger_leaves_work_in_the_inbox_and_destroys_nothing,
     deliveries_are_taken_in_while_github_and_vast_cannot_be_reached,
     an_org_runner_is_rented_only_as_its_access_policy_allows,
+    a_burst_of_jobs_for_one_runner_shares_one_search,
 );

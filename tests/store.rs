@@ -544,3 +544,54 @@ async fn recent_durations_feed_the_estimate() {
         );
     }
 }
+
+#[tokio::test]
+async fn live_usage_sums_the_live_instances_in_one_query() {
+    for s in stores("live_usage").await {
+        let empty = s.live_usage("octo/ml", 0, 10_000).await.unwrap();
+        assert_eq!((empty.live, empty.live_for_repo), (0, 0));
+        assert_eq!(empty.dollars_since, 0.0);
+
+        let mut other = job(2);
+        other.repo = "octo/web".into();
+        s.insert_job(&job(1)).await.unwrap();
+        s.insert_job(&other).await.unwrap();
+        s.insert_job(&job(3)).await.unwrap();
+        s.insert_job(&job(4)).await.unwrap();
+        // $0.50/h each. i1 was created before the window, i2 in it, i3 has
+        // no create call yet, i4 is destroyed (not live).
+        let called = |at| InstancePatch {
+            create_called_at: Some(at),
+            ..Default::default()
+        };
+        for (id, job_id) in [("i1", 1), ("i2", 2), ("i3", 3), ("i4", 4)] {
+            s.insert_instance(&instance(id, job_id), 0).await.unwrap();
+        }
+        for (id, at) in [("i1", 1_000), ("i2", 3_601_000), ("i4", 1_000)] {
+            s.transition_instance(
+                id,
+                InstanceState::Requested,
+                InstanceState::Creating,
+                at,
+                called(at),
+            )
+            .await
+            .unwrap();
+        }
+        for (from, to) in [
+            (InstanceState::Creating, InstanceState::Destroying),
+            (InstanceState::Destroying, InstanceState::Destroyed),
+        ] {
+            s.transition_instance("i4", from, to, 2_000, InstancePatch::default())
+                .await
+                .unwrap();
+        }
+
+        // Window: from 1,801,000 ms to 7,201,000 ms (1.5 h).
+        let u = s.live_usage("octo/ml", 1_801_000, 7_201_000).await.unwrap();
+        assert_eq!(u.live, 3, "i1, i2, i3");
+        assert_eq!(u.live_for_repo, 2, "i1 and i3 are octo/ml's");
+        // i1: the whole 1.5 h; i2: 1 h; i3: nothing yet.
+        assert!((u.dollars_since - 1.25).abs() < 1e-9, "{u:?}");
+    }
+}

@@ -4,6 +4,7 @@
 //!
 //! - `events.rs`: queued / in_progress / completed, as recorded facts;
 //! - `provision.rs`: config → policy → offers → JIT runner → row → create;
+//! - `offer_pool.rs`: one search serves the jobs of a burst;
 //! - `teardown.rs`: destroy and account for a machine;
 //! - `reconcile/`: `plan` (pure) and `apply`.
 
@@ -11,6 +12,7 @@ pub mod estimate;
 pub mod events;
 pub mod inbox;
 pub mod names;
+pub mod offer_pool;
 pub mod offers;
 pub mod policy;
 pub mod ports;
@@ -51,6 +53,8 @@ pub struct Engine<C: Cloud, G: Github> {
     config_cache: Mutex<ConfigCache>,
     /// SHA-256 of runner release files, as GitHub lists them.
     runner_checksums: Mutex<HashMap<String, String>>,
+    /// Ranked offers shared by the jobs of a burst, and who tries which.
+    offer_pool: offer_pool::OfferPool,
 }
 
 /// (repository, commit or "" for the default branch) → (read at, config).
@@ -77,6 +81,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             reconcile_wake: Notify::new(),
             config_cache: Mutex::new(HashMap::new()),
             runner_checksums: Mutex::new(HashMap::new()),
+            offer_pool: offer_pool::OfferPool::default(),
         }
     }
 

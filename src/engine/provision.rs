@@ -10,7 +10,7 @@ use super::ports::{
     CheckRun, Cloud, CloudError, Github, LaunchSpec, OfferSearch, RankedOffer, RepoRef,
 };
 use super::state::{InstanceState, JobState};
-use super::{Engine, EngineError, estimate, names, report};
+use super::{Engine, EngineError, estimate, names, offer_pool, report};
 use crate::bootstrap::{self, BootstrapSpec};
 use crate::config::access::AccessConfig;
 use crate::config::model::{CirunConfig, Cloud as CloudKind, RunnerDef, SetupInfo};
@@ -304,21 +304,30 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             .await?;
         let hours =
             estimate::expected_reference_hours(&history, self.settings.limits.default_job_minutes);
-        let offers = match self.cloud.search(vast, hours).await {
-            Ok(OfferSearch::Found(o)) if !o.is_empty() => o,
-            Ok(OfferSearch::Found(_)) => {
-                return Ok(no_capacity(def, "0 offers fit", job.attempts));
-            }
-            Ok(OfferSearch::NoMatch { diagnosis }) => {
-                return Ok(no_capacity(def, &diagnosis, job.attempts));
-            }
-            Err(e) => {
-                self.cloud_error(&e);
-                return Ok(retry(
-                    format!("cannot search Vast.ai: {e}"),
-                    rate_limit_ms(&e),
-                ));
-            }
+        let pool_key = offer_pool::key(vast, hours);
+        let offers = match self.offer_pool.fresh(&pool_key, self.now()) {
+            Some(list) => list,
+            None => match self.cloud.search(vast, hours).await {
+                Ok(OfferSearch::Found(o)) if !o.is_empty() => {
+                    let list = Arc::new(o);
+                    self.offer_pool
+                        .keep(pool_key.clone(), self.now(), list.clone());
+                    list
+                }
+                Ok(OfferSearch::Found(_)) => {
+                    return Ok(no_capacity(def, "0 offers fit", job.attempts));
+                }
+                Ok(OfferSearch::NoMatch { diagnosis }) => {
+                    return Ok(no_capacity(def, &diagnosis, job.attempts));
+                }
+                Err(e) => {
+                    self.cloud_error(&e);
+                    return Ok(retry(
+                        format!("cannot search Vast.ai: {e}"),
+                        rate_limit_ms(&e),
+                    ));
+                }
+            },
         };
 
         let usage = self.usage(&job.repo).await?;
@@ -338,11 +347,21 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 refusal.get_or_insert(r.0);
                 continue;
             }
+            // Another job of the burst is renting it.
+            if !self.offer_pool.claim(offer.offer_id, self.now()) {
+                continue;
+            }
             tried += 1;
             match self.rent(&repo, job, def, config, offer).await? {
                 Rent::Done => return Ok(Outcome::Rented),
-                Rent::NextOffer => continue,
-                Rent::Stop(outcome) => return Ok(outcome),
+                Rent::NextOffer => {
+                    self.offer_pool.forget(&pool_key);
+                    continue;
+                }
+                Rent::Stop(outcome) => {
+                    self.offer_pool.release(offer.offer_id);
+                    return Ok(outcome);
+                }
             }
         }
         Ok(match refusal {
@@ -405,24 +424,12 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     async fn usage(&self, repo: &str) -> Result<Usage, EngineError> {
         let now = self.now();
         let day_start = now - now.rem_euclid(86_400_000);
-        let live = self.store.live_instances().await?;
-        let mut for_repo = 0;
-        let mut running_today = 0.0;
-        for i in &live {
-            if let Some(j) = self.store.job(i.job_id).await?
-                && j.repo == repo
-            {
-                for_repo += 1;
-            }
-            if let (Some(dph), Some(created)) = (i.dph, i.create_called_at) {
-                running_today += dph * (now - created.max(day_start)).max(0) as f64 / 3_600_000.0;
-            }
-        }
+        let live = self.store.live_usage(repo, day_start, now).await?;
         Ok(Usage {
-            live_instances: live.len() as u32,
-            live_instances_for_repo: for_repo,
+            live_instances: live.live,
+            live_instances_for_repo: live.live_for_repo,
             spent_today: self.store.spend_since(day_start).await?,
-            running_today,
+            running_today: live.dollars_since,
         })
     }
 

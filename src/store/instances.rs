@@ -89,6 +89,15 @@ impl InstancePatch {
     }
 }
 
+/// The live instances, summed up (`Store::live_usage`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LiveUsage {
+    pub live: u32,
+    pub live_for_repo: u32,
+    /// What they have cost in the window asked for, in dollars.
+    pub dollars_since: f64,
+}
+
 const COLUMNS: &str = "id, job_id, label, runner_name, runner_id, provider_id, offer_id, gpu_name, \
      num_gpus, dph, location, state, reason, created_at, create_called_at, online_at, \
      destroy_called_at, destroyed_at, expires_at, callback_hash, updated_at";
@@ -201,6 +210,50 @@ impl Store {
             .filter(|s| !s.is_terminal())
             .collect();
         self.instances_in(&live).await
+    }
+
+    /// What the live instances add up to, in one query whatever their
+    /// number: how many, how many for `repo`, and what they have cost since
+    /// `since` up to `now` (each from its create call or `since`, whichever
+    /// is later).
+    pub async fn live_usage(
+        &self,
+        repo: &str,
+        since: i64,
+        now: i64,
+    ) -> Result<LiveUsage, StoreError> {
+        let live: Vec<String> = InstanceState::ALL
+            .into_iter()
+            .filter(|s| !s.is_terminal())
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        // CASE rather than MAX/GREATEST, which SQLite and PostgreSQL spell
+        // differently; CAST because PostgreSQL sums integers as NUMERIC.
+        let sql = format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) AS live, \
+                 CAST(COALESCE(SUM(CASE WHEN j.repo = $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS for_repo, \
+                 SUM(CASE WHEN i.dph IS NULL OR i.create_called_at IS NULL \
+                               OR i.create_called_at >= $3 THEN 0.0 \
+                          WHEN i.create_called_at > $2 THEN i.dph * ($3 - i.create_called_at) \
+                          ELSE i.dph * ($3 - $2) END) AS running_ms \
+             FROM instances i LEFT JOIN jobs j ON j.job_id = i.job_id \
+             WHERE i.state IN ({})",
+            live.join(", ")
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(repo)
+            .bind(since)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
+        let live: i64 = row.try_get("live")?;
+        let for_repo: i64 = row.try_get("for_repo")?;
+        let running_ms: Option<f64> = row.try_get("running_ms")?;
+        Ok(LiveUsage {
+            live: live as u32,
+            live_for_repo: for_repo as u32,
+            dollars_since: running_ms.unwrap_or(0.0) / 3_600_000.0,
+        })
     }
 
     pub async fn instances_for_job(&self, job_id: i64) -> Result<Vec<InstanceRow>, StoreError> {

@@ -19,7 +19,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 
 pub use inbox::{Delivery, NewDelivery};
-pub use instances::{InstancePatch, InstanceRow, NewInstance};
+pub use instances::{InstancePatch, InstanceRow, LiveUsage, NewInstance};
 pub use jobs::{InvalidTransition, JobPatch, JobRow, NewJob};
 pub use ledger::{CostEntry, SpendRow};
 

@@ -2,6 +2,7 @@
 //! `{column: {op: value}}` with numeric strings compared as numbers, the
 //! CLI's aliases, and the server's virtual columns (reference §3.2–§3.5, §13).
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use serde_json::{Map, Value};
@@ -146,23 +147,28 @@ fn boolean(v: &Value) -> Option<bool> {
     }
 }
 
-/// The value of a column on an offer, virtual columns included.
-fn column(offer: &Map<String, Value>, col: &str) -> Option<Value> {
+/// The value of a column on an offer, virtual columns included. Borrowed
+/// where it can be: a search tests every condition on every offer.
+fn column<'a>(offer: &'a Map<String, Value>, col: &str) -> Option<Cow<'a, Value>> {
     Some(match col {
-        "verified" => {
-            Value::Bool(offer.get("verification").and_then(Value::as_str) == Some("verified"))
-        }
-        "datacenter" => Value::Bool(offer.get("hosting_type").and_then(Value::as_i64) == Some(1)),
+        "verified" => Cow::Owned(Value::Bool(
+            offer.get("verification").and_then(Value::as_str) == Some("verified"),
+        )),
+        "datacenter" => Cow::Owned(Value::Bool(
+            offer.get("hosting_type").and_then(Value::as_i64) == Some(1),
+        )),
         // Matched on the trailing country code.
         "geolocation" => {
             let g = offer.get("geolocation")?.as_str()?.trim();
-            Value::from(g.get(g.len().saturating_sub(2)..).unwrap_or(""))
+            Cow::Owned(Value::from(g.get(g.len().saturating_sub(2)..).unwrap_or("")))
         }
         "duration" => {
             let end = offer.get("end_date").and_then(Value::as_f64)?;
-            Value::from(end - offer.get("_now").and_then(Value::as_f64).unwrap_or(0.0))
+            Cow::Owned(Value::from(
+                end - offer.get("_now").and_then(Value::as_f64).unwrap_or(0.0),
+            ))
         }
-        other => offer.get(other)?.clone(),
+        other => Cow::Borrowed(offer.get(other)?),
     })
 }
 
@@ -198,19 +204,23 @@ pub fn holds(offer: &Map<String, Value>, col: &str, op: &str, v: &Value) -> bool
     let Some(actual) = column(offer, col) else {
         return true;
     };
-    let list = || v.as_array().cloned().unwrap_or_else(|| vec![v.clone()]);
+    let actual = actual.as_ref();
+    let list = match v {
+        Value::Array(items) => items.as_slice(),
+        one => std::slice::from_ref(one),
+    };
     match op {
-        "eq" => equal(&actual, v, col),
-        "neq" => !equal(&actual, v, col),
-        "in" => list().iter().any(|x| equal(&actual, x, col)),
-        "notin" | "nin" => !list().iter().any(|x| equal(&actual, x, col)),
-        "gt" => compare(&actual, v) == Some(Ordering::Greater),
+        "eq" => equal(actual, v, col),
+        "neq" => !equal(actual, v, col),
+        "in" => list.iter().any(|x| equal(actual, x, col)),
+        "notin" | "nin" => !list.iter().any(|x| equal(actual, x, col)),
+        "gt" => compare(actual, v) == Some(Ordering::Greater),
         "gte" => matches!(
-            compare(&actual, v),
+            compare(actual, v),
             Some(Ordering::Greater | Ordering::Equal)
         ),
-        "lt" => compare(&actual, v) == Some(Ordering::Less),
-        "lte" => matches!(compare(&actual, v), Some(Ordering::Less | Ordering::Equal)),
+        "lt" => compare(actual, v) == Some(Ordering::Less),
+        "lte" => matches!(compare(actual, v), Some(Ordering::Less | Ordering::Equal)),
         _ => false,
     }
 }

@@ -6,6 +6,7 @@
 //! (a container's with `CONTAINER_ID` and `CONTAINER_API_KEY`), and may run them; it reports
 //! the end with [`SimVast::exit`] and adds output with [`SimVast::append_log`].
 
+pub mod book;
 pub mod filter;
 pub mod market;
 pub mod world;
@@ -583,7 +584,7 @@ fn search(sim: &SimVast, q: &Value) -> Response {
     // Rank references with their price; copy only the offers answered.
     let mut found: Vec<(&Map<String, Value>, Value)> = w
         .offers
-        .iter()
+        .candidates(&s)
         .filter(|o| filter::matches(o, &s))
         .map(|o| (o, json!(dph_total(o, &s))))
         .collect();

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::super::Rng;
+use super::book::OfferBook;
 
 /// Faults to inject. All probabilities are per event, drawn from the seed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -214,7 +215,7 @@ pub struct Charge {
 
 /// Everything the simulated Vast.ai knows.
 pub struct World {
-    pub offers: Vec<Map<String, Value>>,
+    pub offers: OfferBook,
     pub instances: BTreeMap<i64, Instance>,
     pub ssh_keys: Vec<(i64, String)>,
     pub ledger: Vec<Charge>,
@@ -260,7 +261,7 @@ impl World {
         faults: Faults,
     ) -> World {
         World {
-            offers,
+            offers: OfferBook::new(offers),
             instances: BTreeMap::new(),
             ssh_keys: Vec::new(),
             ledger: Vec::new(),
@@ -280,22 +281,18 @@ impl World {
         r: Rental,
         now_ms: i64,
     ) -> Result<(i64, String), RentError> {
-        let Some(pos) = self
-            .offers
-            .iter()
-            .position(|o| o.get("id").and_then(Value::as_i64) == Some(offer_id))
-        else {
+        let Some(offer) = self.offers.get(offer_id) else {
             return Err(RentError::NoSuchAsk);
         };
         if self.faults.steal_rate > 0.0 && self.rng.chance(self.faults.steal_rate) {
             // Someone else rented it between search and create.
-            self.offers.remove(pos);
+            self.offers.take(offer_id);
             return Err(RentError::NoSuchAsk);
         }
         if r.vm && self.ssh_keys.is_empty() {
             return Err(RentError::NoSshKeyForVm);
         }
-        if r.vm && self.offers[pos].get("vms_enabled") != Some(&Value::Bool(true)) {
+        if r.vm && offer.get("vms_enabled") != Some(&Value::Bool(true)) {
             return Err(RentError::Invalid(format!(
                 "offer {offer_id} cannot run VMs"
             )));
@@ -307,7 +304,7 @@ impl World {
             return Err(RentError::Invalid("disk must be at least 8 GB".into()));
         }
         if let Some(bid) = r.bid {
-            let floor = self.offers[pos]
+            let floor = offer
                 .get("min_bid")
                 .and_then(Value::as_f64)
                 .unwrap_or(0.0);
@@ -317,7 +314,9 @@ impl World {
                 )));
             }
         }
-        let offer = self.offers.remove(pos);
+        let Some(offer) = self.offers.take(offer_id) else {
+            return Err(RentError::NoSuchAsk);
+        };
         self.next_instance += 1 + self.rng.below(9) as i64;
         let id = self.next_instance;
         let api_key = format!("{:016x}{:016x}", self.rng.next_u64(), self.rng.next_u64());
@@ -426,7 +425,7 @@ impl World {
             dollars: cost,
         });
         if let Some(offer) = relist {
-            self.offers.push(offer);
+            self.offers.put(offer);
         }
         true
     }
@@ -601,7 +600,7 @@ mod tests {
     #[test]
     fn an_instance_loads_runs_exits_and_is_billed_per_second() {
         let mut w = World::new(generate(1, 20, 0.0), 1, 10_000, Faults::default());
-        let offer = w.offers[0]["id"].as_i64().unwrap();
+        let offer = w.offers.iter().next().unwrap()["id"].as_i64().unwrap();
         let (id, _) = w.rent(offer, rental(), 0).unwrap();
         assert_eq!(
             w.rent(offer, rental(), 0),
