@@ -34,6 +34,9 @@ use tokio::sync::watch;
 
 const CIRUN: &str = "runners:\n  - name: bench\n    cloud: vast_ai\n    instance_type: 1xRTX_4090\n    labels: [cirun-bench]\n    extra_config:\n      verified: false\n      min_reliability: 0\n      min_inet_down: 0\n";
 
+/// The simulated Vast.ai's name for the offer search route.
+const SEARCH: &str = "POST /api/v0/bundles";
+
 fn pct(sorted: &[i64], p: f64) -> i64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -203,9 +206,10 @@ async fn decision_latency() {
     }
     latencies.sort();
     println!(
-        "decision latency (delivery accepted → create received): p50 {} ms   p99 {} ms   (200 jobs, one at a time)",
+        "decision latency (delivery accepted → create received): p50 {} ms   p99 {} ms   (200 jobs, one at a time; {} searches sent to Vast.ai)",
         pct(&latencies, 0.5),
-        pct(&latencies, 0.99)
+        pct(&latencies, 0.99),
+        w.vast.requests(SEARCH)
     );
     w.stop().await;
 }
@@ -221,8 +225,9 @@ async fn burst() {
     }
     match wait_for_instances(&w.vast, 1_000, Duration::from_secs(120)).await {
         Some(_) => println!(
-            "burst: 1,000 jobs queued at once → 1,000 instances created in {:.2} s (JIT limit off)",
-            t.elapsed().as_secs_f64()
+            "burst: 1,000 jobs queued at once → 1,000 instances created in {:.2} s (JIT limit off; {} searches sent to Vast.ai)",
+            t.elapsed().as_secs_f64(),
+            w.vast.requests(SEARCH)
         ),
         None => {
             let jobs = w.engine.store.jobs_in(&[JobState::Queued]).await.unwrap();

@@ -797,6 +797,32 @@ async fn a_burst_of_jobs_for_one_runner_shares_one_search() {
 /// The simulated Vast.ai's name for the offer search route.
 const SEARCH: &str = "POST /api/v0/bundles";
 
+async fn jobs_provisioned_side_by_side_never_go_over_the_instance_limit() {
+    let s = Story::begin_with("limit", &[("RIGGER_LIMITS_MAX_INSTANCES", "3")]).await;
+    let jobs: Vec<i64> = (0..8)
+        .map(|n| s.a_job_is_queued(&format!("cirun-gpu--91{n}")))
+        .collect();
+    s.webhooks_arrive().await;
+    // All eight are provisioned in one pass, side by side.
+    s.rigger_provisions().await;
+    assert_eq!(s.vast.live_instances().len(), 3, "the limit holds");
+    let mut waiting = 0;
+    for &job in &jobs {
+        let row = s.engine.store.job(job).await.unwrap().unwrap();
+        if row.state == JobState::Queued {
+            waiting += 1;
+            let why = row.reason.unwrap_or_default();
+            assert!(why.contains("limits.max_instances"), "{why}");
+        }
+    }
+    assert_eq!(waiting, 5, "the others wait, saying why");
+    for job in jobs {
+        s.github.cancel_job(job);
+    }
+    s.webhooks_arrive().await;
+    s.nothing_leaked().await;
+}
+
 both_databases!(
     a_job_gets_a_gpu_and_the_gpu_dies_with_the_job,
     a_job_cancelled_while_its_machine_boots_leaves_nothing_behind,
@@ -816,4 +842,5 @@ both_databases!(
     deliveries_are_taken_in_while_github_and_vast_cannot_be_reached,
     an_org_runner_is_rented_only_as_its_access_policy_allows,
     a_burst_of_jobs_for_one_runner_shares_one_search,
+    jobs_provisioned_side_by_side_never_go_over_the_instance_limit,
 );

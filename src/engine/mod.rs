@@ -51,8 +51,11 @@ pub struct Engine<C: Cloud, G: Github> {
     pub reconcile_wake: Notify,
     /// Config files per (repository, commit), parsed.
     config_cache: Mutex<ConfigCache>,
-    /// SHA-256 of runner release files, as GitHub lists them.
-    runner_checksums: Mutex<HashMap<String, String>>,
+    /// SHA-256 of runner release files, as GitHub lists them; held while
+    /// one is asked for, so jobs provisioned together ask once.
+    runner_checksums: tokio::sync::Mutex<HashMap<String, String>>,
+    /// Held from the limits check to the new machine's row (provision.rs).
+    admission: tokio::sync::Mutex<()>,
     /// Ranked offers shared by the jobs of a burst, and who tries which.
     offer_pool: offer_pool::OfferPool,
 }
@@ -80,7 +83,8 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             wake: Notify::new(),
             reconcile_wake: Notify::new(),
             config_cache: Mutex::new(HashMap::new()),
-            runner_checksums: Mutex::new(HashMap::new()),
+            runner_checksums: tokio::sync::Mutex::new(HashMap::new()),
+            admission: tokio::sync::Mutex::new(()),
             offer_pool: offer_pool::OfferPool::default(),
         }
     }

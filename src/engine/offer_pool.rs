@@ -35,6 +35,8 @@ pub struct OfferPool {
 #[derive(Default)]
 struct Pool {
     lists: HashMap<String, (i64, Arc<Vec<RankedOffer>>)>,
+    /// One search at a time per key.
+    searches: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
     /// Offer id → when a job claimed it.
     claimed: HashMap<i64, i64>,
 }
@@ -51,6 +53,17 @@ impl OfferPool {
         let (at, list) = pool.lists.get(key)?;
         let unclaimed = list.iter().any(|o| !pool.is_claimed(o.offer_id, now));
         (now - at < FRESH_MS && unclaimed).then(|| list.clone())
+    }
+
+    /// Held while a job looks for a fresh list and, finding none, searches:
+    /// the jobs of a burst wait for the first one's search.
+    pub fn search_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut pool = self.pool();
+        if pool.searches.len() > 1_000 {
+            // Only locks nobody holds or waits for can go.
+            pool.searches.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        pool.searches.entry(key.to_string()).or_default().clone()
     }
 
     /// Keep a new search's list for the jobs that follow.

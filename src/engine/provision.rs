@@ -13,7 +13,7 @@ use super::state::{InstanceState, JobState};
 use super::{Engine, EngineError, estimate, names, offer_pool, report};
 use crate::bootstrap::{self, BootstrapSpec};
 use crate::config::access::AccessConfig;
-use crate::config::model::{CirunConfig, Cloud as CloudKind, RunnerDef, SetupInfo};
+use crate::config::model::{CirunConfig, Cloud as CloudKind, RunnerDef, SetupInfo, VastRunner};
 use crate::config::{FileKind, labels, org, parse_file};
 use crate::store::{InstancePatch, JobPatch, JobRow, NewInstance};
 
@@ -45,6 +45,8 @@ enum Outcome {
 }
 
 const LEASE_MS: i64 = 120_000;
+/// How many due jobs one pass claims and provisions side by side.
+const BATCH: i64 = 16;
 /// How many of the ranked offers to try when the first ones are gone.
 const OFFER_TRIES: usize = 5;
 /// Fresh default-branch configs are read again after this long.
@@ -56,15 +58,20 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     pub async fn provision_due(&self) -> Result<usize, EngineError> {
         let jobs = self
             .store
-            .claim_due_jobs(&self.worker_id, self.now(), LEASE_MS, 16)
+            .claim_due_jobs(&self.worker_id, self.now(), LEASE_MS, BATCH)
             .await?;
         let n = jobs.len();
-        for job in jobs {
+        // Side by side: most of a job's time is spent waiting for GitHub
+        // and Vast.ai, and what jobs share (the limits, one search per
+        // definition, the runner's checksum) is guarded where it is used.
+        let results = futures_util::future::join_all(jobs.into_iter().map(|job| async move {
             let id = job.job_id;
             let result = self.provision(job).await;
-            self.store.release_job(id, &self.worker_id).await?;
-            result?;
-        }
+            let released = self.store.release_job(id, &self.worker_id).await;
+            result.and(released.map_err(EngineError::from))
+        }))
+        .await;
+        results.into_iter().collect::<Result<Vec<()>, _>>()?;
         Ok(n)
     }
 
@@ -305,6 +312,10 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         let hours =
             estimate::expected_reference_hours(&history, self.settings.limits.default_job_minutes);
         let pool_key = offer_pool::key(vast, hours);
+        // One search at a time per definition: the jobs of a burst wait for
+        // the first one's list instead of all asking Vast.ai at once.
+        let searching = self.offer_pool.search_lock(&pool_key);
+        let searching = searching.lock().await;
         let offers = match self.offer_pool.fresh(&pool_key, self.now()) {
             Some(list) => list,
             None => match self.cloud.search(vast, hours).await {
@@ -329,30 +340,69 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 }
             },
         };
+        drop(searching);
 
-        let usage = self.usage(&job.repo).await?;
+        // Before registering anything: a machine is never booted to run an
+        // unverified runner unless the operator said so.
+        let arch = runner_arch(vast.cpu_arch);
+        let runner_sha256 = match self.runner_sha256(&repo, arch).await {
+            Ok(sum) => sum,
+            Err(e) => {
+                self.github_error(&e);
+                return Ok(retry(
+                    format!("cannot read the runner release's checksum from GitHub: {e}"),
+                    rate_limit_ms_github(&e),
+                ));
+            }
+        };
+        if runner_sha256.is_none() && !self.settings.runner.allow_unverified {
+            let why = format!(
+                "no SHA-256 for the runner release {}: GitHub's runner downloads list does not have it (it lists only the current release); set runner.sha256.{arch} from the release notes, or runner.allow_unverified = true",
+                runner_filename(&self.settings.runner.version, arch)
+            );
+            tracing::error!(job = job.job_id, "refusing to boot a machine: {why}");
+            return Ok(fail(&why, "rigger: cannot verify the runner"));
+        }
+
         let mut refusal = None;
         let mut tried = 0;
-        for offer in offers.iter() {
-            if tried == OFFER_TRIES {
+        let mut rest = offers.iter();
+        while tried < OFFER_TRIES {
+            // Limits are checked and the machine's row written under one
+            // lock: jobs provisioned side by side cannot both take the last
+            // place or both spend the last of the budget.
+            let admitted = {
+                let _admission = self.admission.lock().await;
+                let usage = self.usage(&job.repo).await?;
+                let mut admitted = None;
+                for offer in rest.by_ref() {
+                    if let Err(r) = policy::check_limits(
+                        &self.settings.limits,
+                        &job.repo,
+                        offer.dph,
+                        offer.estimated_cost,
+                        &usage,
+                    ) {
+                        refusal.get_or_insert(r.0);
+                        continue;
+                    }
+                    // Another job of the burst is renting it.
+                    if !self.offer_pool.claim(offer.offer_id, self.now()) {
+                        continue;
+                    }
+                    admitted = Some((offer, self.reserve(job, vast, offer).await?));
+                    break;
+                }
+                admitted
+            };
+            let Some((offer, row)) = admitted else {
                 break;
-            }
-            if let Err(r) = policy::check_limits(
-                &self.settings.limits,
-                &job.repo,
-                offer.dph,
-                offer.estimated_cost,
-                &usage,
-            ) {
-                refusal.get_or_insert(r.0);
-                continue;
-            }
-            // Another job of the burst is renting it.
-            if !self.offer_pool.claim(offer.offer_id, self.now()) {
-                continue;
-            }
+            };
             tried += 1;
-            match self.rent(&repo, job, def, config, offer).await? {
+            match self
+                .rent(&repo, job, def, config, offer, row, runner_sha256.clone())
+                .await?
+            {
                 Rent::Done => return Ok(Outcome::Rented),
                 Rent::NextOffer => {
                     self.offer_pool.forget(&pool_key);
@@ -470,66 +520,24 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         Ok(loaded)
     }
 
-    /// Rent one offer for a job: JIT runner, row, create.
-    async fn rent(
+    /// Write the row for the machine about to be rented (I2), with the
+    /// names it will carry: before anything is registered or rented, so
+    /// the limits count it from now on.
+    async fn reserve(
         &self,
-        repo: &RepoRef,
         job: &JobRow,
-        def: &RunnerDef,
-        config: &CirunConfig,
+        vast: &VastRunner,
         offer: &RankedOffer,
-    ) -> Result<Rent, EngineError> {
-        let Some(vast) = &def.vast else {
-            return Ok(Rent::NextOffer);
-        };
-        let Some(candidate) = vast.candidates.get(offer.candidate) else {
-            return Ok(Rent::NextOffer);
-        };
+    ) -> Result<Reserved, EngineError> {
         let controller = &self.settings.controller_id;
-        let instance_id = names::new_instance_id();
-        let runner_name = names::runner_name(controller, job.job_id, &instance_id);
-        let label = names::instance_label(controller, job.job_id, &instance_id);
-        let arch = runner_arch(vast.cpu_arch);
-        // Before registering anything: a machine is never booted to run an
-        // unverified runner unless the operator said so.
-        let runner_sha256 = match self.runner_sha256(repo, arch).await {
-            Ok(sum) => sum,
-            Err(e) => {
-                self.github_error(&e);
-                return Ok(Rent::Stop(retry(
-                    format!("cannot read the runner release's checksum from GitHub: {e}"),
-                    rate_limit_ms_github(&e),
-                )));
-            }
-        };
-        if runner_sha256.is_none() && !self.settings.runner.allow_unverified {
-            let why = format!(
-                "no SHA-256 for the runner release {}: GitHub's runner downloads list does not have it (it lists only the current release); set runner.sha256.{arch} from the release notes, or runner.allow_unverified = true",
-                runner_filename(&self.settings.runner.version, arch)
-            );
-            tracing::error!(job = job.job_id, "refusing to boot a machine: {why}");
-            return Ok(Rent::Stop(fail(&why, "rigger: cannot verify the runner")));
-        }
-        let runner_labels = labels::registration_labels(&def.labels, &job.labels, "linux", arch);
-        let jit = match self
-            .github
-            .create_jit_runner(repo, &runner_name, &runner_labels)
-            .await
-        {
-            Ok(j) => j,
-            Err(e) => {
-                self.github_error(&e);
-                return Ok(Rent::Stop(retry(
-                    format!("cannot register a runner with GitHub: {e}"),
-                    rate_limit_ms_github(&e),
-                )));
-            }
-        };
+        let id = names::new_instance_id();
+        let runner_name = names::runner_name(controller, job.job_id, &id);
+        let label = names::instance_label(controller, job.job_id, &id);
         // With a public URL, a machine that cannot destroy itself (VM mode may
         // have no per-instance key) reports its end to rigger with this token.
         let callback = self.settings.public_url.as_ref().map(|base| {
             let token = names::new_token();
-            let url = format!("{}/callback/{instance_id}", base.trim_end_matches('/'));
+            let url = format!("{}/callback/{id}", base.trim_end_matches('/'));
             (url, token)
         });
         let now = self.now();
@@ -538,7 +546,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         self.store
             .insert_instance(
                 &NewInstance {
-                    id: instance_id.clone(),
+                    id: id.clone(),
                     job_id: job.job_id,
                     label: label.clone(),
                     runner_name: runner_name.clone(),
@@ -553,6 +561,56 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 now,
             )
             .await?;
+        Ok(Reserved {
+            id,
+            runner_name,
+            label,
+            callback,
+        })
+    }
+
+    /// Rent one offer for a job whose row is written: JIT runner, create.
+    #[allow(clippy::too_many_arguments)]
+    async fn rent(
+        &self,
+        repo: &RepoRef,
+        job: &JobRow,
+        def: &RunnerDef,
+        config: &CirunConfig,
+        offer: &RankedOffer,
+        row: Reserved,
+        runner_sha256: Option<String>,
+    ) -> Result<Rent, EngineError> {
+        let Reserved {
+            id: instance_id,
+            runner_name,
+            label,
+            callback,
+        } = row;
+        let (Some(vast), Some(candidate)) = (
+            &def.vast,
+            def.vast.as_ref().and_then(|v| v.candidates.get(offer.candidate)),
+        ) else {
+            self.never_rented(&instance_id, "the offer matches no candidate")
+                .await?;
+            return Ok(Rent::NextOffer);
+        };
+        let arch = runner_arch(vast.cpu_arch);
+        let runner_labels = labels::registration_labels(&def.labels, &job.labels, "linux", arch);
+        let jit = match self
+            .github
+            .create_jit_runner(repo, &runner_name, &runner_labels)
+            .await
+        {
+            Ok(j) => j,
+            Err(e) => {
+                self.github_error(&e);
+                let why = format!("cannot register a runner with GitHub: {e}");
+                self.never_rented(&instance_id, &why).await?;
+                return Ok(Rent::Stop(retry(why, rate_limit_ms_github(&e))));
+            }
+        };
+        let now = self.now();
         let mut setup_info = config.setup_info.clone();
         setup_info.push(SetupInfo {
             group: "rigger".into(),
@@ -768,6 +826,23 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         Ok(Some(Outcome::Rented))
     }
 
+    /// Nothing was asked of Vast.ai for this row, and nothing will be.
+    async fn never_rented(&self, id: &str, why: &str) -> Result<(), EngineError> {
+        self.store
+            .transition_instance(
+                id,
+                InstanceState::Requested,
+                InstanceState::Failed,
+                self.now(),
+                InstancePatch {
+                    reason: Some(why.to_string()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
     /// The create call failed for sure: the row is failed, the runner
     /// registration removed (the reconciler's rule 7 catches what this misses).
     async fn give_up_instance(
@@ -795,6 +870,15 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         }
         Ok(())
     }
+}
+
+/// A machine's row, written before it is rented: its names and, with a
+/// public URL, the callback its bootstrap reports to.
+struct Reserved {
+    id: String,
+    runner_name: String,
+    label: String,
+    callback: Option<(String, String)>,
 }
 
 enum Rent {
@@ -874,28 +958,18 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         }
         // A release file's checksum never changes: ask GitHub once per file.
         let file = runner_filename(&runner.version, arch);
-        if let Some(sum) = self.known_checksum(&file) {
-            return Ok(Some(sum));
+        let mut known = self.runner_checksums.lock().await;
+        if let Some(sum) = known.get(&file) {
+            return Ok(Some(sum.clone()));
         }
         let found = self
             .github
             .runner_download_sha256(repo, arch, &file)
             .await?;
         if let Some(sum) = &found {
-            self.runner_checksums
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(file, sum.clone());
+            known.insert(file, sum.clone());
         }
         Ok(found)
-    }
-
-    fn known_checksum(&self, file: &str) -> Option<String> {
-        self.runner_checksums
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(file)
-            .cloned()
     }
 }
 
