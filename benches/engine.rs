@@ -223,7 +223,30 @@ async fn burst() {
     for n in 0..1_000 {
         w.github.queue_job(job(n));
     }
-    match wait_for_instances(&w.vast, 1_000, Duration::from_secs(120)).await {
+    // Where the time goes: jobs recorded by rigger and machines rented,
+    // each second.
+    let mut progress = Vec::new();
+    let mut done = None;
+    while t.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let rented = w.vast.live_instances().len();
+        let recorded: i64 = w
+            .engine
+            .store
+            .counts_by_state(rigger::store::StateTable::Jobs)
+            .await
+            .map_or(0, |c| c.iter().map(|(_, n)| n).sum());
+        progress.push(format!(
+            "{:.2} s: {recorded} recorded, {rented} rented",
+            t.elapsed().as_secs_f64()
+        ));
+        if rented >= 1_000 {
+            done = Some(());
+            break;
+        }
+    }
+    println!("burst progress: {}", progress.join("; "));
+    match done {
         Some(_) => println!(
             "burst: 1,000 jobs queued at once → 1,000 instances created in {:.2} s (JIT limit off; {} searches sent to Vast.ai)",
             t.elapsed().as_secs_f64(),

@@ -36,6 +36,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::engine::ports::Clock;
@@ -43,6 +44,10 @@ use crate::github::webhook::sign;
 use crate::settings::Secret;
 pub use world::{CheckRun, Job, JobStatus, Runner, RunnerStatus, WebhookFaults};
 use world::{Delivery, Repo, World};
+
+/// Deliveries `serve` sends at once. GitHub sends from many workers and
+/// promises no order; rigger takes them in any order.
+const DELIVERIES_IN_FLIGHT: usize = 16;
 
 /// Installation tokens live this long, as GitHub's do.
 pub const TOKEN_LIFETIME_MS: i64 = 3_600_000;
@@ -368,9 +373,16 @@ impl SimGithub {
         self.world().complete(job_id, conclusion, now)
     }
 
-    /// Send what is in the outbox to the webhook URL, with the delivery
-    /// faults applied. Returns how many deliveries reached it (2xx).
+    /// Send what is in the outbox to the webhook URL, one at a time and in
+    /// order (tests step through deliveries), with the delivery faults
+    /// applied. Returns how many deliveries reached it (2xx).
     pub async fn flush(&self) -> usize {
+        self.deliver_outbox(1).await
+    }
+
+    /// As [`SimGithub::flush`], with up to `in_flight` deliveries at once, as
+    /// GitHub's many senders do: what `serve` uses.
+    pub async fn deliver_outbox(&self, in_flight: usize) -> usize {
         let url = self
             .0
             .webhook_url
@@ -403,10 +415,9 @@ impl SimGithub {
         let Some(url) = url else {
             return 0;
         };
-        let mut delivered = 0;
-        for d in batch {
+        let send = |d: Delivery| {
             let body = d.body.to_string().into_bytes();
-            let sent = self
+            let request = self
                 .0
                 .http
                 .post(&url)
@@ -416,14 +427,17 @@ impl SimGithub {
                 .header("x-github-delivery", &d.id)
                 .header("x-github-hook-installation-target-type", "integration")
                 .header("x-hub-signature-256", sign(&self.0.webhook_secret, &body))
-                .body(body)
-                .send()
-                .await;
-            if sent.is_ok_and(|r| r.status().is_success()) {
-                delivered += 1;
+                .body(body);
+            async move {
+                let sent = request.send().await;
+                usize::from(sent.is_ok_and(|r| r.status().is_success()))
             }
-        }
-        delivered
+        };
+        futures_util::stream::iter(batch)
+            .map(send)
+            .buffered(in_flight.max(1))
+            .fold(0, |delivered, ok| async move { delivered + ok })
+            .await
     }
 
     pub fn router(&self) -> Router {
@@ -437,7 +451,7 @@ impl SimGithub {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                sender.flush().await;
+                sender.deliver_outbox(DELIVERIES_IN_FLIGHT).await;
             }
         });
         axum::serve(listener, self.router()).await
