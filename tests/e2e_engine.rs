@@ -777,7 +777,11 @@ async fn a_burst_of_jobs_for_one_runner_shares_one_search() {
     let rows = s.engine.store.live_instances().await.unwrap();
     let offers: std::collections::BTreeSet<_> = rows.iter().map(|r| r.offer_id).collect();
     assert_eq!((rows.len(), offers.len()), (6, 6), "{rows:?}");
-    assert_eq!(s.vast.requests("PUT /api/v0/asks/:id"), 6, "no create lost a race");
+    assert_eq!(
+        s.vast.requests("PUT /api/v0/asks/:id"),
+        6,
+        "no create lost a race"
+    );
 
     // A list is reused for a few seconds only: a job queued later searches.
     s.clock.advance_ms(rigger::engine::offer_pool::FRESH_MS);

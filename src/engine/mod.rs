@@ -54,8 +54,6 @@ pub struct Engine<C: Cloud, G: Github> {
     /// SHA-256 of runner release files, as GitHub lists them; held while
     /// one is asked for, so jobs provisioned together ask once.
     runner_checksums: tokio::sync::Mutex<HashMap<String, String>>,
-    /// Held from the limits check to the new machine's row (provision.rs).
-    admission: tokio::sync::Mutex<()>,
     /// Ranked offers shared by the jobs of a burst, and who tries which.
     offer_pool: offer_pool::OfferPool,
 }
@@ -84,7 +82,6 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             reconcile_wake: Notify::new(),
             config_cache: Mutex::new(HashMap::new()),
             runner_checksums: tokio::sync::Mutex::new(HashMap::new()),
-            admission: tokio::sync::Mutex::new(()),
             offer_pool: offer_pool::OfferPool::default(),
         }
     }

@@ -139,7 +139,10 @@ mod tests {
         assert!(!pool.claim(1, 1_200), "one job per offer");
         assert!(pool.fresh("k", 1_200).is_some(), "offer 2 is free");
         assert!(pool.claim(2, 1_300));
-        assert!(pool.fresh("k", 1_300).is_none(), "all claimed: search again");
+        assert!(
+            pool.fresh("k", 1_300).is_none(),
+            "all claimed: search again"
+        );
 
         pool.release(2);
         assert!(pool.claim(2, 1_400), "released for another job");
@@ -153,14 +156,16 @@ mod tests {
     #[test]
     fn the_key_tells_definitions_and_estimates_apart() {
         let runner = |yaml: &str| {
-            let (config, _) = crate::config::parse::parse_cirun(
-                yaml,
-                crate::config::model::Origin::Repository,
-            );
+            let (config, _) =
+                crate::config::parse::parse_cirun(yaml, crate::config::model::Origin::Repository);
             config.unwrap().runners[0].vast.clone().unwrap()
         };
-        let a = runner("runners:\n  - name: a\n    cloud: vast_ai\n    instance_type: 1xRTX_4090\n    labels: [cirun-a]\n");
-        let b = runner("runners:\n  - name: a\n    cloud: vast_ai\n    instance_type: 1xRTX_3090\n    labels: [cirun-a]\n");
+        let a = runner(
+            "runners:\n  - name: a\n    cloud: vast_ai\n    instance_type: 1xRTX_4090\n    labels: [cirun-a]\n",
+        );
+        let b = runner(
+            "runners:\n  - name: a\n    cloud: vast_ai\n    instance_type: 1xRTX_3090\n    labels: [cirun-a]\n",
+        );
         assert_eq!(key(&a, 0.5), key(&a, 0.5));
         assert_ne!(key(&a, 0.5), key(&a, 0.75));
         assert_ne!(key(&a, 0.5), key(&b, 0.5));

@@ -3,7 +3,8 @@
 //! → limits → JIT runner → instance row (I2) → create call with our label.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::policy::{self, Access, ConfigRef, JobFacts, Usage};
 use super::ports::{
@@ -45,37 +46,87 @@ enum Outcome {
 }
 
 const LEASE_MS: i64 = 120_000;
-/// How many due jobs one pass claims and provisions side by side.
+/// How many due jobs a pass provisions side by side.
 const BATCH: i64 = 16;
+/// How many jobs one pass takes on before it counts the live machines
+/// again (its limits start from that count).
+const PASS: usize = 256;
 /// How many of the ranked offers to try when the first ones are gone.
 const OFFER_TRIES: usize = 5;
 /// Fresh default-branch configs are read again after this long.
 const DEFAULT_BRANCH_TTL_MS: i64 = 60_000;
 
 impl<C: Cloud, G: Github> Engine<C, G> {
-    /// Provision every queued job whose backoff has passed. Returns how many
-    /// were attempted.
+    /// Provision the queued jobs whose backoff has passed, up to [`PASS`]
+    /// of them, [`BATCH`] side by side: each worker claims its next job when
+    /// it is done with one, so a slow job holds up no other. Returns how
+    /// many were attempted.
     pub async fn provision_due(&self) -> Result<usize, EngineError> {
-        let jobs = self
-            .store
-            .claim_due_jobs(&self.worker_id, self.now(), LEASE_MS, BATCH)
-            .await?;
-        let n = jobs.len();
+        let mut first = self.claim(BATCH).await?;
+        if first.is_empty() {
+            return Ok(0);
+        }
+        // Workers pop from the end: oldest first.
+        first.reverse();
+        let admission = Mutex::new(self.admission().await?);
+        let pass = Pass {
+            more: AtomicBool::new(first.len() == BATCH as usize),
+            attempted: AtomicUsize::new(first.len()),
+            claimed: Mutex::new(first),
+        };
         // Side by side: most of a job's time is spent waiting for GitHub
         // and Vast.ai, and what jobs share (the limits, one search per
         // definition, the runner's checksum) is guarded where it is used.
-        let results = futures_util::future::join_all(jobs.into_iter().map(|job| async move {
-            let id = job.job_id;
-            let result = self.provision(job).await;
-            let released = self.store.release_job(id, &self.worker_id).await;
-            result.and(released.map_err(EngineError::from))
-        }))
-        .await;
+        // Each worker claims inside its own future: a claim awaited outside
+        // them could wait for a database connection that only a worker,
+        // not being polled meanwhile, would give back.
+        let worker = || async {
+            while let Some(job) = self.next_job(&pass).await? {
+                let id = job.job_id;
+                let result = self.provision(job, &admission).await;
+                self.store.release_job(id, &self.worker_id).await?;
+                if result.is_err() {
+                    pass.more.store(false, Ordering::Relaxed);
+                }
+                result?;
+            }
+            Ok::<(), EngineError>(())
+        };
+        let results = futures_util::future::join_all((0..BATCH).map(|_| worker())).await;
         results.into_iter().collect::<Result<Vec<()>, _>>()?;
-        Ok(n)
+        Ok(pass.attempted.load(Ordering::Relaxed))
     }
 
-    async fn provision(&self, job: JobRow) -> Result<(), EngineError> {
+    /// A worker's next job: one claimed with the pass, else a new claim.
+    async fn next_job(&self, pass: &Pass) -> Result<Option<JobRow>, EngineError> {
+        if let Some(job) = pass.claimed.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(Some(job));
+        }
+        if !pass.more.load(Ordering::Relaxed)
+            || pass.attempted.fetch_add(1, Ordering::Relaxed) >= PASS
+        {
+            return Ok(None);
+        }
+        let job = self.claim(1).await?.pop();
+        if job.is_none() {
+            pass.attempted.fetch_sub(1, Ordering::Relaxed);
+            pass.more.store(false, Ordering::Relaxed);
+        }
+        Ok(job)
+    }
+
+    async fn claim(&self, n: i64) -> Result<Vec<JobRow>, EngineError> {
+        Ok(self
+            .store
+            .claim_due_jobs(&self.worker_id, self.now(), LEASE_MS, n)
+            .await?)
+    }
+
+    async fn provision(
+        &self,
+        job: JobRow,
+        admission: &Mutex<Admission>,
+    ) -> Result<(), EngineError> {
         let now = self.now();
         let queue_limit = self.settings.timeouts.queue.as_millis() as i64;
         if now - job.queued_at > queue_limit {
@@ -111,7 +162,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         {
             return Ok(());
         }
-        let outcome = self.try_provision(&job).await?;
+        let outcome = self.try_provision(&job, admission).await?;
         let now = self.now();
         match outcome {
             Outcome::Rented => {}
@@ -223,7 +274,11 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         }
     }
 
-    async fn try_provision(&self, job: &JobRow) -> Result<Outcome, EngineError> {
+    async fn try_provision(
+        &self,
+        job: &JobRow,
+        admission: &Mutex<Admission>,
+    ) -> Result<Outcome, EngineError> {
         if let Some(outcome) = self.already_served(job).await? {
             return Ok(outcome);
         }
@@ -368,12 +423,11 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         let mut tried = 0;
         let mut rest = offers.iter();
         while tried < OFFER_TRIES {
-            // Limits are checked and the machine's row written under one
-            // lock: jobs provisioned side by side cannot both take the last
-            // place or both spend the last of the budget.
+            // The limits are checked and the place taken in one step, so
+            // jobs worked on side by side cannot both take the last place.
             let admitted = {
-                let _admission = self.admission.lock().await;
-                let usage = self.usage(&job.repo).await?;
+                let mut places = admission.lock().unwrap_or_else(|e| e.into_inner());
+                let usage = places.usage(&job.repo);
                 let mut admitted = None;
                 for offer in rest.by_ref() {
                     if let Err(r) = policy::check_limits(
@@ -390,13 +444,24 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                     if !self.offer_pool.claim(offer.offer_id, self.now()) {
                         continue;
                     }
-                    admitted = Some((offer, self.reserve(job, vast, offer).await?));
+                    places.take(&job.repo);
+                    admitted = Some(offer);
                     break;
                 }
                 admitted
             };
-            let Some((offer, row)) = admitted else {
+            let Some(offer) = admitted else {
                 break;
+            };
+            let row = match self.reserve(job, vast, offer).await {
+                Ok(row) => row,
+                Err(e) => {
+                    admission
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .give_back(&job.repo);
+                    return Err(e);
+                }
             };
             tried += 1;
             match self
@@ -404,12 +469,21 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 .await?
             {
                 Rent::Done => return Ok(Outcome::Rented),
+                Rent::Unknown(outcome) => return Ok(outcome),
                 Rent::NextOffer => {
                     self.offer_pool.forget(&pool_key);
+                    admission
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .give_back(&job.repo);
                     continue;
                 }
                 Rent::Stop(outcome) => {
                     self.offer_pool.release(offer.offer_id);
+                    admission
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .give_back(&job.repo);
                     return Ok(outcome);
                 }
             }
@@ -471,15 +545,14 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         policy::check_access(def, access, &facts)
     }
 
-    async fn usage(&self, repo: &str) -> Result<Usage, EngineError> {
+    /// What a provisioning pass starts from: the machines alive now and
+    /// what was spent today.
+    async fn admission(&self) -> Result<Admission, EngineError> {
         let now = self.now();
         let day_start = now - now.rem_euclid(86_400_000);
-        let live = self.store.live_usage(repo, day_start, now).await?;
-        Ok(Usage {
-            live_instances: live.live,
-            live_instances_for_repo: live.live_for_repo,
+        Ok(Admission {
+            live: self.store.live_usage(day_start, now).await?,
             spent_today: self.store.spend_since(day_start).await?,
-            running_today: live.dollars_since,
         })
     }
 
@@ -589,7 +662,9 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         } = row;
         let (Some(vast), Some(candidate)) = (
             &def.vast,
-            def.vast.as_ref().and_then(|v| v.candidates.get(offer.candidate)),
+            def.vast
+                .as_ref()
+                .and_then(|v| v.candidates.get(offer.candidate)),
         ) else {
             self.never_rented(&instance_id, "the offer matches no candidate")
                 .await?;
@@ -681,7 +756,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                     Ok(found) => found.map(|c| c.provider_id),
                     // Leave the row in `creating`: rule 2 looks it up later.
                     Err(_) => {
-                        return Ok(Rent::Stop(retry(
+                        return Ok(Rent::Unknown(retry(
                             format!("create outcome unknown: {why}"),
                             None,
                         )));
@@ -872,6 +947,49 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     }
 }
 
+/// One provisioning pass: the jobs claimed and not yet taken by a worker,
+/// whether more may be due, and how many were taken on.
+struct Pass {
+    claimed: Mutex<Vec<JobRow>>,
+    more: AtomicBool,
+    attempted: AtomicUsize,
+}
+
+/// The places one provisioning pass may fill: the live machines counted
+/// when it began, plus those its jobs have taken since. Kept in memory and
+/// taken under a plain mutex, so the limits hold among jobs worked on side
+/// by side without a lock held across database writes. Replicas each count
+/// from the store when their pass begins; at the moment of a burst they can
+/// overshoot a limit by what the others take in the same instant.
+struct Admission {
+    live: crate::store::LiveUsage,
+    spent_today: f64,
+}
+
+impl Admission {
+    fn usage(&self, repo: &str) -> Usage {
+        Usage {
+            live_instances: self.live.live,
+            live_instances_for_repo: self.live.by_repo.get(repo).copied().unwrap_or(0),
+            spent_today: self.spent_today,
+            running_today: self.live.dollars_since,
+        }
+    }
+
+    fn take(&mut self, repo: &str) {
+        self.live.live += 1;
+        *self.live.by_repo.entry(repo.to_string()).or_default() += 1;
+    }
+
+    /// The machine was not rented after all.
+    fn give_back(&mut self, repo: &str) {
+        self.live.live = self.live.live.saturating_sub(1);
+        if let Some(n) = self.live.by_repo.get_mut(repo) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
 /// A machine's row, written before it is rented: its names and, with a
 /// public URL, the callback its bootstrap reports to.
 struct Reserved {
@@ -885,6 +1003,9 @@ enum Rent {
     Done,
     NextOffer,
     Stop(Outcome),
+    /// The create may have happened: the machine keeps its place and its
+    /// offer until the reconciler finds out.
+    Unknown(Outcome),
 }
 
 /// Nothing on the market fits: wait with the backoff, and say when rigger

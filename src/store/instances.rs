@@ -90,10 +90,11 @@ impl InstancePatch {
 }
 
 /// The live instances, summed up (`Store::live_usage`).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LiveUsage {
     pub live: u32,
-    pub live_for_repo: u32,
+    /// Live instances per repository.
+    pub by_repo: std::collections::BTreeMap<String, u32>,
     /// What they have cost in the window asked for, in dollars.
     pub dollars_since: f64,
 }
@@ -213,47 +214,43 @@ impl Store {
     }
 
     /// What the live instances add up to, in one query whatever their
-    /// number: how many, how many for `repo`, and what they have cost since
+    /// number: how many per repository, and what they have cost since
     /// `since` up to `now` (each from its create call or `since`, whichever
     /// is later).
-    pub async fn live_usage(
-        &self,
-        repo: &str,
-        since: i64,
-        now: i64,
-    ) -> Result<LiveUsage, StoreError> {
+    pub async fn live_usage(&self, since: i64, now: i64) -> Result<LiveUsage, StoreError> {
         let live: Vec<String> = InstanceState::ALL
             .into_iter()
             .filter(|s| !s.is_terminal())
             .map(|s| format!("'{}'", s.as_str()))
             .collect();
         // CASE rather than MAX/GREATEST, which SQLite and PostgreSQL spell
-        // differently; CAST because PostgreSQL sums integers as NUMERIC.
+        // differently; CAST because PostgreSQL counts in BIGINT but the
+        // `Any` driver wants it said.
         let sql = format!(
-            "SELECT CAST(COUNT(*) AS BIGINT) AS live, \
-                 CAST(COALESCE(SUM(CASE WHEN j.repo = $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS for_repo, \
+            "SELECT COALESCE(j.repo, '') AS repo, CAST(COUNT(*) AS BIGINT) AS live, \
                  SUM(CASE WHEN i.dph IS NULL OR i.create_called_at IS NULL \
-                               OR i.create_called_at >= $3 THEN 0.0 \
-                          WHEN i.create_called_at > $2 THEN i.dph * ($3 - i.create_called_at) \
-                          ELSE i.dph * ($3 - $2) END) AS running_ms \
+                               OR i.create_called_at >= $2 THEN 0.0 \
+                          WHEN i.create_called_at > $1 THEN i.dph * ($2 - i.create_called_at) \
+                          ELSE i.dph * ($2 - $1) END) AS running_ms \
              FROM instances i LEFT JOIN jobs j ON j.job_id = i.job_id \
-             WHERE i.state IN ({})",
+             WHERE i.state IN ({}) GROUP BY COALESCE(j.repo, '')",
             live.join(", ")
         );
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(repo)
+        let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(since)
             .bind(now)
-            .fetch_one(&self.pool)
+            .fetch_all(&self.pool)
             .await?;
-        let live: i64 = row.try_get("live")?;
-        let for_repo: i64 = row.try_get("for_repo")?;
-        let running_ms: Option<f64> = row.try_get("running_ms")?;
-        Ok(LiveUsage {
-            live: live as u32,
-            live_for_repo: for_repo as u32,
-            dollars_since: running_ms.unwrap_or(0.0) / 3_600_000.0,
-        })
+        let mut usage = LiveUsage::default();
+        for row in rows {
+            let repo: String = row.try_get("repo")?;
+            let live: i64 = row.try_get("live")?;
+            let running_ms: Option<f64> = row.try_get("running_ms")?;
+            usage.live += live as u32;
+            usage.by_repo.insert(repo, live as u32);
+            usage.dollars_since += running_ms.unwrap_or(0.0) / 3_600_000.0;
+        }
+        Ok(usage)
     }
 
     pub async fn instances_for_job(&self, job_id: i64) -> Result<Vec<InstanceRow>, StoreError> {

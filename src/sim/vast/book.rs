@@ -87,11 +87,11 @@ impl OfferBook {
         &'a self,
         s: &Search,
     ) -> Box<dyn Iterator<Item = &'a Map<String, Value>> + 'a> {
-        let Some(names) = s.conditions.iter().find_map(|(col, op, v)| {
-            (col == "gpu_name")
-                .then(|| model_names(op, v))
-                .flatten()
-        }) else {
+        let Some(names) = s
+            .conditions
+            .iter()
+            .find_map(|(col, op, v)| (col == "gpu_name").then(|| model_names(op, v)).flatten())
+        else {
             return Box::new(self.by_id.values());
         };
         let mut ids: BTreeSet<i64> = self.by_gpu.get(&None).cloned().unwrap_or_default();

@@ -160,7 +160,9 @@ fn column<'a>(offer: &'a Map<String, Value>, col: &str) -> Option<Cow<'a, Value>
         // Matched on the trailing country code.
         "geolocation" => {
             let g = offer.get("geolocation")?.as_str()?.trim();
-            Cow::Owned(Value::from(g.get(g.len().saturating_sub(2)..).unwrap_or("")))
+            Cow::Owned(Value::from(
+                g.get(g.len().saturating_sub(2)..).unwrap_or(""),
+            ))
         }
         "duration" => {
             let end = offer.get("end_date").and_then(Value::as_f64)?;

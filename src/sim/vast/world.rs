@@ -304,10 +304,7 @@ impl World {
             return Err(RentError::Invalid("disk must be at least 8 GB".into()));
         }
         if let Some(bid) = r.bid {
-            let floor = offer
-                .get("min_bid")
-                .and_then(Value::as_f64)
-                .unwrap_or(0.0);
+            let floor = offer.get("min_bid").and_then(Value::as_f64).unwrap_or(0.0);
             if !(0.001..=128.0).contains(&bid) || bid < floor {
                 return Err(RentError::Invalid(format!(
                     "bid ${bid:.4}/h is below the offer's minimum ${floor:.4}/h"
