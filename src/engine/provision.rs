@@ -732,7 +732,8 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             runner_id: Some(jit.runner_id),
             ..Default::default()
         };
-        self.store
+        let still_ours = self
+            .store
             .transition_instance(
                 &instance_id,
                 InstanceState::Requested,
@@ -741,6 +742,17 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 patch,
             )
             .await?;
+        if !still_ours {
+            // The reconciler gave the row up while the runner was being
+            // registered: rent nothing for it.
+            if let Err(e) = self.github.delete_runner(repo, jit.runner_id).await {
+                self.github_error(&e);
+            }
+            return Ok(Rent::Stop(retry(
+                "the machine's row was given up before its create call".into(),
+                None,
+            )));
+        }
         let created = match self.cloud.create(&spec).await {
             Ok(pid) => Some(pid),
             Err(CloudError::Ambiguous(why)) => {
