@@ -169,30 +169,6 @@ async fn deliveries_are_unique_and_leased() {
                 .unwrap()
         );
         assert_eq!(s.pending_deliveries().await.unwrap(), 1);
-
-        // Several at once: only the lease holder's, only once.
-        s.insert_deliveries(&[delivery("d", 40), delivery("e", 41)])
-            .await
-            .unwrap();
-        let got = s.claim_deliveries("w4", 2_100, 1_000, 10).await.unwrap();
-        assert_eq!(got.len(), 3, "c (lease ran out), d, e");
-        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            s.finish_deliveries(&ids(&["d", "e"]), "w3", 2_001)
-                .await
-                .unwrap(),
-            0,
-            "not w3's"
-        );
-        assert_eq!(
-            s.finish_deliveries(&ids(&["c", "d", "e", "a"]), "w4", 2_001)
-                .await
-                .unwrap(),
-            3,
-            "a was done already"
-        );
-        assert_eq!(s.pending_deliveries().await.unwrap(), 0);
-        assert_eq!(s.finish_deliveries(&[], "w4", 2_002).await.unwrap(), 0);
     }
 }
 

@@ -48,9 +48,6 @@ enum Outcome {
 const LEASE_MS: i64 = 120_000;
 /// How many due jobs a pass provisions side by side.
 const BATCH: i64 = 16;
-/// How many due jobs a worker claims when it runs out: itself and a few for
-/// the others.
-const CLAIM_AHEAD: i64 = 4;
 /// How many jobs one pass takes on before it counts the live machines
 /// again (its limits start from that count).
 const PASS: usize = 256;
@@ -110,21 +107,10 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         {
             return Ok(None);
         }
-        // A few at a time: each claim is a write, and writes are what the
-        // database serialises.
-        let mut jobs = self.claim(CLAIM_AHEAD).await?;
-        jobs.reverse();
-        let job = jobs.pop();
+        let job = self.claim(1).await?.pop();
         if job.is_none() {
             pass.attempted.fetch_sub(1, Ordering::Relaxed);
             pass.more.store(false, Ordering::Relaxed);
-        }
-        if !jobs.is_empty() {
-            pass.attempted.fetch_add(jobs.len(), Ordering::Relaxed);
-            pass.claimed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend(jobs);
         }
         Ok(job)
     }

@@ -28,37 +28,29 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             .claim_deliveries(&self.worker_id, self.now(), DELIVERY_LEASE_MS, 64)
             .await?;
         let n = batch.len();
-        // Deliveries handled are marked done together, in one statement: a
-        // crash before it only has them handled again, which changes
-        // nothing (every event is applied idempotently).
-        let mut done = Vec::new();
-        let mut failed = None;
         for d in batch {
-            match parse(&d) {
+            let error = match parse(&d) {
                 Ok(Some(event)) => {
                     // A store error leaves the lease to run out: retried later.
-                    if let Err(e) = self.handle(event).await {
-                        failed = Some(e);
-                        break;
-                    }
-                    done.push(d.delivery_id);
+                    self.handle(event).await?;
+                    None
                 }
-                Ok(None) => done.push(d.delivery_id),
+                Ok(None) => None,
                 Err(why) => {
                     tracing::warn!(delivery = %d.delivery_id, event = %d.event, "unreadable delivery: {why}");
-                    self.store
-                        .finish_delivery(&d.delivery_id, &self.worker_id, self.now(), Some(&why))
-                        .await?;
+                    Some(why)
                 }
-            }
+            };
+            self.store
+                .finish_delivery(
+                    &d.delivery_id,
+                    &self.worker_id,
+                    self.now(),
+                    error.as_deref(),
+                )
+                .await?;
         }
-        self.store
-            .finish_deliveries(&done, &self.worker_id, self.now())
-            .await?;
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(n),
-        }
+        Ok(n)
     }
 
     /// Run the loops until `shutdown` turns true. `inbox` is notified by the

@@ -142,32 +142,6 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Mark claimed deliveries done, in one statement. Only the lease
-    /// holder can; returns how many it marked.
-    pub async fn finish_deliveries(
-        &self,
-        delivery_ids: &[String],
-        owner: &str,
-        now: i64,
-    ) -> Result<u64, StoreError> {
-        if delivery_ids.is_empty() {
-            return Ok(0);
-        }
-        let marks: Vec<String> = (0..delivery_ids.len())
-            .map(|i| format!("${}", i + 3))
-            .collect();
-        let sql = format!(
-            "UPDATE deliveries SET processed_at = $1, error = NULL, lease_owner = NULL, lease_until = NULL \
-             WHERE lease_owner = $2 AND processed_at IS NULL AND delivery_id IN ({})",
-            marks.join(", ")
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now).bind(owner);
-        for id in delivery_ids {
-            q = q.bind(id);
-        }
-        Ok(q.execute(&self.pool).await?.rows_affected())
-    }
-
     /// Deliveries committed but not processed yet.
     pub async fn pending_deliveries(&self) -> Result<i64, StoreError> {
         let n: i64 =
