@@ -90,7 +90,15 @@ async fn simulators(
     offers: usize,
     clock: Arc<dyn Clock>,
 ) -> (SimGithub, SimVast, String, Vec<tokio::task::JoinHandle<()>>) {
-    let github = SimGithub::new(SimGithubConfig::default(), clock.clone()).unwrap();
+    // GitHub sends deliveries from many workers at once.
+    let github = SimGithub::new(
+        SimGithubConfig {
+            deliveries_in_flight: 16,
+            ..SimGithubConfig::default()
+        },
+        clock.clone(),
+    )
+    .unwrap();
     let vast = SimVast::new(
         SimConfig {
             offers,

@@ -133,6 +133,7 @@ async fn github(a: SimGithubArgs) -> anyhow::Result<()> {
             seed: a.seed,
             webhook_url: a.webhook_url.clone(),
             webhook_secret: Secret::new(a.webhook_secret.clone()),
+            ..SimGithubConfig::default()
         },
         Arc::new(SystemClock),
     )?;

@@ -420,36 +420,44 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         runner_name: Option<&str>,
     ) -> Result<(), EngineError> {
         let now = self.now();
-        if let Some(row) = self.store.job(*job.job_id).await? {
+        // The provisioner may move the job between our read and our write
+        // (provisioning → queued on a retry): read again and try again, or
+        // the end of the job would be lost.
+        for _ in 0..5 {
+            let Some(row) = self.store.job(*job.job_id).await? else {
+                break;
+            };
             // A job no runner took ended before it ran: cancelled (or skipped).
             let to = if row.state == JobState::Running || runner_name.is_some() {
                 JobState::Completed
             } else {
                 JobState::Cancelled
             };
-            if row.state.can_become(to) {
-                let patch = JobPatch {
-                    conclusion: conclusion.map(|c| c.as_str().to_string()),
-                    completed_at: Some(now),
-                    runner_name: runner_name.map(str::to_string),
-                    ..Default::default()
-                };
-                if self
-                    .store
-                    .transition_job(*job.job_id, row.state, to, now, patch)
-                    .await?
-                {
-                    self.note(
-                        Some(*job.job_id),
-                        None,
-                        to.as_str(),
-                        &format!(
-                            "ended: {}",
-                            conclusion.map_or("no conclusion", Conclusion::as_str)
-                        ),
-                    )
-                    .await;
-                }
+            if !row.state.can_become(to) {
+                break;
+            }
+            let patch = JobPatch {
+                conclusion: conclusion.map(|c| c.as_str().to_string()),
+                completed_at: Some(now),
+                runner_name: runner_name.map(str::to_string),
+                ..Default::default()
+            };
+            if self
+                .store
+                .transition_job(*job.job_id, row.state, to, now, patch)
+                .await?
+            {
+                self.note(
+                    Some(*job.job_id),
+                    None,
+                    to.as_str(),
+                    &format!(
+                        "ended: {}",
+                        conclusion.map_or("no conclusion", Conclusion::as_str)
+                    ),
+                )
+                .await;
+                break;
             }
         }
         // The machine that ran it, and any machine rented for it that is not
