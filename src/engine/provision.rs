@@ -68,7 +68,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         }
         // Workers pop from the end: oldest first.
         first.reverse();
-        let admission = Mutex::new(self.admission().await?);
+        let admission = self.admission().await?;
         let pass = Pass {
             more: AtomicBool::new(first.len() == BATCH as usize),
             attempted: AtomicUsize::new(first.len()),
@@ -122,11 +122,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             .await?)
     }
 
-    async fn provision(
-        &self,
-        job: JobRow,
-        admission: &Mutex<Admission>,
-    ) -> Result<(), EngineError> {
+    async fn provision(&self, job: JobRow, admission: &Admission) -> Result<(), EngineError> {
         let now = self.now();
         let queue_limit = self.settings.timeouts.queue.as_millis() as i64;
         if now - job.queued_at > queue_limit {
@@ -277,7 +273,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     async fn try_provision(
         &self,
         job: &JobRow,
-        admission: &Mutex<Admission>,
+        admission: &Admission,
     ) -> Result<Outcome, EngineError> {
         if let Some(outcome) = self.already_served(job).await? {
             return Ok(outcome);
@@ -423,43 +419,27 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         let mut tried = 0;
         let mut rest = offers.iter();
         while tried < OFFER_TRIES {
-            // The limits are checked and the place taken in one step, so
-            // jobs worked on side by side cannot both take the last place.
-            let admitted = {
-                let mut places = admission.lock().unwrap_or_else(|e| e.into_inner());
-                let usage = places.usage(&job.repo);
-                let mut admitted = None;
-                for offer in rest.by_ref() {
-                    if let Err(r) = policy::check_limits(
-                        &self.settings.limits,
-                        &job.repo,
-                        offer.dph,
-                        offer.estimated_cost,
-                        &usage,
-                    ) {
-                        refusal.get_or_insert(r.0);
-                        continue;
-                    }
-                    // Another job of the burst is renting it.
-                    if !self.offer_pool.claim(offer.offer_id, self.now()) {
-                        continue;
-                    }
-                    places.take(&job.repo);
-                    admitted = Some(offer);
-                    break;
+            let admitted = admission.admit(&job.repo, &mut rest, |offer, usage| {
+                if let Err(r) = policy::check_limits(
+                    &self.settings.limits,
+                    &job.repo,
+                    offer.dph,
+                    offer.estimated_cost,
+                    usage,
+                ) {
+                    refusal.get_or_insert(r.0);
+                    return false;
                 }
-                admitted
-            };
+                // False when another job of the burst is renting it.
+                self.offer_pool.claim(offer.offer_id, self.now())
+            });
             let Some(offer) = admitted else {
                 break;
             };
             let row = match self.reserve(job, vast, offer).await {
                 Ok(row) => row,
                 Err(e) => {
-                    admission
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .give_back(&job.repo);
+                    admission.give_back(&job.repo);
                     return Err(e);
                 }
             };
@@ -472,18 +452,12 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 Rent::Unknown(outcome) => return Ok(outcome),
                 Rent::NextOffer => {
                     self.offer_pool.forget(&pool_key);
-                    admission
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .give_back(&job.repo);
+                    admission.give_back(&job.repo);
                     continue;
                 }
                 Rent::Stop(outcome) => {
                     self.offer_pool.release(offer.offer_id);
-                    admission
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .give_back(&job.repo);
+                    admission.give_back(&job.repo);
                     return Ok(outcome);
                 }
             }
@@ -550,10 +524,10 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     async fn admission(&self) -> Result<Admission, EngineError> {
         let now = self.now();
         let day_start = now - now.rem_euclid(86_400_000);
-        Ok(Admission {
+        Ok(Admission(Mutex::new(Places {
             live: self.store.live_usage(day_start, now).await?,
             spent_today: self.store.spend_since(day_start).await?,
-        })
+        })))
     }
 
     /// Read (or reuse) the config for the revision this job is allowed to use.
@@ -660,12 +634,11 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             label,
             callback,
         } = row;
-        let (Some(vast), Some(candidate)) = (
-            &def.vast,
-            def.vast
-                .as_ref()
-                .and_then(|v| v.candidates.get(offer.candidate)),
-        ) else {
+        let found = def
+            .vast
+            .as_ref()
+            .and_then(|v| Some((v, v.candidates.get(offer.candidate)?)));
+        let Some((vast, candidate)) = found else {
             self.never_rented(&instance_id, "the offer matches no candidate")
                 .await?;
             return Ok(Rent::NextOffer);
@@ -973,30 +946,45 @@ struct Pass {
 /// by side without a lock held across database writes. Replicas each count
 /// from the store when their pass begins; at the moment of a burst they can
 /// overshoot a limit by what the others take in the same instant.
-struct Admission {
+struct Admission(Mutex<Places>);
+
+struct Places {
     live: crate::store::LiveUsage,
     spent_today: f64,
 }
 
 impl Admission {
-    fn usage(&self, repo: &str) -> Usage {
-        Usage {
-            live_instances: self.live.live,
-            live_instances_for_repo: self.live.by_repo.get(repo).copied().unwrap_or(0),
-            spent_today: self.spent_today,
-            running_today: self.live.dollars_since,
-        }
+    fn places(&self) -> std::sync::MutexGuard<'_, Places> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn take(&mut self, repo: &str) {
-        self.live.live += 1;
-        *self.live.by_repo.entry(repo.to_string()).or_default() += 1;
+    /// Take a place for the first of `offers` that `allowed` accepts given
+    /// the usage so far, in one step: jobs worked on side by side cannot
+    /// both take the last place.
+    fn admit<'a>(
+        &self,
+        repo: &str,
+        offers: &mut impl Iterator<Item = &'a RankedOffer>,
+        mut allowed: impl FnMut(&RankedOffer, &Usage) -> bool,
+    ) -> Option<&'a RankedOffer> {
+        let mut places = self.places();
+        let usage = Usage {
+            live_instances: places.live.live,
+            live_instances_for_repo: places.live.by_repo.get(repo).copied().unwrap_or(0),
+            spent_today: places.spent_today,
+            running_today: places.live.dollars_since,
+        };
+        let offer = offers.find(|o| allowed(o, &usage))?;
+        places.live.live += 1;
+        *places.live.by_repo.entry(repo.to_string()).or_default() += 1;
+        Some(offer)
     }
 
     /// The machine was not rented after all.
-    fn give_back(&mut self, repo: &str) {
-        self.live.live = self.live.live.saturating_sub(1);
-        if let Some(n) = self.live.by_repo.get_mut(repo) {
+    fn give_back(&self, repo: &str) {
+        let mut places = self.places();
+        places.live.live = places.live.live.saturating_sub(1);
+        if let Some(n) = places.live.by_repo.get_mut(repo) {
             *n = n.saturating_sub(1);
         }
     }

@@ -99,6 +99,20 @@ pub struct LiveUsage {
     pub dollars_since: f64,
 }
 
+/// Every state but destroyed and failed.
+fn live_states() -> Vec<InstanceState> {
+    InstanceState::ALL
+        .into_iter()
+        .filter(|s| !s.is_terminal())
+        .collect()
+}
+
+/// States as an SQL list: `'booting', 'online'` (our own names, never input).
+fn state_list(states: &[InstanceState]) -> String {
+    let quoted: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
+    quoted.join(", ")
+}
+
 const COLUMNS: &str = "id, job_id, label, runner_name, runner_id, provider_id, offer_id, gpu_name, \
      num_gpus, dph, location, state, reason, created_at, create_called_at, online_at, \
      destroy_called_at, destroyed_at, expires_at, callback_hash, updated_at";
@@ -193,10 +207,9 @@ impl Store {
         &self,
         states: &[InstanceState],
     ) -> Result<Vec<InstanceRow>, StoreError> {
-        let list: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
         let sql = format!(
             "SELECT {COLUMNS} FROM instances WHERE state IN ({}) ORDER BY created_at, id",
-            list.join(", ")
+            state_list(states)
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .fetch_all(&self.pool)
@@ -206,11 +219,7 @@ impl Store {
 
     /// Every instance that is not destroyed or failed.
     pub async fn live_instances(&self) -> Result<Vec<InstanceRow>, StoreError> {
-        let live: Vec<InstanceState> = InstanceState::ALL
-            .into_iter()
-            .filter(|s| !s.is_terminal())
-            .collect();
-        self.instances_in(&live).await
+        self.instances_in(&live_states()).await
     }
 
     /// What the live instances add up to, in one query whatever their
@@ -218,11 +227,6 @@ impl Store {
     /// `since` up to `now` (each from its create call or `since`, whichever
     /// is later).
     pub async fn live_usage(&self, since: i64, now: i64) -> Result<LiveUsage, StoreError> {
-        let live: Vec<String> = InstanceState::ALL
-            .into_iter()
-            .filter(|s| !s.is_terminal())
-            .map(|s| format!("'{}'", s.as_str()))
-            .collect();
         // CASE rather than MAX/GREATEST, which SQLite and PostgreSQL spell
         // differently; CAST because PostgreSQL counts in BIGINT but the
         // `Any` driver wants it said.
@@ -234,7 +238,7 @@ impl Store {
                           ELSE i.dph * ($2 - $1) END) AS running_ms \
              FROM instances i LEFT JOIN jobs j ON j.job_id = i.job_id \
              WHERE i.state IN ({}) GROUP BY COALESCE(j.repo, '')",
-            live.join(", ")
+            state_list(&live_states())
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(since)
