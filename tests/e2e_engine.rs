@@ -827,6 +827,74 @@ async fn jobs_provisioned_side_by_side_never_go_over_the_instance_limit() {
     s.nothing_leaked().await;
 }
 
+/// Two replicas on one PostgreSQL database provision at the same moment:
+/// every job gets one machine, and the instance limit holds across both
+/// (their passes take turns, each counting what the other rented).
+#[tokio::test]
+async fn two_replicas_provisioning_at_once_share_the_jobs_and_the_limit() {
+    if harness::postgres_url().is_none() {
+        eprintln!("PostgreSQL skipped: RIGGER_TEST_POSTGRES_URL is not set (.ci/run sets it)");
+        return;
+    }
+    harness::DB
+        .scope(harness::Db::Postgres, async {
+            let s = Story::begin_with(
+                "replicas",
+                &[
+                    ("RIGGER_LIMITS_MAX_INSTANCES", "20"),
+                    ("RIGGER_LIMITS_MAX_INSTANCES_PER_REPO", "20"),
+                ],
+            )
+            .await;
+            let other = s.another_replica().await;
+            // More than one claim's worth (16), so that without turns both
+            // replicas would be renting at once.
+            let jobs: Vec<i64> = (0..40)
+                .map(|n| s.a_job_is_queued(&format!("cirun-gpu--93{n:02}")))
+                .collect();
+            s.webhooks_arrive().await;
+            let (a, b) = tokio::join!(s.engine.provision_due(), other.provision_due());
+            a.unwrap();
+            b.unwrap();
+            assert_eq!(
+                s.vast.live_instances().len(),
+                20,
+                "the limit holds across replicas"
+            );
+            let mut rented = 0;
+            for &job in &jobs {
+                let row = s.engine.store.job(job).await.unwrap().unwrap();
+                let machines = s.engine.store.instances_for_job(job).await.unwrap();
+                match row.state {
+                    JobState::WaitingForRunner => {
+                        rented += 1;
+                        assert_eq!(
+                            machines.len(),
+                            1,
+                            "job {job}: one machine, not one per replica"
+                        );
+                    }
+                    JobState::Queued => {
+                        let why = row.reason.unwrap_or_default();
+                        assert!(why.contains("limits.max_instances"), "{why}");
+                        assert!(
+                            machines.iter().all(|m| m.state.is_terminal()),
+                            "{machines:?}"
+                        );
+                    }
+                    other => panic!("job {job} is {other}"),
+                }
+            }
+            assert_eq!(rented, 20);
+            for job in jobs {
+                s.github.cancel_job(job);
+            }
+            s.webhooks_arrive().await;
+            s.nothing_leaked().await;
+        })
+        .await
+}
+
 both_databases!(
     a_job_gets_a_gpu_and_the_gpu_dies_with_the_job,
     a_job_cancelled_while_its_machine_boots_leaves_nothing_behind,

@@ -266,6 +266,169 @@ async fn jobs_move_by_compare_and_set() {
     }
 }
 
+/// What a webhook does to a job it finds in any state: one statement, so a
+/// worker moving the job at the same moment cannot make the webhook's
+/// change fail (as a read, then a compare-and-set on what was read, could).
+#[tokio::test]
+async fn a_webhook_moves_a_job_from_whatever_state_it_is_in() {
+    for s in stores("advance").await {
+        let ended = |named| move |st: JobState| st.ended(named);
+        // Queued, never taken: cancelled.
+        s.insert_job(&job(1)).await.unwrap();
+        let row = s.advance_job(1, ended(false), 10, JobPatch::default());
+        assert_eq!(row.await.unwrap().unwrap().state, JobState::Cancelled);
+        assert!(
+            s.advance_job(1, ended(false), 11, JobPatch::default())
+                .await
+                .unwrap()
+                .is_none(),
+            "an ended job stays as it is"
+        );
+
+        // Provisioning (its worker mid-rent) when the job ends: cancelled;
+        // back in queued (its worker retried) it would be the same.
+        s.insert_job(&job(2)).await.unwrap();
+        let provisioning = JobPatch {
+            count_attempt: true,
+            ..Default::default()
+        };
+        s.transition_job(
+            2,
+            JobState::Queued,
+            JobState::Provisioning,
+            20,
+            provisioning,
+        )
+        .await
+        .unwrap();
+        let patch = JobPatch {
+            conclusion: Some("cancelled".into()),
+            ..Default::default()
+        };
+        let row = s
+            .advance_job(2, ended(false), 21, patch)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.state, JobState::Cancelled);
+        assert_eq!(row.conclusion.as_deref(), Some("cancelled"));
+        assert_eq!(
+            row.attempts, 1,
+            "counted by the store, not read and rewritten"
+        );
+        assert_eq!(row.updated_at, 21);
+
+        // Taken while waiting for its runner, then completed.
+        s.insert_job(&job(3)).await.unwrap();
+        s.transition_job(
+            3,
+            JobState::Queued,
+            JobState::Provisioning,
+            30,
+            JobPatch::default(),
+        )
+        .await
+        .unwrap();
+        s.transition_job(
+            3,
+            JobState::Provisioning,
+            JobState::WaitingForRunner,
+            31,
+            JobPatch::default(),
+        )
+        .await
+        .unwrap();
+        let taken = JobPatch {
+            runner_name: Some("rigger-x".into()),
+            started_at: Some(32),
+            ..Default::default()
+        };
+        let row = s
+            .advance_job(3, JobState::taken, 32, taken)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.state, JobState::Running);
+        assert_eq!(row.started_at, Some(32));
+        assert!(
+            s.advance_job(3, JobState::taken, 33, JobPatch::default())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let row = s.advance_job(3, ended(false), 34, JobPatch::default());
+        assert_eq!(row.await.unwrap().unwrap().state, JobState::Completed);
+        // An unknown job: nothing.
+        assert!(
+            s.advance_job(99, ended(true), 35, JobPatch::default())
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
+
+/// Writes that must land together: all of them, or none.
+#[tokio::test]
+async fn writes_in_a_transaction_land_together_or_not_at_all() {
+    for s in stores("tx").await {
+        s.insert_delivery(&delivery("d1", 1)).await.unwrap();
+        s.claim_deliveries("w", 2, 1_000, 10).await.unwrap();
+
+        // Dropped before its commit: nothing was written.
+        {
+            let mut tx = s.begin().await.unwrap();
+            assert_eq!(tx.insert_job(&job(1)).await.unwrap(), Inserted::New);
+            tx.log_event(3, Some(1), None, "queued", "q").await.unwrap();
+            assert!(tx.finish_delivery("d1", "w", 3, None).await.unwrap());
+        }
+        assert!(s.job(1).await.unwrap().is_none());
+        assert!(s.job_events(1).await.unwrap().is_empty());
+        assert_eq!(s.pending_deliveries().await.unwrap(), 1);
+
+        // Committed: all of it.
+        let mut tx = s.begin().await.unwrap();
+        assert_eq!(tx.insert_job(&job(1)).await.unwrap(), Inserted::New);
+        tx.log_event(4, Some(1), None, "queued", "q").await.unwrap();
+        assert!(tx.finish_delivery("d1", "w", 4, None).await.unwrap());
+        assert!(
+            tx.transition_job(
+                1,
+                JobState::Queued,
+                JobState::Provisioning,
+                4,
+                JobPatch::default()
+            )
+            .await
+            .unwrap()
+        );
+        tx.commit().await.unwrap();
+        assert_eq!(
+            s.job(1).await.unwrap().unwrap().state,
+            JobState::Provisioning
+        );
+        assert_eq!(s.job_events(1).await.unwrap().len(), 1);
+        assert_eq!(s.pending_deliveries().await.unwrap(), 0);
+
+        // The transition table holds inside a transaction too.
+        let mut tx = s.begin().await.unwrap();
+        let err = tx
+            .transition_instance(
+                "i",
+                InstanceState::Destroyed,
+                InstanceState::Busy,
+                5,
+                InstancePatch::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("cannot go from destroyed to busy"),
+            "{err}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn due_jobs_are_claimed_once_and_after_their_backoff() {
     for s in stores("due").await {

@@ -294,26 +294,17 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     /// Apply one event. Jobs without a `cirun-` label are not rigger's and
     /// are ignored.
     pub async fn handle(&self, event: JobEvent) -> Result<(), EngineError> {
+        if let JobEvent::Queued(job) = &event {
+            return self.queued(job, None).await;
+        }
         if !labels::is_rigger_job(event.job().labels.as_slice()) {
             return Ok(());
         }
         // Whatever the event, make sure the job is known: a lost `queued`
         // must not strand a job whose `in_progress` or `completed` arrives.
-        let inserted = self.record(event.job()).await?;
+        self.record(event.job()).await?;
         match event {
-            JobEvent::Queued(job) => {
-                if inserted == Inserted::New {
-                    self.note(
-                        Some(*job.job_id),
-                        None,
-                        "queued",
-                        &format!("queued with labels {}", job.labels.join(", ")),
-                    )
-                    .await;
-                    self.wake.notify_one();
-                }
-                Ok(())
-            }
+            JobEvent::Queued(_) => Ok(()),
             JobEvent::InProgress { job, runner_name } => {
                 self.started(&job, runner_name.as_deref()).await
             }
@@ -328,22 +319,51 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         }
     }
 
+    /// `queued`: the job and its event recorded, and the inbox delivery it
+    /// came in (if any) marked done, in one commit — a burst of jobs is paced
+    /// by commits, and a crash keeps all of this or none.
+    pub(super) async fn queued(
+        &self,
+        job: &JobInfo,
+        delivery_id: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let now = self.now();
+        let mut tx = self.store.begin().await?;
+        let ours = labels::is_rigger_job(job.labels.as_slice());
+        let new = ours && tx.insert_job(&self.new_job(job)).await? == Inserted::New;
+        if new {
+            let message = format!("queued with labels {}", job.labels.join(", "));
+            tracing::info!(job_id = *job.job_id, kind = "queued", "{message}");
+            tx.log_event(now, Some(*job.job_id), None, "queued", &message)
+                .await?;
+        }
+        if let Some(id) = delivery_id {
+            tx.finish_delivery(id, &self.worker_id, now, None).await?;
+        }
+        tx.commit().await?;
+        if new {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    fn new_job(&self, j: &JobInfo) -> NewJob {
+        NewJob {
+            job_id: *j.job_id,
+            run_id: *j.run_id,
+            run_attempt: *j.run_attempt,
+            repo: j.repo.to_string(),
+            installation_id: *j.installation_id,
+            labels: j.labels.to_vec(),
+            head_sha: j.head_sha.to_string(),
+            is_fork: *j.is_fork,
+            actor: j.actor.clone(),
+            queued_at: self.now(),
+        }
+    }
+
     async fn record(&self, j: &JobInfo) -> Result<Inserted, EngineError> {
-        Ok(self
-            .store
-            .insert_job(&NewJob {
-                job_id: *j.job_id,
-                run_id: *j.run_id,
-                run_attempt: *j.run_attempt,
-                repo: j.repo.to_string(),
-                installation_id: *j.installation_id,
-                labels: j.labels.to_vec(),
-                head_sha: j.head_sha.to_string(),
-                is_fork: *j.is_fork,
-                actor: j.actor.clone(),
-                queued_at: self.now(),
-            })
-            .await?)
+        Ok(self.store.insert_job(&self.new_job(j)).await?)
     }
 
     /// `in_progress`: bind the job to the machine whose runner took it, by
@@ -371,42 +391,39 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 }
             }
         }
-        let Some(row) = self.store.job(*job.job_id).await? else {
-            return Ok(());
+        let patch = JobPatch {
+            runner_name: runner_name.map(str::to_string),
+            started_at: Some(now),
+            gpu_name: ours.as_ref().and_then(|i| i.gpu_name.clone()),
+            ..Default::default()
         };
-        if row.state.can_become(JobState::Running) {
-            let patch = JobPatch {
-                runner_name: runner_name.map(str::to_string),
-                started_at: Some(now),
-                gpu_name: ours.as_ref().and_then(|i| i.gpu_name.clone()),
-                ..Default::default()
-            };
-            if self
-                .store
-                .transition_job(*job.job_id, row.state, JobState::Running, now, patch)
-                .await?
-            {
-                if ours.is_some() {
-                    self.metrics.observe(
-                        "rigger_time_to_runner_seconds",
-                        &[],
-                        (now - row.queued_at).max(0) as f64 / 1000.0,
-                    );
-                }
-                let by = runner_name.unwrap_or("an unnamed runner");
-                let whose = if ours.is_some() {
-                    ""
-                } else {
-                    " (not one of rigger's)"
-                };
-                self.note(
-                    Some(*job.job_id),
-                    ours.as_ref().map(|i| i.id.as_str()),
-                    "running",
-                    &format!("taken by {by}{whose}"),
-                )
-                .await;
+        // One statement from whatever state the job is in: the provisioner
+        // may be moving it at this very moment.
+        if let Some(row) = self
+            .store
+            .advance_job(*job.job_id, JobState::taken, now, patch)
+            .await?
+        {
+            if ours.is_some() {
+                self.metrics.observe(
+                    "rigger_time_to_runner_seconds",
+                    &[],
+                    (now - row.queued_at).max(0) as f64 / 1000.0,
+                );
             }
+            let by = runner_name.unwrap_or("an unnamed runner");
+            let whose = if ours.is_some() {
+                ""
+            } else {
+                " (not one of rigger's)"
+            };
+            self.note(
+                Some(*job.job_id),
+                ours.as_ref().map(|i| i.id.as_str()),
+                "running",
+                &format!("taken by {by}{whose}"),
+            )
+            .await;
         }
         Ok(())
     }
@@ -420,45 +437,31 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         runner_name: Option<&str>,
     ) -> Result<(), EngineError> {
         let now = self.now();
-        // The provisioner may move the job between our read and our write
-        // (provisioning → queued on a retry): read again and try again, or
-        // the end of the job would be lost.
-        for _ in 0..5 {
-            let Some(row) = self.store.job(*job.job_id).await? else {
-                break;
-            };
-            // A job no runner took ended before it ran: cancelled (or skipped).
-            let to = if row.state == JobState::Running || runner_name.is_some() {
-                JobState::Completed
-            } else {
-                JobState::Cancelled
-            };
-            if !row.state.can_become(to) {
-                break;
-            }
-            let patch = JobPatch {
-                conclusion: conclusion.map(|c| c.as_str().to_string()),
-                completed_at: Some(now),
-                runner_name: runner_name.map(str::to_string),
-                ..Default::default()
-            };
-            if self
-                .store
-                .transition_job(*job.job_id, row.state, to, now, patch)
-                .await?
-            {
-                self.note(
-                    Some(*job.job_id),
-                    None,
-                    to.as_str(),
-                    &format!(
-                        "ended: {}",
-                        conclusion.map_or("no conclusion", Conclusion::as_str)
-                    ),
-                )
-                .await;
-                break;
-            }
+        // One statement from whatever state the job is in: the provisioner
+        // may be moving it (provisioning → queued on a retry) at this very
+        // moment, and a read-then-write would lose the job's end.
+        let named = runner_name.is_some();
+        let patch = JobPatch {
+            conclusion: conclusion.map(|c| c.as_str().to_string()),
+            completed_at: Some(now),
+            runner_name: runner_name.map(str::to_string),
+            ..Default::default()
+        };
+        if let Some(row) = self
+            .store
+            .advance_job(*job.job_id, |s| s.ended(named), now, patch)
+            .await?
+        {
+            self.note(
+                Some(*job.job_id),
+                None,
+                row.state.as_str(),
+                &format!(
+                    "ended: {}",
+                    conclusion.map_or("no conclusion", Conclusion::as_str)
+                ),
+            )
+            .await;
         }
         // The machine that ran it, and any machine rented for it that is not
         // busy with another job.

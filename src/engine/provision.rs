@@ -62,6 +62,14 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     /// it is done with one, so a slow job holds up no other. Returns how
     /// many were attempted.
     pub async fn provision_due(&self) -> Result<usize, EngineError> {
+        // Replicas take turns: each pass counts the limits once, at its start.
+        let turn = self.store.provisioning_turn().await?;
+        let attempted = self.provision_pass().await;
+        turn.end().await?;
+        attempted
+    }
+
+    async fn provision_pass(&self) -> Result<usize, EngineError> {
         let mut first = self.claim(BATCH).await?;
         if first.is_empty() {
             return Ok(0);
@@ -777,59 +785,60 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             .await?;
             return Ok(Rent::NextOffer);
         };
+        // The machine exists and costs money from now on: its provider id,
+        // the job's new state and what happened, in one commit.
         let now = self.now();
-        self.store
-            .transition_instance(
-                &instance_id,
-                InstanceState::Creating,
-                InstanceState::Booting,
-                now,
-                InstancePatch {
-                    provider_id: Some(provider_id.clone()),
-                    ..Default::default()
-                },
-            )
-            .await?;
+        let rented = format!(
+            "{}× {} in {} at ${:.3}/h, est. {:.2} h, ${:.2} total (Vast.ai instance {provider_id}, offer {})",
+            offer.num_gpus,
+            offer.gpu_name,
+            offer.location,
+            offer.dph,
+            offer.estimated_hours,
+            offer.estimated_cost,
+            offer.offer_id
+        );
+        // Machine-readable, for `rigger instances list --format vast-instances`.
+        let estimate = format!(
+            "{instance_id}: {} h, ${}",
+            offer.estimated_hours, offer.estimated_cost
+        );
+        let mut tx = self.store.begin().await?;
+        tx.transition_instance(
+            &instance_id,
+            InstanceState::Creating,
+            InstanceState::Booting,
+            now,
+            InstancePatch {
+                provider_id: Some(provider_id.clone()),
+                ..Default::default()
+            },
+        )
+        .await?;
         let patch = JobPatch {
             runner_def: Some(def.name.clone()),
             reason: Some(None),
             ..Default::default()
         };
-        self.store
-            .transition_job(
-                job.job_id,
-                JobState::Provisioning,
-                JobState::WaitingForRunner,
-                now,
-                patch,
-            )
-            .await?;
+        tx.transition_job(
+            job.job_id,
+            JobState::Provisioning,
+            JobState::WaitingForRunner,
+            now,
+            patch,
+        )
+        .await?;
+        for (kind, message) in [("rented", &rented), ("estimate", &estimate)] {
+            tracing::info!(job_id = job.job_id, instance_id, kind, "{message}");
+            tx.log_event(now, Some(job.job_id), Some(&instance_id), kind, message)
+                .await?;
+        }
+        tx.commit().await?;
         self.metrics.observe(
             "rigger_provisioning_seconds",
             &[],
             (now - job.queued_at).max(0) as f64 / 1000.0,
         );
-        self.note(
-            Some(job.job_id),
-            Some(&instance_id),
-            "rented",
-            &format!(
-                "{}× {} in {} at ${:.3}/h, est. {:.2} h, ${:.2} total (Vast.ai instance {provider_id}, offer {})",
-                offer.num_gpus, offer.gpu_name, offer.location, offer.dph, offer.estimated_hours, offer.estimated_cost, offer.offer_id
-            ),
-        )
-        .await;
-        // Machine-readable, for `rigger instances list --format vast-instances`.
-        self.note(
-            Some(job.job_id),
-            Some(&instance_id),
-            "estimate",
-            &format!(
-                "{instance_id}: {} h, ${}",
-                offer.estimated_hours, offer.estimated_cost
-            ),
-        )
-        .await;
         self.report(
             job,
             &report::booting(
@@ -943,9 +952,9 @@ struct Pass {
 /// The places one provisioning pass may fill: the live machines counted
 /// when it began, plus those its jobs have taken since. Kept in memory and
 /// taken under a plain mutex, so the limits hold among jobs worked on side
-/// by side without a lock held across database writes. Replicas each count
-/// from the store when their pass begins; at the moment of a burst they can
-/// overshoot a limit by what the others take in the same instant.
+/// by side without a lock held across database writes. Replicas take turns
+/// to run passes (`Store::provisioning_turn`), so each counts what the
+/// others rented.
 struct Admission(Mutex<Places>);
 
 struct Places {

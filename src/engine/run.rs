@@ -30,6 +30,11 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         let n = batch.len();
         for d in batch {
             let error = match parse(&d) {
+                // Most of a burst: recorded and finished in one commit.
+                Ok(Some(JobEvent::Queued(job))) => {
+                    self.queued(&job, Some(&d.delivery_id)).await?;
+                    continue;
+                }
                 Ok(Some(event)) => {
                     // A store error leaves the lease to run out: retried later.
                     self.handle(event).await?;

@@ -81,6 +81,26 @@ impl JobState {
         self.next().is_empty()
     }
 
+    /// Where a job goes when GitHub says it is over: completed if a runner
+    /// took it (rigger saw it running, or the webhook names the runner),
+    /// else cancelled. None once it has ended.
+    pub fn ended(self, runner_named: bool) -> Option<JobState> {
+        if self.is_terminal() {
+            None
+        } else if self == JobState::Running || runner_named {
+            Some(JobState::Completed)
+        } else {
+            Some(JobState::Cancelled)
+        }
+    }
+
+    /// Where a job goes when a runner takes it: running, from any state
+    /// that allows it.
+    pub fn taken(self) -> Option<JobState> {
+        self.can_become(JobState::Running)
+            .then_some(JobState::Running)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobState::Queued => "queued",
@@ -248,6 +268,35 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The moves a webhook makes in one statement whatever the job's state
+    /// (`Store::advance_job`), written out.
+    #[test]
+    fn a_job_ends_and_is_taken_from_every_live_state() {
+        use JobState::*;
+        let ended = [
+            (Queued, false, Some(Cancelled)),
+            (Queued, true, Some(Completed)),
+            (Provisioning, false, Some(Cancelled)),
+            (Provisioning, true, Some(Completed)),
+            (WaitingForRunner, false, Some(Cancelled)),
+            (WaitingForRunner, true, Some(Completed)),
+            (Running, false, Some(Completed)),
+            (Running, true, Some(Completed)),
+        ];
+        for (from, named, to) in ended {
+            assert_eq!(from.ended(named), to, "{from} (runner named: {named})");
+            assert!(from.can_become(to.unwrap()));
+        }
+        for from in [Completed, Cancelled, Failed] {
+            assert_eq!(from.ended(true), None);
+            assert_eq!(from.taken(), None);
+        }
+        for from in [Queued, Provisioning, WaitingForRunner] {
+            assert_eq!(from.taken(), Some(Running));
+        }
+        assert_eq!(Running.taken(), None);
     }
 
     #[test]

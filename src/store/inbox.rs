@@ -2,7 +2,7 @@
 //! before `/webhook` answers 2xx (I5), then claimed by a worker under a lease.
 
 use sqlx::any::AnyRow;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
 use super::{Inserted, Store, StoreError};
 
@@ -129,17 +129,7 @@ impl Store {
         now: i64,
         error: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE deliveries SET processed_at = $1, error = $2, lease_owner = NULL, lease_until = NULL \
-             WHERE delivery_id = $3 AND lease_owner = $4 AND processed_at IS NULL",
-        )
-        .bind(now)
-        .bind(error)
-        .bind(delivery_id)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        finish_delivery(&self.pool, delivery_id, owner, now, error).await
     }
 
     /// Deliveries committed but not processed yet.
@@ -150,6 +140,26 @@ impl Store {
                 .await?;
         Ok(n)
     }
+}
+
+pub(super) async fn finish_delivery<'e>(
+    on: impl Executor<'e, Database = Any>,
+    delivery_id: &str,
+    owner: &str,
+    now: i64,
+    error: Option<&str>,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE deliveries SET processed_at = $1, error = $2, lease_owner = NULL, lease_until = NULL \
+         WHERE delivery_id = $3 AND lease_owner = $4 AND processed_at IS NULL",
+    )
+    .bind(now)
+    .bind(error)
+    .bind(delivery_id)
+    .bind(owner)
+    .execute(on)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 fn inserted(rows: u64) -> Inserted {

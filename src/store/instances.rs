@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::jobs::InvalidTransition;
-use super::{Cas, Store, StoreError, Val};
+use super::{Cas, Moves, Store, StoreError, Val};
 use crate::engine::state::InstanceState;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +146,33 @@ impl InstanceRow {
     }
 }
 
+/// The compare-and-set that moves an instance from `from` to `to`,
+/// refused here when the table does not allow it.
+pub(super) fn instance_cas(
+    id: &str,
+    from: InstanceState,
+    to: InstanceState,
+    now: i64,
+    patch: InstancePatch,
+) -> Result<Cas, StoreError> {
+    if !from.can_become(to) {
+        return Err(StoreError::Transition(InvalidTransition {
+            kind: "instance",
+            from: from.to_string(),
+            to: to.to_string(),
+        }));
+    }
+    Ok(Cas {
+        table: "instances",
+        key_column: "id",
+        key: Val::Text(Some(id.to_string())),
+        moves: Moves::One(from.as_str(), to.as_str()),
+        now,
+        sets: patch.into_sets(),
+        bump: None,
+    })
+}
+
 impl Store {
     /// Write the row for a machine about to be rented, in `requested`.
     pub async fn insert_instance(&self, i: &NewInstance, now: i64) -> Result<(), StoreError> {
@@ -276,24 +303,9 @@ impl Store {
         now: i64,
         patch: InstancePatch,
     ) -> Result<bool, StoreError> {
-        if !from.can_become(to) {
-            return Err(StoreError::Transition(InvalidTransition {
-                kind: "instance",
-                from: from.to_string(),
-                to: to.to_string(),
-            }));
-        }
-        Cas {
-            table: "instances",
-            key_column: "id",
-            key: Val::Text(Some(id.to_string())),
-            from: Some(from.as_str()),
-            to: to.as_str(),
-            now,
-            sets: patch.into_sets(),
-        }
-        .run(&self.pool)
-        .await
+        instance_cas(id, from, to, now, patch)?
+            .run(&self.pool)
+            .await
     }
 
     /// Crash recovery only: put an instance in a state whatever state it is in.
@@ -308,10 +320,10 @@ impl Store {
             table: "instances",
             key_column: "id",
             key: Val::Text(Some(id.to_string())),
-            from: None,
-            to: to.as_str(),
+            moves: Moves::Forced(to.as_str()),
             now,
             sets: vec![("reason", Val::Text(Some(reason.to_string())))],
+            bump: None,
         }
         .run(&self.pool)
         .await

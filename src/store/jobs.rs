@@ -2,9 +2,9 @@
 //! compare-and-set so that concurrent workers and late webhooks cannot race.
 
 use sqlx::any::AnyRow;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
-use super::{Cas, Inserted, Store, StoreError, Val};
+use super::{Cas, Inserted, Moves, Store, StoreError, Val};
 use crate::engine::state::JobState;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -149,32 +149,68 @@ pub struct InvalidTransition {
     pub to: String,
 }
 
+/// Record a queued job, on the pool or in a transaction.
+pub(super) async fn insert_job<'e>(
+    on: impl Executor<'e, Database = Any>,
+    j: &NewJob,
+) -> Result<Inserted, StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO jobs (job_id, run_id, run_attempt, repo, installation_id, labels, head_sha, \
+         is_fork, actor, state, queued_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) ON CONFLICT (job_id) DO NOTHING",
+    )
+    .bind(j.job_id)
+    .bind(j.run_id)
+    .bind(j.run_attempt)
+    .bind(&j.repo)
+    .bind(j.installation_id)
+    .bind(serde_json::to_string(&j.labels)?)
+    .bind(&j.head_sha)
+    .bind(i64::from(j.is_fork))
+    .bind(&j.actor)
+    .bind(JobState::Queued.as_str())
+    .bind(j.queued_at)
+    .execute(on)
+    .await?;
+    Ok(if done.rows_affected() == 1 {
+        Inserted::New
+    } else {
+        Inserted::Duplicate
+    })
+}
+
+/// The compare-and-set that moves a job from `from` to `to`, refused here
+/// when the table does not allow it.
+pub(super) fn job_cas(
+    job_id: i64,
+    from: JobState,
+    to: JobState,
+    now: i64,
+    patch: JobPatch,
+) -> Result<Cas, StoreError> {
+    if !from.can_become(to) {
+        return Err(StoreError::Transition(InvalidTransition {
+            kind: "job",
+            from: from.to_string(),
+            to: to.to_string(),
+        }));
+    }
+    let bump = patch.count_attempt.then_some("attempts");
+    Ok(Cas {
+        table: "jobs",
+        key_column: "job_id",
+        key: Val::Int(Some(job_id)),
+        moves: Moves::One(from.as_str(), to.as_str()),
+        now,
+        sets: patch.into_sets(),
+        bump,
+    })
+}
+
 impl Store {
     /// Record a queued job. Seeing the same job again is a no-op.
     pub async fn insert_job(&self, j: &NewJob) -> Result<Inserted, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO jobs (job_id, run_id, run_attempt, repo, installation_id, labels, head_sha, \
-             is_fork, actor, state, queued_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) ON CONFLICT (job_id) DO NOTHING",
-        )
-        .bind(j.job_id)
-        .bind(j.run_id)
-        .bind(j.run_attempt)
-        .bind(&j.repo)
-        .bind(j.installation_id)
-        .bind(serde_json::to_string(&j.labels)?)
-        .bind(&j.head_sha)
-        .bind(i64::from(j.is_fork))
-        .bind(&j.actor)
-        .bind(JobState::Queued.as_str())
-        .bind(j.queued_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(if done.rows_affected() == 1 {
-            Inserted::New
-        } else {
-            Inserted::Duplicate
-        })
+        insert_job(&self.pool, j).await
     }
 
     pub async fn job(&self, job_id: i64) -> Result<Option<JobRow>, StoreError> {
@@ -209,32 +245,42 @@ impl Store {
         now: i64,
         patch: JobPatch,
     ) -> Result<bool, StoreError> {
-        if !from.can_become(to) {
-            return Err(StoreError::Transition(InvalidTransition {
-                kind: "job",
-                from: from.to_string(),
-                to: to.to_string(),
-            }));
+        job_cas(job_id, from, to, now, patch)?.run(&self.pool).await
+    }
+
+    /// Move a job from whatever state it is in to `to(state)`, for every
+    /// state where `to` gives a move the table allows, in one statement: a
+    /// webhook's change cannot be lost to a worker that moves the job
+    /// between a read and a write. Returns the job as it is now if it moved.
+    pub async fn advance_job(
+        &self,
+        job_id: i64,
+        to: impl Fn(JobState) -> Option<JobState>,
+        now: i64,
+        patch: JobPatch,
+    ) -> Result<Option<JobRow>, StoreError> {
+        let moves: Vec<(&'static str, &'static str)> = JobState::ALL
+            .into_iter()
+            .filter_map(|from| {
+                let next = to(from).filter(|next| from.can_become(*next))?;
+                Some((from.as_str(), next.as_str()))
+            })
+            .collect();
+        if moves.is_empty() {
+            return Ok(None);
         }
-        let count = patch.count_attempt;
-        let mut sets = patch.into_sets();
-        if count {
-            // attempts = attempts + 1 cannot be a bound value; read-modify-write
-            // is safe because the CAS on `state` fails if anyone else moved it.
-            let current = self.job(job_id).await?.map_or(0, |j| j.attempts);
-            sets.push(("attempts", Val::Int(Some(current + 1))));
-        }
-        Cas {
+        let bump = patch.count_attempt.then_some("attempts");
+        let cas = Cas {
             table: "jobs",
             key_column: "job_id",
             key: Val::Int(Some(job_id)),
-            from: Some(from.as_str()),
-            to: to.as_str(),
+            moves: Moves::Each(moves),
             now,
-            sets,
-        }
-        .run(&self.pool)
-        .await
+            sets: patch.into_sets(),
+            bump,
+        };
+        let row = cas.run_returning(&self.pool, COLUMNS).await?;
+        row.as_ref().map(JobRow::from_row).transpose()
     }
 
     /// Crash recovery only: put a job in a state whatever state it is in.
@@ -249,10 +295,10 @@ impl Store {
             table: "jobs",
             key_column: "job_id",
             key: Val::Int(Some(job_id)),
-            from: None,
-            to: to.as_str(),
+            moves: Moves::Forced(to.as_str()),
             now,
             sets: vec![("reason", Val::Text(Some(reason.to_string())))],
+            bump: None,
         }
         .run(&self.pool)
         .await

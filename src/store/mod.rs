@@ -11,6 +11,7 @@ mod instances;
 mod jobs;
 mod ledger;
 mod migrations;
+mod tx;
 
 use std::str::FromStr;
 use std::sync::Once;
@@ -22,6 +23,7 @@ pub use inbox::{Delivery, NewDelivery};
 pub use instances::{InstancePatch, InstanceRow, LiveUsage, NewInstance};
 pub use jobs::{InvalidTransition, JobPatch, JobRow, NewJob};
 pub use ledger::{CostEntry, SpendRow};
+pub use tx::{ProvisioningTurn, StoreTx};
 
 use crate::engine::state::UnknownState;
 
@@ -150,17 +152,7 @@ impl Store {
         kind: &str,
         message: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO events (at, job_id, instance_id, kind, message) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(at)
-        .bind(job_id)
-        .bind(instance_id)
-        .bind(kind)
-        .bind(message)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        log_event(&self.pool, at, job_id, instance_id, kind, message).await
     }
 
     /// The events of a job, oldest first: `(at, kind, message)`.
@@ -199,6 +191,27 @@ impl Store {
             Dialect::Sqlite => "",
         }
     }
+}
+
+async fn log_event<'e>(
+    on: impl Executor<'e, Database = sqlx::Any>,
+    at: i64,
+    job_id: Option<i64>,
+    instance_id: Option<&str>,
+    kind: &str,
+    message: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO events (at, job_id, instance_id, kind, message) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(at)
+    .bind(job_id)
+    .bind(instance_id)
+    .bind(kind)
+    .bind(message)
+    .execute(on)
+    .await?;
+    Ok(())
 }
 
 /// `sqlite://rigger.db` → created on first start.
@@ -267,46 +280,100 @@ fn bind_val(q: AnyQuery<'_>, v: Val) -> AnyQuery<'_> {
     }
 }
 
+/// Which states a compare-and-set moves a row from, and to which. State
+/// names are rigger's own (`as_str()` of the state enums), never input, so
+/// they are written into the SQL as literals.
+pub(crate) enum Moves {
+    /// From this state to that one.
+    One(&'static str, &'static str),
+    /// From whichever of these states the row is in, to its partner: one
+    /// statement, so no other writer can move the row between a read and
+    /// the write.
+    Each(Vec<(&'static str, &'static str)>),
+    /// Crash recovery only: to this state from any.
+    Forced(&'static str),
+}
+
 /// A compare-and-set on a row's state:
 /// `UPDATE table SET state = to, updated_at = now, version = version + 1, <sets>
 /// WHERE key_column = key AND state = from`.
-pub(crate) struct Cas<'a> {
-    pub table: &'a str,
-    pub key_column: &'a str,
+pub(crate) struct Cas {
+    pub table: &'static str,
+    pub key_column: &'static str,
     pub key: Val,
-    /// `None` only for crash recovery's forced moves.
-    pub from: Option<&'a str>,
-    pub to: &'a str,
+    pub moves: Moves,
     pub now: i64,
     pub sets: Vec<(&'static str, Val)>,
+    /// A counter column to add one to (`attempts = attempts + 1`).
+    pub bump: Option<&'static str>,
 }
 
-impl Cas<'_> {
-    /// Returns whether the row was in `from` (and so was changed).
-    pub(crate) async fn run(self, pool: &AnyPool) -> Result<bool, StoreError> {
+impl Cas {
+    fn sql(&self, returning: Option<&str>) -> String {
+        let state = match &self.moves {
+            Moves::One(_, to) | Moves::Forced(to) => format!("'{to}'"),
+            Moves::Each(pairs) => {
+                let arms: String = pairs
+                    .iter()
+                    .map(|(from, to)| format!(" WHEN '{from}' THEN '{to}'"))
+                    .collect();
+                format!("CASE state{arms} END")
+            }
+        };
         let mut sql = format!(
-            "UPDATE {} SET state = $1, updated_at = $2, version = version + 1",
+            "UPDATE {} SET state = {state}, updated_at = $1, version = version + 1",
             self.table
         );
-        let mut n = 2;
+        if let Some(column) = self.bump {
+            sql.push_str(&format!(", {column} = {column} + 1"));
+        }
+        let mut n = 1;
         for (column, _) in &self.sets {
             n += 1;
             sql.push_str(&format!(", {column} = ${n}"));
         }
         sql.push_str(&format!(" WHERE {} = ${}", self.key_column, n + 1));
-        if self.from.is_some() {
-            sql.push_str(&format!(" AND state = ${}", n + 2));
+        match &self.moves {
+            Moves::One(from, _) => sql.push_str(&format!(" AND state = '{from}'")),
+            Moves::Each(pairs) => {
+                let froms: Vec<String> = pairs.iter().map(|(f, _)| format!("'{f}'")).collect();
+                sql.push_str(&format!(" AND state IN ({})", froms.join(", ")));
+            }
+            Moves::Forced(_) => {}
         }
-        let mut q = sqlx::query(AssertSqlSafe(sql))
-            .bind(self.to.to_string())
-            .bind(self.now);
+        if let Some(columns) = returning {
+            sql.push_str(&format!(" RETURNING {columns}"));
+        }
+        sql
+    }
+
+    fn bind(self, q: AnyQuery<'_>) -> AnyQuery<'_> {
+        let mut q = q.bind(self.now);
         for (_, v) in self.sets {
             q = bind_val(q, v);
         }
-        q = bind_val(q, self.key);
-        if let Some(f) = self.from {
-            q = q.bind(f.to_string());
-        }
-        Ok(q.execute(pool).await?.rows_affected() == 1)
+        bind_val(q, self.key)
+    }
+
+    /// Returns whether the row was in a `from` state (and so was changed).
+    /// Runs on the pool or inside a [`StoreTx`].
+    pub(crate) async fn run<'e>(
+        self,
+        on: impl Executor<'e, Database = sqlx::Any>,
+    ) -> Result<bool, StoreError> {
+        let sql = self.sql(None);
+        let q = self.bind(sqlx::query(AssertSqlSafe(sql)));
+        Ok(q.execute(on).await?.rows_affected() == 1)
+    }
+
+    /// As [`Cas::run`], giving back the changed row's `columns`.
+    pub(crate) async fn run_returning<'e>(
+        self,
+        on: impl Executor<'e, Database = sqlx::Any>,
+        columns: &str,
+    ) -> Result<Option<sqlx::any::AnyRow>, StoreError> {
+        let sql = self.sql(Some(columns));
+        let q = self.bind(sqlx::query(AssertSqlSafe(sql)));
+        Ok(q.fetch_optional(on).await?)
     }
 }

@@ -337,16 +337,30 @@ impl Story {
     /// rigger stops (as in a crash: nothing is finished or cleaned up) and
     /// starts again on the same database.
     pub async fn rigger_restarts(&mut self) {
-        let (engine, url) = start_rigger(
+        let (engine, url) = self.another_rigger().await;
+        self.engine = engine;
+        self.app_url = url;
+    }
+
+    /// A second rigger on the same database (another replica), with the
+    /// same settings; GitHub's webhooks keep going to the first.
+    pub async fn another_replica(&self) -> Arc<RiggerEngine> {
+        let (engine, _url) = self.another_rigger().await;
+        self.github
+            .set_webhook_url(Some(format!("{}/webhook", self.app_url)));
+        engine
+    }
+
+    /// A rigger on the story's database and settings; webhooks go to it.
+    async fn another_rigger(&self) -> (Arc<RiggerEngine>, String) {
+        start_rigger(
             &self.github,
             &self.vast_url,
             &self.dir,
             &self.extra,
             &self.clock,
         )
-        .await;
-        self.engine = engine;
-        self.app_url = url;
+        .await
     }
 
     /// From now on GitHub's deliveries are caught, not delivered: the story
