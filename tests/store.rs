@@ -464,13 +464,26 @@ async fn due_jobs_are_claimed_once_and_after_their_backoff() {
             .map(|j| j.job_id)
             .collect();
         assert_eq!(got, vec![1, 3], "job 2 waits for its backoff");
+        // Claimed is provisioning, with an attempt counted.
+        let one = s.job(1).await.unwrap().unwrap();
+        assert_eq!(one.state, JobState::Provisioning);
+        assert_eq!(one.attempts, 1);
+        assert_eq!(one.updated_at, 1_000);
         assert!(
             s.claim_due_jobs("w2", 2_000, 30_000, 10)
                 .await
                 .unwrap()
-                .is_empty()
+                .is_empty(),
+            "no job is claimed twice"
         );
-        s.release_job(1, "w1").await.unwrap();
+        // Its worker gives job 1 back to wait; job 2's backoff passes.
+        let back = JobPatch {
+            next_attempt_at: Some(Some(15_000)),
+            ..Default::default()
+        };
+        s.transition_job(1, JobState::Provisioning, JobState::Queued, 3_000, back)
+            .await
+            .unwrap();
         let got: Vec<i64> = s
             .claim_due_jobs("w2", 20_000, 30_000, 10)
             .await
@@ -479,7 +492,8 @@ async fn due_jobs_are_claimed_once_and_after_their_backoff() {
             .map(|j| j.job_id)
             .collect();
         assert_eq!(got, vec![1, 2]);
-        assert_eq!(s.jobs_in(&[JobState::Queued]).await.unwrap().len(), 3);
+        assert_eq!(s.job(1).await.unwrap().unwrap().attempts, 2);
+        assert!(s.jobs_in(&[JobState::Queued]).await.unwrap().is_empty());
     }
 }
 

@@ -45,6 +45,8 @@ enum Outcome {
     NotOurs(String),
 }
 
+/// How long a worker is trusted with a job it claimed (the reconciler's
+/// provisioning timeout puts back the jobs of a worker that died).
 const LEASE_MS: i64 = 120_000;
 /// How many due jobs a pass provisions side by side.
 const BATCH: i64 = 16;
@@ -90,9 +92,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         // not being polled meanwhile, would give back.
         let worker = || async {
             while let Some(job) = self.next_job(&pass).await? {
-                let id = job.job_id;
                 let result = self.provision(job, &admission).await;
-                self.store.release_job(id, &self.worker_id).await?;
                 if result.is_err() {
                     pass.more.store(false, Ordering::Relaxed);
                 }
@@ -142,29 +142,12 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             return self
                 .end_job(
                     &job,
-                    JobState::Queued,
+                    JobState::Provisioning,
                     JobState::Failed,
                     &why,
                     Some(report::failed("No GPU found in time", &why)),
                 )
                 .await;
-        }
-        let patch = JobPatch {
-            count_attempt: true,
-            ..Default::default()
-        };
-        if !self
-            .store
-            .transition_job(
-                job.job_id,
-                JobState::Queued,
-                JobState::Provisioning,
-                now,
-                patch,
-            )
-            .await?
-        {
-            return Ok(());
         }
         let outcome = self.try_provision(&job, admission).await?;
         let now = self.now();
@@ -175,7 +158,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 after_ms,
                 check,
             } => {
-                let after = after_ms.unwrap_or_else(|| backoff_ms(job.attempts + 1));
+                let after = after_ms.unwrap_or_else(|| backoff_ms(job.attempts));
                 let patch = JobPatch {
                     reason: Some(Some(reason.clone())),
                     next_attempt_at: Some(Some(now + after)),
@@ -1018,9 +1001,9 @@ enum Rent {
 }
 
 /// Nothing on the market fits: wait with the backoff, and say when rigger
-/// looks again (`attempts` made before this one).
+/// looks again (`attempts` made, this one included).
 fn no_capacity(def: &RunnerDef, diagnosis: &str, attempts: i64) -> Outcome {
-    let after = backoff_ms(attempts + 1);
+    let after = backoff_ms(attempts);
     Outcome::Retry {
         reason: diagnosis.to_string(),
         after_ms: Some(after),

@@ -62,7 +62,7 @@ impl Store {
             .bind(&d.action)
             .bind(&d.body)
             .bind(d.received_at)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(inserted(done.rows_affected()))
     }
@@ -70,7 +70,7 @@ impl Store {
     /// Commit several deliveries in one transaction (one fsync), for callers
     /// that batch concurrent requests; each answer waits for this commit.
     pub async fn insert_deliveries(&self, ds: &[NewDelivery]) -> Result<Vec<Inserted>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let mut out = Vec::with_capacity(ds.len());
         for d in ds {
             let done = sqlx::query(INSERT)
@@ -110,7 +110,7 @@ impl Store {
             .bind(now + lease_ms)
             .bind(now)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await?;
         let mut out: Vec<Delivery> = rows
             .iter()
@@ -129,7 +129,7 @@ impl Store {
         now: i64,
         error: Option<&str>,
     ) -> Result<bool, StoreError> {
-        finish_delivery(&self.pool, delivery_id, owner, now, error).await
+        finish_delivery(&self.writer, delivery_id, owner, now, error).await
     }
 
     /// Deliveries committed but not processed yet.

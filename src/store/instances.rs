@@ -194,7 +194,7 @@ impl Store {
         .bind(i.expires_at)
         .bind(&i.callback_hash)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -304,7 +304,7 @@ impl Store {
         patch: InstancePatch,
     ) -> Result<bool, StoreError> {
         instance_cas(id, from, to, now, patch)?
-            .run(&self.pool)
+            .run(&self.writer)
             .await
     }
 
@@ -325,7 +325,7 @@ impl Store {
             sets: vec![("reason", Val::Text(Some(reason.to_string())))],
             bump: None,
         }
-        .run(&self.pool)
+        .run(&self.writer)
         .await
     }
 }

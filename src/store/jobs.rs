@@ -210,7 +210,7 @@ pub(super) fn job_cas(
 impl Store {
     /// Record a queued job. Seeing the same job again is a no-op.
     pub async fn insert_job(&self, j: &NewJob) -> Result<Inserted, StoreError> {
-        insert_job(&self.pool, j).await
+        insert_job(&self.writer, j).await
     }
 
     pub async fn job(&self, job_id: i64) -> Result<Option<JobRow>, StoreError> {
@@ -245,7 +245,9 @@ impl Store {
         now: i64,
         patch: JobPatch,
     ) -> Result<bool, StoreError> {
-        job_cas(job_id, from, to, now, patch)?.run(&self.pool).await
+        job_cas(job_id, from, to, now, patch)?
+            .run(&self.writer)
+            .await
     }
 
     /// Move a job from whatever state it is in to `to(state)`, for every
@@ -279,7 +281,7 @@ impl Store {
             sets: patch.into_sets(),
             bump,
         };
-        let row = cas.run_returning(&self.pool, COLUMNS).await?;
+        let row = cas.run_returning(&self.writer, COLUMNS).await?;
         row.as_ref().map(JobRow::from_row).transpose()
     }
 
@@ -300,12 +302,16 @@ impl Store {
             sets: vec![("reason", Val::Text(Some(reason.to_string())))],
             bump: None,
         }
-        .run(&self.pool)
+        .run(&self.writer)
         .await
     }
 
-    /// Lease queued jobs whose backoff has passed to `owner`, oldest first.
-    /// Two replicas never get the same job while a lease holds.
+    /// Take queued jobs whose backoff has passed into `provisioning` for
+    /// `owner`, oldest first, counting an attempt: the claim is the move
+    /// itself, one statement (on PostgreSQL with `FOR UPDATE SKIP LOCKED`),
+    /// so two replicas never take the same job. `lease_until` says how long
+    /// the owner is trusted with them; a job whose worker died is put back
+    /// by the reconciler (rule 9). Returns the jobs as they are now.
     pub async fn claim_due_jobs(
         &self,
         owner: &str,
@@ -313,12 +319,13 @@ impl Store {
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<JobRow>, StoreError> {
+        debug_assert!(JobState::Queued.can_become(JobState::Provisioning));
         let sql = format!(
-            "UPDATE jobs SET lease_owner = $1, lease_until = $2 \
+            "UPDATE jobs SET lease_owner = $1, lease_until = $2, state = 'provisioning', \
+                 attempts = attempts + 1, updated_at = $3, version = version + 1 \
              WHERE job_id IN (SELECT job_id FROM jobs WHERE state = 'queued' \
                  AND (next_attempt_at IS NULL OR next_attempt_at <= $3) \
-                 AND (lease_until IS NULL OR lease_until <= $3) \
-                 ORDER BY queued_at, job_id LIMIT $4{}) \
+                 ORDER BY queued_at, job_id LIMIT $4{}) AND state = 'queued' \
              RETURNING {COLUMNS}",
             self.skip_locked()
         );
@@ -327,7 +334,7 @@ impl Store {
             .bind(now + lease_ms)
             .bind(now)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await?;
         let mut jobs: Vec<JobRow> = rows
             .iter()
@@ -370,20 +377,8 @@ impl Store {
         sqlx::query("UPDATE jobs SET check_run_id = $1 WHERE job_id = $2")
             .bind(check_run_id)
             .bind(job_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
-        Ok(())
-    }
-
-    /// Give a job's lease back (the worker is done with it for now).
-    pub async fn release_job(&self, job_id: i64, owner: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE job_id = $1 AND lease_owner = $2",
-        )
-        .bind(job_id)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
         Ok(())
     }
 }

@@ -51,7 +51,7 @@ impl Store {
         .bind(e.seconds)
         .bind(e.cost_usd())
         .bind(e.closed_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(if done.rows_affected() == 1 {
             Inserted::New

@@ -62,7 +62,14 @@ pub enum Inserted {
 
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// For reads (and, on PostgreSQL, everything).
     pool: AnyPool,
+    /// For writes. On SQLite one connection: SQLite has one writer at a
+    /// time however many connections ask, and writers that find the lock
+    /// taken sleep in its busy handler (1, 2, 5, 10 ms …) however soon it
+    /// is free. Queued for the one connection instead, each write starts
+    /// the moment the one before it commits. WAL readers never wait.
+    writer: AnyPool,
     dialect: Dialect,
 }
 
@@ -96,37 +103,55 @@ impl Store {
             pool.close().await;
         }
         let schema = schema.map(ident);
-        let pool = AnyPoolOptions::new()
-            // SQLite has one writer at a time however many connections there are.
-            .max_connections(match dialect {
-                Dialect::Sqlite => 4,
-                Dialect::Postgres => 10,
-            })
-            .after_connect(move |conn, _| {
-                let schema = schema.clone();
-                Box::pin(async move {
-                    match dialect {
-                        Dialect::Sqlite => {
-                            // WAL lets readers run beside the writer; FULL makes a
-                            // commit survive power loss, which a 2xx promises (I5).
-                            conn.execute("PRAGMA journal_mode = WAL").await?;
-                            conn.execute("PRAGMA synchronous = FULL").await?;
-                            conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        }
-                        Dialect::Postgres => {
-                            if let Some(s) = schema {
-                                let set = format!("SET search_path TO {s}");
-                                conn.execute(sqlx::query(AssertSqlSafe(set))).await?;
+        let pool_of = |connections: u32| {
+            let schema = schema.clone();
+            AnyPoolOptions::new()
+                .max_connections(connections)
+                .after_connect(move |conn, _| {
+                    let schema = schema.clone();
+                    Box::pin(async move {
+                        match dialect {
+                            Dialect::Sqlite => {
+                                // WAL lets readers run beside the writer; FULL makes a
+                                // commit survive power loss, which a 2xx promises (I5).
+                                conn.execute("PRAGMA journal_mode = WAL").await?;
+                                conn.execute("PRAGMA synchronous = FULL").await?;
+                                conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            }
+                            Dialect::Postgres => {
+                                if let Some(s) = schema {
+                                    let set = format!("SET search_path TO {s}");
+                                    conn.execute(sqlx::query(AssertSqlSafe(set))).await?;
+                                }
                             }
                         }
-                    }
-                    Ok(())
+                        Ok(())
+                    })
                 })
-            })
-            .connect_with(options)
-            .await?;
-        migrations::run(&pool, dialect).await?;
-        Ok(Store { pool, dialect })
+                .connect_with(options.clone())
+        };
+        // An in-memory SQLite database lives in its one connection.
+        let (pool, writer) = match dialect {
+            Dialect::Sqlite if url.contains(":memory:") => {
+                let one = pool_of(1).await?;
+                (one.clone(), one)
+            }
+            Dialect::Sqlite => {
+                // The writer first: it creates the file and turns WAL on.
+                let writer = pool_of(1).await?;
+                (pool_of(4).await?, writer)
+            }
+            Dialect::Postgres => {
+                let pool = pool_of(10).await?;
+                (pool.clone(), pool)
+            }
+        };
+        migrations::run(&writer, dialect).await?;
+        Ok(Store {
+            pool,
+            writer,
+            dialect,
+        })
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -141,6 +166,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 
     /// Record something rigger did, and why, for `rigger jobs` and debugging.
@@ -152,7 +178,7 @@ impl Store {
         kind: &str,
         message: &str,
     ) -> Result<(), StoreError> {
-        log_event(&self.pool, at, job_id, instance_id, kind, message).await
+        log_event(&self.writer, at, job_id, instance_id, kind, message).await
     }
 
     /// The events of a job, oldest first: `(at, kind, message)`.

@@ -21,7 +21,7 @@ impl Store {
     /// Start writes that commit together (or, if dropped, not at all).
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
         Ok(StoreTx {
-            tx: self.pool.begin().await?,
+            tx: self.writer.begin().await?,
         })
     }
 }
