@@ -13,7 +13,7 @@
 //!    with 10,000 live jobs queued through GitHub's webhooks (recorded, not
 //!    over: waiting for a machine or with one booting; failed ones counted).
 //!
-//! `cargo bench --bench engine -- latency burst memory` picks parts (all by
+//! `cargo bench --bench engine -- latency burst jit-limit memory` picks parts (all by
 //! default). Latency and the burst run `RIGGER_BENCH_RUNS` times (3 by
 //! default) and print the median beside each run's figure.
 //!
@@ -467,6 +467,8 @@ fn main() {
                 times[times.len() / 2],
                 each.join(", ")
             );
+        }
+        if wanted("jit-limit") {
             burst_at_the_jit_limit().await;
         }
         if wanted("memory") {

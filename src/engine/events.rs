@@ -320,25 +320,33 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     }
 
     /// `queued`: the job and its event recorded, and the inbox delivery it
-    /// came in (if any) marked done, in one commit — a burst of jobs is paced
-    /// by commits, and a crash keeps all of this or none.
-    pub(super) async fn queued(
+    /// came in (if any) marked done, in one commit.
+    async fn queued(&self, job: &JobInfo, delivery_id: Option<&str>) -> Result<(), EngineError> {
+        self.queued_together(&[(delivery_id, job)]).await
+    }
+
+    /// Several `queued` events (with the inbox deliveries they came in, if
+    /// any) in one commit: a burst of jobs is paced by commits, and a crash
+    /// keeps all of them or none.
+    pub(super) async fn queued_together(
         &self,
-        job: &JobInfo,
-        delivery_id: Option<&str>,
+        jobs: &[(Option<&str>, &JobInfo)],
     ) -> Result<(), EngineError> {
         let now = self.now();
         let mut tx = self.store.begin().await?;
-        let ours = labels::is_rigger_job(job.labels.as_slice());
-        let new = ours && tx.insert_job(&self.new_job(job)).await? == Inserted::New;
-        if new {
-            let message = format!("queued with labels {}", job.labels.join(", "));
-            tracing::info!(job_id = *job.job_id, kind = "queued", "{message}");
-            tx.log_event(now, Some(*job.job_id), None, "queued", &message)
-                .await?;
-        }
-        if let Some(id) = delivery_id {
-            tx.finish_delivery(id, &self.worker_id, now, None).await?;
+        let mut new = false;
+        for (delivery_id, job) in jobs {
+            let ours = labels::is_rigger_job(job.labels.as_slice());
+            if ours && tx.insert_job(&self.new_job(job)).await? == Inserted::New {
+                new = true;
+                let message = format!("queued with labels {}", job.labels.join(", "));
+                tracing::info!(job_id = *job.job_id, kind = "queued", "{message}");
+                tx.log_event(now, Some(*job.job_id), None, "queued", &message)
+                    .await?;
+            }
+            if let Some(id) = delivery_id {
+                tx.finish_delivery(id, &self.worker_id, now, None).await?;
+            }
         }
         tx.commit().await?;
         if new {

@@ -83,6 +83,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             more: AtomicBool::new(first.len() == BATCH as usize),
             attempted: AtomicUsize::new(first.len()),
             claimed: Mutex::new(first),
+            claiming: tokio::sync::Mutex::new(()),
         };
         // Side by side: most of a job's time is spent waiting for GitHub
         // and Vast.ai, and what jobs share (the limits, one search per
@@ -105,22 +106,35 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         Ok(pass.attempted.load(Ordering::Relaxed))
     }
 
-    /// A worker's next job: one claimed with the pass, else a new claim.
+    /// A worker's next job: one claimed already, else a new claim. One
+    /// worker claims for all, up to [`BATCH`] jobs in one statement (one
+    /// commit, not one per job); the others wait for it and take theirs.
     async fn next_job(&self, pass: &Pass) -> Result<Option<JobRow>, EngineError> {
-        if let Some(job) = pass.claimed.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+        if let Some(job) = pass.take() {
             return Ok(Some(job));
         }
-        if !pass.more.load(Ordering::Relaxed)
-            || pass.attempted.fetch_add(1, Ordering::Relaxed) >= PASS
-        {
+        let _claiming = pass.claiming.lock().await;
+        if let Some(job) = pass.take() {
+            return Ok(Some(job));
+        }
+        let attempted = pass.attempted.load(Ordering::Relaxed);
+        if !pass.more.load(Ordering::Relaxed) || attempted >= PASS {
             return Ok(None);
         }
-        let job = self.claim(1).await?.pop();
-        if job.is_none() {
-            pass.attempted.fetch_sub(1, Ordering::Relaxed);
+        let room = (PASS - attempted).min(BATCH as usize);
+        let mut jobs = self.claim(room as i64).await?;
+        if jobs.is_empty() {
             pass.more.store(false, Ordering::Relaxed);
+            return Ok(None);
         }
-        Ok(job)
+        pass.attempted.fetch_add(jobs.len(), Ordering::Relaxed);
+        let mine = jobs.remove(0);
+        jobs.reverse();
+        pass.claimed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(jobs);
+        Ok(Some(mine))
     }
 
     async fn claim(&self, n: i64) -> Result<Vec<JobRow>, EngineError> {
@@ -927,9 +941,18 @@ impl<C: Cloud, G: Github> Engine<C, G> {
 /// One provisioning pass: the jobs claimed and not yet taken by a worker,
 /// whether more may be due, and how many were taken on.
 struct Pass {
+    /// Oldest last: workers pop from the end.
     claimed: Mutex<Vec<JobRow>>,
+    /// Held by the worker claiming for the others.
+    claiming: tokio::sync::Mutex<()>,
     more: AtomicBool,
     attempted: AtomicUsize,
+}
+
+impl Pass {
+    fn take(&self) -> Option<JobRow> {
+        self.claimed.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
 }
 
 /// The places one provisioning pass may fill: the live machines counted

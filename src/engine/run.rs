@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use super::events::JobEvent;
+use super::events::{JobEvent, JobInfo};
 use super::ports::{Cloud, Github};
 use super::{Engine, EngineError};
 use crate::store::Delivery;
@@ -28,31 +28,39 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             .claim_deliveries(&self.worker_id, self.now(), DELIVERY_LEASE_MS, 64)
             .await?;
         let n = batch.len();
-        for d in batch {
-            let error = match parse(&d) {
-                // Most of a burst: recorded and finished in one commit.
-                Ok(Some(JobEvent::Queued(job))) => {
-                    self.queued(&job, Some(&d.delivery_id)).await?;
-                    continue;
-                }
+        let parsed: Vec<_> = batch.iter().map(|d| (d, parse(d))).collect();
+        let mut rest = parsed.as_slice();
+        while !rest.is_empty() {
+            // Most of a burst: a run of `queued` deliveries is recorded and
+            // finished in one commit (in order: what follows waits for it).
+            let queued: Vec<(Option<&str>, &JobInfo)> = rest
+                .iter()
+                .map_while(|(d, p)| match p {
+                    Ok(Some(JobEvent::Queued(job))) => Some((Some(d.delivery_id.as_str()), job)),
+                    _ => None,
+                })
+                .collect();
+            if !queued.is_empty() {
+                self.queued_together(&queued).await?;
+                rest = &rest[queued.len()..];
+                continue;
+            }
+            let ((d, parsed), after) = (&rest[0], &rest[1..]);
+            rest = after;
+            let error = match parsed {
                 Ok(Some(event)) => {
                     // A store error leaves the lease to run out: retried later.
-                    self.handle(event).await?;
+                    self.handle(event.clone()).await?;
                     None
                 }
                 Ok(None) => None,
                 Err(why) => {
                     tracing::warn!(delivery = %d.delivery_id, event = %d.event, "unreadable delivery: {why}");
-                    Some(why)
+                    Some(why.as_str())
                 }
             };
             self.store
-                .finish_delivery(
-                    &d.delivery_id,
-                    &self.worker_id,
-                    self.now(),
-                    error.as_deref(),
-                )
+                .finish_delivery(&d.delivery_id, &self.worker_id, self.now(), error)
                 .await?;
         }
         Ok(n)
