@@ -441,13 +441,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             let Some(offer) = admitted else {
                 break;
             };
-            let row = match self.reserve(job, vast, offer).await {
-                Ok(row) => row,
-                Err(e) => {
-                    admission.give_back(&job.repo);
-                    return Err(e);
-                }
-            };
+            let row = self.reserve(job, vast, offer);
             tried += 1;
             match self
                 .rent(&repo, job, def, config, offer, row, runner_sha256.clone())
@@ -572,15 +566,9 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         Ok(loaded)
     }
 
-    /// Write the row for the machine about to be rented (I2), with the
-    /// names it will carry: before anything is registered or rented, so
-    /// the limits count it from now on.
-    async fn reserve(
-        &self,
-        job: &JobRow,
-        vast: &VastRunner,
-        offer: &RankedOffer,
-    ) -> Result<Reserved, EngineError> {
+    /// The names and the row of the machine about to be rented. The row is
+    /// written (I2) once its runner is registered, before the create call.
+    fn reserve(&self, job: &JobRow, vast: &VastRunner, offer: &RankedOffer) -> Reserved {
         let controller = &self.settings.controller_id;
         let id = names::new_instance_id();
         let runner_name = names::runner_name(controller, job.job_id, &id);
@@ -595,33 +583,29 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         let now = self.now();
         let lifetime = (i64::from(vast.extra.max_runtime_minutes) * 60_000)
             .min(self.settings.timeouts.max_lifetime.as_millis() as i64);
-        self.store
-            .insert_instance(
-                &NewInstance {
-                    id: id.clone(),
-                    job_id: job.job_id,
-                    label: label.clone(),
-                    runner_name: runner_name.clone(),
-                    offer_id: Some(offer.offer_id),
-                    gpu_name: Some(offer.gpu_name.clone()),
-                    num_gpus: Some(i64::from(offer.num_gpus)),
-                    dph: Some(offer.dph),
-                    location: Some(offer.location.clone()),
-                    expires_at: now + lifetime,
-                    callback_hash: callback.as_ref().map(|(_, t)| token_hash(t)),
-                },
-                now,
-            )
-            .await?;
-        Ok(Reserved {
+        let row = NewInstance {
+            id: id.clone(),
+            job_id: job.job_id,
+            label: label.clone(),
+            runner_name: runner_name.clone(),
+            offer_id: Some(offer.offer_id),
+            gpu_name: Some(offer.gpu_name.clone()),
+            num_gpus: Some(i64::from(offer.num_gpus)),
+            dph: Some(offer.dph),
+            location: Some(offer.location.clone()),
+            expires_at: now + lifetime,
+            callback_hash: callback.as_ref().map(|(_, t)| token_hash(t)),
+        };
+        Reserved {
             id,
             runner_name,
             label,
             callback,
-        })
+            row,
+        }
     }
 
-    /// Rent one offer for a job whose row is written: JIT runner, create.
+    /// Rent one offer for a job: JIT runner, the machine's row, create.
     #[allow(clippy::too_many_arguments)]
     async fn rent(
         &self,
@@ -638,14 +622,13 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             runner_name,
             label,
             callback,
+            row,
         } = row;
         let found = def
             .vast
             .as_ref()
             .and_then(|v| Some((v, v.candidates.get(offer.candidate)?)));
         let Some((vast, candidate)) = found else {
-            self.never_rented(&instance_id, "the offer matches no candidate")
-                .await?;
             return Ok(Rent::NextOffer);
         };
         let arch = runner_arch(vast.cpu_arch);
@@ -659,7 +642,6 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             Err(e) => {
                 self.github_error(&e);
                 let why = format!("cannot register a runner with GitHub: {e}");
-                self.never_rented(&instance_id, &why).await?;
                 return Ok(Rent::Stop(retry(why, rate_limit_ms_github(&e))));
             }
         };
@@ -705,31 +687,17 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             onstart: rendered.onstart,
             env: rendered.env,
         };
-        let patch = InstancePatch {
-            create_called_at: Some(now),
-            runner_id: Some(jit.runner_id),
-            ..Default::default()
-        };
-        let still_ours = self
+        // Before any money is spent (I2). A crash between the registration
+        // and this row leaves a runner with no machine: rule 7 removes it.
+        if let Err(e) = self
             .store
-            .transition_instance(
-                &instance_id,
-                InstanceState::Requested,
-                InstanceState::Creating,
-                now,
-                patch,
-            )
-            .await?;
-        if !still_ours {
-            // The reconciler gave the row up while the runner was being
-            // registered: rent nothing for it.
+            .insert_creating_instance(&row, jit.runner_id, now)
+            .await
+        {
             if let Err(e) = self.github.delete_runner(repo, jit.runner_id).await {
                 self.github_error(&e);
             }
-            return Ok(Rent::Stop(retry(
-                "the machine's row was given up before its create call".into(),
-                None,
-            )));
+            return Err(e.into());
         }
         let created = match self.cloud.create(&spec).await {
             Ok(pid) => Some(pid),
@@ -892,23 +860,6 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         Ok(Some(Outcome::Rented))
     }
 
-    /// Nothing was asked of Vast.ai for this row, and nothing will be.
-    async fn never_rented(&self, id: &str, why: &str) -> Result<(), EngineError> {
-        self.store
-            .transition_instance(
-                id,
-                InstanceState::Requested,
-                InstanceState::Failed,
-                self.now(),
-                InstancePatch {
-                    reason: Some(why.to_string()),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        Ok(())
-    }
-
     /// The create call failed for sure: the row is failed, the runner
     /// registration removed (the reconciler's rule 7 catches what this misses).
     async fn give_up_instance(
@@ -1005,13 +956,14 @@ impl Admission {
     }
 }
 
-/// A machine's row, written before it is rented: its names and, with a
-/// public URL, the callback its bootstrap reports to.
+/// A machine about to be rented: its names, its row and, with a public
+/// URL, the callback its bootstrap reports to.
 struct Reserved {
     id: String,
     runner_name: String,
     label: String,
     callback: Option<(String, String)>,
+    row: NewInstance,
 }
 
 enum Rent {

@@ -118,7 +118,10 @@ impl JobState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InstanceState {
-    /// The row exists (I2: written before any money is spent); no create call yet.
+    /// The row exists (I2: written before any money is spent); no create
+    /// call yet. The provisioner now writes its rows straight in `creating`,
+    /// once the runner is registered (one commit, not two); rows written in
+    /// `requested` by earlier versions are still recovered by the reconciler.
     Requested,
     /// The create call is in flight; its outcome is not known yet.
     Creating,

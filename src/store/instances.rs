@@ -176,10 +176,35 @@ pub(super) fn instance_cas(
 impl Store {
     /// Write the row for a machine about to be rented, in `requested`.
     pub async fn insert_instance(&self, i: &NewInstance, now: i64) -> Result<(), StoreError> {
+        self.insert_instance_in(i, InstanceState::Requested, None, now)
+            .await
+    }
+
+    /// Write the row for a machine whose create call is made next (I2), in
+    /// `creating`, with the runner registered for it: one commit where a
+    /// `requested` row and its move to `creating` would take two.
+    pub async fn insert_creating_instance(
+        &self,
+        i: &NewInstance,
+        runner_id: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.insert_instance_in(i, InstanceState::Creating, Some(runner_id), now)
+            .await
+    }
+
+    async fn insert_instance_in(
+        &self,
+        i: &NewInstance,
+        state: InstanceState,
+        runner_id: Option<i64>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let create_called_at = (state == InstanceState::Creating).then_some(now);
         sqlx::query(
             "INSERT INTO instances (id, job_id, label, runner_name, offer_id, gpu_name, num_gpus, dph, \
-             location, state, expires_at, callback_hash, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+             location, state, expires_at, callback_hash, runner_id, create_called_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)",
         )
         .bind(&i.id)
         .bind(i.job_id)
@@ -190,9 +215,11 @@ impl Store {
         .bind(i.num_gpus)
         .bind(i.dph)
         .bind(&i.location)
-        .bind(InstanceState::Requested.as_str())
+        .bind(state.as_str())
         .bind(i.expires_at)
         .bind(&i.callback_hash)
+        .bind(runner_id)
+        .bind(create_called_at)
         .bind(now)
         .execute(&self.writer)
         .await?;
