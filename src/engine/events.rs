@@ -340,8 +340,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             if ours && tx.insert_job(&self.new_job(job)).await? == Inserted::New {
                 new = true;
                 let message = format!("queued with labels {}", job.labels.join(", "));
-                tracing::info!(job_id = *job.job_id, kind = "queued", "{message}");
-                tx.log_event(now, Some(*job.job_id), None, "queued", &message)
+                self.note_in(&mut tx, Some(*job.job_id), None, "queued", &message)
                     .await?;
             }
             if let Some(id) = delivery_id {

@@ -107,6 +107,22 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             tracing::warn!(error = %e, "could not record an event");
         }
     }
+
+    /// As [`Engine::note`], as part of writes that commit together: the
+    /// event lands with them or not at all.
+    async fn note_in(
+        &self,
+        tx: &mut crate::store::StoreTx,
+        job_id: Option<i64>,
+        instance_id: Option<&str>,
+        kind: &str,
+        message: &str,
+    ) -> Result<(), EngineError> {
+        tracing::info!(job_id, instance_id, kind, "{message}");
+        tx.log_event(self.now(), job_id, instance_id, kind, message)
+            .await?;
+        Ok(())
+    }
 }
 
 /// An engine error: the store failed (everything else is handled in place).

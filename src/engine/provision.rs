@@ -584,10 +584,10 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         let lifetime = (i64::from(vast.extra.max_runtime_minutes) * 60_000)
             .min(self.settings.timeouts.max_lifetime.as_millis() as i64);
         let row = NewInstance {
-            id: id.clone(),
+            id,
             job_id: job.job_id,
-            label: label.clone(),
-            runner_name: runner_name.clone(),
+            label,
+            runner_name,
             offer_id: Some(offer.offer_id),
             gpu_name: Some(offer.gpu_name.clone()),
             num_gpus: Some(i64::from(offer.num_gpus)),
@@ -596,13 +596,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             expires_at: now + lifetime,
             callback_hash: callback.as_ref().map(|(_, t)| token_hash(t)),
         };
-        Reserved {
-            id,
-            runner_name,
-            label,
-            callback,
-            row,
-        }
+        Reserved { row, callback }
     }
 
     /// Rent one offer for a job: JIT runner, the machine's row, create.
@@ -617,13 +611,8 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         row: Reserved,
         runner_sha256: Option<String>,
     ) -> Result<Rent, EngineError> {
-        let Reserved {
-            id: instance_id,
-            runner_name,
-            label,
-            callback,
-            row,
-        } = row;
+        let Reserved { row, callback } = row;
+        let (instance_id, label) = (row.id.clone(), row.label.clone());
         let found = def
             .vast
             .as_ref()
@@ -635,7 +624,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         let runner_labels = labels::registration_labels(&def.labels, &job.labels, "linux", arch);
         let jit = match self
             .github
-            .create_jit_runner(repo, &runner_name, &runner_labels)
+            .create_jit_runner(repo, &row.runner_name, &runner_labels)
             .await
         {
             Ok(j) => j,
@@ -794,8 +783,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         )
         .await?;
         for (kind, message) in [("rented", &rented), ("estimate", &estimate)] {
-            tracing::info!(job_id = job.job_id, instance_id, kind, "{message}");
-            tx.log_event(now, Some(job.job_id), Some(&instance_id), kind, message)
+            self.note_in(&mut tx, Some(job.job_id), Some(&instance_id), kind, message)
                 .await?;
         }
         tx.commit().await?;
@@ -956,14 +944,11 @@ impl Admission {
     }
 }
 
-/// A machine about to be rented: its names, its row and, with a public
-/// URL, the callback its bootstrap reports to.
+/// A machine about to be rented: its row (with its names) and, with a
+/// public URL, the callback (URL, token) its bootstrap reports to.
 struct Reserved {
-    id: String,
-    runner_name: String,
-    label: String,
-    callback: Option<(String, String)>,
     row: NewInstance,
+    callback: Option<(String, String)>,
 }
 
 enum Rent {

@@ -195,16 +195,25 @@ pub(super) fn job_cas(
             to: to.to_string(),
         }));
     }
+    Ok(moves_cas(
+        job_id,
+        Moves::One(from.as_str(), to.as_str()),
+        now,
+        patch,
+    ))
+}
+
+fn moves_cas(job_id: i64, moves: Moves, now: i64, patch: JobPatch) -> Cas {
     let bump = patch.count_attempt.then_some("attempts");
-    Ok(Cas {
+    Cas {
         table: "jobs",
         key_column: "job_id",
         key: Val::Int(Some(job_id)),
-        moves: Moves::One(from.as_str(), to.as_str()),
+        moves,
         now,
         sets: patch.into_sets(),
         bump,
-    })
+    }
 }
 
 impl Store {
@@ -271,17 +280,9 @@ impl Store {
         if moves.is_empty() {
             return Ok(None);
         }
-        let bump = patch.count_attempt.then_some("attempts");
-        let cas = Cas {
-            table: "jobs",
-            key_column: "job_id",
-            key: Val::Int(Some(job_id)),
-            moves: Moves::Each(moves),
-            now,
-            sets: patch.into_sets(),
-            bump,
-        };
-        let row = cas.run_returning(&self.writer, COLUMNS).await?;
+        let row = moves_cas(job_id, Moves::Each(moves), now, patch)
+            .run_returning(&self.writer, COLUMNS)
+            .await?;
         row.as_ref().map(JobRow::from_row).transpose()
     }
 
