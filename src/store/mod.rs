@@ -6,6 +6,7 @@
 //! locking, auto-numbered keys) behind [`Dialect`]. Times are unix
 //! milliseconds passed in by the caller, so tests run on an injected clock.
 
+mod checkpoint;
 mod inbox;
 mod instances;
 mod jobs;
@@ -117,9 +118,13 @@ impl Store {
                                 conn.execute("PRAGMA journal_mode = WAL").await?;
                                 conn.execute("PRAGMA synchronous = FULL").await?;
                                 conn.execute("PRAGMA busy_timeout = 10000").await?;
-                                // Checkpoints run beside the writes (`checkpoints`),
+                                // Checkpoints run beside the writes (`checkpoint`),
                                 // not inside whichever commit fills the WAL.
                                 conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+                                // A WAL that grew past its bound under load shrinks
+                                // back to it when it starts again; below it the file
+                                // is kept, and rewriting it costs less than growing it.
+                                conn.execute("PRAGMA journal_size_limit = 67108864").await?;
                             }
                             Dialect::Postgres => {
                                 if let Some(s) = schema {
@@ -143,7 +148,7 @@ impl Store {
                 // The writer first: it creates the file and turns WAL on.
                 let writer = pool_of(1).await?;
                 let readers = pool_of(4).await?;
-                tokio::spawn(checkpoints(readers.clone()));
+                tokio::spawn(checkpoint::every_second(readers.clone(), writer.clone()));
                 (readers, writer)
             }
             Dialect::Postgres => {
@@ -243,27 +248,6 @@ async fn log_event<'e>(
     .execute(on)
     .await?;
     Ok(())
-}
-
-/// Copy the WAL back into the database file every second, from a reader
-/// connection: a PASSIVE checkpoint waits for no one and blocks no one, so a
-/// commit (which a webhook's 2xx waits for) never also pays for one. Ends
-/// when the store is closed.
-async fn checkpoints(readers: AnyPool) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while !readers.is_closed() {
-        every.tick().await;
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&readers)
-            .await
-        {
-            if readers.is_closed() {
-                break;
-            }
-            tracing::warn!(error = %e, "SQLite checkpoint");
-        }
-    }
 }
 
 /// `sqlite://rigger.db` → created on first start.
