@@ -3,7 +3,9 @@
 //! webhooks missed (design §1–§4).
 //!
 //! - `events.rs`: queued / in_progress / completed, as recorded facts;
-//! - `provision.rs`: config → policy → offers → JIT runner → row → create;
+//! - `provision/`: a pass over the due jobs (`mod.rs`), one attempt per job
+//!   (`attempt.rs`: config → policy → offers → limits), renting one offer
+//!   (`rent.rs`: JIT runner → row → create), `config.rs`, `admission.rs`;
 //! - `offer_pool.rs`: one search serves the jobs of a burst;
 //! - `teardown.rs`: destroy and account for a machine;
 //! - `reconcile/`: `plan` (pure) and `apply`.

@@ -1,0 +1,309 @@
+//! One attempt at renting a machine for one job: whether it already has
+//! one, whether its run comes from a fork, its config, the definition its
+//! labels select, the access policy, the offers (one search per definition
+//! for a burst), the runner's checksum, then the ranked offers in turn
+//! within the limits.
+
+use std::sync::Arc;
+
+use super::admission::Admission;
+use super::rent::{Rent, runner_arch, runner_filename};
+use super::{Outcome, fail, no_capacity, rate_limit_ms, rate_limit_ms_github, retry};
+use crate::config::access::AccessConfig;
+use crate::config::labels;
+use crate::config::model::{Cloud as CloudKind, Origin, RunnerDef};
+use crate::engine::policy::{self, Access, JobFacts};
+use crate::engine::ports::{Cloud, Github, OfferSearch, RepoRef};
+use crate::engine::state::{InstanceState, JobState};
+use crate::engine::{Engine, EngineError, estimate, offer_pool, report};
+use crate::store::{JobPatch, JobRow};
+
+/// How many of the ranked offers to try when the first ones are gone.
+const OFFER_TRIES: usize = 5;
+
+impl<C: Cloud, G: Github> Engine<C, G> {
+    pub(super) async fn try_provision(
+        &self,
+        job: &JobRow,
+        admission: &Admission,
+    ) -> Result<Outcome, EngineError> {
+        if let Some(outcome) = self.already_served(job).await? {
+            return Ok(outcome);
+        }
+        let repo = RepoRef {
+            installation_id: job.installation_id,
+            repo: job.repo.clone(),
+        };
+        // `workflow_job` does not say whether the run comes from a fork, and
+        // a fork must never choose what rigger rents nor pass as an insider:
+        // ask for the run.
+        let mut job = job.clone();
+        let pull_request = match self.github.run_origin(&repo, job.run_id).await {
+            Ok(origin) => {
+                job.is_fork = job.is_fork || origin.from_fork;
+                origin.pull_request || job.is_fork
+            }
+            Err(e) => {
+                self.github_error(&e);
+                return Ok(retry(
+                    format!(
+                        "cannot tell whether run {} comes from a fork: {e}",
+                        job.run_id
+                    ),
+                    rate_limit_ms_github(&e),
+                ));
+            }
+        };
+        let job = &job;
+        let loaded = match self.load_config(&repo, job).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.github_error(&e);
+                return Ok(retry(
+                    format!("cannot read .cirun.yml from GitHub: {e}"),
+                    rate_limit_ms_github(&e),
+                ));
+            }
+        };
+        let Some(config) = &loaded.config else {
+            let why = if loaded.errors.is_empty() {
+                "the repository has no .cirun.yml and the org no .cirun/.cirun.global.yml"
+                    .to_string()
+            } else {
+                format!("the config cannot be read:\n{}", loaded.errors.join("\n"))
+            };
+            return Ok(fail(&why, "rigger: .cirun.yml error"));
+        };
+        let Some(def) = labels::select(&config.runners, &job.labels) else {
+            let known: Vec<String> = config
+                .runners
+                .iter()
+                .map(|r| format!("`{}` [{}]", r.name, r.labels.join(", ")))
+                .collect();
+            let why = format!(
+                "no runner definition matches runs-on [{}]; definitions: {}",
+                job.labels.join(", "),
+                known.join("; ")
+            );
+            return Ok(fail(&why, "rigger: no runner matches runs-on"));
+        };
+        if def.cloud != CloudKind::VastAi {
+            return Ok(Outcome::NotOurs(format!(
+                "runner `{}` is for {}, which rigger does not provision",
+                def.name, def.cloud
+            )));
+        }
+        let Some(vast) = &def.vast else {
+            let why = format!(
+                "runner `{}` has errors in .cirun.yml:\n{}",
+                def.name,
+                loaded.errors.join("\n")
+            );
+            return Ok(fail(&why, "rigger: .cirun.yml error"));
+        };
+        if let Access::Denied(why) = self
+            .check_access(&repo, job, pull_request, def, loaded.access.as_ref())
+            .await
+        {
+            return Ok(fail(&why, "rigger: not allowed"));
+        }
+
+        let history = self
+            .store
+            .recent_durations(&job.repo, &def.name, estimate::HISTORY)
+            .await?;
+        let hours =
+            estimate::expected_reference_hours(&history, self.settings.limits.default_job_minutes);
+        let pool_key = offer_pool::key(vast, hours);
+        // One search at a time per definition: the jobs of a burst wait for
+        // the first one's list instead of all asking Vast.ai at once.
+        let searching = self.offer_pool.search_lock(&pool_key);
+        let searching = searching.lock().await;
+        let offers = match self.offer_pool.fresh(&pool_key, self.now()) {
+            Some(list) => list,
+            None => match self.cloud.search(vast, hours).await {
+                Ok(OfferSearch::Found(o)) if !o.is_empty() => {
+                    let list = Arc::new(o);
+                    self.offer_pool
+                        .keep(pool_key.clone(), self.now(), list.clone());
+                    list
+                }
+                Ok(OfferSearch::Found(_)) => {
+                    return Ok(no_capacity(def, "0 offers fit", job.attempts));
+                }
+                Ok(OfferSearch::NoMatch { diagnosis }) => {
+                    return Ok(no_capacity(def, &diagnosis, job.attempts));
+                }
+                Err(e) => {
+                    self.cloud_error(&e);
+                    return Ok(retry(
+                        format!("cannot search Vast.ai: {e}"),
+                        rate_limit_ms(&e),
+                    ));
+                }
+            },
+        };
+        drop(searching);
+
+        // Before registering anything: a machine is never booted to run an
+        // unverified runner unless the operator said so.
+        let arch = runner_arch(vast.cpu_arch);
+        let runner_sha256 = match self.runner_sha256(&repo, arch).await {
+            Ok(sum) => sum,
+            Err(e) => {
+                self.github_error(&e);
+                return Ok(retry(
+                    format!("cannot read the runner release's checksum from GitHub: {e}"),
+                    rate_limit_ms_github(&e),
+                ));
+            }
+        };
+        if runner_sha256.is_none() && !self.settings.runner.allow_unverified {
+            let why = format!(
+                "no SHA-256 for the runner release {}: GitHub's runner downloads list does not have it (it lists only the current release); set runner.sha256.{arch} from the release notes, or runner.allow_unverified = true",
+                runner_filename(&self.settings.runner.version, arch)
+            );
+            tracing::error!(job = job.job_id, "refusing to boot a machine: {why}");
+            return Ok(fail(&why, "rigger: cannot verify the runner"));
+        }
+
+        let mut refusal = None;
+        let mut tried = 0;
+        let mut rest = offers.iter();
+        while tried < OFFER_TRIES {
+            let admitted = admission.admit(&job.repo, &mut rest, |offer, usage| {
+                if let Err(r) = policy::check_limits(
+                    &self.settings.limits,
+                    &job.repo,
+                    offer.dph,
+                    offer.estimated_cost,
+                    usage,
+                ) {
+                    refusal.get_or_insert(r.0);
+                    return false;
+                }
+                // False when another job of the burst is renting it.
+                self.offer_pool.claim(offer.offer_id, self.now())
+            });
+            let Some(offer) = admitted else {
+                break;
+            };
+            let row = self.reserve(job, vast, offer);
+            tried += 1;
+            match self
+                .rent(&repo, job, def, config, offer, row, runner_sha256.clone())
+                .await?
+            {
+                Rent::Done => return Ok(Outcome::Rented),
+                Rent::Unknown(outcome) => return Ok(outcome),
+                Rent::NextOffer => {
+                    self.offer_pool.forget(&pool_key);
+                    admission.give_back(&job.repo);
+                    continue;
+                }
+                Rent::Stop(outcome) => {
+                    self.offer_pool.release(offer.offer_id);
+                    admission.give_back(&job.repo);
+                    return Ok(outcome);
+                }
+            }
+        }
+        Ok(match refusal {
+            Some(why) if tried == 0 => Outcome::Retry {
+                reason: why.clone(),
+                after_ms: None,
+                check: Some((def.name.clone(), report::refused(&def.name, &why))),
+            },
+            _ => retry(
+                "every offer tried was taken by someone else first".into(),
+                Some(5_000),
+            ),
+        })
+    }
+
+    async fn check_access(
+        &self,
+        repo: &RepoRef,
+        job: &JobRow,
+        pull_request: bool,
+        def: &RunnerDef,
+        access: Option<&AccessConfig>,
+    ) -> Access {
+        let teams = policy::teams_to_check(def, access);
+        let guarded = access.is_some_and(|a| !a.policies_for(&def.name).is_empty())
+            && def.origin == Origin::Organization;
+        if !guarded {
+            return Access::Allowed;
+        }
+        let actor_teams = if teams.is_empty() {
+            Vec::new()
+        } else {
+            match self.github.teams_of(repo, &job.actor, &teams).await {
+                Ok(t) => t,
+                Err(e) => {
+                    self.github_error(&e);
+                    Vec::new()
+                }
+            }
+        };
+        let actor_role = match self.github.role_of(repo, &job.actor).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.github_error(&e);
+                None
+            }
+        };
+        let facts = JobFacts {
+            repo: job.repo.clone(),
+            // `pull_request: false` in a policy keeps pull requests off the
+            // runner, from forks and from the repository's own branches.
+            pull_request,
+            actor: job.actor.clone(),
+            actor_teams,
+            actor_role,
+        };
+        policy::check_access(def, access, &facts)
+    }
+
+    /// At most one live machine per job (I2). A job back in the queue may
+    /// still have one: a create whose answer was lost and whose label could
+    /// not be looked up yet, or a machine the reconciler adopted meanwhile.
+    /// Renting again would pay twice, so the first case waits for the
+    /// reconciler (rule 2) and the second goes back to waiting for its runner.
+    async fn already_served(&self, job: &JobRow) -> Result<Option<Outcome>, EngineError> {
+        let machines = self.store.instances_for_job(job.job_id).await?;
+        if let Some(open) = machines
+            .iter()
+            .find(|i| matches!(i.state, InstanceState::Requested | InstanceState::Creating))
+        {
+            self.reconcile_wake.notify_one();
+            let wait = self.settings.timeouts.create.as_millis() as i64;
+            return Ok(Some(retry(
+                format!(
+                    "machine {} was asked for and Vast.ai's answer was lost; rigger finds it by its label before renting another",
+                    open.id
+                ),
+                Some(wait),
+            )));
+        }
+        let serving = machines.iter().any(|i| {
+            matches!(
+                i.state,
+                InstanceState::Booting | InstanceState::Online | InstanceState::Busy
+            )
+        });
+        if !serving {
+            return Ok(None);
+        }
+        self.store
+            .transition_job(
+                job.job_id,
+                JobState::Provisioning,
+                JobState::WaitingForRunner,
+                self.now(),
+                JobPatch::default(),
+            )
+            .await?;
+        Ok(Some(Outcome::Rented))
+    }
+}

@@ -1,0 +1,128 @@
+//! The repository's config files as one job may use them: from the default
+//! branch or, where allowed, its head commit; merged with the org's; cached.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::access::AccessConfig;
+use crate::config::model::CirunConfig;
+use crate::config::{FileKind, org, parse_file};
+use crate::engine::Engine;
+use crate::engine::policy::{self, ConfigRef};
+use crate::engine::ports::{Cloud, ConfigFiles, Github, GithubError, RepoRef};
+use crate::store::JobRow;
+
+/// A repository's config as read for one commit.
+#[derive(Debug, Clone, Default)]
+pub struct LoadedConfig {
+    /// The repository's runners, then the org's.
+    pub config: Option<CirunConfig>,
+    pub access: Option<AccessConfig>,
+    /// The errors in the files, as `file:line:col: message` lines.
+    pub errors: Vec<String>,
+}
+
+/// Fresh default-branch configs are read again after this long.
+const DEFAULT_BRANCH_TTL_MS: i64 = 60_000;
+
+impl<C: Cloud, G: Github> Engine<C, G> {
+    /// Read (or reuse) the config for the revision this job is allowed to use.
+    pub(super) async fn load_config(
+        &self,
+        repo: &RepoRef,
+        job: &JobRow,
+    ) -> Result<Arc<LoadedConfig>, GithubError> {
+        let git_ref = match policy::config_ref(
+            self.settings.github.config_source,
+            job.is_fork,
+            &job.head_sha,
+        ) {
+            ConfigRef::DefaultBranch => None,
+            ConfigRef::Commit(sha) => Some(sha),
+        };
+        let key = (repo.repo.clone(), git_ref.clone().unwrap_or_default());
+        let now = self.now();
+        if let Some((at, cached)) = self
+            .config_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            let fresh = git_ref.is_some() || now - at < DEFAULT_BRANCH_TTL_MS;
+            if fresh {
+                return Ok(cached.clone());
+            }
+        }
+        let files = self.github.config_files(repo, git_ref.as_deref()).await?;
+        let loaded = Arc::new(parse_config_files(&files));
+        let mut cache = self.config_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 1000 {
+            cache.clear();
+        }
+        cache.insert(key, (now, loaded.clone()));
+        Ok(loaded)
+    }
+}
+
+/// Parse the three files and merge them by the documented rule.
+pub fn parse_config_files(files: &ConfigFiles) -> LoadedConfig {
+    let mut errors = Vec::new();
+    let mut parsed = |name: &str, text: &Option<String>, kind: FileKind| {
+        let text = text.as_ref()?;
+        let p = parse_file(Path::new(name), text, kind);
+        for d in p.diagnostics.items().iter().filter(|d| d.is_error()) {
+            errors.push(format!(
+                "{name}:{}:{}: {}",
+                d.location.line, d.location.column, d.message
+            ));
+        }
+        Some(p)
+    };
+    let repo = parsed(".cirun.yml", &files.repo, FileKind::Repository);
+    let org = parsed(
+        ".cirun/.cirun.global.yml",
+        &files.org,
+        FileKind::Organization,
+    );
+    let access = parsed(".cirun/.access.yml", &files.access, FileKind::Access);
+    let repo_config = repo.and_then(|p| p.config);
+    let org_config = org.and_then(|p| p.config);
+    let config = (repo_config.is_some() || org_config.is_some())
+        .then(|| org::merge(repo_config.as_ref(), org_config.as_ref()));
+    LoadedConfig {
+        config,
+        access: access.and_then(|p| p.access),
+        errors,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_files_merge_and_report_errors() {
+        let files = ConfigFiles {
+            repo: Some("runners:\n  - name: a\n    cloud: vast_ai\n    instance_type: 0xRTX_4090\n    labels: [cirun-a]\n".into()),
+            org: Some("runners:\n  - name: b\n    cloud: vast_ai\n    instance_type: 1xRTX_4090\n    labels: [cirun-b]\n".into()),
+            access: None,
+        };
+        let loaded = parse_config_files(&files);
+        let names: Vec<_> = loaded
+            .config
+            .as_ref()
+            .unwrap()
+            .runners
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["a", "b"]);
+        assert_eq!(loaded.errors.len(), 1);
+        assert!(
+            loaded.errors[0].starts_with(".cirun.yml:4:20: "),
+            "{:?}",
+            loaded.errors
+        );
+        assert!(parse_config_files(&ConfigFiles::default()).config.is_none());
+    }
+}

@@ -1,0 +1,349 @@
+//! Provisioning: turning queued jobs into rented machines.
+//!
+//! A pass claims the jobs whose backoff has passed and works on them side
+//! by side (`attempt`: config → access policy → matching definition →
+//! ranked offers → limits); renting one offer (`rent`) registers the JIT
+//! runner, writes the instance row (I2) and makes the create call with our
+//! label. `config` reads and caches the repository's files, `admission`
+//! keeps the limits among the jobs of one pass.
+
+mod admission;
+mod attempt;
+mod config;
+mod rent;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use super::ports::{CheckRun, Cloud, CloudError, Github, GithubError, RepoRef};
+use super::state::JobState;
+use super::{Engine, EngineError, report};
+use crate::config::model::RunnerDef;
+use crate::store::{JobPatch, JobRow};
+use admission::Admission;
+
+pub use config::{LoadedConfig, parse_config_files};
+pub use rent::{runner_arch, runner_filename, token_hash};
+
+/// What became of one provisioning attempt.
+enum Outcome {
+    Rented,
+    /// Try again later; say why on the check run.
+    Retry {
+        reason: String,
+        after_ms: Option<i64>,
+        check: Option<(String, CheckRun)>,
+    },
+    Fail {
+        reason: String,
+        check: CheckRun,
+    },
+    /// A definition for another cloud: Cirun's business, not rigger's.
+    NotOurs(String),
+}
+
+/// How long a worker is trusted with a job it claimed (the reconciler's
+/// provisioning timeout puts back the jobs of a worker that died).
+const LEASE_MS: i64 = 120_000;
+/// How many due jobs a pass provisions side by side.
+const BATCH: i64 = 16;
+/// How many jobs one pass takes on before it counts the live machines
+/// again (its limits start from that count).
+const PASS: usize = 256;
+
+impl<C: Cloud, G: Github> Engine<C, G> {
+    /// Provision the queued jobs whose backoff has passed, up to [`PASS`]
+    /// of them, [`BATCH`] side by side: each worker claims its next job when
+    /// it is done with one, so a slow job holds up no other. Returns how
+    /// many were attempted.
+    pub async fn provision_due(&self) -> Result<usize, EngineError> {
+        // Replicas take turns: each pass counts the limits once, at its start.
+        let turn = self.store.provisioning_turn().await?;
+        let attempted = self.provision_pass().await;
+        turn.end().await?;
+        attempted
+    }
+
+    async fn provision_pass(&self) -> Result<usize, EngineError> {
+        let mut first = self.claim(BATCH).await?;
+        if first.is_empty() {
+            return Ok(0);
+        }
+        // Workers pop from the end: oldest first.
+        first.reverse();
+        let admission = self.admission().await?;
+        let pass = Pass {
+            more: AtomicBool::new(first.len() == BATCH as usize),
+            attempted: AtomicUsize::new(first.len()),
+            claimed: Mutex::new(first),
+            claiming: tokio::sync::Mutex::new(()),
+        };
+        // Side by side: most of a job's time is spent waiting for GitHub
+        // and Vast.ai, and what jobs share (the limits, one search per
+        // definition, the runner's checksum) is guarded where it is used.
+        // Each worker claims inside its own future: a claim awaited outside
+        // them could wait for a database connection that only a worker,
+        // not being polled meanwhile, would give back.
+        let worker = || async {
+            while let Some(job) = self.next_job(&pass).await? {
+                let result = self.provision(job, &admission).await;
+                if result.is_err() {
+                    pass.more.store(false, Ordering::Relaxed);
+                }
+                result?;
+            }
+            Ok::<(), EngineError>(())
+        };
+        let results = futures_util::future::join_all((0..BATCH).map(|_| worker())).await;
+        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        Ok(pass.attempted.load(Ordering::Relaxed))
+    }
+
+    /// A worker's next job: one claimed already, else a new claim. One
+    /// worker claims for all, up to [`BATCH`] jobs in one statement (one
+    /// commit, not one per job); the others wait for it and take theirs.
+    async fn next_job(&self, pass: &Pass) -> Result<Option<JobRow>, EngineError> {
+        if let Some(job) = pass.take() {
+            return Ok(Some(job));
+        }
+        let _claiming = pass.claiming.lock().await;
+        if let Some(job) = pass.take() {
+            return Ok(Some(job));
+        }
+        let attempted = pass.attempted.load(Ordering::Relaxed);
+        if !pass.more.load(Ordering::Relaxed) || attempted >= PASS {
+            return Ok(None);
+        }
+        let room = (PASS - attempted).min(BATCH as usize);
+        let mut jobs = self.claim(room as i64).await?;
+        if jobs.is_empty() {
+            pass.more.store(false, Ordering::Relaxed);
+            return Ok(None);
+        }
+        pass.attempted.fetch_add(jobs.len(), Ordering::Relaxed);
+        let mine = jobs.remove(0);
+        jobs.reverse();
+        pass.claimed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(jobs);
+        Ok(Some(mine))
+    }
+
+    async fn claim(&self, n: i64) -> Result<Vec<JobRow>, EngineError> {
+        Ok(self
+            .store
+            .claim_due_jobs(&self.worker_id, self.now(), LEASE_MS, n)
+            .await?)
+    }
+
+    async fn provision(&self, job: JobRow, admission: &Admission) -> Result<(), EngineError> {
+        let now = self.now();
+        let queue_limit = self.settings.timeouts.queue.as_millis() as i64;
+        if now - job.queued_at > queue_limit {
+            let why = format!(
+                "no machine could be rented within {} h, GitHub's own queue limit; last reason: {}",
+                queue_limit / 3_600_000,
+                job.reason.as_deref().unwrap_or("none")
+            );
+            return self
+                .end_job(
+                    &job,
+                    JobState::Provisioning,
+                    JobState::Failed,
+                    &why,
+                    Some(report::failed("No GPU found in time", &why)),
+                )
+                .await;
+        }
+        let outcome = self.try_provision(&job, admission).await?;
+        let now = self.now();
+        match outcome {
+            Outcome::Rented => {}
+            Outcome::Retry {
+                reason,
+                after_ms,
+                check,
+            } => {
+                let after = after_ms.unwrap_or_else(|| backoff_ms(job.attempts));
+                let patch = JobPatch {
+                    reason: Some(Some(reason.clone())),
+                    next_attempt_at: Some(Some(now + after)),
+                    ..Default::default()
+                };
+                self.store
+                    .transition_job(
+                        job.job_id,
+                        JobState::Provisioning,
+                        JobState::Queued,
+                        now,
+                        patch,
+                    )
+                    .await?;
+                self.note(
+                    Some(job.job_id),
+                    None,
+                    "waiting",
+                    &format!("{reason}; again in {} s", after / 1000),
+                )
+                .await;
+                if let Some((_, run)) = check {
+                    self.report(&job, &run).await;
+                }
+            }
+            Outcome::Fail { reason, check } => {
+                self.end_job(
+                    &job,
+                    JobState::Provisioning,
+                    JobState::Failed,
+                    &reason,
+                    Some(check),
+                )
+                .await?;
+            }
+            Outcome::NotOurs(reason) => {
+                self.end_job(
+                    &job,
+                    JobState::Provisioning,
+                    JobState::Cancelled,
+                    &reason,
+                    None,
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn end_job(
+        &self,
+        job: &JobRow,
+        from: JobState,
+        to: JobState,
+        reason: &str,
+        check: Option<CheckRun>,
+    ) -> Result<(), EngineError> {
+        let patch = JobPatch {
+            reason: Some(Some(reason.to_string())),
+            ..Default::default()
+        };
+        if self
+            .store
+            .transition_job(job.job_id, from, to, self.now(), patch)
+            .await?
+        {
+            self.note(Some(job.job_id), None, to.as_str(), reason).await;
+            if let Some(run) = check {
+                self.report(job, &run).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Post or update the job's check run; a failure here never blocks the job.
+    pub(crate) async fn report(&self, job: &JobRow, run: &CheckRun) {
+        let repo = RepoRef {
+            installation_id: job.installation_id,
+            repo: job.repo.clone(),
+        };
+        let current = match self.store.job(job.job_id).await {
+            Ok(Some(j)) => j.check_run_id,
+            _ => job.check_run_id,
+        };
+        match self
+            .github
+            .check_run(&repo, &job.head_sha, current, run)
+            .await
+        {
+            Ok(id) if current != Some(id) => {
+                if let Err(e) = self.store.set_check_run(job.job_id, id).await {
+                    tracing::warn!(error = %e, "could not remember the check run");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.github_error(&e);
+                tracing::warn!(job_id = job.job_id, error = %e, "could not update the check run");
+            }
+        }
+    }
+}
+
+/// One provisioning pass: the jobs claimed and not yet taken by a worker,
+/// whether more may be due, and how many were taken on.
+struct Pass {
+    /// Oldest last: workers pop from the end.
+    claimed: Mutex<Vec<JobRow>>,
+    /// Held by the worker claiming for the others.
+    claiming: tokio::sync::Mutex<()>,
+    more: AtomicBool,
+    attempted: AtomicUsize,
+}
+
+impl Pass {
+    fn take(&self) -> Option<JobRow> {
+        self.claimed.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+}
+
+/// Nothing on the market fits: wait with the backoff, and say when rigger
+/// looks again (`attempts` made, this one included).
+fn no_capacity(def: &RunnerDef, diagnosis: &str, attempts: i64) -> Outcome {
+    let after = backoff_ms(attempts);
+    Outcome::Retry {
+        reason: diagnosis.to_string(),
+        after_ms: Some(after),
+        check: Some((
+            def.name.clone(),
+            report::waiting_for_capacity(&def.name, diagnosis, after / 1000),
+        )),
+    }
+}
+
+fn retry(reason: String, after_ms: Option<i64>) -> Outcome {
+    Outcome::Retry {
+        reason,
+        after_ms,
+        check: None,
+    }
+}
+
+fn fail(why: &str, title: &str) -> Outcome {
+    Outcome::Fail {
+        reason: why.to_string(),
+        check: report::failed(title, why),
+    }
+}
+
+fn rate_limit_ms(e: &CloudError) -> Option<i64> {
+    match e {
+        CloudError::RateLimited { retry_after_ms } => Some(*retry_after_ms),
+        _ => None,
+    }
+}
+
+fn rate_limit_ms_github(e: &GithubError) -> Option<i64> {
+    match e {
+        GithubError::RateLimited { retry_after_ms } => Some(*retry_after_ms),
+        _ => None,
+    }
+}
+
+/// 15 s, 30 s, 60 s … capped at 5 minutes.
+pub fn backoff_ms(attempt: i64) -> i64 {
+    let exp = attempt.clamp(1, 6) - 1;
+    (15_000 * (1_i64 << exp)).min(300_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_cap() {
+        assert_eq!(backoff_ms(1), 15_000);
+        assert_eq!(backoff_ms(2), 30_000);
+        assert_eq!(backoff_ms(5), 240_000);
+        assert_eq!(backoff_ms(50), 300_000);
+    }
+}

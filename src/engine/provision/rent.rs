@@ -1,0 +1,347 @@
+//! Renting one offer for one job: the machine's names, its JIT runner, its
+//! row before any money is spent (I2), the create call with our label, and
+//! what is undone when the create fails for sure.
+
+use super::{Outcome, fail, rate_limit_ms, rate_limit_ms_github, retry};
+use crate::bootstrap::{self, BootstrapSpec};
+use crate::config::labels;
+use crate::config::model::{CirunConfig, RunnerDef, SetupInfo, VastRunner};
+use crate::engine::ports::{
+    Cloud, CloudError, Github, GithubError, LaunchSpec, RankedOffer, RepoRef,
+};
+use crate::engine::state::{InstanceState, JobState};
+use crate::engine::{Engine, EngineError, names, report};
+use crate::store::{InstancePatch, JobPatch, JobRow, NewInstance};
+
+impl<C: Cloud, G: Github> Engine<C, G> {
+    /// The names and the row of the machine about to be rented. The row is
+    /// written (I2) once its runner is registered, before the create call.
+    pub(super) fn reserve(&self, job: &JobRow, vast: &VastRunner, offer: &RankedOffer) -> Reserved {
+        let controller = &self.settings.controller_id;
+        let id = names::new_instance_id();
+        let runner_name = names::runner_name(controller, job.job_id, &id);
+        let label = names::instance_label(controller, job.job_id, &id);
+        // With a public URL, a machine that cannot destroy itself (VM mode may
+        // have no per-instance key) reports its end to rigger with this token.
+        let callback = self.settings.public_url.as_ref().map(|base| {
+            let token = names::new_token();
+            let url = format!("{}/callback/{id}", base.trim_end_matches('/'));
+            (url, token)
+        });
+        let now = self.now();
+        let lifetime = (i64::from(vast.extra.max_runtime_minutes) * 60_000)
+            .min(self.settings.timeouts.max_lifetime.as_millis() as i64);
+        let row = NewInstance {
+            id,
+            job_id: job.job_id,
+            label,
+            runner_name,
+            offer_id: Some(offer.offer_id),
+            gpu_name: Some(offer.gpu_name.clone()),
+            num_gpus: Some(i64::from(offer.num_gpus)),
+            dph: Some(offer.dph),
+            location: Some(offer.location.clone()),
+            expires_at: now + lifetime,
+            callback_hash: callback.as_ref().map(|(_, t)| token_hash(t)),
+        };
+        Reserved { row, callback }
+    }
+
+    /// Rent one offer for a job: JIT runner, the machine's row, create.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn rent(
+        &self,
+        repo: &RepoRef,
+        job: &JobRow,
+        def: &RunnerDef,
+        config: &CirunConfig,
+        offer: &RankedOffer,
+        row: Reserved,
+        runner_sha256: Option<String>,
+    ) -> Result<Rent, EngineError> {
+        let Reserved { row, callback } = row;
+        let (instance_id, label) = (row.id.clone(), row.label.clone());
+        let found = def
+            .vast
+            .as_ref()
+            .and_then(|v| Some((v, v.candidates.get(offer.candidate)?)));
+        let Some((vast, candidate)) = found else {
+            return Ok(Rent::NextOffer);
+        };
+        let arch = runner_arch(vast.cpu_arch);
+        let runner_labels = labels::registration_labels(&def.labels, &job.labels, "linux", arch);
+        let jit = match self
+            .github
+            .create_jit_runner(repo, &row.runner_name, &runner_labels)
+            .await
+        {
+            Ok(j) => j,
+            Err(e) => {
+                self.github_error(&e);
+                let why = format!("cannot register a runner with GitHub: {e}");
+                return Ok(Rent::Stop(retry(why, rate_limit_ms_github(&e))));
+            }
+        };
+        let now = self.now();
+        let mut setup_info = config.setup_info.clone();
+        setup_info.push(SetupInfo {
+            group: "rigger".into(),
+            detail: format!(
+                "{}× {} in {} at ${:.3}/h (offer {}), estimated ${:.2} in total",
+                offer.num_gpus,
+                offer.gpu_name,
+                offer.location,
+                offer.dph,
+                offer.offer_id,
+                offer.estimated_cost
+            ),
+        });
+        let runner = &self.settings.runner;
+        let rendered = bootstrap::render(&BootstrapSpec {
+            vm: vast.extra.vm,
+            vast_url: self.settings.vast.api_url.clone(),
+            // `{arch}` is left for the machine to fill in from `uname -m`.
+            runner_url: runner.url_template.replace("{version}", &runner.version),
+            runner_arch: arch.to_string(),
+            runner_sha256,
+            allow_unverified: runner.allow_unverified,
+            preinstalled_runner: Some(runner.preinstalled_path.clone()).filter(|p| !p.is_empty()),
+            gpu_count: offer.num_gpus,
+            gpu_models: vec![offer.gpu_name.clone()],
+            idle_timeout_secs: self.settings.timeouts.idle.as_secs(),
+            jit_config: jit.jit_config,
+            setup_info,
+            env_vars: vast.extra.env_vars.clone(),
+            callback: callback.map(|(url, token)| (url, crate::settings::Secret::new(token))),
+        });
+        let spec = LaunchSpec {
+            offer_id: offer.offer_id,
+            image: candidate.image.clone(),
+            disk_gb: vast.extra.disk_space_gb,
+            vm: vast.extra.vm,
+            bid_price: offer.bid_price,
+            label: label.clone(),
+            onstart: rendered.onstart,
+            env: rendered.env,
+        };
+        // Before any money is spent (I2). A crash between the registration
+        // and this row leaves a runner with no machine: rule 7 removes it.
+        if let Err(e) = self
+            .store
+            .insert_creating_instance(&row, jit.runner_id, now)
+            .await
+        {
+            if let Err(e) = self.github.delete_runner(repo, jit.runner_id).await {
+                self.github_error(&e);
+            }
+            return Err(e.into());
+        }
+        let created = match self.cloud.create(&spec).await {
+            Ok(pid) => Some(pid),
+            Err(CloudError::Ambiguous(why)) => {
+                // Never retry a create blindly: the label says whether it happened.
+                self.note(
+                    Some(job.job_id),
+                    Some(&instance_id),
+                    "create_ambiguous",
+                    &why,
+                )
+                .await;
+                match self.cloud.find(&label).await {
+                    Ok(found) => found.map(|c| c.provider_id),
+                    // Leave the row in `creating`: rule 2 looks it up later.
+                    Err(_) => {
+                        return Ok(Rent::Unknown(retry(
+                            format!("create outcome unknown: {why}"),
+                            None,
+                        )));
+                    }
+                }
+            }
+            Err(e) => {
+                self.cloud_error(&e);
+                self.give_up_instance(&instance_id, repo, jit.runner_id, &e.to_string())
+                    .await?;
+                return Ok(match e {
+                    CloudError::OfferGone => Rent::NextOffer,
+                    CloudError::Unauthorized(why)
+                    | CloudError::Invalid(why)
+                    | CloudError::NotFound(why) => Rent::Stop(fail(
+                        &format!("Vast.ai refused to rent: {why}"),
+                        "rigger: Vast.ai refused",
+                    )),
+                    other => Rent::Stop(retry(
+                        format!("cannot rent: {other}"),
+                        rate_limit_ms(&other),
+                    )),
+                });
+            }
+        };
+        let Some(provider_id) = created else {
+            self.give_up_instance(
+                &instance_id,
+                repo,
+                jit.runner_id,
+                "the create call made nothing",
+            )
+            .await?;
+            return Ok(Rent::NextOffer);
+        };
+        // The machine exists and costs money from now on: its provider id,
+        // the job's new state and what happened, in one commit.
+        let now = self.now();
+        let rented = format!(
+            "{}× {} in {} at ${:.3}/h, est. {:.2} h, ${:.2} total (Vast.ai instance {provider_id}, offer {})",
+            offer.num_gpus,
+            offer.gpu_name,
+            offer.location,
+            offer.dph,
+            offer.estimated_hours,
+            offer.estimated_cost,
+            offer.offer_id
+        );
+        // Machine-readable, for `rigger instances list --format vast-instances`.
+        let estimate = format!(
+            "{instance_id}: {} h, ${}",
+            offer.estimated_hours, offer.estimated_cost
+        );
+        let mut tx = self.store.begin().await?;
+        tx.transition_instance(
+            &instance_id,
+            InstanceState::Creating,
+            InstanceState::Booting,
+            now,
+            InstancePatch {
+                provider_id: Some(provider_id.clone()),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let patch = JobPatch {
+            runner_def: Some(def.name.clone()),
+            reason: Some(None),
+            ..Default::default()
+        };
+        tx.transition_job(
+            job.job_id,
+            JobState::Provisioning,
+            JobState::WaitingForRunner,
+            now,
+            patch,
+        )
+        .await?;
+        for (kind, message) in [("rented", &rented), ("estimate", &estimate)] {
+            self.note_in(&mut tx, Some(job.job_id), Some(&instance_id), kind, message)
+                .await?;
+        }
+        tx.commit().await?;
+        self.metrics.observe(
+            "rigger_provisioning_seconds",
+            &[],
+            (now - job.queued_at).max(0) as f64 / 1000.0,
+        );
+        self.report(
+            job,
+            &report::booting(
+                &offer.gpu_name,
+                &offer.location,
+                offer.dph,
+                offer.estimated_cost,
+                offer.estimated_hours,
+            ),
+        )
+        .await;
+        Ok(Rent::Done)
+    }
+
+    /// The create call failed for sure: the row is failed, the runner
+    /// registration removed (the reconciler's rule 7 catches what this misses).
+    async fn give_up_instance(
+        &self,
+        id: &str,
+        repo: &RepoRef,
+        runner_id: i64,
+        why: &str,
+    ) -> Result<(), EngineError> {
+        let now = self.now();
+        self.store
+            .transition_instance(
+                id,
+                InstanceState::Creating,
+                InstanceState::Failed,
+                now,
+                InstancePatch {
+                    reason: Some(why.to_string()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if let Err(e) = self.github.delete_runner(repo, runner_id).await {
+            self.github_error(&e);
+        }
+        Ok(())
+    }
+
+    /// The release's checksum: pinned in settings, else GitHub's.
+    pub(super) async fn runner_sha256(
+        &self,
+        repo: &RepoRef,
+        arch: &str,
+    ) -> Result<Option<String>, GithubError> {
+        let runner = &self.settings.runner;
+        if let Some(sum) = runner.sha256.get(arch) {
+            return Ok(Some(sum.to_ascii_lowercase()));
+        }
+        // A release file's checksum never changes: ask GitHub once per file.
+        let file = runner_filename(&runner.version, arch);
+        let mut known = self.runner_checksums.lock().await;
+        if let Some(sum) = known.get(&file) {
+            return Ok(Some(sum.clone()));
+        }
+        let found = self
+            .github
+            .runner_download_sha256(repo, arch, &file)
+            .await?;
+        if let Some(sum) = &found {
+            known.insert(file, sum.clone());
+        }
+        Ok(found)
+    }
+}
+
+/// A machine about to be rented: its row (with its names) and, with a
+/// public URL, the callback (URL, token) its bootstrap reports to.
+pub(super) struct Reserved {
+    row: NewInstance,
+    callback: Option<(String, String)>,
+}
+
+pub(super) enum Rent {
+    Done,
+    NextOffer,
+    Stop(Outcome),
+    /// The create may have happened: the machine keeps its place and its
+    /// offer until the reconciler finds out.
+    Unknown(Outcome),
+}
+
+/// The runner release (and the architecture label it registers with) for
+/// the host architecture the offer search asked Vast.ai for
+/// (`VastRunner::cpu_arch`, from the definition's labels): the labels are
+/// fixed at registration, before the machine boots, so they must follow
+/// the search. A host that still turns out different fails fast (the
+/// bootstrap checks `uname -m` against this).
+pub fn runner_arch(cpu_arch: &str) -> &'static str {
+    if cpu_arch == "arm64" { "arm64" } else { "x64" }
+}
+
+/// The release file's name as GitHub publishes it, whatever mirror serves it.
+pub fn runner_filename(version: &str, arch: &str) -> String {
+    format!("actions-runner-linux-{arch}-{version}.tar.gz")
+}
+
+/// What the store keeps of a callback token: its SHA-256, in hex.
+pub fn token_hash(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
