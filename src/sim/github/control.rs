@@ -1,0 +1,172 @@
+//! The simulator's own endpoints: `/sim`, the control API that scripts
+//! repositories, jobs, faults and limits, and `/_runner`, what simulated
+//! runners call.
+
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::http::{gh_error, json_response};
+use super::{NewJob, SimGithub, WebhookFaults, runner};
+
+pub(super) fn runner_side(
+    sim: &SimGithub,
+    method: &Method,
+    seg: &[&str],
+    body: &Value,
+) -> Response {
+    match (method, seg) {
+        (&Method::GET, ["download", file]) if runner::serves(file) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/gzip")],
+            sim.0.tarball.0.clone(),
+        )
+            .into_response(),
+        (&Method::POST, ["connect"]) => {
+            match sim.connect_runner(body["jit_config"].as_str().unwrap_or_default()) {
+                Some(id) => {
+                    let r = sim.world().runners.get(&id).cloned();
+                    json_response(
+                        StatusCode::OK,
+                        json!({"runner_id": id, "name": r.as_ref().map(|r| r.name.clone()), "labels": r.map(|r| r.labels)}),
+                    )
+                }
+                None => gh_error(
+                    StatusCode::UNAUTHORIZED,
+                    "the JIT configuration is unknown or was already used",
+                ),
+            }
+        }
+        (&Method::POST, [id, "next"]) => {
+            let Ok(id) = id.parse::<i64>() else {
+                return gh_error(StatusCode::NOT_FOUND, "Not Found");
+            };
+            let job = sim.take_job(id).and_then(|j| sim.job(j));
+            let scale = *sim
+                .0
+                .runner_time_scale
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            json_response(
+                StatusCode::OK,
+                json!({"job": job.map(|j| json!({"id": j.id, "duration_ms": j.duration_ms,
+                    "run_seconds": (j.duration_ms as f64 / 1000.0 * scale).round() as i64,
+                    "conclusion": j.planned_conclusion}))}),
+            )
+        }
+        (&Method::POST, [_, "finish"]) => {
+            let job = body["job_id"].as_i64().unwrap_or(-1);
+            let conclusion = body["conclusion"].as_str().unwrap_or("success");
+            if sim.finish_job(job, conclusion) {
+                json_response(StatusCode::OK, json!({"ok": true}))
+            } else {
+                gh_error(StatusCode::NOT_FOUND, "no such running job")
+            }
+        }
+        _ => gh_error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Value) -> Response {
+    match (method, seg) {
+        (&Method::POST, ["repos"]) => {
+            let Some(repo) = body["repo"].as_str().filter(|r| r.contains('/')) else {
+                return gh_error(StatusCode::BAD_REQUEST, "`repo` (owner/name) is required");
+            };
+            let files: Vec<(String, String)> = body["files"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let refs: Vec<(&str, &str)> = files
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
+            sim.add_repo(repo, &refs);
+            if let Some(b) = body["default_branch"].as_str() {
+                sim.set_default_branch(repo, b);
+            }
+            for (login, role) in body["collaborators"].as_object().into_iter().flatten() {
+                sim.set_role(repo, login, role.as_str().unwrap_or("read"));
+            }
+            json_response(
+                StatusCode::CREATED,
+                json!({"repo": repo, "installation": sim.installation_of(repo.split('/').next().unwrap_or_default())}),
+            )
+        }
+        (&Method::POST, ["jobs"]) => {
+            let Some(repo) = body["repo"].as_str() else {
+                return gh_error(StatusCode::BAD_REQUEST, "`repo` is required");
+            };
+            let labels: Vec<String> = body["labels"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|l| l.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let id = sim.queue_job(NewJob {
+                repo: repo.to_string(),
+                labels,
+                head_sha: body["head_sha"]
+                    .as_str()
+                    .unwrap_or("0000000000000000000000000000000000000000")
+                    .to_string(),
+                fork: body["fork"].as_bool().unwrap_or(false),
+                actor: body["actor"].as_str().unwrap_or("octocat").to_string(),
+                duration_ms: (body["duration_s"].as_f64().unwrap_or(60.0) * 1000.0) as i64,
+                conclusion: body["conclusion"].as_str().unwrap_or("success").to_string(),
+            });
+            if let Some(event) = body["event"].as_str() {
+                sim.set_event(id, event);
+            }
+            json_response(StatusCode::CREATED, json!({"job_id": id}))
+        }
+        (&Method::POST, ["jobs", id, "cancel"]) => match id.parse::<i64>() {
+            Ok(id) if sim.cancel_job(id) => json_response(StatusCode::OK, json!({"ok": true})),
+            _ => gh_error(StatusCode::NOT_FOUND, "no such open job"),
+        },
+        (&Method::POST, ["webhooks"]) => {
+            sim.set_webhook_faults(WebhookFaults {
+                loss_rate: body["loss_rate"].as_f64().unwrap_or(0.0),
+                duplicate_rate: body["duplicate_rate"].as_f64().unwrap_or(0.0),
+                reorder: body["reorder"].as_bool().unwrap_or(false),
+            });
+            json_response(StatusCode::OK, json!({"ok": true}))
+        }
+        (&Method::POST, ["runner-groups"]) => {
+            let (Some(org), Some(id)) = (body["org"].as_str(), body["id"].as_i64()) else {
+                return gh_error(StatusCode::BAD_REQUEST, "`org` and `id` are required");
+            };
+            sim.add_runner_group(org, id);
+            json_response(StatusCode::CREATED, json!({"org": org, "id": id}))
+        }
+        (&Method::POST, ["limits"]) => {
+            if let Some(v) = body.get("jit_per_minute") {
+                sim.set_jit_per_minute(v.as_u64().map(|n| n as u32));
+            }
+            if let Some(s) = body["rate_limit_for_s"].as_f64() {
+                sim.rate_limit_for((s * 1000.0) as i64);
+            }
+            if let Some(s) = body["secondary_limit_for_s"].as_f64() {
+                let advice = body["retry_after_s"].as_u64().unwrap_or(60) as u32;
+                sim.secondary_limit_for((s * 1000.0) as i64, advice);
+            }
+            json_response(StatusCode::OK, json!({"ok": true}))
+        }
+        (&Method::GET, ["state"]) => {
+            let w = sim.world();
+            json_response(
+                StatusCode::OK,
+                json!({"jobs": w.jobs.values().collect::<Vec<_>>(), "runners": w.runners.values().collect::<Vec<_>>(),
+                       "check_runs": w.check_runs.values().collect::<Vec<_>>(), "repos": w.repos.values().collect::<Vec<_>>(),
+                       "requests": w.requests, "webhook_faults": w.webhook_faults}),
+            )
+        }
+        _ => gh_error(StatusCode::NOT_FOUND, "unknown /sim endpoint"),
+    }
+}
