@@ -1,0 +1,77 @@
+//! `/sim/...`: the simulator's own control surface.
+
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::http::{error, json_response};
+use super::{Faults, Phase, SimVast};
+
+/// `/sim/...`: inspect and steer the simulator (not part of Vast.ai's API).
+pub(super) fn control(sim: &SimVast, method: &Method, seg: &[&str], body: &[u8]) -> Response {
+    let now = sim.now();
+    match (method, seg) {
+        (&Method::GET, ["state"]) => {
+            let w = sim.world();
+            let instances: Vec<Value> = w
+                .instances
+                .values()
+                .map(|i| {
+                    json!({"id": i.id, "label": i.label, "phase": i.phase,
+                                 "gpu_name": i.offer.get("gpu_name"), "cost": i.cost_at(now)})
+                })
+                .collect();
+            json_response(
+                StatusCode::OK,
+                json!({"offers": w.offers.len(), "instances": instances, "ledger": w.ledger,
+                       "spend": w.spend(now), "faults": w.faults, "requests": w.requests}),
+            )
+        }
+        (&Method::POST, ["faults"]) => {
+            let text = String::from_utf8_lossy(body);
+            match text.trim().parse::<Faults>() {
+                Ok(f) => {
+                    sim.set_faults(f);
+                    json_response(StatusCode::OK, json!({"success": true}))
+                }
+                Err(e) => error(StatusCode::BAD_REQUEST, "invalid_args", &e),
+            }
+        }
+        (&Method::POST, ["instances", id, "exit"]) => {
+            let code = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v.get("exit_code").and_then(Value::as_i64))
+                .unwrap_or(0) as i32;
+            match id.parse::<i64>() {
+                Ok(id) if sim.exit(id, code) => {
+                    json_response(StatusCode::OK, json!({"success": true}))
+                }
+                _ => error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no running instance with that id",
+                ),
+            }
+        }
+        (&Method::POST, ["instances", id, "die"]) => {
+            let mut w = sim.world();
+            match id
+                .parse::<i64>()
+                .ok()
+                .and_then(|id| w.instances.get_mut(&id))
+            {
+                Some(i) if i.phase != Phase::Destroyed => {
+                    i.phase = Phase::Offline;
+                    i.ended_ms = Some(now);
+                    json_response(StatusCode::OK, json!({"success": true}))
+                }
+                _ => error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no live instance with that id",
+                ),
+            }
+        }
+        _ => error(StatusCode::NOT_FOUND, "not_found", "unknown /sim endpoint"),
+    }
+}
