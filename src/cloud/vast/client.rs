@@ -6,65 +6,20 @@
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::query::search_body;
 use crate::cloud::{
-    CloudProvider, InstanceStatus, LaunchSpec, Offer, OfferFilter, ProviderError, ProviderInstance,
+    CloudProvider, LaunchSpec, Offer, OfferFilter, ProviderError, ProviderInstance,
 };
 use crate::settings::Secret;
 
+pub use super::retry::RetryPolicy;
+use super::wire::parse_instance;
+pub use super::wire::parse_offers_bytes;
+
 /// The real API.
 pub const DEFAULT_URL: &str = "https://console.vast.ai";
-
-/// How hard to try before giving up.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included.
-    pub attempts: u32,
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-    pub timeout: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            attempts: 4,
-            base_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(10),
-            timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait before retry number `attempt` (0-based), given `unit`, a
-    /// uniform draw in [0, 1]: exponential backoff with *equal* jitter, not
-    /// full jitter. The ceiling is base × 2ⁿ capped at `max_delay`, and the
-    /// wait is uniform in [ceiling/2, ceiling]. Half the wait is fixed so
-    /// that waits grow with the attempt (attempt n+1 never waits less than
-    /// attempt n, until the cap); the random half spreads the retries of
-    /// many callers so they do not hit Vast.ai's rate limit together.
-    pub fn backoff_at(&self, attempt: u32, unit: f64) -> Duration {
-        let ceiling = self
-            .base_delay
-            .saturating_mul(1 << attempt.min(16))
-            .min(self.max_delay);
-        ceiling.mul_f64(0.5 + unit.clamp(0.0, 1.0) / 2.0)
-    }
-
-    fn backoff(&self, attempt: u32) -> Duration {
-        let mut b = [0u8; 4];
-        let unit = match getrandom::fill(&mut b) {
-            Ok(()) => f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX),
-            // No entropy: wait the longest, which is always safe.
-            Err(_) => 1.0,
-        };
-        self.backoff_at(attempt, unit)
-    }
-}
 
 /// A Vast.ai account, reached over HTTP.
 #[derive(Clone)]
@@ -438,151 +393,6 @@ fn message(json: Option<&Value>, text: &str) -> String {
     })
 }
 
-#[derive(Deserialize)]
-struct WireOffer {
-    id: i64,
-    #[serde(default)]
-    gpu_name: Option<String>,
-    #[serde(default)]
-    num_gpus: Option<f64>,
-    #[serde(default)]
-    gpu_ram: Option<f64>,
-    #[serde(default)]
-    cpu_ram: Option<f64>,
-    #[serde(default)]
-    disk_space: Option<f64>,
-    #[serde(default)]
-    dph_total: Option<f64>,
-    #[serde(default)]
-    min_bid: Option<f64>,
-    #[serde(default)]
-    reliability: Option<f64>,
-    #[serde(default)]
-    reliability2: Option<f64>,
-    #[serde(default)]
-    inet_down: Option<f64>,
-    #[serde(default)]
-    geolocation: Option<String>,
-    #[serde(default)]
-    cuda_max_good: Option<f64>,
-    #[serde(default)]
-    verification: Option<String>,
-    #[serde(default)]
-    vms_enabled: Option<bool>,
-    #[serde(default)]
-    dlperf: Option<f64>,
-}
-
-impl From<WireOffer> for Offer {
-    fn from(w: WireOffer) -> Offer {
-        Offer {
-            id: w.id,
-            gpu_name: w.gpu_name.unwrap_or_default(),
-            num_gpus: w.num_gpus.unwrap_or(1.0) as u32,
-            gpu_ram_mb: w.gpu_ram.unwrap_or(0.0) as u32,
-            cpu_ram_mb: w.cpu_ram.unwrap_or(0.0) as u32,
-            disk_gb: w.disk_space.unwrap_or(0.0),
-            dph_total: w.dph_total.unwrap_or(f64::INFINITY),
-            min_bid: w.min_bid.unwrap_or(f64::INFINITY),
-            reliability: w.reliability.or(w.reliability2).unwrap_or(0.0),
-            inet_down: w.inet_down.unwrap_or(0.0),
-            location: w.geolocation.unwrap_or_default(),
-            cuda_max_good: w.cuda_max_good.unwrap_or(0.0),
-            verified: w.verification.as_deref() == Some("verified"),
-            vms_enabled: w.vms_enabled.unwrap_or(false),
-            dlperf: w.dlperf.unwrap_or(0.0),
-        }
-    }
-}
-
-/// The offers of a search response's body: what [`VastClient::search_raw`]
-/// runs on every answer, and what `benches/offers.rs` times.
-pub fn parse_offers_bytes(body: &[u8]) -> Result<Vec<Offer>, ProviderError> {
-    #[derive(Deserialize)]
-    struct Resp {
-        #[serde(default)]
-        success: Option<bool>,
-        #[serde(default)]
-        msg: Option<String>,
-        #[serde(default)]
-        offers: Option<Vec<WireOffer>>,
-    }
-    let r: Resp = serde_json::from_slice(body).map_err(|e| {
-        ProviderError::Transient(format!("Vast.ai sent offers rigger cannot read: {e}"))
-    })?;
-    if r.success == Some(false) {
-        return Err(ProviderError::Invalid(
-            r.msg.unwrap_or_else(|| "(no detail given)".to_string()),
-        ));
-    }
-    let offers = r.offers.ok_or_else(|| {
-        ProviderError::Transient("Vast.ai answered a search without `offers`".to_string())
-    })?;
-    Ok(offers.into_iter().map(Offer::from).collect())
-}
-
-#[derive(Deserialize)]
-struct WireInstance {
-    id: i64,
-    #[serde(default)]
-    label: Option<String>,
-    #[serde(default)]
-    actual_status: Option<String>,
-    #[serde(default)]
-    intended_status: Option<String>,
-    #[serde(default)]
-    status_msg: Option<String>,
-    #[serde(default)]
-    gpu_name: Option<String>,
-    #[serde(default)]
-    num_gpus: Option<f64>,
-    #[serde(default)]
-    dph_total: Option<f64>,
-    #[serde(default)]
-    start_date: Option<f64>,
-    #[serde(default)]
-    geolocation: Option<String>,
-}
-
-impl From<WireInstance> for ProviderInstance {
-    fn from(w: WireInstance) -> ProviderInstance {
-        let actual = w.actual_status.unwrap_or_default();
-        let status = match actual.as_str() {
-            "" | "created" | "loading" | "scheduling" | "rebooting" => InstanceStatus::Loading,
-            "running" => InstanceStatus::Running,
-            // exited, stopped, offline, unknown, frozen: it runs no job.
-            _ => InstanceStatus::Exited,
-        };
-        let detail = match (actual.as_str(), w.status_msg.as_deref()) {
-            ("", _) => "provisioning".to_string(),
-            (a, Some(m)) if !m.trim().is_empty() => format!("{a}: {}", m.trim()),
-            (a, _) => match w.intended_status.as_deref() {
-                Some(i) if i != a => format!("{a} (intended {i})"),
-                _ => a.to_string(),
-            },
-        };
-        ProviderInstance {
-            id: w.id.to_string(),
-            label: w.label.unwrap_or_default(),
-            status,
-            status_detail: detail,
-            gpu_name: w.gpu_name.unwrap_or_default(),
-            num_gpus: w.num_gpus.unwrap_or(0.0) as u32,
-            dph_total: w.dph_total.unwrap_or(0.0),
-            started_at: w.start_date.unwrap_or(0.0),
-            location: w.geolocation.unwrap_or_default(),
-        }
-    }
-}
-
-fn parse_instance(v: Value) -> Result<ProviderInstance, ProviderError> {
-    serde_json::from_value::<WireInstance>(v)
-        .map(ProviderInstance::from)
-        .map_err(|e| {
-            ProviderError::Transient(format!("Vast.ai sent an instance rigger cannot read: {e}"))
-        })
-}
-
 /// Pages of `GET /api/v1/instances/` hold at most this many.
 const PAGE: u32 = 25;
 /// A bound on pages, so a server that never ends its pages cannot hang us.
@@ -849,29 +659,5 @@ mod tests {
             create(400, Ok(bad)),
             Err(ProviderError::Invalid("Invalid args: disk".into()))
         );
-    }
-
-    #[test]
-    fn search_answers_are_read_in_one_pass() {
-        let offers = parse_offers_bytes(
-            br#"{"offers": [{"id": 5, "gpu_name": "RTX 4090", "dph_total": 0.4, "cuda_max_good": 12.8, "extra": [1, 2]}]}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            (
-                offers[0].id,
-                offers[0].gpu_name.as_str(),
-                offers[0].dph_total
-            ),
-            (5, "RTX 4090", 0.4)
-        );
-        assert_eq!(
-            parse_offers_bytes(br#"{"success": false, "msg": "bad query"}"#),
-            Err(ProviderError::Invalid("bad query".into()))
-        );
-        assert!(matches!(
-            parse_offers_bytes(b"{}"),
-            Err(ProviderError::Transient(_))
-        ));
     }
 }
