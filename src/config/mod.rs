@@ -14,6 +14,7 @@ pub mod org;
 pub mod parse;
 pub mod schema;
 pub mod suggest;
+mod vast;
 pub mod yaml;
 
 use std::path::Path;
