@@ -11,15 +11,19 @@
 
 use std::time::Duration;
 
-use sqlx::{AnyPool, Row};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, Row};
 
-use super::StoreError;
+use super::{BUSY_TIMEOUT_MS, StoreError};
 
 /// WAL frames (pages) past which the checkpoint takes the writer's turn:
 /// 64 MB at SQLite's 4 KB pages, or under two seconds of the ingest
 /// benchmark (about 40 MB of WAL a second), and far more than any pause-free
 /// stretch of real webhook traffic.
 pub(super) const WAL_BOUND_FRAMES: i64 = 16_384;
+
+/// How long the forced pass waits for readers on an old snapshot before it
+/// gives up until the next pass: the writes wait behind it meanwhile.
+const FORCED_WAIT_MS: u64 = 250;
 
 /// What one checkpoint pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,9 +33,10 @@ pub enum Checkpoint {
     /// Readers or concurrent commits kept `left` frames in the WAL only;
     /// the next pass copies them.
     Behind { frames: i64, left: i64 },
-    /// The WAL was over the bound, so the pass waited for the writer and
-    /// copied everything.
-    Forced { frames: i64 },
+    /// The WAL was over the bound, so the pass took the writer's turn.
+    /// `finished` is false when a reader on an old snapshot outlasted
+    /// [`FORCED_WAIT_MS`]: the pass gave up rather than hold the writes.
+    Forced { frames: i64, finished: bool },
 }
 
 /// One pass: PASSIVE from a reader, then FULL on the writer connection if
@@ -41,7 +46,7 @@ pub(super) async fn checkpoint_once(
     writer: &AnyPool,
     bound: i64,
 ) -> Result<Checkpoint, StoreError> {
-    let (frames, copied) = run(readers, "PRAGMA wal_checkpoint(PASSIVE)").await?;
+    let (_, frames, copied) = run(readers, "PRAGMA wal_checkpoint(PASSIVE)").await?;
     if frames <= bound {
         return Ok(if copied >= frames {
             Checkpoint::CaughtUp { frames }
@@ -54,16 +59,32 @@ pub(super) async fn checkpoint_once(
     }
     // On the one writer connection: it queues behind the commit in flight
     // instead of waiting in SQLite's busy handler for a gap between commits.
-    let (frames, _) = run(writer, "PRAGMA wal_checkpoint(FULL)").await?;
-    Ok(Checkpoint::Forced { frames })
+    // Only readers can hold it up, and not for long.
+    let mut conn = writer.acquire().await?;
+    conn.execute(AssertSqlSafe(format!(
+        "PRAGMA busy_timeout = {FORCED_WAIT_MS}"
+    )))
+    .await?;
+    let full = run(&mut *conn, "PRAGMA wal_checkpoint(FULL)").await;
+    let restore = format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}");
+    if conn.execute(AssertSqlSafe(restore)).await.is_err() {
+        // Never hand a writer with the short wait back to the pool.
+        conn.close_on_drop();
+    }
+    let (busy, frames, _) = full?;
+    Ok(Checkpoint::Forced {
+        frames,
+        finished: busy == 0,
+    })
 }
 
-/// A `PRAGMA wal_checkpoint(…)`: (frames in the WAL, frames copied back).
-async fn run(pool: &AnyPool, sql: &'static str) -> Result<(i64, i64), StoreError> {
-    let row = sqlx::query(sql).fetch_one(pool).await?;
-    let frames: i64 = row.try_get(1)?;
-    let copied: i64 = row.try_get(2)?;
-    Ok((frames, copied))
+/// A `PRAGMA wal_checkpoint(…)`: (blocked, frames in the WAL, frames copied back).
+async fn run<'e>(
+    on: impl Executor<'e, Database = Any>,
+    sql: &'static str,
+) -> Result<(i64, i64, i64), StoreError> {
+    let row = sqlx::query(sql).fetch_one(on).await?;
+    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
 }
 
 /// A pass every second until the store is closed.
@@ -73,8 +94,12 @@ pub(super) async fn every_second(readers: AnyPool, writer: AnyPool) {
     while !readers.is_closed() {
         every.tick().await;
         match checkpoint_once(&readers, &writer, WAL_BOUND_FRAMES).await {
-            Ok(Checkpoint::Forced { frames }) => {
-                tracing::debug!(frames, "SQLite WAL over its bound: checkpointed in full");
+            Ok(Checkpoint::Forced { frames, finished }) => {
+                tracing::debug!(
+                    frames,
+                    finished,
+                    "SQLite WAL over its bound: checkpointed in full"
+                );
             }
             Ok(_) => {}
             Err(_) if readers.is_closed() || writer.is_closed() => break,
@@ -110,16 +135,23 @@ mod tests {
         s.insert_deliveries(&ds).await.unwrap();
     }
 
-    #[tokio::test]
-    async fn a_reader_on_an_old_snapshot_keeps_frames_in_the_wal_until_it_ends() {
-        let s = store("behind").await;
-        write(&s, 0, 50).await;
+    /// 50 rows, a reader's snapshot, 50 more rows the reader cannot see:
+    /// frames no checkpoint may copy while the reader lasts.
+    async fn frames_past_a_reader(s: &Store) -> sqlx::Transaction<'static, Any> {
+        write(s, 0, 50).await;
         let mut reader = s.pool.begin().await.unwrap();
         sqlx::query("SELECT COUNT(*) FROM deliveries")
             .fetch_one(&mut *reader)
             .await
             .unwrap();
-        write(&s, 50, 50).await;
+        write(s, 50, 50).await;
+        reader
+    }
+
+    #[tokio::test]
+    async fn a_reader_on_an_old_snapshot_keeps_frames_in_the_wal_until_it_ends() {
+        let s = store("behind").await;
+        let reader = frames_past_a_reader(&s).await;
         let pass = checkpoint_once(&s.pool, &s.writer, WAL_BOUND_FRAMES)
             .await
             .unwrap();
@@ -138,9 +170,12 @@ mod tests {
     async fn over_the_bound_a_pass_takes_the_writers_turn_and_the_wal_starts_again() {
         let s = store("forced").await;
         write(&s, 0, 200).await;
-        let Checkpoint::Forced { frames } = checkpoint_once(&s.pool, &s.writer, 0).await.unwrap()
+        let Checkpoint::Forced {
+            frames,
+            finished: true,
+        } = checkpoint_once(&s.pool, &s.writer, 0).await.unwrap()
         else {
-            panic!("a WAL over the bound is checkpointed on the writer");
+            panic!("a WAL over the bound is checkpointed in full on the writer");
         };
         assert!(frames > 20, "{frames} frames");
         // The next commit writes from the WAL's first frame again.
@@ -149,6 +184,36 @@ mod tests {
         assert!(
             matches!(pass, Checkpoint::CaughtUp { frames: f } if f < frames / 4),
             "{pass:?} after {frames} frames"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_forced_pass_gives_way_to_a_reader_on_an_old_snapshot_and_writes_go_on() {
+        let s = store("gives-way").await;
+        let reader = frames_past_a_reader(&s).await;
+        let pass = checkpoint_once(&s.pool, &s.writer, 0).await.unwrap();
+        assert!(
+            matches!(
+                pass,
+                Checkpoint::Forced {
+                    finished: false,
+                    ..
+                }
+            ),
+            "{pass:?}"
+        );
+        // The writer got its usual patience back, and writes go on.
+        let wait: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(&s.writer)
+            .await
+            .unwrap();
+        assert_eq!(wait, BUSY_TIMEOUT_MS as i64);
+        write(&s, 100, 1).await;
+        reader.rollback().await.unwrap();
+        let pass = checkpoint_once(&s.pool, &s.writer, 0).await.unwrap();
+        assert!(
+            matches!(pass, Checkpoint::Forced { finished: true, .. }),
+            "{pass:?}"
         );
     }
 }

@@ -74,6 +74,10 @@ pub struct Store {
     dialect: Dialect,
 }
 
+/// How long a SQLite connection waits for another process's lock (the
+/// operator commands write to the same file) before it gives up.
+const BUSY_TIMEOUT_MS: u64 = 10_000;
+
 static DRIVERS: Once = Once::new();
 
 impl Store {
@@ -117,7 +121,8 @@ impl Store {
                                 // commit survive power loss, which a 2xx promises (I5).
                                 conn.execute("PRAGMA journal_mode = WAL").await?;
                                 conn.execute("PRAGMA synchronous = FULL").await?;
-                                conn.execute("PRAGMA busy_timeout = 10000").await?;
+                                let wait = format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}");
+                                conn.execute(AssertSqlSafe(wait)).await?;
                                 // Checkpoints run beside the writes (`checkpoint`),
                                 // not inside whichever commit fills the WAL.
                                 conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
