@@ -9,6 +9,7 @@ mod harness;
 use harness::Story;
 use rigger::engine::state::JobState;
 use rigger::sim::github::NewJob;
+use rigger::sim::vast::CreateHold;
 
 async fn a_job_gets_a_gpu_and_the_gpu_dies_with_the_job() {
     let s = Story::begin("happy").await;
@@ -398,19 +399,27 @@ async fn a_job_taken_by_another_jobs_runner_is_bound_by_runner_name() {
     );
 
     // The first job ends: the machine that ran it dies, not the one rented
-    // for it, which is busy with the second job (I4).
+    // for it, which is busy with the second job (I4) — nor does the
+    // reconciler, which sees a busy machine whose own job is over, kill it.
     s.github.finish_job(first, "success");
     s.webhooks_arrive().await;
-    let live: Vec<i64> = s.vast.live_instances().iter().map(|l| l.0).collect();
-    assert_eq!(
-        live,
-        [m_first
-            .provider_id
-            .as_deref()
-            .unwrap()
-            .parse::<i64>()
-            .unwrap()]
-    );
+    let m_first_id = m_first
+        .provider_id
+        .as_deref()
+        .unwrap()
+        .parse::<i64>()
+        .unwrap();
+    let live = || {
+        s.vast
+            .live_instances()
+            .iter()
+            .map(|l| l.0)
+            .collect::<Vec<i64>>()
+    };
+    assert_eq!(live(), [m_first_id]);
+    s.clock.advance_ms(11 * 60_000);
+    s.engine.reconcile_once().await.unwrap();
+    assert_eq!(live(), [m_first_id], "still running the second job");
     s.github.finish_job(second, "success");
     s.webhooks_arrive().await;
     assert!(s.vast.live_instances().is_empty());
@@ -455,108 +464,43 @@ async fn a_machine_that_dies_while_booting_is_replaced_and_both_are_paid_for() {
     s.nothing_leaked().await;
 }
 
-/// What rigger leaves behind when it dies between writing a machine's row
-/// and hearing the create call's answer; with `created`, the create reached
-/// Vast.ai.
-async fn crash_mid_create(s: &Story, job: i64, created: bool) {
-    use rigger::engine::names;
-    use rigger::engine::ports::{Clock, Github, RepoRef};
-    use rigger::engine::state::InstanceState;
-    use rigger::store::{InstancePatch, JobPatch, NewInstance};
-    let store = &s.engine.store;
-    let now = s.clock.now_ms();
-    assert!(
-        store
-            .transition_job(
-                job,
-                JobState::Queued,
-                JobState::Provisioning,
-                now,
-                JobPatch::default()
-            )
-            .await
-            .unwrap()
-    );
-    let id = names::new_instance_id();
-    let label = names::instance_label("e2e", job, &id);
-    let offer = s.vast.offer_ids()[0];
-    store
-        .insert_instance(
-            &NewInstance {
-                id: id.clone(),
-                job_id: job,
-                label: label.clone(),
-                runner_name: names::runner_name("e2e", job, &id),
-                offer_id: Some(offer),
-                gpu_name: Some("RTX 4090".into()),
-                num_gpus: Some(1),
-                dph: Some(0.4),
-                location: Some("Texas, US".into()),
-                expires_at: now + 6 * 3_600_000,
-                callback_hash: None,
-            },
-            now,
-        )
-        .await
-        .unwrap();
-    let patch = InstancePatch {
-        create_called_at: Some(now),
-        ..Default::default()
-    };
-    assert!(
-        store
-            .transition_instance(
-                &id,
-                InstanceState::Requested,
-                InstanceState::Creating,
-                now,
-                patch
-            )
-            .await
-            .unwrap()
-    );
-    if created {
-        // As the engine does: a JIT runner registered, its config in the
-        // machine's environment.
-        let repo = RepoRef {
-            installation_id: s.github.installation_of("acme"),
-            repo: "acme/ml".into(),
-        };
-        let runner = names::runner_name("e2e", job, &id);
-        let jit = s
-            .engine
-            .github
-            .create_jit_runner(&repo, &runner, &["cirun-gpu".to_string()])
-            .await
-            .unwrap();
-        let rental = rigger::sim::vast::Rental {
-            image: "nvidia/cuda:12.4.1-base-ubuntu22.04".into(),
-            disk_gb: 30.0,
-            label: Some(label),
-            runtype: "args".into(),
-            env: vec![("RIGGER_JIT_0".into(), jit.jit_config.expose().to_string())],
-            ..Default::default()
-        };
-        s.vast.rent(offer, rental).unwrap();
-    }
-}
-
 async fn a_crash_between_the_row_and_the_create_is_repaired_after_restart() {
     let mut s = Story::begin("crash").await;
-    let never_created = s.a_job_is_queued("cirun-gpu--1401");
-    let created = s.a_job_is_queued("cirun-gpu--1402");
+    let jobs = [
+        s.a_job_is_queued("cirun-gpu--1401"),
+        s.a_job_is_queued("cirun-gpu--1402"),
+    ];
     s.webhooks_arrive().await;
-    crash_mid_create(&s, never_created, false).await;
-    crash_mid_create(&s, created, true).await;
+    // rigger dies while both create calls wait for Vast.ai's answer: one
+    // before the machine was rented, one after. Each machine's runner is
+    // registered and its row written by then.
+    s.vast
+        .hold_next_creates(&[CreateHold::BeforeRenting, CreateHold::AfterRenting]);
+    let engine = s.engine.clone();
+    let provisioning = tokio::spawn(async move { engine.provision_due().await });
+    s.vast.creates_held(2).await;
+    provisioning.abort();
+    assert!(provisioning.await.unwrap_err().is_cancelled());
+    assert_eq!(
+        s.vast.live_instances().len(),
+        1,
+        "one rented before the crash"
+    );
+    assert_eq!(s.github.runners().len(), 2);
 
     s.rigger_restarts().await;
     // Past the create timeout, the reconciler looks each label up: the
     // machine that exists is adopted, the one that does not is written off
-    // and its job goes back to the queue.
+    // (its runner deleted) and its job goes back to the queue.
     s.clock.advance_ms(6 * 60_000);
     s.engine.reconcile_once().await.unwrap();
+    assert_eq!(
+        s.github.runners().len(),
+        1,
+        "the written-off machine's runner"
+    );
     s.rigger_provisions().await;
-    for job in [never_created, created] {
+    for job in jobs {
         let machines = s.engine.store.instances_for_job(job).await.unwrap();
         let live: Vec<_> = machines.iter().filter(|i| !i.state.is_terminal()).collect();
         assert_eq!(
@@ -569,11 +513,48 @@ async fn a_crash_between_the_row_and_the_create_is_repaired_after_restart() {
     assert_eq!(s.vast.live_instances().len(), 2, "nothing rented twice");
     s.machines_boot();
     s.webhooks_arrive().await;
-    for job in [never_created, created] {
+    for job in jobs {
         s.github.finish_job(job, "success");
     }
     s.webhooks_arrive().await;
     assert!(s.vast.live_instances().is_empty());
+    s.nothing_leaked().await;
+}
+
+async fn a_job_that_ends_while_its_machine_is_created_leaves_no_machine_running() {
+    let s = Story::begin("ends-mid-create").await;
+    let job = s.a_job_is_queued("cirun-gpu--1451");
+    s.webhooks_arrive().await;
+    // Vast.ai is slow to create the machine, and the job is cancelled
+    // meanwhile: its row is closed before the machine exists.
+    s.vast.hold_next_creates(&[CreateHold::BeforeRenting]);
+    let engine = s.engine.clone();
+    let provisioning = tokio::spawn(async move { engine.provision_due().await });
+    s.vast.creates_held(1).await;
+    s.github.cancel_job(job);
+    s.webhooks_arrive().await;
+    assert!(s.vast.live_instances().is_empty(), "nothing made yet");
+    // A minute later Vast.ai makes it and answers: rigger destroys it at
+    // once, and pays for it from the create call on.
+    s.clock.advance_ms(60_000);
+    s.vast.release_held_creates();
+    provisioning.await.unwrap().unwrap();
+    assert!(
+        s.vast.live_instances().is_empty(),
+        "the machine outlived its job"
+    );
+    let machines = s.engine.store.instances_for_job(job).await.unwrap();
+    assert_eq!(machines.len(), 1);
+    assert!(machines[0].provider_id.is_some(), "{machines:?}");
+    assert_eq!(s.job_state(job).await, JobState::Cancelled);
+    let events = s.events(job).await;
+    assert!(
+        events.iter().any(|(kind, _)| kind == "destroyed"),
+        "{events:?}"
+    );
+    let costs = s.engine.store.costs_for_job(job).await.unwrap();
+    assert_eq!(costs.len(), 1, "{costs:?}");
+    assert!(costs[0].seconds >= 60, "{costs:?}");
     s.nothing_leaked().await;
 }
 
@@ -909,6 +890,7 @@ both_databases!(
     a_job_taken_by_another_jobs_runner_is_bound_by_runner_name,
     a_machine_that_dies_while_booting_is_replaced_and_both_are_paid_for,
     a_crash_between_the_row_and_the_create_is_repaired_after_restart,
+    a_job_that_ends_while_its_machine_is_created_leaves_no_machine_running,
     a_sold_out_market_is_explained_and_the_job_rents_once_machines_free_up,
     stopping_rigger_leaves_work_in_the_inbox_and_destroys_nothing,
     deliveries_are_taken_in_while_github_and_vast_cannot_be_reached,

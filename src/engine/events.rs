@@ -378,7 +378,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     async fn started(&self, job: &JobInfo, runner_name: Option<&str>) -> Result<(), EngineError> {
         let now = self.now();
         let ours = match runner_name {
-            Some(name) if name.starts_with(&names::runner_prefix(&self.settings.controller_id)) => {
+            Some(name) if names::is_our_runner(&self.settings.controller_id, name) => {
                 self.store.instance_by_runner_name(name).await?
             }
             _ => None,

@@ -58,6 +58,8 @@ pub struct Engine<C: Cloud, G: Github> {
     runner_checksums: tokio::sync::Mutex<HashMap<String, String>>,
     /// Ranked offers shared by the jobs of a burst, and who tries which.
     offer_pool: offer_pool::OfferPool,
+    /// What the reconciler remembers from one pass to the next.
+    reconcile_memory: Mutex<reconcile::Memory>,
 }
 
 /// (repository, commit or "" for the default branch) → (read at, config).
@@ -85,6 +87,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             config_cache: Mutex::new(HashMap::new()),
             runner_checksums: tokio::sync::Mutex::new(HashMap::new()),
             offer_pool: offer_pool::OfferPool::default(),
+            reconcile_memory: Mutex::default(),
         }
     }
 

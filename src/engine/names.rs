@@ -54,6 +54,23 @@ pub fn runner_prefix(controller: &str) -> String {
     format!("rigger-{controller}-")
 }
 
+/// Whether this controller registered a runner of this name. The prefix
+/// alone is not enough: controller ids may hold `-`, so `rigger-ci-` is
+/// also the start of controller `ci-2`'s names. What follows our prefix
+/// must be exactly `<job id>-<instance id>`, digits then hex, which another
+/// controller's names never are.
+pub fn is_our_runner(controller: &str, name: &str) -> bool {
+    let Some((job, instance)) = name
+        .strip_prefix(&runner_prefix(controller))
+        .and_then(|rest| rest.split_once('-'))
+    else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    digits(job) && hex(instance)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +95,35 @@ mod tests {
         let name = runner_name(controller, i64::MAX, &id);
         assert!(name.len() <= 64, "{} characters", name.len());
         assert!(name.starts_with(&runner_prefix(controller)));
+    }
+
+    #[test]
+    fn a_controller_knows_its_runners_and_not_those_of_a_controller_named_like_it() {
+        let ours = runner_name("ci", 77, "abcdef0123");
+        let theirs = runner_name("ci-2", 77, "abcdef0123");
+        assert!(is_our_runner("ci", &ours));
+        assert!(is_our_runner("ci-2", &theirs));
+        assert!(
+            theirs.starts_with(&runner_prefix("ci")),
+            "the case this guards"
+        );
+        assert!(!is_our_runner("ci", &theirs));
+        assert!(!is_our_runner("ci-2", &ours));
+        // Job 2 of `ci` against `ci-2`'s prefix, and ids of digits only.
+        let job_two = runner_name("ci", 2, "1234567890");
+        assert!(job_two.starts_with(&runner_prefix("ci-2")));
+        assert!(!is_our_runner("ci-2", &job_two));
+        assert!(is_our_runner("ci", &job_two));
+        for other in [
+            "rigger-ci-",
+            "rigger-ci-12",
+            "rigger-ci-x-abc",
+            "rigger-ci-12-ABC",
+            "rigger-ci-12-ab-cd",
+            "gpu-runner",
+        ] {
+            assert!(!is_our_runner("ci", other), "{other}");
+        }
     }
 
     #[test]

@@ -46,11 +46,27 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         }
         // A create call that never answered may still have made a machine:
         // look it up by its label before declaring it never existed.
-        let provider_id = match &current.provider_id {
-            Some(p) => Some(p.clone()),
-            None if current.create_called_at.is_some() => {
+        let provider_id = match (&current.provider_id, current.create_called_at) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(called)) => {
                 match self.cloud.find(&current.label).await {
-                    Ok(found) => found.map(|c| c.provider_id),
+                    Ok(Some(found)) => Some(found.provider_id),
+                    // Its create call may still be on its way: the machine
+                    // it makes would have no row left to track it. Stay in
+                    // `destroying`; the provisioner destroys it when Vast.ai
+                    // answers, or the reconciler (rule 9) when the create
+                    // timeout has passed and its label still finds nothing.
+                    Ok(None) if now - called < self.settings.timeouts.create.as_millis() as i64 => {
+                        self.note(
+                            Some(current.job_id),
+                            Some(&current.id),
+                            "destroy_waits",
+                            "its create call has not answered yet: destroyed once it does",
+                        )
+                        .await;
+                        return Ok(None);
+                    }
+                    Ok(None) => None,
                     Err(e) => {
                         self.cloud_error(&e);
                         self.note(
@@ -64,7 +80,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                     }
                 }
             }
-            None => None,
+            (None, None) => None,
         };
         if let Some(pid) = &provider_id
             && let Err(e) = self.cloud.destroy(pid).await
@@ -96,6 +112,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         if !done {
             return Ok(None);
         }
+        self.forget_unused_runner(&current).await?;
         let entry = self.account(&current, now).await?;
         let cost = entry.as_ref().map_or(0.0, CostEntry::cost_usd);
         self.note(
@@ -107,6 +124,34 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         .await;
         self.close_check_run(current.job_id).await?;
         Ok(entry)
+    }
+
+    /// A runner that took a job removes itself when the job ends (it is
+    /// ephemeral); one whose machine died before it took any stays
+    /// registered, offline, until someone deletes it. Do that now, rather
+    /// than leave it to the reconciler's rule 7.
+    pub(crate) async fn forget_unused_runner(&self, inst: &InstanceRow) -> Result<(), EngineError> {
+        let Some(runner_id) = inst.runner_id else {
+            return Ok(());
+        };
+        // A busy one took a job; otherwise ask the jobs (a retried destroy
+        // no longer knows what state it was in).
+        if inst.state == InstanceState::Busy
+            || self.store.runner_took_a_job(&inst.runner_name).await?
+        {
+            return Ok(());
+        }
+        let Some(job) = self.store.job(inst.job_id).await? else {
+            return Ok(());
+        };
+        let repo = super::ports::RepoRef {
+            installation_id: job.installation_id,
+            repo: job.repo.clone(),
+        };
+        if let Err(e) = self.github.delete_runner(&repo, runner_id).await {
+            self.github_error(&e);
+        }
+        Ok(())
     }
 
     /// End the check run of a job that is over once none of its machines is

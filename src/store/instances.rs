@@ -251,6 +251,17 @@ impl Store {
             .await
     }
 
+    /// Record the Vast.ai id of a machine whose row has moved on without
+    /// it (a create answered after its job ended); an id once known is kept.
+    pub async fn set_provider_id(&self, id: &str, provider_id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE instances SET provider_id = $1 WHERE id = $2 AND provider_id IS NULL")
+            .bind(provider_id)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     pub async fn instance_by_label(&self, label: &str) -> Result<Option<InstanceRow>, StoreError> {
         self.instance_where("label", Val::Text(Some(label.to_string())))
             .await

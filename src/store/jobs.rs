@@ -232,6 +232,17 @@ impl Store {
     }
 
     /// Jobs in any of these states, oldest first.
+    /// Whether a runner of this name ever took a job (its `in_progress`
+    /// bound the job to it).
+    pub async fn runner_took_a_job(&self, runner_name: &str) -> Result<bool, StoreError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT job_id FROM jobs WHERE runner_name = $1 LIMIT 1")
+                .bind(runner_name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+
     pub async fn jobs_in(&self, states: &[JobState]) -> Result<Vec<JobRow>, StoreError> {
         let list: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
         let sql = format!(

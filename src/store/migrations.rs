@@ -114,6 +114,11 @@ CREATE INDEX events_job ON events (job_id);
         "ledger by job, for the cost on a finished job's check run",
         "CREATE INDEX ledger_job ON ledger (job_id);",
     ),
+    (
+        3,
+        "jobs by runner, to tell whether a machine's runner ever took a job",
+        "CREATE INDEX jobs_runner ON jobs (runner_name);",
+    ),
 ];
 
 /// Apply the migrations this database has not seen yet.

@@ -206,35 +206,54 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             offer.estimated_hours, offer.estimated_cost
         );
         let mut tx = self.store.begin().await?;
-        tx.transition_instance(
-            &instance_id,
-            InstanceState::Creating,
-            InstanceState::Booting,
-            now,
-            InstancePatch {
-                provider_id: Some(provider_id.clone()),
-                ..Default::default()
-            },
-        )
-        .await?;
+        let tracked = tx
+            .transition_instance(
+                &instance_id,
+                InstanceState::Creating,
+                InstanceState::Booting,
+                now,
+                InstancePatch {
+                    provider_id: Some(provider_id.clone()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if !tracked {
+            // The job ended while Vast.ai was creating the machine, and its
+            // row was closed meanwhile.
+            drop(tx);
+            self.created_after_its_job_ended(&instance_id, &provider_id)
+                .await?;
+            return Ok(Rent::Done);
+        }
         let patch = JobPatch {
             runner_def: Some(def.name.clone()),
             reason: Some(None),
             ..Default::default()
         };
-        tx.transition_job(
-            job.job_id,
-            JobState::Provisioning,
-            JobState::WaitingForRunner,
-            now,
-            patch,
-        )
-        .await?;
+        let job_waits = tx
+            .transition_job(
+                job.job_id,
+                JobState::Provisioning,
+                JobState::WaitingForRunner,
+                now,
+                patch,
+            )
+            .await?;
         for (kind, message) in [("rented", &rented), ("estimate", &estimate)] {
             self.note_in(&mut tx, Some(job.job_id), Some(&instance_id), kind, message)
                 .await?;
         }
         tx.commit().await?;
+        if !job_waits {
+            // The job ended before its row was written: nothing will use
+            // the machine, so it goes at once rather than at the next pass.
+            if let Some(row) = self.store.instance(&instance_id).await? {
+                self.destroy_instance(&row, "its job ended while the machine was being created")
+                    .await?;
+            }
+            return Ok(Rent::Done);
+        }
         self.metrics.observe(
             "rigger_provisioning_seconds",
             &[],
@@ -252,6 +271,36 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         )
         .await;
         Ok(Rent::Done)
+    }
+
+    /// Vast.ai made the machine after its row was closed (its job ended
+    /// while the create call was on its way): destroy it now and account
+    /// for it, rather than leave it to run untracked until the reconciler
+    /// finds it by its label (rule 1).
+    async fn created_after_its_job_ended(
+        &self,
+        instance_id: &str,
+        provider_id: &str,
+    ) -> Result<(), EngineError> {
+        self.store.set_provider_id(instance_id, provider_id).await?;
+        let Some(row) = self.store.instance(instance_id).await? else {
+            return Ok(());
+        };
+        let why = "its job ended while the machine was being created";
+        if !row.state.is_terminal() {
+            self.destroy_instance(&row, why).await?;
+            return Ok(());
+        }
+        // Closed for good already: nothing else will destroy it.
+        match self.cloud.destroy(provider_id).await {
+            Ok(()) => {
+                let message = format!("destroyed Vast.ai instance {provider_id}: {why}");
+                self.note(Some(row.job_id), Some(instance_id), "destroyed", &message)
+                    .await;
+            }
+            Err(e) => self.cloud_error(&e),
+        }
+        Ok(())
     }
 
     /// The create call failed for sure: the row is failed, the runner

@@ -2,7 +2,9 @@
 //! decide, and carry each action out. Every action is safe to repeat: the
 //! store's compare-and-set makes a second attempt a no-op.
 
-use super::plan::{Action, Limits, Rule, Snapshot, plan, quiet_jobs};
+use std::collections::HashMap;
+
+use super::plan::{Action, Limits, Rule, Snapshot, plan, quiet_jobs, unowned_runners};
 use crate::engine::events::{JobEvent, JobInfo};
 use crate::engine::names;
 use crate::engine::ports::{Cloud, Github, RepoRef};
@@ -12,6 +14,17 @@ use crate::store::{InstancePatch, JobPatch, JobRow};
 
 /// How much of a failed boot's log to keep in the event log.
 const LOG_TAIL: usize = 4000;
+
+/// What the reconciler carries from one pass to the next. Kept in memory: a
+/// restart only delays what it guards (one more quiet period before asking
+/// GitHub, one more grace before deleting a runner).
+#[derive(Debug, Default)]
+pub(crate) struct Memory {
+    /// When GitHub was last asked about each quiet job.
+    jobs_checked_at: HashMap<i64, i64>,
+    /// Since when each runner registration has been seen with no row.
+    unowned_runners_since: HashMap<i64, i64>,
+}
 
 impl<C: Cloud, G: Github> Engine<C, G> {
     pub fn limits(&self) -> Limits {
@@ -26,7 +39,8 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     }
 
     /// Read the store, Vast.ai (instances with our label) and GitHub
-    /// (runners with our prefix, and the jobs that have been quiet).
+    /// (runners with our names, and the jobs that have been quiet), then the
+    /// instance rows again: see [`Snapshot::late_instances`].
     pub async fn snapshot(&self) -> Result<Snapshot, EngineError> {
         let live_jobs: Vec<JobState> = JobState::ALL
             .into_iter()
@@ -42,7 +56,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 (Vec::new(), false)
             }
         };
-        let (runners, runners_known) = match self
+        let (mut runners, runners_known) = match self
             .github
             .list_runners(&names::runner_prefix(controller))
             .await
@@ -53,8 +67,12 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 (Vec::new(), false)
             }
         };
+        runners.retain(|r| names::is_our_runner(controller, &r.name));
+        let late_instances = self.store.live_instances().await?;
+        let now = self.now();
+        let checked_at = self.memory().jobs_checked_at.clone();
         let mut github_jobs = Vec::new();
-        for id in quiet_jobs(&jobs, self.now(), &self.limits()) {
+        for id in quiet_jobs(&jobs, now, &self.limits(), &checked_at) {
             let Some(job) = jobs.iter().find(|j| j.job_id == id) else {
                 continue;
             };
@@ -62,16 +80,39 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 Ok(view) => github_jobs.push(view),
                 Err(e) => self.github_error(&e),
             }
+            self.memory().jobs_checked_at.insert(id, now);
         }
-        Ok(Snapshot {
+        let mut snapshot = Snapshot {
             jobs,
             instances,
+            late_instances,
             cloud,
             cloud_known,
             runners,
             runners_known,
             github_jobs,
-        })
+            unowned_runners_since: HashMap::new(),
+        };
+        let mut memory = self.memory();
+        memory
+            .jobs_checked_at
+            .retain(|id, _| snapshot.jobs.iter().any(|j| j.job_id == *id));
+        if runners_known {
+            let unowned = unowned_runners(&snapshot);
+            let since = &mut memory.unowned_runners_since;
+            since.retain(|id, _| unowned.contains(id));
+            for id in unowned {
+                since.entry(id).or_insert(now);
+            }
+        }
+        snapshot.unowned_runners_since = memory.unowned_runners_since.clone();
+        Ok(snapshot)
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.reconcile_memory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// One pass of the reconciler: what it decided, in the order it acted.
@@ -180,6 +221,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                         "no Vast.ai instance carries its label: marked failed",
                     )
                     .await;
+                    self.forget_unused_runner(&inst).await?;
                 }
                 if let Some(job_id) = requeue_job {
                     self.requeue(*job_id, "its machine was never created")
@@ -217,7 +259,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                     // fails (GitHub refuses to delete a runner that just took
                     // a job, or cannot be reached), the machine may be busy:
                     // keep it (I4) and look again on the next pass.
-                    if rule == Rule::IdleTimeout {
+                    if matches!(rule, Rule::IdleTimeout | Rule::JobCompletedElsewhere) {
                         self.note(
                             Some(inst.job_id),
                             Some(instance_id),
@@ -292,6 +334,31 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             }
             Action::RequeueJob { job_id, reason } => {
                 self.requeue(*job_id, reason).await?;
+            }
+            Action::MarkOnline { instance_id } => {
+                let patch = InstancePatch {
+                    online_at: Some(now),
+                    ..Default::default()
+                };
+                let moved = self
+                    .store
+                    .transition_instance(
+                        instance_id,
+                        InstanceState::Booting,
+                        InstanceState::Online,
+                        now,
+                        patch,
+                    )
+                    .await?;
+                if moved && let Some(inst) = self.store.instance(instance_id).await? {
+                    self.note(
+                        Some(inst.job_id),
+                        Some(instance_id),
+                        "online",
+                        "its runner is online, waiting for a job",
+                    )
+                    .await;
+                }
             }
         }
         Ok(())

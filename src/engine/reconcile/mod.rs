@@ -7,7 +7,8 @@ pub mod plan;
 #[cfg(test)]
 mod plan_tests;
 
+pub(crate) use apply::Memory;
 pub use plan::{
     Action, CloudStatus, CloudView, GithubJobStatus, GithubJobView, Limits, Rule, RunnerView,
-    Snapshot, plan, quiet_jobs,
+    Snapshot, plan, quiet_jobs, unowned_runners,
 };

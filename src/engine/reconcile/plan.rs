@@ -5,7 +5,7 @@
 //! Every rule is a named function, so each is tested on its own, and every
 //! action says which rule asked for it (for metrics and the event log).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -62,8 +62,14 @@ pub enum GithubJobStatus {
 pub struct Snapshot {
     /// Jobs not in a terminal state.
     pub jobs: Vec<JobRow>,
-    /// Instances not destroyed or failed.
+    /// Instances not destroyed or failed, read before Vast.ai and GitHub.
     pub instances: Vec<InstanceRow>,
+    /// The same, read again after Vast.ai and GitHub were listed. A machine
+    /// created (or a runner registered) while they were being listed has
+    /// its row only here: it is nobody's orphan. Rules that act on a row's
+    /// absence from Vast.ai use the earlier read, whose machines Vast.ai
+    /// already had when it was listed.
+    pub late_instances: Vec<InstanceRow>,
     /// Vast.ai's instances with our controller label.
     pub cloud: Vec<CloudView>,
     /// Whether `cloud` could be read; when not, no rule acts on its absence.
@@ -73,6 +79,9 @@ pub struct Snapshot {
     pub runners_known: bool,
     /// GitHub's view of the jobs [`quiet_jobs`] picked.
     pub github_jobs: Vec<GithubJobView>,
+    /// Since when each runner in [`unowned_runners`] has been seen with no
+    /// row (kept by the caller from one pass to the next).
+    pub unowned_runners_since: HashMap<i64, i64>,
 }
 
 /// Timeouts, in milliseconds.
@@ -90,6 +99,9 @@ pub struct Limits {
     pub destroy_retry_ms: i64,
     /// A job left in `provisioning` this long lost its worker.
     pub provisioning_timeout_ms: i64,
+    /// A runner registration with no row is deleted after this long: it is
+    /// registered just before its row is written, and costs nothing.
+    pub stale_runner_grace_ms: i64,
 }
 
 impl Default for Limits {
@@ -102,6 +114,7 @@ impl Default for Limits {
             job_quiet_ms: 10 * MIN,
             destroy_retry_ms: MIN,
             provisioning_timeout_ms: 5 * MIN,
+            stale_runner_grace_ms: 2 * MIN,
         }
     }
 }
@@ -171,6 +184,9 @@ pub enum Action {
     },
     /// GitHub says another runner took the job (rule 5).
     MarkRunning { job_id: i64, runner_name: String },
+    /// Its runner is online and idle: from now it counts toward the idle
+    /// timeout (rule 4).
+    MarkOnline { instance_id: String },
     /// Delete a runner registration no live instance has (rule 7).
     DeleteRunner {
         runner_id: i64,
@@ -189,7 +205,8 @@ impl Action {
             Action::DestroyOrphan { provider_id, .. } => format!("cloud:{provider_id}"),
             Action::Adopt { instance_id, .. }
             | Action::MarkFailed { instance_id, .. }
-            | Action::Destroy { instance_id, .. } => format!("instance:{instance_id}"),
+            | Action::Destroy { instance_id, .. }
+            | Action::MarkOnline { instance_id } => format!("instance:{instance_id}"),
             Action::CompleteJob { job_id, .. }
             | Action::MarkRunning { job_id, .. }
             | Action::RequeueJob { job_id, .. } => format!("job:{job_id}"),
@@ -199,11 +216,43 @@ impl Action {
 }
 
 /// The jobs to ask GitHub about before planning: live jobs with no news
-/// for `job_quiet_ms` (a lost webhook looks exactly like this).
-pub fn quiet_jobs(jobs: &[JobRow], now: i64, limits: &Limits) -> Vec<i64> {
+/// for `job_quiet_ms` (a lost webhook looks exactly like this), each at most
+/// once per `job_quiet_ms` (`checked_at`: when GitHub was last asked), so
+/// that long jobs do not spend the installation's API budget every pass.
+pub fn quiet_jobs(
+    jobs: &[JobRow],
+    now: i64,
+    limits: &Limits,
+    checked_at: &HashMap<i64, i64>,
+) -> Vec<i64> {
     jobs.iter()
-        .filter(|j| !j.state.is_terminal() && now - j.updated_at >= limits.job_quiet_ms)
+        .filter(|j| {
+            let news = checked_at
+                .get(&j.job_id)
+                .map_or(j.updated_at, |&c| c.max(j.updated_at));
+            !j.state.is_terminal() && now - news >= limits.job_quiet_ms
+        })
         .map(|j| j.job_id)
+        .collect()
+}
+
+/// Runners with our name and no row in either read, and not busy: rule 7
+/// deletes them once they have been so for `stale_runner_grace_ms`.
+pub fn unowned_runners(s: &Snapshot) -> Vec<i64> {
+    if !s.runners_known {
+        return Vec::new();
+    }
+    let names: HashSet<&str> = s
+        .instances
+        .iter()
+        .chain(&s.late_instances)
+        .filter(|i| i.state.may_exist() || i.state == InstanceState::Requested)
+        .map(|i| i.runner_name.as_str())
+        .collect();
+    s.runners
+        .iter()
+        .filter(|r| !names.contains(r.name.as_str()) && !r.busy)
+        .map(|r| r.id)
         .collect()
 }
 
@@ -238,7 +287,11 @@ pub fn plan(s: &Snapshot, now: i64, limits: &Limits) -> Vec<(Rule, Action)> {
             .into_iter()
             .map(|a| (Rule::IdleTimeout, a)),
     );
-    actions.extend(stale_runners(s).into_iter().map(|a| (Rule::StaleRunner, a)));
+    actions.extend(
+        stale_runners(s, now, limits)
+            .into_iter()
+            .map(|a| (Rule::StaleRunner, a)),
+    );
     actions.extend(
         recovery(s, now, limits)
             .into_iter()
@@ -326,6 +379,13 @@ fn completed_elsewhere(s: &Snapshot) -> Vec<Action> {
         }
     }
     let live_jobs: HashSet<i64> = s.jobs.iter().map(|j| j.job_id).collect();
+    // GitHub gives a job to any idle runner with its labels: a machine
+    // rented for one job may be running another (I4).
+    let serving: HashSet<&str> = s
+        .jobs
+        .iter()
+        .filter_map(|j| j.runner_name.as_deref())
+        .collect();
     for i in &s.instances {
         let job_over = !live_jobs.contains(&i.job_id);
         let busy_or_online = matches!(
@@ -334,7 +394,8 @@ fn completed_elsewhere(s: &Snapshot) -> Vec<Action> {
         );
         // A busy machine whose job ended is done; a booting/online one whose
         // job ended (cancelled, taken elsewhere) has nothing to do either.
-        if job_over && busy_or_online {
+        // Unless its runner took another job that is still going.
+        if job_over && busy_or_online && !serving.contains(i.runner_name.as_str()) {
             out.push(Action::Destroy {
                 instance_id: i.id.clone(),
                 keep_logs: false,
@@ -352,12 +413,9 @@ fn orphans(s: &Snapshot) -> Vec<Action> {
     if !s.cloud_known {
         return Vec::new();
     }
-    let labels: HashSet<&str> = s.instances.iter().map(|i| i.label.as_str()).collect();
-    let ids: HashSet<&str> = s
-        .instances
-        .iter()
-        .filter_map(|i| i.provider_id.as_deref())
-        .collect();
+    let rows = || s.instances.iter().chain(&s.late_instances);
+    let labels: HashSet<&str> = rows().map(|i| i.label.as_str()).collect();
+    let ids: HashSet<&str> = rows().filter_map(|i| i.provider_id.as_deref()).collect();
     s.cloud
         .iter()
         .filter(|c| !labels.contains(c.label.as_str()) && !ids.contains(c.provider_id.as_str()))
@@ -440,9 +498,24 @@ fn boot_timeouts(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
 }
 
 /// Rule 4: online with no job for too long (its job was cancelled or taken
-/// by another runner). Never a busy one (I4).
+/// by another runner). Never a busy one (I4). A booting machine whose
+/// runner GitHub lists as online and idle is marked online first: the
+/// webhooks say when a runner takes a job, not when it comes online.
 fn idle_timeouts(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
-    s.instances
+    let came_online = s
+        .instances
+        .iter()
+        .filter(|i| i.state == InstanceState::Booting)
+        .filter(|i| {
+            s.runners
+                .iter()
+                .any(|r| r.name == i.runner_name && r.online && !r.busy)
+        })
+        .map(|i| Action::MarkOnline {
+            instance_id: i.id.clone(),
+        });
+    let idle = s
+        .instances
         .iter()
         .filter(|i| i.state == InstanceState::Online)
         .filter(|i| now - i.online_at.unwrap_or(i.updated_at) >= limits.idle_timeout_ms)
@@ -461,24 +534,22 @@ fn idle_timeouts(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
             }),
             requeue_job: requeue_for(s, i),
             reason: "its runner stayed idle past the idle timeout".into(),
-        })
-        .collect()
+        });
+    came_online.chain(idle).collect()
 }
 
-/// Rule 7: a registration with our prefix and no live instance.
-fn stale_runners(s: &Snapshot) -> Vec<Action> {
-    if !s.runners_known {
-        return Vec::new();
-    }
-    let names: HashSet<&str> = s
-        .instances
-        .iter()
-        .filter(|i| i.state.may_exist() || i.state == InstanceState::Requested)
-        .map(|i| i.runner_name.as_str())
-        .collect();
+/// Rule 7: a registration with our name and no live instance, for longer
+/// than the grace (a runner is registered just before its row is written).
+fn stale_runners(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
+    let unowned: HashSet<i64> = unowned_runners(s).into_iter().collect();
     s.runners
         .iter()
-        .filter(|r| !names.contains(r.name.as_str()) && !r.busy)
+        .filter(|r| unowned.contains(&r.id))
+        .filter(|r| {
+            s.unowned_runners_since
+                .get(&r.id)
+                .is_some_and(|since| now - since >= limits.stale_runner_grace_ms)
+        })
         .map(|r| Action::DeleteRunner {
             runner_id: r.id,
             name: r.name.clone(),

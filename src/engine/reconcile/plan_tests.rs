@@ -80,12 +80,25 @@ fn snapshot(jobs: Vec<JobRow>, instances: Vec<InstanceRow>) -> Snapshot {
         .collect();
     Snapshot {
         jobs,
+        late_instances: instances.clone(),
         instances,
         cloud,
         cloud_known: true,
         runners: Vec::new(),
         runners_known: true,
         github_jobs: Vec::new(),
+        unowned_runners_since: Default::default(),
+    }
+}
+
+fn runner(id: i64, name: &str, online: bool, busy: bool) -> RunnerView {
+    RunnerView {
+        id,
+        name: name.into(),
+        online,
+        busy,
+        installation_id: 1,
+        scope: "octo/ml".into(),
     }
 }
 
@@ -131,6 +144,17 @@ fn rule_1_orphans_are_destroyed() {
     // Not when Vast.ai could not be read: absence of evidence is not evidence.
     s.cloud_known = false;
     assert_eq!(run(&s), vec![]);
+}
+
+#[test]
+fn rule_1_a_machine_whose_row_was_written_while_vast_was_listed_is_not_an_orphan() {
+    // The first read of the rows missed it; the read after the listing has it.
+    let i = inst("new", 1, InstanceState::Booting, NOW);
+    let mut s = snapshot(vec![job(1, JobState::WaitingForRunner, NOW)], vec![i]);
+    s.instances.clear();
+    assert_eq!(run(&s), vec![]);
+    s.late_instances.clear();
+    assert!(matches!(run(&s)[..], [(Rule::Orphan, _)]));
 }
 
 #[test]
@@ -207,15 +231,12 @@ fn rule_3_boot_timeout_keeps_logs_destroys_and_requeues() {
 fn rule_3_not_when_the_runner_is_online() {
     let i = inst("a", 1, InstanceState::Booting, NOW - 21 * MIN);
     let mut s = snapshot(vec![job(1, JobState::WaitingForRunner, NOW)], vec![i]);
-    s.runners.push(RunnerView {
-        id: 3,
-        name: "rigger-a".into(),
-        online: true,
-        busy: false,
-        installation_id: 1,
-        scope: "octo/ml".into(),
-    });
-    assert_eq!(run(&s), vec![]);
+    s.runners.push(runner(3, "rigger-a", true, false));
+    // Not a boot timeout: the runner came online, so rule 4 takes it on.
+    assert!(matches!(
+        run(&s)[..],
+        [(Rule::IdleTimeout, Action::MarkOnline { .. })]
+    ));
 }
 
 #[test]
@@ -265,6 +286,26 @@ fn rule_4_idle_runner_is_deregistered_then_destroyed() {
             ..
         }
     ));
+}
+
+#[test]
+fn rule_4_a_booting_machine_whose_runner_is_online_and_idle_is_marked_online() {
+    let i = inst("a", 1, InstanceState::Booting, NOW - 3 * MIN);
+    let mut s = snapshot(vec![job(1, JobState::WaitingForRunner, NOW)], vec![i]);
+    assert_eq!(run(&s), vec![], "not online yet");
+    s.runners.push(runner(44, "rigger-a", true, false));
+    assert_eq!(
+        run(&s),
+        vec![(
+            Rule::IdleTimeout,
+            Action::MarkOnline {
+                instance_id: "a".into()
+            }
+        )]
+    );
+    // Busy already: the in_progress webhook makes it busy, not this rule.
+    s.runners[0].busy = true;
+    assert_eq!(run(&s), vec![]);
 }
 
 #[test]
@@ -323,13 +364,34 @@ fn rule_5_instances_of_finished_jobs_are_destroyed() {
 }
 
 #[test]
-fn quiet_jobs_are_the_ones_to_check() {
+fn rule_5_a_machine_running_another_live_job_outlives_the_job_it_was_rented_for() {
+    // Machine `a` was rented for job 1, and GitHub gave it job 2 instead.
+    let mut two = job(2, JobState::Running, NOW);
+    two.runner_name = Some("rigger-a".into());
+    let a = inst("a", 1, InstanceState::Busy, NOW - MIN);
+    let s = snapshot(vec![two.clone()], vec![a.clone()]);
+    assert_eq!(run(&s), vec![], "job 1 is over, job 2 runs on `a` (I4)");
+    // Once job 2 is over too, `a` has nothing left to do.
+    let s = snapshot(vec![], vec![a]);
+    assert!(matches!(
+        run(&s)[..],
+        [(Rule::JobCompletedElsewhere, Action::Destroy { .. })]
+    ));
+}
+
+#[test]
+fn quiet_jobs_are_the_ones_to_check_once_per_quiet_period() {
     let jobs = vec![
         job(1, JobState::Running, NOW - 11 * MIN),
         job(2, JobState::Running, NOW - MIN),
         job(3, JobState::Queued, NOW - 60 * MIN),
     ];
-    assert_eq!(quiet_jobs(&jobs, NOW, &Limits::default()), vec![1, 3]);
+    let limits = Limits::default();
+    let none = Default::default();
+    assert_eq!(quiet_jobs(&jobs, NOW, &limits, &none), vec![1, 3]);
+    // Asked about 3 two minutes ago: not again until it is quiet again.
+    let checked = [(3, NOW - 2 * MIN), (1, NOW - 10 * MIN)].into();
+    assert_eq!(quiet_jobs(&jobs, NOW, &limits, &checked), vec![1]);
 }
 
 #[test]
@@ -356,16 +418,14 @@ fn rule_6_a_vanished_instance_is_cleaned_up_and_its_job_requeued() {
 }
 
 #[test]
-fn rule_7_stale_runner_registrations_are_deleted() {
+fn rule_7_stale_runner_registrations_are_deleted_after_the_grace() {
     let mut s = snapshot(vec![], vec![]);
-    s.runners.push(RunnerView {
-        id: 5,
-        name: "rigger-gone".into(),
-        online: false,
-        busy: false,
-        installation_id: 1,
-        scope: "octo/ml".into(),
-    });
+    s.runners.push(runner(5, "rigger-gone", false, false));
+    assert_eq!(unowned_runners(&s), vec![5]);
+    assert_eq!(run(&s), vec![], "never seen unowned before");
+    s.unowned_runners_since.insert(5, NOW - MIN);
+    assert_eq!(run(&s), vec![], "registered just before its row is written");
+    s.unowned_runners_since.insert(5, NOW - 2 * MIN);
     assert_eq!(
         run(&s),
         vec![(
@@ -380,6 +440,15 @@ fn rule_7_stale_runner_registrations_are_deleted() {
     );
     s.runners_known = false;
     assert_eq!(run(&s), vec![]);
+}
+
+#[test]
+fn rule_7_a_runner_whose_row_was_written_while_github_was_listed_is_owned() {
+    let i = inst("new", 1, InstanceState::Creating, NOW);
+    let mut s = snapshot(vec![job(1, JobState::Provisioning, NOW)], vec![i]);
+    s.instances.clear();
+    s.runners.push(runner(5, "rigger-new", false, false));
+    assert_eq!(unowned_runners(&s), Vec::<i64>::new());
 }
 
 #[test]
@@ -466,7 +535,14 @@ fn random_world(rng: &mut Rng) -> Snapshot {
         }
         instances.push(i);
     }
+    for j in &mut jobs {
+        if rng.below(3) == 0 {
+            j.runner_name = Some(format!("rigger-i{}", rng.below(6)));
+        }
+    }
     let mut s = snapshot(jobs, instances.clone());
+    // Rows written between the two reads exist only in the later one.
+    s.instances.retain(|_| rng.below(6) != 0);
     s.cloud.retain(|_| rng.below(4) != 0);
     if rng.coin() {
         s.cloud.push(CloudView {
@@ -503,6 +579,12 @@ fn random_world(rng: &mut Rng) -> Snapshot {
     }
     s.cloud_known = rng.below(5) != 0;
     s.runners_known = rng.below(5) != 0;
+    for r in &s.runners {
+        if rng.coin() {
+            s.unowned_runners_since
+                .insert(r.id, NOW - rng.below(4) as i64 * MIN);
+        }
+    }
     s
 }
 
@@ -526,7 +608,10 @@ fn invariants_hold_on_random_worlds() {
                         .iter()
                         .find(|i| &i.id == instance_id)
                         .expect("a known row");
-                    let job_live = s.jobs.iter().any(|j| j.job_id == i.job_id);
+                    // Its own job, or another one GitHub gave its runner.
+                    let job_live = s.jobs.iter().any(|j| {
+                        j.job_id == i.job_id || j.runner_name.as_deref() == Some(&i.runner_name)
+                    });
                     let runner_busy = s.runners.iter().any(|r| r.name == i.runner_name && r.busy);
                     if i.state == InstanceState::Busy && job_live && NOW < i.expires_at {
                         assert!(
@@ -539,7 +624,7 @@ fn invariants_hold_on_random_worlds() {
                     }
                 }
                 // Absence on an unreadable Vast.ai proves nothing.
-                Action::DestroyOrphan { .. } | Action::MarkFailed { .. } | Action::Adopt { .. } => {
+                Action::MarkFailed { .. } | Action::Adopt { .. } => {
                     assert!(
                         s.cloud_known,
                         "round {round}: acted on an unknown cloud view"
@@ -547,12 +632,23 @@ fn invariants_hold_on_random_worlds() {
                 }
                 Action::DeleteRunner { name, .. } => {
                     assert!(s.runners_known);
-                    // Never a runner a live machine still runs.
+                    // Never a runner a live machine still runs, in either read.
                     assert!(
                         !s.instances
                             .iter()
+                            .chain(&s.late_instances)
                             .any(|i| &i.runner_name == name && i.state.may_exist()),
                         "round {round}: deleted a live machine's runner"
+                    );
+                }
+                Action::DestroyOrphan { label, .. } => {
+                    assert!(s.cloud_known);
+                    assert!(
+                        !s.instances
+                            .iter()
+                            .chain(&s.late_instances)
+                            .any(|i| &i.label == label),
+                        "round {round}: destroyed a machine a row knows"
                     );
                 }
                 _ => {}
@@ -573,7 +669,8 @@ fn target_of(a: &Action) -> String {
         Action::DestroyOrphan { provider_id, .. } => format!("cloud:{provider_id}"),
         Action::Adopt { instance_id, .. }
         | Action::MarkFailed { instance_id, .. }
-        | Action::Destroy { instance_id, .. } => format!("instance:{instance_id}"),
+        | Action::Destroy { instance_id, .. }
+        | Action::MarkOnline { instance_id } => format!("instance:{instance_id}"),
         Action::CompleteJob { job_id, .. }
         | Action::MarkRunning { job_id, .. }
         | Action::RequeueJob { job_id, .. } => {

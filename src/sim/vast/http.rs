@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::control::control;
 use super::instances::{create, list_v1, manage};
 use super::search::search;
-use super::{Phase, SimVast, filter, market};
+use super::{CreateHold, Phase, SimVast, filter, market};
 
 /// Exactly `application/json`: the CLI compares the header as a string.
 pub(super) fn json_response(status: StatusCode, body: Value) -> Response {
@@ -209,7 +209,19 @@ pub(super) async fn dispatch(
             );
         }
     }
-    api(&sim, &method, &segments, &uri, &headers, body_json)
+    let creating = method == Method::PUT && matches!(segments.as_slice(), ["api", "v0", "asks", _]);
+    match creating.then(|| sim.next_hold()).flatten() {
+        Some(CreateHold::BeforeRenting) => {
+            sim.hold().await;
+            api(&sim, &method, &segments, &uri, &headers, body_json)
+        }
+        Some(CreateHold::AfterRenting) => {
+            let made = api(&sim, &method, &segments, &uri, &headers, body_json);
+            sim.hold().await;
+            made
+        }
+        None => api(&sim, &method, &segments, &uri, &headers, body_json),
+    }
 }
 
 /// `GET /api/v0/instances/{id}` → `GET /api/v0/instances/:id`, for counting.

@@ -60,6 +60,23 @@ struct Inner {
     clock: Arc<dyn Clock>,
     api_key: String,
     boot: Mutex<Option<BootHook>>,
+    /// Create calls to leave unanswered, next first.
+    holds: Mutex<std::collections::VecDeque<CreateHold>>,
+    /// How many create calls have been left unanswered.
+    held: tokio::sync::watch::Sender<usize>,
+    /// Raised to answer every create call held so far.
+    releases: tokio::sync::watch::Sender<u64>,
+}
+
+/// A create call left without an answer until [`SimVast::release_held_creates`]
+/// (or for good): how tests stop rigger in the middle of a create, or let
+/// something happen while it waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateHold {
+    /// Before the machine is rented: nothing exists.
+    BeforeRenting,
+    /// After: the machine exists, and only the answer is missing.
+    AfterRenting,
 }
 
 /// A handle on the simulated Vast.ai (cheap to clone).
@@ -80,7 +97,46 @@ impl SimVast {
             clock,
             api_key: config.api_key,
             boot: Mutex::new(None),
+            holds: Mutex::default(),
+            held: tokio::sync::watch::Sender::new(0),
+            releases: tokio::sync::watch::Sender::new(0),
         }))
+    }
+
+    /// The next create calls, one per entry, are left without an answer.
+    pub fn hold_next_creates(&self, holds: &[CreateHold]) {
+        let mut queue = self.0.holds.lock().unwrap_or_else(|p| p.into_inner());
+        queue.extend(holds.iter().copied());
+    }
+
+    /// Wait until `n` create calls in all have been left without an answer.
+    pub async fn creates_held(&self, n: usize) {
+        let mut held = self.0.held.subscribe();
+        // The sender lives as long as `self`: waiting cannot fail.
+        let _ = held.wait_for(|&count| count >= n).await;
+    }
+
+    /// Whether to hold this create call, and how.
+    fn next_hold(&self) -> Option<CreateHold> {
+        self.0
+            .holds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+    }
+
+    /// Answer every create call held so far.
+    pub fn release_held_creates(&self) {
+        self.0.releases.send_modify(|r| *r += 1);
+    }
+
+    /// Count a held call and wait for its release.
+    async fn hold(&self) {
+        let mut releases = self.0.releases.subscribe();
+        let now = *releases.borrow_and_update();
+        self.0.held.send_modify(|n| *n += 1);
+        // The sender lives as long as `self`: waiting cannot fail.
+        let _ = releases.wait_for(|&r| r > now).await;
     }
 
     fn world(&self) -> std::sync::MutexGuard<'_, World> {
