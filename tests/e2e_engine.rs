@@ -724,6 +724,19 @@ async fn an_org_runner_is_rented_only_as_its_access_policy_allows() {
     let pull_request = queue("octocat", "cirun-org-gpu--1803");
     s.github.set_event(pull_request, "pull_request");
     s.webhooks_arrive().await;
+    // GitHub fails to say what octocat may do: that denies nothing, the
+    // jobs wait and ask again.
+    s.github
+        .fail_route("GET /repos/acme/ml/collaborators/octocat/permission", 2);
+    s.rigger_provisions().await;
+    for job in [allowed, pull_request] {
+        let row = s.engine.store.job(job).await.unwrap().unwrap();
+        assert_eq!(row.state, JobState::Queued, "job {job}: {row:?}");
+        let why = row.reason.unwrap_or_default();
+        assert!(why.contains("cannot check .access.yml"), "{why}");
+    }
+    assert_eq!(s.job_state(stranger).await, JobState::Failed);
+    s.clock.advance_ms(60_000);
     s.rigger_provisions().await;
 
     assert_eq!(s.job_state(allowed).await, JobState::WaitingForRunner);

@@ -13,7 +13,7 @@ use crate::config::access::AccessConfig;
 use crate::config::labels;
 use crate::config::model::{Cloud as CloudKind, Origin, RunnerDef};
 use crate::engine::policy::{self, Access, JobFacts};
-use crate::engine::ports::{Cloud, Github, OfferSearch, RepoRef};
+use crate::engine::ports::{Cloud, Github, GithubError, OfferSearch, RepoRef};
 use crate::engine::state::{InstanceState, JobState};
 use crate::engine::{Engine, EngineError, estimate, offer_pool, report};
 use crate::store::{JobPatch, JobRow};
@@ -101,11 +101,23 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             );
             return Ok(fail(&why, "rigger: .cirun.yml error"));
         };
-        if let Access::Denied(why) = self
+        match self
             .check_access(&repo, job, pull_request, def, loaded.access.as_ref())
             .await
         {
-            return Ok(fail(&why, "rigger: not allowed"));
+            Ok(Access::Allowed) => {}
+            Ok(Access::Denied(why)) => return Ok(fail(&why, "rigger: not allowed")),
+            // Not knowing who the actor is proves nothing either way.
+            Err(e) => {
+                self.github_error(&e);
+                return Ok(retry(
+                    format!(
+                        "cannot check .access.yml: GitHub did not say who {} is: {e}",
+                        job.actor
+                    ),
+                    rate_limit_ms_github(&e),
+                ));
+            }
         }
 
         let history = self
@@ -228,31 +240,21 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         pull_request: bool,
         def: &RunnerDef,
         access: Option<&AccessConfig>,
-    ) -> Access {
+    ) -> Result<Access, GithubError> {
         let teams = policy::teams_to_check(def, access);
         let guarded = access.is_some_and(|a| !a.policies_for(&def.name).is_empty())
             && def.origin == Origin::Organization;
         if !guarded {
-            return Access::Allowed;
+            return Ok(Access::Allowed);
         }
+        // A 404 (not a member, not a collaborator) is an answer; an error
+        // is not, and goes back to the caller rather than count as "none".
         let actor_teams = if teams.is_empty() {
             Vec::new()
         } else {
-            match self.github.teams_of(repo, &job.actor, &teams).await {
-                Ok(t) => t,
-                Err(e) => {
-                    self.github_error(&e);
-                    Vec::new()
-                }
-            }
+            self.github.teams_of(repo, &job.actor, &teams).await?
         };
-        let actor_role = match self.github.role_of(repo, &job.actor).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.github_error(&e);
-                None
-            }
-        };
+        let actor_role = self.github.role_of(repo, &job.actor).await?;
         let facts = JobFacts {
             repo: job.repo.clone(),
             // `pull_request: false` in a policy keeps pull requests off the
@@ -262,7 +264,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             actor_teams,
             actor_role,
         };
-        policy::check_access(def, access, &facts)
+        Ok(policy::check_access(def, access, &facts))
     }
 
     /// At most one live machine per job (I2). A job back in the queue may

@@ -176,7 +176,12 @@ pub(super) async fn dispatch(
     let now = sim.now();
     {
         let mut w = sim.world();
-        *w.requests.entry(route_key(&method, &path)).or_default() += 1;
+        let route = route_key(&method, &path);
+        *w.requests.entry(route.clone()).or_default() += 1;
+        if let Some(left) = w.failing_routes.get_mut(&route).filter(|n| **n > 0) {
+            *left -= 1;
+            return gh_error(StatusCode::BAD_GATEWAY, "Server Error");
+        }
         let (until, advice) = w.secondary_limit;
         if now < until {
             let mut r = gh_error(

@@ -133,6 +133,8 @@ pub struct World {
     /// Answer every API call 403 with `retry-after` (a secondary limit)
     /// until the first, advising the second (seconds).
     pub secondary_limit: (i64, u32),
+    /// Route keys (as counted in `requests`) answered 502 the next this-many times.
+    pub failing_routes: BTreeMap<String, u32>,
     pub rng: Rng,
     next_id: i64,
     pub requests: BTreeMap<String, u64>,
@@ -156,6 +158,7 @@ impl World {
             jit_window: Vec::new(),
             rate_limited_until_ms: 0,
             secondary_limit: (0, 0),
+            failing_routes: BTreeMap::new(),
             rng: Rng::new(seed),
             next_id: 1000,
             requests: BTreeMap::new(),
