@@ -74,6 +74,14 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         inbox: Arc<Notify>,
         shutdown: watch::Receiver<bool>,
     ) {
+        match self.recover_at_start().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                jobs = n,
+                "put back in the queue: left mid-provisioning by the last run"
+            ),
+            Err(e) => tracing::error!(error = %e, "start-up recovery (the reconciler retries)"),
+        }
         let mut tasks = JoinSet::new();
         {
             let engine = self.clone();

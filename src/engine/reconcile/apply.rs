@@ -10,7 +10,7 @@ use crate::engine::names;
 use crate::engine::ports::{Cloud, Github, RepoRef};
 use crate::engine::state::{InstanceState, JobState};
 use crate::engine::{Engine, EngineError};
-use crate::store::{InstancePatch, JobPatch, JobRow};
+use crate::store::{Dialect, InstancePatch, JobPatch, JobRow};
 
 /// How much of a failed boot's log to keep in the event log.
 const LOG_TAIL: usize = 4000;
@@ -365,6 +365,24 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     }
 
     /// Give a job back to the queue if it is still waiting for a machine.
+    /// At start-up, the jobs a stopped rigger left in `provisioning` (a
+    /// graceful stop finishes its passes, so only a crash leaves any). On
+    /// SQLite rigger is the only replica, so each has lost its worker and
+    /// goes back to the queue now rather than after the provisioning
+    /// timeout; on PostgreSQL another replica may be working on it, and
+    /// rule 9 decides. Returns how many were put back.
+    pub async fn recover_at_start(&self) -> Result<usize, EngineError> {
+        if self.store.dialect() != Dialect::Sqlite {
+            return Ok(0);
+        }
+        let left = self.store.jobs_in(&[JobState::Provisioning]).await?;
+        for job in &left {
+            self.requeue(job.job_id, "rigger restarted while provisioning it")
+                .await?;
+        }
+        Ok(left.len())
+    }
+
     async fn requeue(&self, job_id: i64, reason: &str) -> Result<(), EngineError> {
         let Some(job) = self.store.job(job_id).await? else {
             return Ok(());
