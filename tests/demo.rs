@@ -22,7 +22,7 @@ async fn the_demo_runs_every_job_to_its_end_and_leaks_nothing() {
     .await
     .unwrap();
     assert_eq!(report.leaked_instances, 0);
-    assert_eq!(report.instances_created, 3);
+    assert_eq!(report.instances_created, 3, "{report:#?}");
     assert_eq!(report.instances_destroyed, 3);
     assert_eq!(report.jobs.len(), 5);
     let ran: Vec<_> = report.jobs.iter().filter(|j| j.gpu.is_some()).collect();

@@ -40,6 +40,9 @@ enum Outcome {
     },
     /// A definition for another cloud: Cirun's business, not rigger's.
     NotOurs(String),
+    /// The job ended (cancelled, or run elsewhere) while it was being
+    /// provisioned: its end is recorded already, and nothing is rented.
+    Ended,
 }
 
 /// How long a worker is trusted with a job it claimed (the reconciler's
@@ -211,6 +214,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 )
                 .await?;
             }
+            Outcome::Ended => {}
         }
         Ok(())
     }

@@ -68,6 +68,17 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         let Some((vast, candidate)) = found else {
             return Ok(Rent::NextOffer);
         };
+        // The searches and GitHub's answers took a while: a job cancelled
+        // meanwhile must not cost a machine, however briefly. (One that ends
+        // from here on is handled once the create answers.)
+        let still_wanted = self
+            .store
+            .job(job.job_id)
+            .await?
+            .is_some_and(|j| j.state == JobState::Provisioning);
+        if !still_wanted {
+            return Ok(Rent::Stop(Outcome::Ended));
+        }
         let arch = runner_arch(vast.cpu_arch);
         let runner_labels = labels::registration_labels(&def.labels, &job.labels, "linux", arch);
         let jit = match self
