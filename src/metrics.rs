@@ -29,12 +29,12 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     (
         "rigger_provisioning_seconds",
         Kind::Histogram,
-        "From a delivery accepted to the create call sent.",
+        "Seconds from rigger first recording a job (normally on its queued delivery) to the commit that records the machine Vast.ai's create call rented for it, retries and backoff included; once per machine rented.",
     ),
     (
         "rigger_time_to_runner_seconds",
         Kind::Histogram,
-        "From a job queued to its runner online.",
+        "Seconds from rigger first recording a job (normally on its queued delivery) to handling its in_progress delivery, for jobs one of rigger's runners took.",
     ),
     (
         "rigger_spend_dollars_total",
@@ -230,6 +230,11 @@ mod tests {
         assert!(text.contains("rigger_provisioning_seconds_bucket{le=\"+Inf\"} 1\n"));
         assert!(text.contains("rigger_provisioning_seconds_count 1\n"));
         assert_eq!(m.value("rigger_jobs", &[("state", "queued")]), 3.0);
+        // What the engine measures (rent.rs, events.rs `started`), said so.
+        assert!(text.contains(
+            "# HELP rigger_provisioning_seconds Seconds from rigger first recording a job"
+        ));
+        assert!(text.contains("# HELP rigger_time_to_runner_seconds Seconds from rigger first recording a job (normally on its queued delivery) to handling its in_progress delivery, for jobs one of rigger's runners took.\n"));
     }
 
     #[test]
