@@ -2,7 +2,9 @@
 //!
 //! A deliberately small registry: the metric names are fixed in [`METRICS`]
 //! (so a typo is a test failure, not a new series), and label values are
-//! low-cardinality words (states, kinds, rules), never ids.
+//! low-cardinality words (states, kinds, rules), never ids: they are
+//! `&'static str`, so no value read from a request or the database at run
+//! time can become a series.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,19 +22,19 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     (
         "rigger_deliveries_total",
         Kind::Counter,
-        "Webhook deliveries by event and result.",
+        "Webhook deliveries by event (a fixed set; `unverified` when the signature failed) and result.",
     ),
     ("rigger_jobs", Kind::Gauge, "Jobs by state."),
     ("rigger_instances", Kind::Gauge, "Instances by state."),
     (
         "rigger_provisioning_seconds",
         Kind::Histogram,
-        "From a delivery accepted to the create call sent.",
+        "Seconds from rigger first recording a job (normally on its queued delivery) to the commit that records the machine Vast.ai's create call rented for it, retries and backoff included; once per machine rented.",
     ),
     (
         "rigger_time_to_runner_seconds",
         Kind::Histogram,
-        "From a job queued to its runner online.",
+        "Seconds from rigger first recording a job (normally on its queued delivery) to handling its in_progress delivery, for jobs one of rigger's runners took.",
     ),
     (
         "rigger_spend_dollars_total",
@@ -61,7 +63,7 @@ const BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
 
-type Labels = Vec<(&'static str, String)>;
+type Labels = Vec<(&'static str, &'static str)>;
 
 #[derive(Debug, Default)]
 struct Histogram {
@@ -76,9 +78,7 @@ pub struct Metrics {
     histograms: Mutex<BTreeMap<(&'static str, Labels), Histogram>>,
 }
 
-fn labels(pairs: &[(&'static str, &str)]) -> Labels {
-    pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
-}
+type Pairs<'a> = &'a [(&'static str, &'static str)];
 
 fn known(name: &str, kind: Kind) -> bool {
     METRICS.iter().any(|(n, k, _)| *n == name && *k == kind)
@@ -89,29 +89,31 @@ impl Metrics {
         Metrics::default()
     }
 
-    pub fn inc(&self, name: &'static str, pairs: &[(&'static str, &str)]) {
+    pub fn inc(&self, name: &'static str, pairs: Pairs<'_>) {
         self.add(name, pairs, 1.0);
     }
 
-    pub fn add(&self, name: &'static str, pairs: &[(&'static str, &str)], by: f64) {
+    pub fn add(&self, name: &'static str, pairs: Pairs<'_>, by: f64) {
         debug_assert!(known(name, Kind::Counter), "unknown counter {name}");
         let mut v = self.values.lock().unwrap_or_else(|e| e.into_inner());
-        *v.entry((name, labels(pairs))).or_insert(0.0) += by;
+        *v.entry((name, pairs.to_vec())).or_insert(0.0) += by;
     }
 
-    pub fn set(&self, name: &'static str, pairs: &[(&'static str, &str)], value: f64) {
+    pub fn set(&self, name: &'static str, pairs: Pairs<'_>, value: f64) {
         debug_assert!(known(name, Kind::Gauge), "unknown gauge {name}");
         let mut v = self.values.lock().unwrap_or_else(|e| e.into_inner());
-        v.insert((name, labels(pairs)), value);
+        v.insert((name, pairs.to_vec()), value);
     }
 
-    pub fn observe(&self, name: &'static str, pairs: &[(&'static str, &str)], seconds: f64) {
+    pub fn observe(&self, name: &'static str, pairs: Pairs<'_>, seconds: f64) {
         debug_assert!(known(name, Kind::Histogram), "unknown histogram {name}");
         let mut h = self.histograms.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = h.entry((name, labels(pairs))).or_insert_with(|| Histogram {
-            counts: vec![0; BUCKETS.len()],
-            ..Default::default()
-        });
+        let entry = h
+            .entry((name, pairs.to_vec()))
+            .or_insert_with(|| Histogram {
+                counts: vec![0; BUCKETS.len()],
+                ..Default::default()
+            });
         for (i, upper) in BUCKETS.iter().enumerate() {
             if seconds <= *upper {
                 entry.counts[i] += 1;
@@ -122,9 +124,9 @@ impl Metrics {
     }
 
     /// A counter's or gauge's current value (for tests and `rigger` itself).
-    pub fn value(&self, name: &'static str, pairs: &[(&'static str, &str)]) -> f64 {
+    pub fn value(&self, name: &'static str, pairs: Pairs<'_>) -> f64 {
         let v = self.values.lock().unwrap_or_else(|e| e.into_inner());
-        v.get(&(name, labels(pairs))).copied().unwrap_or(0.0)
+        v.get(&(name, pairs.to_vec())).copied().unwrap_or(0.0)
     }
 
     /// Prometheus text exposition format 0.0.4.
@@ -228,6 +230,11 @@ mod tests {
         assert!(text.contains("rigger_provisioning_seconds_bucket{le=\"+Inf\"} 1\n"));
         assert!(text.contains("rigger_provisioning_seconds_count 1\n"));
         assert_eq!(m.value("rigger_jobs", &[("state", "queued")]), 3.0);
+        // What the engine measures (rent.rs, events.rs `started`), said so.
+        assert!(text.contains(
+            "# HELP rigger_provisioning_seconds Seconds from rigger first recording a job"
+        ));
+        assert!(text.contains("# HELP rigger_time_to_runner_seconds Seconds from rigger first recording a job (normally on its queued delivery) to handling its in_progress delivery, for jobs one of rigger's runners took.\n"));
     }
 
     #[test]

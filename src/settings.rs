@@ -427,13 +427,14 @@ pub const RUNNER_VERSION: &str = "2.330.0";
 pub const RUNNER_PREINSTALLED_PATH: &str = "/actions-runner";
 pub const RUNNER_URL_TEMPLATE: &str = "https://github.com/actions/runner/releases/download/v{version}/actions-runner-linux-{arch}-{version}.tar.gz";
 
-/// Reads settings from a file (optional) and an environment (a lookup
-/// function, so tests pass their own).
-pub fn load(
+/// The file (optional) with the environment's variables put over it, as
+/// the file's shape: what [`load`] and [`load_database_url`] both start
+/// from. The environment's problems are added to `problems`.
+fn read(
     file: Option<&Path>,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Settings, SettingsError> {
-    let mut problems = Vec::new();
+    problems: &mut Vec<String>,
+) -> Result<File, SettingsError> {
     let table: toml::Table = match file {
         None => toml::Table::new(),
         Some(path) => match std::fs::read_to_string(path) {
@@ -456,16 +457,61 @@ pub fn load(
             },
         },
     };
-    let parsed: File = match toml::Value::Table(overlay_env(table, env, &mut problems)).try_into() {
-        Ok(f) => f,
+    match toml::Value::Table(overlay_env(table, env, problems)).try_into() {
+        Ok(f) => Ok(f),
         Err(e) => {
             problems.push(format!(
                 "the settings are not valid: {}",
                 e.to_string().trim()
             ));
-            return Err(SettingsError::new(problems));
+            Err(SettingsError::new(std::mem::take(problems)))
         }
-    };
+    }
+}
+
+/// `database_url`, or the default, checked.
+fn database_url(value: Option<String>, problems: &mut Vec<String>) -> String {
+    let database_url = value.unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+    if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
+        problems.push(format!(
+            "database_url {} is neither sqlite://PATH nor postgres://…",
+            crate::store::redact_url(&database_url)
+        ));
+    }
+    database_url
+}
+
+/// Where the database is when no setting says.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://rigger.db";
+
+/// Only `database_url`, from the file (optional) and RIGGER_DATABASE_URL
+/// (which wins), else the default: for the commands that read the store
+/// and need none of the secrets [`load`] insists on. The file must still be
+/// one `rigger serve` would read; its other values are not checked.
+pub fn load_database_url(
+    file: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, SettingsError> {
+    let name = env_var("", "database_url");
+    let only_database_url = |k: &str| if k == name { env(k) } else { None };
+    let mut problems = Vec::new();
+    let parsed = read(file, &only_database_url, &mut problems)?;
+    let url = database_url(parsed.database_url, &mut problems);
+    if problems.is_empty() {
+        Ok(url)
+    } else {
+        Err(SettingsError::new(problems))
+    }
+}
+
+/// Reads settings from a file (optional) and an environment (a lookup
+/// function, so tests pass their own).
+pub fn load(
+    file: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, SettingsError> {
+    let mut problems = Vec::new();
+    let parsed = read(file, env, &mut problems)?;
     // A `*_file` secret's variable without `_FILE` holds the value itself.
     let direct = |section: &str, file_key: &str| {
         let name = env_var(section, file_key);
@@ -478,15 +524,7 @@ pub fn load(
             "listen = {listen:?} is not an address; write host:port, e.g. 0.0.0.0:8080"
         ));
     }
-    let database_url = parsed
-        .database_url
-        .unwrap_or_else(|| "sqlite://rigger.db".into());
-    if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
-        problems.push(format!(
-            "database_url {} is neither sqlite://PATH nor postgres://…",
-            crate::store::redact_url(&database_url)
-        ));
-    }
+    let database_url = database_url(parsed.database_url, &mut problems);
     let controller_id = parsed.controller_id.unwrap_or_else(|| "rigger".into());
     let id_ok = !controller_id.is_empty()
         && controller_id.len() <= MAX_CONTROLLER_ID
@@ -800,6 +838,41 @@ mod tests {
         assert_eq!(s.github.private_key.expose(), "PEM-DATA");
         assert_eq!(s.timeouts.idle, Duration::from_secs(900));
         assert_eq!(s.limits.max_dph, 2.5);
+    }
+
+    #[test]
+    fn the_database_url_alone_needs_no_secret() {
+        assert_eq!(
+            load_database_url(None, &env(&[])).unwrap(),
+            DEFAULT_DATABASE_URL
+        );
+        let dir = std::env::temp_dir().join(format!("rigger-settings-db-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("rigger.toml");
+        std::fs::write(
+            &file,
+            "database_url = \"sqlite:///var/lib/rigger/rigger.db\"\n[github]\napp_id = 5\n",
+        )
+        .unwrap();
+        // No GitHub key, no Vast.ai key, and a variable serve would refuse:
+        // none of it is this command's business.
+        let no_secrets = env(&[("RIGGER_LIMITS_MAX_DPH", "cheap")]);
+        assert_eq!(
+            load_database_url(Some(&file), &no_secrets).unwrap(),
+            "sqlite:///var/lib/rigger/rigger.db"
+        );
+        assert!(load(Some(&file), &no_secrets).is_err());
+        let url = load_database_url(
+            Some(&file),
+            &env(&[("RIGGER_DATABASE_URL", "postgres://db/rigger")]),
+        )
+        .unwrap();
+        assert_eq!(url, "postgres://db/rigger", "the environment wins");
+        let err = load_database_url(None, &env(&[("RIGGER_DATABASE_URL", "mysql://u:pw@h/db")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("neither sqlite://PATH nor postgres"), "{err}");
+        assert!(!err.contains(":pw@"), "password leaked: {err}");
     }
 
     #[test]

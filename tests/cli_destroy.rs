@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rigger::engine::ports::{ManualClock, SystemClock};
 use rigger::engine::state::InstanceState;
 use rigger::sim::github::{SimGithub, SimGithubConfig};
-use rigger::sim::vast::{SimConfig, SimVast};
+use rigger::sim::vast::{Faults, SimConfig, SimVast};
 
 async fn serve(router: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -96,6 +96,118 @@ async fn destroy_all_takes_ours_and_only_ours() {
     );
 }
 
+/// The settings `rigger serve` would need, for controller `ci`, as RIGGER_*
+/// variables.
+fn settings_env(
+    db: &str,
+    vast_url: &str,
+    github: &SimGithub,
+    github_url: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("RIGGER_DATABASE_URL", db.to_string()),
+        ("RIGGER_CONTROLLER_ID", "ci".into()),
+        ("RIGGER_WEBHOOK_SECRET", "s".into()),
+        ("RIGGER_GITHUB_APP_ID", github.app_id().to_string()),
+        (
+            "RIGGER_GITHUB_PRIVATE_KEY",
+            github.private_key_pem().expose().to_string(),
+        ),
+        ("RIGGER_GITHUB_API_URL", github_url.to_string()),
+        ("RIGGER_VAST_API_KEY", "sim-vast-key".into()),
+        ("RIGGER_VAST_API_URL", vast_url.to_string()),
+    ]
+}
+
+/// `rigger ARGS…` with `env`: `(exit code, stdout, stderr)`. The simulators
+/// answer on the runtime's other thread meanwhile.
+fn run(env: &[(&'static str, String)], args: &[&str]) -> (i32, String, String) {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    tokio::task::block_in_place(|| ops_world::rigger(args, &env))
+}
+
+/// Vast.ai refusing a destroy leaves the row `destroying` (the engine's
+/// retry state) and the machine running: both commands say which instance
+/// was not destroyed and what to do, and exit non-zero, until a later run
+/// destroys it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destroy_vast_ai_refuses_is_reported_as_a_failure() {
+    let (vast, vast_url) = ops_world::vast().await;
+    let github = SimGithub::new(SimGithubConfig::default(), Arc::new(SystemClock)).unwrap();
+    let github_url = serve(github.router()).await;
+    let ours = ops_world::rent(&vast, 0, "rigger:ci:11:abcdef0123");
+    let orphan = ops_world::rent(&vast, 1, "rigger:ci:12:0123abcdef");
+    let db = ops_world::seeded(
+        "destroy-refused",
+        &ours.to_string(),
+        "rigger:ci:11:abcdef0123",
+    )
+    .await;
+    let env = settings_env(&db, &vast_url, &github, &github_url);
+    let live = || -> Vec<i64> {
+        vast.live_instances()
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .collect()
+    };
+    let refuse_one = || {
+        vast.set_faults(Faults {
+            refuse_destroys: 1,
+            ..Faults::default()
+        })
+    };
+    let state = || async {
+        let store = rigger::store::Store::connect(&db).await.unwrap();
+        let row = store.instance(ops_world::INSTANCE).await.unwrap().unwrap();
+        store.close().await;
+        row.state
+    };
+    let not_destroyed = format!(
+        "{} (Vast.ai {ours}) is not destroyed: it is still `destroying`",
+        ops_world::INSTANCE
+    );
+
+    // One machine, refused once.
+    refuse_one();
+    let (code, out, err) = run(&env, &["instances", "destroy", ops_world::INSTANCE]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains(&not_destroyed), "{err}");
+    assert!(
+        err.contains("injected fault"),
+        "Vast.ai's answer is shown: {err}"
+    );
+    assert!(
+        err.contains("run `rigger instances destroy i-1` again"),
+        "{err}"
+    );
+    assert!(!out.contains("destroyed"), "{out}");
+    assert_eq!(live(), vec![ours, orphan]);
+    assert_eq!(state().await, InstanceState::Destroying);
+
+    // All of them: the orphan goes, the row's destroy is refused again.
+    refuse_one();
+    let (code, out, err) = run(&env, &["instances", "destroy-all", "--yes"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains(&not_destroyed), "{err}");
+    assert!(
+        err.contains("1 of 2 instance(s) are not destroyed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`rigger instances destroy-all --yes` again"),
+        "{err}"
+    );
+    assert_eq!(live(), vec![ours]);
+    assert_eq!(state().await, InstanceState::Destroying);
+
+    // Run again as told: Vast.ai destroys it, and the command says so.
+    let (code, out, err) = run(&env, &["instances", "destroy-all", "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("destroyed 1 instance(s)"), "{out}");
+    assert!(live().is_empty());
+    assert_eq!(state().await, InstanceState::Destroyed);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destroy_one_records_its_cost_and_refuses_what_is_not_ours() {
     let (vast, vast_url) = ops_world::vast().await;
@@ -104,22 +216,8 @@ async fn destroy_one_records_its_cost_and_refuses_what_is_not_ours() {
     let ours = ops_world::rent(&vast, 0, "rigger:ci:11:abcdef0123");
     let theirs = ops_world::rent(&vast, 1, "rigger:other:5:abcdef0123");
     let db = ops_world::seeded("destroy-one", &ours.to_string(), "rigger:ci:11:abcdef0123").await;
-    let key = github.private_key_pem();
-    let app_id = github.app_id().to_string();
-    let env = [
-        ("RIGGER_DATABASE_URL", db.as_str()),
-        ("RIGGER_CONTROLLER_ID", "ci"),
-        ("RIGGER_WEBHOOK_SECRET", "s"),
-        ("RIGGER_GITHUB_APP_ID", app_id.as_str()),
-        ("RIGGER_GITHUB_PRIVATE_KEY", key.expose()),
-        ("RIGGER_GITHUB_API_URL", github_url.as_str()),
-        ("RIGGER_VAST_API_KEY", "sim-vast-key"),
-        ("RIGGER_VAST_API_URL", vast_url.as_str()),
-    ];
-    // The simulators answer on the runtime's other thread meanwhile.
-    let destroy = |id: String| {
-        tokio::task::block_in_place(|| ops_world::rigger(&["instances", "destroy", &id], &env))
-    };
+    let env = settings_env(&db, &vast_url, &github, &github_url);
+    let destroy = |id: String| run(&env, &["instances", "destroy", &id]);
 
     // By rigger's id: gone from Vast.ai, its cost in the ledger.
     let (code, out, err) = destroy(ops_world::INSTANCE.into());

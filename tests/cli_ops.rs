@@ -3,7 +3,7 @@
 
 mod ops_world;
 
-use ops_world::{ESTIMATE, rent, rigger, seeded, vast};
+use ops_world::{ESTIMATE, rent, rigger, rigger_in, seeded, temp_dir, vast};
 
 fn all(code_out_err: (i32, String, String)) -> (i32, String) {
     let (code, out, err) = code_out_err;
@@ -166,4 +166,119 @@ fn a_bad_database_url_is_explained() {
     assert_eq!(code, 1);
     assert!(text.contains("sqlite://PATH or postgres://"), "{text}");
     assert!(!text.contains("secret"), "{text}");
+}
+
+/// The Vast.ai id of the one live instance `instances list` finds.
+fn listed_provider(dir: Option<&std::path::Path>, args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut all = vec!["instances", "list", "--json"];
+    all.extend_from_slice(args);
+    let (code, out, err) = rigger_in(dir, &all, env);
+    assert_eq!(code, 0, "{args:?} {env:?}: {out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0]["provider_id"].as_str().unwrap().to_string()
+}
+
+/// Each command finds the database where `rigger serve` keeps it: the flag,
+/// else RIGGER_DATABASE_URL, else `database_url` in --config (a file with
+/// none of the secrets serve needs), else sqlite://rigger.db here.
+#[tokio::test]
+async fn the_database_comes_from_the_flag_the_environment_the_config_or_the_default() {
+    let from_flag = seeded("from-flag", "1001", "rigger:ci:11").await;
+    let from_env = seeded("from-env", "1002", "rigger:ci:11").await;
+    let from_config = seeded("from-config", "1003", "rigger:ci:11").await;
+    let from_default = seeded("from-default", "1004", "rigger:ci:11").await;
+    let here = std::path::Path::new(from_default.trim_start_matches("sqlite://"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let config = temp_dir("config").join("rigger.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database_url = {from_config:?}\ncontroller_id = \"ci\"\n[github]\napp_id = 5\n[limits]\nmax_dph = 2.5\n"
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let elsewhere = temp_dir("elsewhere");
+    let at = Some(elsewhere.as_path());
+
+    assert_eq!(listed_provider(at, &["--config", config], &[]), "1003");
+    assert_eq!(
+        listed_provider(at, &[], &[("RIGGER_CONFIG", config)]),
+        "1003"
+    );
+    assert_eq!(
+        listed_provider(
+            at,
+            &["--config", config],
+            &[("RIGGER_DATABASE_URL", &from_env)]
+        ),
+        "1002"
+    );
+    assert_eq!(
+        listed_provider(
+            at,
+            &["--config", config, "--database-url", &from_flag],
+            &[("RIGGER_DATABASE_URL", &from_env)]
+        ),
+        "1001"
+    );
+    assert_eq!(listed_provider(Some(&here), &[], &[]), "1004");
+
+    // The other two commands read the same way.
+    let (code, out, err) = rigger_in(at, &["jobs", "list", "--config", config], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("provisioning"), "{out}");
+    let (code, out, err) = rigger_in(at, &["costs", "--config", config], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Total: $0.25"), "{out}");
+
+    // A config file serve would refuse to read is refused here too.
+    let bad = temp_dir("bad-config").join("rigger.toml");
+    std::fs::write(&bad, "database_url = \"mysql://u:secret@h/db\"\n").unwrap();
+    let (code, _, err) = rigger_in(
+        at,
+        &["jobs", "list", "--config", bad.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("neither sqlite://PATH nor postgres"), "{err}");
+    assert!(!err.contains("secret"), "{err}");
+}
+
+/// Run where there is no database, the commands say so and where they
+/// looked, and create nothing: an empty table would say all is well.
+#[test]
+fn a_missing_database_is_an_error_and_is_not_created() {
+    let here = temp_dir("no-database");
+    let missing = here.join("rigger.db");
+    let other = here.join("other.db");
+    let other_url = format!("sqlite://{}", other.display());
+    let config = here.join("rigger.toml");
+    std::fs::write(&config, format!("database_url = {other_url:?}\n")).unwrap();
+    let config = config.to_str().unwrap();
+    for (args, path) in [
+        (vec!["jobs", "list"], &missing),
+        (vec!["instances", "list"], &missing),
+        (vec!["costs"], &missing),
+        (vec!["jobs", "list", "--database-url", &other_url], &other),
+        (vec!["costs", "--config", config], &other),
+    ] {
+        let (code, out, err) = rigger_in(Some(&here), &args, &[]);
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        assert!(
+            err.contains(&format!(
+                "there is no rigger database at {}",
+                path.display()
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("--config") && err.contains("--database-url"),
+            "{args:?}: {err}"
+        );
+        assert!(out.is_empty(), "{args:?}: no table: {out}");
+        assert!(!path.exists(), "{args:?} created {}", path.display());
+    }
 }

@@ -9,12 +9,15 @@ use rigger::engine::inbox::DurableInbox;
 use rigger::engine::ports::ManualClock;
 use rigger::github::webhook::{Event, parse, sign};
 use rigger::metrics::Metrics;
+use rigger::server::OpsState;
 use rigger::server::webhook::{MAX_BODY_BYTES, WebhookState, parse_delivery, webhook_router};
 use rigger::settings::Secret;
 use rigger::store::Store;
 
 struct Server {
     url: String,
+    /// `/metrics`, over the same registry.
+    metrics_url: String,
     store: Store,
     metrics: Arc<Metrics>,
 }
@@ -32,12 +35,17 @@ async fn serve(name: &str) -> Server {
         inbox: DurableInbox::start(store.clone()),
         clock: Arc::new(ManualClock::new(1_000)),
         metrics: metrics.clone(),
-    });
+    })
+    .merge(rigger::server::ops_router(OpsState {
+        store: store.clone(),
+        metrics: metrics.clone(),
+    }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/webhook", listener.local_addr().unwrap());
+    let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Server {
-        url,
+        url: format!("{base}/webhook"),
+        metrics_url: format!("{base}/metrics"),
         store,
         metrics,
     }
@@ -55,6 +63,20 @@ async fn post(url: &str, event: &str, delivery: &str, body: &[u8], secret: &str)
         .await
         .unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// A `workflow_job` delivery with no signature at all: its status.
+async fn unsigned(url: &str, delivery: &str) -> u16 {
+    reqwest::Client::new()
+        .post(url)
+        .header("x-github-event", "workflow_job")
+        .header("x-github-delivery", delivery)
+        .body(QUEUED)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 const QUEUED: &str = r#"{"action":"queued","workflow_job":{"id":42,"run_id":7,"run_attempt":1,"head_sha":"abc","status":"queued","labels":["cirun-gpu--7"],"conclusion":null,"runner_name":null},"repository":{"full_name":"acme/ml"},"sender":{"login":"octocat"},"installation":{"id":5}}"#;
@@ -104,15 +126,7 @@ async fn bad_input_is_refused_with_a_reason_and_nothing_is_stored() {
     assert_eq!(code, 401);
     assert!(text.contains("does not match"), "{text}");
     // No signature at all.
-    let r = http
-        .post(&s.url)
-        .header("x-github-event", "workflow_job")
-        .header("x-github-delivery", "d-2")
-        .body(QUEUED)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(unsigned(&s.url, "d-2").await, 401);
     // Signed, but no delivery id.
     let r = http
         .post(&s.url)
@@ -137,6 +151,56 @@ async fn bad_input_is_refused_with_a_reason_and_nothing_is_stored() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// Whoever can reach `/webhook` can send any `X-GitHub-Event`: a refused
+/// delivery is counted as `unverified`, and a verified one under a fixed set
+/// of event names (`other` for the rest), so no header makes a new series.
+#[tokio::test]
+async fn event_names_from_deliveries_never_become_metric_series() {
+    let s = serve("cardinality").await;
+    // Names no one would guess, from a fixed seed (xorshift): the same run
+    // every time.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut names = Vec::new();
+    for _ in 0..40 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        names.push(format!("evt{seed:016x}"));
+    }
+    for (i, name) in names.iter().enumerate() {
+        let (code, _) = post(&s.url, name, &format!("bad-{i}"), b"{}", "guess").await;
+        assert_eq!(code, 401, "{name}");
+    }
+    // Unsigned, and under a name rigger does read: still unverified.
+    assert_eq!(unsigned(&s.url, "unsigned-1").await, 401);
+    // Signed, under a name rigger does not read: counted as `other`.
+    let (code, _) = post(&s.url, &names[0], "signed-1", b"{}", "s3cret").await;
+    assert_eq!(code, 200);
+
+    let text = reqwest::get(&s.metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in &names {
+        assert!(!text.contains(name.as_str()), "{name} in /metrics:\n{text}");
+    }
+    assert!(
+        text.contains("rigger_deliveries_total{event=\"unverified\",result=\"unauthorized\"} 41\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rigger_deliveries_total{event=\"other\",result=\"ignored\"} 1\n"),
+        "{text}"
+    );
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("rigger_deliveries_total{"))
+        .count();
+    assert_eq!(series, 2, "{text}");
 }
 
 #[tokio::test]

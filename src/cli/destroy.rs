@@ -8,12 +8,12 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::Args;
 
-use crate::app::App;
+use crate::app::{App, RiggerEngine};
 use crate::engine::names;
 use crate::engine::ports::{Cloud, SystemClock};
 use crate::engine::state::InstanceState;
 use crate::settings;
-use crate::store::InstanceRow;
+use crate::store::{CostEntry, InstanceRow};
 
 #[derive(Debug, Args)]
 pub struct DestroyArgs {
@@ -64,24 +64,75 @@ pub async fn destroy(a: DestroyArgs) -> anyhow::Result<()> {
             engine.settings.controller_id
         );
     };
-    let cost = engine
-        .destroy_instance(row, "destroyed by an operator")
-        .await
-        .context("destroying")?;
-    match cost {
-        Some(c) => println!(
-            "destroyed {} (Vast.ai {}): {} s, ${:.4}",
-            row.id,
-            row.provider_id.as_deref().unwrap_or("-"),
-            c.seconds,
-            c.dph * c.seconds as f64 / 3600.0
-        ),
-        None => println!(
-            "{}: the destroy is recorded; Vast.ai will be asked again by the reconciler",
-            row.id
-        ),
+    match destroyed(engine, row, "destroyed by an operator").await? {
+        Ok(cost) => {
+            println!(
+                "destroyed {} (Vast.ai {}){}",
+                row.id,
+                row.provider_id.as_deref().unwrap_or("-"),
+                cost.map(|c| format!(": {} s, ${:.4}", c.seconds, c.cost_usd()))
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
+        Err(why) => bail!("{why}"),
     }
-    Ok(())
+}
+
+/// Destroy one row's machine and check that it is gone: `Ok(cost)` when the
+/// row is now terminal, `Err(what happened and what to do)` when it is not.
+/// The engine answers `Ok(None)` both for a destroy Vast.ai refused (the row
+/// stays `destroying`, for the reconciler to retry) and for one that
+/// closed no account, so only the row itself tells them apart.
+async fn destroyed(
+    engine: &RiggerEngine,
+    row: &InstanceRow,
+    reason: &str,
+) -> anyhow::Result<Result<Option<CostEntry>, String>> {
+    let since = chrono::Utc::now().timestamp_millis();
+    let what = format!(
+        "{} (Vast.ai {})",
+        row.id,
+        row.provider_id.as_deref().unwrap_or("-")
+    );
+    let again = format!(
+        "run `rigger instances destroy {}` again (a running `rigger serve` also retries it)",
+        row.id
+    );
+    let cost = match engine.destroy_instance(row, reason).await {
+        Ok(cost) => cost,
+        Err(e) => return Ok(Err(format!("{what} was not destroyed: {e}; {again}"))),
+    };
+    let after = engine
+        .store
+        .instance(&row.id)
+        .await
+        .with_context(|| format!("reading back instance {}", row.id))?;
+    match after {
+        Some(now) if now.state.is_terminal() => Ok(Ok(cost)),
+        Some(now) => {
+            // The engine notes why it did not destroy it (`destroy_retry`,
+            // and whatever other `destroy_…` note it makes; not `destroyed`).
+            let note = engine
+                .store
+                .job_events(row.job_id)
+                .await?
+                .into_iter()
+                .rev()
+                .find(|(at, kind, _)| *at >= since && kind.starts_with("destroy_"))
+                .map(|(_, _, message)| format!(" ({message})"))
+                .unwrap_or_default();
+            Ok(Err(format!(
+                "{what} is not destroyed: it is still `{}`{note}; {again}",
+                now.state
+            )))
+        }
+        None => Ok(Err(format!(
+            "{what} is no longer in the database, so rigger cannot tell whether its machine \
+             is gone; check `rigger instances destroy-all` for machines left with this \
+             controller's label"
+        ))),
+    }
 }
 
 pub async fn destroy_all(a: DestroyAllArgs) -> anyhow::Result<()> {
@@ -126,23 +177,28 @@ pub async fn destroy_all(a: DestroyAllArgs) -> anyhow::Result<()> {
     }
     let mut failed = 0;
     for r in &rows {
-        if let Err(e) = engine
-            .destroy_instance(r, "destroyed by an operator (destroy-all)")
-            .await
-        {
-            eprintln!("  {}: {e}", r.id);
+        if let Err(why) = destroyed(engine, r, "destroyed by an operator (destroy-all)").await? {
+            eprintln!("  {why}");
             failed += 1;
         }
     }
     for o in &orphans {
         if let Err(e) = engine.cloud.destroy(&o.provider_id).await {
-            eprintln!("  Vast.ai {}: {e}", o.provider_id);
+            eprintln!(
+                "  Vast.ai {} (orphan) was not destroyed: {e}",
+                o.provider_id
+            );
             failed += 1;
         }
     }
+    let all = rows.len() + orphans.len();
     if failed > 0 {
-        bail!("{failed} destroy call(s) failed; run it again, or let the reconciler finish");
+        bail!(
+            "{failed} of {all} instance(s) are not destroyed and may still cost money; \
+             run `rigger instances destroy-all --yes` again (a running `rigger serve` \
+             also retries them)"
+        );
     }
-    println!("destroyed {} instance(s)", rows.len() + orphans.len());
+    println!("destroyed {all} instance(s)");
     Ok(())
 }

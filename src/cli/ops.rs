@@ -1,22 +1,58 @@
 //! Operator commands over the store: `rigger jobs list`, `rigger instances
 //! list`, `rigger costs`.
 
+use std::path::PathBuf;
+
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
 use crate::engine::state::{InstanceState, JobState};
-use crate::settings::Secret;
-use crate::store::{InstanceRow, JobRow, Store};
+use crate::settings::{self, Secret};
+use crate::store::{InstanceRow, JobRow, Store, StoreError};
 
+/// Which database to read: `--database-url`, else RIGGER_DATABASE_URL, else
+/// `database_url` in the `--config` file, else sqlite://rigger.db. These
+/// commands never create a database: a SQLite file that is not there is an
+/// error.
 #[derive(Debug, Args)]
 pub struct DbArgs {
-    /// The database rigger serve uses.
+    /// The database `rigger serve` uses (sqlite://PATH or postgres://…).
+    /// Without it: database_url from --config, else sqlite://rigger.db in
+    /// this directory. A SQLite file that is not there is an error, never
+    /// created.
     #[arg(
         long,
+        value_name = "URL",
         env = "RIGGER_DATABASE_URL",
-        default_value = "sqlite://rigger.db"
+        hide_env_values = true
     )]
-    pub database_url: String,
+    pub database_url: Option<String>,
+    /// `rigger serve`'s settings file, for its database_url (nothing else in
+    /// it is needed: no GitHub or Vast.ai secret is read).
+    #[arg(long, value_name = "FILE", env = "RIGGER_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl DbArgs {
+    /// The database URL and where it came from, in words for an error.
+    fn url(&self) -> anyhow::Result<(String, String)> {
+        if let Some(url) = self
+            .database_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+        {
+            return Ok((
+                url.to_string(),
+                "--database-url or RIGGER_DATABASE_URL".into(),
+            ));
+        }
+        let url = settings::load_database_url(self.config.as_deref(), &|k| std::env::var(k).ok())?;
+        let from = match &self.config {
+            Some(file) => format!("database_url in {}", file.display()),
+            None => format!("the default, {}", settings::DEFAULT_DATABASE_URL),
+        };
+        Ok((url, from))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,11 +212,17 @@ pub struct CostsArgs {
 }
 
 async fn open(db: &DbArgs) -> anyhow::Result<Store> {
-    Store::connect(&db.database_url).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot open the database {}: {e}",
-            crate::store::redact_url(&db.database_url)
-        )
+    let (url, from) = db.url()?;
+    Store::open_existing(&url).await.map_err(|e| match e {
+        StoreError::NoDatabase(path) => anyhow::anyhow!(
+            "there is no rigger database at {path} ({from}); pass --config with rigger \
+             serve's settings file or --database-url with its database (rigger does not \
+             create one here)"
+        ),
+        e => anyhow::anyhow!(
+            "cannot open the database {} ({from}): {e}",
+            crate::store::redact_url(&url)
+        ),
     })
 }
 

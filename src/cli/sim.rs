@@ -68,7 +68,8 @@ pub struct SimVastArgs {
     #[arg(long, default_value = "20s")]
     pub boot_delay: String,
     /// Faults, e.g. `error_rate=0.05,rate_limit_burst=3,latency_ms=200,
-    /// steal_rate=0.1,ambiguous_create_rate=0.02,die_rate=0.05,stuck_rate=0.05`.
+    /// steal_rate=0.1,ambiguous_create_rate=0.02,die_rate=0.05,stuck_rate=0.05,
+    /// refuse_destroys=2`.
     #[arg(long, default_value = "")]
     pub faults: String,
     /// The account's API key clients must send.

@@ -40,6 +40,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
+    /// [`Store::open_existing`] found no SQLite file at this path.
+    #[error("there is no database at {0}")]
+    NoDatabase(String),
     #[error(transparent)]
     Corrupt(#[from] UnknownState),
     #[error("corrupt JSON in the database: {0}")]
@@ -86,12 +89,32 @@ impl Store {
         Self::connect_in_schema(url, None).await
     }
 
+    /// As [`Store::connect`], but a SQLite file must be there already: one
+    /// that is not is [`StoreError::NoDatabase`], never a new empty database.
+    /// For the operator commands, which only read what `rigger serve` wrote.
+    pub async fn open_existing(url: &str) -> Result<Store, StoreError> {
+        // `mode=memory` names no file either.
+        if url.starts_with("sqlite:") && !in_memory(url) && !url.contains("mode=memory") {
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+            let path = options.get_filename();
+            if !path.is_file() {
+                let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+                return Err(StoreError::NoDatabase(shown.display().to_string()));
+            }
+        }
+        Self::open(url, None, SqliteMode::Existing).await
+    }
+
     /// As [`Store::connect`], inside a PostgreSQL schema of its own (created
     /// if missing): how tests share one database without sharing tables.
     pub async fn connect_in_schema(url: &str, schema: Option<&str>) -> Result<Store, StoreError> {
+        Self::open(url, schema, SqliteMode::Create).await
+    }
+
+    async fn open(url: &str, schema: Option<&str>, mode: SqliteMode) -> Result<Store, StoreError> {
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let (dialect, url) = if url.starts_with("sqlite:") {
-            (Dialect::Sqlite, sqlite_url(url))
+            (Dialect::Sqlite, sqlite_url(url, mode))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             (Dialect::Postgres, url.to_string())
         } else {
@@ -145,7 +168,7 @@ impl Store {
         };
         // An in-memory SQLite database lives in its one connection.
         let (pool, writer) = match dialect {
-            Dialect::Sqlite if url.contains(":memory:") => {
+            Dialect::Sqlite if in_memory(&url) => {
                 let one = pool_of(1).await?;
                 (one.clone(), one)
             }
@@ -255,14 +278,30 @@ async fn log_event<'e>(
     Ok(())
 }
 
-/// `sqlite://rigger.db` → created on first start.
-fn sqlite_url(url: &str) -> String {
-    if url.contains("mode=") || url.contains(":memory:") {
+/// Whether a SQLite file that is not there is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SqliteMode {
+    Create,
+    Existing,
+}
+
+fn in_memory(url: &str) -> bool {
+    url.contains(":memory:")
+}
+
+/// `sqlite://rigger.db` → created on first start (`mode=rwc`), or only
+/// opened (`mode=rw`). A URL that names its own mode keeps it.
+fn sqlite_url(url: &str, mode: SqliteMode) -> String {
+    let mode = match mode {
+        SqliteMode::Create => "mode=rwc",
+        SqliteMode::Existing => "mode=rw",
+    };
+    if url.contains("mode=") || in_memory(url) {
         url.to_string()
     } else if url.contains('?') {
-        format!("{url}&mode=rwc")
+        format!("{url}&{mode}")
     } else {
-        format!("{url}?mode=rwc")
+        format!("{url}?{mode}")
     }
 }
 
@@ -292,10 +331,17 @@ mod tests {
     #[test]
     fn urls() {
         assert_eq!(
-            sqlite_url("sqlite://rigger.db"),
+            sqlite_url("sqlite://rigger.db", SqliteMode::Create),
             "sqlite://rigger.db?mode=rwc"
         );
-        assert_eq!(sqlite_url("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(
+            sqlite_url("sqlite://rigger.db?cache=private", SqliteMode::Existing),
+            "sqlite://rigger.db?cache=private&mode=rw"
+        );
+        assert_eq!(
+            sqlite_url("sqlite::memory:", SqliteMode::Create),
+            "sqlite::memory:"
+        );
         assert_eq!(
             redact_url("postgres://rigger:s3cret@db:5432/rigger"),
             "postgres://rigger:***@db:5432/rigger"

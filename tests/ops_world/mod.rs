@@ -160,8 +160,20 @@ pub fn rent(vast: &SimVast, nth_offer: usize, label: &str) -> i64 {
 /// Run the rigger binary with no RIGGER_* variable from the caller's
 /// environment: `(exit code, stdout, stderr)`.
 pub fn rigger(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    rigger_in(None, args, env)
+}
+
+/// As [`rigger`], run in `dir` when given.
+pub fn rigger_in(
+    dir: Option<&std::path::Path>,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rigger"));
     c.args(args);
+    if let Some(dir) = dir {
+        c.current_dir(dir);
+    }
     for (k, _) in std::env::vars() {
         if k.starts_with("RIGGER_") {
             c.env_remove(k);

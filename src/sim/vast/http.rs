@@ -318,6 +318,13 @@ fn api(
                     "invalid instance_id",
                 );
             };
+            if sim.world().faults.take_destroy_refusal() {
+                return json_response(
+                    StatusCode::OK,
+                    json!({"success": false, "error": "destroy_failed",
+                           "msg": "the instance could not be destroyed (injected fault); try again"}),
+                );
+            }
             if sim.world().destroy(id, now) {
                 json_response(
                     StatusCode::OK,

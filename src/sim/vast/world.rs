@@ -38,6 +38,10 @@ pub struct Faults {
     pub die_rate: f64,
     /// Share of instances that never leave `loading`.
     pub stuck_rate: f64,
+    /// The next this-many destroys of one instance
+    /// (`DELETE /api/v0/instances/{id}/`) are answered `success: false`
+    /// and leave the instance as it was.
+    pub refuse_destroys: u32,
 }
 
 impl FromStr for Faults {
@@ -75,16 +79,26 @@ impl FromStr for Faults {
                 "retry_after_s" => f.retry_after_s = count()?,
                 "die_rate" => f.die_rate = rate()?,
                 "stuck_rate" => f.stuck_rate = rate()?,
+                "refuse_destroys" => f.refuse_destroys = count()? as u32,
                 other => {
                     return Err(format!(
                         "unknown fault `{other}`; known: error_rate, rate_limit_burst, latency_ms, \
                          steal_rate, ambiguous_create_rate, cut_create_rate, garbled_create_rate, \
-                         retry_after_s, die_rate, stuck_rate"
+                         retry_after_s, die_rate, stuck_rate, refuse_destroys"
                     ));
                 }
             }
         }
         Ok(f)
+    }
+}
+
+impl Faults {
+    /// Whether this destroy is one of the `refuse_destroys` (and count it).
+    pub fn take_destroy_refusal(&mut self) -> bool {
+        let refuse = self.refuse_destroys > 0;
+        self.refuse_destroys = self.refuse_destroys.saturating_sub(1);
+        refuse
     }
 }
 
@@ -636,6 +650,9 @@ mod tests {
             (f.error_rate, f.rate_limit_burst, f.latency_ms, f.stuck_rate),
             (0.1, 3, 20, 1.0)
         );
+        let mut f: Faults = "refuse_destroys=2".parse().unwrap();
+        let refused: Vec<bool> = (0..3).map(|_| f.take_destroy_refusal()).collect();
+        assert_eq!(refused, [true, true, false]);
         assert!(
             "error_rate=2"
                 .parse::<Faults>()
