@@ -265,3 +265,24 @@ async fn destroy_one_records_its_cost_and_refuses_what_is_not_ours() {
     assert!(err.contains("rigger instances list"), "{err}");
     assert_eq!(vast.live_instances().len(), 1);
 }
+
+/// Pointed at a database that is not there, `destroy ID` says so and
+/// creates nothing, rather than start an empty database that knows no
+/// machine; `destroy-all` goes on by label (a lost database is when it is
+/// needed most) and says that it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_database_is_an_error_and_is_not_created() {
+    let (_vast, vast_url) = ops_world::vast().await;
+    let github = SimGithub::new(SimGithubConfig::default(), Arc::new(SystemClock)).unwrap();
+    let github_url = serve(github.router()).await;
+    let missing = ops_world::temp_dir("destroy-no-db").join("rigger.db");
+    let db = format!("sqlite://{}", missing.display());
+    let env = settings_env(&db, &vast_url, &github, &github_url);
+    let (code, out, err) = run(&env, &["instances", "destroy", "abc"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+    assert!(err.contains("--config"), "{err}");
+    assert!(!missing.exists(), "created {}", missing.display());
+    let (_, _, err) = run(&env, &["instances", "destroy-all"]);
+    assert!(err.contains("by their Vast.ai label only"), "{err}");
+}

@@ -13,7 +13,7 @@ use crate::engine::names;
 use crate::engine::ports::{Cloud, SystemClock};
 use crate::engine::state::InstanceState;
 use crate::settings;
-use crate::store::{CostEntry, InstanceRow};
+use crate::store::{CostEntry, InstanceRow, Store};
 
 #[derive(Debug, Args)]
 pub struct DestroyArgs {
@@ -33,15 +33,36 @@ pub struct DestroyAllArgs {
     pub config: Option<PathBuf>,
 }
 
-async fn app(config: Option<&std::path::Path>) -> anyhow::Result<App> {
+/// Which database a command needs.
+#[derive(Clone, Copy, PartialEq)]
+enum Database {
+    /// The one `rigger serve` wrote: without it, the command knows nothing.
+    Existing,
+    /// Any: the command also works from Vast.ai's labels alone (a lost
+    /// database is when an operator needs it most).
+    AnyOrNew,
+}
+
+async fn app(config: Option<&std::path::Path>, database: Database) -> anyhow::Result<App> {
     let mut s = settings::load(config, &|k| std::env::var(k).ok())?;
     // These commands serve nothing: listen anywhere free.
     s.listen = "127.0.0.1:0".into();
+    match (database, Store::must_exist(&s.database_url)) {
+        (_, Ok(())) => {}
+        (Database::Existing, Err(e)) => {
+            return Err(e).context(
+                "pass --config (or RIGGER_DATABASE_URL) for the database `rigger serve` uses",
+            );
+        }
+        (Database::AnyOrNew, Err(e)) => {
+            eprintln!("{e}: looking for machines by their Vast.ai label only");
+        }
+    }
     App::build(s, Arc::new(SystemClock)).await
 }
 
 pub async fn destroy(a: DestroyArgs) -> anyhow::Result<()> {
-    let app = app(a.config.as_deref()).await?;
+    let app = app(a.config.as_deref(), Database::Existing).await?;
     let engine = &app.engine;
     let is = |i: &&InstanceRow| i.id == a.id || i.provider_id.as_deref() == Some(a.id.as_str());
     let live = engine.store.live_instances().await?;
@@ -136,7 +157,7 @@ async fn destroyed(
 }
 
 pub async fn destroy_all(a: DestroyAllArgs) -> anyhow::Result<()> {
-    let app = app(a.config.as_deref()).await?;
+    let app = app(a.config.as_deref(), Database::AnyOrNew).await?;
     let engine = &app.engine;
     let rows = engine.store.live_instances().await?;
     let prefix = names::label_prefix(&engine.settings.controller_id);

@@ -79,7 +79,8 @@ async fn receive(
             "rigger_deliveries_total",
             &[("event", UNVERIFIED), ("result", "unauthorized")],
         );
-        tracing::warn!(event = %event_name, "refused a delivery: {e}");
+        // Nor does it reach the log as sent: a known name or `other`.
+        tracing::warn!(event = event_label(&event_name), "refused a delivery: {e}");
         return (StatusCode::UNAUTHORIZED, format!("{e}\n"));
     }
     let event = event_label(&event_name);

@@ -93,6 +93,13 @@ impl Store {
     /// that is not is [`StoreError::NoDatabase`], never a new empty database.
     /// For the operator commands, which only read what `rigger serve` wrote.
     pub async fn open_existing(url: &str) -> Result<Store, StoreError> {
+        Self::must_exist(url)?;
+        Self::open(url, None, SqliteMode::Existing).await
+    }
+
+    /// [`StoreError::NoDatabase`] for a SQLite URL whose file is not there;
+    /// nothing to check for PostgreSQL or an in-memory database.
+    pub fn must_exist(url: &str) -> Result<(), StoreError> {
         // `mode=memory` names no file either.
         if url.starts_with("sqlite:") && !in_memory(url) && !url.contains("mode=memory") {
             let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
@@ -102,7 +109,7 @@ impl Store {
                 return Err(StoreError::NoDatabase(shown.display().to_string()));
             }
         }
-        Self::open(url, None, SqliteMode::Existing).await
+        Ok(())
     }
 
     /// As [`Store::connect`], inside a PostgreSQL schema of its own (created
