@@ -127,6 +127,16 @@ async fn a_lost_completed_webhook_is_repaired_by_the_reconciler() {
         s.vast.live_instances().is_empty(),
         "destroyed by the reconciler"
     );
+    let metrics = s.metrics().await;
+    let acted = metrics
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("rigger_reconciler_actions_total")
+                && k.contains("job_completed_elsewhere")
+        })
+        .map(|(_, v)| *v)
+        .sum::<f64>();
+    assert!(acted >= 1.0, "the rule is counted: {metrics:?}");
     s.nothing_leaked().await;
 }
 
@@ -753,6 +763,13 @@ async fn an_org_runner_is_rented_only_as_its_access_policy_allows() {
         assert!(why.contains("cannot check .access.yml"), "{why}");
     }
     assert_eq!(s.job_state(stranger).await, JobState::Failed);
+    let metrics = s.metrics().await;
+    assert!(
+        metrics
+            .get("rigger_github_errors_total{kind=\"transient\"}")
+            .is_some_and(|n| *n >= 2.0),
+        "GitHub's errors are counted: {metrics:?}"
+    );
     s.clock.advance_ms(60_000);
     s.rigger_provisions().await;
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use rigger::app::{App, RiggerEngine};
 use rigger::engine::ports::ManualClock;
-use rigger::engine::state::JobState;
+use rigger::engine::state::{InstanceState, JobState};
 use rigger::server::webhook::parse_delivery;
 use rigger::settings::Secret;
 use rigger::sim::github::{JobStatus, NewJob, SimGithub, SimGithubConfig};
@@ -490,6 +490,7 @@ impl Story {
     ///   no job is left mid-provisioning.
     pub async fn nothing_leaked(&self) {
         self.engine.reconcile_once().await.unwrap();
+        self.no_secret_in_the_database().await;
         let live = self.vast.live_instances();
         let rows = self.engine.store.live_instances().await.unwrap();
         for (id, label, phase) in &live {
@@ -552,6 +553,29 @@ impl Story {
 }
 
 impl Story {
+    /// I6: no installation token or JIT config GitHub handed rigger is in
+    /// its jobs, machines, events or ledger (the deliveries are GitHub's own
+    /// payloads, which carry none).
+    async fn no_secret_in_the_database(&self) {
+        let store = &self.engine.store;
+        let mut stored = format!(
+            "{:?}",
+            store.instances_in(&InstanceState::ALL).await.unwrap()
+        );
+        for j in self.github.jobs() {
+            stored += &format!("{:?}", store.job(j.id).await.unwrap());
+            stored += &format!("{:?}", store.job_events(j.id).await.unwrap());
+            stored += &format!("{:?}", store.costs_for_job(j.id).await.unwrap());
+        }
+        for secret in self.github.secrets_issued() {
+            assert!(
+                !stored.contains(&secret),
+                "a secret GitHub issued is in the database: {}…",
+                &secret[..8.min(secret.len())]
+            );
+        }
+    }
+
     /// Wait (real time: the scripts run as real processes) until `n`
     /// machines' scripts have ended, delivering webhooks as they come.
     pub async fn machines_finish(&self, n: usize) -> Vec<(i64, i32)> {

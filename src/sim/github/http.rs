@@ -272,6 +272,7 @@ fn app_api(
                 return gh_error(StatusCode::NOT_FOUND, "Not Found");
             };
             let token = w.token("ghs_");
+            w.secrets_issued.push(token.clone());
             let expires = now + TOKEN_LIFETIME_MS;
             w.tokens.insert(token.clone(), (inst, expires));
             let at = chrono::DateTime::from_timestamp_millis(expires)

@@ -351,6 +351,11 @@ impl SimGithub {
         self.world().jobs.get(&id).cloned()
     }
 
+    /// Every installation token and JIT config this GitHub handed out.
+    pub fn secrets_issued(&self) -> Vec<String> {
+        self.world().secrets_issued.clone()
+    }
+
     pub fn runners(&self) -> Vec<Runner> {
         self.world().runners.values().cloned().collect()
     }

@@ -147,6 +147,7 @@ pub(super) fn repo_api(
                 .encode(json!({"url": sim.public_url(), "token": token}).to_string());
             let mut all_labels = vec!["self-hosted".to_string(), "Linux".into(), "X64".into()];
             all_labels.extend(labels.iter().cloned());
+            w.secrets_issued.push(jit.clone());
             w.runners.insert(
                 id,
                 Runner {

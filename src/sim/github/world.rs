@@ -116,6 +116,9 @@ pub struct World {
     pub repos: BTreeMap<String, Repo>,
     /// `token → (installation, expires at ms)`.
     pub tokens: BTreeMap<String, (i64, i64)>,
+    /// Every installation token and JIT config handed out, for tests that
+    /// check none of them ends up where it must not (I6).
+    pub secrets_issued: Vec<String>,
     pub runners: BTreeMap<i64, Runner>,
     pub jobs: BTreeMap<i64, Job>,
     pub check_runs: BTreeMap<i64, CheckRun>,
@@ -147,6 +150,7 @@ impl World {
             org_installations: BTreeMap::new(),
             repos: BTreeMap::new(),
             tokens: BTreeMap::new(),
+            secrets_issued: Vec::new(),
             runners: BTreeMap::new(),
             jobs: BTreeMap::new(),
             check_runs: BTreeMap::new(),
