@@ -13,6 +13,8 @@ use rigger::sim::vast::CreateHold;
 
 async fn a_job_gets_a_gpu_and_the_gpu_dies_with_the_job() {
     let s = Story::begin("happy").await;
+    // A repository the App can see but where no job ever ran.
+    s.github.add_repo("acme/quiet", &[]);
     let job = s.a_job_is_queued("cirun-gpu--101");
     s.webhooks_arrive().await;
     assert_eq!(s.job_state(job).await, JobState::Queued);
@@ -81,6 +83,9 @@ async fn a_job_gets_a_gpu_and_the_gpu_dies_with_the_job() {
     assert!((at("rigger_spend_dollars_total") - row.cost_usd()).abs() < 1e-9);
     assert_eq!(at(r#"rigger_jobs{state="completed"}"#), 1.0);
     s.nothing_leaked().await;
+    // The reconciler looked for runners where the job was, not everywhere.
+    assert!(s.github.requests("GET /repos/acme/ml/actions/runners") >= 1);
+    assert_eq!(s.github.requests("GET /repos/acme/quiet/actions/runners"), 0);
 }
 
 async fn a_job_cancelled_while_its_machine_boots_leaves_nothing_behind() {

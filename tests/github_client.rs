@@ -169,7 +169,11 @@ async fn jit_runners_are_made_listed_redeemed_once_and_deleted() {
         .await
         .unwrap();
 
-    let mine = w.client.list_runners("rigger-main-").await.unwrap();
+    let mine = w
+        .client
+        .list_runners("rigger-main-", std::slice::from_ref(&r))
+        .await
+        .unwrap();
     assert_eq!(mine.len(), 1);
     assert_eq!(
         (mine[0].id, mine[0].online, mine[0].scope.as_str()),
@@ -185,7 +189,13 @@ async fn jit_runners_are_made_listed_redeemed_once_and_deleted() {
         None,
         "a JIT config is single-use"
     );
-    assert!(w.client.list_runners("rigger-main-").await.unwrap()[0].online);
+    assert!(
+        w.client
+            .list_runners("rigger-main-", std::slice::from_ref(&r))
+            .await
+            .unwrap()[0]
+            .online
+    );
 
     w.client.delete_runner(&r, jit.runner_id).await.unwrap();
     w.client
@@ -194,7 +204,7 @@ async fn jit_runners_are_made_listed_redeemed_once_and_deleted() {
         .expect("already gone is deleted");
     assert!(
         w.client
-            .list_runners("rigger-main-")
+            .list_runners("rigger-main-", std::slice::from_ref(&r))
             .await
             .unwrap()
             .is_empty()
@@ -514,7 +524,18 @@ async fn runner_and_repository_lists_follow_every_page() {
         .await
         .unwrap();
     assert_eq!(repos.len(), 205);
-    let mut mine = w.client.list_runners("rigger-p-").await.unwrap();
+    let everywhere: Vec<RepoRef> = repos
+        .iter()
+        .map(|repo| RepoRef {
+            installation_id: r.installation_id,
+            repo: repo.clone(),
+        })
+        .collect();
+    let mut mine = w
+        .client
+        .list_runners("rigger-p-", &everywhere)
+        .await
+        .unwrap();
     assert_eq!(mine.len(), 206);
     mine.sort_by_key(|v| v.id);
     mine.dedup_by_key(|v| v.id);
@@ -524,7 +545,7 @@ async fn runner_and_repository_lists_follow_every_page() {
         3,
         "205 runners: three pages of 100"
     );
-    assert_eq!(w.sim.requests("GET /installation/repositories"), 2 * 3);
+    assert_eq!(w.sim.requests("GET /installation/repositories"), 3);
 }
 
 #[tokio::test]
@@ -559,13 +580,22 @@ async fn organization_runners_join_the_configured_group() {
         .unwrap();
     assert_eq!((registered.repo.as_str(), registered.group_id), ("acme", 7));
     // Listed at the organization, not per repository.
-    let listed = org.list_runners("rigger-o-").await.unwrap();
+    let listed = org
+        .list_runners("rigger-o-", std::slice::from_ref(&r))
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(
         (listed[0].id, listed[0].scope.as_str()),
         (jit.runner_id, "acme")
     );
-    assert!(w.client.list_runners("rigger-o-").await.unwrap().is_empty());
+    assert!(
+        w.client
+            .list_runners("rigger-o-", std::slice::from_ref(&r))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // An org runner takes a job from any of the org's repositories.
     let job = w.sim.queue_job(NewJob {
         repo: "acme/web".into(),
@@ -599,7 +629,12 @@ async fn organization_runners_join_the_configured_group() {
         .await
         .unwrap();
     assert_eq!(w.sim.requests("DELETE /orgs/acme/actions/runners/:id"), 2);
-    assert!(org.list_runners("rigger-o-").await.unwrap().is_empty());
+    assert!(
+        org.list_runners("rigger-o-", std::slice::from_ref(&r))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // The repository-scoped client still registers on the repository (group 1).
     assert!(
         w.client

@@ -92,7 +92,10 @@ async fn no_secret_reaches_a_log_line_at_trace_level() {
         .await
         .unwrap();
     tracing::info!(?jit, "registered");
-    client.list_runners("rigger-t-").await.unwrap();
+    client
+        .list_runners("rigger-t-", std::slice::from_ref(&r))
+        .await
+        .unwrap();
     let jwt = client.auth().jwt().unwrap();
     let token = client
         .auth()

@@ -198,10 +198,15 @@ pub trait Github: Send + Sync + 'static {
         runner_id: i64,
     ) -> impl Future<Output = Result<(), GithubError>> + Send;
 
-    /// Runners whose names start with `prefix`, across the installations rigger serves.
+    /// Runners whose names start with `prefix`, registered where rigger's
+    /// jobs are: in these repositories (or their organizations, with
+    /// organization runners). Not every repository an installation can
+    /// see: listing hundreds of them on every reconciler pass would spend
+    /// the installation's hourly API budget in minutes.
     fn list_runners(
         &self,
         prefix: &str,
+        at: &[RepoRef],
     ) -> impl Future<Output = Result<Vec<RunnerView>, GithubError>> + Send;
 
     fn get_job(

@@ -344,23 +344,26 @@ impl Github for GithubClient {
             .map(|_| ())
     }
 
-    async fn list_runners(&self, prefix: &str) -> Result<Vec<RunnerView>, GithubError> {
+    async fn list_runners(
+        &self,
+        prefix: &str,
+        at: &[RepoRef],
+    ) -> Result<Vec<RunnerView>, GithubError> {
+        // Each place once, however many of its jobs are live.
+        let scopes: std::collections::BTreeSet<(i64, String)> = at
+            .iter()
+            .map(|r| (r.installation_id, self.runner_scope(r).0.to_string()))
+            .collect();
         let mut out = Vec::new();
-        for (installation, account) in self.auth.installations().await? {
-            let scopes = match self.runners.scope {
-                // An account that is not an organization has no org runners
-                // (its listing is a 404, read as none).
-                RunnerScope::Organization => vec![account],
-                RunnerScope::Repository => self.installation_repositories(installation).await?,
-            };
-            for scope in scopes {
-                out.extend(
-                    self.runners_at(installation, &scope)
-                        .await?
-                        .into_iter()
-                        .filter(|r| r.name.starts_with(prefix)),
-                );
-            }
+        for (installation, scope) in scopes {
+            // An account that is not an organization has no org runners
+            // (its listing is a 404, read as none).
+            out.extend(
+                self.runners_at(installation, &scope)
+                    .await?
+                    .into_iter()
+                    .filter(|r| r.name.starts_with(prefix)),
+            );
         }
         Ok(out)
     }

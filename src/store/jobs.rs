@@ -232,6 +232,28 @@ impl Store {
     }
 
     /// Jobs in any of these states, oldest first.
+    /// `(installation, owner/name)` of every repository with a live job or
+    /// a job that changed since `since`: where rigger's runners can be.
+    pub async fn active_repos(&self, since: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        let ended: Vec<String> = JobState::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        let sql = format!(
+            "SELECT DISTINCT installation_id, repo FROM jobs \
+             WHERE updated_at >= $1 OR state NOT IN ({}) ORDER BY repo",
+            ended.join(", ")
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("installation_id")?, r.try_get("repo")?)))
+            .collect()
+    }
+
     /// Whether a runner of this name ever took a job (its `in_progress`
     /// bound the job to it).
     pub async fn runner_took_a_job(&self, runner_name: &str) -> Result<bool, StoreError> {

@@ -56,9 +56,22 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 (Vec::new(), false)
             }
         };
+        // Our runners are where our jobs are: a registration outlives its
+        // job's row by a crash at most, and this looks back a day.
+        let since = self.now() - 86_400_000;
+        let at: Vec<RepoRef> = self
+            .store
+            .active_repos(since)
+            .await?
+            .into_iter()
+            .map(|(installation_id, repo)| RepoRef {
+                installation_id,
+                repo,
+            })
+            .collect();
         let (mut runners, runners_known) = match self
             .github
-            .list_runners(&names::runner_prefix(controller))
+            .list_runners(&names::runner_prefix(controller), &at)
             .await
         {
             Ok(r) => (r, true),
