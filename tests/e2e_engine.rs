@@ -7,7 +7,7 @@
 mod harness;
 
 use harness::Story;
-use rigger::engine::state::JobState;
+use rigger::engine::state::{InstanceState, JobState};
 use rigger::sim::github::NewJob;
 use rigger::sim::vast::CreateHold;
 
@@ -85,7 +85,10 @@ async fn a_job_gets_a_gpu_and_the_gpu_dies_with_the_job() {
     s.nothing_leaked().await;
     // The reconciler looked for runners where the job was, not everywhere.
     assert!(s.github.requests("GET /repos/acme/ml/actions/runners") >= 1);
-    assert_eq!(s.github.requests("GET /repos/acme/quiet/actions/runners"), 0);
+    assert_eq!(
+        s.github.requests("GET /repos/acme/quiet/actions/runners"),
+        0
+    );
 }
 
 async fn a_job_cancelled_while_its_machine_boots_leaves_nothing_behind() {
@@ -440,6 +443,56 @@ async fn a_job_taken_by_another_jobs_runner_is_bound_by_runner_name() {
     assert!(s.vast.live_instances().is_empty());
     assert_eq!(s.job_state(first).await, JobState::Completed);
     assert_eq!(s.job_state(second).await, JobState::Completed);
+    s.nothing_leaked().await;
+}
+
+async fn a_runner_left_idle_is_deregistered_its_machine_destroyed_and_the_job_served_again() {
+    let s = Story::begin("idle").await;
+    let job = s.a_job_is_queued("cirun-gpu--1301");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    // The machine boots and its runner comes online, but GitHub never hands
+    // it the job (as when it goes to a runner outside rigger's view).
+    s.clock.advance_ms(30_000);
+    s.vast.live_instances();
+    let booted: Vec<_> = s.booted.lock().unwrap().drain(..).collect();
+    assert_eq!(booted.len(), 1);
+    s.github
+        .connect_runner(&harness::jit_config_of(&booted[0]))
+        .unwrap();
+    let first = s
+        .engine
+        .store
+        .instances_for_job(job)
+        .await
+        .unwrap()
+        .remove(0);
+    s.engine.reconcile_once().await.unwrap();
+    let row = s.engine.store.instance(&first.id).await.unwrap().unwrap();
+    assert_eq!(
+        row.state,
+        InstanceState::Online,
+        "marked online from GitHub's list"
+    );
+
+    // Past the idle timeout: deregistered first, then destroyed, and the
+    // job, still queued on GitHub, goes back to rigger's queue.
+    s.clock.advance_ms(11 * 60_000);
+    s.engine.reconcile_once().await.unwrap();
+    let row = s.engine.store.instance(&first.id).await.unwrap().unwrap();
+    assert_eq!(row.state, InstanceState::Destroyed, "{row:?}");
+    assert!(s.github.runners().is_empty(), "its runner is deregistered");
+    assert!(s.vast.live_instances().is_empty());
+    assert_eq!(s.job_state(job).await, JobState::Queued);
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(job).await, JobState::WaitingForRunner);
+    assert_eq!(s.instances_created(), 2);
+    let taken = s.machines_boot();
+    assert_eq!(taken.len(), 1, "the second machine's runner takes the job");
+    s.webhooks_arrive().await;
+    s.github.finish_job(job, "success");
+    s.webhooks_arrive().await;
+    assert!(s.vast.live_instances().is_empty());
     s.nothing_leaked().await;
 }
 
@@ -941,6 +994,7 @@ both_databases!(
     a_job_cancelled_while_queued_rents_nothing,
     a_job_taken_by_another_jobs_runner_is_bound_by_runner_name,
     a_machine_that_dies_while_booting_is_replaced_and_both_are_paid_for,
+    a_runner_left_idle_is_deregistered_its_machine_destroyed_and_the_job_served_again,
     a_crash_between_the_row_and_the_create_is_repaired_after_restart,
     a_job_that_ends_while_its_machine_is_created_leaves_no_machine_running,
     a_sold_out_market_is_explained_and_the_job_rents_once_machines_free_up,
