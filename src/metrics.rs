@@ -25,6 +25,11 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         "Webhook deliveries by event (a fixed set; `unverified` when the signature failed) and result.",
     ),
     ("rigger_jobs", Kind::Gauge, "Jobs by state."),
+    (
+        "rigger_jobs_failed_total",
+        Kind::Counter,
+        "Jobs rigger gave up on, by kind: config_error, denied, cloud_refused, no_capacity_timeout.",
+    ),
     ("rigger_instances", Kind::Gauge, "Instances by state."),
     (
         "rigger_provisioning_seconds",

@@ -838,7 +838,14 @@ async fn an_org_runner_is_rented_only_as_its_access_policy_allows() {
         let row = s.engine.store.job(denied).await.unwrap().unwrap();
         let why = row.reason.clone().unwrap_or_default();
         assert!(!why.is_empty(), "job {denied} says why: {row:?}");
+        assert_eq!(row.failure.as_deref(), Some("denied"), "{row:?}");
     }
+    assert_eq!(
+        s.metrics()
+            .await
+            .get("rigger_jobs_failed_total{kind=\"denied\"}"),
+        Some(&2.0)
+    );
     assert_eq!(s.vast.live_instances().len(), 1);
     for job in [allowed, stranger, pull_request] {
         s.github.cancel_job(job);

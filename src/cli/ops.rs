@@ -270,6 +270,7 @@ fn job_json(j: &JobRow) -> serde_json::Value {
         "labels": j.labels,
         "state": j.state,
         "reason": j.reason,
+        "failure": j.failure,
         "runner_def": j.runner_def,
         "runner_name": j.runner_name,
         "conclusion": j.conclusion,

@@ -30,14 +30,31 @@ pub enum JobState {
     Failed,
 }
 
-/// Why a job failed.
+/// Why a job failed, in a word an operator can count and alert on (the
+/// job's `reason` says it in full).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobFailure {
+    /// `.cirun.yml` cannot be read, no definition matches `runs-on`, or
+    /// rigger's own settings cannot verify the runner.
     ConfigError,
+    /// `.access.yml` does not allow it.
     Denied,
+    /// Vast.ai refused to rent (the key, or the request).
+    CloudRefused,
+    /// Nothing could be rented within GitHub's own queue limit.
     NoCapacityTimeout,
-    GithubError,
+}
+
+impl JobFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobFailure::ConfigError => "config_error",
+            JobFailure::Denied => "denied",
+            JobFailure::CloudRefused => "cloud_refused",
+            JobFailure::NoCapacityTimeout => "no_capacity_timeout",
+        }
+    }
 }
 
 impl JobState {

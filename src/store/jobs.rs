@@ -52,6 +52,8 @@ pub struct JobRow {
     pub completed_at: Option<i64>,
     /// The GPU it ran on (for expected-duration history).
     pub gpu_name: Option<String>,
+    /// Why a failed job failed (`JobFailure::as_str`).
+    pub failure: Option<String>,
     pub updated_at: i64,
 }
 
@@ -67,6 +69,8 @@ pub struct JobPatch {
     pub started_at: Option<i64>,
     pub completed_at: Option<i64>,
     pub gpu_name: Option<String>,
+    /// For a failed job: `JobFailure::as_str`.
+    pub failure: Option<&'static str>,
     /// Count one more provisioning attempt.
     pub count_attempt: bool,
 }
@@ -82,6 +86,9 @@ impl JobPatch {
         }
         if let Some(n) = self.runner_name {
             sets.push(("runner_name", Val::Text(Some(n))));
+        }
+        if let Some(f) = self.failure {
+            sets.push(("failure", Val::Text(Some(f.to_string()))));
         }
         if let Some(c) = self.conclusion {
             sets.push(("conclusion", Val::Text(Some(c))));
@@ -107,7 +114,7 @@ impl JobPatch {
 
 const COLUMNS: &str = "job_id, run_id, run_attempt, repo, installation_id, labels, head_sha, is_fork, actor, \
      state, reason, runner_def, runner_name, conclusion, check_run_id, attempts, next_attempt_at, \
-     queued_at, started_at, completed_at, gpu_name, updated_at";
+     queued_at, started_at, completed_at, gpu_name, failure, updated_at";
 
 impl JobRow {
     fn from_row(r: &AnyRow) -> Result<JobRow, StoreError> {
@@ -135,6 +142,7 @@ impl JobRow {
             started_at: r.try_get("started_at")?,
             completed_at: r.try_get("completed_at")?,
             gpu_name: r.try_get("gpu_name")?,
+            failure: r.try_get("failure")?,
             updated_at: r.try_get("updated_at")?,
         })
     }

@@ -119,6 +119,11 @@ CREATE INDEX events_job ON events (job_id);
         "jobs by runner, to tell whether a machine's runner ever took a job",
         "CREATE INDEX jobs_runner ON jobs (runner_name);",
     ),
+    (
+        4,
+        "why a failed job failed, as a kind",
+        "ALTER TABLE jobs ADD COLUMN failure TEXT;",
+    ),
 ];
 
 /// Apply the migrations this database has not seen yet.

@@ -14,7 +14,7 @@ use crate::config::labels;
 use crate::config::model::{Cloud as CloudKind, Origin, RunnerDef};
 use crate::engine::policy::{self, Access, JobFacts};
 use crate::engine::ports::{Cloud, Github, GithubError, OfferSearch, RepoRef};
-use crate::engine::state::{InstanceState, JobState};
+use crate::engine::state::{InstanceState, JobFailure, JobState};
 use crate::engine::{Engine, EngineError, estimate, offer_pool, report};
 use crate::store::{JobPatch, JobRow};
 
@@ -72,7 +72,11 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             } else {
                 format!("the config cannot be read:\n{}", loaded.errors.join("\n"))
             };
-            return Ok(fail(&why, "rigger: .cirun.yml error"));
+            return Ok(fail(
+                JobFailure::ConfigError,
+                &why,
+                "rigger: .cirun.yml error",
+            ));
         };
         let Some(def) = labels::select(&config.runners, &job.labels) else {
             let known: Vec<String> = config
@@ -85,7 +89,11 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 job.labels.join(", "),
                 known.join("; ")
             );
-            return Ok(fail(&why, "rigger: no runner matches runs-on"));
+            return Ok(fail(
+                JobFailure::ConfigError,
+                &why,
+                "rigger: no runner matches runs-on",
+            ));
         };
         if def.cloud != CloudKind::VastAi {
             return Ok(Outcome::NotOurs(format!(
@@ -99,14 +107,20 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 def.name,
                 loaded.errors.join("\n")
             );
-            return Ok(fail(&why, "rigger: .cirun.yml error"));
+            return Ok(fail(
+                JobFailure::ConfigError,
+                &why,
+                "rigger: .cirun.yml error",
+            ));
         };
         match self
             .check_access(&repo, job, pull_request, def, loaded.access.as_ref())
             .await
         {
             Ok(Access::Allowed) => {}
-            Ok(Access::Denied(why)) => return Ok(fail(&why, "rigger: not allowed")),
+            Ok(Access::Denied(why)) => {
+                return Ok(fail(JobFailure::Denied, &why, "rigger: not allowed"));
+            }
             // Not knowing who the actor is proves nothing either way.
             Err(e) => {
                 self.github_error(&e);
@@ -176,7 +190,11 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 runner_filename(&self.settings.runner.version, arch)
             );
             tracing::error!(job = job.job_id, "refusing to boot a machine: {why}");
-            return Ok(fail(&why, "rigger: cannot verify the runner"));
+            return Ok(fail(
+                JobFailure::ConfigError,
+                &why,
+                "rigger: cannot verify the runner",
+            ));
         }
 
         let mut refusal = None;

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::ports::{CheckRun, Cloud, CloudError, Github, GithubError, RepoRef};
-use super::state::JobState;
+use super::state::{JobFailure, JobState};
 use super::{Engine, EngineError, report};
 use crate::config::model::RunnerDef;
 use crate::store::{JobPatch, JobRow};
@@ -35,6 +35,7 @@ enum Outcome {
         check: Option<(String, CheckRun)>,
     },
     Fail {
+        kind: JobFailure,
         reason: String,
         check: CheckRun,
     },
@@ -150,12 +151,11 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 job.reason.as_deref().unwrap_or("none")
             );
             return self
-                .end_job(
+                .fail_job(
                     &job,
-                    JobState::Provisioning,
-                    JobState::Failed,
+                    JobFailure::NoCapacityTimeout,
                     &why,
-                    Some(report::failed("No GPU found in time", &why)),
+                    report::failed("No GPU found in time", &why),
                 )
                 .await;
         }
@@ -194,16 +194,11 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                     self.report(&job, &run).await;
                 }
             }
-            Outcome::Fail { reason, check } => {
-                self.end_job(
-                    &job,
-                    JobState::Provisioning,
-                    JobState::Failed,
-                    &reason,
-                    Some(check),
-                )
-                .await?;
-            }
+            Outcome::Fail {
+                kind,
+                reason,
+                check,
+            } => self.fail_job(&job, kind, &reason, check).await?,
             Outcome::NotOurs(reason) => {
                 self.end_job(
                     &job,
@@ -231,17 +226,57 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             reason: Some(Some(reason.to_string())),
             ..Default::default()
         };
+        self.finish(job, from, to, patch, reason, check).await?;
+        Ok(())
+    }
+
+    /// rigger gives up on a job it was provisioning, saying why in full on
+    /// the check run and, as a kind, in the job's row and the metrics.
+    async fn fail_job(
+        &self,
+        job: &JobRow,
+        kind: JobFailure,
+        reason: &str,
+        check: CheckRun,
+    ) -> Result<(), EngineError> {
+        let patch = JobPatch {
+            reason: Some(Some(reason.to_string())),
+            failure: Some(kind.as_str()),
+            ..Default::default()
+        };
+        let (from, to) = (JobState::Provisioning, JobState::Failed);
         if self
-            .store
-            .transition_job(job.job_id, from, to, self.now(), patch)
+            .finish(job, from, to, patch, reason, Some(check))
             .await?
         {
+            self.metrics
+                .inc("rigger_jobs_failed_total", &[("kind", kind.as_str())]);
+        }
+        Ok(())
+    }
+
+    /// Move a job to its end, note why and update its check run; whether
+    /// this call moved it.
+    async fn finish(
+        &self,
+        job: &JobRow,
+        from: JobState,
+        to: JobState,
+        patch: JobPatch,
+        reason: &str,
+        check: Option<CheckRun>,
+    ) -> Result<bool, EngineError> {
+        let moved = self
+            .store
+            .transition_job(job.job_id, from, to, self.now(), patch)
+            .await?;
+        if moved {
             self.note(Some(job.job_id), None, to.as_str(), reason).await;
             if let Some(run) = check {
                 self.report(job, &run).await;
             }
         }
-        Ok(())
+        Ok(moved)
     }
 
     /// Post or update the job's check run; a failure here never blocks the job.
@@ -312,8 +347,9 @@ fn retry(reason: String, after_ms: Option<i64>) -> Outcome {
     }
 }
 
-fn fail(why: &str, title: &str) -> Outcome {
+fn fail(kind: JobFailure, why: &str, title: &str) -> Outcome {
     Outcome::Fail {
+        kind,
         reason: why.to_string(),
         check: report::failed(title, why),
     }

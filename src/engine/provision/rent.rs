@@ -9,7 +9,7 @@ use crate::config::model::{CirunConfig, RunnerDef, SetupInfo, VastRunner};
 use crate::engine::ports::{
     Cloud, CloudError, Github, GithubError, LaunchSpec, RankedOffer, RepoRef,
 };
-use crate::engine::state::{InstanceState, JobState};
+use crate::engine::state::{InstanceState, JobFailure, JobState};
 use crate::engine::{Engine, EngineError, names, report};
 use crate::store::{InstancePatch, JobPatch, JobRow, NewInstance};
 
@@ -178,6 +178,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                     CloudError::Unauthorized(why)
                     | CloudError::Invalid(why)
                     | CloudError::NotFound(why) => Rent::Stop(fail(
+                        JobFailure::CloudRefused,
                         &format!("Vast.ai refused to rent: {why}"),
                         "rigger: Vast.ai refused",
                     )),

@@ -30,6 +30,7 @@ fn job(id: i64, state: JobState, updated_at: i64) -> JobRow {
         started_at: None,
         completed_at: None,
         gpu_name: None,
+        failure: None,
         updated_at,
     }
 }
