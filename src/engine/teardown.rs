@@ -112,8 +112,12 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         if !done {
             return Ok(None);
         }
-        self.forget_unused_runner(&current).await?;
         let entry = self.account(&current, now).await?;
+        // After the account is closed: nothing here may stop that. What this
+        // misses, the reconciler's rule 7 deletes.
+        if let Err(e) = self.forget_unused_runner(&current).await {
+            tracing::warn!(instance = %current.id, error = %e, "could not check its runner");
+        }
         let cost = entry.as_ref().map_or(0.0, CostEntry::cost_usd);
         self.note(
             Some(current.job_id),
