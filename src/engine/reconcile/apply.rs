@@ -234,7 +234,9 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                         "no Vast.ai instance carries its label: marked failed",
                     )
                     .await;
-                    self.forget_unused_runner(&inst).await?;
+                    if let Err(e) = self.forget_unused_runner(&inst).await {
+                        tracing::warn!(instance = %inst.id, error = %e, "could not check its runner");
+                    }
                 }
                 if let Some(job_id) = requeue_job {
                     self.requeue(*job_id, "its machine was never created")
