@@ -496,6 +496,98 @@ async fn a_runner_left_idle_is_deregistered_its_machine_destroyed_and_the_job_se
     s.nothing_leaked().await;
 }
 
+async fn a_create_that_answers_after_its_row_was_written_off_is_destroyed_and_paid_for() {
+    let s = Story::begin("late-create").await;
+    let job = s.a_job_is_queued("cirun-gpu--1461");
+    s.webhooks_arrive().await;
+    let provisioning = s
+        .rigger_provisions_until_vast_holds(&[CreateHold::BeforeRenting])
+        .await;
+    // Past the create timeout with nothing carrying its label, the machine
+    // is written off as never made (rule 2): nothing to pay for.
+    s.clock.advance_ms(6 * 60_000);
+    s.engine.reconcile_once().await.unwrap();
+    let rows = s.engine.store.instances_for_job(job).await.unwrap();
+    assert_eq!(rows[0].state, rigger::engine::state::InstanceState::Failed);
+    assert!(s.engine.store.costs_for_job(job).await.unwrap().is_empty());
+    // Then Vast.ai makes it after all: rigger destroys it the moment it
+    // hears, and records what it cost.
+    s.vast.release_held_creates();
+    provisioning.await.unwrap().unwrap();
+    assert!(s.vast.live_instances().is_empty(), "no untracked machine");
+    let costs = s.engine.store.costs_for_job(job).await.unwrap();
+    assert_eq!(costs.len(), 1, "{costs:?}");
+    let waited = 6 * 60;
+    assert!(
+        costs[0].seconds >= waited,
+        "from the create call on: {costs:?}"
+    );
+    s.github.cancel_job(job);
+    s.webhooks_arrive().await;
+    s.nothing_leaked().await;
+}
+
+fn job_of(h: &harness::Held) -> i64 {
+    let body: serde_json::Value = serde_json::from_slice(&h.body).unwrap();
+    body["workflow_job"]["id"].as_i64().unwrap_or_default()
+}
+
+async fn a_machine_whose_runner_just_took_another_job_outlives_the_job_it_was_rented_for() {
+    let s = Story::begin("just-took").await;
+    let first = s.a_job_is_queued("cirun-gpu--1251");
+    let second = s.a_job_is_queued("cirun-gpu--1251");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    let machine_of = |job: i64| {
+        let e = s.engine.clone();
+        async move { e.store.instances_for_job(job).await.unwrap().pop().unwrap() }
+    };
+    let (m_first, m_second) = (machine_of(first).await, machine_of(second).await);
+    // Both machines boot, and their runners take each other's job. rigger
+    // hears that the first job runs on the second machine, not yet that
+    // the first machine's runner took the second job.
+    s.hold_webhooks();
+    s.clock.advance_ms(30_000);
+    s.vast.live_instances();
+    let mut booted: Vec<_> = s.booted.lock().unwrap().drain(..).collect();
+    let provider = |m: &rigger::store::InstanceRow| m.provider_id.clone().unwrap();
+    booted.sort_by_key(|b| b.id.to_string() != provider(&m_second));
+    for b in booted {
+        let runner = s
+            .github
+            .connect_runner(&harness::jit_config_of(&b))
+            .unwrap();
+        s.github.take_job(runner).unwrap();
+    }
+    s.github.finish_job(first, "success");
+    let held = s.held_deliveries().await;
+    let (now, later): (Vec<_>, Vec<_>) = held.into_iter().partition(|h| job_of(h) == first);
+    s.deliver(&now).await;
+    // The first job is over: the machine that ran it is destroyed, and the
+    // one rented for it is kept, because its runner is busy on GitHub.
+    let live: Vec<String> = s
+        .vast
+        .live_instances()
+        .iter()
+        .map(|l| l.0.to_string())
+        .collect();
+    assert_eq!(live, [provider(&m_first)], "I4");
+    assert!(
+        s.events(first)
+            .await
+            .iter()
+            .any(|(kind, _)| kind == "idle_kept"),
+        "says why it is kept"
+    );
+    s.release_webhooks();
+    s.deliver(&later).await;
+    assert_eq!(s.job_state(second).await, JobState::Running);
+    s.github.finish_job(second, "success");
+    s.webhooks_arrive().await;
+    assert!(s.vast.live_instances().is_empty());
+    s.nothing_leaked().await;
+}
+
 async fn a_machine_that_dies_while_booting_is_replaced_and_both_are_paid_for() {
     let s = Story::begin("dies-booting").await;
     let job = s.a_job_is_queued("cirun-gpu--1301");
@@ -542,11 +634,9 @@ async fn a_crash_between_the_row_and_the_create_is_repaired_after_restart() {
     // rigger dies while both create calls wait for Vast.ai's answer: one
     // before the machine was rented, one after. Each machine's runner is
     // registered and its row written by then.
-    s.vast
-        .hold_next_creates(&[CreateHold::BeforeRenting, CreateHold::AfterRenting]);
-    let engine = s.engine.clone();
-    let provisioning = tokio::spawn(async move { engine.provision_due().await });
-    s.vast.creates_held(2).await;
+    let provisioning = s
+        .rigger_provisions_until_vast_holds(&[CreateHold::BeforeRenting, CreateHold::AfterRenting])
+        .await;
     provisioning.abort();
     assert!(provisioning.await.unwrap_err().is_cancelled());
     assert_eq!(
@@ -612,10 +702,9 @@ async fn a_job_that_ends_while_its_machine_is_created_leaves_no_machine_running(
     s.webhooks_arrive().await;
     // Vast.ai is slow to create the machine, and the job is cancelled
     // meanwhile: its row is closed before the machine exists.
-    s.vast.hold_next_creates(&[CreateHold::BeforeRenting]);
-    let engine = s.engine.clone();
-    let provisioning = tokio::spawn(async move { engine.provision_due().await });
-    s.vast.creates_held(1).await;
+    let provisioning = s
+        .rigger_provisions_until_vast_holds(&[CreateHold::BeforeRenting])
+        .await;
     s.github.cancel_job(job);
     s.webhooks_arrive().await;
     assert!(s.vast.live_instances().is_empty(), "nothing made yet");
@@ -811,8 +900,11 @@ async fn an_org_runner_is_rented_only_as_its_access_policy_allows() {
     s.webhooks_arrive().await;
     // GitHub fails to say what octocat may do: that denies nothing, the
     // jobs wait and ask again.
-    s.github
-        .fail_route("GET /repos/acme/ml/collaborators/octocat/permission", 2);
+    s.github.fail_route(
+        "GET /repos/acme/ml/collaborators/octocat/permission",
+        2,
+        502,
+    );
     s.rigger_provisions().await;
     for job in [allowed, pull_request] {
         let row = s.engine.store.job(job).await.unwrap().unwrap();
@@ -847,7 +939,21 @@ async fn an_org_runner_is_rented_only_as_its_access_policy_allows() {
         Some(&2.0)
     );
     assert_eq!(s.vast.live_instances().len(), 1);
-    for job in [allowed, stranger, pull_request] {
+    // GitHub refusing for good (the App lacks a permission) is no reason to
+    // wait 24 hours: the job fails at once and says what to fix.
+    s.github.fail_route(
+        "GET /repos/acme/ml/collaborators/octocat/permission",
+        1,
+        403,
+    );
+    let refused = queue("octocat", "cirun-org-gpu--1804");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    let row = s.engine.store.job(refused).await.unwrap().unwrap();
+    assert_eq!(row.state, JobState::Failed, "{row:?}");
+    assert_eq!(row.failure.as_deref(), Some("config_error"));
+    assert!(row.reason.unwrap_or_default().contains("permission"));
+    for job in [allowed, stranger, pull_request, refused] {
         s.github.cancel_job(job);
     }
     s.webhooks_arrive().await;
@@ -1001,9 +1107,11 @@ both_databases!(
     a_job_cancelled_while_queued_rents_nothing,
     a_job_taken_by_another_jobs_runner_is_bound_by_runner_name,
     a_machine_that_dies_while_booting_is_replaced_and_both_are_paid_for,
+    a_machine_whose_runner_just_took_another_job_outlives_the_job_it_was_rented_for,
     a_runner_left_idle_is_deregistered_its_machine_destroyed_and_the_job_served_again,
     a_crash_between_the_row_and_the_create_is_repaired_after_restart,
     a_job_that_ends_while_its_machine_is_created_leaves_no_machine_running,
+    a_create_that_answers_after_its_row_was_written_off_is_destroyed_and_paid_for,
     a_sold_out_market_is_explained_and_the_job_rents_once_machines_free_up,
     stopping_rigger_leaves_work_in_the_inbox_and_destroys_nothing,
     deliveries_are_taken_in_while_github_and_vast_cannot_be_reached,

@@ -3,11 +3,11 @@
 //! have acted first.
 
 use super::names;
-use super::ports::{Cloud, Github};
+use super::ports::{Cloud, Github, RepoRef};
 use super::state::{InstanceState, JobState};
 use super::{Engine, EngineError};
 use crate::config::labels;
-use crate::store::{Inserted, InstancePatch, JobPatch, NewJob};
+use crate::store::{Inserted, InstancePatch, InstanceRow, JobPatch, NewJob};
 
 // ---- rigger's own words for what GitHub sends ----
 //
@@ -494,11 +494,51 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         // job and lives on) it closes here, or when that machine dies.
         let closed_by_destroy = doomed.iter().any(|i| i.job_id == *job.job_id);
         for inst in doomed {
+            if self
+                .runner_may_have_another_job(&inst, runner_name, job)
+                .await
+            {
+                continue;
+            }
             self.destroy_instance(&inst, "its job ended").await?;
         }
         if !closed_by_destroy {
             self.close_check_run(*job.job_id).await?;
         }
         Ok(())
+    }
+
+    /// A machine rented for the job that ended but whose runner did not run
+    /// it may have been given another job a moment ago, its `in_progress`
+    /// not here yet. Deregister its runner first, so GitHub hands it no job
+    /// while it dies; if GitHub refuses (it is busy) or cannot be reached,
+    /// keep the machine (I4): the reconciler's rule 5 looks again.
+    async fn runner_may_have_another_job(
+        &self,
+        inst: &InstanceRow,
+        ran_it: Option<&str>,
+        job: &JobInfo,
+    ) -> bool {
+        let idle = matches!(inst.state, InstanceState::Booting | InstanceState::Online);
+        let (Some(runner_id), true) = (inst.runner_id, idle) else {
+            return false;
+        };
+        if ran_it == Some(inst.runner_name.as_str()) {
+            return false;
+        }
+        let repo = RepoRef {
+            installation_id: *job.installation_id,
+            repo: job.repo.to_string(),
+        };
+        match self.github.delete_runner(&repo, runner_id).await {
+            Ok(()) => false,
+            Err(e) => {
+                self.github_error(&e);
+                let why = format!("kept for now: its runner could not be deregistered ({e})");
+                self.note(Some(inst.job_id), Some(&inst.id), "idle_kept", &why)
+                    .await;
+                true
+            }
+        }
     }
 }

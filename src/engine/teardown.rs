@@ -209,7 +209,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     }
 
     /// dph × seconds from the create call to the confirmed destroy.
-    async fn account(
+    pub(crate) async fn account(
         &self,
         inst: &InstanceRow,
         destroyed_at: i64,

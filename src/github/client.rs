@@ -357,13 +357,16 @@ impl Github for GithubClient {
         let mut out = Vec::new();
         for (installation, scope) in scopes {
             // An account that is not an organization has no org runners
-            // (its listing is a 404, read as none).
-            out.extend(
-                self.runners_at(installation, &scope)
-                    .await?
-                    .into_iter()
-                    .filter(|r| r.name.starts_with(prefix)),
-            );
+            // (its listing is a 404, read as none). A place GitHub refuses
+            // for good (the App was uninstalled there) holds no runner rigger
+            // could manage: it must not hide the others' runners.
+            match self.runners_at(installation, &scope).await {
+                Ok(found) => out.extend(found.into_iter().filter(|r| r.name.starts_with(prefix))),
+                Err(GithubError::Refused(why)) => {
+                    tracing::warn!(scope = %scope, "cannot list runners there: {why}");
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(out)
     }

@@ -239,9 +239,9 @@ impl Store {
         row.as_ref().map(JobRow::from_row).transpose()
     }
 
-    /// Jobs in any of these states, oldest first.
     /// `(installation, owner/name)` of every repository with a live job or
-    /// a job that changed since `since`: where rigger's runners can be.
+    /// a job that changed since `since` (`i64::MAX`: live jobs only): where
+    /// rigger's runners can be.
     pub async fn active_repos(&self, since: i64) -> Result<Vec<(i64, String)>, StoreError> {
         let ended: Vec<String> = JobState::ALL
             .into_iter()
@@ -273,6 +273,7 @@ impl Store {
         Ok(found.is_some())
     }
 
+    /// Jobs in any of these states, oldest first.
     pub async fn jobs_in(&self, states: &[JobState]) -> Result<Vec<JobRow>, StoreError> {
         let list: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
         let sql = format!(

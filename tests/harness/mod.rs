@@ -17,7 +17,7 @@ use rigger::server::webhook::parse_delivery;
 use rigger::settings::Secret;
 use rigger::sim::github::{JobStatus, NewJob, SimGithub, SimGithubConfig};
 use rigger::sim::machine::Machines;
-use rigger::sim::vast::{Booted, SimConfig, SimVast};
+use rigger::sim::vast::{Booted, CreateHold, SimConfig, SimVast};
 use rigger::sim::{SimWorld, rigger_settings};
 
 const DEFAULT_OFFERS: usize = 2_000;
@@ -434,6 +434,20 @@ impl Story {
 
     pub async fn rigger_provisions(&self) {
         self.engine.provision_due().await.unwrap();
+    }
+
+    /// rigger starts a provisioning pass whose create calls Vast.ai leaves
+    /// without an answer (`holds`, one per call, in order); returns once it
+    /// holds them all, the pass still waiting (abort it to crash rigger there).
+    pub async fn rigger_provisions_until_vast_holds(
+        &self,
+        holds: &[CreateHold],
+    ) -> tokio::task::JoinHandle<Result<usize, rigger::engine::EngineError>> {
+        self.vast.hold_next_creates(holds);
+        let engine = self.engine.clone();
+        let pass = tokio::spawn(async move { engine.provision_due().await });
+        self.vast.creates_held(holds.len()).await;
+        pass
     }
 
     /// Time passes: machines boot; each booted machine's runner connects with

@@ -121,7 +121,21 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             Ok(Access::Denied(why)) => {
                 return Ok(fail(JobFailure::Denied, &why, "rigger: not allowed"));
             }
-            // Not knowing who the actor is proves nothing either way.
+            // GitHub refusing for good (the App may lack the Members or
+            // Metadata permission) will not change by waiting: say what to fix.
+            Err(e @ GithubError::Refused(_)) => {
+                self.github_error(&e);
+                let why = format!(
+                    "cannot check .access.yml: GitHub refused to say which teams and role {} has ({e}); give the App read access to organization members and repository metadata",
+                    job.actor
+                );
+                return Ok(fail(
+                    JobFailure::ConfigError,
+                    &why,
+                    "rigger: cannot check access",
+                ));
+            }
+            // Not knowing who the actor is proves nothing either way: ask again.
             Err(e) => {
                 self.github_error(&e);
                 return Ok(retry(

@@ -71,11 +71,13 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         // The searches and GitHub's answers took a while: a job cancelled
         // meanwhile must not cost a machine, however briefly. (One that ends
         // from here on is handled once the create answers.)
+        // Same attempt too: one slow past the provisioning timeout has had
+        // its job handed to another (rule 9), which rents for it.
         let still_wanted = self
             .store
             .job(job.job_id)
             .await?
-            .is_some_and(|j| j.state == JobState::Provisioning);
+            .is_some_and(|j| j.state == JobState::Provisioning && j.attempts == job.attempts);
         if !still_wanted {
             return Ok(Rent::Stop(Outcome::Ended));
         }
@@ -303,10 +305,16 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             self.destroy_instance(&row, why).await?;
             return Ok(());
         }
-        // Closed for good already: nothing else will destroy it.
+        // Closed for good already: nothing else will destroy it, nor pay
+        // for it (rule 1 would destroy it as an orphan, unaccounted).
         match self.cloud.destroy(provider_id).await {
             Ok(()) => {
-                let message = format!("destroyed Vast.ai instance {provider_id}: {why}");
+                let entry = self.account(&row, self.now()).await?;
+                let cost = entry
+                    .as_ref()
+                    .map_or(0.0, crate::store::CostEntry::cost_usd);
+                let message =
+                    format!("destroyed Vast.ai instance {provider_id}: {why}; cost ${cost:.4}");
                 self.note(Some(row.job_id), Some(instance_id), "destroyed", &message)
                     .await;
             }

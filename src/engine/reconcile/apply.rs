@@ -24,7 +24,15 @@ pub(crate) struct Memory {
     jobs_checked_at: HashMap<i64, i64>,
     /// Since when each runner registration has been seen with no row.
     unowned_runners_since: HashMap<i64, i64>,
+    /// Passes so far.
+    passes: u64,
 }
+
+/// Every this-many passes, runners are also looked for where jobs ended in
+/// the last hour (a registration a crash left behind), not only where jobs
+/// are live: each place listed is a GitHub call, every pass.
+const RECENT_REPOS_EVERY: u64 = 10;
+const RECENT_REPOS_MS: i64 = 3_600_000;
 
 impl<C: Cloud, G: Github> Engine<C, G> {
     pub fn limits(&self) -> Limits {
@@ -57,8 +65,17 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             }
         };
         // Our runners are where our jobs are: a registration outlives its
-        // job's row by a crash at most, and this looks back a day.
-        let since = self.now() - 86_400_000;
+        // job by a crash at most.
+        let pass = {
+            let mut memory = self.memory();
+            memory.passes += 1;
+            memory.passes
+        };
+        let since = if pass % RECENT_REPOS_EVERY == 1 {
+            self.now() - RECENT_REPOS_MS
+        } else {
+            i64::MAX
+        };
         let at: Vec<RepoRef> = self
             .store
             .active_repos(since)
@@ -90,10 +107,12 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 continue;
             };
             match self.github.get_job(&repo_of(job), id).await {
-                Ok(view) => github_jobs.push(view),
+                Ok(view) => {
+                    github_jobs.push(view);
+                    self.memory().jobs_checked_at.insert(id, now);
+                }
                 Err(e) => self.github_error(&e),
             }
-            self.memory().jobs_checked_at.insert(id, now);
         }
         let mut snapshot = Snapshot {
             jobs,
@@ -273,8 +292,13 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                     // cannot hand it a job while its machine dies. If that
                     // fails (GitHub refuses to delete a runner that just took
                     // a job, or cannot be reached), the machine may be busy:
-                    // keep it (I4) and look again on the next pass.
-                    if matches!(rule, Rule::IdleTimeout | Rule::JobCompletedElsewhere) {
+                    // keep it (I4) and look again on the next pass. A machine
+                    // already busy with the job that ended is not: its
+                    // runner is ephemeral and has run its one job.
+                    let may_have_just_taken_a_job = inst.state != InstanceState::Busy;
+                    if may_have_just_taken_a_job
+                        && matches!(rule, Rule::IdleTimeout | Rule::JobCompletedElsewhere)
+                    {
                         self.note(
                             Some(inst.job_id),
                             Some(instance_id),

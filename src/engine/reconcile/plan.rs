@@ -473,8 +473,12 @@ fn vanished(s: &Snapshot) -> Vec<Action> {
         .collect()
 }
 
-/// Rule 3: booting too long and its runner never came online.
+/// Rule 3: booting too long and its runner never came online. Only when
+/// GitHub's runners could be read: absence from an unread list proves nothing.
 fn boot_timeouts(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
+    if !s.runners_known {
+        return Vec::new();
+    }
     s.instances
         .iter()
         .filter(|i| i.state == InstanceState::Booting)

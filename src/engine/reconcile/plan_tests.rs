@@ -232,6 +232,9 @@ fn rule_3_boot_timeout_keeps_logs_destroys_and_requeues() {
 fn rule_3_not_when_the_runner_is_online() {
     let i = inst("a", 1, InstanceState::Booting, NOW - 21 * MIN);
     let mut s = snapshot(vec![job(1, JobState::WaitingForRunner, NOW)], vec![i]);
+    s.runners_known = false;
+    assert_eq!(run(&s), vec![], "GitHub's runners could not be read");
+    s.runners_known = true;
     s.runners.push(runner(3, "rigger-a", true, false));
     // Not a boot timeout: the runner came online, so rule 4 takes it on.
     assert!(matches!(

@@ -178,9 +178,10 @@ pub(super) async fn dispatch(
         let mut w = sim.world();
         let route = route_key(&method, &path);
         *w.requests.entry(route.clone()).or_default() += 1;
-        if let Some(left) = w.failing_routes.get_mut(&route).filter(|n| **n > 0) {
+        if let Some((status, left)) = w.failing_routes.get_mut(&route).filter(|f| f.1 > 0) {
             *left -= 1;
-            return gh_error(StatusCode::BAD_GATEWAY, "Server Error");
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY);
+            return gh_error(status, "Resource not accessible by integration (simulated)");
         }
         let (until, advice) = w.secondary_limit;
         if now < until {

@@ -210,15 +210,18 @@ impl SimGithub {
         self.world().rate_limited_until_ms = now + ms;
     }
 
-    /// Answer every API call as over a secondary limit for this long,
-    /// advising `retry-after: retry_after_s`.
     /// The next `times` calls of one route (a key as [`SimGithub::requests`]
     /// counts them, e.g. `GET /repos/acme/ml/collaborators/octocat/permission`)
-    /// are answered 502, as GitHub does when it has a bad moment.
-    pub fn fail_route(&self, route: &str, times: u32) {
-        self.world().failing_routes.insert(route.to_string(), times);
+    /// are answered `status`: 502 as GitHub does when it has a bad moment,
+    /// 403 as when the App lacks a permission.
+    pub fn fail_route(&self, route: &str, times: u32, status: u16) {
+        self.world()
+            .failing_routes
+            .insert(route.to_string(), (status, times));
     }
 
+    /// Answer every API call as over a secondary limit for this long,
+    /// advising `retry-after: retry_after_s`.
     pub fn secondary_limit_for(&self, ms: i64, retry_after_s: u32) {
         let now = self.now();
         self.world().secondary_limit = (now + ms, retry_after_s);

@@ -136,8 +136,9 @@ pub struct World {
     /// Answer every API call 403 with `retry-after` (a secondary limit)
     /// until the first, advising the second (seconds).
     pub secondary_limit: (i64, u32),
-    /// Route keys (as counted in `requests`) answered 502 the next this-many times.
-    pub failing_routes: BTreeMap<String, u32>,
+    /// Route keys (as counted in `requests`) answered with this status the
+    /// next this-many times.
+    pub failing_routes: BTreeMap<String, (u16, u32)>,
     pub rng: Rng,
     next_id: i64,
     pub requests: BTreeMap<String, u64>,
