@@ -504,6 +504,23 @@ pub fn load_database_url(
     }
 }
 
+/// Where `[vast]` in a settings file says Vast.ai is: its API key (from
+/// `api_key_file`, if the file names one) and URL. Only those two are read,
+/// so a command that needs nothing else needs none of serve's other secrets.
+pub fn load_vast_access(file: &Path) -> Result<(Option<Secret>, Option<String>), SettingsError> {
+    let mut problems = Vec::new();
+    let parsed = read(Some(file), &|_| None, &mut problems)?;
+    let key = parsed
+        .vast
+        .api_key_file
+        .map(|path| secret(None, Some(path), "the Vast.ai API key", &mut problems));
+    if problems.is_empty() {
+        Ok((key, parsed.vast.api_url))
+    } else {
+        Err(SettingsError::new(problems))
+    }
+}
+
 /// Reads settings from a file (optional) and an environment (a lookup
 /// function, so tests pass their own).
 pub fn load(

@@ -120,6 +120,23 @@ async fn vast_instances_carry_the_rent_time_estimate_and_ssh_from_vast() {
     );
     assert_eq!(code, 1);
     assert!(err.contains("check the API key"), "{err}");
+
+    // Or from `[vast]` in serve's settings file, as `rigger serve` reads it.
+    let dir = temp_dir("vast-instances-config");
+    let key_file = dir.join("vast.key");
+    std::fs::write(&key_file, "sim-vast-key\n").unwrap();
+    let config = dir.join("rigger.toml");
+    std::fs::write(
+        &config,
+        format!("[vast]\napi_key_file = {key_file:?}\napi_url = {vast_url:?}\n"),
+    )
+    .unwrap();
+    let mut with_config = args.to_vec();
+    with_config.extend(["--config", config.to_str().unwrap()]);
+    let (code, text, err) = rigger(&with_config, &[]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(v[0]["ssh_host"].is_string(), "{v}");
 }
 
 #[tokio::test]

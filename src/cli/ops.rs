@@ -85,8 +85,8 @@ pub enum InstancesCommand {
     /// `--format vast-instances` gives each machine's estimated hours and
     /// cost as rigger estimated them when it rented it, and its SSH address
     /// from Vast.ai's view of the instance when a Vast.ai key is given
-    /// (RIGGER_VAST_API_KEY or RIGGER_VAST_API_KEY_FILE); without one the SSH
-    /// fields are null.
+    /// (--vast-api-key, RIGGER_VAST_API_KEY, RIGGER_VAST_API_KEY_FILE, or
+    /// vast.api_key_file in --config); without one the SSH fields are null.
     List {
         #[command(flatten)]
         db: DbArgs,
@@ -116,15 +116,29 @@ pub struct VastArgs {
     /// A file holding the Vast.ai API key.
     #[arg(long, env = "RIGGER_VAST_API_KEY_FILE")]
     pub vast_api_key_file: Option<std::path::PathBuf>,
-    #[arg(
-        long,
-        env = "RIGGER_VAST_API_URL",
-        default_value = "https://console.vast.ai"
-    )]
-    pub vast_api_url: String,
+    /// Vast.ai's API URL [default: vast.api_url from --config, else
+    /// https://console.vast.ai].
+    #[arg(long, env = "RIGGER_VAST_API_URL")]
+    pub vast_api_url: Option<String>,
 }
 
 impl VastArgs {
+    /// The key and URL: from the flags or RIGGER_VAST_*, else from `[vast]`
+    /// in the settings file, as `rigger serve` would use them.
+    fn access(&self, config: Option<&std::path::Path>) -> anyhow::Result<(Option<Secret>, String)> {
+        let (file_key, file_url) = match config {
+            Some(file) => settings::load_vast_access(file)?,
+            None => (None, None),
+        };
+        let key = self.key()?.or(file_key);
+        let url = self
+            .vast_api_url
+            .clone()
+            .or(file_url)
+            .unwrap_or_else(|| crate::cloud::vast::client::DEFAULT_URL.to_string());
+        Ok((key, url))
+    }
+
     fn key(&self) -> anyhow::Result<Option<Secret>> {
         if let Some(k) = self
             .vast_api_key
@@ -305,7 +319,7 @@ pub async fn instances(cmd: InstancesCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&rows)?);
         }
         InstanceFormat::VastInstances => {
-            let key = vast.key()?;
+            let (key, vast_url) = vast.access(db.config.as_deref())?;
             let http = reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(20))
                 .build()?;
@@ -318,7 +332,7 @@ pub async fn instances(cmd: InstancesCommand) -> anyhow::Result<()> {
                     .unwrap_or_default();
                 let ssh = match (&key, &i.provider_id) {
                     (Some(key), Some(pid)) if !i.state.is_terminal() => {
-                        vast_ssh(&http, &vast.vast_api_url, key, pid).await?
+                        vast_ssh(&http, &vast_url, key, pid).await?
                     }
                     _ => None,
                 };
