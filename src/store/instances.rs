@@ -67,6 +67,14 @@ pub struct InstancePatch {
 }
 
 impl InstancePatch {
+    /// The machine Vast.ai made for the row: its id there.
+    pub fn provider(provider_id: &str) -> InstancePatch {
+        InstancePatch {
+            provider_id: Some(provider_id.to_string()),
+            ..Default::default()
+        }
+    }
+
     fn into_sets(self) -> Vec<(&'static str, Val)> {
         let mut sets = Vec::new();
         let mut int = |c, v: Option<i64>| {

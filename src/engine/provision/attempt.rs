@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::admission::Admission;
 use super::rent::{Rent, runner_arch, runner_filename};
-use super::{Outcome, fail, no_capacity, rate_limit_ms, rate_limit_ms_github, retry};
+use super::{Outcome, fail, no_capacity, rate_limit_ms, retry};
 use crate::config::access::AccessConfig;
 use crate::config::labels;
 use crate::config::model::{Cloud as CloudKind, Origin, RunnerDef};
@@ -44,25 +44,19 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 origin.pull_request || job.is_fork
             }
             Err(e) => {
-                self.github_error(&e);
-                return Ok(retry(
-                    format!(
-                        "cannot tell whether run {} comes from a fork: {e}",
-                        job.run_id
-                    ),
-                    rate_limit_ms_github(&e),
-                ));
+                let why = format!(
+                    "cannot tell whether run {} comes from a fork: {e}",
+                    job.run_id
+                );
+                return Ok(self.github_retry(&e, why));
             }
         };
         let job = &job;
         let loaded = match self.load_config(&repo, job).await {
             Ok(l) => l,
             Err(e) => {
-                self.github_error(&e);
-                return Ok(retry(
-                    format!("cannot read .cirun.yml from GitHub: {e}"),
-                    rate_limit_ms_github(&e),
-                ));
+                let why = format!("cannot read .cirun.yml from GitHub: {e}");
+                return Ok(self.github_retry(&e, why));
             }
         };
         let Some(config) = &loaded.config else {
@@ -137,14 +131,11 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             }
             // Not knowing who the actor is proves nothing either way: ask again.
             Err(e) => {
-                self.github_error(&e);
-                return Ok(retry(
-                    format!(
-                        "cannot check .access.yml: GitHub did not say who {} is: {e}",
-                        job.actor
-                    ),
-                    rate_limit_ms_github(&e),
-                ));
+                let why = format!(
+                    "cannot check .access.yml: GitHub did not say who {} is: {e}",
+                    job.actor
+                );
+                return Ok(self.github_retry(&e, why));
             }
         }
 
@@ -191,11 +182,8 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         let runner_sha256 = match self.runner_sha256(&repo, arch).await {
             Ok(sum) => sum,
             Err(e) => {
-                self.github_error(&e);
-                return Ok(retry(
-                    format!("cannot read the runner release's checksum from GitHub: {e}"),
-                    rate_limit_ms_github(&e),
-                ));
+                let why = format!("cannot read the runner release's checksum from GitHub: {e}");
+                return Ok(self.github_retry(&e, why));
             }
         };
         if runner_sha256.is_none() && !self.settings.runner.allow_unverified {

@@ -279,6 +279,13 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         Ok(moved)
     }
 
+    /// GitHub failed a call the attempt needs: count it, and try again when
+    /// GitHub says (a rate limit), else with the backoff.
+    fn github_retry(&self, e: &GithubError, why: String) -> Outcome {
+        self.github_error(e);
+        retry(why, rate_limit_ms_github(e))
+    }
+
     /// Post or update the job's check run; a failure here never blocks the job.
     pub(crate) async fn report(&self, job: &JobRow, run: &CheckRun) {
         let repo = RepoRef {

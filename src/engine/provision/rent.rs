@@ -2,7 +2,7 @@
 //! row before any money is spent (I2), the create call with our label, and
 //! what is undone when the create fails for sure.
 
-use super::{Outcome, fail, rate_limit_ms, rate_limit_ms_github, retry};
+use super::{Outcome, fail, rate_limit_ms, retry};
 use crate::bootstrap::{self, BootstrapSpec};
 use crate::config::labels;
 use crate::config::model::{CirunConfig, RunnerDef, SetupInfo, VastRunner};
@@ -90,9 +90,8 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         {
             Ok(j) => j,
             Err(e) => {
-                self.github_error(&e);
                 let why = format!("cannot register a runner with GitHub: {e}");
-                return Ok(Rent::Stop(retry(why, rate_limit_ms_github(&e))));
+                return Ok(Rent::Stop(self.github_retry(&e, why)));
             }
         };
         let now = self.now();
@@ -226,10 +225,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 InstanceState::Creating,
                 InstanceState::Booting,
                 now,
-                InstancePatch {
-                    provider_id: Some(provider_id.clone()),
-                    ..Default::default()
-                },
+                InstancePatch::provider(&provider_id),
             )
             .await?;
         if !tracked {

@@ -202,10 +202,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                         InstanceState::Creating,
                         InstanceState::Booting,
                         now,
-                        InstancePatch {
-                            provider_id: Some(provider_id.clone()),
-                            ..Default::default()
-                        },
+                        InstancePatch::provider(provider_id),
                     )
                     .await?;
                 if adopted {

@@ -6,7 +6,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::http::{gh_error, json_response};
+use super::http::{gh_error, json_response, strings};
 use super::{NewJob, SimGithub, WebhookFaults, runner};
 
 pub(super) fn runner_side(
@@ -101,14 +101,7 @@ pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Val
             let Some(repo) = body["repo"].as_str() else {
                 return gh_error(StatusCode::BAD_REQUEST, "`repo` is required");
             };
-            let labels: Vec<String> = body["labels"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|l| l.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let labels = strings(&body["labels"]);
             let id = sim.queue_job(NewJob {
                 repo: repo.to_string(),
                 labels,

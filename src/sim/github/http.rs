@@ -70,6 +70,17 @@ pub(super) fn gh_error(status: StatusCode, message: &str) -> Response {
     )
 }
 
+/// The strings of a JSON array (none for anything else).
+pub(super) fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// One page of a list, as GitHub pages: `per_page` (at most 100) and
 /// `page`, `total_count` in the body, and a `Link` header with `next` and
 /// `last` (absolute URLs at the simulator's address) while more remain.

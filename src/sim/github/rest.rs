@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::http::{gh_error, json_response, paged};
+use super::http::{gh_error, json_response, paged, strings};
 use super::world::{self, CheckRun, Runner, RunnerStatus};
 use super::{SimGithub, runner};
 
@@ -87,14 +87,7 @@ pub(super) fn repo_api(
             ],
         ) if scope.len() == if *kind == "repos" { 2 } else { 1 } => {
             let name = body["name"].as_str().unwrap_or_default().to_string();
-            let labels: Vec<String> = body["labels"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|l| l.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let labels = strings(&body["labels"]);
             if name.is_empty()
                 || labels.is_empty()
                 || labels.len() > 100
