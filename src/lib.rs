@@ -21,3 +21,4 @@ pub mod server;
 pub mod settings;
 pub mod sim;
 pub mod store;
+pub mod text;

@@ -47,7 +47,7 @@ pub fn is_rigger_job<S: AsRef<str>>(job_labels: &[S]) -> bool {
 }
 
 fn starts_with_prefix(label: &str) -> bool {
-    label.len() >= PREFIX.len() && label[..PREFIX.len()].eq_ignore_ascii_case(PREFIX)
+    crate::text::starts_with_ignore_ascii_case(label, PREFIX)
 }
 
 /// Whether a definition with `def_labels` can serve a job with `job_labels`.
@@ -135,6 +135,9 @@ mod tests {
         // The prefix must survive suffix stripping.
         assert!(!is_rigger_job(&["gpu--cirun-x"]));
         assert!(!is_rigger_job::<&str>(&[]));
+        // A multi-byte character where the prefix would end (it once panicked).
+        assert!(!is_rigger_job(&["cirunü"]));
+        assert!(!is_rigger_job(&["ciruü--1", "ü"]));
     }
 
     #[test]
