@@ -48,7 +48,7 @@ struct World {
     app_stop: watch::Sender<bool>,
     engine: Arc<rigger::app::RiggerEngine>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    app: tokio::task::JoinHandle<()>,
+    app: tokio::task::JoinHandle<anyhow::Result<()>>,
     dir: PathBuf,
 }
 

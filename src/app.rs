@@ -13,6 +13,7 @@ use crate::engine::Engine;
 use crate::engine::inbox::DurableInbox;
 use crate::engine::offers::Market;
 use crate::engine::ports::Clock;
+use crate::engine::supervise::Health;
 use crate::github::app::AppAuth;
 use crate::github::client::GithubClient;
 use crate::github::http::Api;
@@ -29,6 +30,8 @@ pub type RiggerEngine = Engine<Market<VastClient>, GithubClient>;
 pub struct App {
     pub engine: Arc<RiggerEngine>,
     pub inbox: DurableInbox,
+    /// What `/readyz` reports of the loops; rigger exits when it gives up.
+    pub health: Arc<Health>,
     pub addr: SocketAddr,
     listener: tokio::net::TcpListener,
     router: axum::Router,
@@ -72,13 +75,22 @@ impl App {
             metrics.clone(),
         ));
         let inbox = DurableInbox::start(store.clone());
+        let health = Health::new();
+        {
+            let inbox = inbox.clone();
+            health.watch("inbox committer", move || inbox.is_open());
+        }
         let router = webhook_router(WebhookState {
             secrets: Arc::new(settings.github.webhook_secrets.clone()),
             inbox: inbox.clone(),
             clock,
             metrics: metrics.clone(),
         })
-        .merge(ops_router(OpsState { store, metrics }))
+        .merge(ops_router(OpsState {
+            store,
+            metrics,
+            health: health.clone(),
+        }))
         .merge(callback_router(engine.clone()));
         let listener = tokio::net::TcpListener::bind(&settings.listen)
             .await
@@ -87,6 +99,7 @@ impl App {
         Ok(App {
             engine,
             inbox,
+            health,
             addr,
             listener,
             router,
@@ -118,10 +131,16 @@ impl App {
     /// Serve HTTP and run the engine's loops until `stop` resolves; then stop
     /// accepting, let in-flight work finish, and return. Machines are never
     /// destroyed because rigger stops: the reconciler picks them up again.
-    pub async fn run(self, stop: impl std::future::Future<Output = ()> + Send + 'static) {
+    /// An error when rigger gave up on a loop (see `engine::supervise`) or
+    /// the HTTP server failed: the process should exit non-zero.
+    pub async fn run(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let App {
             engine,
             inbox,
+            health,
             listener,
             router,
             ..
@@ -131,16 +150,33 @@ impl App {
             Arc::new(parse_delivery),
             inbox.committed.clone(),
             rx,
+            health.clone(),
         ));
+        let mut given_up = health.given_up();
+        let fatal: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let fatal_in = fatal.clone();
         let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-            stop.await;
+            tokio::select! {
+                _ = stop => {}
+                why = given_up.wait_for(|w| w.is_some()) => {
+                    if let Ok(why) = why {
+                        *fatal_in.lock().unwrap_or_else(|e| e.into_inner()) = why.clone();
+                    }
+                }
+            }
             tracing::info!("stopping: no new deliveries; finishing what is in flight");
             let _ = tx.send(true);
         });
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "the HTTP server stopped");
-        }
+        let served = server.await;
         let _ = loops.await;
         engine.store.close().await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the HTTP server stopped");
+            anyhow::bail!("the HTTP server stopped: {e}");
+        }
+        if let Some(why) = fatal.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            anyhow::bail!("{why}");
+        }
+        Ok(())
     }
 }

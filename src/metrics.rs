@@ -28,7 +28,7 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     (
         "rigger_jobs_failed_total",
         Kind::Counter,
-        "Jobs rigger gave up on, by kind: config_error, denied, cloud_refused, no_capacity_timeout.",
+        "Jobs rigger gave up on, by kind: config_error, denied, cloud_refused, no_capacity_timeout, internal_error.",
     ),
     ("rigger_instances", Kind::Gauge, "Instances by state."),
     (
@@ -60,6 +60,26 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         "rigger_reconciler_actions_total",
         Kind::Counter,
         "Reconciler actions by rule.",
+    ),
+    (
+        "rigger_reconcile_errors_total",
+        Kind::Counter,
+        "Reconciler actions that failed (a store error or a panic), by rule; the pass went on with the next action.",
+    ),
+    (
+        "rigger_work_panics_total",
+        Kind::Counter,
+        "Units of work (a delivery, a job's provisioning attempt, a reconcile action, a machine's callback) that panicked, by loop; the unit was recorded and the loop went on.",
+    ),
+    (
+        "rigger_deliveries_quarantined",
+        Kind::Gauge,
+        "Deliveries set aside after failing too often or being unreadable; `rigger inbox` lists them and `rigger inbox retry` puts them back.",
+    ),
+    (
+        "rigger_loop_restarts_total",
+        Kind::Counter,
+        "Times an engine loop ended unexpectedly and was restarted, by loop.",
     ),
 ];
 

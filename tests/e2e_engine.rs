@@ -818,6 +818,7 @@ async fn stopping_rigger_leaves_work_in_the_inbox_and_destroys_nothing() {
         parse,
         std::sync::Arc::new(tokio::sync::Notify::new()),
         stopped,
+        rigger::engine::supervise::Health::new(),
     );
     tokio::time::timeout(std::time::Duration::from_secs(30), run)
         .await

@@ -2,12 +2,21 @@
 
 use std::sync::Arc;
 
+use rigger::engine::supervise::Health;
 use rigger::metrics::Metrics;
 use rigger::server::{OpsState, ops_router};
 use rigger::store::{NewJob, Store};
 
 async fn serve(store: Store, metrics: Arc<Metrics>) -> String {
-    let app = ops_router(OpsState { store, metrics });
+    serve_with(store, metrics, Health::new()).await
+}
+
+async fn serve_with(store: Store, metrics: Arc<Metrics>, health: Arc<Health>) -> String {
+    let app = ops_router(OpsState {
+        store,
+        metrics,
+        health,
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -79,4 +88,23 @@ async fn health_readiness_and_metrics() {
     assert_eq!(r.status(), 503);
     let r = http.get(format!("{url}/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn not_ready_while_a_part_of_rigger_is_down() {
+    let s = store("down").await;
+    let health = Health::new();
+    let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let a = alive.clone();
+    health.watch("inbox committer", move || {
+        a.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    let url = serve_with(s, Arc::new(Metrics::new()), health).await;
+    let http = reqwest::Client::new();
+    let r = http.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    alive.store(false, std::sync::atomic::Ordering::SeqCst);
+    let r = http.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.text().await.unwrap(), "the inbox committer stopped\n");
 }

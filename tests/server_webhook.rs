@@ -39,6 +39,7 @@ async fn serve(name: &str) -> Server {
     .merge(rigger::server::ops_router(OpsState {
         store: store.clone(),
         metrics: metrics.clone(),
+        health: rigger::engine::supervise::Health::new(),
     }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -173,6 +173,99 @@ async fn deliveries_are_unique_and_leased() {
 }
 
 #[tokio::test]
+async fn suspects_are_claimed_alone_and_quarantine_holds_until_released() {
+    for s in stores("quarantine").await {
+        s.insert_deliveries(&[delivery("x", 1), delivery("y", 2), delivery("z", 3)])
+            .await
+            .unwrap();
+        // Nothing was tried yet: no suspect.
+        assert!(
+            s.claim_suspect_delivery("w", 10, 100)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(s.claim_deliveries("w", 10, 100, 10).await.unwrap().len(), 3);
+        // Their worker died: after the lease, each comes back alone.
+        let x = s
+            .claim_suspect_delivery("w2", 200, 100)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((x.delivery_id.as_str(), x.attempts), ("x", 2));
+        assert_eq!(x.error, None);
+        let y = s
+            .claim_suspect_delivery("w2", 200, 100)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(y.delivery_id, "y");
+        // A failure is kept and the delivery given back for later.
+        assert!(
+            s.retry_delivery("x", "w2", "store said no", 1_000)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.retry_delivery("x", "w2", "twice", 1_000).await.unwrap(),
+            "no longer leased"
+        );
+        assert!(
+            s.claim_suspect_delivery("w3", 999, 100)
+                .await
+                .unwrap()
+                .map(|d| d.delivery_id)
+                != Some("x".into())
+        );
+        let again = s.claim_deliveries("w3", 1_000, 100, 10).await.unwrap();
+        let x = again
+            .iter()
+            .find(|d| d.delivery_id == "x")
+            .expect("x again");
+        assert_eq!(x.error.as_deref(), Some("store said no"));
+        // Set aside: never claimed, not pending, listed with why.
+        assert!(
+            s.quarantine_delivery("x", "w3", 1_001, "failed 3 times")
+                .await
+                .unwrap()
+        );
+        assert!(
+            s.claim_deliveries("w4", 99_999, 100, 10)
+                .await
+                .unwrap()
+                .iter()
+                .all(|d| d.delivery_id != "x")
+        );
+        assert!(
+            s.claim_suspect_delivery("w4", 999_999, 100)
+                .await
+                .unwrap()
+                .is_none_or(|d| d.delivery_id != "x")
+        );
+        let listed = s.quarantined_deliveries().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].delivery_id, "x");
+        assert_eq!(listed[0].error, "failed 3 times");
+        assert_eq!(listed[0].quarantined_at, 1_001);
+        assert_eq!(s.quarantined_count().await.unwrap(), 1);
+        // Released, by name or all: back in the queue, attempts afresh.
+        assert_eq!(s.release_quarantined(Some("nope")).await.unwrap(), 0);
+        assert_eq!(s.release_quarantined(Some("x")).await.unwrap(), 1);
+        assert_eq!(s.quarantined_count().await.unwrap(), 0);
+        let x = s
+            .claim_deliveries("w5", 9_999_999, 100, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|d| d.delivery_id == "x")
+            .expect("x is claimable again");
+        assert_eq!(x.attempts, 1);
+        assert!(s.quarantine_delivery("x", "w5", 1, "again").await.unwrap());
+        assert_eq!(s.release_quarantined(None).await.unwrap(), 1);
+    }
+}
+
+#[tokio::test]
 async fn concurrent_claims_never_share_a_delivery() {
     for s in stores("concurrent").await {
         let all: Vec<_> = (0..40).map(|i| delivery(&format!("d{i:02}"), i)).collect();

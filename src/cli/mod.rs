@@ -2,6 +2,7 @@
 
 mod demo;
 mod destroy;
+mod inbox;
 pub(crate) mod ops;
 mod plan;
 mod serve;
@@ -63,6 +64,9 @@ pub enum Command {
     Instances(ops::InstancesCommand),
     /// Money spent, by repository and runner definition.
     Costs(ops::CostsArgs),
+    /// Deliveries set aside (quarantined) after failing, and retrying them.
+    #[command(subcommand)]
+    Inbox(inbox::InboxCommand),
     /// Show what each Vast.ai runner would rent now, and what it would cost.
     ///
     /// For every fallback candidate: the query sent to Vast.ai and the best
@@ -97,6 +101,7 @@ pub fn main() -> ExitCode {
         Command::Jobs(cmd) => run_async(ops::jobs(cmd)),
         Command::Instances(cmd) => run_async(ops::instances(cmd)),
         Command::Costs(args) => run_async(ops::costs(args)),
+        Command::Inbox(cmd) => run_async(inbox::run(cmd)),
         Command::Plan(args) => run_async(plan::run(args)),
         Command::Sim(cmd) => run_async(sim::run(cmd)),
         Command::Webhook(cmd) => run_async(webhook::run(cmd)),

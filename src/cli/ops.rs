@@ -225,7 +225,7 @@ pub struct CostsArgs {
     pub json: bool,
 }
 
-async fn open(db: &DbArgs) -> anyhow::Result<Store> {
+pub(super) async fn open(db: &DbArgs) -> anyhow::Result<Store> {
     let (url, from) = db.url()?;
     Store::open_existing(&url).await.map_err(|e| match e {
         StoreError::NoDatabase(path) => anyhow::anyhow!(
@@ -272,6 +272,12 @@ pub async fn jobs(cmd: JobsCommand) -> anyhow::Result<()> {
         &rows,
         "no jobs",
     );
+    let set_aside = store.quarantined_count().await?;
+    if set_aside > 0 {
+        println!(
+            "{set_aside} webhook deliveries are set aside (quarantined) and not handled: `rigger inbox list` shows why"
+        );
+    }
     Ok(())
 }
 
@@ -474,7 +480,7 @@ pub async fn costs(args: CostsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ms_to_rfc3339(ms: i64) -> String {
+pub(super) fn ms_to_rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default()

@@ -71,7 +71,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         controller = %controller,
         "rigger is serving: POST /webhook, GET /healthz /readyz /metrics"
     );
-    app.run(shutdown_signal()).await;
+    app.run(shutdown_signal()).await?;
     tracing::info!("rigger stopped");
     Ok(())
 }

@@ -39,6 +39,12 @@ impl DurableInbox {
         DurableInbox { tx, committed }
     }
 
+    /// Whether the committer still runs: when it is gone (it panicked), no
+    /// delivery can be accepted and rigger is not ready.
+    pub fn is_open(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
     /// Store a delivery; returns once it is committed (or known as a duplicate).
     pub async fn accept(&self, delivery: NewDelivery) -> Result<Inserted, InboxError> {
         let (reply, answer) = oneshot::channel();

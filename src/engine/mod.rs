@@ -13,6 +13,7 @@
 pub mod estimate;
 pub mod events;
 pub mod inbox;
+pub mod isolate;
 pub mod names;
 pub mod offer_pool;
 pub mod offers;
@@ -24,6 +25,7 @@ pub mod reconcile;
 pub mod report;
 pub mod run;
 pub mod state;
+pub mod supervise;
 pub mod teardown;
 
 use std::collections::HashMap;

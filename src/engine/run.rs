@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
-use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::events::{JobEvent, JobInfo};
+use super::isolate::{Loop, isolated, isolated_sync};
 use super::ports::{Cloud, Github};
+use super::supervise::{Health, supervise};
 use super::{Engine, EngineError};
 use crate::store::Delivery;
 
@@ -20,59 +22,213 @@ pub type ParseDelivery = dyn Fn(&Delivery) -> Result<Option<JobEvent>, String> +
 
 const DELIVERY_LEASE_MS: i64 = 60_000;
 
+/// How many times a delivery is handled before it is set aside
+/// (quarantined) for an operator: a failure that three tries, a minute
+/// apart, did not get past is not going to pass by itself.
+pub const MAX_DELIVERY_ATTEMPTS: i64 = 3;
+
+/// A failed delivery is claimed again after this long.
+const DELIVERY_RETRY_MS: i64 = DELIVERY_LEASE_MS;
+
 impl<C: Cloud, G: Github> Engine<C, G> {
     /// Handle the deliveries waiting in the inbox. Returns how many.
+    ///
+    /// A delivery whose handling failed or never finished (the process died
+    /// with it) is a *suspect*: it is claimed again alone, so a poison
+    /// delivery can take no batch down with it, and set aside after
+    /// [`MAX_DELIVERY_ATTEMPTS`]. Only a store error that leaves rigger
+    /// unable to record anything ends the call.
     pub async fn process_deliveries(&self, parse: &ParseDelivery) -> Result<usize, EngineError> {
+        if let Some(d) = self
+            .store
+            .claim_suspect_delivery(&self.worker_id, self.now(), DELIVERY_LEASE_MS)
+            .await?
+        {
+            let parsed = self.parse_isolated(&d, parse);
+            self.handle_alone(&d, &parsed).await?;
+            return Ok(1);
+        }
         let batch = self
             .store
             .claim_deliveries(&self.worker_id, self.now(), DELIVERY_LEASE_MS, 64)
             .await?;
         let n = batch.len();
-        let parsed: Vec<_> = batch.iter().map(|d| (d, parse(d))).collect();
+        let parsed: Vec<_> = batch
+            .iter()
+            .map(|d| (d, self.parse_isolated(d, parse)))
+            .collect();
         let mut rest = parsed.as_slice();
         while !rest.is_empty() {
             // Most of a burst: a run of `queued` deliveries is recorded and
             // finished in one commit (in order: what follows waits for it).
-            let queued: Vec<(Option<&str>, &JobInfo)> = rest
+            let run = rest
                 .iter()
-                .map_while(|(d, p)| match p {
-                    Ok(Some(JobEvent::Queued(job))) => Some((Some(d.delivery_id.as_str()), job)),
-                    _ => None,
-                })
-                .collect();
-            if !queued.is_empty() {
-                self.queued_together(&queued).await?;
-                rest = &rest[queued.len()..];
+                .take_while(|(_, p)| matches!(p, Ok(Some(JobEvent::Queued(_)))))
+                .count();
+            if run > 0 {
+                let (together, after) = rest.split_at(run);
+                rest = after;
+                if !self.queued_run(together).await {
+                    // One of them is the trouble, or the store is: each
+                    // on its own, so that only the guilty one is set aside.
+                    for (d, p) in together {
+                        self.handle_alone(d, p).await?;
+                    }
+                }
                 continue;
             }
-            let ((d, parsed), after) = (&rest[0], &rest[1..]);
+            let ((d, p), after) = (&rest[0], &rest[1..]);
             rest = after;
-            let error = match parsed {
-                Ok(Some(event)) => {
-                    // A store error leaves the lease to run out: retried later.
-                    self.handle(event.clone()).await?;
-                    None
-                }
-                Ok(None) => None,
-                Err(why) => {
-                    tracing::warn!(delivery = %d.delivery_id, event = %d.event, "unreadable delivery: {why}");
-                    Some(why.as_str())
-                }
-            };
-            self.store
-                .finish_delivery(&d.delivery_id, &self.worker_id, self.now(), error)
-                .await?;
+            self.handle_alone(d, p).await?;
         }
         Ok(n)
     }
 
+    /// A delivery's payload read into an event; a panic while reading it
+    /// is as permanent as an unreadable payload.
+    fn parse_isolated(
+        &self,
+        d: &Delivery,
+        parse: &ParseDelivery,
+    ) -> Result<Option<JobEvent>, String> {
+        let what = format!("delivery {}", crate::text::for_log(&d.delivery_id));
+        isolated_sync(&self.metrics, Loop::Inbox, &what, || parse(d))
+            .unwrap_or_else(|p| Err(p.to_string()))
+    }
+
+    /// A run of `queued` deliveries in one commit; whether it committed.
+    async fn queued_run(&self, run: &[(&Delivery, Result<Option<JobEvent>, String>)]) -> bool {
+        let queued: Vec<(Option<&str>, &JobInfo)> = run
+            .iter()
+            .filter_map(|(d, p)| match p {
+                Ok(Some(JobEvent::Queued(job))) => Some((Some(d.delivery_id.as_str()), job)),
+                _ => None,
+            })
+            .collect();
+        let what = format!("{} queued deliveries", queued.len());
+        match isolated(
+            &self.metrics,
+            Loop::Inbox,
+            &what,
+            self.queued_together(&queued),
+        )
+        .await
+        {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "{what} together: handling each alone");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Handle one claimed delivery, isolated: done, given back to be tried
+    /// again, or set aside — never an error that stops the loop, unless the
+    /// store cannot record even that.
+    async fn handle_alone(
+        &self,
+        d: &Delivery,
+        parsed: &Result<Option<JobEvent>, String>,
+    ) -> Result<(), EngineError> {
+        let span = tracing::info_span!(
+            "delivery",
+            delivery = %crate::text::for_log(&d.delivery_id),
+            event = %crate::text::for_log(&d.event),
+            attempt = d.attempts,
+        );
+        self.handle_alone_in_span(d, parsed).instrument(span).await
+    }
+
+    async fn handle_alone_in_span(
+        &self,
+        d: &Delivery,
+        parsed: &Result<Option<JobEvent>, String>,
+    ) -> Result<(), EngineError> {
+        let id = d.delivery_id.as_str();
+        let now = self.now();
+        let event = match parsed {
+            Ok(None) => {
+                self.store
+                    .finish_delivery(id, &self.worker_id, now, None)
+                    .await?;
+                return Ok(());
+            }
+            Err(why) => {
+                // The payload itself is the problem: no retry will read it.
+                let why = format!("cannot be read: {why}");
+                return self.quarantine(d, &why).await;
+            }
+            Ok(Some(event)) => event,
+        };
+        if d.attempts > MAX_DELIVERY_ATTEMPTS {
+            let why = format!(
+                "handled {} times without finishing; last: {}",
+                d.attempts - 1,
+                d.error_or_crash()
+            );
+            return self.quarantine(d, &why).await;
+        }
+        let what = format!("delivery {}", crate::text::for_log(id));
+        let failure = match isolated(
+            &self.metrics,
+            Loop::Inbox,
+            &what,
+            self.handle(event.clone()),
+        )
+        .await
+        {
+            Ok(Ok(())) => {
+                self.store
+                    .finish_delivery(id, &self.worker_id, self.now(), None)
+                    .await?;
+                return Ok(());
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(p) => p.to_string(),
+        };
+        if d.attempts >= MAX_DELIVERY_ATTEMPTS {
+            let why = format!("failed {} times; last: {failure}", d.attempts);
+            return self.quarantine(d, &why).await;
+        }
+        tracing::warn!(
+            attempt = d.attempts,
+            "handling a delivery failed; it is tried again in {} s: {failure}",
+            DELIVERY_RETRY_MS / 1000
+        );
+        self.store
+            .retry_delivery(
+                id,
+                &self.worker_id,
+                &failure,
+                self.now() + DELIVERY_RETRY_MS,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn quarantine(&self, d: &Delivery, why: &str) -> Result<(), EngineError> {
+        let why = crate::text::clip(why, 2_000);
+        tracing::error!(
+            "a delivery is set aside (quarantined) and will not be retried until an operator runs `rigger inbox retry {}`: {why}",
+            crate::text::for_log(&d.delivery_id)
+        );
+        self.store
+            .quarantine_delivery(&d.delivery_id, &self.worker_id, self.now(), &why)
+            .await?;
+        Ok(())
+    }
+
     /// Run the loops until `shutdown` turns true. `inbox` is notified by the
-    /// webhook handler after each committed delivery.
+    /// webhook handler after each committed delivery. Each loop runs under
+    /// [`supervise`]: restarted if it ends unexpectedly, and given up on
+    /// (see `health`) if it keeps ending.
     pub async fn run(
         self: Arc<Self>,
         parse: Arc<ParseDelivery>,
         inbox: Arc<Notify>,
         shutdown: watch::Receiver<bool>,
+        health: Arc<Health>,
     ) {
         match self.recover_at_start().await {
             Ok(0) => {}
@@ -82,85 +238,88 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             ),
             Err(e) => tracing::error!(error = %e, "start-up recovery (the reconciler retries)"),
         }
-        let mut tasks = JoinSet::new();
-        {
-            let engine = self.clone();
-            let mut stop = shutdown.clone();
-            tasks.spawn(async move {
-                loop {
-                    // A backlog is worked through batch by batch, but a stop
-                    // request is honoured between batches, not after the last.
-                    if *stop.borrow() {
-                        break;
+        let supervised = |lp: Loop| {
+            supervise(
+                lp.as_str(),
+                health.clone(),
+                self.metrics.clone(),
+                shutdown.clone(),
+                {
+                    let engine = self.clone();
+                    let (parse, inbox, stop) = (parse.clone(), inbox.clone(), shutdown.clone());
+                    move || {
+                        let engine = engine.clone();
+                        let (parse, inbox, stop) = (parse.clone(), inbox.clone(), stop.clone());
+                        async move {
+                            match lp {
+                                Loop::Inbox => engine.inbox_loop(parse, inbox, stop).await,
+                                Loop::Provisioner => engine.provision_loop(stop).await,
+                                Loop::Reconciler | Loop::Callback => {
+                                    engine.reconcile_loop(stop).await
+                                }
+                            }
+                        }
                     }
-                    match engine.process_deliveries(parse.as_ref()).await {
-                        Ok(n) if n > 0 => continue,
-                        Ok(_) => {}
-                        Err(e) => tracing::error!(error = %e, "inbox worker"),
-                    }
-                    tokio::select! {
-                        _ = inbox.notified() => {}
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = stop.changed() => {}
-                    }
-                    if *stop.borrow() {
-                        break;
-                    }
-                }
-            });
+                },
+            )
+        };
+        tokio::join!(
+            supervised(Loop::Inbox),
+            supervised(Loop::Provisioner),
+            supervised(Loop::Reconciler)
+        );
+    }
+
+    /// Deliveries → events, batch by batch; a stop request is honoured
+    /// between batches, not after the last.
+    async fn inbox_loop(
+        self: Arc<Self>,
+        parse: Arc<ParseDelivery>,
+        inbox: Arc<Notify>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        while !*stop.borrow() {
+            match self.process_deliveries(parse.as_ref()).await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "inbox worker"),
+            }
+            tokio::select! {
+                _ = inbox.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => {}
+            }
         }
-        {
-            let engine = self.clone();
-            let mut stop = shutdown.clone();
-            tasks.spawn(async move {
-                loop {
-                    // A backlog is worked through batch by batch, but a stop
-                    // request is honoured between batches, not after the last.
-                    if *stop.borrow() {
-                        break;
-                    }
-                    match engine.provision_due().await {
-                        Ok(n) if n > 0 => continue,
-                        Ok(_) => {}
-                        Err(e) => tracing::error!(error = %e, "provisioner"),
-                    }
-                    tokio::select! {
-                        _ = engine.wake.notified() => {}
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = stop.changed() => {}
-                    }
-                    if *stop.borrow() {
-                        break;
-                    }
-                }
-            });
+    }
+
+    /// Provisioning passes, back to back while jobs are due.
+    async fn provision_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            match self.provision_due().await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "provisioner"),
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => {}
+            }
         }
-        {
-            let engine = self.clone();
-            let mut stop = shutdown.clone();
-            let every = self.settings.timeouts.reconcile_interval;
-            tasks.spawn(async move {
-                loop {
-                    if *stop.borrow() {
-                        break;
-                    }
-                    if let Err(e) = engine.reconcile_once().await {
-                        tracing::error!(error = %e, "reconciler");
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(every) => {}
-                        _ = engine.reconcile_wake.notified() => {}
-                        _ = stop.changed() => {}
-                    }
-                    if *stop.borrow() {
-                        break;
-                    }
-                }
-            });
-        }
-        while let Some(r) = tasks.join_next().await {
-            if let Err(e) = r {
-                tracing::error!(error = %e, "an engine loop stopped");
+    }
+
+    /// A reconcile pass every interval, or sooner when woken.
+    async fn reconcile_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let every = self.settings.timeouts.reconcile_interval;
+        while !*stop.borrow() {
+            let pass = tracing::info_span!("reconcile_pass");
+            if let Err(e) = self.reconcile_once().instrument(pass).await {
+                tracing::error!(error = %e, "reconciler");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = self.reconcile_wake.notified() => {}
+                _ = stop.changed() => {}
             }
         }
     }

@@ -44,6 +44,9 @@ pub enum JobFailure {
     CloudRefused,
     /// Nothing could be rented within GitHub's own queue limit.
     NoCapacityTimeout,
+    /// rigger panicked while provisioning it: a bug, recorded on the job
+    /// instead of stopping the provisioner for every job.
+    InternalError,
 }
 
 impl JobFailure {
@@ -53,6 +56,7 @@ impl JobFailure {
             JobFailure::Denied => "denied",
             JobFailure::CloudRefused => "cloud_refused",
             JobFailure::NoCapacityTimeout => "no_capacity_timeout",
+            JobFailure::InternalError => "internal_error",
         }
     }
 }

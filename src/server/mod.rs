@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use crate::engine::Engine;
 use crate::engine::ports::{Cloud, Github};
 use crate::engine::state::{InstanceState, JobState};
+use crate::engine::supervise::Health;
 use crate::engine::teardown::{Callback, clean_report};
 use crate::metrics::Metrics;
 use crate::store::{StateTable, Store};
@@ -22,6 +23,8 @@ use crate::store::{StateTable, Store};
 pub struct OpsState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    /// The engine's loops and the inbox's committer, as `/readyz` reports them.
+    pub health: Arc<Health>,
 }
 
 /// The operational endpoints.
@@ -33,8 +36,17 @@ pub fn ops_router(state: OpsState) -> Router {
         .with_state(state)
 }
 
-/// Ready when the database answers: without it no delivery can be accepted.
+/// Ready when the database answers (without it no delivery can be
+/// accepted) and every engine loop runs (without them nothing accepted
+/// would ever be done).
 async fn readyz(State(s): State<OpsState>) -> impl IntoResponse {
+    let problems = s.health.problems();
+    if !problems.is_empty() {
+        tracing::warn!(problems = ?problems, "not ready");
+        let mut text = problems.join("\n");
+        text.push('\n');
+        return (StatusCode::SERVICE_UNAVAILABLE, text);
+    }
     match s.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
         Err(e) => {
@@ -70,6 +82,10 @@ async fn metrics(State(s): State<OpsState>) -> impl IntoResponse {
                 s.metrics.set(name, &[("state", state)], n as f64);
             }
         }
+    }
+    if let Ok(n) = s.store.quarantined_count().await {
+        s.metrics
+            .set("rigger_deliveries_quarantined", &[], n as f64);
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -124,6 +124,11 @@ CREATE INDEX events_job ON events (job_id);
         "why a failed job failed, as a kind",
         "ALTER TABLE jobs ADD COLUMN failure TEXT;",
     ),
+    (
+        5,
+        "deliveries set aside after failing too often (quarantine)",
+        "ALTER TABLE deliveries ADD COLUMN quarantined_at BIGINT;",
+    ),
 ];
 
 /// Apply the migrations this database has not seen yet.

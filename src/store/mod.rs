@@ -20,7 +20,7 @@ use std::sync::Once;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 
-pub use inbox::{Delivery, NewDelivery};
+pub use inbox::{Delivery, NewDelivery, QuarantinedDelivery};
 pub use instances::{InstancePatch, InstanceRow, LiveUsage, NewInstance};
 pub use jobs::{InvalidTransition, JobPatch, JobRow, NewJob};
 pub use ledger::{CostEntry, SpendRow};

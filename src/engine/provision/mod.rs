@@ -15,6 +15,9 @@ mod rent;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use tracing::Instrument;
+
+use super::isolate::{Loop, isolated};
 use super::ports::{CheckRun, Cloud, CloudError, Github, GithubError, RepoRef};
 use super::state::{JobFailure, JobState};
 use super::{Engine, EngineError, report};
@@ -90,7 +93,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         // not being polled meanwhile, would give back.
         let worker = || async {
             while let Some(job) = self.next_job(&pass).await? {
-                let result = self.provision(job, &admission).await;
+                let result = self.provision_isolated(job, &admission).await;
                 if result.is_err() {
                     pass.more.store(false, Ordering::Relaxed);
                 }
@@ -139,6 +142,29 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             .store
             .claim_due_jobs(&self.worker_id, self.now(), LEASE_MS, n)
             .await?)
+    }
+
+    /// One job's attempt, isolated: a panic in it (a bug that its config
+    /// or an answer from GitHub or Vast.ai set off) fails that job, says so
+    /// on its check run, and the pass goes on with the others. The attempt
+    /// would panic again on every retry, so it is not retried.
+    async fn provision_isolated(
+        &self,
+        job: JobRow,
+        admission: &Admission,
+    ) -> Result<(), EngineError> {
+        let what = format!("provisioning job {}", job.job_id);
+        let span = tracing::info_span!("job", job_id = job.job_id, attempt = job.attempts);
+        let attempt = self.provision(job.clone(), admission).instrument(span);
+        match isolated(&self.metrics, Loop::Provisioner, &what, attempt).await {
+            Ok(result) => result,
+            Err(p) => {
+                let why = p.to_string();
+                let check = report::failed("rigger hit an internal error", &why);
+                self.fail_job(&job, JobFailure::InternalError, &why, check)
+                    .await
+            }
+        }
     }
 
     async fn provision(&self, job: JobRow, admission: &Admission) -> Result<(), EngineError> {

@@ -4,8 +4,11 @@
 
 use std::collections::HashMap;
 
+use tracing::Instrument;
+
 use super::plan::{Action, Limits, Rule, Snapshot, plan, quiet_jobs, unowned_runners};
 use crate::engine::events::{JobEvent, JobInfo};
+use crate::engine::isolate::{Loop, isolated};
 use crate::engine::names;
 use crate::engine::ports::{Cloud, Github, RepoRef};
 use crate::engine::state::{InstanceState, JobState};
@@ -156,9 +159,35 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 "rigger_reconciler_actions_total",
                 &[("rule", rule.as_str())],
             );
-            self.apply(*rule, action).await?;
+            self.apply_isolated(*rule, action).await;
         }
         Ok(actions)
+    }
+
+    /// One action, isolated: its store error or panic is counted against
+    /// its rule and logged, and the pass goes on with the next action (the
+    /// next pass plans it again from what is then true).
+    async fn apply_isolated(&self, rule: Rule, action: &Action) {
+        let what = format!("reconcile rule {}", rule.as_str());
+        let span = tracing::info_span!("reconcile_action", rule = rule.as_str());
+        let applied = isolated(
+            &self.metrics,
+            Loop::Reconciler,
+            &what,
+            self.apply(rule, action).instrument(span),
+        )
+        .await;
+        let failed = match applied {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(p) => p.to_string(),
+        };
+        self.metrics
+            .inc("rigger_reconcile_errors_total", &[("rule", rule.as_str())]);
+        tracing::error!(
+            rule = rule.as_str(),
+            "a reconcile action failed; the pass goes on: {failed}"
+        );
     }
 
     async fn apply(&self, rule: Rule, action: &Action) -> Result<(), EngineError> {

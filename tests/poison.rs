@@ -1,0 +1,308 @@
+//! Stories of poison work: one delivery, job or reconcile action that fails
+//! or panics every time must never stop rigger for everyone else. It is
+//! recorded on itself (quarantined, failed as `internal_error`, counted) and
+//! every other unit goes on being handled.
+
+mod harness;
+
+use harness::Story;
+use rigger::engine::ports::Clock;
+use rigger::engine::run::MAX_DELIVERY_ATTEMPTS;
+use rigger::server::webhook::parse_delivery;
+use rigger::store::{Delivery, NewDelivery, Store};
+
+/// A database trigger that refuses to record any job whose labels name
+/// `cirun-poison`: handling its `queued` delivery fails in the store,
+/// every time, exactly as a real poison row would.
+async fn poison_jobs_labelled_poison(s: &Story) {
+    let url = s.engine.settings.database_url.clone();
+    let path = url
+        .strip_prefix("sqlite://")
+        .expect("the story runs on SQLite");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{path}"))
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER poison BEFORE INSERT ON jobs WHEN NEW.labels LIKE '%cirun-poison%' \
+         BEGIN SELECT RAISE(ABORT, 'poisoned row'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+}
+
+async fn cure(s: &Story) {
+    let url = s.engine.settings.database_url.clone();
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("DROP TRIGGER poison")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
+async fn recorded(s: &Story, job: i64) -> bool {
+    s.engine.store.job(job).await.unwrap().is_some()
+}
+
+#[tokio::test]
+async fn a_delivery_that_always_fails_is_set_aside_and_the_rest_go_on() {
+    let s = Story::begin("poison-delivery").await;
+    poison_jobs_labelled_poison(&s).await;
+    // Three deliveries claimed in one batch, the poison one in the middle.
+    let before = s.a_job_is_queued("cirun-gpu--1");
+    let poison = s.a_job_is_queued("cirun-poison--1");
+    let after = s.a_job_is_queued("cirun-gpu--2");
+    s.webhooks_arrive().await;
+    assert!(recorded(&s, before).await && recorded(&s, after).await);
+    assert!(!recorded(&s, poison).await);
+    assert!(
+        s.engine
+            .store
+            .quarantined_deliveries()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Tried again a minute apart; after the third failure it is set aside.
+    for _ in 1..MAX_DELIVERY_ATTEMPTS {
+        s.clock.advance_ms(61_000);
+        s.webhooks_arrive().await;
+    }
+    let set_aside = s.engine.store.quarantined_deliveries().await.unwrap();
+    assert_eq!(set_aside.len(), 1, "{set_aside:?}");
+    let d = &set_aside[0];
+    assert_eq!(d.attempts, MAX_DELIVERY_ATTEMPTS);
+    assert!(
+        d.error.contains("failed 3 times") && d.error.contains("poisoned row"),
+        "{}",
+        d.error
+    );
+    // Never again by itself, and nothing else waits behind it.
+    s.clock.advance_ms(3_600_000);
+    let later = s.a_job_is_queued("cirun-gpu--3");
+    s.webhooks_arrive().await;
+    assert!(recorded(&s, later).await);
+    assert!(!recorded(&s, poison).await);
+    assert_eq!(s.engine.store.pending_deliveries().await.unwrap(), 0);
+
+    // Once the cause is gone, an operator puts it back and it is handled.
+    cure(&s).await;
+    let released = s
+        .engine
+        .store
+        .release_quarantined(Some(&d.delivery_id))
+        .await
+        .unwrap();
+    assert_eq!(released, 1);
+    s.webhooks_arrive().await;
+    assert!(recorded(&s, poison).await);
+    assert!(
+        s.engine
+            .store
+            .quarantined_deliveries()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    s.rigger_provisions().await;
+    s.nothing_leaked().await;
+}
+
+fn queued_body(job_id: i64, label: &str) -> String {
+    serde_json::json!({
+        "action": "queued",
+        "workflow_job": {
+            "id": job_id, "run_id": 7, "run_attempt": 1, "head_sha": "8f3c1e2d",
+            "labels": [label], "status": "queued",
+        },
+        "repository": {"full_name": "acme/ml"},
+        "installation": {"id": 1},
+        "sender": {"login": "octocat"},
+    })
+    .to_string()
+}
+
+async fn stored(store: &Store, id: &str, body: String, at: i64) {
+    store
+        .insert_delivery(&NewDelivery {
+            delivery_id: id.into(),
+            event: "workflow_job".into(),
+            action: Some("queued".into()),
+            body,
+            received_at: at,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_delivery_the_process_keeps_dying_on_is_set_aside_without_being_handled() {
+    let s = Story::begin("poison-crash").await;
+    let store = &s.engine.store;
+    let now = s.clock.now_ms();
+    stored(store, "innocent-1", queued_body(501, "cirun-gpu--1"), now).await;
+    stored(store, "deadly", queued_body(502, "cirun-gpu--2"), now + 1).await;
+    stored(
+        store,
+        "innocent-2",
+        queued_body(503, "cirun-gpu--3"),
+        now + 2,
+    )
+    .await;
+    // rigger claims a batch and dies with it (an abort no unwinding can
+    // catch, such as a stack overflow): nothing is finished.
+    let claimed = store
+        .claim_deliveries("crashed-1", now, 60_000, 64)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    // After the lease, each suspect is tried alone: the innocent ones finish.
+    s.clock.advance_ms(61_000);
+    s.webhooks_arrive().await;
+    assert!(recorded(&s, 501).await && recorded(&s, 502).await && recorded(&s, 503).await);
+
+    // The deadly one, again: each time rigger takes it alone and dies.
+    stored(store, "deadly-2", queued_body(504, "cirun-gpu--4"), now + 3).await;
+    let mut last: Option<Delivery> = None;
+    for n in 1..=MAX_DELIVERY_ATTEMPTS {
+        s.clock.advance_ms(61_000);
+        let alone = if n == 1 {
+            store
+                .claim_deliveries("crashed", s.clock.now_ms(), 60_000, 64)
+                .await
+                .unwrap()
+        } else {
+            vec![
+                store
+                    .claim_suspect_delivery("crashed", s.clock.now_ms(), 60_000)
+                    .await
+                    .unwrap()
+                    .expect("the suspect, alone"),
+            ]
+        };
+        assert_eq!(alone.len(), 1, "taken alone: {alone:?}");
+        last = alone.into_iter().next();
+    }
+    assert_eq!(last.unwrap().attempts, MAX_DELIVERY_ATTEMPTS);
+    s.clock.advance_ms(61_000);
+    s.webhooks_arrive().await;
+    // Not handled a fourth time: set aside, saying why.
+    assert!(!recorded(&s, 504).await);
+    let set_aside = store.quarantined_deliveries().await.unwrap();
+    assert_eq!(set_aside.len(), 1);
+    assert_eq!(set_aside[0].delivery_id, "deadly-2");
+    assert!(
+        set_aside[0]
+            .error
+            .contains("rigger stopped while handling it"),
+        "{}",
+        set_aside[0].error
+    );
+}
+
+#[tokio::test]
+async fn an_unreadable_or_panicking_delivery_is_set_aside_at_once() {
+    let s = Story::begin("poison-parse").await;
+    let store = &s.engine.store;
+    let now = s.clock.now_ms();
+    stored(store, "fine-1", queued_body(601, "cirun-gpu--1"), now).await;
+    stored(
+        store,
+        "garbled",
+        "{\"action\": \"queued\", \"workflow_job\": 5}".into(),
+        now + 1,
+    )
+    .await;
+    stored(store, "panics", queued_body(602, "cirun-gpu--2"), now + 2).await;
+    stored(store, "fine-2", queued_body(603, "cirun-gpu--3"), now + 3).await;
+    // A reader with a bug that one payload sets off.
+    let parse = |d: &Delivery| {
+        if d.delivery_id == "panics" {
+            panic!("a bug in reading delivery {}", d.delivery_id);
+        }
+        parse_delivery(d)
+    };
+    while s.engine.process_deliveries(&parse).await.unwrap() > 0 {}
+    assert!(recorded(&s, 601).await && recorded(&s, 603).await);
+    assert!(!recorded(&s, 602).await);
+    let set_aside = store.quarantined_deliveries().await.unwrap();
+    let why = |id: &str| {
+        set_aside
+            .iter()
+            .find(|d| d.delivery_id == id)
+            .map(|d| d.error.clone())
+            .unwrap_or_else(|| panic!("{id} is not set aside: {set_aside:?}"))
+    };
+    assert!(why("garbled").starts_with("cannot be read: malformed `workflow_job` payload"));
+    assert!(
+        why("panics").contains("a bug in reading delivery panics"),
+        "{}",
+        why("panics")
+    );
+    // Each was tried once: a payload that cannot be read never will be.
+    assert!(set_aside.iter().all(|d| d.attempts == 1), "{set_aside:?}");
+    let m = s.metrics().await;
+    assert_eq!(
+        m.get("rigger_work_panics_total{loop=\"inbox\"}"),
+        Some(&1.0),
+        "{m:?}"
+    );
+    assert_eq!(m.get("rigger_deliveries_quarantined"), Some(&2.0), "{m:?}");
+}
+
+#[tokio::test]
+async fn quarantined_deliveries_are_listed_and_put_back_by_the_operator() {
+    let s = Story::begin("poison-cli").await;
+    let store = &s.engine.store;
+    let now = s.clock.now_ms();
+    stored(store, "garbled-cli", "{}".into(), now).await;
+    s.webhooks_arrive().await;
+    let url = s.engine.settings.database_url.clone();
+    let rigger = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rigger"))
+            .args(args)
+            .args(["--database-url", &url])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = rigger(&["inbox", "list"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("garbled-cli") && out.contains("cannot be read"),
+        "{out}"
+    );
+    let (code, out, _) = rigger(&["inbox", "list", "--json"]);
+    assert_eq!(code, Some(0));
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed[0]["delivery_id"], "garbled-cli");
+    assert_eq!(listed[0]["attempts"], 1);
+    let (code, out, _) = rigger(&["jobs", "list"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("1 webhook deliveries are set aside"), "{out}");
+
+    let (code, _, err) = rigger(&["inbox", "retry", "no-such-delivery"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("no delivery no-such-delivery is set aside"),
+        "{err}"
+    );
+    let (code, out, _) = rigger(&["inbox", "retry", "garbled-cli"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("back in the queue"));
+    assert_eq!(store.pending_deliveries().await.unwrap(), 1);
+    let (code, out, _) = rigger(&["inbox", "list"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("no delivery is set aside"), "{out}");
+    // Still unreadable: set aside again after one more try.
+    s.webhooks_arrive().await;
+    let (_, out, _) = rigger(&["inbox", "retry", "--all"]);
+    assert!(out.contains("1 deliveries are back in the queue"), "{out}");
+}
