@@ -5,9 +5,16 @@
 
 mod harness;
 
+use std::sync::Arc;
+
 use harness::Story;
-use rigger::engine::ports::Clock;
+use rigger::cloud::vast::client::VastClient;
+use rigger::engine::Engine;
+use rigger::engine::offers::Market;
+use rigger::engine::ports::{Clock, Cloud, CloudError, LaunchSpec, OfferSearch};
+use rigger::engine::reconcile::CloudView;
 use rigger::engine::run::MAX_DELIVERY_ATTEMPTS;
+use rigger::engine::state::JobState;
 use rigger::server::webhook::parse_delivery;
 use rigger::store::{Delivery, NewDelivery, Store};
 
@@ -305,4 +312,182 @@ async fn quarantined_deliveries_are_listed_and_put_back_by_the_operator() {
     s.webhooks_arrive().await;
     let (_, out, _) = rigger(&["inbox", "retry", "--all"]);
     assert!(out.contains("1 deliveries are back in the queue"), "{out}");
+}
+
+/// Vast.ai as rigger reaches it, with a bug planted: renting for a job whose
+/// label names one of `panic_on` panics, and so does destroying a machine
+/// whose provider id is in `panic_on_destroy` — as a bug that one answer or
+/// one config sets off would.
+struct Planted {
+    inner: Market<VastClient>,
+    panic_on: Vec<String>,
+    panic_on_destroy: std::sync::Mutex<Vec<String>>,
+}
+
+impl Cloud for Planted {
+    async fn search(
+        &self,
+        runner: &rigger::config::VastRunner,
+        hours: f64,
+    ) -> Result<OfferSearch, CloudError> {
+        self.inner.search(runner, hours).await
+    }
+    async fn create(&self, spec: &LaunchSpec) -> Result<String, CloudError> {
+        if self
+            .panic_on
+            .iter()
+            .any(|p| spec.label.contains(p.as_str()))
+        {
+            panic!("planted: renting for {}", spec.label);
+        }
+        self.inner.create(spec).await
+    }
+    async fn find(&self, label: &str) -> Result<Option<CloudView>, CloudError> {
+        self.inner.find(label).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<CloudView>, CloudError> {
+        self.inner.list(prefix).await
+    }
+    async fn destroy(&self, provider_id: &str) -> Result<(), CloudError> {
+        let planted = self
+            .panic_on_destroy
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| p == provider_id);
+        if planted {
+            panic!("planted: destroying {provider_id}");
+        }
+        self.inner.destroy(provider_id).await
+    }
+    async fn logs(&self, provider_id: &str) -> Result<String, CloudError> {
+        self.inner.logs(provider_id).await
+    }
+}
+
+/// The story's rigger, with Vast.ai reached through [`Planted`].
+fn engine_with_planted_bug(
+    s: &Story,
+    panic_on: Vec<String>,
+) -> Arc<Engine<Planted, rigger::github::client::GithubClient>> {
+    let e = &s.engine;
+    Arc::new(Engine::new(
+        e.store.clone(),
+        Planted {
+            inner: Market {
+                provider: VastClient::new(&s.vast_url, e.settings.vast.api_key.clone()),
+            },
+            panic_on,
+            panic_on_destroy: Default::default(),
+        },
+        e.github.clone(),
+        e.settings.clone(),
+        Arc::new(s.clock.clone()),
+        e.metrics.clone(),
+    ))
+}
+
+#[tokio::test]
+async fn a_job_whose_attempt_panics_fails_alone_and_the_others_are_rented() {
+    let s = Story::begin("poison-provision").await;
+    let a = s.a_job_is_queued("cirun-gpu--1");
+    let doomed = s.a_job_is_queued("cirun-gpu--2");
+    let b = s.a_job_is_queued("cirun-gpu--3");
+    s.webhooks_arrive().await;
+    let engine = engine_with_planted_bug(&s, vec![format!(":{doomed}:")]);
+    engine.provision_due().await.unwrap();
+    for job in [a, b] {
+        assert_eq!(
+            s.job_state(job).await,
+            JobState::WaitingForRunner,
+            "job {job}"
+        );
+    }
+    let row = s.engine.store.job(doomed).await.unwrap().unwrap();
+    assert_eq!(row.state, JobState::Failed);
+    assert_eq!(row.failure.as_deref(), Some("internal_error"));
+    let why = row.reason.unwrap();
+    assert!(
+        why.contains("internal error") && why.contains("planted: renting for"),
+        "{why}"
+    );
+    // The user sees it where they look.
+    let check = s
+        .github
+        .check_runs()
+        .into_iter()
+        .find(|c| c.head_sha == "8f3c1e2d" && c.conclusion.as_deref() == Some("failure"))
+        .expect("a failed check run");
+    assert!(check.title.contains("internal error"), "{check:?}");
+    let m = s.metrics().await;
+    assert_eq!(
+        m.get("rigger_work_panics_total{loop=\"provisioner\"}"),
+        Some(&1.0),
+        "{m:?}"
+    );
+    assert_eq!(
+        m.get("rigger_jobs_failed_total{kind=\"internal_error\"}"),
+        Some(&1.0),
+        "{m:?}"
+    );
+    // The provisioner goes on: a later job is rented as usual.
+    let later = s.a_job_is_queued("cirun-gpu--4");
+    s.webhooks_arrive().await;
+    engine.provision_due().await.unwrap();
+    assert_eq!(s.job_state(later).await, JobState::WaitingForRunner);
+    s.nothing_leaked().await;
+}
+
+#[tokio::test]
+async fn a_reconcile_action_that_panics_is_counted_and_the_pass_goes_on() {
+    let s = Story::begin("poison-reconcile").await;
+    let jobs = [
+        s.a_job_is_queued("cirun-gpu--1"),
+        s.a_job_is_queued("cirun-gpu--2"),
+    ];
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    // Both machines become orphans: their rows are gone (a restored backup).
+    let rows = s.engine.store.live_instances().await.unwrap();
+    assert_eq!(rows.len(), 2);
+    let url = s.engine.settings.database_url.clone();
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("DELETE FROM instances")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let engine = engine_with_planted_bug(&s, vec![]);
+    let first = rows[0].provider_id.clone().unwrap();
+    engine
+        .cloud
+        .panic_on_destroy
+        .lock()
+        .unwrap()
+        .push(first.clone());
+    let actions = engine.reconcile_once().await.expect("the pass finishes");
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    let live: Vec<String> = s
+        .vast
+        .live_instances()
+        .iter()
+        .map(|(id, _, _)| id.to_string())
+        .collect();
+    assert_eq!(live, vec![first.clone()], "the other orphan is destroyed");
+    let m = s.metrics().await;
+    assert_eq!(
+        m.get("rigger_work_panics_total{loop=\"reconciler\"}"),
+        Some(&1.0),
+        "{m:?}"
+    );
+    assert_eq!(
+        m.get("rigger_reconcile_errors_total{rule=\"orphan\"}"),
+        Some(&1.0),
+        "{m:?}"
+    );
+    // The bug gone, the next pass finishes the work.
+    engine.cloud.panic_on_destroy.lock().unwrap().clear();
+    engine.reconcile_once().await.unwrap();
+    assert!(s.vast.live_instances().is_empty());
+    let _ = jobs;
 }
