@@ -17,6 +17,7 @@ pub mod demo;
 pub mod engine;
 pub mod github;
 pub mod metrics;
+pub mod millis;
 pub mod server;
 pub mod settings;
 pub mod sim;

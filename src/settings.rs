@@ -3,14 +3,21 @@
 //! start-up with errors that say what to fix. Every key has a variable by
 //! one rule, `RIGGER_<KEY>` / `RIGGER_<SECTION>_<KEY>` ([`env_var`]), found
 //! from the sections' own structs, so a new key needs no code to get one. Secrets are read from files or
-//! the environment into [`Secret`], which never prints its value.
+//! the environment into [`Secret`], which never prints its value. Every
+//! number and duration has a range (`range.rs`), checked with the rest;
+//! files are read to a bound, and [`from_sources`] is the one pure entry point.
 
-use std::collections::BTreeMap;
+mod range;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::text::{LOG_CHARS, clip, for_log};
 
 /// A value that must never reach a log, an error message or an API response.
 #[derive(Clone, PartialEq, Eq)]
@@ -145,12 +152,147 @@ pub struct SettingsError {
     problems: String,
 }
 
+/// Most problems one error lists: a file of garbage has thousands, and the
+/// first few already say it is the wrong file.
+const MAX_LISTED: usize = 40;
+
 impl SettingsError {
     fn new(problems: Vec<String>) -> SettingsError {
-        let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
+        let mut list: Vec<String> = problems
+            .iter()
+            .take(MAX_LISTED)
+            .map(|p| format!("  - {p}"))
+            .collect();
+        if let Some(more) = problems.len().checked_sub(MAX_LISTED).filter(|n| *n > 0) {
+            list.push(format!("  - … and {more} more"));
+        }
         SettingsError {
             problems: format!("rigger's settings need fixing:\n{}", list.join("\n")),
         }
+    }
+}
+
+/// Most bytes of rigger.toml read. The example that documents every
+/// setting is 5 KiB, so a file fifty times larger is not a settings file;
+/// and parsing costs memory in proportion to the text (up to some 90 bytes
+/// per byte for a long array), so a multi-GB file must never reach the parser.
+pub const MAX_FILE_BYTES: usize = 256 * 1024;
+
+/// Most bytes of a secret file: a 4096-bit PEM key is some 3 KiB.
+pub const MAX_SECRET_BYTES: usize = 64 * 1024;
+
+/// Longest URL or path setting: longer is a paste gone wrong, not an address.
+const MAX_URL_CHARS: usize = 4096;
+
+/// Most webhook secrets at once: every delivery is checked against each.
+const MAX_WEBHOOK_SECRETS: usize = 10;
+
+/// Why a file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("it is larger than {} KiB", .0 / 1024)]
+    TooLarge(usize),
+    #[error("it is not UTF-8 text")]
+    NotText,
+}
+
+/// A file's text, refused when it is larger than `max` bytes. At most
+/// `max + 1` bytes are read, so a huge file (or `/dev/zero`) costs no
+/// more than a small one.
+pub fn read_bounded(path: &Path, max: usize) -> Result<String, ReadError> {
+    let mut bytes = Vec::new();
+    let most = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    std::fs::File::open(path)?
+        .take(most)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > max {
+        return Err(ReadError::TooLarge(max));
+    }
+    String::from_utf8(bytes).map_err(|_| ReadError::NotText)
+}
+
+/// rigger.toml's text and the path its messages name.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingsFile<'a> {
+    pub path: &'a Path,
+    pub text: &'a str,
+}
+
+/// Everything settings are made of. [`from_sources`] reads nothing else:
+/// a test or a fuzz target passes its own text, environment and files.
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    /// rigger.toml, if there is one.
+    pub file: Option<SettingsFile<'a>>,
+    /// The environment's variables.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// Reads a file a `*_file` setting names (a secret); [`load`] passes
+    /// [`read_bounded`] at [`MAX_SECRET_BYTES`].
+    pub read_file: &'a dyn Fn(&Path) -> Result<String, ReadError>,
+}
+
+fn read_secret_file(path: &Path) -> Result<String, ReadError> {
+    read_bounded(path, MAX_SECRET_BYTES)
+}
+
+/// rigger.toml's text, read as [`load`] and its siblings read it.
+fn read_settings_file(path: &Path) -> Result<String, SettingsError> {
+    read_bounded(path, MAX_FILE_BYTES).map_err(|e| {
+        SettingsError::new(vec![match e {
+            ReadError::TooLarge(_) => too_large(path),
+            e => format!("cannot read {}: {e}", shown_path(path)),
+        }])
+    })
+}
+
+fn too_large(path: &Path) -> String {
+    format!(
+        "{} is larger than {} KiB, and rigger's settings take a few KiB (examples/rigger.toml documents them all): is it the right file?",
+        shown_path(path),
+        MAX_FILE_BYTES / 1024
+    )
+}
+
+/// A path as a message shows it: cut, since a path may come from the file.
+fn shown_path(path: &Path) -> String {
+    printable(&for_log(&path.display().to_string()))
+}
+
+/// Untrusted text as a message shows it: cut and quoted.
+fn quoted(text: &str) -> String {
+    format!("{:?}", for_log(text))
+}
+
+/// An error from the TOML crate as a message shows it: on one line (it
+/// puts "in `key`" on a line of its own), and cut, since it may hold the
+/// offending value; twice the usual length leaves room for its "expected
+/// one of …" list.
+fn toml_message(e: &str) -> String {
+    let one_line = e
+        .trim()
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    printable(&clip(&one_line, 2 * LOG_CHARS))
+}
+
+/// `s` with each control character (a newline, an escape sequence for the
+/// terminal) replaced, for text from outside that is shown unquoted.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
+/// `section.key` as messages name a setting (`key` at the top level).
+fn dotted(section: &str, key: &str) -> String {
+    if section.is_empty() {
+        key.to_string()
+    } else {
+        format!("{section}.{key}")
     }
 }
 
@@ -178,7 +320,9 @@ struct File {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GithubFile {
-    app_id: Option<u64>,
+    /// Any integer, so that a wrong one is refused by the range check with
+    /// a message that says what is allowed.
+    app_id: Option<i64>,
     private_key_file: Option<PathBuf>,
     webhook_secret_file: Option<PathBuf>,
     api_url: Option<String>,
@@ -194,15 +338,17 @@ struct VastFile {
     api_url: Option<String>,
 }
 
+/// Counts as any integer (TOML's are `i64`): the range check, not the
+/// type, says what is allowed.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LimitsFile {
-    max_instances: Option<u32>,
-    max_instances_per_repo: Option<u32>,
+    max_instances: Option<i64>,
+    max_instances_per_repo: Option<i64>,
     max_dph: Option<f64>,
     max_job_cost: Option<f64>,
     daily_budget: Option<f64>,
-    default_job_minutes: Option<u32>,
+    default_job_minutes: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -277,7 +423,7 @@ const fn section<T: serde::de::DeserializeOwned>(name: &'static str) -> Section 
             toml::Value::Table(table)
                 .try_into::<T>()
                 .map(drop)
-                .map_err(|e| e.to_string().trim().to_string())
+                .map_err(|e| toml_message(&e.to_string()))
         },
     }
 }
@@ -364,13 +510,89 @@ fn lookup(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<(String, S
         .find_map(|n| Some((n.to_string(), env(n).filter(|v| !v.trim().is_empty())?)))
 }
 
-/// The file's table with every variable that is set put in place of its
-/// key. A value is taken as a string when the key accepts one, and
-/// otherwise as TOML (`5`, `2.5`, `true`, `{ x64 = "…" }`), so it is checked
-/// exactly as the same value in the file would be.
+/// Where each setting's value came from, for the messages that name it.
+#[derive(Debug, Default)]
+struct Origins {
+    /// rigger.toml's path, as shown.
+    file: Option<String>,
+    /// `section.key` → the variable that set it (which wins over the file).
+    vars: BTreeMap<String, String>,
+    /// `section.key` whose value in the file was refused and left out, so
+    /// that it is not also called missing.
+    rejected: BTreeSet<String>,
+}
+
+impl Origins {
+    fn of(&self, section: &str, key: &str) -> &str {
+        match self.vars.get(&dotted(section, key)) {
+            Some(var) => var,
+            None => self.file.as_deref().unwrap_or("the default"),
+        }
+    }
+
+    fn rejected(&self, section: &str, key: &str) -> bool {
+        self.rejected.contains(&dotted(section, key))
+    }
+}
+
+/// The file's table with every value of the wrong kind (or under a key
+/// that is no setting) reported and left out, key by key, so that one
+/// mistake does not hide the others.
+fn keep_valid(
+    table: toml::Table,
+    origins: &mut Origins,
+    problems: &mut Vec<String>,
+) -> toml::Table {
+    let (sections, top): (toml::Table, toml::Table) =
+        table.into_iter().partition(|(name, value)| {
+            value.is_table()
+                && SECTIONS
+                    .iter()
+                    .any(|s| !s.name.is_empty() && s.name == name)
+        });
+    let mut kept = keep_valid_in(&SECTIONS[0], top, origins, problems);
+    for (name, value) in sections {
+        let (Some(section), toml::Value::Table(inner)) =
+            (SECTIONS.iter().find(|s| s.name == name), value)
+        else {
+            continue;
+        };
+        let inner = keep_valid_in(section, inner, origins, problems);
+        kept.insert(name, toml::Value::Table(inner));
+    }
+    kept
+}
+
+fn keep_valid_in(
+    section: &Section,
+    table: toml::Table,
+    origins: &mut Origins,
+    problems: &mut Vec<String>,
+) -> toml::Table {
+    let file = origins.file.clone().unwrap_or_default();
+    table
+        .into_iter()
+        .filter(|(key, value)| {
+            let alone = toml::Table::from_iter([(key.clone(), value.clone())]);
+            let Err(e) = (section.check)(alone) else {
+                return true;
+            };
+            let name = dotted(section.name, key);
+            problems.push(format!("{} ({file}): {e}", printable(&for_log(&name))));
+            origins.rejected.insert(name);
+            false
+        })
+        .collect()
+}
+
+/// The table with every variable that is set put in place of its key. A
+/// value is taken as a string when the key accepts one, and otherwise as
+/// TOML (`5`, `2.5`, `true`, `{ x64 = "…" }`), so it is checked exactly as
+/// the same value in the file would be.
 fn overlay_env(
     mut table: toml::Table,
     env: &dyn Fn(&str) -> Option<String>,
+    origins: &mut Origins,
     problems: &mut Vec<String>,
 ) -> toml::Table {
     for (section, key) in keys() {
@@ -396,12 +618,11 @@ fn overlay_env(
                 }
             });
         let Some(value) = accepted else {
-            let at = if section.is_empty() {
-                key.to_string()
-            } else {
-                format!("{section}.{key}")
-            };
-            problems.push(format!("{name}={text:?} is not valid for {at}: {error}"));
+            problems.push(format!(
+                "{name}={} is not valid for {}: {error}",
+                quoted(&text),
+                dotted(section, key)
+            ));
             continue;
         };
         let target = if section.is_empty() {
@@ -412,11 +633,12 @@ fn overlay_env(
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()))
             {
                 toml::Value::Table(t) => t,
-                // The file's own shape error is reported when it is read.
+                // Not a table: already reported and left out by `keep_valid`.
                 _ => continue,
             }
         };
         target.insert(key.to_string(), value);
+        origins.vars.insert(dotted(section, key), name);
     }
     table
 }
@@ -427,58 +649,83 @@ pub const RUNNER_VERSION: &str = "2.330.0";
 pub const RUNNER_PREINSTALLED_PATH: &str = "/actions-runner";
 pub const RUNNER_URL_TEMPLATE: &str = "https://github.com/actions/runner/releases/download/v{version}/actions-runner-linux-{arch}-{version}.tar.gz";
 
+/// The file's shape, and where each of its values came from.
+struct Parsed {
+    file: File,
+    origins: Origins,
+}
+
 /// The file (optional) with the environment's variables put over it, as
-/// the file's shape: what [`load`] and [`load_database_url`] both start
-/// from. The environment's problems are added to `problems`.
-fn read(
-    file: Option<&Path>,
-    env: &dyn Fn(&str) -> Option<String>,
-    problems: &mut Vec<String>,
-) -> Result<File, SettingsError> {
-    let table: toml::Table = match file {
+/// the file's shape: what [`from_sources`] and [`load_database_url`] both
+/// start from. Problems of values of the wrong kind are added to
+/// `problems` (and the values left out); only a file that is not TOML at
+/// all, or too large to be one, stops here.
+fn read(sources: &Sources<'_>, problems: &mut Vec<String>) -> Result<Parsed, SettingsError> {
+    let mut origins = Origins {
+        file: sources.file.map(|f| shown_path(f.path)),
+        ..Origins::default()
+    };
+    let table = match sources.file {
         None => toml::Table::new(),
-        Some(path) => match std::fs::read_to_string(path) {
+        Some(file) if file.text.len() > MAX_FILE_BYTES => {
+            return Err(SettingsError::new(vec![too_large(file.path)]));
+        }
+        Some(file) => match file.text.parse::<toml::Table>() {
+            Ok(table) => keep_valid(table, &mut origins, problems),
             Err(e) => {
-                return Err(SettingsError::new(vec![format!(
-                    "cannot read {}: {e}",
-                    path.display()
-                )]));
+                // The variables' own problems are worth knowing too.
+                problems.push(syntax_problem(file, &e));
+                overlay_env(toml::Table::new(), sources.env, &mut origins, problems);
+                return Err(SettingsError::new(std::mem::take(problems)));
             }
-            // Parsed as `File` first for errors that point at the line.
-            Ok(text) => match toml::from_str::<File>(&text).and_then(|_| text.parse()) {
-                Ok(t) => t,
-                Err(e) => {
-                    return Err(SettingsError::new(vec![format!(
-                        "{} is not valid: {}",
-                        path.display(),
-                        e.to_string().trim()
-                    )]));
-                }
-            },
         },
     };
-    match toml::Value::Table(overlay_env(table, env, problems)).try_into() {
-        Ok(f) => Ok(f),
+    let table = overlay_env(table, sources.env, &mut origins, problems);
+    match toml::Value::Table(table).try_into() {
+        Ok(file) => Ok(Parsed { file, origins }),
+        // Each value was checked alone above: only a bug gets here.
         Err(e) => {
             problems.push(format!(
                 "the settings are not valid: {}",
-                e.to_string().trim()
+                toml_message(&e.to_string())
             ));
             Err(SettingsError::new(std::mem::take(problems)))
         }
     }
 }
 
-/// `database_url`, or the default, checked.
-fn database_url(value: Option<String>, problems: &mut Vec<String>) -> String {
-    let database_url = value.unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
-    if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
-        problems.push(format!(
-            "database_url {} is neither sqlite://PATH nor postgres://…",
-            crate::store::redact_url(&database_url)
-        ));
+/// Where in the file TOML stopped making sense: line, column and the text
+/// around it, by characters. The crate's own rendering quotes the whole
+/// line, which for a one-line file of a megabyte is the whole file.
+fn syntax_problem(file: SettingsFile<'_>, e: &toml::de::Error) -> String {
+    let path = shown_path(file.path);
+    let message = for_log(e.message().trim());
+    let Some(span) = e.span() else {
+        return format!("{path} is not valid TOML: {message}");
+    };
+    let (mut line, mut column, mut line_start) = (1usize, 1usize, 0usize);
+    for (i, c) in file
+        .text
+        .char_indices()
+        .take_while(|(i, _)| *i < span.start)
+    {
+        if c == '\n' {
+            (line, column, line_start) = (line + 1, 1, i + 1);
+        } else {
+            column += 1;
+        }
     }
-    database_url
+    let this_line = file.text.get(line_start..).unwrap_or_default();
+    let this_line = this_line.lines().next().unwrap_or_default();
+    // Some 30 characters either side of the column.
+    let from = column.saturating_sub(31);
+    let near: String = this_line.chars().skip(from).collect();
+    let lead = if from > 0 { "…" } else { "" };
+    format!(
+        "{path} is not valid TOML at line {line}, column {column}: {}, at {lead}{:?}",
+        printable(&message),
+        clip(&near, 60)
+    )
 }
 
 /// Where the database is when no setting says.
@@ -492,211 +739,161 @@ pub fn load_database_url(
     file: Option<&Path>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, SettingsError> {
+    let text = file.map(read_settings_file).transpose()?;
     let name = env_var("", "database_url");
     let only_database_url = |k: &str| if k == name { env(k) } else { None };
+    let sources = Sources {
+        file: file
+            .zip(text.as_deref())
+            .map(|(path, text)| SettingsFile { path, text }),
+        env: &only_database_url,
+        read_file: &read_secret_file,
+    };
     let mut problems = Vec::new();
-    let parsed = read(file, &only_database_url, &mut problems)?;
-    let url = database_url(parsed.database_url, &mut problems);
-    if problems.is_empty() {
-        Ok(url)
-    } else {
-        Err(SettingsError::new(problems))
-    }
+    let parsed = read(&sources, &mut problems)?;
+    let mut check = Checks::new(&sources, &parsed.origins, problems);
+    let url = check.database_url(parsed.file.database_url);
+    check.finish(url)
 }
 
 /// Where `[vast]` in a settings file says Vast.ai is: its API key (from
 /// `api_key_file`, if the file names one) and URL. Only those two are read,
 /// so a command that needs nothing else needs none of serve's other secrets.
 pub fn load_vast_access(file: &Path) -> Result<(Option<Secret>, Option<String>), SettingsError> {
+    let text = read_settings_file(file)?;
+    let sources = Sources {
+        file: Some(SettingsFile {
+            path: file,
+            text: &text,
+        }),
+        env: &|_| None,
+        read_file: &read_secret_file,
+    };
     let mut problems = Vec::new();
-    let parsed = read(Some(file), &|_| None, &mut problems)?;
-    let key = parsed
-        .vast
-        .api_key_file
-        .map(|path| secret(None, Some(path), "the Vast.ai API key", &mut problems));
-    if problems.is_empty() {
-        Ok((key, parsed.vast.api_url))
-    } else {
-        Err(SettingsError::new(problems))
-    }
+    let parsed = read(&sources, &mut problems)?;
+    let mut check = Checks::new(&sources, &parsed.origins, problems);
+    let key = parsed.file.vast.api_key_file.map(|path| {
+        check.secret(
+            None,
+            ("vast", "api_key_file"),
+            Some(path),
+            "the Vast.ai API key",
+        )
+    });
+    check.finish((key, parsed.file.vast.api_url))
 }
 
 /// Reads settings from a file (optional) and an environment (a lookup
-/// function, so tests pass their own).
+/// function, so tests pass their own); the secrets' files are read at most
+/// [`MAX_SECRET_BYTES`] each.
 pub fn load(
     file: Option<&Path>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Settings, SettingsError> {
-    let mut problems = Vec::new();
-    let parsed = read(file, env, &mut problems)?;
-    // A `*_file` secret's variable without `_FILE` holds the value itself.
-    let direct = |section: &str, file_key: &str| {
-        let name = env_var(section, file_key);
-        lookup(env, name.strip_suffix("_FILE").unwrap_or(&name)).map(|(_, v)| v)
-    };
+    let text = file.map(read_settings_file).transpose()?;
+    from_sources(&Sources {
+        file: file
+            .zip(text.as_deref())
+            .map(|(path, text)| SettingsFile { path, text }),
+        env,
+        read_file: &read_secret_file,
+    })
+}
 
-    let listen = parsed.listen.unwrap_or_else(|| "0.0.0.0:8080".into());
+/// The settings, or every problem with them at once, from nothing but
+/// `sources`: the one entry point every loader (and a fuzz target) goes
+/// through. No input panics it; any text of at most [`MAX_FILE_BYTES`] is
+/// answered in time and memory proportional to it.
+pub fn from_sources(sources: &Sources<'_>) -> Result<Settings, SettingsError> {
+    let mut problems = Vec::new();
+    let parsed = read(sources, &mut problems)?;
+    let mut check = Checks::new(sources, &parsed.origins, problems);
+    let p = parsed.file;
+
+    let listen = p.listen.unwrap_or_else(|| "0.0.0.0:8080".into());
     if listen.parse::<std::net::SocketAddr>().is_err() {
-        problems.push(format!(
-            "listen = {listen:?} is not an address; write host:port, e.g. 0.0.0.0:8080"
-        ));
+        check.refuse(
+            ("", "listen"),
+            quoted(&listen),
+            "is not an address; write IP:port, e.g. 0.0.0.0:8080 (port 0: one the system picks)",
+        );
     }
-    let database_url = database_url(parsed.database_url, &mut problems);
-    let controller_id = parsed.controller_id.unwrap_or_else(|| "rigger".into());
+    let database_url = check.database_url(p.database_url);
+    let controller_id = p.controller_id.unwrap_or_else(|| "rigger".into());
     let id_ok = !controller_id.is_empty()
         && controller_id.len() <= MAX_CONTROLLER_ID
         && controller_id
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !id_ok {
-        problems.push(format!(
-            "controller_id {controller_id:?} must be 1–{MAX_CONTROLLER_ID} characters of a-z, 0-9 and -: it goes into every Vast.ai label and runner name"
-        ));
-    }
-    let public_url = parsed.public_url;
-
-    let g = parsed.github;
-    let github = GithubSettings {
-        app_id: g.app_id.unwrap_or_else(|| {
-            problems.push(
-                "github.app_id is missing: the App's id, on its settings page (or RIGGER_GITHUB_APP_ID)"
-                    .into(),
-            );
-            0
-        }),
-        private_key: secret(
-            direct("github", "private_key_file"),
-            g.private_key_file,
-            "the GitHub App private key: github.private_key_file, RIGGER_GITHUB_PRIVATE_KEY_FILE or RIGGER_GITHUB_PRIVATE_KEY",
-            &mut problems,
-        ),
-        webhook_secrets: secret(
-            direct("github", "webhook_secret_file"),
-            g.webhook_secret_file,
-            "the webhook secret: github.webhook_secret_file, RIGGER_GITHUB_WEBHOOK_SECRET_FILE or RIGGER_GITHUB_WEBHOOK_SECRET",
-            &mut problems,
-        )
-        .expose()
-        // Several secrets, one per line (or comma-separated), during a rotation.
-        .split(['\n', ','])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(Secret::new)
-        .collect(),
-        api_url: g
-            .api_url
-            .unwrap_or_else(|| "https://api.github.com".into()),
-        config_source: g.config_source.unwrap_or(ConfigSource::DefaultBranch),
-        runner_scope: g.runner_scope.unwrap_or(RunnerScope::Repository),
-        runner_group_id: g.runner_group_id.unwrap_or(1),
-    };
-    if github.runner_group_id < 1 {
-        problems.push(format!(
-            "github.runner_group_id = {} is not a runner group id: 1 is the default group; \
-             find others under the organization's Settings → Actions → Runner groups",
-            github.runner_group_id
-        ));
-    } else if github.runner_scope == RunnerScope::Repository && github.runner_group_id != 1 {
-        problems.push(format!(
-            "github.runner_group_id = {} needs github.runner_scope = \"organization\": \
-             a repository has only the default runner group (1)",
-            github.runner_group_id
-        ));
-    }
-    let vast = VastSettings {
-        api_key: secret(
-            direct("vast", "api_key_file"),
-            parsed.vast.api_key_file,
-            "the Vast.ai API key: vast.api_key_file, RIGGER_VAST_API_KEY_FILE or RIGGER_VAST_API_KEY",
-            &mut problems,
-        ),
-        api_url: parsed
-            .vast
-            .api_url
-            .unwrap_or_else(|| "https://console.vast.ai".into()),
-    };
-    for (name, url) in [
-        ("github.api_url", &github.api_url),
-        ("vast.api_url", &vast.api_url),
-    ] {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            problems.push(format!(
-                "{name} {url:?} must start with http:// or https://"
-            ));
-        }
-    }
-
-    let l = parsed.limits;
-    let limits = LimitSettings {
-        max_instances: l.max_instances.unwrap_or(20),
-        max_instances_per_repo: l.max_instances_per_repo.unwrap_or(10),
-        max_dph: l.max_dph.unwrap_or(5.0),
-        max_job_cost: l.max_job_cost.unwrap_or(25.0),
-        daily_budget: l.daily_budget.unwrap_or(100.0),
-        default_job_minutes: l.default_job_minutes.unwrap_or(30),
-    };
-    if limits.max_instances == 0 || limits.max_dph <= 0.0 || limits.daily_budget <= 0.0 {
-        problems.push(
-            "limits.max_instances, max_dph and daily_budget must be above 0 (rigger would rent nothing)"
-                .into(),
+        check.refuse(
+            ("", "controller_id"),
+            quoted(&controller_id),
+            format!("must be 1–{MAX_CONTROLLER_ID} characters of a-z, 0-9 and -: it goes into every Vast.ai label and runner name"),
         );
     }
-
-    let t = parsed.timeouts;
-    let mut duration = |name: &str, value: Option<String>, default: u64| {
-        match value {
-        None => Duration::from_secs(default),
-        Some(text) => parse_duration(&text).unwrap_or_else(|| {
-            problems.push(format!(
-                "timeouts.{name} ({}) = {text:?} is not a duration; write e.g. \"30s\", \"10m\" or \"6h\"",
-                env_var("timeouts", name)
-            ));
-            Duration::from_secs(default)
-        }),
-    }
-    };
-    let timeouts = Timeouts {
-        reconcile_interval: duration("reconcile_interval", t.reconcile_interval, 30),
-        create: duration("create", t.create, 5 * 60),
-        bootstrap: duration("bootstrap", t.bootstrap, 20 * 60),
-        idle: duration("idle", t.idle, 10 * 60),
-        job_quiet: duration("job_quiet", t.job_quiet, 10 * 60),
-        max_lifetime: duration("max_lifetime", t.max_lifetime, 6 * 3600),
-        queue: duration("queue", t.queue, 24 * 3600),
-    };
-
-    let runner = RunnerSettings {
-        version: parsed
-            .runner
-            .version
-            .unwrap_or_else(|| RUNNER_VERSION.into()),
-        url_template: parsed
-            .runner
-            .url_template
-            .unwrap_or_else(|| RUNNER_URL_TEMPLATE.into()),
-        sha256: parsed.runner.sha256.unwrap_or_default(),
-        preinstalled_path: parsed
-            .runner
-            .preinstalled_path
-            .unwrap_or_else(|| RUNNER_PREINSTALLED_PATH.into()),
-        allow_unverified: parsed.runner.allow_unverified.unwrap_or(false),
-    };
-    for (arch, sum) in &runner.sha256 {
-        if sum.len() != 64 || !sum.chars().all(|c| c.is_ascii_hexdigit()) {
-            problems.push(format!(
-                "runner.sha256.{arch} is not a SHA-256 (64 hex digits)"
-            ));
+    if let Some(url) = &p.public_url {
+        check.url(("", "public_url"), url);
+        if url.contains(['?', '#']) {
+            check.refuse(
+                ("", "public_url"),
+                quoted(url),
+                "has a ?query or #fragment: rigger adds /callback/… to it",
+            );
         }
     }
 
-    if !problems.is_empty() {
-        return Err(SettingsError::new(problems));
-    }
-    Ok(Settings {
+    let github = check.github(p.github);
+    let vast = VastSettings {
+        api_key: check.secret(
+            check.direct("vast", "api_key_file"),
+            ("vast", "api_key_file"),
+            p.vast.api_key_file,
+            "the Vast.ai API key: vast.api_key_file, RIGGER_VAST_API_KEY_FILE or RIGGER_VAST_API_KEY",
+        ),
+        api_url: p.vast.api_url.unwrap_or_else(|| "https://console.vast.ai".into()),
+    };
+    check.url(("vast", "api_url"), &vast.api_url);
+
+    let l = p.limits;
+    let limits = LimitSettings {
+        max_instances: check.count("max_instances", l.max_instances, &range::MAX_INSTANCES),
+        max_instances_per_repo: check.count(
+            "max_instances_per_repo",
+            l.max_instances_per_repo,
+            &range::MAX_INSTANCES_PER_REPO,
+        ),
+        max_dph: check.money("max_dph", l.max_dph, &range::MAX_DPH),
+        max_job_cost: check.money("max_job_cost", l.max_job_cost, &range::MAX_JOB_COST),
+        daily_budget: check.money("daily_budget", l.daily_budget, &range::DAILY_BUDGET),
+        default_job_minutes: check.count(
+            "default_job_minutes",
+            l.default_job_minutes,
+            &range::DEFAULT_JOB_MINUTES,
+        ),
+    };
+
+    let t = p.timeouts;
+    let timeouts = Timeouts {
+        reconcile_interval: check.duration(
+            "reconcile_interval",
+            t.reconcile_interval,
+            &range::RECONCILE_INTERVAL,
+        ),
+        create: check.duration("create", t.create, &range::CREATE),
+        bootstrap: check.duration("bootstrap", t.bootstrap, &range::BOOTSTRAP),
+        idle: check.duration("idle", t.idle, &range::IDLE),
+        job_quiet: check.duration("job_quiet", t.job_quiet, &range::JOB_QUIET),
+        max_lifetime: check.duration("max_lifetime", t.max_lifetime, &range::MAX_LIFETIME),
+        queue: check.duration("queue", t.queue, &range::QUEUE),
+    };
+
+    let runner = check.runner(p.runner);
+    check.finish(Settings {
         listen,
         database_url,
         controller_id,
-        public_url,
+        public_url: p.public_url,
         github,
         vast,
         limits,
@@ -705,55 +902,374 @@ pub fn load(
     })
 }
 
-/// A secret given directly (environment) or as a file path; the error names
-/// where it can come from and never holds the value.
-fn secret(
-    direct: Option<String>,
-    file: Option<PathBuf>,
-    what: &str,
-    problems: &mut Vec<String>,
-) -> Secret {
-    if let Some(v) = direct {
-        return Secret::new(v.trim().to_string());
-    }
-    match file {
-        Some(path) => match std::fs::read_to_string(&path) {
-            Ok(v) if !v.trim().is_empty() => Secret::new(v.trim().to_string()),
-            Ok(_) => {
-                problems.push(format!(
-                    "{} is empty; it should hold {what}",
-                    path.display()
-                ));
-                Secret::new("")
-            }
-            Err(e) => {
-                problems.push(format!(
-                    "cannot read {} ({e}); it should hold {what}",
-                    path.display()
-                ));
-                Secret::new("")
-            }
-        },
-        None => {
-            problems.push(format!("missing {what}"));
-            Secret::new("")
+/// The checks of values already of the right kind. Each problem names the
+/// key, where its value came from (a variable, or the file) and what is
+/// allowed; all of them are collected before any is reported.
+struct Checks<'a> {
+    sources: &'a Sources<'a>,
+    origins: &'a Origins,
+    problems: Vec<String>,
+}
+
+impl<'a> Checks<'a> {
+    fn new(sources: &'a Sources<'a>, origins: &'a Origins, problems: Vec<String>) -> Checks<'a> {
+        Checks {
+            sources,
+            origins,
+            problems,
         }
+    }
+
+    fn finish<T>(self, value: T) -> Result<T, SettingsError> {
+        if self.problems.is_empty() {
+            Ok(value)
+        } else {
+            Err(SettingsError::new(self.problems))
+        }
+    }
+
+    /// `key (where) = value what`.
+    fn refuse(
+        &mut self,
+        (section, key): (&str, &str),
+        value: impl fmt::Display,
+        what: impl fmt::Display,
+    ) {
+        self.problems.push(format!(
+            "{} ({}) = {value} {what}",
+            dotted(section, key),
+            self.origins.of(section, key)
+        ));
+    }
+
+    fn database_url(&mut self, value: Option<String>) -> String {
+        let url = value.unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        let shown = || quoted(&crate::store::redact_url(&url));
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres")) {
+            let value = shown();
+            self.refuse(
+                ("", "database_url"),
+                value,
+                "is neither sqlite://PATH nor postgres://…",
+            );
+        } else if url.chars().count() > MAX_URL_CHARS {
+            let value = shown();
+            self.refuse(
+                ("", "database_url"),
+                value,
+                format!("is longer than {MAX_URL_CHARS} characters"),
+            );
+        }
+        url
+    }
+
+    /// An http(s) address rigger or a machine calls.
+    fn url(&mut self, at: (&str, &str), url: &str) {
+        if let Some(why) = url_problem(url) {
+            self.refuse(at, quoted(url), why);
+        }
+    }
+
+    /// A `*_file` secret's variable without `_FILE`: the secret itself.
+    fn direct(&self, section: &str, file_key: &str) -> Option<String> {
+        let name = env_var(section, file_key);
+        lookup(
+            self.sources.env,
+            name.strip_suffix("_FILE").unwrap_or(&name),
+        )
+        .map(|(_, v)| v)
+    }
+
+    /// A secret given directly (environment) or as a file path; the error
+    /// names where it can come from and never holds the value.
+    fn secret(
+        &mut self,
+        direct: Option<String>,
+        (section, key): (&str, &str),
+        file: Option<PathBuf>,
+        what: &str,
+    ) -> Secret {
+        if let Some(v) = direct {
+            return Secret::new(v.trim().to_string());
+        }
+        let problem = match file {
+            Some(path) => match (self.sources.read_file)(&path) {
+                Ok(v) if !v.trim().is_empty() => return Secret::new(v.trim().to_string()),
+                Ok(_) => format!("{} is empty; it should hold {what}", shown_path(&path)),
+                Err(e) => format!(
+                    "cannot read {} ({e}); it should hold {what}",
+                    shown_path(&path)
+                ),
+            },
+            // Present but of the wrong kind: that is already said.
+            None if self.origins.rejected(section, key) => return Secret::new(""),
+            None => format!("missing {what}"),
+        };
+        self.problems.push(problem);
+        Secret::new("")
+    }
+
+    fn github(&mut self, g: GithubFile) -> GithubSettings {
+        let app_id = match g.app_id {
+            None if !self.origins.rejected("github", "app_id") => {
+                self.problems.push(
+                    "github.app_id is missing: the App's id, on its settings page (or RIGGER_GITHUB_APP_ID)"
+                        .into(),
+                );
+                0
+            }
+            None => 0,
+            Some(id) => u64::try_from(id)
+                .ok()
+                .filter(|id| *id > 0)
+                .unwrap_or_else(|| {
+                    self.refuse(
+                        ("github", "app_id"),
+                        id,
+                        "is not an App id: it is the positive number on the App's settings page",
+                    );
+                    0
+                }),
+        };
+        let private_key = self.secret(
+            self.direct("github", "private_key_file"),
+            ("github", "private_key_file"),
+            g.private_key_file,
+            "the GitHub App private key: github.private_key_file, RIGGER_GITHUB_PRIVATE_KEY_FILE or RIGGER_GITHUB_PRIVATE_KEY",
+        );
+        let webhook_secrets: Vec<Secret> = self
+            .secret(
+                self.direct("github", "webhook_secret_file"),
+                ("github", "webhook_secret_file"),
+                g.webhook_secret_file,
+                "the webhook secret: github.webhook_secret_file, RIGGER_GITHUB_WEBHOOK_SECRET_FILE or RIGGER_GITHUB_WEBHOOK_SECRET",
+            )
+            .expose()
+            // Several secrets, one per line (or comma-separated), during a rotation.
+            .split(['\n', ','])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(Secret::new)
+            .collect();
+        if webhook_secrets.len() > MAX_WEBHOOK_SECRETS {
+            self.problems.push(format!(
+                "the webhook secret holds {} secrets (one per line or comma-separated): a rotation needs two or three, and every delivery is checked against each, so at most {MAX_WEBHOOK_SECRETS} are allowed",
+                webhook_secrets.len()
+            ));
+        }
+        let github = GithubSettings {
+            app_id,
+            private_key,
+            webhook_secrets,
+            api_url: g.api_url.unwrap_or_else(|| "https://api.github.com".into()),
+            config_source: g.config_source.unwrap_or(ConfigSource::DefaultBranch),
+            runner_scope: g.runner_scope.unwrap_or(RunnerScope::Repository),
+            runner_group_id: g.runner_group_id.unwrap_or(1),
+        };
+        self.url(("github", "api_url"), &github.api_url);
+        let group = ("github", "runner_group_id");
+        if github.runner_group_id < 1 {
+            self.refuse(
+                group,
+                github.runner_group_id,
+                "is not a runner group id: 1 is the default group; \
+                 find others under the organization's Settings → Actions → Runner groups",
+            );
+        } else if github.runner_scope == RunnerScope::Repository && github.runner_group_id != 1 {
+            self.refuse(
+                group,
+                github.runner_group_id,
+                "needs github.runner_scope = \"organization\": \
+                 a repository has only the default runner group (1)",
+            );
+        }
+        github
+    }
+
+    /// A `[limits]` count, within its rule.
+    fn count(&mut self, key: &str, value: Option<i64>, rule: &range::Rule<i64>) -> u32 {
+        let n = value.unwrap_or(rule.default);
+        if rule.admits(n) {
+            return u32::try_from(n).unwrap_or_default();
+        }
+        self.refuse(
+            ("limits", key),
+            n,
+            format!(
+                "is out of range: allowed are {} to {}; {}",
+                rule.min, rule.max, rule.why
+            ),
+        );
+        u32::try_from(rule.default).unwrap_or_default()
+    }
+
+    /// A `[limits]` amount of money, within its rule.
+    fn money(&mut self, key: &str, value: Option<f64>, rule: &range::Money) -> f64 {
+        let amount = value.unwrap_or(rule.default);
+        if !rule.admits(amount) {
+            // `{:?}`: 1e300 stays short, NaN and inf say what they are.
+            self.refuse(
+                ("limits", key),
+                format!("{amount:?}"),
+                format!(
+                    "is not allowed: write an amount above 0 and at most {}; {}",
+                    rule.max, rule.why
+                ),
+            );
+        }
+        amount
+    }
+
+    /// A `[timeouts]` duration, within its rule.
+    fn duration(
+        &mut self,
+        key: &str,
+        value: Option<String>,
+        rule: &range::Rule<Duration>,
+    ) -> Duration {
+        let Some(text) = value else {
+            return rule.default;
+        };
+        let at = ("timeouts", key);
+        match duration_from(&text) {
+            Ok(d) if rule.admits(d) => return d,
+            Err(DurationError::NotADuration) => self.refuse(
+                at,
+                quoted(&text),
+                "is not a duration; write e.g. \"30s\", \"10m\" or \"6h\"",
+            ),
+            Ok(_) | Err(DurationError::TooLong) => self.refuse(
+                at,
+                quoted(&text),
+                format!(
+                    "is out of range: write {} to {}; {}",
+                    range::show(rule.min),
+                    range::show(rule.max),
+                    rule.why
+                ),
+            ),
+        }
+        rule.default
+    }
+
+    fn runner(&mut self, r: RunnerFile) -> RunnerSettings {
+        let runner = RunnerSettings {
+            version: r.version.unwrap_or_else(|| RUNNER_VERSION.into()),
+            url_template: r.url_template.unwrap_or_else(|| RUNNER_URL_TEMPLATE.into()),
+            sha256: r.sha256.unwrap_or_default(),
+            preinstalled_path: r
+                .preinstalled_path
+                .unwrap_or_else(|| RUNNER_PREINSTALLED_PATH.into()),
+            allow_unverified: r.allow_unverified.unwrap_or(false),
+        };
+        let version_ok = (1..=64).contains(&runner.version.len())
+            && runner
+                .version
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_'));
+        if !version_ok {
+            self.refuse(
+                ("runner", "version"),
+                quoted(&runner.version),
+                "is not a release version such as 2.330.0 (at most 64 of 0-9, a-z, ., -, + and _): it goes into the download URL",
+            );
+        }
+        // Checked as a machine fills it in.
+        let example = runner
+            .url_template
+            .replace("{version}", RUNNER_VERSION)
+            .replace("{arch}", "x64");
+        if let Some(why) = url_problem(&example) {
+            self.refuse(
+                ("runner", "url_template"),
+                quoted(&runner.url_template),
+                format!("{why}, once {{version}} and {{arch}} are filled in"),
+            );
+        }
+        let sums = ("runner", "sha256");
+        for (arch, sum) in &runner.sha256 {
+            if !matches!(arch.as_str(), "x64" | "arm64") {
+                self.refuse(
+                    sums,
+                    format!("{{ {} = … }}", quoted(arch)),
+                    "names an architecture rigger does not run: write x64 or arm64",
+                );
+            } else if sum.len() != 64 || !sum.chars().all(|c| c.is_ascii_hexdigit()) {
+                self.refuse(
+                    sums,
+                    format!("{{ {arch} = {} }}", quoted(sum)),
+                    format!("is not a SHA-256: runner.sha256.{arch} must be 64 hex digits"),
+                );
+            }
+        }
+        let path = &runner.preinstalled_path;
+        let path_ok = path.is_empty()
+            || (path.starts_with('/')
+                && path.chars().count() <= MAX_URL_CHARS
+                && !path.chars().any(char::is_control));
+        if !path_ok {
+            self.refuse(
+                ("runner", "preinstalled_path"),
+                quoted(path),
+                format!("must be an absolute path on the machine (at most {MAX_URL_CHARS} characters), or \"\" for none"),
+            );
+        }
+        runner
     }
 }
 
-/// `30s`, `10m`, `6h`, `1d`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Option<Duration> {
+/// Why `url` is not an http(s) address rigger or a machine can call, if it is not.
+fn url_problem(url: &str) -> Option<String> {
+    if url.chars().count() > MAX_URL_CHARS {
+        return Some(format!("is longer than {MAX_URL_CHARS} characters"));
+    }
+    // The URL parser drops tabs and newlines silently: refuse them first.
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("has a space or a control character in it".into());
+    }
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => None,
+        _ => Some("is not an http:// or https:// URL with a host".into()),
+    }
+}
+
+/// Why a duration setting's text is not a duration rigger can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("not a duration such as 30s, 10m, 6h or 1d")]
+    NotADuration,
+    /// More seconds than a `u64` counts: out of every range.
+    #[error("too long to count")]
+    TooLong,
+}
+
+/// `30s`, `10m`, `6h`, `1d`, or a bare number of seconds; the arithmetic
+/// is checked, so `10000000000000000d` is too long, never a wrapped value.
+pub fn duration_from(text: &str) -> Result<Duration, DurationError> {
     let t = text.trim();
+    // A byte index of an ASCII letter: always a character boundary.
     let (number, unit) = t.split_at(t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len()));
-    let n: u64 = number.trim().parse().ok()?;
-    let seconds = match unit.trim() {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return None,
+    let number = number.trim();
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(DurationError::NotADuration);
+    }
+    let unit: u64 = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(DurationError::NotADuration),
     };
-    Some(Duration::from_secs(seconds))
+    // Only digits: parsing fails only on overflow.
+    let n: u64 = number.parse().map_err(|_| DurationError::TooLong)?;
+    n.checked_mul(unit)
+        .map(Duration::from_secs)
+        .ok_or(DurationError::TooLong)
+}
+
+/// [`duration_from`], for callers that need only whether it is one.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    duration_from(text).ok()
 }
 
 #[cfg(test)]
@@ -812,8 +1328,8 @@ mod tests {
         .unwrap_err()
         .to_string();
         for expected in [
-            "listen = \"nowhere\" is not an address",
-            "controller_id \"Has Spaces\"",
+            "listen (RIGGER_LISTEN) = \"nowhere\" is not an address",
+            "controller_id (RIGGER_CONTROLLER_ID) = \"Has Spaces\" must be",
             "github.app_id is missing",
             "missing the GitHub App private key",
             "missing the webhook secret",
@@ -960,7 +1476,7 @@ mod tests {
             "RIGGER_LIMITS_MAX_DPH=\"cheap\" is not valid for limits.max_dph",
             "timeouts.bootstrap (RIGGER_TIMEOUTS_BOOTSTRAP) = \"soon\" is not a duration",
             "RIGGER_GITHUB_CONFIG_SOURCE=\"fork\" is not valid for github.config_source",
-            "runner.sha256.x64 is not a SHA-256",
+            "{ x64 = \"short\" } is not a SHA-256: runner.sha256.x64 must be 64 hex digits",
         ] {
             assert!(err.contains(expected), "{expected:?} not in:\n{err}");
         }
@@ -1048,5 +1564,15 @@ mod tests {
         assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
         assert_eq!(parse_duration("soon"), None);
         assert_eq!(parse_duration("5 weeks"), None);
+        // Checked arithmetic: `n * 86_400` once overflowed (and wrapped in release builds).
+        assert_eq!(parse_duration("213503982334602d"), None);
+        assert_eq!(
+            parse_duration("213503982334601d"),
+            Some(Duration::from_secs(213_503_982_334_601 * 86_400))
+        );
+        assert_eq!(
+            duration_from("99999999999999999999"),
+            Err(DurationError::TooLong)
+        );
     }
 }

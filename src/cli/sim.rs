@@ -100,7 +100,7 @@ async fn vast(a: SimVastArgs) -> anyhow::Result<()> {
         SimConfig {
             seed: a.seed,
             offers: a.offers,
-            boot_delay_ms: boot.as_millis() as i64,
+            boot_delay_ms: crate::millis::of(boot),
             faults,
             api_key: a.api_key.clone(),
         },

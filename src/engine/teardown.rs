@@ -56,7 +56,10 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                     // `destroying`; the provisioner destroys it when Vast.ai
                     // answers, or the reconciler (rule 9) when the create
                     // timeout has passed and its label still finds nothing.
-                    Ok(None) if now - called < self.settings.timeouts.create.as_millis() as i64 => {
+                    Ok(None)
+                        if crate::millis::since(now, called)
+                            < crate::millis::of(self.settings.timeouts.create) =>
+                    {
                         self.note(
                             Some(current.job_id),
                             Some(&current.id),

@@ -155,18 +155,18 @@ impl VastClient {
         retry_after_ms: i64,
         last: bool,
     ) -> Result<Duration, ProviderError> {
-        let max_ms = self.retry.max_delay.as_millis() as i64;
+        let max_ms = crate::millis::of(self.retry.max_delay);
         if retry_after_ms > max_ms {
             return Err(ProviderError::RateLimited { retry_after_ms });
         }
         let wait = if retry_after_ms > 0 {
-            Duration::from_millis(retry_after_ms as u64)
+            crate::millis::to_duration(retry_after_ms)
         } else {
             self.retry.backoff(attempt)
         };
         if last {
             return Err(ProviderError::RateLimited {
-                retry_after_ms: (wait.as_millis() as i64).max(1),
+                retry_after_ms: crate::millis::of(wait).max(1),
             });
         }
         Ok(wait)
@@ -590,6 +590,17 @@ mod tests {
         }
         assert_eq!(p.backoff_at(30, 1.0), p.max_delay, "capped, no overflow");
         assert_eq!(p.backoff_at(0, 0.0), p.base_delay / 2);
+        assert_eq!(
+            p.backoff_at(0, f64::NAN),
+            p.base_delay,
+            "NaN waits the longest"
+        );
+        let forever = RetryPolicy {
+            base_delay: Duration::MAX,
+            max_delay: Duration::MAX,
+            ..p
+        };
+        assert_eq!(forever.backoff_at(3, 1.0), Duration::MAX, "no panic");
     }
 
     #[test]

@@ -37,7 +37,15 @@ impl RetryPolicy {
             .base_delay
             .saturating_mul(1 << attempt.min(16))
             .min(self.max_delay);
-        ceiling.mul_f64(0.5 + unit.clamp(0.0, 1.0) / 2.0)
+        // A NaN draw (clamp keeps NaN) waits the longest, as no entropy does.
+        let unit = if unit.is_nan() {
+            1.0
+        } else {
+            unit.clamp(0.0, 1.0)
+        };
+        // `mul_f64` panics on a product no Duration holds (a ceiling near
+        // Duration::MAX rounds up past it): the ceiling is then the wait.
+        Duration::try_from_secs_f64(ceiling.as_secs_f64() * (0.5 + unit / 2.0)).unwrap_or(ceiling)
     }
 
     pub(super) fn backoff(&self, attempt: u32) -> Duration {

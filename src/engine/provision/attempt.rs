@@ -299,7 +299,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             .find(|i| matches!(i.state, InstanceState::Requested | InstanceState::Creating))
         {
             self.reconcile_wake.notify_one();
-            let wait = self.settings.timeouts.create.as_millis() as i64;
+            let wait = crate::millis::of(self.settings.timeouts.create);
             return Ok(Some(retry(
                 format!(
                     "machine {} was asked for and Vast.ai's answer was lost; rigger finds it by its label before renting another",

@@ -169,8 +169,8 @@ impl<C: Cloud, G: Github> Engine<C, G> {
 
     async fn provision(&self, job: JobRow, admission: &Admission) -> Result<(), EngineError> {
         let now = self.now();
-        let queue_limit = self.settings.timeouts.queue.as_millis() as i64;
-        if now - job.queued_at > queue_limit {
+        let queue_limit = crate::millis::of(self.settings.timeouts.queue);
+        if crate::millis::since(now, job.queued_at) > queue_limit {
             let why = format!(
                 "no machine could be rented within {} h, GitHub's own queue limit; last reason: {}",
                 queue_limit / 3_600_000,

@@ -30,7 +30,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         });
         let now = self.now();
         let lifetime = (i64::from(vast.extra.max_runtime_minutes) * 60_000)
-            .min(self.settings.timeouts.max_lifetime.as_millis() as i64);
+            .min(crate::millis::of(self.settings.timeouts.max_lifetime));
         let row = NewInstance {
             id,
             job_id: job.job_id,
@@ -41,7 +41,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             num_gpus: Some(i64::from(offer.num_gpus)),
             dph: Some(offer.dph),
             location: Some(offer.location.clone()),
-            expires_at: now + lifetime,
+            expires_at: now.saturating_add(lifetime),
             callback_hash: callback.as_ref().map(|(_, t)| token_hash(t)),
         };
         Reserved { row, callback }

@@ -41,10 +41,10 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     pub fn limits(&self) -> Limits {
         let t = &self.settings.timeouts;
         Limits {
-            create_timeout_ms: t.create.as_millis() as i64,
-            bootstrap_timeout_ms: t.bootstrap.as_millis() as i64,
-            idle_timeout_ms: t.idle.as_millis() as i64,
-            job_quiet_ms: t.job_quiet.as_millis() as i64,
+            create_timeout_ms: crate::millis::of(t.create),
+            bootstrap_timeout_ms: crate::millis::of(t.bootstrap),
+            idle_timeout_ms: crate::millis::of(t.idle),
+            job_quiet_ms: crate::millis::of(t.job_quiet),
             ..Limits::default()
         }
     }
