@@ -1,8 +1,12 @@
 //! `rigger validate` and `rigger schema` as a user runs them: the real binary,
 //! its exit status and output.
 
+#[path = "config_hostile/inputs.rs"]
+mod inputs;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 fn rigger(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rigger"))
@@ -205,4 +209,99 @@ fn without_a_file_it_checks_the_cirun_yml_in_the_current_directory() {
         "{text}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// How long `rigger validate` may take on one hostile file, start-up of a
+/// debug build on a loaded machine included; each takes well under a second.
+const HOSTILE_WALL: Duration = Duration::from_secs(5);
+
+/// Run `validate` on `path` and check that it answered as a checker must:
+/// exit 0 or 1, never a panic (101) or a signal, with a verdict on stdout.
+fn validate_answers(path: &Path) -> Output {
+    let started = Instant::now();
+    let out = rigger(&["validate", s(path)]);
+    let took = started.elapsed();
+    let text = stdout(&out);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}: {:?}\n{}",
+        path.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(took < HOSTILE_WALL, "{}: {took:?}", path.display());
+    assert!(
+        text.contains(&format!("{}: ok", path.display()))
+            || text.contains(&format!("{}: FAILED", path.display())),
+        "{text}"
+    );
+    assert!(
+        text.len() < 1024 * 1024,
+        "{}: {} bytes of output",
+        path.display(),
+        text.len()
+    );
+    out
+}
+
+#[test]
+fn every_hostile_file_exits_0_or_1_quickly() {
+    for h in inputs::all() {
+        let path = temp_file(h.file, &h.text);
+        validate_answers(&path);
+    }
+    let path = temp_file(
+        "shared1800.cirun.yml",
+        &inputs::runners_sharing_a_label(1800),
+    );
+    let text = stdout(&validate_answers(&path));
+    assert!(
+        text.contains("and 1796 more share label `cirun-x`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_huge_or_endless_file_is_refused_without_being_read() {
+    // Sparse: 3 GB on paper, nothing on disk.
+    let path = temp_file("huge.cirun.yml", "");
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(3_000_000_000)
+        .unwrap();
+    let text = stdout(&validate_answers(&path));
+    assert!(
+        text.contains("error: the file is 3000000000 bytes; rigger reads config files of at most 1048576 bytes"),
+        "{text}"
+    );
+    std::fs::remove_file(&path).unwrap();
+    // A file whose size says nothing: read no further than the limit.
+    let endless = Path::new("/dev/zero");
+    if endless.exists() {
+        let out = rigger(&["validate", "--kind", "repo", "/dev/zero"]);
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        assert!(
+            stdout(&out).contains("the file is over 1048576 bytes"),
+            "{}",
+            stdout(&out)
+        );
+    }
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_an_error_at_its_byte() {
+    let path = temp_file("latin1.cirun.yml", "");
+    std::fs::write(&path, b"runners:\n  - name: caf\xe9\n").unwrap();
+    let out = validate_answers(&path);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "{}:2:14: error: the file is not UTF-8 text",
+            path.display()
+        )),
+        "{text}"
+    );
 }

@@ -490,9 +490,13 @@ fn wrong_type() {
     );
     assert_eq!(
         e.message,
-        "`min_ram` must be a positive number, found a string"
+        "`min_ram` must be a positive number of at most 4096, found a string"
     );
-    assert!(e.hint.unwrap().contains("a number above 0, e.g. `30`"));
+    assert!(
+        e.hint
+            .unwrap()
+            .contains("a number above 0, at most 4096, e.g. `30`")
+    );
     let e = error_at(
         &runner("    instance_type: 1xRTX_4090\n    region: {a: b}\n"),
         6,
@@ -547,11 +551,13 @@ fn negative_disk() {
     );
     assert_eq!(
         e.message,
-        "`disk_space` must be a positive number, found -20"
+        "`disk_space` must be a positive number of at most 20000, found -20"
     );
     assert_eq!(
         e.hint.as_deref(),
-        Some("write a number above 0, e.g. `30`, without a unit (the unit is fixed by the key)")
+        Some(
+            "write a number above 0, at most 20000, e.g. `30`, without a unit (the unit is fixed by the key)"
+        )
     );
     let e = error_at(
         &runner("    instance_type: 1xRTX_4090\n    extra_config:\n      min_reliability: 1.5\n"),
@@ -559,6 +565,81 @@ fn negative_disk() {
         24,
     );
     assert!(e.hint.unwrap().contains("from 0 to 1, e.g. `0.95`"));
+}
+
+#[test]
+fn absurd_numbers_are_errors_that_name_the_ceiling() {
+    // Each was once accepted: cast to u32 it saturated (`max_runtime`), or
+    // it reached Vast.ai's query as a number no host matches.
+    for (line, needle) in [
+        (
+            "disk_space: 1e30",
+            "`disk_space` must be a positive number of at most 20000",
+        ),
+        (
+            "min_ram: 99999",
+            "`min_ram` must be a positive number of at most 4096",
+        ),
+        (
+            "max_runtime: 1000000000000",
+            "`max_runtime` must be a positive whole number of at most 7200",
+        ),
+        (
+            "max_runtime: 4294967296",
+            "`max_runtime` must be a positive whole number of at most 7200, found 4294967296",
+        ),
+        (
+            "min_gpu_ram: 1025",
+            "`min_gpu_ram` must be a positive number of at most 1024",
+        ),
+        (
+            "max_dph: .inf",
+            "`max_dph` must be a positive number of at most 1000",
+        ),
+        (
+            "max_cost: .nan",
+            "`max_cost` must be a positive number of at most 100000",
+        ),
+        (
+            "min_inet_down: 1e9",
+            "`min_inet_down` must be a number from 0 to 100000",
+        ),
+        (
+            "min_ram: \"1e400\"",
+            "`min_ram` must be a positive number of at most 4096",
+        ),
+    ] {
+        let text = runner(&format!(
+            "    instance_type: 1xRTX_4090\n    extra_config:\n      {line}\n"
+        ));
+        let e = error_at(&text, 7, 9 + line.find(':').unwrap());
+        assert!(e.message.starts_with(needle), "{line}: {}", e.message);
+    }
+    let v = vast(&runner(
+        "    instance_type: 1xRTX_4090\n    extra_config:\n      max_runtime: 7200\n      min_gpu_ram: 1024\n",
+    ));
+    assert_eq!(v.extra.max_runtime_minutes, 7200);
+}
+
+#[test]
+fn absurd_gpu_counts_and_memory_are_errors() {
+    let e = error_at(&runner("    instance_type: 65xRTX_4090\n"), 5, 20);
+    assert!(e.message.contains("at most 64"), "{}", e.message);
+    let e = error_at(
+        &runner("    instance_type: 99999999999999999999xRTX_4090\n"),
+        5,
+        20,
+    );
+    assert!(e.message.contains("at most 64"), "{}", e.message);
+    let e = error_at(&runner("    instance_type: 1xA100_4294968GB\n"), 5, 20);
+    assert!(
+        e.message
+            .starts_with("`4294968GB` is more memory than any GPU has: at most 1024 GB per GPU"),
+        "{}",
+        e.message
+    );
+    let v = vast(&runner("    instance_type: 64xA100_SXM4_80GB\n"));
+    assert_eq!(v.candidates[0].gpu_count, 64);
 }
 
 #[test]

@@ -13,6 +13,7 @@ use crate::config::{self, FileKind};
 use crate::engine::offers::{CandidatePlan, plan_candidate};
 use crate::engine::rank::Priced;
 use crate::settings::Secret;
+use crate::text::clip;
 
 /// Reliability below this is flagged: about one interrupted job in 30.
 const LOW_RELIABILITY: f64 = 0.97;
@@ -198,7 +199,7 @@ fn print_candidate(p: &CandidatePlan, of: usize, top: usize) {
             format!("{:.0} GB", f64::from(o.offer.gpu_ram_mb) / 1000.0),
             o.offer.reliability * 100.0,
             if low { "!" } else { " " },
-            truncate(&o.offer.location, 24),
+            clip(&o.offer.location, 24),
             o.offer.id
         );
     }
@@ -207,15 +208,5 @@ fn print_candidate(p: &CandidatePlan, of: usize, top: usize) {
             "    ! reliability below {:.0}%: such hosts drop jobs more often",
             LOW_RELIABILITY * 100.0
         );
-    }
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(n - 1).collect();
-        t.push('…');
-        t
     }
 }

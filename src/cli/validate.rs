@@ -1,12 +1,13 @@
 //! `rigger validate`: check config files and show what each Vast.ai runner
 //! would rent, before a single GPU is rented.
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde_json::json;
 
-use crate::config::{self, FileKind, ParsedFile, access};
+use crate::config::{self, FileKind, ParsedFile, access, yaml};
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -40,8 +41,12 @@ pub fn run(args: &ValidateArgs) -> u8 {
     let mut parsed: Vec<ParsedFile> = Vec::new();
     let mut unreadable: Vec<(String, String)> = Vec::new();
     for path in &args.files {
-        match std::fs::read_to_string(path) {
-            Ok(text) => parsed.push(config::parse_file(path, &text, kind_of(path, args.kind))),
+        let kind = kind_of(path, args.kind);
+        match read_bounded(path) {
+            Ok(Read::Bytes(bytes)) => parsed.push(config::parse_bytes(path, &bytes, kind)),
+            Ok(Read::TooLarge(size)) => {
+                parsed.push(config::refused(path, kind, yaml::too_large(size)))
+            }
             Err(e) => unreadable.push((path.display().to_string(), e.to_string())),
         }
     }
@@ -60,6 +65,32 @@ pub fn run(args: &ValidateArgs) -> u8 {
     } else {
         0
     }
+}
+
+/// A file as read: its bytes, or only its size (if known) when it is over
+/// the limit.
+enum Read {
+    Bytes(Vec<u8>),
+    TooLarge(Option<usize>),
+}
+
+/// Read at most one byte more than a config file may have, so that a
+/// multi-gigabyte file (or an endless one such as `/dev/zero`) is refused
+/// without being read into memory.
+fn read_bounded(path: &Path) -> std::io::Result<Read> {
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata().ok().map(|m| m.len());
+    let limit = yaml::MAX_FILE_BYTES as u64;
+    if let Some(size) = size.filter(|&s| s > limit) {
+        return Ok(Read::TooLarge(usize::try_from(size).ok()));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    Ok(match bytes.len() as u64 > limit {
+        // The size on disk said less (a pipe, a growing file).
+        true => Read::TooLarge(None),
+        false => Read::Bytes(bytes),
+    })
 }
 
 fn kind_of(path: &Path, forced: Option<KindArg>) -> FileKind {

@@ -2,14 +2,17 @@
 //! may use which org-level runner definitions. Parsed and checked here; the
 //! engine enforces it.
 
+use crate::text::for_log;
+use std::collections::{HashMap, HashSet};
+
 use serde::Serialize;
 
-use super::check::{Checker, Strictness, as_bool, as_number};
+use super::check::{Checker, Strictness, as_bool, as_number, as_u32};
 use super::diagnostics::{Diagnostic, Diagnostics};
 use super::keys;
 use super::model::{Location, RunnerDef};
 use super::parse::{get, items, read_root};
-use super::suggest::nearest_key;
+use super::suggest::nearest_key_for;
 use super::yaml::Node;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -78,34 +81,46 @@ fn strings(node: Option<&Node>) -> Vec<String> {
 }
 
 fn read_access(root: &Node, diags: &mut Diagnostics) -> AccessConfig {
-    let version = get(root, "version").and_then(as_number).unwrap_or(1.0) as u32;
-    if version != 1
-        && let Some(v) = get(root, "version")
+    // Compared as written: a cast of `1e20` to u32 would read as another version.
+    let written = get(root, "version").and_then(as_number);
+    if let (Some(v), Some(n)) = (get(root, "version"), written)
+        && n != 1.0
     {
         diags.push(
-            Diagnostic::error(v.at, format!("unknown `.access.yml` version {version}"))
-                .with_hint("rigger reads version 1"),
+            Diagnostic::error(
+                v.at,
+                format!(
+                    "unknown `.access.yml` version {}",
+                    for_log(v.text().unwrap_or_default())
+                ),
+            )
+            .with_hint("rigger reads version 1"),
         );
     }
+    let version = get(root, "version").and_then(as_u32).unwrap_or(1);
     let mut policies: Vec<Policy> = Vec::new();
+    // Each id and the line it is first on: a duplicate is found without
+    // comparing every policy with every other.
+    let mut first_line: HashMap<String, usize> = HashMap::new();
     for n in items(get(root, "policies")) {
         let Some(id_node) = get(n, "id") else {
             continue;
         };
         let id = id_node.text().unwrap_or_default().to_string();
-        if let Some(first) = policies.iter().find(|p| p.id == id) {
+        if let Some(line) = first_line.get(&id) {
             diags.push(
                 Diagnostic::error(
                     id_node.at,
                     format!(
-                        "policy id `{id}` is used twice (first on line {})",
-                        first.location.line
+                        "policy id `{}` is used twice (first on line {line})",
+                        for_log(&id)
                     ),
                 )
                 .with_hint("give each policy a unique `id`"),
             );
             continue;
         }
+        first_line.insert(id.clone(), n.at.line);
         let users_from_json = get(n, "users_from_json")
             .and_then(Node::text)
             .map(str::to_string);
@@ -114,7 +129,8 @@ fn read_access(root: &Node, diags: &mut Diagnostics) -> AccessConfig {
                 Diagnostic::warning(
                     at.at,
                     format!(
-                        "rigger does not fetch `users_from_json` ({url}): the users listed there are not granted access"
+                        "rigger does not fetch `users_from_json` ({}): the users listed there are not granted access",
+                        for_log(url)
                     ),
                 )
                 .with_hint("list the logins under `users`, or grant a team"),
@@ -135,6 +151,7 @@ fn read_access(root: &Node, diags: &mut Diagnostics) -> AccessConfig {
         });
     }
     let ids: Vec<&str> = policies.iter().map(|p| p.id.as_str()).collect();
+    let known: HashSet<&str> = ids.iter().copied().collect();
     let mut access_control = Vec::new();
     for n in items(get(root, "access_control")) {
         let Some(resource) = get(n, "resource").and_then(Node::text) else {
@@ -142,13 +159,14 @@ fn read_access(root: &Node, diags: &mut Diagnostics) -> AccessConfig {
         };
         for p in items(get(n, "policies")) {
             let Some(id) = p.text() else { continue };
-            if !ids.contains(&id) {
-                let hint = match nearest_key(id, &ids) {
+            if !known.contains(id) {
+                let hint = match nearest_key_for(diags, id, &ids) {
                     Some(near) => format!("did you mean `{near}`?"),
                     None => "define it under `policies:`".to_string(),
                 };
                 diags.push(
-                    Diagnostic::error(p.at, format!("no policy has the id `{id}`")).with_hint(hint),
+                    Diagnostic::error(p.at, format!("no policy has the id `{}`", for_log(id)))
+                        .with_hint(hint),
                 );
             }
         }
@@ -169,9 +187,10 @@ fn read_access(root: &Node, diags: &mut Diagnostics) -> AccessConfig {
 pub fn check_resources(access: &AccessConfig, org_runners: &[RunnerDef]) -> Diagnostics {
     let mut diags = Diagnostics::default();
     let names: Vec<&str> = org_runners.iter().map(|r| r.name.as_str()).collect();
+    let known: HashSet<&str> = names.iter().copied().collect();
     for rule in &access.access_control {
-        if !names.contains(&rule.resource.as_str()) {
-            let hint = match nearest_key(&rule.resource, &names) {
+        if !known.contains(rule.resource.as_str()) {
+            let hint = match nearest_key_for(&mut diags, &rule.resource, &names) {
                 Some(n) => format!("did you mean `{n}`?"),
                 None => "resources are runner names from .cirun.global.yml".to_string(),
             };
@@ -180,7 +199,7 @@ pub fn check_resources(access: &AccessConfig, org_runners: &[RunnerDef]) -> Diag
                     rule.location,
                     format!(
                         "no runner named `{}` in .cirun.global.yml: this rule guards nothing",
-                        rule.resource
+                        for_log(&rule.resource)
                     ),
                 )
                 .with_hint(hint),

@@ -3,8 +3,9 @@
 
 use super::diagnostics::{Diagnostic, Diagnostics, Severity};
 use super::keys::{self, Bound, Key, Status, Ty};
-use super::suggest::nearest_key;
+use super::suggest::nearest_key_for;
 use super::yaml::{Kind, Node, Scalar};
+use crate::text::for_log;
 
 /// How loudly to report what is wrong in one part of a file.
 #[derive(Debug, Clone, Copy)]
@@ -110,10 +111,9 @@ impl Checker<'_> {
 
     fn unknown_key(&mut self, k: &Node, name: &str, table: &[Key], what: &str) {
         let known = keys::names(table);
-        let hint = match misplaced(name)
-            .map(str::to_string)
-            .or_else(|| nearest_key(name, &known).map(|n| format!("did you mean `{n}`?")))
-        {
+        let hint = match misplaced(name).map(str::to_string).or_else(|| {
+            nearest_key_for(self.diags, name, &known).map(|n| format!("did you mean `{n}`?"))
+        }) {
             Some(h) => h,
             None => format!("known keys here: {}", known.join(", ")),
         };
@@ -124,7 +124,7 @@ impl Checker<'_> {
         self.report(
             self.strictness.unknown,
             k,
-            format!("unknown key `{name}` in {what}: {consequence}"),
+            format!("unknown key `{}` in {what}: {consequence}", for_log(name)),
             Some(hint),
         );
     }
@@ -168,7 +168,7 @@ impl Checker<'_> {
             Ty::Map(inner) => match &node.kind {
                 Kind::Map(entries) => every(entries.iter().map(|(k, v)| {
                     let name = k.text().unwrap_or("?");
-                    self.value(v, inner, &format!("`{name}` in {what}"))
+                    self.value(v, inner, &format!("`{}` in {what}", for_log(name)))
                 })),
                 _ => self.mismatch(node, ty, what),
             },
@@ -219,12 +219,7 @@ impl Checker<'_> {
         if integer && n.fract() != 0.0 {
             return self.mismatch(node, &ty, what);
         }
-        let ok = n.is_finite()
-            && match bound {
-                Bound::Positive => n > 0.0,
-                Bound::NonNegative => n >= 0.0,
-                Bound::Fraction => (0.0..=1.0).contains(&n),
-            };
+        let ok = bound.admits(n);
         if !ok {
             self.report(
                 self.strictness.problems,
@@ -243,14 +238,14 @@ impl Checker<'_> {
         if words.iter().any(|w| w.eq_ignore_ascii_case(text)) {
             return true;
         }
-        let hint = match nearest_key(text, words) {
+        let hint = match nearest_key_for(self.diags, text, words) {
             Some(n) => format!("did you mean `{n}`?"),
             None => format!("one of: {}", words.join(", ")),
         };
         self.report(
             self.strictness.problems,
             node,
-            format!("{what} cannot be `{text}`"),
+            format!("{what} cannot be `{}`", for_log(text)),
             Some(hint),
         );
         false
@@ -285,6 +280,14 @@ pub fn yaml11_bool(s: &str) -> Option<bool> {
         "no" | "off" | "n" => Some(false),
         _ => None,
     }
+}
+
+/// A whole number that fits a `u32`; `None` for anything else (the checker
+/// reports what is wrong with it): never a cast that saturates or wraps.
+pub fn as_u32(node: &Node) -> Option<u32> {
+    let n = as_number(node)?;
+    let whole = n.is_finite() && n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n);
+    whole.then_some(n as u32)
 }
 
 /// A number written as a number or as a numeric string (`"40"`).
@@ -327,14 +330,18 @@ pub fn example(ty: &Ty) -> String {
             .into(),
         Ty::Bool => "write `true` or `false` (without quotes)".into(),
         Ty::Num(b) | Ty::Int(b) => {
-            let (range, e) = match (b, matches!(ty, Ty::Int(_))) {
-                (Bound::Positive, true) => ("a whole number of 1 or more", "2"),
-                (Bound::Positive, false) => ("a number above 0", "30"),
-                (Bound::NonNegative, true) => ("a whole number of 0 or more", "0"),
-                (Bound::NonNegative, false) => ("a number of 0 or more", "0.5"),
-                (Bound::Fraction, _) => ("a number from 0 to 1", "0.95"),
+            let integer = matches!(ty, Ty::Int(_));
+            let e = match (integer, b.zero, b.max) {
+                (_, _, Some(max)) if max <= 1.0 => "0.95",
+                (true, true, _) => "0",
+                (true, false, _) => "2",
+                (false, true, _) => "0.5",
+                (false, false, _) => "30",
             };
-            format!("write {range}, e.g. `{e}`, without a unit (the unit is fixed by the key)")
+            format!(
+                "write {}, e.g. `{e}`, without a unit (the unit is fixed by the key)",
+                range(*b, integer)
+            )
         }
         Ty::Enum(words) => format!("write one of: {}", words.join(", ")),
         Ty::OneOrMany(inner) => format!(
@@ -357,6 +364,20 @@ pub fn example(ty: &Ty) -> String {
     }
 }
 
+/// What a hint asks for: "a whole number of 1 or more", "a number above 0,
+/// at most 20000".
+fn range(b: Bound, integer: bool) -> String {
+    let noun = if integer { "whole number" } else { "number" };
+    match (b.zero, integer, b.max) {
+        (true, _, Some(max)) => format!("a {noun} from 0 to {max}"),
+        (true, _, None) => format!("a {noun} of 0 or more"),
+        (false, true, Some(max)) => format!("a whole number from 1 to {max}"),
+        (false, true, None) => "a whole number of 1 or more".into(),
+        (false, false, Some(max)) => format!("a number above 0, at most {max}"),
+        (false, false, None) => "a number above 0".into(),
+    }
+}
+
 /// A type in words: "a positive number", "a string or a list of strings".
 pub fn describe(ty: &Ty) -> String {
     match ty {
@@ -368,10 +389,11 @@ pub fn describe(ty: &Ty) -> String {
             } else {
                 "number"
             };
-            match b {
-                Bound::Positive => format!("a positive {noun}"),
-                Bound::NonNegative => format!("a {noun} of 0 or more"),
-                Bound::Fraction => format!("a {noun} from 0 to 1"),
+            match (b.zero, b.max) {
+                (false, None) => format!("a positive {noun}"),
+                (false, Some(max)) => format!("a positive {noun} of at most {max}"),
+                (true, None) => format!("a {noun} of 0 or more"),
+                (true, Some(max)) => format!("a {noun} from 0 to {max}"),
             }
         }
         Ty::Enum(words) => format!("one of {}", words.join(", ")),

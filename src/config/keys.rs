@@ -5,6 +5,8 @@
 //! spots unknown keys with them (`check.rs`), and `rigger schema` prints them
 //! as JSON Schema (`schema.rs`), so the two cannot drift apart.
 
+use crate::cloud::vast::gpus::MAX_GPU_MEMORY_GB;
+
 /// The shape a value must have.
 #[derive(Debug, Clone, Copy)]
 pub enum Ty {
@@ -29,11 +31,65 @@ pub enum Ty {
 
 /// Range a number must be in.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Bound {
-    Positive,
-    NonNegative,
-    Fraction,
+pub struct Bound {
+    /// Whether 0 itself is allowed; otherwise the number must be above it.
+    pub zero: bool,
+    /// The highest value allowed. Every number rigger uses has one: a
+    /// ceiling no real machine or job reaches, so that an absurd value is an
+    /// error that says so, and no arithmetic on a value can overflow.
+    pub max: Option<f64>,
 }
+
+impl Bound {
+    /// Above 0, no ceiling: for keys rigger reads only to warn about them.
+    pub const POSITIVE: Bound = Bound {
+        zero: false,
+        max: None,
+    };
+    pub const FRACTION: Bound = Bound {
+        zero: true,
+        max: Some(1.0),
+    };
+
+    /// Above 0 and at most `max`.
+    pub const fn positive_up_to(max: f64) -> Bound {
+        Bound {
+            zero: false,
+            max: Some(max),
+        }
+    }
+
+    /// From 0 to `max`.
+    pub const fn up_to(max: f64) -> Bound {
+        Bound {
+            zero: true,
+            max: Some(max),
+        }
+    }
+
+    /// Whether `n` is in range (never for NaN or an infinity).
+    pub fn admits(self, n: f64) -> bool {
+        n.is_finite() && (n > 0.0 || (self.zero && n == 0.0)) && self.max.is_none_or(|max| n <= max)
+    }
+}
+
+/// Most idle runners a pool may keep (Cirun's `idle`, which rigger only checks).
+const MAX_IDLE_REPLICAS: f64 = 1000.0;
+/// Minutes in a week: the longest idle window after a job worth asking for.
+const MAX_IDLE_MINUTES: f64 = 10_080.0;
+/// GB of disk: 20 TB, more than any Vast.ai host offers one instance.
+const MAX_DISK_GB: f64 = 20_000.0;
+/// GB of host RAM: 4 TB, more than any Vast.ai host has.
+const MAX_RAM_GB: f64 = 4096.0;
+/// $/hour for one instance: eight of the dearest GPUs cost a few tens.
+const MAX_DPH: f64 = 1000.0;
+/// $ for one job.
+const MAX_COST: f64 = 100_000.0;
+/// Mbit/s: 100 Gbit/s, faster than any host's uplink.
+const MAX_INET_MBITS: f64 = 100_000.0;
+/// Minutes: GitHub stops a job on a self-hosted runner after 5 days, so a
+/// machine living longer only costs money.
+const MAX_RUNTIME_MINUTES: f64 = 7200.0;
 
 /// Whether a key is current, or kept only to explain why it does nothing.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -203,7 +259,7 @@ pub const RUNNER: &[Key] = &[
     ),
     legacy(
         "count",
-        Ty::Int(Bound::Positive),
+        Ty::Int(Bound::POSITIVE),
         "`count` was removed from Cirun and has no effect: every job gets its own machine; remove it",
         "remove `count:`; for more machines, run more jobs (a matrix gives each its own)",
     ),
@@ -229,7 +285,7 @@ pub const IDLE: &[Key] = &[
     ),
     key(
         "replicas",
-        Ty::Int(Bound::Positive),
+        Ty::Int(Bound::positive_up_to(MAX_IDLE_REPLICAS)),
         "on_prem: number of idle runners.",
     ),
 ];
@@ -244,7 +300,7 @@ pub const IDLE_WINDOW: &[Key] = &[
     ),
     required(
         "replicas",
-        Ty::Int(Bound::Positive),
+        Ty::Int(Bound::positive_up_to(MAX_IDLE_REPLICAS)),
         "Idle runners to keep.",
     ),
 ];
@@ -257,12 +313,12 @@ pub const USAGE_BASED: &[Key] = &[
     ),
     required(
         "replicas",
-        Ty::Int(Bound::Positive),
+        Ty::Int(Bound::positive_up_to(MAX_IDLE_REPLICAS)),
         "Idle runners to keep.",
     ),
     required(
         "duration",
-        Ty::Int(Bound::Positive),
+        Ty::Int(Bound::positive_up_to(MAX_IDLE_MINUTES)),
         "Minutes to keep them after the trigger.",
     ),
 ];
@@ -355,12 +411,12 @@ pub const EXTRA_ON_PREM: &[Key] = &[
 pub const EXTRA_VAST: &[Key] = &[
     key(
         "disk_space",
-        Ty::Num(Bound::Positive),
+        Ty::Num(Bound::positive_up_to(MAX_DISK_GB)),
         "Disk in GB: the offer must have this much and the instance gets it. Default 30.",
     ),
     key(
         "min_ram",
-        Ty::Num(Bound::Positive),
+        Ty::Num(Bound::positive_up_to(MAX_RAM_GB)),
         "Minimum host RAM in GB.",
     ),
     key(
@@ -370,22 +426,22 @@ pub const EXTRA_VAST: &[Key] = &[
     ),
     key(
         "max_dph",
-        Ty::Num(Bound::Positive),
+        Ty::Num(Bound::positive_up_to(MAX_DPH)),
         "rigger: highest price in $/hour for the whole instance.",
     ),
     key(
         "max_cost",
-        Ty::Num(Bound::Positive),
+        Ty::Num(Bound::positive_up_to(MAX_COST)),
         "rigger: highest estimated total cost of one job, in $.",
     ),
     key(
         "min_reliability",
-        Ty::Num(Bound::Fraction),
+        Ty::Num(Bound::FRACTION),
         "rigger: lowest host reliability, 0 to 1. Default 0.95.",
     ),
     key(
         "min_inet_down",
-        Ty::Num(Bound::NonNegative),
+        Ty::Num(Bound::up_to(MAX_INET_MBITS)),
         "rigger: lowest download bandwidth in Mbit/s. Default 100.",
     ),
     key(
@@ -400,12 +456,12 @@ pub const EXTRA_VAST: &[Key] = &[
     ),
     key(
         "max_runtime",
-        Ty::Int(Bound::Positive),
+        Ty::Int(Bound::positive_up_to(MAX_RUNTIME_MINUTES)),
         "rigger: minutes after which the instance is destroyed whatever it is doing. Default 360.",
     ),
     key(
         "min_gpu_ram",
-        Ty::Num(Bound::Positive),
+        Ty::Num(Bound::positive_up_to(MAX_GPU_MEMORY_GB as f64)),
         "rigger: minimum memory per GPU in GB; required with `instance_type: NxANY`.",
     ),
     key(
@@ -458,7 +514,7 @@ pub const EXTRA_ALL: &[Key] = &[
 // ---- .access.yml ----
 
 pub const ACCESS_TOP: &[Key] = &[
-    key("version", Ty::Int(Bound::Positive), "Format version; 1."),
+    key("version", Ty::Int(Bound::POSITIVE), "Format version; 1."),
     required(
         "policies",
         Ty::List(&Ty::Object(ACCESS_POLICY)),

@@ -10,6 +10,8 @@
 //!   the definition's labels. Labels compare case-insensitively, as on GitHub.
 //! - Several matches: the first definition in file order wins.
 
+use std::collections::HashSet;
+
 use super::model::RunnerDef;
 
 /// The prefix that marks a label as Cirun's (and so rigger's).
@@ -43,24 +45,39 @@ pub fn is_implicit(label: &str) -> bool {
 pub fn is_rigger_job<S: AsRef<str>>(job_labels: &[S]) -> bool {
     job_labels
         .iter()
-        .any(|l| starts_with_prefix(strip_suffix(l.as_ref())))
+        .any(|l| has_prefix(strip_suffix(l.as_ref())))
 }
 
-fn starts_with_prefix(label: &str) -> bool {
+/// Whether a label starts with `cirun-`, in any case.
+pub fn has_prefix(label: &str) -> bool {
     crate::text::starts_with_ignore_ascii_case(label, PREFIX)
 }
 
 /// Whether a definition with `def_labels` can serve a job with `job_labels`.
 pub fn matches<S: AsRef<str>, T: AsRef<str>>(def_labels: &[S], job_labels: &[T]) -> bool {
+    has_all(def_labels, &wanted(job_labels))
+}
+
+/// The labels a definition must have for a job: suffix-stripped, without
+/// the implicit ones, each once (case-insensitively). Worked out once per
+/// job, not once per definition: a label can be as long as the job's
+/// workflow makes it.
+fn wanted<T: AsRef<str>>(job_labels: &[T]) -> Vec<&str> {
+    let mut seen = HashSet::new();
     job_labels
         .iter()
         .map(|l| strip_suffix(l.as_ref()))
         .filter(|l| !is_implicit(l))
-        .all(|l| {
-            def_labels
-                .iter()
-                .any(|d| d.as_ref().eq_ignore_ascii_case(l))
-        })
+        .filter(|l| seen.insert(l.to_ascii_lowercase()))
+        .collect()
+}
+
+fn has_all<S: AsRef<str>>(def_labels: &[S], wanted: &[&str]) -> bool {
+    wanted.iter().all(|l| {
+        def_labels
+            .iter()
+            .any(|d| d.as_ref().eq_ignore_ascii_case(l))
+    })
 }
 
 /// The definition a job gets: the first, in file order, that matches.
@@ -69,12 +86,14 @@ pub fn select<'a, S: AsRef<str>>(defs: &'a [RunnerDef], job_labels: &[S]) -> Opt
     if !is_rigger_job(job_labels) {
         return None;
     }
-    defs.iter().find(|d| matches(&d.labels, job_labels))
+    let wanted = wanted(job_labels);
+    defs.iter().find(|d| has_all(&d.labels, &wanted))
 }
 
 /// The labels to register a runner with, so that GitHub hands it the job it
 /// was made for: the definition's labels, the job's full (suffixed) labels,
-/// and the implicit ones, without duplicates.
+/// and the implicit ones, without duplicates (compared case-insensitively,
+/// in one pass).
 pub fn registration_labels<S: AsRef<str>>(
     def_labels: &[String],
     job_labels: &[S],
@@ -82,8 +101,9 @@ pub fn registration_labels<S: AsRef<str>>(
     arch: &str,
 ) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
     let mut add = |l: &str| {
-        if !l.is_empty() && !out.iter().any(|o| o.eq_ignore_ascii_case(l)) {
+        if !l.is_empty() && seen.insert(l.to_ascii_lowercase()) {
             out.push(l.to_string());
         }
     };
@@ -103,7 +123,7 @@ pub fn registration_labels<S: AsRef<str>>(
 /// first one only: shared labels that start with `cirun-`.
 pub fn overlap(a: &[String], b: &[String]) -> Vec<String> {
     a.iter()
-        .filter(|l| starts_with_prefix(l) && b.iter().any(|m| m.eq_ignore_ascii_case(l)))
+        .filter(|l| has_prefix(l) && b.iter().any(|m| m.eq_ignore_ascii_case(l)))
         .cloned()
         .collect()
 }

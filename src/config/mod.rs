@@ -77,8 +77,12 @@ impl ParsedFile {
     }
 }
 
-/// Parse a file of the given kind.
+/// Parse a file of the given kind. A text over [`yaml::MAX_FILE_BYTES`] is
+/// one error, found before anything is read (and not kept as the source).
 pub fn parse_file(path: &Path, text: &str, kind: FileKind) -> ParsedFile {
+    if text.len() > yaml::MAX_FILE_BYTES {
+        return refused(path, kind, yaml::too_large(Some(text.len())));
+    }
     let (config, access, diagnostics) = match kind {
         FileKind::Repository | FileKind::Organization => {
             let origin = if kind == FileKind::Repository {
@@ -102,6 +106,44 @@ pub fn parse_file(path: &Path, text: &str, kind: FileKind) -> ParsedFile {
         access,
         diagnostics,
     }
+}
+
+/// Parse a file read as bytes: text that is not UTF-8 is an error at the
+/// line and column of the first byte that is not.
+pub fn parse_bytes(path: &Path, bytes: &[u8], kind: FileKind) -> ParsedFile {
+    if bytes.len() > yaml::MAX_FILE_BYTES {
+        return refused(path, kind, yaml::too_large(Some(bytes.len())));
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse_file(path, text, kind),
+        Err(e) => refused(path, kind, not_utf8(bytes, e.valid_up_to())),
+    }
+}
+
+/// A file rigger does not read: one error and nothing else.
+pub fn refused(path: &Path, kind: FileKind, error: Diagnostic) -> ParsedFile {
+    let mut diagnostics = Diagnostics::default();
+    diagnostics.push(error);
+    ParsedFile {
+        path: path.display().to_string(),
+        kind,
+        source: String::new(),
+        config: None,
+        access: None,
+        diagnostics,
+    }
+}
+
+/// The error for bytes that are valid UTF-8 up to `valid`.
+fn not_utf8(bytes: &[u8], valid: usize) -> Diagnostic {
+    let good = String::from_utf8_lossy(&bytes[..valid]);
+    let line = good.matches('\n').count() + 1;
+    let column = good.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Diagnostic::error(
+        model::Location { line, column },
+        "the file is not UTF-8 text".to_string(),
+    )
+    .with_hint("save it as UTF-8 (YAML files are UTF-8); this byte is the first that is not")
 }
 
 /// Parse a repository's `.cirun.yml`.

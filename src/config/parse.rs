@@ -5,7 +5,9 @@
 //! for another cloud (which Cirun, not rigger, provisions) it is a warning,
 //! so it never blocks the file's Vast.ai runners.
 
-use super::check::{Checker, Strictness, as_bool, as_number};
+use std::collections::HashMap;
+
+use super::check::{Checker, Strictness, as_bool, as_u32};
 use super::diagnostics::{Diagnostic, Diagnostics, Severity};
 use super::fallback;
 use super::keys::{self, Key};
@@ -13,9 +15,14 @@ use super::labels;
 use super::model::*;
 use super::vast;
 use super::yaml::{self, Kind, Node};
+use crate::text::for_log;
 
 /// More candidates than this is almost certainly a mistake in list lengths.
 const MANY_CANDIDATES: usize = 100;
+
+/// The keys whose lists make a runner's fallback candidates, in the order
+/// `fallback::expand` takes their lengths.
+const FALLBACK_KEYS: [&str; 4] = ["instance_type", "machine_image", "region", "preemptible"];
 
 /// Parse a `.cirun.yml` or `.cirun.global.yml`. The config is `None` only
 /// when the text is not a YAML mapping at all; otherwise it holds every
@@ -147,7 +154,7 @@ fn read_runner(
         .and_then(Node::text)
         .map(str::to_string)
         .unwrap_or_else(|| format!("#{}", index + 1));
-    let what = format!("runner `{name}`");
+    let what = format!("runner `{}`", for_log(&name));
     let cloud = read_cloud(node, &what, diags);
     let strictness = match cloud {
         Some(Cloud::VastAi) => Strictness::STRICT,
@@ -165,14 +172,17 @@ fn read_runner(
     let labels = read_labels(node, &what, severity, diags);
     let idle = read_idle(get(node, "idle"), cloud, severity, diags);
 
-    let lists = [
-        items(get(node, "instance_type")),
-        items(get(node, "machine_image")),
-        items(get(node, "region")),
-        items(get(node, "preemptible")),
-    ];
+    let lists = FALLBACK_KEYS.map(|key| items(get(node, key)));
     let lengths: Vec<usize> = lists.iter().map(|l| l.len().max(1)).collect();
-    let tuples = fallback::expand(&lengths);
+    let tuples = match fallback::expand(&lengths) {
+        Ok(t) => t,
+        Err(too_many) => {
+            diags.push(too_many_candidates(
+                node, &what, &lengths, &too_many, severity,
+            ));
+            Vec::new()
+        }
+    };
     if tuples.len() > MANY_CANDIDATES {
         diags.push(
             Diagnostic::warning(
@@ -238,6 +248,36 @@ fn read_runner(
     .filter(|_| cloud.is_some())
 }
 
+/// The error for fallback lists whose lengths multiply past the limit.
+fn too_many_candidates(
+    node: &Node,
+    what: &str,
+    lengths: &[usize],
+    too_many: &fallback::TooManyCandidates,
+    severity: Severity,
+) -> Diagnostic {
+    let sizes: Vec<String> = FALLBACK_KEYS
+        .iter()
+        .zip(lengths)
+        .filter(|(_, len)| **len > 1)
+        .map(|(key, len)| format!("{key} {len}"))
+        .collect();
+    Diagnostic::new(
+        severity,
+        node.at,
+        format!(
+            "{what}: its lists would make {} fallback candidates ({}); rigger tries at most {}",
+            too_many.would_make,
+            sizes.join(" × "),
+            fallback::MAX_CANDIDATES
+        ),
+    )
+    .with_hint(
+        "lists of equal length zip position by position and lists of different lengths \
+         multiply: make the lists the same length, or shorten them",
+    )
+}
+
 fn read_cloud(node: &Node, what: &str, diags: &mut Diagnostics) -> Option<Cloud> {
     let Some(cloud_node) = get(node, "cloud") else {
         diags.push(
@@ -250,7 +290,7 @@ fn read_cloud(node: &Node, what: &str, diags: &mut Diagnostics) -> Option<Cloud>
     let cloud = text.and_then(Cloud::parse);
     if cloud.is_none() {
         let shown = text.unwrap_or("");
-        let hint = match super::suggest::nearest_key(shown, keys::CLOUDS) {
+        let hint = match super::suggest::nearest_key_for(diags, shown, keys::CLOUDS) {
             Some(n) => format!("did you mean `{n}`?"),
             None => format!(
                 "rigger provisions `vast_ai`; Cirun also knows {}",
@@ -260,7 +300,7 @@ fn read_cloud(node: &Node, what: &str, diags: &mut Diagnostics) -> Option<Cloud>
         diags.push(
             Diagnostic::error(
                 cloud_node.at,
-                format!("unsupported cloud `{shown}` in {what}"),
+                format!("unsupported cloud `{}` in {what}", for_log(shown)),
             )
             .with_hint(hint),
         );
@@ -314,7 +354,10 @@ fn read_labels(
                 n.at,
                 "`labels` is a single string; write it as a list".into(),
             )
-            .with_hint(format!("labels:\n  - {}", n.text().unwrap_or_default())),
+            .with_hint(format!(
+                "labels:\n  - {}",
+                for_log(n.text().unwrap_or_default())
+            )),
         );
     }
     let labels: Vec<String> = items(labels_node)
@@ -351,7 +394,10 @@ fn read_labels(
                 Diagnostic::new(
                     severity,
                     n.at,
-                    format!("label `{l}` contains `--`, so no job can match it"),
+                    format!(
+                        "label `{}` contains `--`, so no job can match it",
+                        for_log(l)
+                    ),
                 )
                 .with_hint(format!(
                     "everything after `--` in `runs-on` is a per-run suffix ignored when matching; \
@@ -402,7 +448,7 @@ fn read_idle(
                     day: text("day")?,
                     time: text("time")?,
                     timezone: text("timezone")?,
-                    replicas: get(w, "replicas").and_then(as_number)? as u32,
+                    replicas: get(w, "replicas").and_then(as_u32)?,
                 };
                 check_window(w, &window, severity, diags);
                 Some(window)
@@ -412,13 +458,11 @@ fn read_idle(
     }
     if let Some(u) = usage {
         return Some(Idle::UsageBased {
-            replicas: get(u, "replicas").and_then(as_number).unwrap_or(0.0) as u32,
-            duration_minutes: get(u, "duration").and_then(as_number).unwrap_or(0.0) as u32,
+            replicas: get(u, "replicas").and_then(as_u32).unwrap_or(0),
+            duration_minutes: get(u, "duration").and_then(as_u32).unwrap_or(0),
         });
     }
-    get(node, "replicas")
-        .and_then(as_number)
-        .map(|r| Idle::Replicas(r as u32))
+    get(node, "replicas").and_then(as_u32).map(Idle::Replicas)
 }
 
 fn check_window(node: &Node, w: &IdleWindow, severity: Severity, diags: &mut Diagnostics) {
@@ -430,8 +474,12 @@ fn check_window(node: &Node, w: &IdleWindow, severity: Severity, diags: &mut Dia
     if !day_ok {
         let at = get(node, "day").map_or(node.at, |n| n.at);
         diags.push(
-            Diagnostic::new(severity, at, format!("`day` cannot be `{}`", w.day))
-                .with_hint("a day (`mon`…`sun`) or a range such as `mon-fri`"),
+            Diagnostic::new(
+                severity,
+                at,
+                format!("`day` cannot be `{}`", for_log(&w.day)),
+            )
+            .with_hint("a day (`mon`…`sun`) or a range such as `mon-fri`"),
         );
     }
     let hours: Vec<Option<u32>> = w.time.split('-').map(|h| h.trim().parse().ok()).collect();
@@ -439,36 +487,113 @@ fn check_window(node: &Node, w: &IdleWindow, severity: Severity, diags: &mut Dia
     if !time_ok {
         let at = get(node, "time").map_or(node.at, |n| n.at);
         diags.push(
-            Diagnostic::new(severity, at, format!("`time` cannot be `{}`", w.time))
-                .with_hint("a 24-hour range such as `9-17`"),
+            Diagnostic::new(
+                severity,
+                at,
+                format!("`time` cannot be `{}`", for_log(&w.time)),
+            )
+            .with_hint("a 24-hour range such as `9-17`"),
         );
     }
 }
 // ---- helpers ----
 
+/// Runners that share `cirun-` labels with an earlier runner: a job asking
+/// only for a shared label always gets the earliest runner that has it.
+///
+/// Linear in the labels, not quadratic in the runners: each label is
+/// charged to the first runner that has it, and the runners sharing the same
+/// labels with the same earlier runner make one warning (1,800 runners with
+/// one label once made 1.6 million).
 fn warn_overlapping_labels(runners: &[RunnerDef], diags: &mut Diagnostics) {
-    for (j, later) in runners.iter().enumerate() {
-        for earlier in &runners[..j] {
-            let shared = labels::overlap(&earlier.labels, &later.labels);
-            if shared.is_empty() {
-                continue;
+    let mut first_with: HashMap<String, usize> = HashMap::new();
+    let mut overlaps: Vec<Overlap> = Vec::new();
+    let mut index: HashMap<(usize, Vec<String>), usize> = HashMap::new();
+    for (j, runner) in runners.iter().enumerate() {
+        // The earlier runners this one shares labels with, and the labels.
+        let mut shared: Vec<(usize, Vec<String>)> = Vec::new();
+        for label in runner.labels.iter().filter(|l| labels::has_prefix(l)) {
+            let key = label.to_ascii_lowercase();
+            match first_with.get(&key) {
+                None => {
+                    first_with.insert(key, j);
+                }
+                Some(&i) if i == j => {}
+                Some(&i) => match shared.iter_mut().find(|(e, _)| *e == i) {
+                    Some((_, keys)) if !keys.contains(&key) => keys.push(key),
+                    Some(_) => {}
+                    None => shared.push((i, vec![key])),
+                },
             }
-            diags.push(
-                Diagnostic::warning(
-                    later.location,
-                    format!(
-                        "runner `{}` shares {} with runner `{}` (line {}): a job asking only for {} always gets `{}`, the first in the file",
-                        later.name,
-                        plural_labels(&shared),
-                        earlier.name,
-                        earlier.location.line,
-                        if shared.len() == 1 { "it" } else { "them" },
-                        earlier.name,
-                    ),
-                )
-                .with_hint("give each runner a label of its own; to try alternatives, use fallback lists in one runner"),
-            );
         }
+        for (earlier, mut keys) in shared {
+            keys.sort();
+            let n = *index.entry((earlier, keys.clone())).or_insert_with(|| {
+                overlaps.push(Overlap {
+                    earlier,
+                    keys,
+                    later: Vec::new(),
+                });
+                overlaps.len() - 1
+            });
+            overlaps[n].later.push(j);
+        }
+    }
+    for o in overlaps {
+        diags.push(o.warning(runners));
+    }
+}
+
+/// Later runners sharing the same labels with the same earlier runner.
+struct Overlap {
+    earlier: usize,
+    /// The shared labels, lower-cased and sorted.
+    keys: Vec<String>,
+    later: Vec<usize>,
+}
+
+impl Overlap {
+    /// Most later runners a warning names; the rest are counted.
+    const NAMED: usize = 3;
+
+    fn warning(&self, runners: &[RunnerDef]) -> Diagnostic {
+        let earlier = &runners[self.earlier];
+        // The labels as the earlier runner spells them.
+        let shared: Vec<String> = earlier
+            .labels
+            .iter()
+            .filter(|l| self.keys.contains(&l.to_ascii_lowercase()))
+            .map(|l| for_log(l).into_owned())
+            .collect();
+        let mut named: Vec<String> = self
+            .later
+            .iter()
+            .take(Self::NAMED)
+            .map(|&i| format!("`{}`", for_log(&runners[i].name)))
+            .collect();
+        let who = match self.later.len() {
+            1 => format!("runner {} shares", named[0]),
+            n if n <= Self::NAMED => {
+                let last = named.pop().unwrap_or_default();
+                format!("runners {} and {last} share", named.join(", "))
+            }
+            n => format!(
+                "runners {} and {} more share",
+                named.join(", "),
+                n - Self::NAMED
+            ),
+        };
+        let name = for_log(&earlier.name);
+        Diagnostic::warning(
+            runners[self.later[0]].location,
+            format!(
+                "{who} {} with runner `{name}` (line {}): a job asking only for {} always gets `{name}`, the first in the file",
+                plural_labels(&shared),
+                earlier.location.line,
+                if shared.len() == 1 { "it" } else { "them" },
+            ),
+        )
+        .with_hint("give each runner a label of its own; to try alternatives, use fallback lists in one runner")
     }
 }
 

@@ -166,11 +166,13 @@ fn ty(t: &Ty, mode: Mode) -> Value {
 /// A number in range, or a number written as text (range unchecked there:
 /// JSON Schema cannot compare the number inside a string).
 fn bounded(kind: &str, b: Bound) -> Value {
-    let number = match b {
-        Bound::Positive => json!({"type": kind, "exclusiveMinimum": 0}),
-        Bound::NonNegative => json!({"type": kind, "minimum": 0}),
-        Bound::Fraction => json!({"type": kind, "minimum": 0, "maximum": 1}),
+    let mut number = match b.zero {
+        false => json!({"type": kind, "exclusiveMinimum": 0}),
+        true => json!({"type": kind, "minimum": 0}),
     };
+    if let Some(max) = b.max {
+        number["maximum"] = json!(max);
+    }
     json!({"anyOf": [number, {"type": "string", "pattern": NUMERIC_TEXT}]})
 }
 

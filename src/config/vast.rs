@@ -2,13 +2,14 @@
 //! regions) checked value by value, `extra_config`, and the images a VM or a
 //! container may run.
 
-use super::check::{as_bool, as_number};
+use super::check::{as_bool, as_number, as_u32};
 use super::countries;
 use super::diagnostics::{Diagnostic, Diagnostics};
 use super::model::*;
 use super::parse::get;
 use super::yaml::{Kind, Node};
-use crate::cloud::vast::gpus::{self, GpuChoice};
+use crate::cloud::vast::gpus::{self, GpuChoice, GpuError};
+use crate::text::for_log;
 
 /// One checked value of a fallback list, or `None` where it had an error.
 type Checked<T> = Vec<Option<T>>;
@@ -91,8 +92,8 @@ fn read_vast_extra(node: Option<&Node>, diags: &mut Diagnostics) -> VastExtra {
     if let Some(v) = get(node, "verified").and_then(as_bool) {
         extra.verified = v;
     }
-    if let Some(v) = num("max_runtime") {
-        extra.max_runtime_minutes = v as u32;
+    if let Some(v) = get(node, "max_runtime").and_then(as_u32) {
+        extra.max_runtime_minutes = v;
     }
     extra.min_gpu_ram_gb = num("min_gpu_ram");
     if let Some(n) = get(node, "min_cuda").filter(|n| !n.is_null()) {
@@ -100,7 +101,7 @@ fn read_vast_extra(node: Option<&Node>, diags: &mut Diagnostics) -> VastExtra {
         extra.min_cuda = CudaVersion::parse(text);
         if extra.min_cuda.is_none() {
             diags.push(
-                Diagnostic::error(n.at, format!("`min_cuda` cannot be `{text}`"))
+                Diagnostic::error(n.at, format!("`min_cuda` cannot be `{}`", for_log(text)))
                     .with_hint("a CUDA version such as `12.4` (quote it: `\"12.10\"`)"),
             );
         }
@@ -131,7 +132,10 @@ fn check_env_name(at: &Node, name: &str, diags: &mut Diagnostics) {
         diags.push(
             Diagnostic::error(
                 at.at,
-                format!("`{name}` is not a valid environment variable name"),
+                format!(
+                    "`{}` is not a valid environment variable name",
+                    for_log(name)
+                ),
             )
             .with_hint("use letters, digits and `_`, not starting with a digit"),
         );
@@ -144,7 +148,7 @@ fn check_env_name(at: &Node, name: &str, diags: &mut Diagnostics) {
         diags.push(
             Diagnostic::warning(
                 at.at,
-                format!("`{name}` looks like a secret: env_vars are visible to the host of the rented machine"),
+                format!("`{}` looks like a secret: env_vars are visible to the host of the rented machine", for_log(name)),
             )
             .with_hint("pass secrets to the job through GitHub secrets, never through .cirun.yml"),
         );
@@ -158,46 +162,81 @@ fn read_instance_type(
     diags: &mut Diagnostics,
 ) -> Option<(String, u32, GpuChoice)> {
     let text = node.text()?.trim();
-    let parsed = text
+    let shown = for_log(text);
+    let Some((count, model)) = text
         .split_once(['x', 'X'])
-        .and_then(|(count, model)| Some((count.parse::<u32>().ok()?, model)))
-        .filter(|(_, model)| !model.is_empty());
-    let Some((count, model)) = parsed else {
+        .filter(|(count, model)| !count.is_empty() && !model.is_empty())
+        .filter(|(count, _)| count.bytes().all(|b| b.is_ascii_digit()))
+    else {
+        let probably = if gpus::resolve(text).is_ok() {
+            format!("; here probably `1x{shown}`")
+        } else {
+            String::new()
+        };
         diags.push(
             Diagnostic::error(
                 node.at,
-                format!("`instance_type` on vast_ai must be `{{count}}x{{GPU}}`, found `{text}`"),
+                format!("`instance_type` on vast_ai must be `{{count}}x{{GPU}}`, found `{shown}`"),
             )
             .with_hint(format!(
-                "for example `1xRTX_4090`, `4xA100_SXM` or `1xANY`{}",
-                if gpus::resolve(text).is_ok() {
-                    format!("; here probably `1x{text}`")
-                } else {
-                    String::new()
-                }
+                "for example `1xRTX_4090`, `4xA100_SXM` or `1xANY`{probably}"
             )),
         );
         return None;
     };
+    let model_shown = for_log(model);
+    // All digits, so a failed parse means too many of them.
+    let count = count.parse::<u32>().unwrap_or(u32::MAX);
     if count == 0 {
         diags.push(
-            Diagnostic::error(node.at, format!("`{text}` asks for 0 GPUs"))
-                .with_hint(format!("ask for at least one: `1x{model}`")),
+            Diagnostic::error(node.at, format!("`{shown}` asks for 0 GPUs"))
+                .with_hint(format!("ask for at least one: `1x{model_shown}`")),
+        );
+        return None;
+    }
+    if count > gpus::MAX_GPU_COUNT {
+        diags.push(
+            Diagnostic::error(
+                node.at,
+                format!(
+                    "`{shown}` asks for more GPUs than any Vast.ai host has (at most {})",
+                    gpus::MAX_GPU_COUNT
+                ),
+            )
+            .with_hint(format!(
+                "the largest hosts carry 8 to 16 GPUs, e.g. `8x{model_shown}`"
+            )),
         );
         return None;
     }
     let choice = match gpus::resolve(model) {
         Ok(c) => c,
-        Err(unknown) => {
-            let hint = if unknown.suggestions.is_empty() {
+        Err(GpuError::Unknown) => {
+            let near = match diags.may_suggest() {
+                true => gpus::suggestions(model),
+                false => Vec::new(),
+            };
+            let hint = if near.is_empty() {
                 "see the GPU models in the README, or use `1xANY` with `extra_config.min_gpu_ram`"
                     .to_string()
             } else {
-                format!("did you mean {}?", unknown.suggestions.join(", "))
+                format!("did you mean {}?", near.join(", "))
             };
             diags.push(
-                Diagnostic::error(node.at, format!("unknown GPU model `{model}` in `{text}`"))
-                    .with_hint(hint),
+                Diagnostic::error(
+                    node.at,
+                    format!("unknown GPU model `{model_shown}` in `{shown}`"),
+                )
+                .with_hint(hint),
+            );
+            return None;
+        }
+        Err(too_much @ GpuError::TooMuchMemory { .. }) => {
+            diags.push(
+                Diagnostic::error(node.at, format!("{too_much}, in `{shown}`")).with_hint(
+                    "write the memory per GPU in GB, such as `1xA100_SXM4_80GB`; \
+                     or leave it out to take any memory size of that model",
+                ),
             );
             return None;
         }
@@ -206,7 +245,7 @@ fn read_instance_type(
         diags.push(
             Diagnostic::error(
                 node.at,
-                format!("`{text}` needs `extra_config.min_gpu_ram` to say how much GPU memory the job needs"),
+                format!("`{shown}` needs `extra_config.min_gpu_ram` to say how much GPU memory the job needs"),
             )
             .with_hint("for example `min_gpu_ram: 24` (GB per GPU); rigger then rents the cheapest GPU that fits"),
         );
@@ -269,11 +308,12 @@ fn read_vast_image(
         return None;
     };
     let image = image.trim();
+    let shown = for_log(image);
     if extra.vm && !is_vm_image(image) {
         diags.push(
-            Diagnostic::error(node.at, format!("VM mode needs a Vast.ai VM image, not `{image}`"))
+            Diagnostic::error(node.at, format!("VM mode needs a Vast.ai VM image, not `{shown}`"))
                 .with_hint(format!(
-                    "use `{VM_IMAGE_EXAMPLE}`, or set `extra_config.vm: false` to run `{image}` as a container"
+                    "use `{VM_IMAGE_EXAMPLE}`, or set `extra_config.vm: false` to run `{shown}` as a container"
                 )),
         );
         return None;
@@ -282,7 +322,7 @@ fn read_vast_image(
         diags.push(
             Diagnostic::error(
                 node.at,
-                format!("`{image}` is a Vast.ai VM image, but the runner is in container mode"),
+                format!("`{shown}` is a Vast.ai VM image, but the runner is in container mode"),
             )
             .with_hint("set `extra_config.vm: true` to boot it as a VM"),
         );
@@ -309,7 +349,10 @@ fn read_region(node: &Node, diags: &mut Diagnostics) -> Option<String> {
     diags.push(
         Diagnostic::error(
             node.at,
-            format!("`region` on vast_ai is a country code; `{text}` is not one"),
+            format!(
+                "`region` on vast_ai is a country code; `{}` is not one",
+                for_log(text)
+            ),
         )
         .with_hint(hint),
     );

@@ -11,6 +11,7 @@ use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span};
 
 use super::diagnostics::{Diagnostic, Diagnostics};
 use super::model::Location;
+use crate::text::for_log;
 
 /// A node and where it starts.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,37 +133,78 @@ fn parse_float(t: &str) -> Option<f64> {
     if looks_numeric { t.parse().ok() } else { None }
 }
 
+/// Most bytes a config file may have: GitHub's contents API serves files up
+/// to 1 MB with every feature, and a real `.cirun.yml` is a few KB (the
+/// largest of the corpus in `shared/corpus/cirun` is 8 KB).
+pub const MAX_FILE_BYTES: usize = 1024 * 1024;
+
+/// Most collections one inside another. The deepest real file nests 8
+/// (an `extra_config.networkInterfaces` of GCP); every walk of the tree,
+/// and dropping it, recurses once per level, so the depth is bounded while
+/// reading, long before a 2 MiB worker stack could overflow.
+pub const MAX_DEPTH: usize = 64;
+
+/// Most nodes (scalars and collections) one file may make rigger build,
+/// counting each copy an alias (`*name`) makes and the copy the anchor table
+/// keeps. The largest real file has 355 (thebrowsercompany/swift-build, 16
+/// runners); nine levels of nine aliases would make billions.
+pub const MAX_NODES: usize = 50_000;
+
+/// Most bytes of scalar text one file may make rigger hold, copies
+/// included: an alias of a long scalar copies it.
+pub const MAX_TEXT_BYTES: usize = 4 * MAX_FILE_BYTES;
+
+/// Most bytes the colon repair below may read, all attempts together: each
+/// repair reads the whole file again. Real files needing a repair are a
+/// few KB; a file of 1 MiB gets one repair.
+const MAX_REPAIR_READ_BYTES: usize = 2 * MAX_FILE_BYTES;
+
+/// Most colon repairs in one file.
+const MAX_REPAIRS: usize = 64;
+
 /// Read `text` into a tree. Problems go to `diags`; `None` when the text is
-/// not YAML at all (the error says where), or holds no document.
+/// not YAML at all (the error says where), holds no document, or is over
+/// one of the limits above.
 pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<Node> {
+    if text.len() > MAX_FILE_BYTES {
+        diags.push(too_large(Some(text.len())));
+        return None;
+    }
     let mut source = text.to_string();
+    let mut read = 0;
     // Cirun's own examples hold plain values such as `detail: see link: https://…`,
     // which YAML forbids (": " inside a plain scalar). Rather than fail the whole
     // file on a line a person can read unambiguously, read the rest of that line
     // as the value, say so, and say how to write it. Bounded: each repair
-    // changes one line, and a file has only so many.
-    for _ in 0..64 {
-        match build(&source) {
+    // changes one line, and reads the file once more.
+    for _ in 0..MAX_REPAIRS {
+        read += source.len();
+        let failure = match build(&source) {
             Ok(root) => return finish(root, diags),
-            Err(failure) => match repair_colon_in_value(&source, &failure) {
-                Some((repaired, line, col, value)) => {
-                    diags.push(
-                        Diagnostic::warning(
-                            Location { line, column: col },
-                            format!(
-                                "this value contains \": \", which YAML does not allow in an \
-                                 unquoted value; rigger read it as the text {value:?}"
-                            ),
-                        )
-                        .with_hint("quote the value so every YAML parser reads it the same way"),
-                    );
-                    source = repaired;
-                }
-                None => {
-                    diags.push(failure.into_diagnostic());
-                    return None;
-                }
-            },
+            Err(Failure::Limit(d)) => {
+                diags.push(d);
+                return None;
+            }
+            Err(Failure::Scan(f)) => f,
+        };
+        let Some((repaired, line, col, value)) = repair_colon_in_value(&source, &failure) else {
+            diags.push(failure.into_diagnostic());
+            return None;
+        };
+        diags.push(
+            Diagnostic::warning(
+                Location { line, column: col },
+                format!(
+                    "this value contains \": \", which YAML does not allow in an \
+                     unquoted value; rigger read it as the text {:?}",
+                    for_log(&value)
+                ),
+            )
+            .with_hint("quote the value so every YAML parser reads it the same way"),
+        );
+        source = repaired;
+        if read + source.len() > MAX_REPAIR_READ_BYTES {
+            break;
         }
     }
     diags.push(
@@ -175,14 +217,34 @@ pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<Node> {
     None
 }
 
+/// The error for a file over [`MAX_FILE_BYTES`]: `bytes` long, or, when
+/// `None`, of a size only known to be over it (a pipe, a growing file).
+pub fn too_large(bytes: Option<usize>) -> Diagnostic {
+    let size = match bytes {
+        Some(n) => format!("{n} bytes"),
+        None => format!("over {MAX_FILE_BYTES} bytes"),
+    };
+    Diagnostic::error(
+        Location { line: 1, column: 1 },
+        format!(
+            "the file is {size}; rigger reads config files of at most {MAX_FILE_BYTES} bytes \
+             (1 MiB), as GitHub serves them"
+        ),
+    )
+    .with_hint(
+        "a .cirun.yml is a few KB: remove what is generated or repeated (YAML anchors `&name` \
+         and aliases `*name` repeat a part without copying it)",
+    )
+}
+
 fn finish(root: Built, diags: &mut Diagnostics) -> Option<Node> {
     for d in root.diagnostics {
         diags.push(d);
     }
-    if root.documents > 1 {
+    if let Some(at) = root.second_document_at {
         diags.push(
             Diagnostic::error(
-                root.second_document_at,
+                at,
                 "this file holds more than one YAML document (`---`); rigger reads one".into(),
             )
             .with_hint("remove the extra `---` line and merge the documents"),
@@ -191,14 +253,22 @@ fn finish(root: Built, diags: &mut Diagnostics) -> Option<Node> {
     root.node
 }
 
-/// Why the parser stopped, with what it had seen last.
-struct Failure {
+/// Why building the tree stopped.
+enum Failure {
+    /// Not YAML.
+    Scan(ScanFailure),
+    /// YAML, but over a limit: this error, and nothing more to read.
+    Limit(Diagnostic),
+}
+
+/// Where the parser found the text is not YAML, with what it had seen last.
+struct ScanFailure {
     error: ScanError,
     /// The last scalar read before the error, if any.
     last_scalar: Option<Span>,
 }
 
-impl Failure {
+impl ScanFailure {
     fn into_diagnostic(self) -> Diagnostic {
         let m = self.error.marker();
         let info = self.error.info();
@@ -212,6 +282,8 @@ impl Failure {
             "a quote is not closed"
         } else if info.contains("flow sequence") || info.contains("flow mapping") {
             "a `[` or `{` is not closed"
+        } else if info.contains("recursion limit") {
+            "`[` and `{` nest far too deep here; a .cirun.yml nests a few levels"
         } else {
             // A scan error rigger has no specific advice for.
             "check this line and the one before it: indentation with spaces, matching \
@@ -233,7 +305,7 @@ impl Failure {
 /// 1-based line and column, and the value as read.
 fn repair_colon_in_value(
     source: &str,
-    failure: &Failure,
+    failure: &ScanFailure,
 ) -> Option<(String, usize, usize, String)> {
     if !failure
         .error
@@ -247,8 +319,10 @@ fn repair_colon_in_value(
     if value.start.line() != line_no || value.end.line() != line_no {
         return None;
     }
+    let index = line_no.checked_sub(1)?;
     let lines: Vec<&str> = source.split('\n').collect();
-    let line = lines.get(line_no - 1)?;
+    let line = lines.get(index)?;
+    // Saphyr counts columns in characters: cut there, never at a byte.
     let chars: Vec<char> = line.chars().collect();
     let start = value.start.col();
     // Only a plain value that follows `key: ` on this line qualifies.
@@ -256,18 +330,19 @@ fn repair_colon_in_value(
     if !before.trim_end().ends_with(':') || matches!(chars.get(start), Some('"' | '\'')) {
         return None;
     }
-    let raw: String = chars[start..].iter().collect();
+    let raw: String = chars.get(start..)?.iter().collect();
     let value_text = strip_comment(&raw).trim_end().to_string();
     let quoted = format!(
         "\"{}\"",
         value_text.replace('\\', "\\\\").replace('"', "\\\"")
     );
     let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
-    out[line_no - 1] = format!("{before}{quoted}");
+    out[index] = format!("{before}{quoted}");
     Some((out.join("\n"), line_no, start + 1, value_text))
 }
 
-/// A plain scalar ends where ` #` starts a comment.
+/// A plain scalar ends where ` #` starts a comment. (`find` gives the byte
+/// where the match starts, always a character boundary.)
 fn strip_comment(s: &str) -> &str {
     match s.find(" #") {
         Some(i) => &s[..i],
@@ -277,8 +352,8 @@ fn strip_comment(s: &str) -> &str {
 
 struct Built {
     node: Option<Node>,
-    documents: usize,
-    second_document_at: Location,
+    /// Where a second document starts; rigger stops reading there.
+    second_document_at: Option<Location>,
     diagnostics: Vec<Diagnostic>,
 }
 
@@ -289,47 +364,162 @@ fn location(span: &Span) -> Location {
     }
 }
 
-/// Turn the event stream into a tree.
+/// How much a finished node holds, to charge a copy of it before making one.
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    nodes: usize,
+    text_bytes: usize,
+    /// Collections from this node down to its deepest leaf: 0 for a scalar.
+    height: usize,
+}
+
+impl Size {
+    fn scalar(text: &str) -> Size {
+        Size {
+            nodes: 1,
+            text_bytes: text.len(),
+            height: 0,
+        }
+    }
+
+    /// This collection's size once `child` is in it.
+    fn add(&mut self, child: Size) {
+        self.nodes = self.nodes.saturating_add(child.nodes);
+        self.text_bytes = self.text_bytes.saturating_add(child.text_bytes);
+        self.height = self.height.max(child.height + 1);
+    }
+}
+
+/// What the file has made rigger build so far, against the limits.
+#[derive(Default)]
+struct Budget {
+    nodes: usize,
+    text_bytes: usize,
+}
+
+impl Budget {
+    /// Charge `size`, or say which limit it would pass, at `at`, and why.
+    fn charge(&mut self, size: Size, at: Location, what: Charge) -> Result<(), Failure> {
+        let nodes = self.nodes.saturating_add(size.nodes);
+        let text_bytes = self.text_bytes.saturating_add(size.text_bytes);
+        let over = if nodes > MAX_NODES {
+            format!("more than {MAX_NODES} YAML nodes")
+        } else if text_bytes > MAX_TEXT_BYTES {
+            format!("more than {MAX_TEXT_BYTES} bytes of text")
+        } else {
+            self.nodes = nodes;
+            self.text_bytes = text_bytes;
+            return Ok(());
+        };
+        let (what, hint) = match what {
+            Charge::Written(what) => (
+                what,
+                "a .cirun.yml needs a few hundred values; this file has far more: remove what \
+                 is generated or repeated",
+            ),
+            Charge::Anchor => (
+                "keeping a copy of this anchored node for its aliases",
+                ALIAS_HINT,
+            ),
+            Charge::Alias => ("this alias (a copy of what its anchor holds)", ALIAS_HINT),
+        };
+        Err(Failure::Limit(
+            Diagnostic::error(
+                at,
+                format!(
+                    "{what} would make rigger hold {over} for this file; it stops reading here"
+                ),
+            )
+            .with_hint(hint),
+        ))
+    }
+}
+
+/// What a charge is for, which says what to do about it.
+#[derive(Clone, Copy)]
+enum Charge {
+    /// A value or collection written in the file.
+    Written(&'static str),
+    /// The copy of an anchored node kept for its aliases.
+    Anchor,
+    /// The copy an alias makes.
+    Alias,
+}
+
+const ALIAS_HINT: &str = "a .cirun.yml needs a few hundred values; an alias (`*name`) copies \
+                          everything its anchor (`&name`) holds, so aliases of aliases grow \
+                          without bound: write the repeated part once per use, or fewer times";
+
+/// The error for a collection (or an alias of one) deeper than [`MAX_DEPTH`].
+fn too_deep(at: Location, what: &str) -> Failure {
+    Failure::Limit(
+        Diagnostic::error(
+            at,
+            format!(
+                "{what} nests collections more than {MAX_DEPTH} levels deep; rigger stops reading here"
+            ),
+        )
+        .with_hint(
+            "a .cirun.yml nests a few levels (runners, a runner, extra_config, a list in it); \
+             check the indentation and the `[`/`{` brackets",
+        ),
+    )
+}
+
+/// An anchored node, and its size for charging each alias of it.
+struct Anchored {
+    node: Node,
+    size: Size,
+}
+
+/// Turn the event stream into a tree, within the limits above.
 fn build(source: &str) -> Result<Built, Failure> {
     let mut parser = Parser::new_from_str(source);
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut anchors: HashMap<usize, Anchored> = HashMap::new();
+    let mut budget = Budget::default();
     let mut built = Built {
         node: None,
-        documents: 0,
-        second_document_at: Location::default(),
+        second_document_at: None,
         diagnostics: Vec::new(),
     };
+    let mut documents = 0;
     let mut last_scalar: Option<Span> = None;
     while let Some(next) = parser.next_event() {
-        let (event, span) = next.map_err(|error| Failure { error, last_scalar })?;
-        let node = match event {
+        let (event, span) =
+            next.map_err(|error| Failure::Scan(ScanFailure { error, last_scalar }))?;
+        let at = location(&span);
+        let (node, size) = match event {
             Event::DocumentStart(_) => {
-                built.documents += 1;
-                if built.documents == 2 {
-                    built.second_document_at = location(&span);
+                documents += 1;
+                if documents == 2 {
+                    // Reported in `finish`; whatever follows is not read.
+                    built.second_document_at = Some(at);
+                    break;
                 }
                 continue;
             }
             Event::Scalar(text, style, anchor, _) => {
                 last_scalar = Some(span);
+                let size = Size::scalar(&text);
+                budget.charge(size, at, Charge::Written("this value"))?;
                 let quoted = !matches!(style, ScalarStyle::Plain);
                 let node = Node {
                     kind: Kind::Scalar {
                         text: text.into_owned(),
                         quoted,
                     },
-                    at: location(&span),
+                    at,
                 };
-                remember(&mut anchors, anchor, &node);
-                node
+                remember(&mut anchors, &mut budget, anchor, &node, size)?;
+                (node, size)
             }
             Event::SequenceStart(anchor, _) => {
-                stack.push(Frame::new(Kind::Seq(Vec::new()), location(&span), anchor));
+                open(&mut stack, &mut budget, Kind::Seq(Vec::new()), at, anchor)?;
                 continue;
             }
             Event::MappingStart(anchor, _) => {
-                stack.push(Frame::new(Kind::Map(Vec::new()), location(&span), anchor));
+                open(&mut stack, &mut budget, Kind::Map(Vec::new()), at, anchor)?;
                 continue;
             }
             Event::SequenceEnd | Event::MappingEnd => {
@@ -338,21 +528,34 @@ fn build(source: &str) -> Result<Built, Failure> {
                     kind: frame.kind,
                     at: frame.at,
                 };
-                remember(&mut anchors, frame.anchor, &node);
-                node
+                remember(&mut anchors, &mut budget, frame.anchor, &node, frame.size)?;
+                (node, frame.size)
             }
-            Event::Alias(id) => match anchors.get(&id) {
-                Some(n) => Node {
-                    at: location(&span),
-                    ..n.clone()
-                },
-                None => continue,
-            },
+            Event::Alias(id) => {
+                let Some(anchored) = anchors.get(&id) else {
+                    // Saphyr knows the anchor but rigger has not finished its node:
+                    // the alias is inside the node it names.
+                    return Err(Failure::Limit(
+                        Diagnostic::error(at, "this alias refers to the node it is in".into())
+                            .with_hint(
+                                "an alias (`*name`) can only repeat a node that ends before it",
+                            ),
+                    ));
+                };
+                if stack.len() + anchored.size.height > MAX_DEPTH {
+                    return Err(too_deep(at, "this alias"));
+                }
+                budget.charge(anchored.size, at, Charge::Alias)?;
+                let node = Node {
+                    at,
+                    ..anchored.node.clone()
+                };
+                (node, anchored.size)
+            }
             _ => continue,
         };
         match stack.last_mut() {
-            Some(parent) => parent.add(node, &mut built.diagnostics),
-            // Keep the first document; a second one is reported in `finish`.
+            Some(parent) => parent.add(node, size, &mut built.diagnostics),
             None if built.node.is_none() => built.node = Some(node),
             None => {}
         }
@@ -360,10 +563,41 @@ fn build(source: &str) -> Result<Built, Failure> {
     Ok(built)
 }
 
-fn remember(anchors: &mut HashMap<usize, Node>, anchor: usize, node: &Node) {
-    if anchor != 0 {
-        anchors.insert(anchor, node.clone());
+/// Start a collection, unless it would be too deep or too many.
+fn open(
+    stack: &mut Vec<Frame>,
+    budget: &mut Budget,
+    kind: Kind,
+    at: Location,
+    anchor: usize,
+) -> Result<(), Failure> {
+    if stack.len() >= MAX_DEPTH {
+        return Err(too_deep(at, "this collection"));
     }
+    budget.charge(Size::scalar(""), at, Charge::Written("this collection"))?;
+    stack.push(Frame::new(kind, at, anchor));
+    Ok(())
+}
+
+/// Keep a copy of an anchored node for its aliases; the copy is charged too.
+fn remember(
+    anchors: &mut HashMap<usize, Anchored>,
+    budget: &mut Budget,
+    anchor: usize,
+    node: &Node,
+    size: Size,
+) -> Result<(), Failure> {
+    if anchor != 0 {
+        budget.charge(size, node.at, Charge::Anchor)?;
+        anchors.insert(
+            anchor,
+            Anchored {
+                node: node.clone(),
+                size,
+            },
+        );
+    }
+    Ok(())
 }
 
 /// A collection being filled.
@@ -371,7 +605,11 @@ struct Frame {
     kind: Kind,
     at: Location,
     anchor: usize,
+    size: Size,
     pending_key: Option<Node>,
+    /// A mapping's keys so far and the line of each: finding a duplicate
+    /// must not compare every key with every other.
+    seen: HashMap<String, usize>,
 }
 
 impl Frame {
@@ -380,32 +618,39 @@ impl Frame {
             kind,
             at,
             anchor,
+            size: Size {
+                height: 1,
+                ..Size::scalar("")
+            },
             pending_key: None,
+            seen: HashMap::new(),
         }
     }
 
-    fn add(&mut self, node: Node, diags: &mut Vec<Diagnostic>) {
+    fn add(&mut self, node: Node, size: Size, diags: &mut Vec<Diagnostic>) {
+        self.size.add(size);
         match &mut self.kind {
             Kind::Seq(items) => items.push(node),
             Kind::Map(entries) => match self.pending_key.take() {
                 None => self.pending_key = Some(node),
                 Some(key) => {
-                    let first = entries
-                        .iter()
-                        .find(|(k, _)| k.text().is_some() && k.text() == key.text());
-                    if let Some((first, _)) = first {
+                    let Some(name) = key.text() else {
+                        entries.push((key, node));
+                        return;
+                    };
+                    if let Some(first_line) = self.seen.get(name) {
                         diags.push(
                             Diagnostic::error(
                                 key.at,
                                 format!(
-                                    "duplicated key `{}`: it is already set on line {}",
-                                    key.text().unwrap_or_default(),
-                                    first.at.line
+                                    "duplicated key `{}`: it is already set on line {first_line}",
+                                    for_log(name)
                                 ),
                             )
                             .with_hint("remove one of the two; YAML keeps only one of them"),
                         );
                     } else {
+                        self.seen.insert(name.to_string(), key.at.line);
                         entries.push((key, node));
                     }
                 }

@@ -173,25 +173,48 @@ pub enum GpuChoice {
     Any,
 }
 
-/// Why a GPU model could not be resolved: the nearest names that do exist.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UnknownGpu {
-    pub suggestions: Vec<String>,
+/// Most memory per GPU an `instance_type` may ask for, GB. The largest GPU
+/// in [`CATALOG`] has 180 GB (B200); 1 TB leaves room for the next ones,
+/// and keeps the MB figure (×1000) far inside a `u32`.
+pub const MAX_GPU_MEMORY_GB: u32 = 1024;
+
+/// Most GPUs an `instance_type` may ask for. The largest Vast.ai hosts
+/// carry 8 to 16; no host has 64.
+pub const MAX_GPU_COUNT: u32 = 64;
+
+/// Why a GPU model could not be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GpuError {
+    /// Neither a Vast.ai model nor a family alias; [`suggestions`] names
+    /// the nearest ones.
+    #[error("unknown GPU model")]
+    Unknown,
+    /// A memory suffix (`_80GB`) above [`MAX_GPU_MEMORY_GB`].
+    #[error("`{written}` is more memory than any GPU has: at most {MAX_GPU_MEMORY_GB} GB per GPU")]
+    TooMuchMemory {
+        /// The suffix as written, cut to a readable length.
+        written: String,
+    },
 }
 
 /// Uppercase with spaces, underscores and hyphens removed, so that
 /// `RTX_4090`, `rtx 4090` and `RTX-4090` compare equal.
 pub fn normalise(name: &str) -> String {
+    normalised(name).collect()
+}
+
+/// [`normalise`] without collecting: comparing a name with every model of
+/// the catalog allocates nothing.
+fn normalised(name: &str) -> impl Iterator<Item = char> + '_ {
     name.chars()
         .filter(|c| !matches!(c, ' ' | '_' | '-'))
         .flat_map(char::to_uppercase)
-        .collect()
 }
 
 /// Resolve the model part of `instance_type` (after `Nx`): `RTX_4090`, `H100`,
 /// `A100_SXM4_80GB`, `ANY`.
-pub fn resolve(model: &str) -> Result<GpuChoice, UnknownGpu> {
-    let (base, min_vram_mb) = split_memory_suffix(model);
+pub fn resolve(model: &str) -> Result<GpuChoice, GpuError> {
+    let (base, min_vram_mb) = split_memory_suffix(model)?;
     let key = normalise(base);
     if key == "ANY" && min_vram_mb.is_none() {
         return Ok(GpuChoice::Any);
@@ -199,12 +222,13 @@ pub fn resolve(model: &str) -> Result<GpuChoice, UnknownGpu> {
     let vast_names: Vec<&'static str> =
         if let Some((_, names)) = ALIASES.iter().find(|(alias, _)| *alias == key) {
             names.to_vec()
-        } else if let Some(found) = CATALOG.iter().find(|g| normalise(g.vast_name) == key) {
+        } else if let Some(found) = CATALOG
+            .iter()
+            .find(|g| normalised(g.vast_name).eq(key.chars()))
+        {
             vec![found.vast_name]
         } else {
-            return Err(UnknownGpu {
-                suggestions: suggestions_for(base),
-            });
+            return Err(GpuError::Unknown);
         };
     Ok(GpuChoice::Models {
         vast_names,
@@ -217,22 +241,42 @@ pub fn by_vast_name(name: &str) -> Option<&'static GpuModel> {
     CATALOG.iter().find(|g| g.vast_name == name)
 }
 
-/// `A100_SXM4_80GB` → (`A100_SXM4`, Some(80000)). Vast.ai reports a little
+/// `A100_SXM4_80GB` → (`A100_SXM4`, Some(77600)). Vast.ai reports a little
 /// less than the nominal size (an 80 GB card shows ~81920 MB or ~79600 MB
 /// depending on the host), so the floor is 97% of nominal.
-fn split_memory_suffix(model: &str) -> (&str, Option<u32>) {
+fn split_memory_suffix(model: &str) -> Result<(&str, Option<u32>), GpuError> {
     let Some((base, suffix)) = model.rsplit_once(['_', '-', ' ']) else {
-        return (model, None);
+        return Ok((model, None));
     };
-    let upper = suffix.to_ascii_uppercase();
-    match upper.strip_suffix("GB").and_then(|n| n.parse::<u32>().ok()) {
-        Some(gb) if gb > 0 => (base, Some(gb * 1000 * 97 / 100)),
-        _ => (model, None),
+    let digits = match suffix.get(suffix.len().saturating_sub(2)..) {
+        Some(unit) if unit.eq_ignore_ascii_case("GB") => &suffix[..suffix.len() - 2],
+        _ => return Ok((model, None)),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok((model, None));
+    }
+    // All digits: too many of them for a u32 is too much memory, not a name.
+    match digits.parse::<u32>() {
+        Ok(0) => Ok((model, None)),
+        Ok(gb) if gb <= MAX_GPU_MEMORY_GB => Ok((base, Some(gb * 1000 * 97 / 100))),
+        _ => Err(GpuError::TooMuchMemory {
+            written: crate::text::for_log(suffix).into_owned(),
+        }),
     }
 }
 
-/// The names a user most likely meant, written the way `instance_type` wants them.
-fn suggestions_for(model: &str) -> Vec<String> {
+/// Most characters of a model name worth comparing with the known ones: the
+/// longest known name has 18; comparing a longer one costs work for a
+/// suggestion nobody can use.
+const MAX_SUGGEST_CHARS: usize = 40;
+
+/// The names a user most likely meant, written the way `instance_type`
+/// wants them: at most three, from a fixed table, for a name of at most
+/// [`MAX_SUGGEST_CHARS`] characters (none for a longer one).
+pub fn suggestions(model: &str) -> Vec<String> {
+    if model.chars().nth(MAX_SUGGEST_CHARS).is_some() {
+        return Vec::new();
+    }
     let spellings: Vec<String> = CATALOG
         .iter()
         .map(|g| g.vast_name.replace(' ', "_"))
@@ -242,12 +286,13 @@ fn suggestions_for(model: &str) -> Vec<String> {
     let mut found = nearest(&normalise(model), &candidates, 3, normalise);
     if found.is_empty() {
         // Nothing close: offer the models whose name shares the number, if any
-        // (`RTX_4091` → `RTX_4090`, `RTX_4090D`).
+        // (`RTX_4091` → `RTX_4090`, `RTX_4090D`). The digits are ASCII, so
+        // the first three are three bytes.
         let digits: String = model.chars().filter(char::is_ascii_digit).collect();
-        if digits.len() >= 3 {
+        if let Some(head) = digits.get(..3) {
             found = candidates
                 .iter()
-                .filter(|c| c.contains(&digits[..3]))
+                .filter(|c| c.contains(head))
                 .take(3)
                 .map(|c| c.to_string())
                 .collect();
@@ -310,10 +355,36 @@ mod tests {
 
     #[test]
     fn unknown_models_get_suggestions() {
-        let err = resolve("RTX_4091").unwrap_err();
-        assert!(err.suggestions.contains(&"RTX_4090".to_string()), "{err:?}");
-        let err = resolve("H1OO").unwrap_err();
-        assert!(err.suggestions.contains(&"H100".to_string()), "{err:?}");
+        assert_eq!(resolve("RTX_4091"), Err(GpuError::Unknown));
+        let near = suggestions("RTX_4091");
+        assert!(near.contains(&"RTX_4090".to_string()), "{near:?}");
+        let near = suggestions("H1OO");
+        assert!(near.contains(&"H100".to_string()), "{near:?}");
+        // A name longer than any known one gets no comparison at all.
+        assert!(suggestions(&"RTX_4090".repeat(1000)).is_empty());
+        // Multi-byte characters around the digits are skipped, not cut.
+        assert!(suggestions("ü4ü0ü9ü").contains(&"RTX_4090".to_string()));
+    }
+
+    #[test]
+    fn memory_suffixes_are_bounded() {
+        // 4294968 × 1000 × 97 once overflowed a u32 (a panic in a debug
+        // build, "≥ 1 GB" in a release build).
+        for model in [
+            "A100_4294968GB",
+            "A100_99999999999999999999GB",
+            "A100_1025GB",
+        ] {
+            let err = resolve(model).unwrap_err();
+            assert!(matches!(err, GpuError::TooMuchMemory { .. }), "{model}");
+            assert!(err.to_string().contains("at most 1024 GB"), "{err}");
+        }
+        assert_eq!(models(resolve("A100_1024GB").unwrap()).1, Some(993_280));
+        // Not a memory suffix: part of the (unknown) name.
+        assert_eq!(resolve("A100_0GB"), Err(GpuError::Unknown));
+        assert_eq!(resolve("A100_GB"), Err(GpuError::Unknown));
+        assert_eq!(resolve("A100_ü0GB"), Err(GpuError::Unknown));
+        assert_eq!(resolve("A100_üGB"), Err(GpuError::Unknown));
     }
 
     #[test]

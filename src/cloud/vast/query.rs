@@ -31,6 +31,8 @@ pub fn filter_for(candidate: &VastCandidate, extra: &VastExtra, cpu_arch: &str) 
     };
     // `NxANY` states the memory it needs; a named model may add to it.
     if let Some(gb) = extra.min_gpu_ram_gb {
+        // The parser admits 0 < gb ≤ gpus::MAX_GPU_MEMORY_GB only, so the
+        // MB figure fits a u32 without saturating.
         let mb = (gb * 1000.0).round() as u32;
         min_gpu_ram_mb = Some(min_gpu_ram_mb.map_or(mb, |m| m.max(mb)));
     }
