@@ -491,3 +491,24 @@ async fn a_reconcile_action_that_panics_is_counted_and_the_pass_goes_on() {
     assert!(s.vast.live_instances().is_empty());
     let _ = jobs;
 }
+
+#[tokio::test]
+async fn rigger_that_gives_up_on_a_loop_is_not_ready_and_stops_with_an_error() {
+    let s = Story::begin("poison-give-up").await;
+    let app = s.another_app().await;
+    let health = app.health.clone();
+    let url = app.url();
+    let running = tokio::spawn(app.run(std::future::pending()));
+    let http = reqwest::Client::new();
+    let ready = http.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    // What the supervisor does after a loop ended five times in a row.
+    health.give_up("the provisioner loop ended 5 times in a row".into());
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(30), running)
+        .await
+        .expect("rigger stops by itself")
+        .unwrap();
+    let err = stopped.expect_err("an error, for a non-zero exit");
+    assert!(err.to_string().contains("ended 5 times"), "{err}");
+    assert!(health.problems()[0].contains("ended 5 times"));
+}

@@ -50,6 +50,12 @@ impl Health {
             .iter()
             .map(|(name, why)| format!("the {name} loop is down: {why}"))
             .collect();
+        if let Some(why) = lock(&self.gave_up)
+            .as_ref()
+            .and_then(|tx| tx.borrow().clone())
+        {
+            out.push(why);
+        }
         for (name, alive) in lock(&self.checks).iter() {
             if !alive() {
                 out.push(format!("the {name} stopped"));
@@ -85,7 +91,9 @@ impl Health {
         lock(&self.down).remove(name);
     }
 
-    fn give_up(&self, why: String) {
+    /// Give up on rigger: `/readyz` fails and `App::run` returns with `why`,
+    /// so the process exits non-zero. The supervisor calls it; so may tests.
+    pub fn give_up(&self, why: String) {
         let _ = self.given_up();
         if let Some(tx) = lock(&self.gave_up).as_ref() {
             tx.send_replace(Some(why));
@@ -137,7 +145,7 @@ pub async fn supervise<F, Fut>(
                 "the {name} loop ended {crashes} times in a row, last because {why}; rigger gives up so that its service manager starts it afresh"
             );
             tracing::error!("{why}");
-            health.set_down(name, why.clone());
+            health.set_up(name);
             health.give_up(why);
             return;
         }

@@ -351,6 +351,31 @@ impl Story {
         engine
     }
 
+    /// A rigger built on the story's database and settings, neither serving
+    /// nor running: the story runs it (`App::run`) to watch it start or stop.
+    pub async fn another_app(&self) -> App {
+        let extra: Vec<(&str, &str)> = self
+            .extra
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let settings = rigger_settings(
+            &SimWorld {
+                dir: &self.dir,
+                github: &self.github,
+                vast_url: &self.vast_url,
+                vast_api_key: "sim-vast-key",
+                webhook_secret: "hook-secret",
+                controller_id: "e2e",
+            },
+            &extra,
+        )
+        .unwrap();
+        App::build(settings, Arc::new(self.clock.clone()))
+            .await
+            .unwrap()
+    }
+
     /// A rigger on the story's database and settings; webhooks go to it.
     async fn another_rigger(&self) -> (Arc<RiggerEngine>, String) {
         start_rigger(
