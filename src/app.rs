@@ -107,11 +107,8 @@ impl App {
             router,
             ..
         } = self;
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!(error = %e, "the HTTP server stopped");
-            }
-        });
+        let server = crate::server::listen::Server::new(listener, router, Default::default());
+        tokio::spawn(server.run(std::future::pending()));
         (engine, inbox)
     }
 
@@ -132,14 +129,14 @@ impl App {
             inbox.committed.clone(),
             rx,
         ));
-        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-            stop.await;
-            tracing::info!("stopping: no new deliveries; finishing what is in flight");
-            let _ = tx.send(true);
-        });
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "the HTTP server stopped");
-        }
+        let server = crate::server::listen::Server::new(listener, router, Default::default());
+        server
+            .run(async move {
+                stop.await;
+                tracing::info!("stopping: no new deliveries; finishing what is in flight");
+                let _ = tx.send(true);
+            })
+            .await;
         let _ = loops.await;
         engine.store.close().await;
     }

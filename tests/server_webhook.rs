@@ -237,7 +237,10 @@ async fn pings_and_other_events_are_answered_and_not_stored_malformed_jobs_are_k
     )
     .await;
     assert_eq!(code, 202, "{text}");
-    assert!(text.starts_with(rigger::server::webhook::QUARANTINED), "{text}");
+    assert!(
+        text.starts_with(rigger::server::webhook::QUARANTINED),
+        "{text}"
+    );
     assert!(text.contains("malformed `workflow_job` payload"), "{text}");
     let claimed = s
         .store

@@ -2,6 +2,7 @@
 //! operational endpoints `/healthz`, `/readyz` and `/metrics`.
 
 pub mod body;
+pub mod listen;
 pub mod webhook;
 
 use std::sync::Arc;
