@@ -2,6 +2,11 @@
 //! webhook secret(s) over its raw body, then committed to the durable inbox
 //! before GitHub hears 202 (I5). Nothing is done inline: the engine's inbox
 //! worker reads the committed delivery, so a crash after the 202 loses nothing.
+//!
+//! What is answered is what was done: a body that is not UTF-8 (so not JSON)
+//! is 400 and not stored; a signed `workflow_job` that cannot be read is
+//! stored and 202 (the worker quarantines it, see `rigger inbox`); any other
+//! unreadable event is 400 and not stored.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,9 +33,10 @@ pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 
 /// Body bytes in flight on `/webhook` at most: one delivery of the largest
 /// size GitHub sends, or many ordinary ones (tens of kilobytes each), and a
-/// reserve that large bodies cannot take. A body is held about three times
-/// while it is stored (the read buffer, the inbox's batch, the database
-/// driver's copy), so deliveries account for at most about 100 MB.
+/// reserve that large bodies cannot take. A body is copied several times on
+/// its way into the database (the inbox's batch, the driver, SQLite): one
+/// 25 MB delivery alone peaks near 170 MB of memory, and the budget keeps
+/// that from multiplying with the deliveries arriving at once.
 pub const BODY_BUDGET_BYTES: usize = 32 * 1024 * 1024;
 /// The part of [`BODY_BUDGET_BYTES`] only small bodies may use.
 pub const BODY_RESERVE_BYTES: usize = 4 * 1024 * 1024;
