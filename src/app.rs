@@ -120,19 +120,16 @@ impl App {
             router,
             ..
         } = self;
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!(error = %e, "the HTTP server stopped");
-            }
-        });
+        let server = crate::server::listen::Server::new(listener, router, Default::default());
+        tokio::spawn(server.run(std::future::pending()));
         (engine, inbox)
     }
 
     /// Serve HTTP and run the engine's loops until `stop` resolves; then stop
     /// accepting, let in-flight work finish, and return. Machines are never
     /// destroyed because rigger stops: the reconciler picks them up again.
-    /// An error when rigger gave up on a loop (see `engine::supervise`) or
-    /// the HTTP server failed: the process should exit non-zero.
+    /// An error when rigger gave up on a loop (see `engine::supervise`): the
+    /// process should exit non-zero.
     pub async fn run(
         self,
         stop: impl std::future::Future<Output = ()> + Send + 'static,
@@ -155,25 +152,23 @@ impl App {
         let mut given_up = health.given_up();
         let fatal: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
         let fatal_in = fatal.clone();
-        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = stop => {}
-                why = given_up.wait_for(|w| w.is_some()) => {
-                    if let Ok(why) = why {
-                        *fatal_in.lock().unwrap_or_else(|e| e.into_inner()) = why.clone();
+        let server = crate::server::listen::Server::new(listener, router, Default::default());
+        server
+            .run(async move {
+                tokio::select! {
+                    _ = stop => {}
+                    why = given_up.wait_for(|w| w.is_some()) => {
+                        if let Ok(why) = why {
+                            *fatal_in.lock().unwrap_or_else(|e| e.into_inner()) = why.clone();
+                        }
                     }
                 }
-            }
-            tracing::info!("stopping: no new deliveries; finishing what is in flight");
-            let _ = tx.send(true);
-        });
-        let served = server.await;
+                tracing::info!("stopping: no new deliveries; finishing what is in flight");
+                let _ = tx.send(true);
+            })
+            .await;
         let _ = loops.await;
         engine.store.close().await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "the HTTP server stopped");
-            anyhow::bail!("the HTTP server stopped: {e}");
-        }
         if let Some(why) = fatal.lock().unwrap_or_else(|e| e.into_inner()).take() {
             anyhow::bail!("{why}");
         }

@@ -205,7 +205,7 @@ async fn event_names_from_deliveries_never_become_metric_series() {
 }
 
 #[tokio::test]
-async fn pings_and_other_events_are_answered_and_not_stored_malformed_jobs_are_kept() {
+async fn pings_and_other_events_are_answered_and_not_stored_malformed_jobs_are_kept_with_202() {
     let s = serve("others").await;
     let (code, text) = post(
         &s.url,
@@ -226,8 +226,9 @@ async fn pings_and_other_events_are_answered_and_not_stored_malformed_jobs_are_k
             .is_empty()
     );
 
-    // A signed workflow_job that is not one: 400 with the reason, and kept so
-    // that the worker records why it could not be read.
+    // A signed workflow_job that is not one: kept, so that the worker records
+    // why it could not be read and quarantines it, and answered 202 with the
+    // reason (GitHub does not redeliver; the operator retries from the inbox).
     let (code, text) = post(
         &s.url,
         "workflow_job",
@@ -236,7 +237,11 @@ async fn pings_and_other_events_are_answered_and_not_stored_malformed_jobs_are_k
         "s3cret",
     )
     .await;
-    assert_eq!(code, 400);
+    assert_eq!(code, 202, "{text}");
+    assert!(
+        text.starts_with(rigger::server::webhook::QUARANTINED),
+        "{text}"
+    );
     assert!(text.contains("malformed `workflow_job` payload"), "{text}");
     let claimed = s
         .store

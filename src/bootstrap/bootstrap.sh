@@ -31,11 +31,12 @@ joined() {
 # process on the machine (a job's) could read them in /proc.
 auth() { printf 'header = "Authorization: Bearer %s"\n' "$1"; }
 
-# Tell rigger how this machine ended, with the log's last lines: when a boot
+# Tell rigger how this machine ended, with the log's last lines (at most
+# 16 kB: progress bars make long lines, and rigger takes 1 MiB): when a boot
 # fails, why it failed would otherwise be lost with the machine. rigger
 # records it and destroys the machine.
 report() {
-  tail -n 40 "$L" >"$D/.tail" 2>/dev/null
+  tail -n 40 "$L" 2>/dev/null | tail -c 16000 >"$D/.tail"
   auth "$(joined RIGGER_CALLBACK_TOKEN)" | curl -fsS -m 30 -K - -X POST \
     -H 'Content-Type: text/plain' --data-binary "@$D/.tail" \
     "$RIGGER_CALLBACK_URL?exit_code=$1" >/dev/null

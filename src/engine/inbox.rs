@@ -69,19 +69,20 @@ async fn commit_loop(
     // Wait for one delivery, then take whatever else is already waiting: under
     // load the batch grows by itself, idle it is a batch of one (no delay).
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let deliveries: Vec<NewDelivery> = batch.iter().map(|(d, _)| d.clone()).collect();
+        // Moved, not copied: a body may be 25 MB.
+        let (deliveries, replies): (Vec<NewDelivery>, Vec<Reply>) = batch.drain(..).unzip();
         match store.insert_deliveries(&deliveries).await {
             Ok(results) => {
                 if results.contains(&Inserted::New) {
                     committed.notify_one();
                 }
-                for ((_, reply), r) in batch.drain(..).zip(results) {
+                for (reply, r) in replies.into_iter().zip(results) {
                     let _ = reply.send(Ok(r));
                 }
             }
             Err(e) => {
                 let e = Arc::new(e);
-                for (_, reply) in batch.drain(..) {
+                for reply in replies {
                     let _ = reply.send(Err(e.clone()));
                 }
             }

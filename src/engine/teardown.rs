@@ -260,20 +260,32 @@ pub enum Callback {
 /// The most of a machine's report rigger keeps.
 pub const REPORT_LIMIT: usize = 4000;
 
-/// A machine's report as rigger keeps it: its last [`REPORT_LIMIT`] bytes,
-/// printable text and line breaks only (it reaches the event log and the
-/// operator's terminal).
+/// A machine's report as rigger keeps it: its last characters, at most
+/// [`REPORT_LIMIT`] bytes of them, printable text and line breaks only (it
+/// reaches the event log and the operator's terminal). Only the body's tail
+/// is decoded: the route bounds the body, this bounds the work.
 pub fn clean_report(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    let clean: String = text
-        .chars()
-        .filter(|c| *c == '\n' || *c == '\t' || !c.is_control())
-        .collect();
-    let mut start = clean.len().saturating_sub(REPORT_LIMIT);
-    while !clean.is_char_boundary(start) {
+    // Every kept character is at most 4 bytes: the tail holds all that can be kept.
+    let mut start = raw.len().saturating_sub(REPORT_LIMIT * 4);
+    // Not from the middle of a character: skip its continuation bytes.
+    while raw.get(start).is_some_and(|b| b & 0xC0 == 0x80) {
         start += 1;
     }
-    clean[start..].trim().to_string()
+    let text = String::from_utf8_lossy(&raw[start..]);
+    let mut kept = Vec::new();
+    let mut bytes = 0;
+    for c in text
+        .chars()
+        .rev()
+        .filter(|c| *c == '\n' || *c == '\t' || !c.is_control())
+    {
+        bytes += c.len_utf8();
+        if bytes > REPORT_LIMIT {
+            break;
+        }
+        kept.push(c);
+    }
+    kept.iter().rev().collect::<String>().trim().to_string()
 }
 
 /// Why a boot failed, from a report: the script's `FAILED:` line, else its last line.
@@ -369,5 +381,19 @@ mod tests {
             0,
             "char boundary"
         );
+        // A long body: only its tail counts, cut between characters.
+        let mut long = "日".repeat(100_000).into_bytes();
+        long.extend_from_slice(b"\nFAILED: the end\n");
+        let r = clean_report(&long);
+        assert!(
+            r.len() <= REPORT_LIMIT && r.len() > REPORT_LIMIT - 4,
+            "{}",
+            r.len()
+        );
+        assert!(r.starts_with('日') && r.ends_with("FAILED: the end"));
+        // Where the tail begins inside a character, nothing of it is kept.
+        let mut cut = "日".repeat(10).into_bytes();
+        cut.extend(std::iter::repeat_n(1u8, REPORT_LIMIT * 4 - 10));
+        assert_eq!(clean_report(&cut), "日".repeat(3));
     }
 }

@@ -2,16 +2,23 @@
 //! webhook secret(s) over its raw body, then committed to the durable inbox
 //! before GitHub hears 202 (I5). Nothing is done inline: the engine's inbox
 //! worker reads the committed delivery, so a crash after the 202 loses nothing.
+//!
+//! What is answered is what was done: a body that is not UTF-8 (so not JSON)
+//! is 400 and not stored; a signed `workflow_job` that cannot be read is
+//! stored and 202 (the worker quarantines it, see `rigger inbox`); any other
+//! unreadable event is 400 and not stored.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
+use super::body::{self, BodyBudget, BodyLimits};
 use crate::engine::events::JobEvent;
 use crate::engine::inbox::DurableInbox;
 use crate::engine::ports::Clock;
@@ -19,9 +26,31 @@ use crate::github::webhook::{self, Event};
 use crate::metrics::Metrics;
 use crate::settings::Secret;
 use crate::store::{Delivery, Inserted, NewDelivery};
+use crate::text::for_log;
 
 /// GitHub caps payloads at 25 MB; anything larger is not from GitHub.
 pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
+
+/// Body bytes in flight on `/webhook` at most: one delivery of the largest
+/// size GitHub sends, or many ordinary ones (tens of kilobytes each), and a
+/// reserve that large bodies cannot take. A body is copied several times on
+/// its way into the database (the inbox's batch, the driver, SQLite): one
+/// 25 MB delivery alone peaks near 170 MB of memory, and the budget keeps
+/// that from multiplying with the deliveries arriving at once.
+pub const BODY_BUDGET_BYTES: usize = 32 * 1024 * 1024;
+/// The part of [`BODY_BUDGET_BYTES`] only small bodies may use.
+pub const BODY_RESERVE_BYTES: usize = 4 * 1024 * 1024;
+
+/// How `/webhook` reads bodies unless told otherwise. GitHub gives up on a
+/// delivery after 10 s, so a body still arriving after that is no use.
+pub fn default_body_limits() -> BodyLimits {
+    BodyLimits {
+        max_bytes: MAX_BODY_BYTES,
+        read_timeout: Duration::from_secs(10),
+        budget_wait: Duration::from_secs(3),
+        budget: BodyBudget::new(BODY_BUDGET_BYTES, BODY_RESERVE_BYTES),
+    }
+}
 
 #[derive(Clone)]
 pub struct WebhookState {
@@ -32,11 +61,24 @@ pub struct WebhookState {
     pub metrics: Arc<Metrics>,
 }
 
+#[derive(Clone)]
+struct Route {
+    state: WebhookState,
+    limits: Arc<BodyLimits>,
+}
+
 pub fn webhook_router(state: WebhookState) -> Router {
+    webhook_router_with(state, default_body_limits())
+}
+
+/// [`webhook_router`] reading bodies within `limits` (tests use small ones).
+pub fn webhook_router_with(state: WebhookState, limits: BodyLimits) -> Router {
     Router::new()
         .route("/webhook", post(receive))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+        .with_state(Route {
+            state,
+            limits: Arc::new(limits),
+        })
 }
 
 /// The `event` label of a delivery whose signature did not verify.
@@ -50,6 +92,16 @@ pub const EVENT_LABELS: &[&str] = &[
     "installation_repositories",
 ];
 
+/// The events rigger keeps (`Event::WorkflowJob`): their deliveries are
+/// stored, even one that cannot be read. Everything else is acknowledged
+/// and dropped.
+const KEPT_EVENTS: &[&str] = &["workflow_job"];
+
+/// What a stored delivery that cannot be read is answered with: GitHub
+/// hears it was received (it was: it is kept), and whoever reads GitHub's
+/// delivery log learns where to look.
+pub const QUARANTINED: &str = "accepted, but unreadable: quarantined; see `rigger inbox`";
+
 /// The `event` label of a verified delivery: one of a fixed set, so that
 /// no header, even a signed one, adds a metric series.
 fn event_label(name: &str) -> &'static str {
@@ -60,98 +112,150 @@ fn event_label(name: &str) -> &'static str {
         .unwrap_or("other")
 }
 
-/// The events rigger keeps. Everything else is acknowledged and dropped.
-fn is_kept(event: &Event) -> bool {
-    matches!(event, Event::WorkflowJob(_))
+fn count_delivery(metrics: &Metrics, event: &'static str, result: &'static str) {
+    metrics.inc(
+        "rigger_deliveries_total",
+        &[("event", event), ("result", result)],
+    )
 }
 
-async fn receive(
-    State(s): State<WebhookState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> impl IntoResponse {
+fn answer(status: StatusCode, text: impl std::fmt::Display) -> Response {
+    (status, format!("{text}\n")).into_response()
+}
+
+async fn receive(State(route): State<Route>, headers: HeaderMap, body: Body) -> Response {
+    let s = &route.state;
+    // Read within bounds first: the signature is over the whole body. The
+    // budget it holds is given back when this handler ends.
+    let body = match body::read(body, &headers, &route.limits).await {
+        Ok(body) => body,
+        Err(e) => {
+            count_delivery(&s.metrics, UNVERIFIED, e.result());
+            return e.into_response();
+        }
+    };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let event_name = header("x-github-event").unwrap_or("").to_string();
+    let event_name = header("x-github-event").unwrap_or("");
     // The signature comes first: nothing about an unsigned body is trusted,
     // not even its headers, so its event name never becomes a label.
-    if let Err(e) = webhook::verify(&s.secrets, header("x-hub-signature-256"), &body) {
-        s.metrics.inc(
-            "rigger_deliveries_total",
-            &[("event", UNVERIFIED), ("result", "unauthorized")],
-        );
+    if let Err(e) = webhook::verify(&s.secrets, header("x-hub-signature-256"), &body.bytes) {
+        count_delivery(&s.metrics, UNVERIFIED, "unauthorized");
         // Nor does it reach the log as sent: a known name or `other`.
-        tracing::warn!(event = event_label(&event_name), "refused a delivery: {e}");
-        return (StatusCode::UNAUTHORIZED, format!("{e}\n"));
+        tracing::warn!(event = event_label(event_name), "refused a delivery: {e}");
+        return answer(StatusCode::UNAUTHORIZED, e);
     }
-    let event = event_label(&event_name);
-    let count = |result: &'static str| {
-        s.metrics.inc(
-            "rigger_deliveries_total",
-            &[("event", event), ("result", result)],
-        )
-    };
+    let label = event_label(event_name);
+    let count = |result| count_delivery(&s.metrics, label, result);
     let Some(delivery_id) = header("x-github-delivery").filter(|d| valid_delivery_id(d)) else {
         count("bad_request");
-        return (
+        return answer(
             StatusCode::BAD_REQUEST,
-            "missing or invalid X-GitHub-Delivery header\n".to_string(),
+            "missing or invalid X-GitHub-Delivery header",
         );
     };
     if event_name.is_empty() {
         count("bad_request");
-        return (
-            StatusCode::BAD_REQUEST,
-            "missing X-GitHub-Event header\n".to_string(),
-        );
+        return answer(StatusCode::BAD_REQUEST, "missing X-GitHub-Event header");
     }
-    let parsed = webhook::parse(&event_name, &body);
-    let action = match &parsed {
+    // JSON is UTF-8 (RFC 8259) and GitHub sends nothing else: such a body
+    // could never be read, so it is not kept either.
+    let Ok(text) = String::from_utf8(body.bytes) else {
+        count("malformed");
+        return answer(
+            StatusCode::BAD_REQUEST,
+            "not stored: the body is not UTF-8, so it is not the JSON GitHub sends",
+        );
+    };
+    let delivery = Incoming {
+        s,
+        label,
+        id: delivery_id,
+        event: event_name,
+    };
+    match webhook::parse(event_name, text.as_bytes()) {
         Ok(Event::Ping { zen }) => {
             count("ping");
-            tracing::info!(delivery = %delivery_id, "ping: {zen}");
-            return (StatusCode::OK, "pong\n".to_string());
+            tracing::info!(delivery = %delivery_id, "ping: {}", for_log(&zen));
+            answer(StatusCode::OK, "pong")
         }
-        Ok(e) if !is_kept(e) => {
+        Ok(Event::WorkflowJob(j)) => delivery.keep(Some(action_of(&j)), text, None).await,
+        Ok(_) => {
             count("ignored");
-            return (StatusCode::OK, format!("ignored: {event_name}\n"));
+            answer(StatusCode::OK, format!("ignored: {}", for_log(event_name)))
         }
-        Ok(Event::WorkflowJob(j)) => Some(action_of(j).to_string()),
-        Ok(_) => None,
-        // Kept anyway: the worker records why it could not be read, so an
-        // operator can see the delivery rather than lose it.
-        Err(_) => None,
-    };
-    let body_text = String::from_utf8_lossy(&body).into_owned();
-    let accepted = s
-        .inbox
-        .accept(NewDelivery {
-            delivery_id: delivery_id.to_string(),
-            event: event_name.clone(),
-            action,
-            body: body_text,
-            received_at: s.clock.now_ms(),
-        })
-        .await;
-    match (accepted, parsed) {
-        (Err(e), _) => {
-            count("unavailable");
-            tracing::error!(delivery = %delivery_id, error = %e, "could not store a delivery");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not stored; redeliver later\n".to_string(),
-            )
-        }
-        (Ok(_), Err(e)) => {
+        // Kept anyway: the engine's inbox worker records why it could not be
+        // read and quarantines it, so an operator can see it, and retry it
+        // after an upgrade, rather than lose it.
+        Err(e) if KEPT_EVENTS.contains(&event_name) => delivery.keep(None, text, Some(e)).await,
+        Err(e) => {
             count("malformed");
-            (StatusCode::BAD_REQUEST, format!("{e}\n"))
+            answer(StatusCode::BAD_REQUEST, format!("not stored: {e}"))
         }
-        (Ok(Inserted::Duplicate), Ok(_)) => {
-            count("duplicate");
-            (StatusCode::ACCEPTED, "duplicate\n".to_string())
-        }
-        (Ok(Inserted::New), Ok(_)) => {
-            count("accepted");
-            (StatusCode::ACCEPTED, "accepted\n".to_string())
+    }
+}
+
+/// A verified delivery on its way to the inbox.
+struct Incoming<'a> {
+    s: &'a WebhookState,
+    /// Its `event` label: [`event_label`] of `event`.
+    label: &'static str,
+    id: &'a str,
+    event: &'a str,
+}
+
+impl Incoming<'_> {
+    fn count(&self, result: &'static str) {
+        count_delivery(&self.s.metrics, self.label, result)
+    }
+
+    /// Commit it to the inbox (I5), then answer 202.
+    async fn keep(
+        &self,
+        action: Option<&str>,
+        body: String,
+        unreadable: Option<webhook::ParseError>,
+    ) -> Response {
+        let accepted = self
+            .s
+            .inbox
+            .accept(NewDelivery {
+                delivery_id: self.id.to_string(),
+                event: self.event.to_string(),
+                action: action.map(str::to_string),
+                body,
+                received_at: self.s.clock.now_ms(),
+            })
+            .await;
+        match (accepted, unreadable) {
+            (Err(e), _) => {
+                self.count("unavailable");
+                tracing::error!(
+                    delivery = %self.id,
+                    "could not store a delivery: {}",
+                    for_log(&e.to_string())
+                );
+                answer(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not stored; redeliver later",
+                )
+            }
+            (Ok(_), Some(e)) => {
+                self.count("unreadable");
+                tracing::warn!(
+                    delivery = %self.id,
+                    "stored a delivery that cannot be read: {}",
+                    for_log(&e.to_string())
+                );
+                answer(StatusCode::ACCEPTED, format!("{QUARANTINED}\n{e}"))
+            }
+            (Ok(Inserted::Duplicate), None) => {
+                self.count("duplicate");
+                answer(StatusCode::ACCEPTED, "duplicate")
+            }
+            (Ok(Inserted::New), None) => {
+                self.count("accepted");
+                answer(StatusCode::ACCEPTED, "accepted")
+            }
         }
     }
 }
