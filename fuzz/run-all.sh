@@ -26,12 +26,19 @@ summary=${SUMMARY:-$fuzz/summary.txt}
 jobs=${JOBS:-1}
 timeout=${TIMEOUT:-10}
 rss=${RSS_MB:-2048}
-bin="$fuzz/target/x86_64-unknown-linux-gnu/release"
+built="$fuzz/target/x86_64-unknown-linux-gnu/release"
 
 RUSTC_BOOTSTRAP=1 cargo fuzz build -s none
 [ -d corpus ] || ./seed.sh >/dev/null
 
 targets=${*:-$(cargo fuzz list)}
+# Fork mode starts the binary again for each job: run copies, so that a
+# rebuild during a long run does not change what is being fuzzed.
+bin=$(mktemp -d "${TMPDIR:-/tmp}/rigger-fuzz.XXXXXX")
+trap 'rm -rf "$bin"' EXIT
+for t in $targets; do
+    cp "$built/$t" "$bin/$t"
+done
 
 # The dictionary of a target: the tokens of the language its input is in.
 dict_of() {
