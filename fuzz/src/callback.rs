@@ -18,14 +18,13 @@ use rigger::engine::teardown::{REPORT_LIMIT, clean_report};
 use rigger::server::callback_router;
 use rigger::store::{NewInstance, NewJob};
 
-use super::runtime::block_on;
+use super::runtime::{NOW_MS, block_on};
 use super::script::split_line;
 use super::stub::{self, FuzzEngine};
 
 const INSTANCE: &str = "a1b2c3d4e5";
 const TOKEN: &str = "f00dfacef00dfacef00dfacef00dfacef00dfacef00dfacef00dfacef00dface";
 const JOB: i64 = 4242;
-const NOW: i64 = 1_700_000_000_000;
 
 pub fn check(data: &[u8]) {
     let (path, rest) = split_line(data);
@@ -62,7 +61,7 @@ fn http() -> &'static reqwest::Client {
 
 /// A job waiting for its booting machine, which has a callback token.
 async fn world() -> (std::sync::Arc<FuzzEngine>, stub::Removed) {
-    let (engine, removed) = stub::engine(ManualClock::new(NOW)).await;
+    let (engine, removed) = stub::engine(ManualClock::new(NOW_MS)).await;
     let s = &engine.store;
     s.insert_job(&NewJob {
         job_id: JOB,
@@ -74,11 +73,11 @@ async fn world() -> (std::sync::Arc<FuzzEngine>, stub::Removed) {
         head_sha: "abc".into(),
         is_fork: false,
         actor: "octocat".into(),
-        queued_at: NOW,
+        queued_at: NOW_MS,
     })
     .await
     .expect("a job");
-    s.force_job_state(JOB, JobState::WaitingForRunner, NOW, "fuzz")
+    s.force_job_state(JOB, JobState::WaitingForRunner, NOW_MS, "fuzz")
         .await
         .expect("the job waits");
     let instance = NewInstance {
@@ -91,14 +90,14 @@ async fn world() -> (std::sync::Arc<FuzzEngine>, stub::Removed) {
         num_gpus: Some(1),
         dph: Some(0.4),
         location: Some("Texas, US".into()),
-        expires_at: NOW + 3_600_000,
+        expires_at: NOW_MS + 3_600_000,
         callback_hash: Some(token_hash(TOKEN)),
     };
-    s.insert_creating_instance(&instance, 7, NOW)
+    s.insert_creating_instance(&instance, 7, NOW_MS)
         .await
         .expect("an instance");
     s.set_provider_id(INSTANCE, "555").await.expect("its id");
-    s.force_instance_state(INSTANCE, InstanceState::Booting, NOW, "fuzz")
+    s.force_instance_state(INSTANCE, InstanceState::Booting, NOW_MS, "fuzz")
         .await
         .expect("it boots");
     (engine, removed)

@@ -20,11 +20,10 @@ use rigger::github::http::Api;
 use rigger::settings::Secret;
 use rigger::sim::github::{SimGithub, SimGithubConfig};
 
-use super::runtime::block_on;
+use super::runtime::{NOW_MS, block_on};
 use super::script::{Answer, Script, Service, after_call};
 
 const TOKEN: &str = "ghs_fuzzTokenSeCrEt0123456789";
-const NOW_MS: i64 = 1_700_000_000_000;
 /// Every JWT rigger signs starts with this (its header, base64).
 const JWT_HEAD: &str = "eyJ0eXAiOiJKV1Qi";
 /// Two scopes of 100 pages for `runners`, 50 for `installations`, a token.

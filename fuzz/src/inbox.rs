@@ -22,7 +22,7 @@ use rigger::metrics::Metrics;
 use rigger::server::webhook::{WebhookState, parse_delivery, webhook_router};
 use rigger::settings::Secret;
 
-use super::runtime::block_on;
+use super::runtime::{NOW_MS, block_on};
 use super::script::{split_line, split_marked};
 use super::stub;
 
@@ -88,7 +88,7 @@ pub fn check(data: &[u8]) {
 }
 
 async fn run(deliveries: Vec<Delivery>) {
-    let clock = ManualClock::new(1_700_000_000_000);
+    let clock = ManualClock::new(NOW_MS);
     let (engine, removed) = stub::engine(clock.clone()).await;
     let secret = Secret::new("fuzz-webhook-secret");
     let app = webhook_router(WebhookState {

@@ -8,6 +8,10 @@ use std::sync::OnceLock;
 
 use tokio::runtime::Runtime;
 
+/// The engine's clock whenever a check runs it (ms since 1970): fixed, so
+/// that an input does the same thing every time.
+pub const NOW_MS: i64 = 1_700_000_000_000;
+
 /// tokio's default stack for its worker threads.
 pub const WORKER_STACK_BYTES: usize = 2 * 1024 * 1024;
 

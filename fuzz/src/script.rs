@@ -26,7 +26,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri};
 
-use super::runtime::runtime;
+use super::runtime::{NOW_MS, runtime};
 
 /// The first line and the rest.
 pub fn split_line(data: &[u8]) -> (&[u8], &[u8]) {
@@ -216,7 +216,9 @@ impl Service {
 
 /// What must hold after any call against the service: none of `secrets`
 /// in what the call returned (unless the input itself holds it, as an
-/// answer may echo anything), and at most `most` requests for one call.
+/// answer may echo anything), a rate limit's delay one the engine can add
+/// to its clock (it schedules the retry at `now + retry_after_ms`), and at
+/// most `most` requests for one call.
 pub fn after_call(
     service: &Service,
     input: &[u8],
@@ -230,8 +232,30 @@ pub fn after_call(
     for secret in secrets.iter().filter(|s| !input.contains(*s)) {
         assert!(!outcome.contains(secret), "{secret:?} in {outcome:?}");
     }
+    for delay in rate_limit_delays(outcome) {
+        assert!(
+            delay.checked_add(NOW_MS).is_some(),
+            "a rate limit of {delay} ms overflows the engine's clock: {outcome}"
+        );
+    }
     let seen = service.seen().len();
     assert!(seen <= most, "{seen} requests for one call");
+}
+
+/// The `retry_after_ms` of every `RateLimited` in a result's `Debug` text.
+fn rate_limit_delays(outcome: &str) -> Vec<i64> {
+    const FIELD: &str = "retry_after_ms: ";
+    outcome
+        .match_indices(FIELD)
+        .filter_map(|(i, _)| {
+            let rest = &outcome[i + FIELD.len()..];
+            let end = rest
+                .char_indices()
+                .find(|(j, c)| !(c.is_ascii_digit() || (*j == 0 && *c == '-')))
+                .map_or(rest.len(), |(j, _)| j);
+            rest[..end].parse().ok()
+        })
+        .collect()
 }
 
 fn replace_bytes(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use rigger::settings::{self, Settings};
 
+use super::runtime::NOW_MS;
 use super::script::split_marked;
 
 /// Put before every secret's value, so a leak is found whatever the value.
@@ -24,9 +25,6 @@ const SECRET_VARS: &[&str] = &[
     "RIGGER_WEBHOOK_SECRET",
     "RIGGER_VAST_API_KEY",
 ];
-
-/// The engine's clock is in milliseconds since 1970, as an i64.
-const NOW_MS: i64 = 1_700_000_000_000;
 
 pub fn check(data: &[u8]) {
     let parts = split_marked(data);
