@@ -1,0 +1,4 @@
+//! A repository's `.cirun.yml`. See `rigger_fuzz::config`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rigger_fuzz::config::cirun_yml(data));
