@@ -28,9 +28,34 @@ pub fn to_duration(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
+/// The longest wait rigger takes from a server's advice (`Retry-After`,
+/// `X-RateLimit-Reset`): a day. GitHub's limits reset within the hour and
+/// Vast.ai's within minutes; anything longer is a broken or hostile answer,
+/// and rigger looks again in a day rather than never (or overflowing its
+/// clock, as `now + i64::MAX` would).
+pub const MAX_ADVISED_WAIT_SECS: i64 = 86_400;
+
+/// A server's advised wait of `secs` seconds as milliseconds: at least
+/// `min_secs`, at most [`MAX_ADVISED_WAIT_SECS`].
+pub fn advised_wait_ms(secs: f64, min_secs: f64) -> i64 {
+    let secs = if secs.is_nan() { min_secs } else { secs };
+    let secs = secs.clamp(min_secs, MAX_ADVISED_WAIT_SECS as f64);
+    (secs * 1000.0).ceil() as i64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn advice_to_wait_is_kept_within_a_day() {
+        assert_eq!(advised_wait_ms(2.5, 0.0), 2_500);
+        assert_eq!(advised_wait_ms(-5.0, 1.0), 1_000);
+        assert_eq!(advised_wait_ms(1e308, 0.0), 86_400_000);
+        assert_eq!(advised_wait_ms(f64::INFINITY, 0.0), 86_400_000);
+        assert_eq!(advised_wait_ms(f64::NAN, 1.0), 1_000);
+        assert_eq!(advised_wait_ms(i64::MAX as f64, 1.0), 86_400_000);
+    }
 
     #[test]
     fn durations_too_long_to_count_saturate() {

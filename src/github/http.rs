@@ -161,12 +161,12 @@ impl Api {
             let now_s = self.clock.now_ms() / 1000;
             let wait_s = match (retry_after, remaining, reset) {
                 (Some(s), _, _) => s,
-                (None, Some(0), Some(reset)) => (reset - now_s).max(1),
+                (None, Some(0), Some(reset)) => reset.saturating_sub(now_s),
                 // A secondary limit without advice: GitHub says wait a minute.
                 _ => 60,
             };
             return Err(GithubError::RateLimited {
-                retry_after_ms: wait_s * 1000,
+                retry_after_ms: crate::millis::advised_wait_ms(wait_s as f64, 1.0),
             });
         }
         if status.is_success() || status == StatusCode::NOT_FOUND {

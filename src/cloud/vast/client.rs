@@ -276,8 +276,8 @@ async fn read<T>(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map_or(0, |s| (s * 1000.0).ceil() as i64);
+        .filter(|s| !s.is_nan() && *s >= 0.0)
+        .map_or(0, |s| crate::millis::advised_wait_ms(s, 0.0));
     let body = resp.bytes().await.map_err(|e| describe_transport(&e));
     classify(
         status,
