@@ -18,35 +18,33 @@ use rigger::engine::state::JobState;
 use rigger::server::webhook::parse_delivery;
 use rigger::store::{Delivery, NewDelivery, Store};
 
-/// A database trigger that refuses to record any job whose labels name
-/// `cirun-poison`: handling its `queued` delivery fails in the store,
-/// every time, exactly as a real poison row would.
-async fn poison_jobs_labelled_poison(s: &Story) {
-    let url = s.engine.settings.database_url.clone();
-    let path = url
-        .strip_prefix("sqlite://")
-        .expect("the story runs on SQLite");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{path}"))
-        .await
-        .unwrap();
-    sqlx::query(
-        "CREATE TRIGGER poison BEFORE INSERT ON jobs WHEN NEW.labels LIKE '%cirun-poison%' \
-         BEGIN SELECT RAISE(ABORT, 'poisoned row'); END",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
-}
-
-async fn cure(s: &Story) {
-    let url = s.engine.settings.database_url.clone();
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query("DROP TRIGGER poison")
+/// Run `sql` on the story's SQLite database behind rigger's back, as an
+/// operator's shell (or a bug) would.
+async fn behind_riggers_back(s: &Story, sql: &str) {
+    let url = &s.engine.settings.database_url;
+    assert!(url.starts_with("sqlite://"), "the story runs on SQLite");
+    let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
         .execute(&pool)
         .await
         .unwrap();
     pool.close().await;
+}
+
+/// A database trigger that refuses to record any job whose labels name
+/// `cirun-poison`: handling its `queued` delivery fails in the store,
+/// every time, exactly as a real poison row would.
+async fn poison_jobs_labelled_poison(s: &Story) {
+    behind_riggers_back(
+        s,
+        "CREATE TRIGGER poison BEFORE INSERT ON jobs WHEN NEW.labels LIKE '%cirun-poison%' \
+         BEGIN SELECT RAISE(ABORT, 'poisoned row'); END",
+    )
+    .await;
+}
+
+async fn cure(s: &Story) {
+    behind_riggers_back(s, "DROP TRIGGER poison").await;
 }
 
 async fn recorded(s: &Story, job: i64) -> bool {
@@ -450,13 +448,7 @@ async fn a_reconcile_action_that_panics_is_counted_and_the_pass_goes_on() {
     // Both machines become orphans: their rows are gone (a restored backup).
     let rows = s.engine.store.live_instances().await.unwrap();
     assert_eq!(rows.len(), 2);
-    let url = s.engine.settings.database_url.clone();
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query("DELETE FROM instances")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    behind_riggers_back(&s, "DELETE FROM instances").await;
     let engine = engine_with_planted_bug(&s, vec![]);
     let first = rows[0].provider_id.clone().unwrap();
     engine
