@@ -57,8 +57,23 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// Panics are logged as one bounded line through the log, not printed
+/// whole to stderr: a panic's message may quote input from outside (a
+/// label, a file), and rigger goes on after it (`engine::isolate`).
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = crate::engine::isolate::Panicked::from_payload(info.payload()).message;
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(at = %at, "panic: {message}");
+    }));
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_json);
+    log_panics();
     let settings = settings::load(args.config.as_deref(), &|k| std::env::var(k).ok())?;
     let database = redact_url(&settings.database_url);
     let controller = settings.controller_id.clone();

@@ -339,7 +339,8 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             let ours = labels::is_rigger_job(job.labels.as_slice());
             if ours && tx.insert_job(&self.new_job(job)).await? == Inserted::New {
                 new = true;
-                let message = format!("queued with labels {}", job.labels.join(", "));
+                let labels = job.labels.join(", ");
+                let message = format!("queued with labels {}", crate::text::for_log(&labels));
                 self.note_in(&mut tx, Some(*job.job_id), None, "queued", &message)
                     .await?;
             }
