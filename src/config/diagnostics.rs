@@ -110,6 +110,34 @@ impl Serialize for Diagnostics {
 }
 
 impl Diagnostics {
+    /// Point every problem into `text`. The YAML parser places what it
+    /// finds at the end of the input (an error, an empty key) one line past
+    /// the last when the file ends without a line break: such a problem
+    /// points at the end of the last line instead, where the caret shows
+    /// text the file has.
+    pub fn keep_within(&mut self, text: &str) {
+        let lines = text.replace("\r\n", "\n");
+        let last = lines.split(['\n', '\r']).count();
+        let end = Location {
+            line: last,
+            column: lines
+                .rsplit(['\n', '\r'])
+                .next()
+                .unwrap_or("")
+                .chars()
+                .count()
+                + 1,
+        };
+        for d in &mut self.shown {
+            if d.location.line > last {
+                d.location = end;
+            }
+        }
+        if self.omitted.first_at.line > last {
+            self.omitted.first_at = end;
+        }
+    }
+
     /// Keep `d` if there is room. When the file has used its room, an error
     /// takes the place of the last warning, so that every file with errors
     /// shows at least one.

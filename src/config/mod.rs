@@ -83,7 +83,7 @@ pub fn parse_file(path: &Path, text: &str, kind: FileKind) -> ParsedFile {
     if text.len() > yaml::MAX_FILE_BYTES {
         return refused(path, kind, yaml::too_large(Some(text.len())));
     }
-    let (config, access, diagnostics) = match kind {
+    let (config, access, mut diagnostics) = match kind {
         FileKind::Repository | FileKind::Organization => {
             let origin = if kind == FileKind::Repository {
                 Origin::Repository
@@ -98,6 +98,7 @@ pub fn parse_file(path: &Path, text: &str, kind: FileKind) -> ParsedFile {
             (None, a, d)
         }
     };
+    diagnostics.keep_within(text);
     ParsedFile {
         path: path.display().to_string(),
         kind,

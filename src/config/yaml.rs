@@ -188,9 +188,7 @@ pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<Node> {
             Err(Failure::Scan(f)) => f,
         };
         let Some((repaired, line, col, value)) = repair_colon_in_value(&source, &failure) else {
-            let mut d = failure.into_diagnostic();
-            d.location = within(&source, d.location);
-            diags.push(d);
+            diags.push(failure.into_diagnostic());
             return None;
         };
         diags.push(
@@ -357,22 +355,6 @@ struct Built {
     /// Where a second document starts; rigger stops reading there.
     second_document_at: Option<Location>,
     diagnostics: Vec<Diagnostic>,
-}
-
-/// The parser places an error at the end of the input one line past the
-/// last when the file ends without a line break: point at the end of the
-/// last line instead, so the caret lands on text the file has.
-fn within(text: &str, at: Location) -> Location {
-    let text = text.replace("\r\n", "\n");
-    let last = text.split(['\n', '\r']).count();
-    if at.line <= last {
-        return at;
-    }
-    let tail = text.rsplit(['\n', '\r']).next().unwrap_or("");
-    Location {
-        line: last,
-        column: tail.chars().count() + 1,
-    }
 }
 
 fn location(span: &Span) -> Location {
