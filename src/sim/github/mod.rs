@@ -13,6 +13,12 @@
 //!   403, `x-ratelimit-remaining: 0`) or `{"secondary_limit_for_s":60,"retry_after_s":30}` (403, `retry-after`)
 //! - `GET /sim/state`: jobs, runners, check runs, requests counted by route
 //!
+//! Check runs: `output.summary` and `output.text` over 65,535 characters, or
+//! over 65,535 UTF-8 bytes, are refused 422 with GitHub's messages;
+//! `external_id` and `details_url` are kept; answers have the OpenAPI
+//! `check-run` shape. [`SimGithub::displayed_check_runs`] is what GitHub's
+//! UI shows on a commit: the newest run of each name.
+//!
 //! Runner side (what a runner uses, authenticated by its JIT config):
 //! - `GET /_runner/download/actions-runner-linux-{x64,arm64}-{version}.tar.gz`:
 //!   the simulated runner release (`runner::tarball`), whose checksum
@@ -301,6 +307,12 @@ impl SimGithub {
 
     /// Queue a job; its `queued` delivery waits in the outbox.
     pub fn queue_job(&self, j: NewJob) -> i64 {
+        self.queue_named_job(j, "gpu-job")
+    }
+
+    /// Queue a job with this name (`workflow_job.name`: a matrix job's name
+    /// carries its matrix values, `train (a100)`).
+    pub fn queue_named_job(&self, j: NewJob, name: &str) -> i64 {
         let now = self.now();
         let mut w = self.world();
         let id = w.next_id() * 1000;
@@ -309,6 +321,7 @@ impl SimGithub {
             id,
             Job {
                 id,
+                name: name.to_string(),
                 run_id,
                 run_attempt: 1,
                 repo: j.repo,
@@ -365,6 +378,12 @@ impl SimGithub {
 
     pub fn check_runs(&self) -> Vec<CheckRun> {
         self.world().check_runs.values().cloned().collect()
+    }
+
+    /// The check runs GitHub shows on a commit: of each name, the newest
+    /// (an older run of the same name is hidden, whatever it says).
+    pub fn displayed_check_runs(&self, repo: &str, sha: &str) -> Vec<CheckRun> {
+        world::displayed(self.world().check_runs.values(), repo, sha)
     }
 
     /// Requests answered for `METHOD /route` (ids as `:id`).

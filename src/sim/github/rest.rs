@@ -257,55 +257,96 @@ pub(super) fn repo_api(
             }
         }
         (&Method::POST, ["repos", o, r, "check-runs"]) => {
+            let text = |v: &Value| v.as_str().map(str::to_string);
+            let output = &body["output"];
+            let (head_sha, name) = (text(&body["head_sha"]), text(&body["name"]));
+            let (Some(head_sha), Some(name)) = (head_sha, name) else {
+                return gh_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid request.\n\n\"name\", \"head_sha\" weren't supplied.",
+                );
+            };
+            if let Some(refusal) = world::output_refusal(output) {
+                return json_response(StatusCode::UNPROCESSABLE_ENTITY, refusal);
+            }
             let id = w.next_id();
+            let conclusion = text(&body["conclusion"]);
+            let status = match (&conclusion, body["status"].as_str()) {
+                (Some(_), _) => "completed".to_string(),
+                (None, s) => s.unwrap_or("queued").to_string(),
+            };
             let run = CheckRun {
                 id,
                 repo: format!("{o}/{r}"),
-                head_sha: body["head_sha"].as_str().unwrap_or_default().to_string(),
-                name: body["name"].as_str().unwrap_or_default().to_string(),
-                status: body["status"].as_str().unwrap_or("queued").to_string(),
-                conclusion: body["conclusion"].as_str().map(str::to_string),
-                title: body["output"]["title"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                summary: body["output"]["summary"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
+                head_sha,
+                name,
+                completed_ms: (status == "completed").then_some(now),
+                status,
+                conclusion,
+                title: text(&output["title"]).unwrap_or_default(),
+                summary: text(&output["summary"]).unwrap_or_default(),
+                text: text(&output["text"]),
+                external_id: text(&body["external_id"]),
+                details_url: text(&body["details_url"]),
+                started_ms: now,
                 updates: 0,
             };
-            if run.head_sha.is_empty() || run.name.is_empty() {
-                return gh_error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Validation failed: name and head_sha are required",
-                );
-            }
+            let answer = world::check_run_json(&run, &api);
             w.check_runs.insert(id, run);
-            json_response(StatusCode::CREATED, json!({"id": id}))
+            json_response(StatusCode::CREATED, answer)
         }
-        (&Method::PATCH, ["repos", _, _, "check-runs", id]) => {
+        (&Method::PATCH, ["repos", o, r, "check-runs", id]) => {
+            let full = format!("{o}/{r}");
             let Some(run) = id
                 .parse::<i64>()
                 .ok()
                 .and_then(|id| w.check_runs.get_mut(&id))
+                .filter(|run| run.repo == full)
             else {
                 return gh_error(StatusCode::NOT_FOUND, "Not Found");
             };
-            if let Some(s) = body["status"].as_str() {
-                run.status = s.to_string();
+            let output = &body["output"];
+            if let Some(refusal) = world::output_refusal(output) {
+                return json_response(StatusCode::UNPROCESSABLE_ENTITY, refusal);
             }
-            if let Some(c) = body["conclusion"].as_str() {
-                run.conclusion = Some(c.to_string());
+            let text = |v: &Value| v.as_str().map(str::to_string);
+            if let Some(s) = text(&body["status"]) {
+                run.status = s;
             }
-            if let Some(t) = body["output"]["title"].as_str() {
-                run.title = t.to_string();
+            if let Some(c) = text(&body["conclusion"]) {
+                // A conclusion completes the run, whatever `status` says.
+                run.status = "completed".into();
+                run.conclusion = Some(c);
             }
-            if let Some(s) = body["output"]["summary"].as_str() {
-                run.summary = s.to_string();
+            if run.status == "completed" && run.completed_ms.is_none() {
+                run.completed_ms = Some(now);
+            }
+            for (field, slot) in [
+                ("name", &mut run.name),
+                ("title", &mut run.title),
+                ("summary", &mut run.summary),
+            ] {
+                let v = if field == "name" {
+                    &body[field]
+                } else {
+                    &output[field]
+                };
+                if let Some(t) = text(v) {
+                    *slot = t;
+                }
+            }
+            for (v, slot) in [
+                (&output["text"], &mut run.text),
+                (&body["external_id"], &mut run.external_id),
+                (&body["details_url"], &mut run.details_url),
+            ] {
+                if let Some(t) = text(v) {
+                    *slot = Some(t);
+                }
             }
             run.updates += 1;
-            json_response(StatusCode::OK, json!({"id": run.id}))
+            let answer = world::check_run_json(run, &api);
+            json_response(StatusCode::OK, answer)
         }
         (&Method::GET, ["orgs", org, "teams", team, "memberships", login]) => {
             let member = w

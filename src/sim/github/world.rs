@@ -59,6 +59,8 @@ pub enum JobStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {
     pub id: i64,
+    /// The job's name as the workflow gives it (`train (a100)` in a matrix).
+    pub name: String,
     pub run_id: i64,
     pub run_attempt: i64,
     pub repo: String,
@@ -81,6 +83,8 @@ pub struct Job {
     pub completed_ms: Option<i64>,
 }
 
+/// A check run as GitHub keeps it. GitHub shows, for each name on a
+/// commit, only the newest run of that name (see [`displayed`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckRun {
     pub id: i64,
@@ -91,7 +95,90 @@ pub struct CheckRun {
     pub conclusion: Option<String>,
     pub title: String,
     pub summary: String,
+    pub text: Option<String>,
+    pub external_id: Option<String>,
+    pub details_url: Option<String>,
+    pub started_ms: i64,
+    pub completed_ms: Option<i64>,
     pub updates: u32,
+}
+
+/// GitHub's limit for `output.summary` and `output.text`. Its REST
+/// reference says "65535 characters"; what it enforces is both: a body
+/// over 65,535 characters fails its request schema ("Only 65535 characters
+/// are allowed"), and one within that but over 65,535 UTF-8 bytes fails
+/// validation ("exceeds a maximum bytesize of 65535", github/docs#35252).
+/// The REST reference documents no limit for `output.title`.
+pub const OUTPUT_LIMIT: usize = 65_535;
+
+/// Why GitHub refuses a check run's `output` as too long: its 422 body.
+pub fn output_refusal(output: &Value) -> Option<Value> {
+    for field in ["summary", "text"] {
+        let Some(s) = output.get(field).and_then(Value::as_str) else {
+            continue;
+        };
+        let chars = s.chars().count();
+        if chars > OUTPUT_LIMIT {
+            return Some(json!({
+                "message": format!("Invalid request.\n\nOnly {OUTPUT_LIMIT} characters are allowed; {chars} were supplied."),
+                "documentation_url": "https://docs.github.com/rest/checks/runs#create-a-check-run",
+            }));
+        }
+        if s.len() > OUTPUT_LIMIT {
+            return Some(json!({
+                "message": "Validation Failed",
+                "errors": [{"resource": "CheckRun", "code": "custom", "field": field,
+                            "message": format!("{field} exceeds a maximum bytesize of {OUTPUT_LIMIT}")}],
+                "documentation_url": "https://docs.github.com/rest/checks/runs#create-a-check-run",
+                "status": "422",
+            }));
+        }
+    }
+    None
+}
+
+/// What GitHub's UI shows on a commit: of each name, the newest run.
+pub fn displayed<'a>(
+    runs: impl Iterator<Item = &'a CheckRun>,
+    repo: &str,
+    sha: &str,
+) -> Vec<CheckRun> {
+    let mut newest: BTreeMap<&str, &CheckRun> = BTreeMap::new();
+    for r in runs.filter(|r| r.repo == repo && r.head_sha == sha) {
+        let e = newest.entry(r.name.as_str()).or_insert(r);
+        if r.id > e.id {
+            *e = r;
+        }
+    }
+    newest.into_values().cloned().collect()
+}
+
+/// A check run as the check-run endpoints answer (OpenAPI `check-run`).
+pub fn check_run_json(r: &CheckRun, api: &str) -> Value {
+    json!({
+        "id": r.id,
+        "node_id": format!("CR_{}", r.id),
+        "head_sha": r.head_sha,
+        "external_id": r.external_id,
+        "url": format!("{api}/repos/{}/check-runs/{}", r.repo, r.id),
+        "html_url": format!("https://github.com/{}/runs/{}", r.repo, r.id),
+        "details_url": r.details_url,
+        "status": r.status,
+        "conclusion": r.conclusion,
+        "started_at": iso(r.started_ms),
+        "completed_at": r.completed_ms.map(iso),
+        "output": {
+            "title": r.title,
+            "summary": r.summary,
+            "text": r.text,
+            "annotations_count": 0,
+            "annotations_url": format!("{api}/repos/{}/check-runs/{}/annotations", r.repo, r.id),
+        },
+        "name": r.name,
+        "check_suite": {"id": r.id / 2},
+        "app": null,
+        "pull_requests": [],
+    })
 }
 
 /// A delivery waiting to be sent.
@@ -318,7 +405,7 @@ pub fn job_payload(job: &Job, action: &str, repo: Option<&Repo>) -> Value {
             "created_at": iso(job.created_ms),
             "started_at": iso(job.started_ms.unwrap_or(job.created_ms)),
             "completed_at": job.completed_ms.map(iso),
-            "name": "gpu-job",
+            "name": job.name,
             "steps": [],
             "labels": job.labels,
             "runner_id": job.runner_id,
