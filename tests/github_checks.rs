@@ -194,7 +194,96 @@ async fn a_rate_limited_final_update_is_finished_by_the_reconciler() {
     s.nothing_leaked().await;
 }
 
+async fn the_newest_wanted_content_is_kept_and_a_final_one_stays_final() {
+    let s = Story::begin("checks-store").await;
+    let store = &s.engine.store;
+    let job = 7_001;
+    store
+        .name_check_run(
+            job,
+            Some("train (a100)"),
+            Some("https://github.com/acme/ml/actions/runs/1/job/7001"),
+        )
+        .await
+        .unwrap();
+    // A later event naming it again does not rename it: a run keeps its name.
+    store
+        .name_check_run(job, Some("other"), None)
+        .await
+        .unwrap();
+    let booting = store
+        .want_check_run(job, "Booting", "rented", None, 1_000, 61_000)
+        .await
+        .unwrap();
+    assert_eq!(booting, Some(1));
+    let done = store
+        .want_check_run(job, "Done", "$0.10", Some("success"), 2_000, 62_000)
+        .await
+        .unwrap();
+    assert_eq!(done, Some(2), "the newest content replaces the older");
+    // A late in-progress word (a provisioner that lost a race) is dropped.
+    let late = store
+        .want_check_run(job, "Booting", "rented", None, 3_000, 63_000)
+        .await
+        .unwrap();
+    assert_eq!(late, None, "a final check run is not reopened");
+    let row = store.check_run(job).await.unwrap().unwrap();
+    assert_eq!(row.job_name.as_deref(), Some("train (a100)"));
+    assert!(row.details_url.is_some());
+    assert_eq!(
+        (
+            row.title.as_deref(),
+            row.conclusion.as_deref(),
+            row.wanted,
+            row.sent
+        ),
+        (Some("Done"), Some("success"), 2, 0)
+    );
+    assert_eq!(
+        store.unsent_check_runs(10).await.unwrap(),
+        vec![(job, 62_000)]
+    );
+
+    // Sending version 1 (on its way when 2 was wanted) leaves 2 to send.
+    store.check_run_sent(job, 1).await.unwrap();
+    assert_eq!(
+        store.unsent_check_runs(10).await.unwrap(),
+        vec![(job, 62_000)]
+    );
+    // A failure of version 1 does not move version 2's time.
+    store.check_run_failed(job, 1, Some(99_000)).await.unwrap();
+    assert_eq!(
+        store.unsent_check_runs(10).await.unwrap(),
+        vec![(job, 62_000)]
+    );
+    store.check_run_failed(job, 2, Some(90_000)).await.unwrap();
+    assert_eq!(
+        store.unsent_check_runs(10).await.unwrap(),
+        vec![(job, 90_000)]
+    );
+    assert_eq!(store.check_run(job).await.unwrap().unwrap().attempts, 1);
+    store.check_run_sent(job, 2).await.unwrap();
+    assert!(store.unsent_check_runs(10).await.unwrap().is_empty());
+    // A final one after another final one: the newest wins.
+    let again = store
+        .want_check_run(
+            job,
+            "Done, corrected",
+            "$0.11",
+            Some("success"),
+            4_000,
+            64_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, Some(3));
+    // Given up: nothing is sent any more.
+    store.check_run_failed(job, 3, None).await.unwrap();
+    assert!(store.unsent_check_runs(10).await.unwrap().is_empty());
+}
+
 both_databases!(
+    the_newest_wanted_content_is_kept_and_a_final_one_stays_final,
     a_config_with_a_hundred_long_errors_still_shows_on_the_check_run,
     each_job_of_a_matrix_has_its_own_check_run,
     a_rate_limited_final_update_is_finished_by_the_reconciler,

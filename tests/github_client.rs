@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use rigger::engine::ports::{CheckRun, Github, GithubError, ManualClock, RepoRef};
+use rigger::engine::ports::{CheckRun, CheckTarget, Github, GithubError, ManualClock, RepoRef};
 use rigger::engine::reconcile::GithubJobStatus;
 use rigger::github::app::AppAuth;
 use rigger::github::client::{GithubClient, RunnerPlacement};
@@ -268,11 +268,17 @@ async fn jobs_follow_githubs_rule_and_check_runs_are_kept() {
         "a JIT runner is removed after its job"
     );
 
+    let target = CheckTarget {
+        head_sha: "abc".into(),
+        name: "rigger: gpu-job".into(),
+        external_id: job.to_string(),
+        details_url: Some("https://github.com/acme/ml/actions/runs/1/job/2".into()),
+    };
     let id = w
         .client
         .check_run(
             &r,
-            "abc",
+            &target,
             None,
             &CheckRun {
                 title: "renting".into(),
@@ -286,7 +292,7 @@ async fn jobs_follow_githubs_rule_and_check_runs_are_kept() {
         .client
         .check_run(
             &r,
-            "abc",
+            &target,
             Some(id),
             &CheckRun {
                 title: "done".into(),
@@ -307,6 +313,12 @@ async fn jobs_follow_githubs_rule_and_check_runs_are_kept() {
         ),
         ("completed", Some("success"), "done")
     );
+    assert_eq!(runs[0].name, target.name);
+    assert_eq!(
+        runs[0].external_id.as_deref(),
+        Some(job.to_string().as_str())
+    );
+    assert_eq!(runs[0].details_url, target.details_url);
 }
 
 #[tokio::test]

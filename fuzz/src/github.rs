@@ -13,7 +13,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use rigger::engine::ports::{CheckRun, Github, JitRunner, ManualClock, RepoRef};
+use rigger::engine::ports::{CheckRun, CheckTarget, Github, JitRunner, ManualClock, RepoRef};
 use rigger::github::app::AppAuth;
 use rigger::github::client::GithubClient;
 use rigger::github::http::Api;
@@ -142,7 +142,13 @@ async fn call(client: GithubClient, line: String) -> String {
                 summary: "fuzz".into(),
                 conclusion: None,
             };
-            format!("{:?}", client.check_run(&r, "abc", id, &run).await)
+            let target = CheckTarget {
+                head_sha: "abc".into(),
+                name: "rigger: fuzz".into(),
+                external_id: "42".into(),
+                details_url: None,
+            };
+            format!("{:?}", client.check_run(&r, &target, id, &run).await)
         }
         "teams" => {
             let teams = ["gpu-users".to_string(), "admins".to_string()];

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use rigger::config::model::VastRunner;
 use rigger::engine::Engine;
 use rigger::engine::ports::{
-    CheckRun, Cloud, CloudError, ConfigFiles, Github, GithubError, JitRunner, LaunchSpec,
-    ManualClock, OfferSearch, RepoRef, RunOrigin,
+    CheckRun, CheckTarget, Cloud, CloudError, ConfigFiles, Github, GithubError, JitRunner,
+    LaunchSpec, ManualClock, OfferSearch, RepoRef, RunOrigin,
 };
 use rigger::engine::reconcile::{CloudView, GithubJobStatus, GithubJobView, RunnerView};
 use rigger::metrics::Metrics;
@@ -104,7 +104,7 @@ impl Github for ClosedGithub {
     async fn check_run(
         &self,
         _: &RepoRef,
-        _: &str,
+        _: &CheckTarget,
         _: Option<i64>,
         _: &CheckRun,
     ) -> Result<i64, GithubError> {

@@ -265,6 +265,10 @@ pub struct JobInfo {
     pub is_fork: FromFork,
     /// Who triggered the run.
     pub actor: String,
+    /// `workflow_job.name`: its check run is named after it.
+    pub name: Option<String>,
+    /// `workflow_job.html_url`: where its check run's details lead.
+    pub html_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -339,6 +343,8 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             let ours = labels::is_rigger_job(job.labels.as_slice());
             if ours && tx.insert_job(&self.new_job(job)).await? == Inserted::New {
                 new = true;
+                tx.name_check_run(*job.job_id, job.name.as_deref(), job.html_url.as_deref())
+                    .await?;
                 let labels = job.labels.join(", ");
                 let message = format!("queued with labels {}", crate::text::for_log(&labels));
                 self.note_in(&mut tx, Some(*job.job_id), None, "queued", &message)
@@ -371,7 +377,13 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     }
 
     async fn record(&self, j: &JobInfo) -> Result<Inserted, EngineError> {
-        Ok(self.store.insert_job(&self.new_job(j)).await?)
+        let inserted = self.store.insert_job(&self.new_job(j)).await?;
+        if inserted == Inserted::New {
+            self.store
+                .name_check_run(*j.job_id, j.name.as_deref(), j.html_url.as_deref())
+                .await?;
+        }
+        Ok(inserted)
     }
 
     /// `in_progress`: bind the job to the machine whose runner took it, by

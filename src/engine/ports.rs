@@ -176,6 +176,70 @@ pub struct CheckRun {
     pub conclusion: Option<&'static str>,
 }
 
+/// GitHub's limit for a check run's `output.summary` (and `output.text`).
+/// Its REST reference says "65535 characters"; it also refuses more than
+/// 65,535 UTF-8 bytes ("summary exceeds a maximum bytesize of 65535"), the
+/// tighter of the two, so rigger counts bytes.
+pub const CHECK_SUMMARY_BYTES: usize = 65_535;
+
+/// Most characters of a check run's title and name. GitHub documents no
+/// limit for either; this is rigger's own bound (an annotation's title has
+/// 255), far above what it writes there.
+pub const CHECK_TITLE_CHARS: usize = 255;
+
+impl CheckRun {
+    /// The run as GitHub takes it: a summary over [`CHECK_SUMMARY_BYTES`] cut
+    /// between characters (at a line's end when one is near), saying how
+    /// much was left out and where to see all of it; a title over
+    /// [`CHECK_TITLE_CHARS`] cut with `…`. What fits is unchanged.
+    pub fn fitted(&self) -> CheckRun {
+        CheckRun {
+            title: crate::text::clip(&self.title, CHECK_TITLE_CHARS).into_owned(),
+            summary: fit_summary(&self.summary),
+            conclusion: self.conclusion,
+        }
+    }
+}
+
+fn fit_summary(summary: &str) -> String {
+    if summary.len() <= CHECK_SUMMARY_BYTES {
+        return summary.to_string();
+    }
+    let total = summary.chars().count();
+    // The note's figure has at most as many digits as `total`.
+    let note = |left_out: usize| {
+        format!(
+            "\n\n---\n**{left_out} of {total} characters are left out here**: GitHub shows at most {CHECK_SUMMARY_BYTES} bytes. \
+             Run `rigger validate .cirun.yml` to see every problem in the config file; \
+             rigger's operator sees the whole text in the job's log (`rigger jobs list --all`)."
+        )
+    };
+    let budget = CHECK_SUMMARY_BYTES - note(total).len();
+    let mut end = summary.floor_char_boundary(budget);
+    // End on a whole line if one ends in the last 2,000 bytes.
+    if let Some(nl) = summary[..end].rfind('\n')
+        && end - nl <= 2_000
+    {
+        end = nl;
+    }
+    let kept = &summary[..end];
+    let left_out = total - kept.chars().count();
+    format!("{kept}{}", note(left_out))
+}
+
+/// Which check run: one job's, on its head commit. GitHub shows only the
+/// newest run of a name on a commit, so each job's has a name of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckTarget {
+    pub head_sha: String,
+    /// Set when the run is created, and kept.
+    pub name: String,
+    /// The job's id: which job the run is about.
+    pub external_id: String,
+    /// Where the run's "Details" lead: the job on GitHub.
+    pub details_url: Option<String>,
+}
+
 pub trait Github: Send + Sync + 'static {
     /// `.cirun.yml` at `git_ref` (a sha, or `None` for the default branch),
     /// and the org's `.cirun/.cirun.global.yml` and `.access.yml`.
@@ -215,11 +279,12 @@ pub trait Github: Send + Sync + 'static {
         job_id: i64,
     ) -> impl Future<Output = Result<GithubJobView, GithubError>> + Send;
 
-    /// Create (no id) or update a check run on `head_sha`; returns its id.
+    /// Create (no id) or update the check run of `target`; returns its id.
+    /// What is sent is [`CheckRun::fitted`]: GitHub refuses more.
     fn check_run(
         &self,
         repo: &RepoRef,
-        head_sha: &str,
+        target: &CheckTarget,
         id: Option<i64>,
         run: &CheckRun,
     ) -> impl Future<Output = Result<i64, GithubError>> + Send;
@@ -257,4 +322,59 @@ pub trait Github: Send + Sync + 'static {
         arch: &str,
         filename: &str,
     ) -> impl Future<Output = Result<Option<String>, GithubError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(summary: String) -> CheckRun {
+        CheckRun {
+            title: "t".into(),
+            summary,
+            conclusion: None,
+        }
+    }
+
+    #[test]
+    fn a_summary_is_fitted_to_githubs_byte_limit_between_characters() {
+        let short = run("fits".into());
+        assert_eq!(short.fitted(), short);
+        // 3-byte characters, no line breaks: cut inside the budget, between
+        // characters, and the note counts characters.
+        let wide = run("日".repeat(30_000));
+        let f = wide.fitted().summary;
+        assert!(f.len() <= CHECK_SUMMARY_BYTES, "{}", f.len());
+        assert!(f.len() > CHECK_SUMMARY_BYTES - 600, "{}", f.len());
+        let kept = f.split("\n\n---\n").next().unwrap().chars().count();
+        assert!(
+            f.contains(&format!(
+                "**{} of 30000 characters are left out",
+                30_000 - kept
+            )),
+            "{}",
+            &f[f.len() - 400..]
+        );
+        assert!(f.contains("`rigger validate .cirun.yml`"));
+        // Lines: the cut falls at a line's end.
+        let lines = run("error: a problem\n".repeat(10_000));
+        let f = lines.fitted().summary;
+        assert!(f.len() <= CHECK_SUMMARY_BYTES);
+        assert!(f.split("\n\n---\n").next().unwrap().ends_with("a problem"));
+        // Exactly at the limit: unchanged.
+        let exact = run("a".repeat(CHECK_SUMMARY_BYTES));
+        assert_eq!(exact.fitted(), exact);
+        // Fitting twice changes nothing more.
+        let once = wide.fitted();
+        assert_eq!(once.fitted(), once);
+    }
+
+    #[test]
+    fn a_title_is_cut_by_characters() {
+        let mut r = run(String::new());
+        r.title = "é".repeat(300);
+        let t = r.fitted().title;
+        assert_eq!(t.chars().count(), CHECK_TITLE_CHARS);
+        assert!(t.ends_with('…'));
+    }
 }

@@ -1,9 +1,171 @@
-//! What rigger writes on the check run of a job's head commit: where the
-//! user looks when a GPU job waits, fails or finishes.
+//! What rigger writes on the check run of a job's head commit (where the
+//! user looks when a GPU job waits, fails or finishes), and how it gets
+//! there.
+//!
+//! Each job has a check run of its own, named after the job (`rigger:
+//! train (a100)`): GitHub shows only the newest run of a name on a commit,
+//! so under one name a matrix job's failure would be hidden by a sibling's
+//! success. Its `external_id` is the job's id, its details lead to the job
+//! on GitHub.
+//!
+//! An update is first written to the store as the job's wanted content
+//! (`store::checks`), then sent. One GitHub refuses for a while (a rate
+//! limit, a bad moment) stays wanted, with a backoff per job, and the
+//! reconciler's rule 10 sends it when that has passed; a final one is never
+//! replaced by an in-progress one. Every text goes through
+//! [`CheckRun::fitted`] on its way (GitHub takes at most 65,535 bytes).
 
-use super::ports::CheckRun;
+use super::ports::{CHECK_TITLE_CHARS, CheckRun, CheckTarget, Cloud, Github, GithubError, RepoRef};
+use super::{Engine, EngineError};
 
 pub const CHECK_NAME: &str = "rigger";
+
+/// How long a wanted update may stay unsent before the reconciler sends it,
+/// when its sender neither succeeded nor failed (rigger stopped between).
+const SEND_GRACE_MS: i64 = 60_000;
+/// An update GitHub has not taken after this long is given up: GitHub
+/// itself gives up on a job after 24 hours.
+const GIVE_UP_MS: i64 = 24 * 3_600_000;
+
+/// A job's check run's name: `rigger: ` and the job's name, or its
+/// `runs-on` labels when no webhook said its name. Set once, when the run
+/// is created.
+pub fn check_name(job_name: Option<&str>, labels: &[String]) -> String {
+    let what = match job_name {
+        Some(n) => n.to_string(),
+        None => labels.join(", "),
+    };
+    crate::text::clip(&format!("{CHECK_NAME}: {what}"), CHECK_TITLE_CHARS).into_owned()
+}
+
+/// The conclusions rigger gives its check runs, from the store's text.
+fn conclusion_of(stored: Option<&str>) -> Option<&'static str> {
+    match stored? {
+        "success" => Some("success"),
+        "failure" => Some("failure"),
+        "cancelled" => Some("cancelled"),
+        "timed_out" => Some("timed_out"),
+        "action_required" => Some("action_required"),
+        "skipped" => Some("skipped"),
+        _ => Some("neutral"),
+    }
+}
+
+impl<C: Cloud, G: Github> Engine<C, G> {
+    /// The job's check run is to show `run`: kept as wanted, then sent. A
+    /// failure here never blocks the job; what GitHub did not take, the
+    /// reconciler sends later.
+    pub(crate) async fn report(&self, job: &crate::store::JobRow, run: &CheckRun) {
+        let run = run.fitted();
+        let now = self.now();
+        let wanted = self
+            .store
+            .want_check_run(
+                job.job_id,
+                &run.title,
+                &run.summary,
+                run.conclusion,
+                now,
+                now + SEND_GRACE_MS,
+            )
+            .await;
+        match wanted {
+            Ok(Some(_)) => {}
+            // Final already: a late in-progress word does not reopen it.
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(job_id = job.job_id, error = %e, "could not keep the check-run update");
+                return;
+            }
+        }
+        if let Err(e) = self.send_check_run(job.job_id).await {
+            tracing::warn!(job_id = job.job_id, error = %e, "could not update the check run");
+        }
+    }
+
+    /// Send the job's wanted check-run content GitHub does not have yet
+    /// (again if a newer one was wanted while it was on its way). When
+    /// GitHub does not take it, try again after the job's backoff (or
+    /// GitHub's rate-limit reset, if later); when GitHub refuses it for
+    /// good, or after [`GIVE_UP_MS`], not again.
+    pub(crate) async fn send_check_run(&self, job_id: i64) -> Result<(), EngineError> {
+        for _ in 0..3 {
+            let Some(want) = self.store.check_run(job_id).await? else {
+                return Ok(());
+            };
+            let Some(job) = self.store.job(job_id).await? else {
+                return Ok(());
+            };
+            if !want.unsent() {
+                return Ok(());
+            }
+            let repo = RepoRef {
+                installation_id: job.installation_id,
+                repo: job.repo.clone(),
+            };
+            let target = CheckTarget {
+                head_sha: job.head_sha.clone(),
+                name: check_name(want.job_name.as_deref(), &job.labels),
+                external_id: job_id.to_string(),
+                details_url: want.details_url.clone(),
+            };
+            let run = CheckRun {
+                title: want.title.clone().unwrap_or_default(),
+                summary: want.summary.clone().unwrap_or_default(),
+                conclusion: conclusion_of(want.conclusion.as_deref()),
+            };
+            match self
+                .github
+                .check_run(&repo, &target, job.check_run_id, &run)
+                .await
+            {
+                Ok(id) => {
+                    if job.check_run_id != Some(id) {
+                        self.store.set_check_run(job_id, id).await?;
+                    }
+                    self.store.check_run_sent(job_id, want.wanted).await?;
+                }
+                Err(e) => {
+                    self.github_error(&e);
+                    let now = self.now();
+                    let backoff = super::provision::backoff_ms(want.attempts + 1);
+                    let too_old = now - want.wanted_at.unwrap_or(now) >= GIVE_UP_MS;
+                    let retry_at = match &e {
+                        GithubError::Refused(_) => None,
+                        _ if too_old => None,
+                        GithubError::RateLimited { retry_after_ms } => {
+                            Some(now + backoff.max(*retry_after_ms))
+                        }
+                        GithubError::Transient(_) => Some(now + backoff),
+                    };
+                    self.store
+                        .check_run_failed(job_id, want.wanted, retry_at)
+                        .await?;
+                    // Said once per update, and when rigger gives up on it.
+                    match retry_at {
+                        Some(at) if want.attempts == 0 => {
+                            let why = format!(
+                                "GitHub did not take the check-run update ({e}); again in {} s",
+                                (at - now) / 1000
+                            );
+                            self.note(Some(job_id), None, "check_run_retry", &why).await;
+                        }
+                        Some(_) => {}
+                        None => {
+                            let why = format!(
+                                "GitHub did not take the check-run update ({e}); not tried again"
+                            );
+                            self.note(Some(job_id), None, "check_run_given_up", &why)
+                                .await;
+                        }
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 pub fn waiting_for_capacity(def: &str, diagnosis: &str, retry_in_s: i64) -> CheckRun {
     CheckRun {
@@ -108,5 +270,23 @@ mod tests {
         let w = waiting_for_capacity("gpu", "0 offers: none in US", 60);
         assert!(w.summary.contains("0 offers: none in US"));
         assert_eq!(w.conclusion, None);
+    }
+
+    #[test]
+    fn a_check_run_is_named_after_its_job() {
+        let labels = vec!["cirun-gpu--7".to_string()];
+        assert_eq!(
+            check_name(Some("train (a100)"), &labels),
+            "rigger: train (a100)"
+        );
+        assert_eq!(check_name(None, &labels), "rigger: cirun-gpu--7");
+        let long = "x".repeat(1_000);
+        assert_eq!(
+            check_name(Some(&long), &labels).chars().count(),
+            CHECK_TITLE_CHARS
+        );
+        assert_eq!(conclusion_of(Some("failure")), Some("failure"));
+        assert_eq!(conclusion_of(Some("stale")), Some("neutral"));
+        assert_eq!(conclusion_of(None), None);
     }
 }

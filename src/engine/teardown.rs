@@ -170,10 +170,16 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         let Some(job) = self.store.job(job_id).await? else {
             return Ok(());
         };
-        // A failed job's check run already says why; a job with none was
-        // never shown to the user.
+        // A failed job's check run already says why; a job with none (none
+        // made, none wanted) was never shown to the user.
         let over = matches!(job.state, JobState::Completed | JobState::Cancelled);
-        if !over || job.check_run_id.is_none() {
+        let shown = job.check_run_id.is_some()
+            || self
+                .store
+                .check_run(job_id)
+                .await?
+                .is_some_and(|c| c.wanted > 0);
+        if !over || !shown {
             return Ok(());
         }
         let machines = self.store.instances_for_job(job_id).await?;

@@ -25,13 +25,10 @@ use serde_json::{Value, json};
 use super::app::AppAuth;
 use super::http::{Answer, Auth};
 use crate::engine::ports::{
-    CheckRun, ConfigFiles, Github, GithubError, JitRunner, RepoRef, RunOrigin,
+    CheckRun, CheckTarget, ConfigFiles, Github, GithubError, JitRunner, RepoRef, RunOrigin,
 };
 use crate::engine::reconcile::{GithubJobStatus, GithubJobView, RunnerView};
 use crate::settings::{RunnerScope, Secret};
-
-/// The check run's name on the commit.
-pub const CHECK_NAME: &str = "rigger";
 
 /// Pages read at most from one list (100 items each): a bound, so a
 /// misbehaving `Link` header cannot loop forever.
@@ -399,12 +396,14 @@ impl Github for GithubClient {
     async fn check_run(
         &self,
         repo: &RepoRef,
-        head_sha: &str,
+        target: &CheckTarget,
         id: Option<i64>,
         run: &CheckRun,
     ) -> Result<i64, GithubError> {
+        // Fitted here, the one way to GitHub: it refuses a longer summary
+        // (422), and the user would see nothing at all.
+        let run = run.fitted();
         let mut body = json!({
-            "name": CHECK_NAME,
             "output": {"title": run.title, "summary": run.summary},
         });
         match run.conclusion {
@@ -420,7 +419,12 @@ impl Github for GithubClient {
                 format!("/repos/{}/check-runs/{id}", repo.repo),
             ),
             None => {
-                body["head_sha"] = json!(head_sha);
+                body["head_sha"] = json!(target.head_sha);
+                body["name"] = json!(target.name);
+                body["external_id"] = json!(target.external_id);
+                if let Some(url) = &target.details_url {
+                    body["details_url"] = json!(url);
+                }
                 (Method::POST, format!("/repos/{}/check-runs", repo.repo))
             }
         };

@@ -116,6 +116,11 @@ pub const MAX_RUNNER_NAME_CHARS: usize = 64;
 pub const MAX_SHA_CHARS: usize = 64;
 /// An `action` or a `conclusion`: one short word.
 pub const MAX_WORD_CHARS: usize = 64;
+/// A job's name, as rigger keeps it for its check run (cut, not refused:
+/// GitHub documents no limit, and a long matrix name is no reason to drop a job).
+pub const MAX_JOB_NAME_CHARS: usize = 200;
+/// A job's `html_url` longer than this is not used.
+pub const MAX_URL_CHARS: usize = 2_000;
 
 // ---- the parts of GitHub's payloads rigger reads ----
 
@@ -139,6 +144,9 @@ struct WorkflowJob {
     labels: Vec<String>,
     conclusion: Option<String>,
     runner_name: Option<String>,
+    /// The job's name (a matrix job's carries its values): its check run's.
+    name: Option<String>,
+    html_url: Option<String>,
 }
 
 fn one() -> i64 {
@@ -387,6 +395,14 @@ fn workflow_job(fields: &Fields, p: JobPayload) -> Result<Event, ParseError> {
         // workflow_job says nothing of forks: the engine asks for the run.
         is_fork: FromFork(false),
         actor: fields.login("sender.login", p.sender)?,
+        // Shown, never acted on: an odd one is cut or left out, not refused.
+        name: w
+            .name
+            .filter(|n| !n.trim().is_empty())
+            .map(|n| clip(&n, MAX_JOB_NAME_CHARS).into_owned()),
+        html_url: w
+            .html_url
+            .filter(|u| u.starts_with("https://") && u.len() <= MAX_URL_CHARS),
     };
     let runner_name = match w.runner_name.filter(|n| !n.is_empty()) {
         Some(n) => Some(RunnerName(fields.text(

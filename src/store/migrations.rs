@@ -129,6 +129,26 @@ CREATE INDEX events_job ON events (job_id);
         "deliveries set aside after failing too often (quarantine)",
         "ALTER TABLE deliveries ADD COLUMN quarantined_at BIGINT;",
     ),
+    (
+        6,
+        "check runs: each job's name and details, and the content GitHub has not taken yet",
+        r#"
+CREATE TABLE check_runs (
+    job_id          BIGINT PRIMARY KEY,
+    job_name        TEXT,
+    details_url     TEXT,
+    title           TEXT,
+    summary         TEXT,
+    conclusion      TEXT,
+    wanted          BIGINT NOT NULL DEFAULT 0,
+    sent            BIGINT NOT NULL DEFAULT 0,
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT,
+    wanted_at       BIGINT
+);
+CREATE INDEX check_runs_unsent ON check_runs (next_attempt_at);
+"#,
+    ),
 ];
 
 /// Apply the migrations this database has not seen yet.

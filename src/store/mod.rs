@@ -1,5 +1,6 @@
 //! The durable store: deliveries (the inbox), jobs, instances, the cost
-//! ledger and an event log of what rigger did and why.
+//! ledger, check runs GitHub has yet to take, and an event log of what
+//! rigger did and why.
 //!
 //! SQLite by default (one file, WAL), PostgreSQL for more than one replica;
 //! one code path over sqlx's `Any` driver, with the few differences (row
@@ -7,6 +8,7 @@
 //! milliseconds passed in by the caller, so tests run on an injected clock.
 
 mod checkpoint;
+mod checks;
 mod inbox;
 mod instances;
 mod jobs;
@@ -20,6 +22,7 @@ use std::sync::Once;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 
+pub use checks::CheckRunRow;
 pub use inbox::{Delivery, NewDelivery, QuarantinedDelivery};
 pub use instances::{InstancePatch, InstanceRow, LiveUsage, NewInstance};
 pub use jobs::{InvalidTransition, JobPatch, JobRow, NewJob};

@@ -60,6 +60,17 @@ impl StoreTx {
             .await
     }
 
+    /// What a job's check run is called, and where its details are (see
+    /// `checks.rs`); the first word stays.
+    pub async fn name_check_run(
+        &mut self,
+        job_id: i64,
+        job_name: Option<&str>,
+        details_url: Option<&str>,
+    ) -> Result<(), StoreError> {
+        super::checks::name_check_run(&mut *self.tx, job_id, job_name, details_url).await
+    }
+
     /// As [`Store::log_event`].
     pub async fn log_event(
         &mut self,

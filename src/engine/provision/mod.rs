@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tracing::Instrument;
 
 use super::isolate::{Loop, isolated};
-use super::ports::{CheckRun, Cloud, CloudError, Github, GithubError, RepoRef};
+use super::ports::{CheckRun, Cloud, CloudError, Github, GithubError};
 use super::state::{JobFailure, JobState};
 use super::{Engine, EngineError, report};
 use crate::config::model::RunnerDef;
@@ -310,34 +310,6 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     fn github_retry(&self, e: &GithubError, why: String) -> Outcome {
         self.github_error(e);
         retry(why, rate_limit_ms_github(e))
-    }
-
-    /// Post or update the job's check run; a failure here never blocks the job.
-    pub(crate) async fn report(&self, job: &JobRow, run: &CheckRun) {
-        let repo = RepoRef {
-            installation_id: job.installation_id,
-            repo: job.repo.clone(),
-        };
-        let current = match self.store.job(job.job_id).await {
-            Ok(Some(j)) => j.check_run_id,
-            _ => job.check_run_id,
-        };
-        match self
-            .github
-            .check_run(&repo, &job.head_sha, current, run)
-            .await
-        {
-            Ok(id) if current != Some(id) => {
-                if let Err(e) = self.store.set_check_run(job.job_id, id).await {
-                    tracing::warn!(error = %e, "could not remember the check run");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                self.github_error(&e);
-                tracing::warn!(job_id = job.job_id, error = %e, "could not update the check run");
-            }
-        }
     }
 }
 

@@ -6,7 +6,10 @@ use std::collections::HashMap;
 
 use tracing::Instrument;
 
-use super::plan::{Action, Limits, Rule, Snapshot, plan, quiet_jobs, unowned_runners};
+use super::plan::{
+    Action, CHECK_RUNS_PER_PASS, Limits, Rule, Snapshot, UnsentCheckRun, plan, quiet_jobs,
+    unowned_runners,
+};
 use crate::engine::events::{JobEvent, JobInfo};
 use crate::engine::isolate::{Loop, isolated};
 use crate::engine::names;
@@ -117,6 +120,14 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 Err(e) => self.github_error(&e),
             }
         }
+        // More than one pass sends, so that the due ones are among them.
+        let unsent_check_runs = self
+            .store
+            .unsent_check_runs(2 * CHECK_RUNS_PER_PASS as i64)
+            .await?
+            .into_iter()
+            .map(|(job_id, due_at)| UnsentCheckRun { job_id, due_at })
+            .collect();
         let mut snapshot = Snapshot {
             jobs,
             instances,
@@ -127,6 +138,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             runners_known,
             github_jobs,
             unowned_runners_since: HashMap::new(),
+            unsent_check_runs,
         };
         let mut memory = self.memory();
         memory
@@ -400,6 +412,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             Action::RequeueJob { job_id, reason } => {
                 self.requeue(*job_id, reason).await?;
             }
+            Action::SendCheckRun { job_id } => self.send_check_run(*job_id).await?,
             Action::MarkOnline { instance_id } => {
                 let patch = InstancePatch {
                     online_at: Some(now),
@@ -492,5 +505,8 @@ fn info_of(job: &JobRow) -> JobInfo {
         head_sha: job.head_sha.clone().into(),
         is_fork: job.is_fork.into(),
         actor: job.actor.clone(),
+        // Known already: the job's row exists.
+        name: None,
+        html_url: None,
     }
 }

@@ -10,5 +10,5 @@ mod plan_tests;
 pub(crate) use apply::Memory;
 pub use plan::{
     Action, CloudStatus, CloudView, GithubJobStatus, GithubJobView, Limits, Rule, RunnerView,
-    Snapshot, plan, quiet_jobs, unowned_runners,
+    Snapshot, UnsentCheckRun, plan, quiet_jobs, unowned_runners,
 };

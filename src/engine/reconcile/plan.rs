@@ -82,7 +82,20 @@ pub struct Snapshot {
     /// Since when each runner in [`unowned_runners`] has been seen with no
     /// row (kept by the caller from one pass to the next).
     pub unowned_runners_since: HashMap<i64, i64>,
+    /// Check runs with content GitHub has not taken yet, soonest first.
+    pub unsent_check_runs: Vec<UnsentCheckRun>,
 }
+
+/// A job's check run whose wanted content GitHub does not have yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnsentCheckRun {
+    pub job_id: i64,
+    /// Not before: the job's backoff, or GitHub's rate-limit reset.
+    pub due_at: i64,
+}
+
+/// Most check-run updates one pass sends: each is a GitHub call.
+pub const CHECK_RUNS_PER_PASS: usize = 20;
 
 /// Timeouts, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -132,6 +145,7 @@ pub enum Rule {
     StaleRunner,
     MaxLifetime,
     Recovery,
+    CheckRunUnsent,
 }
 
 impl Rule {
@@ -146,6 +160,7 @@ impl Rule {
             Rule::StaleRunner => "stale_runner",
             Rule::MaxLifetime => "max_lifetime",
             Rule::Recovery => "recovery",
+            Rule::CheckRunUnsent => "check_run_unsent",
         }
     }
 }
@@ -196,6 +211,8 @@ pub enum Action {
     },
     /// Put a job whose worker died back in the queue (rule 9).
     RequeueJob { job_id: i64, reason: String },
+    /// Send the job's check-run content GitHub did not take (rule 10).
+    SendCheckRun { job_id: i64 },
 }
 
 impl Action {
@@ -211,6 +228,7 @@ impl Action {
             | Action::MarkRunning { job_id, .. }
             | Action::RequeueJob { job_id, .. } => format!("job:{job_id}"),
             Action::DeleteRunner { runner_id, .. } => format!("runner:{runner_id}"),
+            Action::SendCheckRun { job_id } => format!("check_run:{job_id}"),
         }
     }
 }
@@ -296,6 +314,11 @@ pub fn plan(s: &Snapshot, now: i64, limits: &Limits) -> Vec<(Rule, Action)> {
         recovery(s, now, limits)
             .into_iter()
             .map(|a| (Rule::Recovery, a)),
+    );
+    actions.extend(
+        unsent_check_runs(s, now)
+            .into_iter()
+            .map(|a| (Rule::CheckRunUnsent, a)),
     );
     let mut seen = HashSet::new();
     actions.retain(|(_, a)| seen.insert(a.target()));
@@ -590,4 +613,17 @@ fn recovery(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
         }
     }
     out
+}
+
+/// Rule 10: a check-run update GitHub did not take (a rate limit, a bad
+/// moment, rigger stopping before it was sent) is sent once its backoff
+/// has passed, at most [`CHECK_RUNS_PER_PASS`] a pass: a run left "in
+/// progress" after its job ended tells the user something false for good.
+fn unsent_check_runs(s: &Snapshot, now: i64) -> Vec<Action> {
+    s.unsent_check_runs
+        .iter()
+        .filter(|c| c.due_at <= now)
+        .take(CHECK_RUNS_PER_PASS)
+        .map(|c| Action::SendCheckRun { job_id: c.job_id })
+        .collect()
 }

@@ -89,6 +89,7 @@ fn snapshot(jobs: Vec<JobRow>, instances: Vec<InstanceRow>) -> Snapshot {
         runners_known: true,
         github_jobs: Vec::new(),
         unowned_runners_since: Default::default(),
+        unsent_check_runs: Vec::new(),
     }
 }
 
@@ -484,6 +485,62 @@ fn rule_9_recovery_requeues_orphaned_provisioning_and_retries_destroys() {
 }
 
 #[test]
+fn rule_10_an_unsent_check_run_is_sent_once_its_backoff_has_passed() {
+    // Job 1's update is due; job 2's waits for GitHub's reset; job 3's
+    // job is over (its row is not among the live jobs): its run is sent too.
+    let mut s = snapshot(vec![job(1, JobState::Queued, NOW)], Vec::new());
+    s.unsent_check_runs = vec![
+        UnsentCheckRun {
+            job_id: 1,
+            due_at: NOW - MIN,
+        },
+        UnsentCheckRun {
+            job_id: 3,
+            due_at: NOW,
+        },
+        UnsentCheckRun {
+            job_id: 2,
+            due_at: NOW + MIN,
+        },
+    ];
+    let sent: Vec<_> = run(&s)
+        .into_iter()
+        .filter(|(r, _)| *r == Rule::CheckRunUnsent)
+        .map(|(_, a)| a)
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            Action::SendCheckRun { job_id: 1 },
+            Action::SendCheckRun { job_id: 3 }
+        ]
+    );
+}
+
+#[test]
+fn rule_10_sends_a_bounded_number_a_pass() {
+    let mut s = snapshot(Vec::new(), Vec::new());
+    s.unsent_check_runs = (0..100)
+        .map(|job_id| UnsentCheckRun {
+            job_id,
+            due_at: NOW - MIN,
+        })
+        .collect();
+    let actions = run(&s);
+    assert_eq!(actions.len(), CHECK_RUNS_PER_PASS);
+    // A check run is its own target: it does not stop a job's action.
+    let mut s = snapshot(
+        vec![job(1, JobState::Provisioning, NOW - 6 * MIN)],
+        Vec::new(),
+    );
+    s.unsent_check_runs = vec![UnsentCheckRun {
+        job_id: 1,
+        due_at: NOW,
+    }];
+    assert_eq!(run(&s).len(), 2);
+}
+
+#[test]
 fn one_action_per_target() {
     // Expired and vanished and idle at once: max lifetime alone acts.
     let mut i = inst("a", 1, InstanceState::Online, NOW - 100 * MIN);
@@ -681,5 +738,6 @@ fn target_of(a: &Action) -> String {
             format!("job:{job_id}")
         }
         Action::DeleteRunner { runner_id, .. } => format!("runner:{runner_id}"),
+        Action::SendCheckRun { job_id } => format!("check_run:{job_id}"),
     }
 }
