@@ -11,7 +11,9 @@
 //! permission (octocrab's models for those require fields rigger never reads,
 //! so an older GitHub Enterprise Server omitting one would fail the call).
 //! Both paths share the installation-token cache (on the injected clock) and
-//! the rate-limit accounting in [`super::http::Api`].
+//! the rate-limit accounting in [`super::http::Api`]. A check run's output is
+//! fitted to GitHub's limits here ([`CheckRun::fitted`]), the one way it
+//! takes to GitHub.
 
 use std::sync::Arc;
 

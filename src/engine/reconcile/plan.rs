@@ -4,6 +4,8 @@
 //!
 //! Every rule is a named function, so each is tested on its own, and every
 //! action says which rule asked for it (for metrics and the event log).
+//! Rules 1–9 are design §4's; rule 10 sends the check-run updates GitHub
+//! did not take (`engine::report`).
 
 use std::collections::{HashMap, HashSet};
 
