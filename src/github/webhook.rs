@@ -529,6 +529,30 @@ mod tests {
     }
 
     #[test]
+    fn a_jobs_name_and_page_are_read_and_an_odd_one_is_cut_or_left_out() {
+        use serde_json::json;
+        let info = |name: serde_json::Value, url: serde_json::Value| {
+            let mut v = queued();
+            v["workflow_job"]["name"] = name;
+            v["workflow_job"]["html_url"] = url;
+            match parse("workflow_job", &serde_json::to_vec(&v).unwrap()).unwrap() {
+                Event::WorkflowJob(JobEvent::Queued(j)) => (j.name, j.html_url),
+                e => panic!("{e:?}"),
+            }
+        };
+        let page = "https://github.com/o/r/actions/runs/8/job/7";
+        assert_eq!(
+            info(json!("train (a100)"), json!(page)),
+            (Some("train (a100)".into()), Some(page.into()))
+        );
+        let (name, url) = info(json!("m".repeat(1_000)), json!("javascript:alert(1)"));
+        assert_eq!(name.unwrap().chars().count(), MAX_JOB_NAME_CHARS);
+        assert_eq!(url, None, "only an https page is linked");
+        assert_eq!(info(json!("  "), json!(null)), (None, None));
+        assert_eq!(info(json!(null), json!(null)), (None, None));
+    }
+
+    #[test]
     fn ids_out_of_range_are_refused_naming_the_field() {
         use serde_json::json;
         for bad in [json!(0), json!(-1), json!(MAX_ID + 1), json!(i64::MAX)] {
