@@ -120,7 +120,7 @@ pub(super) fn paged(
 }
 
 /// A query value as sent (`%XX` escapes, `+` for a space).
-fn percent_decode(v: &str) -> String {
+pub(super) fn percent_decode(v: &str) -> String {
     let b = v.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -28,6 +28,7 @@
 
 mod control;
 mod http;
+pub mod record;
 mod rest;
 pub mod runner;
 pub mod world;
@@ -90,6 +91,8 @@ struct Inner {
     /// Real seconds a simulated runner spends per simulated second of job.
     runner_time_scale: Mutex<f64>,
     tarball: (Vec<u8>, String),
+    /// What `record(true)` keeps (see `record.rs`).
+    recorder: record::Recorder,
 }
 
 #[derive(Clone)]
@@ -135,6 +138,7 @@ impl SimGithub {
             public_url: Mutex::new("http://127.0.0.1".into()),
             runner_time_scale: Mutex::new(0.0),
             tarball: runner::tarball(),
+            recorder: record::Recorder::default(),
         })))
     }
 
@@ -437,6 +441,7 @@ impl SimGithub {
             return 0;
         };
         let send = |d: Delivery| {
+            self.0.recorder.webhook(&d.event, &d.id, &d.body);
             let body = d.body.to_string().into_bytes();
             let request = self
                 .0
@@ -463,7 +468,7 @@ impl SimGithub {
 
     pub fn router(&self) -> Router {
         Router::new()
-            .fallback(http::dispatch)
+            .fallback(record::recorded)
             .with_state(self.clone())
     }
 
