@@ -9,7 +9,9 @@
 //!   the schema's type), required query parameters must be there and unknown
 //!   ones are reported; the request body is checked against
 //!   `requestBody.content["application/json"].schema`, the response body
-//!   against `responses[status]` (else `default`).
+//!   against `responses[status]` (else `default`). An error status the
+//!   operation does not list (GitHub answers 404, 403, 429 or 5xx to any
+//!   call) or lists without a body is held to GitHub's `basic-error`.
 //! - Schemas: `$ref` (`#/…` in the same document), `type` (one or a list),
 //!   `nullable`, `properties`, `required`, `additionalProperties`, `items`,
 //!   `enum`, `const`, `oneOf` (exactly one), `anyOf`, `allOf`,
@@ -67,7 +69,8 @@ pub struct Call<'a> {
 
 impl Spec {
     pub fn from_file(path: &std::path::Path) -> Result<Spec, String> {
-        let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let doc: Value = serde_json::from_slice(&text)
             .map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
         Ok(Spec::new(doc))
@@ -84,10 +87,12 @@ impl Spec {
                         segs: raw
                             .split('/')
                             .filter(|s| !s.is_empty())
-                            .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                                Some(p) => Seg::Param(p.to_string()),
-                                None => Seg::Lit(s.to_string()),
-                            })
+                            .map(
+                                |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                                    Some(p) => Seg::Param(p.to_string()),
+                                    None => Seg::Lit(s.to_string()),
+                                },
+                            )
                             .collect(),
                     })
                     .collect()
@@ -168,9 +173,9 @@ impl Spec {
                 _ => continue,
             };
             match sent {
-                None if p["required"] == true => {
-                    out.push(format!("{what} request: parameter `{name}`: required, not sent"))
-                }
+                None if p["required"] == true => out.push(format!(
+                    "{what} request: parameter `{name}`: required, not sent"
+                )),
                 None => {}
                 Some(text) => {
                     let schema = &p["schema"];
@@ -185,7 +190,10 @@ impl Spec {
             }
         }
         for (k, _) in call.query {
-            if !params.iter().any(|p| p["in"] == "query" && p["name"] == k.as_str()) {
+            if !params
+                .iter()
+                .any(|p| p["in"] == "query" && p["name"] == k.as_str())
+            {
                 out.push(format!(
                     "{what} request: query parameter `{k}`: not a parameter of this operation"
                 ));
@@ -195,9 +203,9 @@ impl Spec {
         let body = self.resolve(&m.operation["requestBody"]);
         let schema = &body["content"]["application/json"]["schema"];
         match (call.request_body, schema.is_null()) {
-            (None, false) if body["required"] == true => {
-                out.push(format!("{what} request: a JSON body is required, none sent"))
-            }
+            (None, false) if body["required"] == true => out.push(format!(
+                "{what} request: a JSON body is required, none sent"
+            )),
             (Some(v), false) => {
                 let mut errs = Vec::new();
                 self.validate(schema, v, "$", 0, &mut errs);
@@ -215,6 +223,11 @@ impl Spec {
             &responses[&status]
         } else if !responses["default"].is_null() {
             &responses["default"]
+        } else if call.status >= 400 {
+            // GitHub answers any call with an error it does not list per
+            // operation (404 for what is gone, 403/429 for a rate limit,
+            // 5xx): its body is GitHub's error, whatever the operation.
+            &Value::Null
         } else {
             out.push(format!(
                 "{what} response {status}: not a status this operation answers"
@@ -222,7 +235,11 @@ impl Spec {
             return out;
         };
         let documented = self.resolve(documented);
-        let schema = &documented["content"]["application/json"]["schema"];
+        let mut schema = &documented["content"]["application/json"]["schema"];
+        let basic_error = json_ref(BASIC_ERROR);
+        if schema.is_null() && call.status >= 400 && self.pointer(BASIC_ERROR).is_some() {
+            schema = &basic_error;
+        }
         let what = format!("{what} response {status}");
         match (call.response_body, schema.is_null()) {
             (Some(v), false) => {
@@ -239,23 +256,48 @@ impl Spec {
         out
     }
 
-    /// Every way a webhook body departs from `webhooks["<event>-<action>"]`
-    /// (hyphens for underscores) of a webhooks description.
-    pub fn check_webhook(&self, event: &str, body: &Value) -> Vec<String> {
+    /// Every way a webhook departs from `webhooks["<event>-<action>"]`
+    /// (hyphens for underscores) of a webhooks description: its body, and
+    /// the headers the description requires (`None`: not checked).
+    pub fn check_webhook(
+        &self,
+        event: &str,
+        headers: Option<&[(String, String)]>,
+        body: &Value,
+    ) -> Vec<String> {
         let action = body["action"].as_str();
         let key = match action {
             Some(a) => format!("{event}-{a}"),
             None => event.to_string(),
         }
         .replace('_', "-");
-        let schema = &self.doc["webhooks"][&key]["post"]["requestBody"]["content"]
-            ["application/json"]["schema"];
+        let post = &self.doc["webhooks"][&key]["post"];
+        let schema = &post["requestBody"]["content"]["application/json"]["schema"];
         if schema.is_null() {
-            return vec![format!("webhook {key}: no such webhook in GitHub's description")];
+            return vec![format!(
+                "webhook {key}: no such webhook in GitHub's description"
+            )];
         }
         let mut errs = Vec::new();
+        for p in post["parameters"].as_array().into_iter().flatten() {
+            let p = self.resolve(p);
+            let (Some(headers), Some("header"), true) =
+                (headers, p["in"].as_str(), p["required"] == true)
+            else {
+                continue;
+            };
+            let name = p["name"].as_str().unwrap_or_default();
+            if !headers
+                .iter()
+                .any(|(k, v)| k.eq_ignore_ascii_case(name) && !v.is_empty())
+            {
+                errs.push(format!("header `{name}`: required, not sent"));
+            }
+        }
         self.validate(schema, body, "$", 0, &mut errs);
-        errs.into_iter().map(|e| format!("webhook {key}: {e}")).collect()
+        errs.into_iter()
+            .map(|e| format!("webhook {key}: {e}"))
+            .collect()
     }
 
     /// What a `$ref` points at (a value without one is itself).
@@ -321,7 +363,12 @@ impl Spec {
         if v.is_null() && s.get("nullable") == Some(&Value::Bool(true)) {
             return;
         }
-        for sub in s.get("allOf").and_then(Value::as_array).into_iter().flatten() {
+        for sub in s
+            .get("allOf")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             self.validate(sub, v, at, depth + 1, out);
         }
         if let Some(alts) = s.get("anyOf").and_then(Value::as_array) {
@@ -332,7 +379,11 @@ impl Spec {
         }
         let types = types_of(schema);
         if !types.is_empty() && !types.iter().any(|t| is_type(v, t)) {
-            out.push(format!("{at}: {} where {} is required", kind(v), types.join(" or ")));
+            out.push(format!(
+                "{at}: {} where {} is required",
+                kind(v),
+                types.join(" or ")
+            ));
             return;
         }
         if let Some(allowed) = s.get("enum").and_then(Value::as_array)
@@ -355,7 +406,10 @@ impl Spec {
                 if let Some(n) = s.get("minItems").and_then(Value::as_u64)
                     && (items.len() as u64) < n
                 {
-                    out.push(format!("{at}: {} items, at least {n} required", items.len()));
+                    out.push(format!(
+                        "{at}: {} items, at least {n} required",
+                        items.len()
+                    ));
                 }
                 if let Some(n) = s.get("maxItems").and_then(Value::as_u64)
                     && items.len() as u64 > n
@@ -428,7 +482,12 @@ impl Spec {
         out: &mut Vec<String>,
     ) {
         let props = s.get("properties").and_then(Value::as_object);
-        for r in s.get("required").and_then(Value::as_array).into_iter().flatten() {
+        for r in s
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(r) = r.as_str()
                 && !o.contains_key(r)
             {
@@ -489,6 +548,15 @@ impl Spec {
     }
 }
 
+/// GitHub's error body (`message`, `documentation_url`).
+const BASIC_ERROR: &str = "#/components/schemas/basic-error";
+
+fn json_ref(r: &str) -> Value {
+    let mut m = Map::new();
+    m.insert("$ref".into(), Value::String(r.into()));
+    Value::Object(m)
+}
+
 fn child(at: &str, key: &str) -> String {
     if key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         format!("{at}.{key}")
@@ -522,9 +590,7 @@ fn is_type(v: &Value, t: &str) -> bool {
         "array" => v.is_array(),
         "string" => v.is_string(),
         "number" => v.is_number(),
-        "integer" => {
-            v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|x| x.fract() == 0.0)
-        }
+        "integer" => v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|x| x.fract() == 0.0),
         _ => true,
     }
 }
@@ -563,7 +629,8 @@ fn short(v: &Value) -> String {
 /// (`Z` or `±HH:MM`).
 fn is_date_time(s: &str) -> bool {
     let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
     let base = b.len() >= 20
         && digits(0..4)
         && b[4] == b'-'
@@ -591,7 +658,10 @@ fn is_date_time(s: &str) -> bool {
         || (rest.len() == 6
             && (rest.starts_with('+') || rest.starts_with('-'))
             && rest.as_bytes()[3] == b':'
-            && rest[1..3].bytes().chain(rest[4..].bytes()).all(|c| c.is_ascii_digit()))
+            && rest[1..3]
+                .bytes()
+                .chain(rest[4..].bytes())
+                .all(|c| c.is_ascii_digit()))
 }
 
 /// A URI, loosely: a scheme (a letter, then letters, digits, `+-.`), a
@@ -642,7 +712,13 @@ mod tests {
     fn errors(schema: Value, v: Value) -> Vec<String> {
         let spec = Spec::new(json!({"components": {"schemas": {"thing": schema}}}));
         let mut out = Vec::new();
-        spec.validate(&json!({"$ref": "#/components/schemas/thing"}), &v, "$", 0, &mut out);
+        spec.validate(
+            &json!({"$ref": "#/components/schemas/thing"}),
+            &v,
+            "$",
+            0,
+            &mut out,
+        );
         out
     }
 
@@ -682,14 +758,20 @@ mod tests {
             "$.kind: \"walk\" where \"run\" is required",
             "$.extra: property not allowed here",
         ] {
-            assert!(bad.iter().any(|e| e == expected), "{expected:?} not in {bad:#?}");
+            assert!(
+                bad.iter().any(|e| e == expected),
+                "{expected:?} not in {bad:#?}"
+            );
         }
         assert_eq!(bad.len(), 10, "{bad:#?}");
         assert_eq!(
             errors(run.clone(), json!({"output": {"annotations_count": 0}})),
             vec!["$.id: required property missing"]
         );
-        assert_eq!(errors(run, json!([])), vec!["$: an array where object is required"]);
+        assert_eq!(
+            errors(run, json!([])),
+            vec!["$: an array where object is required"]
+        );
     }
 
     #[test]
@@ -713,7 +795,11 @@ mod tests {
             json!({"id": 2, "at": "2026-12-03T13:48:45.123+01:00", "owner": {"id": 3}}),
             json!({"id": 2, "owner": null, "other": [1, 2]}),
         ] {
-            assert_eq!(errors(schema.clone(), v.clone()), Vec::<String>::new(), "{v}");
+            assert_eq!(
+                errors(schema.clone(), v.clone()),
+                Vec::<String>::new(),
+                "{v}"
+            );
         }
     }
 
@@ -726,11 +812,17 @@ mod tests {
             vec!["$: matches 2 of the oneOf alternatives, exactly one is allowed"]
         );
         let e = errors(one_of, json!("x"));
-        assert!(e[0].starts_with("$: matches none of the 2 alternatives"), "{e:?}");
+        assert!(
+            e[0].starts_with("$: matches none of the 2 alternatives"),
+            "{e:?}"
+        );
         let any_of = json!({"anyOf": [{"type": "integer"}, {"type": "number"}]});
         assert!(errors(any_of, json!(1)).is_empty());
         let all_of = json!({"allOf": [{"required": ["a"]}, {"required": ["b"]}]});
-        assert_eq!(errors(all_of, json!({"a": 1})), vec!["$.b: required property missing"]);
+        assert_eq!(
+            errors(all_of, json!({"a": 1})),
+            vec!["$.b: required property missing"]
+        );
     }
 
     fn api() -> Spec {
@@ -755,6 +847,7 @@ mod tests {
                              "responses": {"201": {"$ref": "#/components/responses/run"}}}},
             },
             "components": {
+                "schemas": {"basic-error": {"type": "object", "properties": {"message": {"type": "string"}}}},
                 "parameters": {"per-page": {"name": "per_page", "in": "query",
                                             "schema": {"type": "integer", "maximum": 100}}},
                 "responses": {"run": {"description": "run", "content": {"application/json": {"schema":
@@ -766,52 +859,167 @@ mod tests {
     #[test]
     fn the_most_specific_template_wins() {
         let spec = api();
-        let m = spec.find("GET", "/repos/acme/ml/actions/runners/downloads").unwrap();
-        assert_eq!(m.template, "/repos/{owner}/{repo}/actions/runners/downloads");
-        let m = spec.find("DELETE", "/repos/acme/ml/actions/runners/42").unwrap();
-        assert_eq!(m.template, "/repos/{owner}/{repo}/actions/runners/{runner_id}");
+        let m = spec
+            .find("GET", "/repos/acme/ml/actions/runners/downloads")
+            .unwrap();
+        assert_eq!(
+            m.template,
+            "/repos/{owner}/{repo}/actions/runners/downloads"
+        );
+        let m = spec
+            .find("DELETE", "/repos/acme/ml/actions/runners/42")
+            .unwrap();
+        assert_eq!(
+            m.template,
+            "/repos/{owner}/{repo}/actions/runners/{runner_id}"
+        );
         assert_eq!(m.params[2], ("runner_id".to_string(), "42".to_string()));
-        let m = spec.find("GET", "/repos/acme/.cirun/contents/a/b.yml").unwrap();
+        let m = spec
+            .find("GET", "/repos/acme/.cirun/contents/a/b.yml")
+            .unwrap();
         assert_eq!(m.params[2].1, "a/b.yml");
-        assert!(spec.find("GET", "/repos/acme/ml/actions/runners/42").is_none());
+        assert!(
+            spec.find("GET", "/repos/acme/ml/actions/runners/42")
+                .is_none()
+        );
         assert!(spec.find("GET", "/repos/acme").is_none());
     }
 
     #[test]
     fn calls_are_checked_parameters_bodies_and_answers() {
         let spec = api();
-        let call = |method, path, query: &[(String, String)], req: Option<&Value>, status, resp: Option<&Value>| {
-            spec.check_call(&Call { method, path, query: &[query].concat(), request_body: req, status, response_body: resp })
+        let call = |method,
+                    path,
+                    query: &[(String, String)],
+                    req: Option<&Value>,
+                    status,
+                    resp: Option<&Value>| {
+            spec.check_call(&Call {
+                method,
+                path,
+                query: &[query].concat(),
+                request_body: req,
+                status,
+                response_body: resp,
+            })
         };
         let q = |k: &str, v: &str| (k.to_string(), v.to_string());
-        assert!(call("GET", "/repos/a/b/actions/runners", &[q("per_page", "100"), q("name", "x")], None, 200, None).is_empty());
+        assert!(
+            call(
+                "GET",
+                "/repos/a/b/actions/runners",
+                &[q("per_page", "100"), q("name", "x")],
+                None,
+                200,
+                None
+            )
+            .is_empty()
+        );
         assert_eq!(
-            call("GET", "/repos/a/b/actions/runners", &[q("per_page", "500"), q("page_size", "1")], None, 200, None),
+            call(
+                "GET",
+                "/repos/a/b/actions/runners",
+                &[q("per_page", "500"), q("page_size", "1")],
+                None,
+                200,
+                None
+            ),
             vec![
                 "GET /repos/{owner}/{repo}/actions/runners request: parameter `per_page`: 500 is above the maximum 100",
                 "GET /repos/{owner}/{repo}/actions/runners request: query parameter `page_size`: not a parameter of this operation",
             ]
         );
         assert_eq!(
-            call("DELETE", "/repos/a/b/actions/runners/x", &[], None, 204, None),
-            vec!["DELETE /repos/{owner}/{repo}/actions/runners/{runner_id} request: parameter `runner_id`: a string where integer is required"]
+            call(
+                "DELETE",
+                "/repos/a/b/actions/runners/x",
+                &[],
+                None,
+                204,
+                None
+            ),
+            vec![
+                "DELETE /repos/{owner}/{repo}/actions/runners/{runner_id} request: parameter `runner_id`: a string where integer is required"
+            ]
         );
         let good = json!({"name": "rigger", "head_sha": "abc"});
-        assert!(call("POST", "/repos/a/b/check-runs", &[], Some(&good), 201, Some(&json!({"id": 1}))).is_empty());
+        assert!(
+            call(
+                "POST",
+                "/repos/a/b/check-runs",
+                &[],
+                Some(&good),
+                201,
+                Some(&json!({"id": 1}))
+            )
+            .is_empty()
+        );
         assert_eq!(
-            call("POST", "/repos/a/b/check-runs", &[], Some(&json!({"name": "x"})), 201, Some(&json!({}))),
+            call(
+                "POST",
+                "/repos/a/b/check-runs",
+                &[],
+                Some(&json!({"name": "x"})),
+                201,
+                Some(&json!({}))
+            ),
             vec![
                 "POST /repos/{owner}/{repo}/check-runs request: $.head_sha: required property missing",
                 "POST /repos/{owner}/{repo}/check-runs response 201: $.id: required property missing",
             ]
         );
         assert_eq!(
-            call("POST", "/repos/a/b/check-runs", &[], Some(&good), 200, Some(&json!({"id": 1}))),
-            vec!["POST /repos/{owner}/{repo}/check-runs response 200: not a status this operation answers"]
+            call(
+                "POST",
+                "/repos/a/b/check-runs",
+                &[],
+                Some(&good),
+                200,
+                Some(&json!({"id": 1}))
+            ),
+            vec![
+                "POST /repos/{owner}/{repo}/check-runs response 200: not a status this operation answers"
+            ]
         );
         assert_eq!(
-            call("GET", "/repos/a/b/actions/runners/downloads", &[], None, 200, Some(&json!([{}]))),
-            vec!["GET /repos/{owner}/{repo}/actions/runners/downloads response 200: $[0].os: required property missing"]
+            call(
+                "GET",
+                "/repos/a/b/actions/runners/downloads",
+                &[],
+                None,
+                200,
+                Some(&json!([{}]))
+            ),
+            vec![
+                "GET /repos/{owner}/{repo}/actions/runners/downloads response 200: $[0].os: required property missing"
+            ]
+        );
+        // An error the operation does not list is GitHub's error body.
+        let gone =
+            json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"});
+        assert!(
+            call(
+                "DELETE",
+                "/repos/a/b/actions/runners/7",
+                &[],
+                None,
+                404,
+                Some(&gone)
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            call(
+                "DELETE",
+                "/repos/a/b/actions/runners/7",
+                &[],
+                None,
+                404,
+                Some(&json!({"message": 404}))
+            ),
+            vec![
+                "DELETE /repos/{owner}/{repo}/actions/runners/{runner_id} response 404: $.message: an integer where string is required"
+            ]
         );
         assert_eq!(
             call("PUT", "/repos/a/b/check-runs", &[], None, 200, None),
@@ -821,15 +1029,26 @@ mod tests {
 
     #[test]
     fn a_webhook_is_checked_against_its_event_and_action() {
-        let spec = Spec::new(json!({"webhooks": {"workflow-job-in-progress": {"post": {"requestBody":
-            {"content": {"application/json": {"schema": {"type": "object", "required": ["workflow_job"]}}}}}}}}));
-        assert!(spec.check_webhook("workflow_job", &json!({"action": "in_progress", "workflow_job": {}})).is_empty());
+        let spec = Spec::new(json!({"webhooks": {"workflow-job-in-progress": {"post": {
+            "parameters": [{"name": "X-GitHub-Hook-ID", "in": "header", "required": true, "schema": {"type": "string"}},
+                           {"name": "X-Extra", "in": "header", "schema": {"type": "string"}}],
+            "requestBody": {"content": {"application/json": {"schema": {"type": "object", "required": ["workflow_job"]}}}}}}}}));
+        let hook = [("x-github-hook-id".to_string(), "7".to_string())];
+        let body = json!({"action": "in_progress", "workflow_job": {}});
+        assert!(
+            spec.check_webhook("workflow_job", Some(&hook), &body)
+                .is_empty()
+        );
+        assert!(spec.check_webhook("workflow_job", None, &body).is_empty());
         assert_eq!(
-            spec.check_webhook("workflow_job", &json!({"action": "in_progress"})),
-            vec!["webhook workflow-job-in-progress: $.workflow_job: required property missing"]
+            spec.check_webhook("workflow_job", Some(&[]), &json!({"action": "in_progress"})),
+            vec![
+                "webhook workflow-job-in-progress: header `X-GitHub-Hook-ID`: required, not sent",
+                "webhook workflow-job-in-progress: $.workflow_job: required property missing",
+            ]
         );
         assert_eq!(
-            spec.check_webhook("workflow_job", &json!({"action": "exploded"})),
+            spec.check_webhook("workflow_job", None, &json!({"action": "exploded"})),
             vec!["webhook workflow-job-exploded: no such webhook in GitHub's description"]
         );
     }
@@ -839,7 +1058,12 @@ mod tests {
         for ok in ["2026-12-03T13:48:45Z", "2026-12-03T13:48:45.5-07:00"] {
             assert!(is_date_time(ok), "{ok}");
         }
-        for bad in ["2026-12-03", "2026-12-03T13:48:45", "2026-12-03T13:48:45.Z", "today at noon"] {
+        for bad in [
+            "2026-12-03",
+            "2026-12-03T13:48:45",
+            "2026-12-03T13:48:45.Z",
+            "today at noon",
+        ] {
             assert!(!is_date_time(bad), "{bad}");
         }
         assert!(is_uri("https://github.com/acme/ml") && is_uri("mailto:a@b"));

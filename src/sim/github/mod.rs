@@ -49,6 +49,9 @@ use crate::settings::Secret;
 pub use world::{CheckRun, Job, JobStatus, Runner, RunnerStatus, WebhookFaults};
 use world::{Delivery, Repo, World};
 
+/// The App's webhook, as `X-GitHub-Hook-ID` names it.
+pub const WEBHOOK_ID: u64 = 471_230_118;
+
 /// Installation tokens live this long, as GitHub's do.
 pub const TOKEN_LIFETIME_MS: i64 = 3_600_000;
 
@@ -440,20 +443,29 @@ impl SimGithub {
         let Some(url) = url else {
             return 0;
         };
+        // An App's webhook: its target is the App (`integration`, the App's id).
+        let app_id = self.app_id().to_string();
         let send = |d: Delivery| {
-            self.0.recorder.webhook(&d.event, &d.id, &d.body);
             let body = d.body.to_string().into_bytes();
-            let request = self
-                .0
-                .http
-                .post(&url)
-                .header("content-type", "application/json")
-                .header("user-agent", "GitHub-Hookshot/sim")
-                .header("x-github-event", &d.event)
-                .header("x-github-delivery", &d.id)
-                .header("x-github-hook-installation-target-type", "integration")
-                .header("x-hub-signature-256", sign(&self.0.webhook_secret, &body))
-                .body(body);
+            let headers = [
+                ("content-type", "application/json".to_string()),
+                ("user-agent", "GitHub-Hookshot/sim".into()),
+                ("x-github-event", d.event.clone()),
+                ("x-github-delivery", d.id.clone()),
+                ("x-github-hook-id", WEBHOOK_ID.to_string()),
+                (
+                    "x-github-hook-installation-target-type",
+                    "integration".into(),
+                ),
+                ("x-github-hook-installation-target-id", app_id.clone()),
+                ("x-hub-signature-256", sign(&self.0.webhook_secret, &body)),
+            ];
+            self.0.recorder.webhook(&headers, &d.body);
+            let mut request = self.0.http.post(&url);
+            for (k, v) in &headers {
+                request = request.header(*k, v);
+            }
+            let request = request.body(body);
             async move {
                 let sent = request.send().await;
                 usize::from(sent.is_ok_and(|r| r.status().is_success()))

@@ -1,7 +1,7 @@
 //! A recording of the simulated GitHub's traffic, on demand: every API
 //! request it receives (method, path, query, the headers that matter, the
 //! JSON body) with the answer it gave (status, JSON body), and every webhook
-//! it sends (event header, delivery id, body). The contract test
+//! it sends (its headers, the signature's value left out, and body). The contract test
 //! (`tests/github_contract.rs`) validates a recording against GitHub's
 //! OpenAPI description.
 //!
@@ -30,7 +30,12 @@ pub const MAX_WEBHOOKS: usize = 20_000;
 pub const MAX_BODY: usize = 1 << 20;
 
 /// The request headers a client's contract is about.
-const HEADERS: [&str; 4] = ["accept", "user-agent", "x-github-api-version", "content-type"];
+const HEADERS: [&str; 4] = [
+    "accept",
+    "user-agent",
+    "x-github-api-version",
+    "content-type",
+];
 
 /// One API request and the answer it got.
 #[derive(Debug, Clone)]
@@ -69,6 +74,8 @@ pub struct SentWebhook {
     pub event: String,
     /// `X-GitHub-Delivery`.
     pub delivery: String,
+    /// Every header sent, names lower-case (the signature's value as `…`).
+    pub headers: Vec<(String, String)>,
     pub body: Value,
 }
 
@@ -96,7 +103,8 @@ impl Recorder {
         self.kept.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(super) fn webhook(&self, event: &str, delivery: &str, body: &Value) {
+    /// A delivery about to be sent: its headers and body.
+    pub(super) fn webhook(&self, headers: &[(&str, String)], body: &Value) {
         if !self.on() {
             return;
         }
@@ -105,9 +113,28 @@ impl Recorder {
             k.dropped += 1;
             return;
         }
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
         k.webhooks.push(SentWebhook {
-            event: event.to_string(),
-            delivery: delivery.to_string(),
+            event: header("x-github-event"),
+            delivery: header("x-github-delivery"),
+            headers: headers
+                .iter()
+                .map(|(k, v)| {
+                    let k = k.to_ascii_lowercase();
+                    let v = if k.starts_with("x-hub-signature") {
+                        "…".into()
+                    } else {
+                        v.clone()
+                    };
+                    (k, v)
+                })
+                .collect(),
             body: body.clone(),
         });
     }
