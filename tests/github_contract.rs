@@ -133,14 +133,20 @@ fn specs() -> Option<&'static Specs> {
                 return None;
             };
             let dir = PathBuf::from(dir);
+            let started = std::time::Instant::now();
             let load = |pkg: &str| {
                 let path = dir.join(pkg).join("generated/api.github.com.json");
                 Spec::from_file(&path).unwrap_or_else(|e| panic!("RIGGER_GITHUB_OPENAPI: {e}"))
             };
-            Some(Specs {
+            let specs = Specs {
                 rest: load("openapi"),
                 webhooks: load("openapi-webhooks"),
-            })
+            };
+            eprintln!(
+                "GitHub's descriptions parsed in {} ms",
+                started.elapsed().as_millis()
+            );
+            Some(specs)
         })
         .as_ref()
 }
@@ -309,10 +315,20 @@ async fn repository_scope() -> Recorded {
     s.webhooks_arrive().await;
     assert_eq!(s.job_state(happy).await, JobState::Completed);
 
-    // A config error, on the check run.
+    // A config error, on the check run; and one with 1,500 errors, whose
+    // summary must still fit a check run's (`maxLength` 65,535).
     let broken = s
         .github
         .queue_job(job("acme/broken", "cirun-x--1", "octocat"));
+    let many: String = (0..1500)
+        .map(|i| format!("  - name: r{i}\n    cloud: vast_ai\n    instance_type: 1xNOPE{i}\n    labels: [cirun-r{i}]\n"))
+        .collect();
+    let many = format!("runners:\n{many}");
+    s.github
+        .add_repo("acme/very-broken", &[(".cirun.yml", &many)]);
+    let very_broken = s
+        .github
+        .queue_job(job("acme/very-broken", "cirun-r0--1", "octocat"));
     // A fork's job: rigger asks for its run.
     let mut fork = job("acme/ml", "cirun-gpu--102", "mallory");
     fork.fork = true;
@@ -320,6 +336,7 @@ async fn repository_scope() -> Recorded {
     s.webhooks_arrive().await;
     s.rigger_provisions().await;
     assert_eq!(s.job_state(broken).await, JobState::Failed);
+    assert_eq!(s.job_state(very_broken).await, JobState::Failed);
 
     // Idle: listed online, then deregistered and destroyed.
     let idle = s.a_job_is_queued("cirun-gpu--103");
@@ -457,6 +474,9 @@ async fn the_app_clients_other_calls() -> Recorded {
             .unwrap()
             .is_empty()
     );
+    // GitHub's answer to a call over the rate limit is its error body too.
+    s.github.rate_limit_for(60_000);
+    assert!(client.runners_at(installation, "acme/ml").await.is_err());
     s.github.take_recorded()
 }
 

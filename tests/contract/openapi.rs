@@ -48,13 +48,15 @@ enum Seg {
     Param(String),
 }
 
+/// Path parameters by name, as sent.
+type PathParams = Vec<(String, String)>;
+
 /// An operation a request matched.
 pub struct Matched<'a> {
     pub template: &'a str,
     pub operation: &'a Value,
     path_item: &'a Value,
-    /// Path parameters by name, as sent.
-    pub params: Vec<(String, String)>,
+    pub params: PathParams,
 }
 
 /// One request and its answer, as the contract test has them.
@@ -109,7 +111,7 @@ impl Spec {
     pub fn find(&self, method: &str, path: &str) -> Option<Matched<'_>> {
         let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let method = method.to_ascii_lowercase();
-        let mut best: Option<(Vec<u8>, &Template, Vec<(String, String)>)> = None;
+        let mut best: Option<(Vec<u8>, &Template, PathParams)> = None;
         for t in &self.templates {
             let Some(params) = t.matches(&segs) else {
                 continue;
@@ -448,15 +450,15 @@ impl Spec {
                 let x = n.as_f64().unwrap_or(0.0);
                 let bound = |k: &str| s.get(k).and_then(Value::as_f64);
                 let flag = |k: &str| s.get(k) == Some(&Value::Bool(true));
-                if let Some(min) = bound("minimum") {
-                    if flag("exclusiveMinimum") && x <= min || x < min {
-                        out.push(format!("{at}: {n} is below the minimum {min}"));
-                    }
+                if let Some(min) = bound("minimum")
+                    && (flag("exclusiveMinimum") && x <= min || x < min)
+                {
+                    out.push(format!("{at}: {n} is below the minimum {min}"));
                 }
-                if let Some(max) = bound("maximum") {
-                    if flag("exclusiveMaximum") && x >= max || x > max {
-                        out.push(format!("{at}: {n} is above the maximum {max}"));
-                    }
+                if let Some(max) = bound("maximum")
+                    && (flag("exclusiveMaximum") && x >= max || x > max)
+                {
+                    out.push(format!("{at}: {n} is above the maximum {max}"));
                 }
                 if let Some(min) = bound("exclusiveMinimum")
                     && x <= min
@@ -679,7 +681,7 @@ fn is_uri(s: &str) -> bool {
 
 impl Template {
     /// The path parameters if `segs` is this template's path.
-    fn matches(&self, segs: &[&str]) -> Option<Vec<(String, String)>> {
+    fn matches(&self, segs: &[&str]) -> Option<PathParams> {
         let mut params = Vec::new();
         for (i, t) in self.segs.iter().enumerate() {
             let last = i + 1 == self.segs.len();
@@ -801,6 +803,29 @@ mod tests {
                 "{v}"
             );
         }
+    }
+
+    #[test]
+    fn exclusive_bounds_in_both_versions() {
+        let v30 = json!({"type": "integer", "minimum": 1, "exclusiveMinimum": true});
+        assert_eq!(
+            errors(v30.clone(), json!(1)),
+            vec!["$: 1 is below the minimum 1"]
+        );
+        assert!(errors(v30, json!(2)).is_empty());
+        let v31 = json!({"type": "number", "exclusiveMaximum": 5});
+        assert_eq!(errors(v31.clone(), json!(5)), vec!["$: 5 is not below 5"]);
+        assert!(errors(v31, json!(4.5)).is_empty());
+        let items =
+            json!({"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 2}});
+        assert_eq!(
+            errors(items.clone(), json!([])),
+            vec!["$: 0 items, at least 1 required"]
+        );
+        assert_eq!(
+            errors(items, json!(["x"])),
+            vec!["$[0]: 1 characters, at least 2 required"]
+        );
     }
 
     #[test]

@@ -21,10 +21,20 @@
 //! - `POST /_runner/{id}/next` → `{"job":{…}}` or `{"job":null}`
 //! - `POST /_runner/{id}/finish` `{"job_id":…,"conclusion":"success"}`
 //!
+//! Webhooks go out as an App's do: signed (`X-Hub-Signature-256`), with
+//! `X-GitHub-Event`, `X-GitHub-Delivery`, `X-GitHub-Hook-ID` and the target
+//! (`X-GitHub-Hook-Installation-Target-Type: integration`, `…-Target-ID`:
+//! the App's id).
+//!
+//! Answers and webhook payloads have the shapes of GitHub's OpenAPI
+//! description (`world.rs`'s shape functions); `tests/github_contract.rs`
+//! holds them to it, over a recording: [`SimGithub::record`] keeps every API
+//! exchange and webhook until [`SimGithub::take_recorded`] (`record.rs`).
+//!
 //! Here: the simulator and the calls tests make on it; `http.rs` routes,
 //! authenticates and serves the App API; `rest.rs` the installation calls;
-//! `control.rs` `/sim` and `/_runner`; `world.rs` the state; `runner.rs` the
-//! runner release.
+//! `control.rs` `/sim` and `/_runner`; `world.rs` the state and the shapes;
+//! `record.rs` the recording; `runner.rs` the runner release.
 
 mod control;
 mod http;

@@ -234,3 +234,54 @@ pub(super) async fn recorded(
     });
     Response::from_parts(parts, Body::from(bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers() -> Vec<(&'static str, String)> {
+        vec![
+            ("X-GitHub-Event", "workflow_job".to_string()),
+            ("x-github-delivery", "d-1".to_string()),
+            ("x-hub-signature-256", "sha256=abc".to_string()),
+        ]
+    }
+
+    #[test]
+    fn off_keeps_nothing_on_keeps_a_bounded_recording() {
+        let r = Recorder::default();
+        r.webhook(&headers(), &Value::Null);
+        assert!(r.kept().webhooks.is_empty(), "off until turned on");
+        r.on.store(true, std::sync::atomic::Ordering::Relaxed);
+        for _ in 0..MAX_WEBHOOKS + 3 {
+            r.webhook(&headers(), &serde_json::json!({"action": "queued"}));
+        }
+        let k = std::mem::take(&mut *r.kept());
+        assert_eq!((k.webhooks.len(), k.dropped), (MAX_WEBHOOKS, 3));
+        let w = &k.webhooks[0];
+        assert_eq!(
+            (w.event.as_str(), w.delivery.as_str()),
+            ("workflow_job", "d-1")
+        );
+        assert!(
+            w.headers
+                .contains(&("x-github-event".into(), "workflow_job".into()))
+        );
+        assert!(
+            w.headers
+                .contains(&("x-hub-signature-256".into(), "…".into())),
+            "the signature's value is not kept: {:?}",
+            w.headers
+        );
+    }
+
+    #[test]
+    fn a_body_too_large_is_not_kept() {
+        assert_eq!(
+            json_of(br#"{"a":1}"#),
+            (Some(serde_json::json!({"a": 1})), false)
+        );
+        assert_eq!(json_of(b""), (None, false));
+        assert_eq!(json_of(&vec![b' '; MAX_BODY + 1]), (None, true));
+    }
+}

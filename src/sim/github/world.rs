@@ -1,6 +1,9 @@
 //! The simulated GitHub's state: installations, repositories and their
 //! files, tokens, runners, jobs, check runs, and the deliveries waiting to be
-//! sent. Plain data and rules; `mod.rs` serves it over HTTP.
+//! sent. Plain data and rules; `mod.rs` serves it over HTTP. And the shapes
+//! of what GitHub answers and sends (`*_json`, `job_payload`), each with
+//! every field GitHub's OpenAPI description requires of its schema (named
+//! in its doc); `tests/github_contract.rs` checks them.
 
 use std::collections::BTreeMap;
 
