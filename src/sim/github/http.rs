@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::control::{control, runner_side};
 use super::rest::repo_api;
+use super::world;
 use super::{SimGithub, TOKEN_LIFETIME_MS};
 
 impl SimGithub {
@@ -120,7 +121,7 @@ pub(super) fn paged(
 }
 
 /// A query value as sent (`%XX` escapes, `+` for a space).
-fn percent_decode(v: &str) -> String {
+pub(super) fn percent_decode(v: &str) -> String {
     let b = v.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -271,7 +272,9 @@ fn app_api(
                 .iter()
                 .skip((page.max(1) - 1) * 100)
                 .take(100)
-                .map(|(id, login)| json!({"id": id, "account": {"login": login}, "app_id": w.app_id}))
+                .map(|(id, login)| {
+                    world::installation_json(*id, login, w.app_id, &sim.public_url())
+                })
                 .collect();
             json_response(StatusCode::OK, Value::Array(list))
         }
@@ -298,7 +301,7 @@ fn app_api(
         (&Method::GET, ["repos", o, r, "installation"]) => match w.repos.get(&format!("{o}/{r}")) {
             Some(repo) => json_response(
                 StatusCode::OK,
-                json!({"id": repo.installation, "account": {"login": o}, "app_id": w.app_id}),
+                world::installation_json(repo.installation, o, w.app_id, &sim.public_url()),
             ),
             None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
         },

@@ -27,13 +27,24 @@
 //! - `POST /_runner/{id}/next` → `{"job":{…}}` or `{"job":null}`
 //! - `POST /_runner/{id}/finish` `{"job_id":…,"conclusion":"success"}`
 //!
+//! Webhooks go out as an App's do: signed (`X-Hub-Signature-256`), with
+//! `X-GitHub-Event`, `X-GitHub-Delivery`, `X-GitHub-Hook-ID` and the target
+//! (`X-GitHub-Hook-Installation-Target-Type: integration`, `…-Target-ID`:
+//! the App's id).
+//!
+//! Answers and webhook payloads have the shapes of GitHub's OpenAPI
+//! description (`world.rs`'s shape functions); `tests/github_contract.rs`
+//! holds them to it, over a recording: [`SimGithub::record`] keeps every API
+//! exchange and webhook until [`SimGithub::take_recorded`] (`record.rs`).
+//!
 //! Here: the simulator and the calls tests make on it; `http.rs` routes,
 //! authenticates and serves the App API; `rest.rs` the installation calls;
-//! `control.rs` `/sim` and `/_runner`; `world.rs` the state; `runner.rs` the
-//! runner release.
+//! `control.rs` `/sim` and `/_runner`; `world.rs` the state and the shapes;
+//! `record.rs` the recording; `runner.rs` the runner release.
 
 mod control;
 mod http;
+pub mod record;
 mod rest;
 pub mod runner;
 pub mod world;
@@ -53,6 +64,9 @@ use crate::github::webhook::sign;
 use crate::settings::Secret;
 pub use world::{CheckRun, Job, JobStatus, Runner, RunnerStatus, WebhookFaults};
 use world::{Delivery, Repo, World};
+
+/// The App's webhook, as `X-GitHub-Hook-ID` names it.
+pub const WEBHOOK_ID: u64 = 471_230_118;
 
 /// Installation tokens live this long, as GitHub's do.
 pub const TOKEN_LIFETIME_MS: i64 = 3_600_000;
@@ -96,6 +110,8 @@ struct Inner {
     /// Real seconds a simulated runner spends per simulated second of job.
     runner_time_scale: Mutex<f64>,
     tarball: (Vec<u8>, String),
+    /// What `record(true)` keeps (see `record.rs`).
+    recorder: record::Recorder,
 }
 
 #[derive(Clone)]
@@ -141,6 +157,7 @@ impl SimGithub {
             public_url: Mutex::new("http://127.0.0.1".into()),
             runner_time_scale: Mutex::new(0.0),
             tarball: runner::tarball(),
+            recorder: record::Recorder::default(),
         })))
     }
 
@@ -455,19 +472,29 @@ impl SimGithub {
         let Some(url) = url else {
             return 0;
         };
+        // An App's webhook: its target is the App (`integration`, the App's id).
+        let app_id = self.app_id().to_string();
         let send = |d: Delivery| {
             let body = d.body.to_string().into_bytes();
-            let request = self
-                .0
-                .http
-                .post(&url)
-                .header("content-type", "application/json")
-                .header("user-agent", "GitHub-Hookshot/sim")
-                .header("x-github-event", &d.event)
-                .header("x-github-delivery", &d.id)
-                .header("x-github-hook-installation-target-type", "integration")
-                .header("x-hub-signature-256", sign(&self.0.webhook_secret, &body))
-                .body(body);
+            let headers = [
+                ("content-type", "application/json".to_string()),
+                ("user-agent", "GitHub-Hookshot/sim".into()),
+                ("x-github-event", d.event.clone()),
+                ("x-github-delivery", d.id.clone()),
+                ("x-github-hook-id", WEBHOOK_ID.to_string()),
+                (
+                    "x-github-hook-installation-target-type",
+                    "integration".into(),
+                ),
+                ("x-github-hook-installation-target-id", app_id.clone()),
+                ("x-hub-signature-256", sign(&self.0.webhook_secret, &body)),
+            ];
+            self.0.recorder.webhook(&headers, &d.body);
+            let mut request = self.0.http.post(&url);
+            for (k, v) in &headers {
+                request = request.header(*k, v);
+            }
+            let request = request.body(body);
             async move {
                 let sent = request.send().await;
                 usize::from(sent.is_ok_and(|r| r.status().is_success()))
@@ -482,7 +509,7 @@ impl SimGithub {
 
     pub fn router(&self) -> Router {
         Router::new()
-            .fallback(http::dispatch)
+            .fallback(record::recorded)
             .with_state(self.clone())
     }
 

@@ -156,11 +156,7 @@ pub(super) fn repo_api(
                     group_id: body["runner_group_id"].as_i64().unwrap_or(1),
                 },
             );
-            let label_objs: Vec<Value> = all_labels
-                .iter()
-                .enumerate()
-                .map(|(i, l)| json!({"id": i + 1, "name": l, "type": if i < 3 { "read-only" } else { "custom" }}))
-                .collect();
+            let label_objs = world::runner_labels(&all_labels);
             json_response(
                 StatusCode::CREATED,
                 json!({"runner": {"id": id, "runner_group_id": body["runner_group_id"], "name": name, "os": "unknown", "status": "offline", "busy": false, "labels": label_objs},
@@ -225,35 +221,22 @@ pub(super) fn repo_api(
                 .and_then(|id| w.jobs.get(&id))
                 .filter(|j| j.repo == full)
             {
-                Some(j) => {
-                    let p = world::job_payload(j, "", w.repos.get(&full));
-                    json_response(StatusCode::OK, p["workflow_job"].clone())
-                }
+                Some(j) => json_response(StatusCode::OK, world::job_json(j, &api)),
                 None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
             }
         }
         (&Method::GET, ["repos", o, r, "actions", "runs", id]) => {
             let full = format!("{o}/{r}");
             let run = id.parse::<i64>().ok();
-            match w
+            let job = w
                 .jobs
                 .values()
-                .find(|j| Some(j.run_id) == run && j.repo == full)
-            {
-                Some(j) => {
-                    let head = if j.fork {
-                        format!("{}-fork/{r}", j.actor)
-                    } else {
-                        full.clone()
-                    };
-                    json_response(
-                        StatusCode::OK,
-                        json!({"id": j.run_id, "event": j.event,
-                               "head_sha": j.head_sha, "head_repository": {"full_name": head, "fork": j.fork},
-                               "repository": {"full_name": full}}),
-                    )
+                .find(|j| Some(j.run_id) == run && j.repo == full);
+            match (job, w.repos.get(&full)) {
+                (Some(j), Some(repo)) => {
+                    json_response(StatusCode::OK, world::workflow_run_json(j, repo, &api))
                 }
-                None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
+                _ => gh_error(StatusCode::NOT_FOUND, "Not Found"),
             }
         }
         (&Method::POST, ["repos", o, r, "check-runs"]) => {
@@ -291,12 +274,13 @@ pub(super) fn repo_api(
                 started_ms: now,
                 updates: 0,
             };
-            let answer = world::check_run_json(&run, &api);
+            let answer = world::check_run_json(&run, w.app_id, &api);
             w.check_runs.insert(id, run);
             json_response(StatusCode::CREATED, answer)
         }
         (&Method::PATCH, ["repos", o, r, "check-runs", id]) => {
             let full = format!("{o}/{r}");
+            let app_id = w.app_id;
             let Some(run) = id
                 .parse::<i64>()
                 .ok()
@@ -345,7 +329,7 @@ pub(super) fn repo_api(
                 }
             }
             run.updates += 1;
-            let answer = world::check_run_json(run, &api);
+            let answer = world::check_run_json(run, app_id, &api);
             json_response(StatusCode::OK, answer)
         }
         (&Method::GET, ["orgs", org, "teams", team, "memberships", login]) => {
@@ -354,7 +338,10 @@ pub(super) fn repo_api(
                 .get(&format!("{org}/{team}"))
                 .is_some_and(|m| m.iter().any(|x| x == login));
             if member {
-                json_response(StatusCode::OK, json!({"state": "active", "role": "member"}))
+                json_response(
+                    StatusCode::OK,
+                    world::team_membership_json(org, team, login, &api),
+                )
             } else {
                 gh_error(StatusCode::NOT_FOUND, "Not Found")
             }
@@ -374,7 +361,7 @@ pub(super) fn repo_api(
                     };
                     json_response(
                         StatusCode::OK,
-                        json!({"permission": permission, "role_name": role}),
+                        world::collaborator_permission_json(login, permission, &role, &api),
                     )
                 }
                 None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
