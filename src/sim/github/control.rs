@@ -128,8 +128,29 @@ pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Val
                 loss_rate: body["loss_rate"].as_f64().unwrap_or(0.0),
                 duplicate_rate: body["duplicate_rate"].as_f64().unwrap_or(0.0),
                 reorder: body["reorder"].as_bool().unwrap_or(false),
+                late_rate: body["late_rate"].as_f64().unwrap_or(0.0),
             });
             json_response(StatusCode::OK, json!({"ok": true}))
+        }
+        (&Method::POST, ["installations", id, verb @ ("suspend" | "unsuspend" | "delete")]) => {
+            let id = id.parse::<i64>().unwrap_or(-1);
+            let done = match *verb {
+                "suspend" => sim.suspend_installation(id),
+                "unsuspend" => sim.unsuspend_installation(id),
+                _ => sim.delete_installation(id),
+            };
+            if done {
+                json_response(StatusCode::OK, json!({"ok": true}))
+            } else {
+                gh_error(StatusCode::NOT_FOUND, "no such installation")
+            }
+        }
+        (&Method::POST, ["repos", o, r, "remove-from-installation"]) => {
+            if sim.remove_repo_from_installation(&format!("{o}/{r}")) {
+                json_response(StatusCode::OK, json!({"ok": true}))
+            } else {
+                gh_error(StatusCode::NOT_FOUND, "no such repository in an installation")
+            }
         }
         (&Method::POST, ["runner-groups"]) => {
             let (Some(org), Some(id)) = (body["org"].as_str(), body["id"].as_i64()) else {

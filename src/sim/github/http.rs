@@ -235,6 +235,9 @@ pub(super) async fn dispatch(
     } else {
         let w = sim.world();
         match w.tokens.get(&bearer) {
+            Some((inst, _)) if w.suspended.contains(inst) => {
+                return gh_error(StatusCode::FORBIDDEN, "This installation has been suspended");
+            }
             Some((inst, exp)) if *exp > now => Caller::Installation(*inst),
             Some(_) => {
                 return gh_error(
@@ -262,6 +265,9 @@ fn app_api(
     q: &dyn Fn(&str) -> Option<String>,
     now: i64,
 ) -> Response {
+    if let Some(r) = super::deliveries::app_hook(sim, method, seg, q, now) {
+        return r;
+    }
     let mut w = sim.world();
     match (method, seg) {
         (&Method::GET, ["app", "installations"]) => {
@@ -269,6 +275,7 @@ fn app_api(
             let list: Vec<Value> = w
                 .org_installations
                 .iter()
+                .filter(|(id, _)| !w.deleted.contains(id))
                 .skip((page.max(1) - 1) * 100)
                 .take(100)
                 .map(|(id, login)| json!({"id": id, "account": {"login": login}, "app_id": w.app_id}))
@@ -279,10 +286,13 @@ fn app_api(
             let Some(inst) = id
                 .parse::<i64>()
                 .ok()
-                .filter(|i| w.org_installations.contains_key(i))
+                .filter(|i| w.org_installations.contains_key(i) && !w.deleted.contains(i))
             else {
                 return gh_error(StatusCode::NOT_FOUND, "Not Found");
             };
+            if w.suspended.contains(&inst) {
+                return gh_error(StatusCode::FORBIDDEN, "This installation has been suspended");
+            }
             let token = w.token("ghs_");
             w.secrets_issued.push(token.clone());
             let expires = now + TOKEN_LIFETIME_MS;

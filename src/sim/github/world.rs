@@ -1,6 +1,8 @@
-//! The simulated GitHub's state: installations, repositories and their
-//! files, tokens, runners, jobs, check runs, and the deliveries waiting to be
-//! sent. Plain data and rules; `mod.rs` serves it over HTTP.
+//! The simulated GitHub's state: installations (suspended or deleted as
+//! GitHub's are), repositories and their files, tokens, runners, jobs, check
+//! runs, the deliveries waiting to be sent and the record of every delivery
+//! attempt (`deliveries.rs`). Plain data and rules; `mod.rs` serves it over
+//! HTTP.
 
 use std::collections::BTreeMap;
 
@@ -97,17 +99,51 @@ pub struct CheckRun {
 /// A delivery waiting to be sent.
 #[derive(Debug, Clone)]
 pub struct Delivery {
+    /// The event's GUID (`X-GitHub-Delivery`): a redelivery keeps it.
     pub id: String,
     pub event: String,
+    pub action: Option<String>,
+    pub installation: Option<i64>,
+    pub repository_id: Option<i64>,
+    /// Sent again on request (`POST /app/hook/deliveries/{id}/attempts`).
+    pub redelivery: bool,
     pub body: Value,
 }
 
-/// Delivery faults: lost, sent twice (same delivery id), out of order.
+impl Delivery {
+    /// A first delivery of an event, its GUID drawn from `w`.
+    pub fn new(w: &mut World, event: &str, body: Value) -> Delivery {
+        let id = w.token("");
+        let guid = format!(
+            "{}-{}-{}-{}-{}",
+            &id[..8],
+            &id[8..12],
+            &id[12..16],
+            &id[16..20],
+            &id[20..32]
+        );
+        Delivery {
+            id: guid,
+            event: event.to_string(),
+            action: body["action"].as_str().map(str::to_string),
+            installation: body["installation"]["id"].as_i64(),
+            repository_id: body["repository"]["id"].as_i64(),
+            redelivery: false,
+            body,
+        }
+    }
+}
+
+/// Delivery faults: lost, sent twice (same delivery id), out of order, or
+/// received but answered too late for GitHub (it records a failure).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct WebhookFaults {
     pub loss_rate: f64,
     pub duplicate_rate: f64,
     pub reorder: bool,
+    /// Delivered, but GitHub gave up waiting for the answer (10 s): it
+    /// records the attempt as failed although the receiver has it.
+    pub late_rate: f64,
 }
 
 pub struct World {
@@ -127,7 +163,16 @@ pub struct World {
     /// `(org, id)` of runner groups besides the default group (1).
     pub runner_groups: std::collections::BTreeSet<(String, i64)>,
     pub outbox: Vec<Delivery>,
+    /// Every delivery attempt, as `GET /app/hook/deliveries` lists them.
+    pub attempts: Vec<super::deliveries::Attempt>,
     pub webhook_faults: WebhookFaults,
+    /// Installations suspended (by the account or the App's owner): their
+    /// tokens stop working and their events are not delivered.
+    pub suspended: std::collections::BTreeSet<i64>,
+    /// Installations deleted (the App uninstalled): their tokens are gone.
+    pub deleted: std::collections::BTreeSet<i64>,
+    /// Repositories taken out of their installation's selection.
+    pub removed_repos: std::collections::BTreeSet<String>,
     /// JIT configs allowed per minute (GitHub's is about 180), `None` = off.
     pub jit_per_minute: Option<u32>,
     pub jit_window: Vec<i64>,
@@ -158,6 +203,10 @@ impl World {
             teams: BTreeMap::new(),
             runner_groups: Default::default(),
             outbox: Vec::new(),
+            attempts: Vec::new(),
+            suspended: Default::default(),
+            deleted: Default::default(),
+            removed_repos: Default::default(),
             webhook_faults: WebhookFaults::default(),
             jit_per_minute: None,
             jit_window: Vec::new(),
@@ -209,20 +258,27 @@ impl World {
             return;
         };
         let body = job_payload(job, action, self.repos.get(&job.repo));
-        let id = self.token("");
-        let id = format!(
-            "{}-{}-{}-{}-{}",
-            &id[..8],
-            &id[8..12],
-            &id[12..16],
-            &id[16..20],
-            &id[20..32]
-        );
-        self.outbox.push(Delivery {
-            id,
-            event: "workflow_job".into(),
-            body,
-        });
+        self.send("workflow_job", body);
+    }
+
+    /// Queue a delivery of an event, unless its installation is suspended
+    /// or gone: GitHub blocks a suspended App's webhook events.
+    pub fn send(&mut self, event: &str, body: Value) {
+        let d = Delivery::new(self, event, body);
+        if let Some(i) = d.installation
+            && event != "installation"
+            && (self.suspended.contains(&i) || self.deleted.contains(&i))
+        {
+            return;
+        }
+        self.outbox.push(d);
+    }
+
+    /// Whether an installation can use the API: not suspended, not deleted.
+    pub fn installation_usable(&self, id: i64) -> bool {
+        self.org_installations.contains_key(&id)
+            && !self.suspended.contains(&id)
+            && !self.deleted.contains(&id)
     }
 
     /// GitHub's rule: an idle online runner takes a queued job whose labels
@@ -376,6 +432,44 @@ pub fn account_json(login: &str, id: i64, api: &str) -> Value {
         "events_url": format!("{user}/events{{/privacy}}"),
         "received_events_url": format!("{user}/received_events"),
         "type": "Organization", "site_admin": false,
+    })
+}
+
+/// An installation as its webhook events carry it (every field GitHub's
+/// `installation` schema requires).
+pub fn installation_json(w: &World, id: i64, now_ms: i64, api: &str) -> Value {
+    let login = w.org_installations.get(&id).cloned().unwrap_or_default();
+    let suspended = w.suspended.contains(&id);
+    json!({
+        "id": id,
+        "app_id": w.app_id,
+        "app_slug": "rigger",
+        "target_id": id,
+        "target_type": "Organization",
+        "account": account_json(&login, id, api),
+        "single_file_name": null,
+        "repository_selection": "selected",
+        "access_tokens_url": format!("{api}/app/installations/{id}/access_tokens"),
+        "repositories_url": format!("{api}/installation/repositories"),
+        "html_url": format!("https://github.com/organizations/{login}/settings/installations/{id}"),
+        "events": ["workflow_job"],
+        "permissions": {"actions": "write", "administration": "write", "checks": "write", "contents": "read", "metadata": "read"},
+        "created_at": iso(now_ms),
+        "updated_at": iso(now_ms),
+        "suspended_by": if suspended { json!({"login": login, "id": id, "type": "User"}) } else { Value::Null },
+        "suspended_at": if suspended { json!(iso(now_ms)) } else { Value::Null },
+    })
+}
+
+/// A repository as `installation_repositories` lists it.
+pub fn repo_lite_json(r: &Repo) -> Value {
+    let name = r.full_name.split('/').nth(1).unwrap_or_default();
+    json!({
+        "id": r.id,
+        "node_id": format!("R_{}", r.id),
+        "name": name,
+        "full_name": r.full_name,
+        "private": r.private,
     })
 }
 
