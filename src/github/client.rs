@@ -268,6 +268,29 @@ fn runner_view(r: SelfHostedRunner, installation_id: i64, scope: &str) -> Runner
 }
 
 impl Github for GithubClient {
+    async fn hook_deliveries(
+        &self,
+        cursor: Option<&str>,
+    ) -> Result<crate::engine::ports::HookDeliveryPage, GithubError> {
+        self.list_hook_deliveries(cursor).await
+    }
+
+    async fn redeliver(&self, delivery_id: i64) -> Result<(), GithubError> {
+        self.redeliver_hook_delivery(delivery_id).await
+    }
+
+    async fn cancel_run(
+        &self,
+        repo: &RepoRef,
+        run_id: i64,
+    ) -> Result<crate::engine::ports::RunCancel, GithubError> {
+        self.cancel_workflow_run(repo, run_id).await
+    }
+
+    fn forget_installation(&self, installation_id: i64) {
+        self.auth.forget(installation_id);
+    }
+
     async fn config_files(
         &self,
         repo: &RepoRef,

@@ -129,6 +129,17 @@ CREATE INDEX events_job ON events (job_id);
         "deliveries set aside after failing too often (quarantine)",
         "ALTER TABLE deliveries ADD COLUMN quarantined_at BIGINT;",
     ),
+    (
+        8,
+        "where the scan of GitHub's webhook-delivery log got to (recovering lost deliveries)",
+        "CREATE TABLE delivery_scan (
+    id         BIGINT PRIMARY KEY,
+    watermark  BIGINT NOT NULL,
+    sweep_top  BIGINT,
+    cursor     TEXT,
+    updated_at BIGINT NOT NULL
+);",
+    ),
 ];
 
 /// Apply the migrations this database has not seen yet.

@@ -132,7 +132,14 @@ pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Val
             });
             json_response(StatusCode::OK, json!({"ok": true}))
         }
-        (&Method::POST, ["installations", id, verb @ ("suspend" | "unsuspend" | "delete")]) => {
+        (
+            &Method::POST,
+            [
+                "installations",
+                id,
+                verb @ ("suspend" | "unsuspend" | "delete"),
+            ],
+        ) => {
             let id = id.parse::<i64>().unwrap_or(-1);
             let done = match *verb {
                 "suspend" => sim.suspend_installation(id),
@@ -149,7 +156,10 @@ pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Val
             if sim.remove_repo_from_installation(&format!("{o}/{r}")) {
                 json_response(StatusCode::OK, json!({"ok": true}))
             } else {
-                gh_error(StatusCode::NOT_FOUND, "no such repository in an installation")
+                gh_error(
+                    StatusCode::NOT_FOUND,
+                    "no such repository in an installation",
+                )
             }
         }
         (&Method::POST, ["runner-groups"]) => {

@@ -79,6 +79,46 @@ impl World {
     }
 }
 
+/// Why a redelivery was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    NotFound,
+    TooOld,
+}
+
+impl World {
+    /// Queue attempt `id`'s event again, with its GUID, as a redelivery.
+    pub fn redeliver(&mut self, id: i64, now_ms: i64) -> Result<(), Refusal> {
+        let a = self
+            .attempts
+            .iter()
+            .find(|a| a.id == id)
+            .cloned()
+            .ok_or(Refusal::NotFound)?;
+        if now_ms - a.delivered_at_ms > REDELIVER_WITHIN_MS {
+            return Err(Refusal::TooOld);
+        }
+        self.outbox.push(Delivery {
+            id: a.guid,
+            event: a.event,
+            action: a.action,
+            installation: a.installation_id,
+            repository_id: a.repository_id,
+            redelivery: true,
+            body: a.body,
+        });
+        Ok(())
+    }
+}
+
+impl SimGithub {
+    /// Someone presses "Redeliver" on attempt `id` in the App's settings.
+    pub fn redeliver_by_hand(&self, id: i64) -> Result<(), Refusal> {
+        let now = self.now();
+        self.world().redeliver(id, now)
+    }
+}
+
 fn iso(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -185,26 +225,14 @@ pub(super) fn app_hook(
             }
         }
         (&Method::POST, ["app", "hook", "deliveries", id, "attempts"]) => {
-            let id = id.parse::<i64>().unwrap_or(-1);
-            let Some(a) = w.attempts.iter().find(|a| a.id == id).cloned() else {
-                return Some(gh_error(StatusCode::NOT_FOUND, "Not Found"));
-            };
-            if now - a.delivered_at_ms > REDELIVER_WITHIN_MS {
-                return Some(gh_error(
+            match w.redeliver(id.parse::<i64>().unwrap_or(-1), now) {
+                Ok(()) => json_response(StatusCode::ACCEPTED, json!({})),
+                Err(Refusal::NotFound) => gh_error(StatusCode::NOT_FOUND, "Not Found"),
+                Err(Refusal::TooOld) => gh_error(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "Validation failed: only deliveries of the past 3 days can be redelivered",
-                ));
+                ),
             }
-            w.outbox.push(Delivery {
-                id: a.guid,
-                event: a.event,
-                action: a.action,
-                installation: a.installation_id,
-                repository_id: a.repository_id,
-                redelivery: true,
-                body: a.body,
-            });
-            json_response(StatusCode::ACCEPTED, json!({}))
         }
         _ => return None,
     })

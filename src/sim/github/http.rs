@@ -187,6 +187,7 @@ pub(super) async fn dispatch(
     let now = sim.now();
     {
         let mut w = sim.world();
+        w.expire_runners(now);
         let route = route_key(&method, &path);
         *w.requests.entry(route.clone()).or_default() += 1;
         if let Some((status, left)) = w.failing_routes.get_mut(&route).filter(|f| f.1 > 0) {
@@ -236,7 +237,10 @@ pub(super) async fn dispatch(
         let w = sim.world();
         match w.tokens.get(&bearer) {
             Some((inst, _)) if w.suspended.contains(inst) => {
-                return gh_error(StatusCode::FORBIDDEN, "This installation has been suspended");
+                return gh_error(
+                    StatusCode::FORBIDDEN,
+                    "This installation has been suspended",
+                );
             }
             Some((inst, exp)) if *exp > now => Caller::Installation(*inst),
             Some(_) => {
@@ -291,7 +295,10 @@ fn app_api(
                 return gh_error(StatusCode::NOT_FOUND, "Not Found");
             };
             if w.suspended.contains(&inst) {
-                return gh_error(StatusCode::FORBIDDEN, "This installation has been suspended");
+                return gh_error(
+                    StatusCode::FORBIDDEN,
+                    "This installation has been suspended",
+                );
             }
             let token = w.token("ghs_");
             w.secrets_issued.push(token.clone());

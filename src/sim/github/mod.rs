@@ -63,8 +63,8 @@ use futures_util::StreamExt;
 use crate::engine::ports::Clock;
 use crate::github::webhook::sign;
 use crate::settings::Secret;
-pub use world::{CheckRun, Job, JobStatus, Runner, RunnerStatus, WebhookFaults};
 use deliveries::Outcome;
+pub use world::{CheckRun, Job, JobStatus, Runner, RunnerStatus, WebhookFaults};
 use world::{Delivery, Repo, World};
 
 /// Installation tokens live this long, as GitHub's do.
@@ -375,7 +375,11 @@ impl SimGithub {
         if !w.removed_repos.insert(repo.to_string()) {
             return false;
         }
-        let login = w.org_installations.get(&r.installation).cloned().unwrap_or_default();
+        let login = w
+            .org_installations
+            .get(&r.installation)
+            .cloned()
+            .unwrap_or_default();
         let body = serde_json::json!({
             "action": "removed",
             "installation": world::installation_json(&w, r.installation, now, &api),
@@ -450,7 +454,10 @@ impl SimGithub {
     }
 
     pub fn runners(&self) -> Vec<Runner> {
-        self.world().runners.values().cloned().collect()
+        let now = self.now();
+        let mut w = self.world();
+        w.expire_runners(now);
+        w.runners.values().cloned().collect()
     }
 
     pub fn check_runs(&self) -> Vec<CheckRun> {

@@ -154,6 +154,7 @@ pub(super) fn repo_api(
                     redeemed: false,
                     job: None,
                     group_id: body["runner_group_id"].as_i64().unwrap_or(1),
+                    registered_ms: now,
                 },
             );
             let label_objs: Vec<Value> = all_labels

@@ -48,7 +48,12 @@ pub struct Runner {
     pub redeemed: bool,
     pub job: Option<i64>,
     pub group_id: i64,
+    /// When it was registered (its JIT config made).
+    pub registered_ms: i64,
 }
+
+/// GitHub removes an ephemeral runner that has not connected for this long.
+pub const EPHEMERAL_UNCONNECTED_MS: i64 = 24 * 3_600_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -279,6 +284,13 @@ impl World {
         self.org_installations.contains_key(&id)
             && !self.suspended.contains(&id)
             && !self.deleted.contains(&id)
+    }
+
+    /// GitHub's rule: an ephemeral runner that has not connected for more
+    /// than a day is removed ("communicating with self-hosted runners").
+    pub fn expire_runners(&mut self, now_ms: i64) {
+        self.runners
+            .retain(|_, r| r.redeemed || now_ms - r.registered_ms <= EPHEMERAL_UNCONNECTED_MS);
     }
 
     /// GitHub's rule: an idle online runner takes a queued job whose labels
