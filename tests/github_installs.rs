@@ -113,7 +113,7 @@ async fn a_failed_delivery_that_arrived_is_not_rented_twice() {
     );
     // Someone redelivers it by hand anyway: the inbox knows the GUID.
     s.rigger_provisions().await;
-    s.github.redeliver_by_hand(attempts[0].id);
+    s.github.redeliver_by_hand(attempts[0].id).unwrap();
     s.webhooks_arrive().await;
     s.rigger_provisions().await;
     assert_eq!(s.instances_created(), 1, "rented once");
@@ -285,6 +285,32 @@ async fn a_removed_repository_ends_only_its_jobs() {
     s.nothing_leaked().await;
 }
 
+/// GitHub revokes an installation token before its hour is up: rigger's
+/// next call is answered 401, drops the cached token and goes on with a new
+/// one, instead of failing the job as refused.
+async fn a_revoked_token_is_dropped_and_replaced() {
+    let s = Story::begin("revoked-token").await;
+    let first = s.a_job_is_queued("cirun-gpu--780");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(first).await, JobState::WaitingForRunner);
+    let minted = s.engine.github.auth().tokens_minted();
+    s.github.revoke_tokens(s.github.installation_of("acme"));
+    let second = s.a_job_is_queued("cirun-gpu--781");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    let row = s.engine.store.job(second).await.unwrap().unwrap();
+    assert_eq!(row.state, JobState::WaitingForRunner, "{row:?}");
+    assert_eq!(s.engine.github.auth().tokens_minted(), minted + 1);
+    s.machines_boot();
+    s.webhooks_arrive().await;
+    for j in [first, second] {
+        s.github.finish_job(j, "success");
+    }
+    s.webhooks_arrive().await;
+    s.nothing_leaked().await;
+}
+
 /// With `github.cancel_runs_on_give_up`, a job rigger gives up on (no
 /// definition for its labels) has its workflow run cancelled instead of
 /// waiting 24 h on GitHub; without the setting, nothing is cancelled.
@@ -348,6 +374,7 @@ both_databases!(
     a_suspended_installation_ends_its_jobs,
     an_uninstalled_app_ends_its_jobs,
     a_removed_repository_ends_only_its_jobs,
+    a_revoked_token_is_dropped_and_replaced,
     a_given_up_job_has_its_run_cancelled_when_asked,
     runs_are_not_cancelled_by_default,
 );

@@ -6,7 +6,6 @@
 use reqwest::Method;
 
 use super::client::GithubClient;
-use super::http::Auth;
 use crate::engine::ports::{GithubError, RepoRef, RunCancel};
 
 impl GithubClient {
@@ -15,12 +14,9 @@ impl GithubClient {
         repo: &RepoRef,
         run_id: i64,
     ) -> Result<RunCancel, GithubError> {
-        let token = self.auth().installation_token(repo.installation_id).await?;
         let path = format!("/repos/{}/actions/runs/{run_id}/cancel", repo.repo);
         match self
-            .auth()
-            .api()
-            .send(Method::POST, &path, Auth::Bearer(&token), None)
+            .call(repo.installation_id, Method::POST, &path, None)
             .await
         {
             Ok(answer) => answer.json().map(|_| RunCancel::Cancelled),

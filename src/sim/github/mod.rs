@@ -344,6 +344,15 @@ impl SimGithub {
         })
     }
 
+    /// Revoke every token of an installation before it expires (as
+    /// `DELETE /installation/token` does, or GitHub on a leaked token):
+    /// each is answered 401 from now on.
+    pub fn revoke_tokens(&self, installation: i64) {
+        self.world()
+            .tokens
+            .retain(|_, (inst, _)| *inst != installation);
+    }
+
     fn installation_event(&self, id: i64, action: &str, change: impl FnOnce(&mut World)) -> bool {
         let api = self.public_url();
         let now = self.now();
