@@ -158,6 +158,52 @@ async fn the_scan_pages_and_survives_a_restart() {
     s.webhooks_arrive().await;
 }
 
+/// The chaos run of issue #14 at its own scale: 2,000 jobs, 12 % of their
+/// deliveries lost. Before recovery the lost ones are stranded; after a few
+/// passes (a sweep of more pages than one pass reads goes on from the
+/// stored cursor) rigger knows every job.
+#[tokio::test]
+async fn a_chaos_burst_strands_no_job() {
+    let s = Story::begin("chaos-burst").await;
+    s.github.set_webhook_faults(faults(0.12, 0.0));
+    let jobs: Vec<i64> = (0..2_000)
+        .map(|i| s.a_job_is_queued(&format!("cirun-gpu--{}", 5000 + i)))
+        .collect();
+    s.webhooks_arrive().await;
+    s.github.set_webhook_faults(faults(0.0, 0.0));
+    let mut stranded = 0;
+    for j in &jobs {
+        if s.engine.store.job(*j).await.unwrap().is_none() {
+            stranded += 1;
+        }
+    }
+    assert!(stranded > 100, "the loss fault lost {stranded}");
+    let mut passes = 0;
+    let mut redelivered = 0;
+    loop {
+        passes += 1;
+        let pass = s.engine.recover_deliveries_once().await.unwrap();
+        redelivered += pass.redelivered;
+        s.webhooks_arrive().await;
+        if pass.swept {
+            break;
+        }
+        assert!(passes < 10, "the sweep never ends: {pass:?}");
+    }
+    let mut left = 0;
+    for j in &jobs {
+        if s.engine.store.job(*j).await.unwrap().is_none() {
+            left += 1;
+        }
+    }
+    eprintln!(
+        "chaos burst: {stranded} of {} jobs stranded; {redelivered} redelivered in {passes} passes; {left} left",
+        jobs.len()
+    );
+    assert_eq!(redelivered, stranded);
+    assert_eq!(left, 0, "every job's queued reached rigger");
+}
+
 /// The account suspends the App with one job running and one waiting for a
 /// machine: both end with the reason, their machines are destroyed (the
 /// running one's too: nothing of it can be followed any more), and the
@@ -378,3 +424,30 @@ both_databases!(
     a_given_up_job_has_its_run_cancelled_when_asked,
     runs_are_not_cancelled_by_default,
 );
+
+/// Two replicas on one database scan GitHub's delivery log once a minute
+/// between them, not once each.
+async fn replicas_share_the_scan() {
+    let s = Story::begin("scan-turns").await;
+    let other = s.another_replica().await;
+    assert!(
+        s.engine
+            .recover_deliveries_if_due()
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(other.recover_deliveries_if_due().await.unwrap().is_none());
+    s.clock.advance_ms(rigger::engine::recover::SCAN_EVERY_MS);
+    assert!(other.recover_deliveries_if_due().await.unwrap().is_some());
+    assert!(
+        s.engine
+            .recover_deliveries_if_due()
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(s.github.requests("GET /app/hook/deliveries"), 2);
+}
+
+both_databases!(replicas_share_the_scan);

@@ -9,7 +9,8 @@
 //! answered after GitHub stopped waiting), and a redelivery keeps the GUID
 //! the inbox deduplicates on, so a duplicate is never acted on twice.
 //!
-//! Budget: one pass a minute ([`SCAN_EVERY_MS`]); a quiet App reads one
+//! Budget: one pass a minute ([`SCAN_EVERY_MS`], shared by the replicas
+//! of one database); a quiet App reads one
 //! page a pass, 60 calls an hour, 1.2 % of the 5,000 an hour GitHub
 //! documents as an App's least primary limit, whatever the number of
 //! repositories. Listing the queued runs of each repository rigger serves
@@ -57,7 +58,6 @@ pub struct RecoverPass {
 pub(crate) struct Memory {
     tries: HashMap<String, u32>,
     not_before_ms: i64,
-    last_pass_ms: Option<i64>,
 }
 
 impl<C: Cloud, G: Github> Engine<C, G> {
@@ -67,18 +67,17 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A pass if [`SCAN_EVERY_MS`] has passed since the last (the
-    /// reconciler's loop calls this after each of its passes).
+    /// A pass if no replica made one within [`SCAN_EVERY_MS`] (the
+    /// reconciler's loop calls this after each of its passes; the store
+    /// decides whose turn it is, so replicas share one budget).
     pub async fn recover_deliveries_if_due(&self) -> Result<Option<RecoverPass>, EngineError> {
-        let now = self.now();
-        let due = self
-            .recover_memory()
-            .last_pass_ms
-            .is_none_or(|t| now - t >= SCAN_EVERY_MS);
-        if !due {
+        if !self
+            .store
+            .claim_delivery_scan(self.now(), SCAN_EVERY_MS)
+            .await?
+        {
             return Ok(None);
         }
-        self.recover_memory().last_pass_ms = Some(now);
         self.recover_deliveries_once().await.map(Some)
     }
 

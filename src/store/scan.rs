@@ -54,6 +54,25 @@ impl Store {
         Ok(())
     }
 
+    /// Take the turn to scan, if no replica scanned within `every_ms`:
+    /// replicas sharing a database scan once between them, not once each.
+    pub async fn claim_delivery_scan(&self, now: i64, every_ms: i64) -> Result<bool, StoreError> {
+        sqlx::query(
+            "INSERT INTO delivery_scan (id, watermark, updated_at) VALUES (1, 0, 0) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .execute(&self.writer)
+        .await?;
+        let done = sqlx::query(
+            "UPDATE delivery_scan SET updated_at = $1 WHERE id = 1 AND updated_at <= $2",
+        )
+        .bind(now)
+        .bind(now - every_ms)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Whether a delivery with this id (GitHub's GUID) is in the inbox.
     pub async fn has_delivery(&self, delivery_id: &str) -> Result<bool, StoreError> {
         let found: Option<String> =

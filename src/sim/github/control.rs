@@ -1,5 +1,5 @@
 //! The simulator's own endpoints: `/sim`, the control API that scripts
-//! repositories, jobs, faults and limits, and `/_runner`, what simulated
+//! repositories, jobs, faults, limits and installations, and `/_runner`, what simulated
 //! runners call.
 
 use axum::http::{Method, StatusCode, header};
@@ -188,7 +188,9 @@ pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Val
                 StatusCode::OK,
                 json!({"jobs": w.jobs.values().collect::<Vec<_>>(), "runners": w.runners.values().collect::<Vec<_>>(),
                        "check_runs": w.check_runs.values().collect::<Vec<_>>(), "repos": w.repos.values().collect::<Vec<_>>(),
-                       "requests": w.requests, "webhook_faults": w.webhook_faults}),
+                       "requests": w.requests, "webhook_faults": w.webhook_faults,
+                       "delivery_attempts": w.attempts, "suspended": w.suspended, "deleted": w.deleted,
+                       "removed_repos": w.removed_repos}),
             )
         }
         _ => gh_error(StatusCode::NOT_FOUND, "unknown /sim endpoint"),

@@ -20,7 +20,8 @@
 //! - `POST /sim/runner-groups` `{"org":"acme","id":7}`: a runner group for org-level JIT runners (1, the default group, always exists)
 //! - `POST /sim/limits` `{"jit_per_minute":180}` (`null`: off), `{"rate_limit_for_s":60}` (primary:
 //!   403, `x-ratelimit-remaining: 0`) or `{"secondary_limit_for_s":60,"retry_after_s":30}` (403, `retry-after`)
-//! - `GET /sim/state`: jobs, runners, check runs, requests counted by route
+//! - `GET /sim/state`: jobs, runners, check runs, requests counted by route,
+//!   every delivery attempt, installations suspended or deleted
 //!
 //! App API (JWT) besides tokens: `GET /app/hook/deliveries` (`per_page`,
 //! `cursor`, `status`; `Link` to the next page), `GET
