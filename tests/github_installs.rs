@@ -222,12 +222,15 @@ async fn a_suspended_installation_ends_its_jobs() {
     s.rigger_provisions().await;
     assert_eq!(s.job_state(waiting).await, JobState::WaitingForRunner);
     assert_eq!(s.vast.live_instances().len(), 2);
+    let queued = s.a_job_is_queued("cirun-gpu--733");
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(queued).await, JobState::Queued);
     let minted = s.engine.github.auth().tokens_minted();
 
     let installation = s.github.installation_of("acme");
     assert!(s.github.suspend_installation(installation));
     s.webhooks_arrive().await;
-    for j in [running, waiting] {
+    for j in [running, waiting, queued] {
         let row = s.engine.store.job(j).await.unwrap().unwrap();
         assert_eq!(row.state, JobState::Failed, "job {j}: {row:?}");
         assert_eq!(row.failure.as_deref(), Some("access_lost"), "{row:?}");
@@ -238,7 +241,10 @@ async fn a_suspended_installation_ends_its_jobs() {
         s.vast.live_instances().is_empty(),
         "no machine is left running for a suspended installation"
     );
-    // Its jobs on GitHub: the queued one is still queued (nothing can be
+    // Nothing more is rented for them.
+    s.rigger_provisions().await;
+    assert_eq!(s.instances_created(), 2);
+    // Its jobs on GitHub: the queued ones are still queued (nothing can be
     // done there now); the running one's runner is gone with its machine.
     // The waiting job's runner registration, which rigger can no longer
     // delete, GitHub removes itself a day later (an ephemeral runner that
@@ -261,6 +267,7 @@ async fn a_suspended_installation_ends_its_jobs() {
     s.webhooks_arrive().await;
     s.github.finish_job(next, "success");
     s.github.cancel_job(waiting);
+    s.github.cancel_job(queued);
     s.webhooks_arrive().await;
     s.nothing_leaked().await;
 }

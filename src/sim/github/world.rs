@@ -468,7 +468,7 @@ pub fn installation_json(w: &World, id: i64, now_ms: i64, api: &str) -> Value {
         "permissions": {"actions": "write", "administration": "write", "checks": "write", "contents": "read", "metadata": "read"},
         "created_at": iso(now_ms),
         "updated_at": iso(now_ms),
-        "suspended_by": if suspended { json!({"login": login, "id": id, "type": "User"}) } else { Value::Null },
+        "suspended_by": if suspended { account_json(&login, id, api) } else { Value::Null },
         "suspended_at": if suspended { json!(iso(now_ms)) } else { Value::Null },
     })
 }
