@@ -158,6 +158,37 @@ async fn the_scan_pages_and_survives_a_restart() {
     s.webhooks_arrive().await;
 }
 
+/// GitHub's rate limit stops a pass, and the next waits as GitHub says
+/// before reading the log again; then the lost delivery is recovered.
+async fn the_scan_waits_out_a_rate_limit() {
+    let s = Story::begin("scan-rate-limited").await;
+    s.github.set_webhook_faults(faults(1.0, 0.0));
+    let job = s.a_job_is_queued("cirun-gpu--790");
+    s.webhooks_arrive().await;
+    s.github.set_webhook_faults(faults(0.0, 0.0));
+    s.github.rate_limit_for(60_000);
+    let list = "GET /app/hook/deliveries";
+    let pass = s.engine.recover_deliveries_once().await.unwrap();
+    assert_eq!((pass.pages, pass.redelivered), (0, 0), "{pass:?}");
+    assert_eq!(s.github.requests(list), 1);
+    s.clock.advance_ms(30_000);
+    s.engine.recover_deliveries_once().await.unwrap();
+    assert_eq!(s.github.requests(list), 1, "no call before GitHub's reset");
+    s.clock.advance_ms(31_000);
+    let pass = s.engine.recover_deliveries_once().await.unwrap();
+    assert_eq!(pass.redelivered, 1, "{pass:?}");
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(job).await, JobState::Queued);
+    let m = s.metrics().await;
+    assert!(
+        m.get("rigger_github_errors_total{kind=\"rate_limited\"}")
+            .is_some_and(|n| *n >= 1.0),
+        "{m:?}"
+    );
+    s.github.cancel_job(job);
+    s.webhooks_arrive().await;
+}
+
 /// The chaos run of issue #14 at its own scale: 2,000 jobs, 12 % of their
 /// deliveries lost. Before recovery the lost ones are stranded; after a few
 /// passes (a sweep of more pages than one pass reads goes on from the
@@ -428,6 +459,7 @@ both_databases!(
     an_uninstalled_app_ends_its_jobs,
     a_removed_repository_ends_only_its_jobs,
     a_revoked_token_is_dropped_and_replaced,
+    the_scan_waits_out_a_rate_limit,
     a_given_up_job_has_its_run_cancelled_when_asked,
     runs_are_not_cancelled_by_default,
 );
