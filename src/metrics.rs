@@ -28,7 +28,7 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     (
         "rigger_jobs_failed_total",
         Kind::Counter,
-        "Jobs rigger gave up on, by kind: config_error, denied, cloud_refused, no_capacity_timeout, internal_error.",
+        "Jobs rigger gave up on, by kind: config_error, denied, cloud_refused, no_capacity_timeout, internal_error, access_lost.",
     ),
     ("rigger_instances", Kind::Gauge, "Instances by state."),
     (
@@ -70,6 +70,21 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         "rigger_work_panics_total",
         Kind::Counter,
         "Units of work (a delivery, a job's provisioning attempt, a reconcile action, a machine's callback) that panicked, by loop; the unit was recorded and the loop went on.",
+    ),
+    (
+        "rigger_deliveries_redelivered_total",
+        Kind::Counter,
+        "Webhook deliveries GitHub recorded as failed and that never reached rigger, which rigger asked GitHub to send again, by event.",
+    ),
+    (
+        "rigger_delivery_scan_pages_total",
+        Kind::Counter,
+        "Pages of the App's webhook-delivery log read to find failed deliveries.",
+    ),
+    (
+        "rigger_runs_cancelled_total",
+        Kind::Counter,
+        "Workflow runs rigger cancelled after giving up on one of their jobs (github.cancel_runs_on_give_up), by result: cancelled, already_over, not_permitted, error.",
     ),
     (
         "rigger_deliveries_quarantined",

@@ -95,6 +95,10 @@ pub struct GithubSettings {
     /// The runner group JIT runners join (organization scope; a repository
     /// has only the default group, 1).
     pub runner_group_id: i64,
+    /// When rigger gives up on a job (config error, denied, no capacity in
+    /// time…), cancel its workflow run rather than leave the job queued on
+    /// GitHub for 24 h. Needs the App permission Actions: write. Off by default.
+    pub cancel_runs_on_give_up: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -329,6 +333,7 @@ struct GithubFile {
     config_source: Option<ConfigSource>,
     runner_scope: Option<RunnerScope>,
     runner_group_id: Option<i64>,
+    cancel_runs_on_give_up: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1065,6 +1070,7 @@ impl<'a> Checks<'a> {
             config_source: g.config_source.unwrap_or(ConfigSource::DefaultBranch),
             runner_scope: g.runner_scope.unwrap_or(RunnerScope::Repository),
             runner_group_id: g.runner_group_id.unwrap_or(1),
+            cancel_runs_on_give_up: g.cancel_runs_on_give_up.unwrap_or(false),
         };
         self.url(("github", "api_url"), &github.api_url);
         let group = ("github", "runner_group_id");

@@ -442,6 +442,7 @@ async fn the_webhook_sender_signs_realistic_payloads_with_faults_on_request() {
         loss_rate: 0.0,
         duplicate_rate: 1.0,
         reorder: false,
+        late_rate: 0.0,
     });
     w.sim.queue_job(job("2"));
     assert_eq!(w.sim.flush().await, 2, "sent twice");
@@ -453,6 +454,7 @@ async fn the_webhook_sender_signs_realistic_payloads_with_faults_on_request() {
         loss_rate: 1.0,
         duplicate_rate: 0.0,
         reorder: false,
+        late_rate: 0.0,
     });
     w.sim.queue_job(job("3"));
     assert_eq!(w.sim.flush().await, 0, "lost");

@@ -96,7 +96,9 @@ async fn a_signed_delivery_is_committed_before_202_and_duplicates_are_recognised
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].action.as_deref(), Some("queued"));
     match parse_delivery(&claimed[0]).unwrap() {
-        Some(JobEvent::Queued(j)) => assert_eq!((*j.job_id, j.repo.as_str()), (42, "acme/ml")),
+        Some(rigger::engine::installations::InboxEvent::Job(JobEvent::Queued(j))) => {
+            assert_eq!((*j.job_id, j.repo.as_str()), (42, "acme/ml"))
+        }
         other => panic!("{other:?}"),
     }
     // GitHub redelivers with the same id: acknowledged, stored once.

@@ -128,6 +128,27 @@ impl Github for ClosedGithub {
         Ok(None)
     }
 
+    async fn hook_deliveries(
+        &self,
+        _: Option<&str>,
+    ) -> Result<rigger::engine::ports::HookDeliveryPage, GithubError> {
+        Ok(Default::default())
+    }
+
+    async fn redeliver(&self, _: i64) -> Result<(), GithubError> {
+        Ok(())
+    }
+
+    async fn cancel_run(
+        &self,
+        _: &RepoRef,
+        _: i64,
+    ) -> Result<rigger::engine::ports::RunCancel, GithubError> {
+        Ok(rigger::engine::ports::RunCancel::AlreadyOver)
+    }
+
+    fn forget_installation(&self, _: i64) {}
+
     async fn runner_download_sha256(
         &self,
         _: &RepoRef,

@@ -49,12 +49,17 @@ pub fn check(data: &[u8]) {
         Ok(Event::WorkflowJob(job)) => {
             assert_eq!(
                 worker,
-                Ok(Some(job.clone())),
+                Ok(Some(job.clone().into())),
                 "the worker reads another job"
             );
             matched(job);
         }
-        Ok(_) => assert_eq!(worker, Ok(None), "the worker finds work in {event:?}"),
+        Ok(e) => assert_eq!(
+            worker,
+            Ok(e.access()
+                .map(rigger::engine::installations::InboxEvent::Access)),
+            "the worker finds other work in {event:?}"
+        ),
         // Unreadable: stored and set aside (a kept event) or refused; either
         // way the worker must not act on it.
         Err(e) => assert!(

@@ -28,8 +28,9 @@ pub enum SimCommand {
     /// Writes the App's private key to `--key-out` for rigger's
     /// `github.private_key_file`. Script it through its control API:
     /// `POST /sim/repos`, `POST /sim/jobs`, `POST /sim/jobs/{id}/cancel`,
-    /// `POST /sim/webhooks`, `POST /sim/limits`, `GET /sim/state` (see the
-    /// README).
+    /// `POST /sim/webhooks`, `POST /sim/limits`, `POST
+    /// /sim/installations/{id}/suspend` (and `unsuspend`, `delete`),
+    /// `GET /sim/state` (see the README).
     Github(SimGithubArgs),
 }
 

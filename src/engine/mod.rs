@@ -8,11 +8,17 @@
 //!   (`rent.rs`: JIT runner → row → create), `config.rs`, `admission.rs`;
 //! - `offer_pool.rs`: one search serves the jobs of a burst;
 //! - `teardown.rs`: destroy and account for a machine;
+//! - `installations.rs`: the App uninstalled, suspended, or repositories
+//!   removed: end what rigger ran there;
+//! - `recover.rs`: find deliveries GitHub failed to make and redeliver them;
+//! - `cancel.rs`: cancel the workflow run of a job rigger gave up on (a setting);
 //! - `reconcile/`: `plan` (pure) and `apply`.
 
+pub mod cancel;
 pub mod estimate;
 pub mod events;
 pub mod inbox;
+pub mod installations;
 pub mod isolate;
 pub mod names;
 pub mod offer_pool;
@@ -22,6 +28,7 @@ pub mod ports;
 pub mod provision;
 pub mod rank;
 pub mod reconcile;
+pub mod recover;
 pub mod report;
 pub mod run;
 pub mod state;
@@ -62,6 +69,10 @@ pub struct Engine<C: Cloud, G: Github> {
     offer_pool: offer_pool::OfferPool,
     /// What the reconciler remembers from one pass to the next.
     reconcile_memory: Mutex<reconcile::Memory>,
+    /// What delivery recovery remembers between passes.
+    recover_memory: Mutex<recover::Memory>,
+    /// Whether the missing Actions: write permission was logged already.
+    cancel_denied_logged: std::sync::atomic::AtomicBool,
 }
 
 /// (repository, commit or "" for the default branch) → (read at, config).
@@ -90,6 +101,8 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             runner_checksums: tokio::sync::Mutex::new(HashMap::new()),
             offer_pool: offer_pool::OfferPool::default(),
             reconcile_memory: Mutex::default(),
+            recover_memory: Mutex::default(),
+            cancel_denied_logged: Default::default(),
         }
     }
 

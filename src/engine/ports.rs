@@ -240,6 +240,41 @@ pub struct CheckTarget {
     pub details_url: Option<String>,
 }
 
+/// One attempt to deliver an event to the App's webhook, as GitHub
+/// records it (`GET /app/hook/deliveries`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookDelivery {
+    /// This attempt's id (what a redelivery is asked for with).
+    pub id: i64,
+    /// The event's GUID: the `X-GitHub-Delivery` of every attempt of it,
+    /// redeliveries included, so the inbox's delivery id.
+    pub guid: String,
+    pub event: String,
+    /// GitHub's `status` was `OK` (the receiver answered 2xx in time).
+    pub ok: bool,
+    pub redelivery: bool,
+    pub delivered_at_ms: i64,
+}
+
+/// A page of deliveries, newest first, and the cursor of the next (older)
+/// page, if any.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HookDeliveryPage {
+    pub deliveries: Vec<HookDelivery>,
+    pub next_cursor: Option<String>,
+}
+
+/// What a request to cancel a workflow run came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunCancel {
+    /// GitHub accepted it (202): the run's unfinished jobs end cancelled.
+    Cancelled,
+    /// The run is already over (409).
+    AlreadyOver,
+    /// The App may not (403): it lacks the Actions: write permission.
+    NotPermitted,
+}
+
 pub trait Github: Send + Sync + 'static {
     /// `.cirun.yml` at `git_ref` (a sha, or `None` for the default branch),
     /// and the org's `.cirun/.cirun.global.yml` and `.access.yml`.
@@ -316,6 +351,27 @@ pub trait Github: Send + Sync + 'static {
     /// The SHA-256 GitHub publishes for the Linux runner release file
     /// `filename` for `arch` (`x64`, `arm64`), from the repository's runner
     /// downloads list; `None` when it lists no such file or no checksum.
+    /// A page of the App's webhook deliveries (App JWT), from `cursor`
+    /// (`None`: the newest).
+    fn hook_deliveries(
+        &self,
+        cursor: Option<&str>,
+    ) -> impl Future<Output = Result<HookDeliveryPage, GithubError>> + Send;
+
+    /// Ask GitHub to send a delivery again (same GUID).
+    fn redeliver(&self, delivery_id: i64) -> impl Future<Output = Result<(), GithubError>> + Send;
+
+    /// Cancel a workflow run (needs Actions: write).
+    fn cancel_run(
+        &self,
+        repo: &RepoRef,
+        run_id: i64,
+    ) -> impl Future<Output = Result<RunCancel, GithubError>> + Send;
+
+    /// Drop any cached token of an installation: it was uninstalled or
+    /// suspended, and its token must not be used again.
+    fn forget_installation(&self, installation_id: i64);
+
     fn runner_download_sha256(
         &self,
         repo: &RepoRef,

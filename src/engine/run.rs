@@ -1,5 +1,6 @@
 //! The engine's loops: the inbox worker (deliveries → events), the
-//! provisioner, and the reconciler's ticker. Each finishes what it is doing
+//! provisioner, and the reconciler's ticker (which also recovers, once a
+//! minute, deliveries GitHub failed to make: `recover.rs`). Each finishes what it is doing
 //! when asked to stop; nothing is destroyed because rigger stops.
 
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
 use super::events::{JobEvent, JobInfo};
+use super::installations::InboxEvent;
 use super::isolate::{Loop, isolated, isolated_sync};
 use super::ports::{Cloud, Github};
 use super::supervise::{Health, supervise};
@@ -18,7 +20,7 @@ use crate::store::Delivery;
 /// How a stored delivery becomes an event: `Ok(None)` for deliveries that
 /// need no work (pings, other events), `Err` for a payload that cannot be
 /// read (kept with its error, never retried).
-pub type ParseDelivery = dyn Fn(&Delivery) -> Result<Option<JobEvent>, String> + Send + Sync;
+pub type ParseDelivery = dyn Fn(&Delivery) -> Result<Option<InboxEvent>, String> + Send + Sync;
 
 const DELIVERY_LEASE_MS: i64 = 60_000;
 
@@ -63,7 +65,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             // finished in one commit (in order: what follows waits for it).
             let run = rest
                 .iter()
-                .take_while(|(_, p)| matches!(p, Ok(Some(JobEvent::Queued(_)))))
+                .take_while(|(_, p)| matches!(p, Ok(Some(InboxEvent::Job(JobEvent::Queued(_))))))
                 .count();
             if run > 0 {
                 let (together, after) = rest.split_at(run);
@@ -90,18 +92,20 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         &self,
         d: &Delivery,
         parse: &ParseDelivery,
-    ) -> Result<Option<JobEvent>, String> {
+    ) -> Result<Option<InboxEvent>, String> {
         let what = format!("delivery {}", crate::text::for_log(&d.delivery_id));
         isolated_sync(&self.metrics, Loop::Inbox, &what, || parse(d))
             .unwrap_or_else(|p| Err(p.to_string()))
     }
 
     /// A run of `queued` deliveries in one commit; whether it committed.
-    async fn queued_run(&self, run: &[(&Delivery, Result<Option<JobEvent>, String>)]) -> bool {
+    async fn queued_run(&self, run: &[(&Delivery, Result<Option<InboxEvent>, String>)]) -> bool {
         let queued: Vec<(Option<&str>, &JobInfo)> = run
             .iter()
             .filter_map(|(d, p)| match p {
-                Ok(Some(JobEvent::Queued(job))) => Some((Some(d.delivery_id.as_str()), job)),
+                Ok(Some(InboxEvent::Job(JobEvent::Queued(job)))) => {
+                    Some((Some(d.delivery_id.as_str()), job))
+                }
                 _ => None,
             })
             .collect();
@@ -129,7 +133,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     async fn handle_alone(
         &self,
         d: &Delivery,
-        parsed: &Result<Option<JobEvent>, String>,
+        parsed: &Result<Option<InboxEvent>, String>,
     ) -> Result<(), EngineError> {
         let span = tracing::info_span!(
             "delivery",
@@ -143,7 +147,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     async fn handle_alone_in_span(
         &self,
         d: &Delivery,
-        parsed: &Result<Option<JobEvent>, String>,
+        parsed: &Result<Option<InboxEvent>, String>,
     ) -> Result<(), EngineError> {
         let id = d.delivery_id.as_str();
         let now = self.now();
@@ -174,7 +178,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             &self.metrics,
             Loop::Inbox,
             &what,
-            self.handle(event.clone()),
+            self.handle_inbox(event.clone()),
         )
         .await
         {
@@ -315,6 +319,11 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             let pass = tracing::info_span!("reconcile_pass");
             if let Err(e) = self.reconcile_once().instrument(pass).await {
                 tracing::error!(error = %e, "reconciler");
+            }
+            // Deliveries GitHub failed to make, once a minute (recover.rs).
+            let recovery = tracing::info_span!("delivery_recovery");
+            if let Err(e) = self.recover_deliveries_if_due().instrument(recovery).await {
+                tracing::error!(error = %e, "delivery recovery");
             }
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}

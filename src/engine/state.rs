@@ -47,6 +47,10 @@ pub enum JobFailure {
     /// rigger panicked while provisioning it: a bug, recorded on the job
     /// instead of stopping the provisioner for every job.
     InternalError,
+    /// The App was uninstalled or suspended on the repository's account,
+    /// or the repository was taken out of its installation: rigger can no
+    /// longer manage the job.
+    AccessLost,
 }
 
 impl JobFailure {
@@ -57,6 +61,7 @@ impl JobFailure {
             JobFailure::CloudRefused => "cloud_refused",
             JobFailure::NoCapacityTimeout => "no_capacity_timeout",
             JobFailure::InternalError => "internal_error",
+            JobFailure::AccessLost => "access_lost",
         }
     }
 }

@@ -130,6 +130,12 @@ impl AppAuth {
         Ok(token)
     }
 
+    /// Drop an installation's cached token (the App was uninstalled or
+    /// suspended there): the next call mints a new one, or fails.
+    pub fn forget(&self, installation_id: i64) {
+        self.cache().remove(&installation_id);
+    }
+
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<i64, (Secret, i64)>> {
         self.tokens.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -60,6 +60,12 @@ pub struct GithubClient {
     runners: RunnerPlacement,
 }
 
+/// GitHub refused the token itself (401: revoked, or the installation
+/// gone): `Api` words a refusal "… GitHub answered {status}: …".
+fn is_unauthorized(e: &GithubError) -> bool {
+    matches!(e, GithubError::Refused(why) if why.contains("answered 401"))
+}
+
 /// Percent-encode a query value (a branch name may hold `&`, `#`, `+`, …).
 fn query_value(v: &str) -> String {
     v.bytes()
@@ -86,7 +92,11 @@ impl GithubClient {
         &self.auth
     }
 
-    async fn call(
+    /// A request with the installation's token. A 401 means GitHub revoked
+    /// the cached token before its expiry: it is dropped, and the call made
+    /// once more with a new one (which fails for good if the installation
+    /// is gone).
+    pub(super) async fn call(
         &self,
         installation_id: i64,
         method: Method,
@@ -94,20 +104,36 @@ impl GithubClient {
         body: Option<Value>,
     ) -> Result<Answer, GithubError> {
         let token = self.auth.installation_token(installation_id).await?;
-        self.auth
-            .api()
-            .send(method, path, Auth::Bearer(&token), body)
+        let api = self.auth.api();
+        match api
+            .send(method.clone(), path, Auth::Bearer(&token), body.clone())
             .await
+        {
+            Err(e) if is_unauthorized(&e) => {
+                self.auth.forget(installation_id);
+                let token = self.auth.installation_token(installation_id).await?;
+                api.send(method, path, Auth::Bearer(&token), body).await
+            }
+            answer => answer,
+        }
     }
 
-    /// A GET through octocrab with the installation's token; `None` for 404.
+    /// A GET through octocrab with the installation's token; `None` for
+    /// 404. A 401 as in [`GithubClient::call`].
     async fn octo_get<T: octocrab::FromResponse>(
         &self,
         installation_id: i64,
         path: &str,
     ) -> Result<Option<T>, GithubError> {
         let token = self.auth.installation_token(installation_id).await?;
-        self.auth.api().octo_get(&token, path).await
+        match self.auth.api().octo_get(&token, path).await {
+            Err(e) if is_unauthorized(&e) => {
+                self.auth.forget(installation_id);
+                let token = self.auth.installation_token(installation_id).await?;
+                self.auth.api().octo_get(&token, path).await
+            }
+            answer => answer,
+        }
     }
 
     /// Every item of a paginated list, following `Link: rel="next"`.
@@ -267,6 +293,29 @@ fn runner_view(r: SelfHostedRunner, installation_id: i64, scope: &str) -> Runner
 }
 
 impl Github for GithubClient {
+    async fn hook_deliveries(
+        &self,
+        cursor: Option<&str>,
+    ) -> Result<crate::engine::ports::HookDeliveryPage, GithubError> {
+        self.list_hook_deliveries(cursor).await
+    }
+
+    async fn redeliver(&self, delivery_id: i64) -> Result<(), GithubError> {
+        self.redeliver_hook_delivery(delivery_id).await
+    }
+
+    async fn cancel_run(
+        &self,
+        repo: &RepoRef,
+        run_id: i64,
+    ) -> Result<crate::engine::ports::RunCancel, GithubError> {
+        self.cancel_workflow_run(repo, run_id).await
+    }
+
+    fn forget_installation(&self, installation_id: i64) {
+        self.auth.forget(installation_id);
+    }
+
     async fn config_files(
         &self,
         repo: &RepoRef,

@@ -2,5 +2,7 @@
 
 pub mod app;
 pub mod client;
+pub mod deliveries;
 pub mod http;
+pub mod runs;
 pub mod webhook;

@@ -10,6 +10,7 @@ pub use crate::engine::events::{
     RunnerName,
 };
 use crate::engine::events::{JobEvent, JobInfo};
+pub use crate::engine::installations::{AccessEvent, AccessLoss};
 use crate::settings::Secret;
 use crate::text::{clip, for_log};
 
@@ -441,9 +442,92 @@ fn workflow_job(fields: &Fields, p: JobPayload) -> Result<Event, ParseError> {
     })
 }
 
+// ---- installation and installation_repositories: what they mean to the engine ----
+
+impl Event {
+    /// What an `installation` or `installation_repositories` event changes
+    /// for rigger: `deleted` (the App uninstalled) and `suspend` end the
+    /// App's access to the account; `installation_repositories.removed`
+    /// ends it for those repositories. `created`, `unsuspend`, `added` and
+    /// the others need nothing: rigger learns of a repository from its jobs.
+    pub fn access(&self) -> Option<AccessEvent> {
+        match self {
+            Event::Installation {
+                action,
+                installation,
+                ..
+            } => {
+                let why = match action.as_str() {
+                    "deleted" => AccessLoss::Uninstalled,
+                    "suspend" => AccessLoss::Suspended,
+                    _ => return None,
+                };
+                Some(AccessEvent::Lost {
+                    installation: *installation,
+                    why,
+                })
+            }
+            Event::InstallationRepositories {
+                action,
+                installation,
+                removed,
+                ..
+            } if action == "removed" && !removed.is_empty() => Some(AccessEvent::ReposRemoved {
+                installation: *installation,
+                repos: removed.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The `action` of an installation event (what the inbox row keeps).
+    pub fn installation_action(&self) -> Option<&str> {
+        match self {
+            Event::Installation { action, .. } | Event::InstallationRepositories { action, .. } => {
+                Some(action)
+            }
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn installation_events_say_what_access_ended() {
+        let inst = |action: &str| {
+            let body = format!(
+                r#"{{"action":"{action}","installation":{{"id":5,"account":{{"login":"acme"}}}},"sender":{{"login":"octocat"}}}}"#
+            );
+            parse("installation", body.as_bytes()).unwrap().access()
+        };
+        assert_eq!(
+            inst("deleted"),
+            Some(AccessEvent::Lost {
+                installation: InstallationId(5),
+                why: AccessLoss::Uninstalled
+            })
+        );
+        assert_eq!(
+            inst("suspend"),
+            Some(AccessEvent::Lost {
+                installation: InstallationId(5),
+                why: AccessLoss::Suspended
+            })
+        );
+        assert_eq!(inst("unsuspend"), None);
+        assert_eq!(inst("created"), None);
+        let body = br#"{"action":"removed","installation":{"id":5},"repository_selection":"selected","repositories_added":[],"repositories_removed":[{"id":1,"name":"ml","full_name":"acme/ml","private":true}]}"#;
+        assert_eq!(
+            parse("installation_repositories", body).unwrap().access(),
+            Some(AccessEvent::ReposRemoved {
+                installation: InstallationId(5),
+                repos: vec![Repository::from("acme/ml")]
+            })
+        );
+    }
 
     #[test]
     fn githubs_documented_test_vector() {

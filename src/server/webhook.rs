@@ -4,9 +4,11 @@
 //! worker reads the committed delivery, so a crash after the 202 loses nothing.
 //!
 //! What is answered is what was done: a body that is not UTF-8 (so not JSON)
-//! is 400 and not stored; a signed `workflow_job` that cannot be read is
-//! stored and 202 (the worker quarantines it, see `rigger inbox`); any other
-//! unreadable event is 400 and not stored.
+//! is 400 and not stored; a signed `workflow_job`, `installation` or
+//! `installation_repositories` delivery is stored (the worker acts on it),
+//! and one that cannot be read is stored and 202 too (the worker
+//! quarantines it, see `rigger inbox`); any other unreadable event is 400
+//! and not stored.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +23,7 @@ use axum::routing::post;
 use super::body::{self, BodyBudget, BodyLimits};
 use crate::engine::events::JobEvent;
 use crate::engine::inbox::DurableInbox;
+use crate::engine::installations::InboxEvent;
 use crate::engine::ports::Clock;
 use crate::github::webhook::{self, Event};
 use crate::metrics::Metrics;
@@ -92,10 +95,10 @@ pub const EVENT_LABELS: &[&str] = &[
     "installation_repositories",
 ];
 
-/// The events rigger keeps (`Event::WorkflowJob`): their deliveries are
-/// stored, even one that cannot be read. Everything else is acknowledged
+/// The events rigger keeps (jobs, and the App losing access): their
+/// deliveries are stored, even one that cannot be read. Everything else is acknowledged
 /// and dropped.
-const KEPT_EVENTS: &[&str] = &["workflow_job"];
+const KEPT_EVENTS: &[&str] = &["workflow_job", "installation", "installation_repositories"];
 
 /// What a stored delivery that cannot be read is answered with: GitHub
 /// hears it was received (it was: it is kept), and whoever reads GitHub's
@@ -179,6 +182,12 @@ async fn receive(State(route): State<Route>, headers: HeaderMap, body: Body) -> 
             answer(StatusCode::OK, "pong")
         }
         Ok(Event::WorkflowJob(j)) => delivery.keep(Some(action_of(&j)), text, None).await,
+        // Kept, so that the App losing access is acted on durably (and a
+        // redelivery of it is known for one).
+        Ok(e @ (Event::Installation { .. } | Event::InstallationRepositories { .. })) => {
+            let action = e.installation_action().map(str::to_string);
+            delivery.keep(action.as_deref(), text, None).await
+        }
         Ok(_) => {
             count("ignored");
             answer(StatusCode::OK, format!("ignored: {}", for_log(event_name)))
@@ -275,10 +284,10 @@ fn valid_delivery_id(id: &str) -> bool {
 }
 
 /// How the engine's inbox worker reads a stored delivery.
-pub fn parse_delivery(d: &Delivery) -> Result<Option<JobEvent>, String> {
+pub fn parse_delivery(d: &Delivery) -> Result<Option<InboxEvent>, String> {
     match webhook::parse(&d.event, d.body.as_bytes()) {
-        Ok(Event::WorkflowJob(j)) => Ok(Some(j)),
-        Ok(_) => Ok(None),
+        Ok(Event::WorkflowJob(j)) => Ok(Some(InboxEvent::Job(j))),
+        Ok(e) => Ok(e.access().map(InboxEvent::Access)),
         Err(e) => Err(e.to_string()),
     }
 }

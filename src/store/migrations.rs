@@ -149,6 +149,17 @@ CREATE TABLE check_runs (
 CREATE INDEX check_runs_unsent ON check_runs (next_attempt_at);
 "#,
     ),
+    (
+        8,
+        "where the scan of GitHub's webhook-delivery log got to (recovering lost deliveries)",
+        "CREATE TABLE delivery_scan (
+    id         BIGINT PRIMARY KEY,
+    watermark  BIGINT NOT NULL,
+    sweep_top  BIGINT,
+    cursor     TEXT,
+    updated_at BIGINT NOT NULL
+);",
+    ),
 ];
 
 /// Apply the migrations this database has not seen yet.

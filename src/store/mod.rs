@@ -14,6 +14,7 @@ mod instances;
 mod jobs;
 mod ledger;
 mod migrations;
+mod scan;
 mod tx;
 
 use std::str::FromStr;
@@ -27,6 +28,7 @@ pub use inbox::{Delivery, NewDelivery, QuarantinedDelivery};
 pub use instances::{InstancePatch, InstanceRow, LiveUsage, NewInstance};
 pub use jobs::{InvalidTransition, JobPatch, JobRow, NewJob};
 pub use ledger::{CostEntry, SpendRow};
+pub use scan::DeliveryScan;
 pub use tx::{ProvisioningTurn, StoreTx};
 
 use crate::engine::state::UnknownState;

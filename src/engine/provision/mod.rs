@@ -277,6 +277,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         {
             self.metrics
                 .inc("rigger_jobs_failed_total", &[("kind", kind.as_str())]);
+            self.cancel_given_up_run(job, kind).await;
         }
         Ok(())
     }

@@ -1,5 +1,5 @@
 //! The simulator's own endpoints: `/sim`, the control API that scripts
-//! repositories, jobs, faults and limits, and `/_runner`, what simulated
+//! repositories, jobs, faults, limits and installations, and `/_runner`, what simulated
 //! runners call.
 
 use axum::http::{Method, StatusCode, header};
@@ -128,8 +128,39 @@ pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Val
                 loss_rate: body["loss_rate"].as_f64().unwrap_or(0.0),
                 duplicate_rate: body["duplicate_rate"].as_f64().unwrap_or(0.0),
                 reorder: body["reorder"].as_bool().unwrap_or(false),
+                late_rate: body["late_rate"].as_f64().unwrap_or(0.0),
             });
             json_response(StatusCode::OK, json!({"ok": true}))
+        }
+        (
+            &Method::POST,
+            [
+                "installations",
+                id,
+                verb @ ("suspend" | "unsuspend" | "delete"),
+            ],
+        ) => {
+            let id = id.parse::<i64>().unwrap_or(-1);
+            let done = match *verb {
+                "suspend" => sim.suspend_installation(id),
+                "unsuspend" => sim.unsuspend_installation(id),
+                _ => sim.delete_installation(id),
+            };
+            if done {
+                json_response(StatusCode::OK, json!({"ok": true}))
+            } else {
+                gh_error(StatusCode::NOT_FOUND, "no such installation")
+            }
+        }
+        (&Method::POST, ["repos", o, r, "remove-from-installation"]) => {
+            if sim.remove_repo_from_installation(&format!("{o}/{r}")) {
+                json_response(StatusCode::OK, json!({"ok": true}))
+            } else {
+                gh_error(
+                    StatusCode::NOT_FOUND,
+                    "no such repository in an installation",
+                )
+            }
         }
         (&Method::POST, ["runner-groups"]) => {
             let (Some(org), Some(id)) = (body["org"].as_str(), body["id"].as_i64()) else {
@@ -157,7 +188,9 @@ pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Val
                 StatusCode::OK,
                 json!({"jobs": w.jobs.values().collect::<Vec<_>>(), "runners": w.runners.values().collect::<Vec<_>>(),
                        "check_runs": w.check_runs.values().collect::<Vec<_>>(), "repos": w.repos.values().collect::<Vec<_>>(),
-                       "requests": w.requests, "webhook_faults": w.webhook_faults}),
+                       "requests": w.requests, "webhook_faults": w.webhook_faults,
+                       "delivery_attempts": w.attempts, "suspended": w.suspended, "deleted": w.deleted,
+                       "removed_repos": w.removed_repos}),
             )
         }
         _ => gh_error(StatusCode::NOT_FOUND, "unknown /sim endpoint"),

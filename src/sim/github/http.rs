@@ -188,6 +188,7 @@ pub(super) async fn dispatch(
     let now = sim.now();
     {
         let mut w = sim.world();
+        w.expire_runners(now);
         let route = route_key(&method, &path);
         *w.requests.entry(route.clone()).or_default() += 1;
         if let Some((status, left)) = w.failing_routes.get_mut(&route).filter(|f| f.1 > 0) {
@@ -236,6 +237,12 @@ pub(super) async fn dispatch(
     } else {
         let w = sim.world();
         match w.tokens.get(&bearer) {
+            Some((inst, _)) if w.suspended.contains(inst) => {
+                return gh_error(
+                    StatusCode::FORBIDDEN,
+                    "This installation has been suspended",
+                );
+            }
             Some((inst, exp)) if *exp > now => Caller::Installation(*inst),
             Some(_) => {
                 return gh_error(
@@ -263,6 +270,9 @@ fn app_api(
     q: &dyn Fn(&str) -> Option<String>,
     now: i64,
 ) -> Response {
+    if let Some(r) = super::deliveries::app_hook(sim, method, seg, q, now) {
+        return r;
+    }
     let mut w = sim.world();
     match (method, seg) {
         (&Method::GET, ["app", "installations"]) => {
@@ -270,6 +280,7 @@ fn app_api(
             let list: Vec<Value> = w
                 .org_installations
                 .iter()
+                .filter(|(id, _)| !w.deleted.contains(id))
                 .skip((page.max(1) - 1) * 100)
                 .take(100)
                 .map(|(id, login)| {
@@ -282,10 +293,16 @@ fn app_api(
             let Some(inst) = id
                 .parse::<i64>()
                 .ok()
-                .filter(|i| w.org_installations.contains_key(i))
+                .filter(|i| w.org_installations.contains_key(i) && !w.deleted.contains(i))
             else {
                 return gh_error(StatusCode::NOT_FOUND, "Not Found");
             };
+            if w.suspended.contains(&inst) {
+                return gh_error(
+                    StatusCode::FORBIDDEN,
+                    "This installation has been suspended",
+                );
+            }
             let token = w.token("ghs_");
             w.secrets_issued.push(token.clone());
             let expires = now + TOKEN_LIFETIME_MS;

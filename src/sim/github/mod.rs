@@ -7,11 +7,28 @@
 //! - `POST /sim/repos` `{"repo":"o/r","default_branch":"main","private":true,"files":{".cirun.yml":"…"},"collaborators":{"octocat":"write"}}`
 //! - `POST /sim/jobs` `{"repo":"o/r","labels":["cirun-gpu--1"],"head_sha":"…","fork":false,"event":"push","actor":"octocat","duration_s":60,"conclusion":"success"}` → `{"job_id":…}` (`event` defaults to `pull_request` for a fork, `push` otherwise)
 //! - `POST /sim/jobs/{id}/cancel`
-//! - `POST /sim/webhooks` `{"loss_rate":0.1,"duplicate_rate":0.1,"reorder":true}`
+//! - `POST /sim/webhooks` `{"loss_rate":0.1,"duplicate_rate":0.1,"reorder":true,"late_rate":0.1}`
+//!   (`late_rate`: received, but answered after GitHub stopped waiting, so
+//!   recorded as failed); every attempt is recorded as GitHub records it, a
+//!   lost or refused one as failed (`deliveries.rs`)
+//! - `POST /sim/installations/{id}/suspend`, `…/unsuspend`, `…/delete`: the
+//!   installation's tokens stop working (suspended: 403 "This installation
+//!   has been suspended", for minting too; deleted: 401, minting 404), its
+//!   events stop (but the `installation` event itself), and the event is sent
+//! - `POST /sim/repos/{o}/{r}/remove-from-installation`: its installation no
+//!   longer reaches it (404); `installation_repositories.removed` is sent
 //! - `POST /sim/runner-groups` `{"org":"acme","id":7}`: a runner group for org-level JIT runners (1, the default group, always exists)
 //! - `POST /sim/limits` `{"jit_per_minute":180}` (`null`: off), `{"rate_limit_for_s":60}` (primary:
 //!   403, `x-ratelimit-remaining: 0`) or `{"secondary_limit_for_s":60,"retry_after_s":30}` (403, `retry-after`)
-//! - `GET /sim/state`: jobs, runners, check runs, requests counted by route
+//! - `GET /sim/state`: jobs, runners, check runs, requests counted by route,
+//!   every delivery attempt, installations suspended or deleted
+//!
+//! App API (JWT) besides tokens: `GET /app/hook/deliveries` (`per_page`,
+//! `cursor`, `status`; `Link` to the next page), `GET
+//! /app/hook/deliveries/{id}`, `POST /app/hook/deliveries/{id}/attempts`
+//! (202; sent again with the same GUID). Installation API besides what
+//! `rest.rs` lists: `POST /repos/{o}/{r}/actions/runs/{id}/cancel` (202,
+//! the run's unfinished jobs end `cancelled`; 409 once it is over).
 //!
 //! Check runs: `output.summary` and `output.text` over 65,535 characters, or
 //! over 65,535 UTF-8 bytes, are refused 422 with GitHub's messages;
@@ -40,9 +57,11 @@
 //! Here: the simulator and the calls tests make on it; `http.rs` routes,
 //! authenticates and serves the App API; `rest.rs` the installation calls;
 //! `control.rs` `/sim` and `/_runner`; `world.rs` the state and the shapes;
-//! `record.rs` the recording; `runner.rs` the runner release.
+//! `record.rs` the recording; `runner.rs` the runner release; `deliveries.rs`
+//! the record of delivery attempts and the App's webhook-deliveries API.
 
 mod control;
+pub mod deliveries;
 mod http;
 pub mod record;
 mod rest;
@@ -62,6 +81,7 @@ use futures_util::StreamExt;
 use crate::engine::ports::Clock;
 use crate::github::webhook::sign;
 use crate::settings::Secret;
+use deliveries::Outcome;
 pub use world::{CheckRun, Job, JobStatus, Runner, RunnerStatus, WebhookFaults};
 use world::{Delivery, Repo, World};
 
@@ -322,6 +342,90 @@ impl SimGithub {
         self.world().installation_of(owner)
     }
 
+    /// The account (or the App's owner) suspends an installation: its
+    /// tokens stop working (403) and no event of its reaches the App, but
+    /// for `installation.suspend` itself. `false` if there is no such
+    /// installation.
+    pub fn suspend_installation(&self, id: i64) -> bool {
+        self.installation_event(id, "suspend", |w| {
+            w.suspended.insert(id);
+        })
+    }
+
+    /// The suspension is lifted: tokens can be minted again.
+    pub fn unsuspend_installation(&self, id: i64) -> bool {
+        self.installation_event(id, "unsuspend", |w| {
+            w.suspended.remove(&id);
+        })
+    }
+
+    /// The App is uninstalled: the installation's tokens are revoked (401),
+    /// none can be minted (404), and `installation.deleted` is sent.
+    pub fn delete_installation(&self, id: i64) -> bool {
+        self.installation_event(id, "deleted", |w| {
+            w.deleted.insert(id);
+            w.tokens.retain(|_, (inst, _)| *inst != id);
+        })
+    }
+
+    /// Revoke every token of an installation before it expires (as
+    /// `DELETE /installation/token` does, or GitHub on a leaked token):
+    /// each is answered 401 from now on.
+    pub fn revoke_tokens(&self, installation: i64) {
+        self.world()
+            .tokens
+            .retain(|_, (inst, _)| *inst != installation);
+    }
+
+    fn installation_event(&self, id: i64, action: &str, change: impl FnOnce(&mut World)) -> bool {
+        let api = self.public_url();
+        let now = self.now();
+        let mut w = self.world();
+        if !w.org_installations.contains_key(&id) || w.deleted.contains(&id) {
+            return false;
+        }
+        change(&mut w);
+        let login = w.org_installations.get(&id).cloned().unwrap_or_default();
+        let body = serde_json::json!({
+            "action": action,
+            "installation": world::installation_event_json(&w, id, now, &api),
+            "sender": world::account_json(&login, id, &api),
+        });
+        w.send("installation", body);
+        true
+    }
+
+    /// A repository is taken out of its installation's selection: the
+    /// installation's tokens no longer reach it (404) and
+    /// `installation_repositories.removed` is sent.
+    pub fn remove_repo_from_installation(&self, repo: &str) -> bool {
+        let api = self.public_url();
+        let now = self.now();
+        let mut w = self.world();
+        let Some(r) = w.repos.get(repo).cloned() else {
+            return false;
+        };
+        if !w.removed_repos.insert(repo.to_string()) {
+            return false;
+        }
+        let login = w
+            .org_installations
+            .get(&r.installation)
+            .cloned()
+            .unwrap_or_default();
+        let body = serde_json::json!({
+            "action": "removed",
+            "installation": world::installation_event_json(&w, r.installation, now, &api),
+            "repository_selection": "selected",
+            "repositories_added": [],
+            "repositories_removed": [world::repo_lite_json(&r)],
+            "requester": null,
+            "sender": world::account_json(&login, r.installation, &api),
+        });
+        w.send("installation_repositories", body);
+        true
+    }
+
     /// Queue a job; its `queued` delivery waits in the outbox.
     pub fn queue_job(&self, j: NewJob) -> i64 {
         self.queue_named_job(j, "gpu-job")
@@ -390,7 +494,10 @@ impl SimGithub {
     }
 
     pub fn runners(&self) -> Vec<Runner> {
-        self.world().runners.values().cloned().collect()
+        let now = self.now();
+        let mut w = self.world();
+        w.expire_runners(now);
+        w.runners.values().cloned().collect()
     }
 
     pub fn check_runs(&self) -> Vec<CheckRun> {
@@ -446,7 +553,10 @@ impl SimGithub {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let batch: Vec<Delivery> = {
+        let now = self.now();
+        // (delivery, what the fault injection decided: None = send it,
+        // Some(outcome) = it never gets an answer in time)
+        let batch: Vec<(Delivery, Option<Outcome>)> = {
             let mut w = self.world();
             let mut batch: Vec<Delivery> = std::mem::take(&mut w.outbox);
             let f = w.webhook_faults.clone();
@@ -459,13 +569,21 @@ impl SimGithub {
             let mut out = Vec::new();
             for d in batch {
                 if f.loss_rate > 0.0 && w.rng.chance(f.loss_rate) {
+                    // Lost on the way: GitHub records a failed attempt.
+                    w.record_attempt(&d, Outcome::Unreachable, now);
                     continue;
                 }
                 let twice = f.duplicate_rate > 0.0 && w.rng.chance(f.duplicate_rate);
                 if twice {
-                    out.push(d.clone());
+                    out.push((d.clone(), None));
                 }
-                out.push(d);
+                let late = f.late_rate > 0.0 && w.rng.chance(f.late_rate);
+                out.push((d, late.then_some(Outcome::TooLate)));
+            }
+            if url.is_none() {
+                for (d, _) in out.drain(..) {
+                    w.record_attempt(&d, Outcome::Unreachable, now);
+                }
             }
             out
         };
@@ -474,7 +592,7 @@ impl SimGithub {
         };
         // An App's webhook: its target is the App (`integration`, the App's id).
         let app_id = self.app_id().to_string();
-        let send = |d: Delivery| {
+        let send = |(d, fault): (Delivery, Option<Outcome>)| {
             let body = d.body.to_string().into_bytes();
             let headers = [
                 ("content-type", "application/json".to_string()),
@@ -496,8 +614,13 @@ impl SimGithub {
             }
             let request = request.body(body);
             async move {
-                let sent = request.send().await;
-                usize::from(sent.is_ok_and(|r| r.status().is_success()))
+                let outcome = match request.send().await {
+                    Ok(r) => Outcome::Answered(r.status().as_u16()),
+                    Err(_) => Outcome::Unreachable,
+                };
+                let outcome = fault.unwrap_or(outcome);
+                self.world().record_attempt(&d, outcome, self.now());
+                usize::from(matches!(outcome, Outcome::Answered(c) if (200..300).contains(&c)))
             }
         };
         futures_util::stream::iter(batch)
@@ -505,6 +628,11 @@ impl SimGithub {
             .buffered(in_flight.max(1))
             .fold(0, |delivered, ok| async move { delivered + ok })
             .await
+    }
+
+    /// Every delivery attempt GitHub recorded, oldest first.
+    pub fn delivery_attempts(&self) -> Vec<deliveries::Attempt> {
+        self.world().attempts.clone()
     }
 
     pub fn router(&self) -> Router {

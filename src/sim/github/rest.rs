@@ -25,7 +25,7 @@ pub(super) fn repo_api(
     if let ["repos", o, r, ..] = seg {
         let full = format!("{o}/{r}");
         match w.repos.get(&full) {
-            Some(repo) if repo.installation == inst => {}
+            Some(repo) if repo.installation == inst && !w.removed_repos.contains(&full) => {}
             _ => return gh_error(StatusCode::NOT_FOUND, "Not Found"),
         }
     }
@@ -34,7 +34,7 @@ pub(super) fn repo_api(
             let repos: Vec<Value> = w
                 .repos
                 .values()
-                .filter(|r| r.installation == inst)
+                .filter(|r| r.installation == inst && !w.removed_repos.contains(&r.full_name))
                 .map(|r| world::repo_json(r, &api))
                 .collect();
             paged(&api, "/installation/repositories", q, "repositories", repos)
@@ -154,6 +154,7 @@ pub(super) fn repo_api(
                     redeemed: false,
                     job: None,
                     group_id: body["runner_group_id"].as_i64().unwrap_or(1),
+                    registered_ms: now,
                 },
             );
             let label_objs = world::runner_labels(&all_labels);
@@ -238,6 +239,32 @@ pub(super) fn repo_api(
                 }
                 _ => gh_error(StatusCode::NOT_FOUND, "Not Found"),
             }
+        }
+        (&Method::POST, ["repos", o, r, "actions", "runs", id, "cancel"]) => {
+            // Needs Actions: write (`fail_route` answers 403 to model an App
+            // without it). Ends the run's unfinished jobs as cancelled; a run
+            // already over is a conflict, as on GitHub.
+            let full = format!("{o}/{r}");
+            let run = id.parse::<i64>().ok();
+            let jobs: Vec<(i64, bool)> = w
+                .jobs
+                .values()
+                .filter(|j| Some(j.run_id) == run && j.repo == full)
+                .map(|j| (j.id, j.status == world::JobStatus::Completed))
+                .collect();
+            if jobs.is_empty() {
+                return gh_error(StatusCode::NOT_FOUND, "Not Found");
+            }
+            if jobs.iter().all(|(_, done)| *done) {
+                return gh_error(
+                    StatusCode::CONFLICT,
+                    "Cannot cancel a workflow run that is completed.",
+                );
+            }
+            for (job, _) in jobs {
+                w.complete(job, "cancelled", now);
+            }
+            json_response(StatusCode::ACCEPTED, json!({}))
         }
         (&Method::POST, ["repos", o, r, "check-runs"]) => {
             let text = |v: &Value| v.as_str().map(str::to_string);

@@ -1,9 +1,11 @@
-//! The simulated GitHub's state: installations, repositories and their
-//! files, tokens, runners, jobs, check runs, and the deliveries waiting to be
-//! sent. Plain data and rules; `mod.rs` serves it over HTTP. And the shapes
-//! of what GitHub answers and sends (`*_json`, `job_payload`), each with
-//! every field GitHub's OpenAPI description requires of its schema (named
-//! in its doc); `tests/github_contract.rs` checks them.
+//! The simulated GitHub's state: installations (suspended or deleted as
+//! GitHub's are), repositories and their files, tokens, runners, jobs, check
+//! runs, the deliveries waiting to be sent and the record of every delivery
+//! attempt (`deliveries.rs`). Plain data and rules; `mod.rs` serves it over
+//! HTTP. And the shapes of what GitHub answers and sends (`*_json`,
+//! `job_payload`), each with every field GitHub's OpenAPI description
+//! requires of its schema (named in its doc); `tests/github_contract.rs`
+//! checks them.
 
 use std::collections::BTreeMap;
 
@@ -49,7 +51,12 @@ pub struct Runner {
     pub redeemed: bool,
     pub job: Option<i64>,
     pub group_id: i64,
+    /// When it was registered (its JIT config made).
+    pub registered_ms: i64,
 }
+
+/// GitHub removes an ephemeral runner that has not connected for this long.
+pub const EPHEMERAL_UNCONNECTED_MS: i64 = 24 * 3_600_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -159,17 +166,51 @@ pub fn displayed<'a>(
 /// A delivery waiting to be sent.
 #[derive(Debug, Clone)]
 pub struct Delivery {
+    /// The event's GUID (`X-GitHub-Delivery`): a redelivery keeps it.
     pub id: String,
     pub event: String,
+    pub action: Option<String>,
+    pub installation: Option<i64>,
+    pub repository_id: Option<i64>,
+    /// Sent again on request (`POST /app/hook/deliveries/{id}/attempts`).
+    pub redelivery: bool,
     pub body: Value,
 }
 
-/// Delivery faults: lost, sent twice (same delivery id), out of order.
+impl Delivery {
+    /// A first delivery of an event, its GUID drawn from `w`.
+    pub fn new(w: &mut World, event: &str, body: Value) -> Delivery {
+        let id = w.token("");
+        let guid = format!(
+            "{}-{}-{}-{}-{}",
+            &id[..8],
+            &id[8..12],
+            &id[12..16],
+            &id[16..20],
+            &id[20..32]
+        );
+        Delivery {
+            id: guid,
+            event: event.to_string(),
+            action: body["action"].as_str().map(str::to_string),
+            installation: body["installation"]["id"].as_i64(),
+            repository_id: body["repository"]["id"].as_i64(),
+            redelivery: false,
+            body,
+        }
+    }
+}
+
+/// Delivery faults: lost, sent twice (same delivery id), out of order, or
+/// received but answered too late for GitHub (it records a failure).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct WebhookFaults {
     pub loss_rate: f64,
     pub duplicate_rate: f64,
     pub reorder: bool,
+    /// Delivered, but GitHub gave up waiting for the answer (10 s): it
+    /// records the attempt as failed although the receiver has it.
+    pub late_rate: f64,
 }
 
 pub struct World {
@@ -189,7 +230,16 @@ pub struct World {
     /// `(org, id)` of runner groups besides the default group (1).
     pub runner_groups: std::collections::BTreeSet<(String, i64)>,
     pub outbox: Vec<Delivery>,
+    /// Every delivery attempt, as `GET /app/hook/deliveries` lists them.
+    pub attempts: Vec<super::deliveries::Attempt>,
     pub webhook_faults: WebhookFaults,
+    /// Installations suspended (by the account or the App's owner): their
+    /// tokens stop working and their events are not delivered.
+    pub suspended: std::collections::BTreeSet<i64>,
+    /// Installations deleted (the App uninstalled): their tokens are gone.
+    pub deleted: std::collections::BTreeSet<i64>,
+    /// Repositories taken out of their installation's selection.
+    pub removed_repos: std::collections::BTreeSet<String>,
     /// JIT configs allowed per minute (GitHub's is about 180), `None` = off.
     pub jit_per_minute: Option<u32>,
     pub jit_window: Vec<i64>,
@@ -220,6 +270,10 @@ impl World {
             teams: BTreeMap::new(),
             runner_groups: Default::default(),
             outbox: Vec::new(),
+            attempts: Vec::new(),
+            suspended: Default::default(),
+            deleted: Default::default(),
+            removed_repos: Default::default(),
             webhook_faults: WebhookFaults::default(),
             jit_per_minute: None,
             jit_window: Vec::new(),
@@ -271,20 +325,34 @@ impl World {
             return;
         };
         let body = job_payload(job, action, self.repos.get(&job.repo));
-        let id = self.token("");
-        let id = format!(
-            "{}-{}-{}-{}-{}",
-            &id[..8],
-            &id[8..12],
-            &id[12..16],
-            &id[16..20],
-            &id[20..32]
-        );
-        self.outbox.push(Delivery {
-            id,
-            event: "workflow_job".into(),
-            body,
-        });
+        self.send("workflow_job", body);
+    }
+
+    /// Queue a delivery of an event, unless its installation is suspended
+    /// or gone: GitHub blocks a suspended App's webhook events.
+    pub fn send(&mut self, event: &str, body: Value) {
+        let d = Delivery::new(self, event, body);
+        if let Some(i) = d.installation
+            && event != "installation"
+            && (self.suspended.contains(&i) || self.deleted.contains(&i))
+        {
+            return;
+        }
+        self.outbox.push(d);
+    }
+
+    /// Whether an installation can use the API: not suspended, not deleted.
+    pub fn installation_usable(&self, id: i64) -> bool {
+        self.org_installations.contains_key(&id)
+            && !self.suspended.contains(&id)
+            && !self.deleted.contains(&id)
+    }
+
+    /// GitHub's rule: an ephemeral runner that has not connected for more
+    /// than a day is removed ("communicating with self-hosted runners").
+    pub fn expire_runners(&mut self, now_ms: i64) {
+        self.runners
+            .retain(|_, r| r.redeemed || now_ms - r.registered_ms <= EPHEMERAL_UNCONNECTED_MS);
     }
 
     /// GitHub's rule: an idle online runner takes a queued job whose labels
@@ -738,6 +806,30 @@ pub fn collaborator_permission_json(login: &str, permission: &str, role: &str, a
         "pull": true,
     });
     json!({"permission": permission, "role_name": role, "user": user})
+}
+
+/// An installation as its webhook events carry it: the App API's shape,
+/// with who suspended it and when.
+pub fn installation_event_json(w: &World, id: i64, now_ms: i64, api: &str) -> Value {
+    let login = w.org_installations.get(&id).cloned().unwrap_or_default();
+    let mut v = installation_json(id, &login, w.app_id, api);
+    if w.suspended.contains(&id) {
+        v["suspended_by"] = account_json(&login, id, api);
+        v["suspended_at"] = json!(iso(now_ms));
+    }
+    v
+}
+
+/// A repository as `installation_repositories` lists it.
+pub fn repo_lite_json(r: &Repo) -> Value {
+    let name = r.full_name.split('/').nth(1).unwrap_or_default();
+    json!({
+        "id": r.id,
+        "node_id": format!("R_{}", r.id),
+        "name": name,
+        "full_name": r.full_name,
+        "private": r.private,
+    })
 }
 
 /// A runner as the runner endpoints answer (schema `runner`: labels with
