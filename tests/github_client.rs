@@ -489,8 +489,13 @@ async fn the_default_branch_and_files_on_it_come_through_octocrab() {
     );
     // octocrab's answers are counted and their rate-limit headers read.
     use std::sync::atomic::Ordering::Relaxed;
-    assert_eq!(stat(&w, |s| s.remaining.load(Relaxed)), 4999);
-    assert!(stat(&w, |s| s.requests.load(Relaxed) as i64) >= 4);
+    let sent = stat(&w, |s| s.requests.load(Relaxed) as i64);
+    assert!(sent >= 4);
+    // Every request so far counted against the installation's budget, the
+    // token's minting aside (the App's own).
+    assert_eq!(stat(&w, |s| s.limit.load(Relaxed)), 5000);
+    assert_eq!(stat(&w, |s| s.remaining.load(Relaxed)), 5000 - (sent - 1));
+    assert_eq!(stat(&w, |s| s.used.load(Relaxed)), sent - 1);
 }
 
 #[tokio::test]
@@ -651,20 +656,35 @@ async fn secondary_limits_through_octocrab_say_how_long_to_wait() {
     let r = repo(&w);
     w.client.config_files(&r, None).await.unwrap();
     w.sim.secondary_limit_for(30_000, 45);
+    let sent = w.sim.seen().len();
+    match w.client.config_files(&r, None).await {
+        Err(GithubError::RateLimited { retry_after_ms }) => assert_eq!(retry_after_ms, 45_000),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.sim.seen().len(), sent + 1, "one request met the limit");
+    // The installation waits what GitHub advised: nothing more goes out,
+    // whichever call it is, and each says how long is left.
+    w.clock.advance_ms(10_000);
     for attempt in 0..2 {
         match w.client.config_files(&r, None).await {
             Err(GithubError::RateLimited { retry_after_ms }) => {
-                assert_eq!(retry_after_ms, 45_000, "attempt {attempt}")
+                assert_eq!(retry_after_ms, 35_000, "attempt {attempt}")
             }
             other => panic!("{other:?}"),
         }
     }
     match w.client.default_branch(r.installation_id, "acme/ml").await {
-        Err(GithubError::RateLimited { retry_after_ms }) => assert_eq!(retry_after_ms, 45_000),
+        Err(GithubError::RateLimited { retry_after_ms }) => assert_eq!(retry_after_ms, 35_000),
         other => panic!("{other:?}"),
     }
-    w.clock.advance_ms(30_000);
+    assert_eq!(w.sim.seen().len(), sent + 1, "held back, not sent");
+    // GitHub's own limit was over after 30 s; rigger keeps to the advice.
+    w.clock.advance_ms(20_000);
+    assert!(w.client.config_files(&r, None).await.is_err());
+    w.clock.advance_ms(15_000);
     w.client.config_files(&r, None).await.unwrap();
     use std::sync::atomic::Ordering::Relaxed;
-    assert_eq!(stat(&w, |s| s.rate_limited.load(Relaxed) as i64), 3);
+    assert_eq!(stat(&w, |s| s.rate_limited.load(Relaxed) as i64), 1);
+    assert_eq!(stat(&w, |s| s.secondary_limited.load(Relaxed) as i64), 1);
+    assert_eq!(stat(&w, |s| s.held_back.load(Relaxed) as i64), 4);
 }

@@ -54,7 +54,7 @@ async fn the_end(s: &Story) {
 
 #[tokio::test]
 async fn a_secondary_limit_without_advice_during_the_access_check_waits_and_the_job_is_rented_after()
-{
+ {
     let s = Story::begin("secondary-access").await;
     s.github.add_repo(
         "acme/.cirun",
@@ -81,7 +81,10 @@ async fn a_secondary_limit_without_advice_during_the_access_check_waits_and_the_
     });
     s.rigger_provisions().await;
     let why = reason(&s, guarded).await;
-    assert!(why.contains("rate limit"), "the job says why it waits: {why}");
+    assert!(
+        why.contains("rate limit"),
+        "the job says why it waits: {why}"
+    );
     // Another job arrives meanwhile.
     let another = queue(&s, "octocat", "cirun-org-gpu--1902");
     s.webhooks_arrive().await;
@@ -180,7 +183,10 @@ async fn a_jit_422_spammed_answer_is_a_rate_limit_retried_later_not_a_failure() 
     assert_eq!(s.github.requests(jit), 1);
     let why = reason(&s, job).await;
     assert!(why.contains("rate limit"), "{why}");
-    assert!(s.vast.live_instances().is_empty(), "no machine without a runner");
+    assert!(
+        s.vast.live_instances().is_empty(),
+        "no machine without a runner"
+    );
 
     s.github.set_jit_per_minute(None);
     let limited = s.clock.now_ms() + 1;
@@ -217,7 +223,11 @@ async fn a_used_up_installation_budget_waits_until_its_reset() {
     s.rigger_provisions().await;
     assert!(reason(&s, first).await.contains("rate limit"));
     let met = sent_since(&s, now);
-    assert_eq!(met.len(), 1, "one call learns the budget is used up: {met:?}");
+    assert_eq!(
+        met.len(),
+        1,
+        "one call learns the budget is used up: {met:?}"
+    );
     // Another job arrives: it does not ask either.
     let second = s.a_job_is_queued("cirun-gpu--1931");
     s.webhooks_arrive().await;
@@ -300,7 +310,11 @@ async fn installation_tokens_are_in_githubs_current_format() {
     let app = format!("ghs_{}_", s.github.app_id());
     assert!(t.starts_with(&app), "ghs_APPID_JWT: {}…", &t[..12]);
     assert_eq!(t.matches('.').count(), 2, "a JWT after the App id");
-    assert!((400..700).contains(&t.len()), "about 520 characters: {}", t.len());
+    assert!(
+        (400..700).contains(&t.len()),
+        "about 520 characters: {}",
+        t.len()
+    );
     the_end(&s).await;
 }
 

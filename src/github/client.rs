@@ -23,7 +23,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::app::AppAuth;
-use super::http::{Answer, Auth};
+use super::http::Answer;
 use crate::engine::ports::{
     CheckRun, ConfigFiles, Github, GithubError, JitRunner, RepoRef, RunOrigin,
 };
@@ -94,11 +94,7 @@ impl GithubClient {
         path: &str,
         body: Option<Value>,
     ) -> Result<Answer, GithubError> {
-        let token = self.auth.installation_token(installation_id).await?;
-        self.auth
-            .api()
-            .send(method, path, Auth::Bearer(&token), body)
-            .await
+        self.auth.send_as(installation_id, method, path, body).await
     }
 
     /// A GET through octocrab with the installation's token; `None` for 404.
@@ -107,8 +103,7 @@ impl GithubClient {
         installation_id: i64,
         path: &str,
     ) -> Result<Option<T>, GithubError> {
-        let token = self.auth.installation_token(installation_id).await?;
-        self.auth.api().octo_get(&token, path).await
+        self.auth.octo_get_as(installation_id, path).await
     }
 
     /// Every item of a paginated list, following `Link: rel="next"`.

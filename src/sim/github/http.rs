@@ -10,8 +10,8 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use super::control::{control, runner_side};
-use super::world::{self, Caller};
 use super::rest::repo_api;
+use super::world::{self, Caller};
 use super::{SimGithub, TOKEN_LIFETIME_MS};
 
 impl SimGithub {
@@ -169,7 +169,10 @@ fn rate_headers(r: &mut Response, limit: u64, used: u64, reset_ms: i64) {
         }
     };
     put("x-ratelimit-limit", limit.to_string());
-    put("x-ratelimit-remaining", limit.saturating_sub(used).to_string());
+    put(
+        "x-ratelimit-remaining",
+        limit.saturating_sub(used).to_string(),
+    );
     put("x-ratelimit-used", used.min(limit).to_string());
     put("x-ratelimit-reset", (reset_ms / 1000).to_string());
     put("x-ratelimit-resource", "core".to_string());
@@ -272,7 +275,11 @@ fn answer(
     let mut w = sim.world();
     *w.requests.entry(route.to_string()).or_default() += 1;
     // GitHub refuses a request without a User-Agent before anything else.
-    if seen.user_agent.as_ref().is_none_or(|ua| ua.trim().is_empty()) {
+    if seen
+        .user_agent
+        .as_ref()
+        .is_none_or(|ua| ua.trim().is_empty())
+    {
         return (
             StatusCode::FORBIDDEN,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -308,8 +315,7 @@ fn answer(
         .retain(|l| l.until_ms.is_none_or(|until| until > now));
     let mut limited = None;
     for l in w.secondary_limits.iter_mut() {
-        if caller == Caller::Anonymous || l.installation.is_some_and(|i| Some(i) != installation)
-        {
+        if caller == Caller::Anonymous || l.installation.is_some_and(|i| Some(i) != installation) {
             continue;
         }
         if l.until_ms.is_none() && l.after_route.as_ref().is_none_or(|r| r == route) {

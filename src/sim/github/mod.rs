@@ -311,7 +311,9 @@ impl SimGithub {
         self.world()
             .seen
             .iter()
-            .filter(|s| s.at_ms >= since_ms && s.caller == Some(world::Caller::Installation(installation)))
+            .filter(|s| {
+                s.at_ms >= since_ms && s.caller == Some(world::Caller::Installation(installation))
+            })
             .cloned()
             .collect()
     }

@@ -263,7 +263,9 @@ impl World {
         })
         .to_string()
         .as_bytes());
-        let sig: Vec<u8> = (0..24).flat_map(|_| self.rng.next_u64().to_le_bytes()).collect();
+        let sig: Vec<u8> = (0..24)
+            .flat_map(|_| self.rng.next_u64().to_le_bytes())
+            .collect();
         format!("ghs_{}_{header}.{payload}.{}", self.app_id, b64(&sig))
     }
 
@@ -285,7 +287,11 @@ impl World {
             .count() as u64;
         let owner = self.org_installations.get(&installation);
         let mut users = std::collections::BTreeSet::new();
-        for r in self.repos.values().filter(|r| r.installation == installation) {
+        for r in self
+            .repos
+            .values()
+            .filter(|r| r.installation == installation)
+        {
             users.extend(r.collaborators.keys().cloned());
         }
         for (team, members) in &self.teams {
