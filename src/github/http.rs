@@ -61,7 +61,8 @@ impl Auth<'_> {
     fn budget(&self) -> Budget {
         match self {
             Auth::Installation(id, _) => Budget::Installation(*id),
-            Auth::Bearer(_) | Auth::None => Budget::App,
+            Auth::Bearer(_) => Budget::App,
+            Auth::None => Budget::Anonymous,
         }
     }
 }
@@ -72,6 +73,8 @@ pub enum Budget {
     /// The App's own (App-JWT calls).
     App,
     Installation(i64),
+    /// Unauthenticated calls (GitHub counts them by address).
+    Anonymous,
 }
 
 /// Why a call failed: GitHub did not accept its credentials (401; an
@@ -404,12 +407,14 @@ impl Api {
                 retry_after_ms: wait,
             }));
         }
-        if status.is_success() {
+        {
             let mut gates = self.gates();
             let gate = gates.entry(budget).or_default();
-            gate.strikes = 0;
-            // The last call the budget allowed: the next would be refused,
-            // so none goes out before the reset.
+            if status.is_success() {
+                gate.strikes = 0;
+            }
+            // The last call the budget allowed (whatever its answer): the
+            // next would be refused, so none goes out before the reset.
             if let (Some(0), Some(reset)) = (h.remaining, h.reset) {
                 gate.until_ms = gate.until_ms.max(reset_ms(reset, now));
             }
