@@ -82,8 +82,8 @@ async fn a_secondary_limit_without_advice_during_the_access_check_waits_and_the_
     s.rigger_provisions().await;
     let why = reason(&s, guarded).await;
     assert!(
-        why.contains("rate limit"),
-        "the job says why it waits: {why}"
+        why.contains("GitHub's rate limit: rigger waits and asks again in 60 s"),
+        "the job says why it waits, and how long: {why}"
     );
     // Another job arrives meanwhile.
     let another = queue(&s, "octocat", "cirun-org-gpu--1902");
