@@ -1,6 +1,9 @@
 //! The simulated GitHub's state: installations, repositories and their
 //! files, tokens, runners, jobs, check runs, and the deliveries waiting to be
-//! sent. Plain data and rules; `mod.rs` serves it over HTTP.
+//! sent; and GitHub's limits: each caller's hourly primary window (an
+//! installation's size by GitHub's formula), secondary limits armed or in
+//! force, the JIT rate, and the log of requests seen with their headers.
+//! Plain data and rules; `mod.rs` serves it over HTTP.
 
 use std::collections::BTreeMap;
 
