@@ -266,7 +266,8 @@ impl World {
         })
         .to_string()
         .as_bytes());
-        let sig: Vec<u8> = (0..24)
+        // An RS256 signature is 256 bytes.
+        let sig: Vec<u8> = (0..32)
             .flat_map(|_| self.rng.next_u64().to_le_bytes())
             .collect();
         format!("ghs_{}_{header}.{payload}.{}", self.app_id, b64(&sig))
