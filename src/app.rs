@@ -52,7 +52,7 @@ impl App {
         let auth = AppAuth::new(
             settings.github.app_id,
             &settings.github.private_key,
-            Api::new(&settings.github.api_url, clock.clone()),
+            Api::new(&settings.github.api_url, clock.clone()).with_metrics(metrics.clone()),
             clock.clone(),
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -57,6 +57,31 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         "GitHub API errors by kind.",
     ),
     (
+        "rigger_github_requests_total",
+        Kind::Counter,
+        "Requests rigger sent to GitHub's REST API.",
+    ),
+    (
+        "rigger_github_requests_held_total",
+        Kind::Counter,
+        "GitHub calls not sent because their installation (or the App) was waiting out a rate limit; they failed at once as rate limited and are retried after the wait.",
+    ),
+    (
+        "rigger_github_rate_limited_total",
+        Kind::Counter,
+        "GitHub answers that were a rate limit, by limit: primary (the hourly budget is used up) or secondary (too many requests at once or too fast, or a JIT endpoint's \"spammed\" answer).",
+    ),
+    (
+        "rigger_github_ratelimit_remaining",
+        Kind::Gauge,
+        "The lowest x-ratelimit-remaining GitHub reported among the installations (and the App) whose rate-limit window is open, by x-ratelimit-resource.",
+    ),
+    (
+        "rigger_github_ratelimit_limit",
+        Kind::Gauge,
+        "The last x-ratelimit-limit GitHub reported, by x-ratelimit-resource.",
+    ),
+    (
         "rigger_reconciler_actions_total",
         Kind::Counter,
         "Reconciler actions by rule.",

@@ -128,6 +128,71 @@ async fn installation_tokens_are_cached_until_shortly_before_expiry() {
 }
 
 #[tokio::test]
+async fn a_revoked_token_is_dropped_and_the_call_made_once_more_with_a_new_one() {
+    let w = world().await;
+    let r = repo(&w);
+    w.client.config_files(&r, None).await.unwrap();
+    assert_eq!(w.client.auth().tokens_minted(), 1);
+    // Through octocrab (the contents API) and a plain request alike.
+    for n in 0..2_u64 {
+        w.sim.revoke_tokens(r.installation_id);
+        if n == 0 {
+            w.client.config_files(&r, None).await.unwrap();
+        } else {
+            w.client.get_job(&r, 404).await.unwrap_err();
+        }
+        assert_eq!(
+            w.client.auth().tokens_minted(),
+            2 + n,
+            "after revocation {n}"
+        );
+    }
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(stat(&w, |s| s.tokens_dropped.load(Relaxed) as i64), 2);
+    // A token GitHub keeps refusing is not retried without end.
+    w.sim
+        .fail_route("GET /repos/acme/ml/actions/jobs/:id", 5, 401);
+    match w.client.get_job(&r, 1).await {
+        Err(GithubError::Refused(m)) => assert!(m.contains("401"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.client.auth().tokens_minted(), 4, "one more try, no more");
+    let tokens: Vec<String> = w.sim.secrets_issued();
+    assert!(
+        tokens.iter().all(|t| t.starts_with("ghs_")),
+        "installation tokens in GitHub's format"
+    );
+}
+
+#[tokio::test]
+async fn the_last_call_a_budget_allows_closes_it_until_the_reset() {
+    let w = world().await;
+    let r = repo(&w);
+    w.client.config_files(&r, None).await.unwrap(); // three calls
+    w.sim.set_hourly_limit(Some(r.installation_id), 4);
+    let sent = w.sim.seen().len();
+    // The fourth call is answered, with `x-ratelimit-remaining: 0`.
+    assert!(w.client.role_of(&r, "octocat").await.unwrap().is_none());
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(stat(&w, |s| s.remaining.load(Relaxed)), 0);
+    // Nothing more goes out before the window resets, an hour after it opened.
+    match w.client.get_job(&r, 1).await {
+        Err(GithubError::RateLimited { retry_after_ms }) => assert_eq!(retry_after_ms, 3_600_000),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.sim.seen().len(), sent + 1, "held back, not sent");
+    // Another installation's budget is its own.
+    w.sim.add_repo("umbrella/corp", &[]);
+    let other = RepoRef {
+        installation_id: w.sim.installation_of("umbrella"),
+        repo: "umbrella/corp".into(),
+    };
+    assert!(w.client.role_of(&other, "octocat").await.is_ok());
+    w.clock.advance_ms(3_600_000);
+    assert!(w.client.role_of(&r, "octocat").await.is_ok());
+}
+
+#[tokio::test]
 async fn config_files_at_a_ref_and_absent_ones() {
     let w = world().await;
     let r = repo(&w);
@@ -503,8 +568,13 @@ async fn the_default_branch_and_files_on_it_come_through_octocrab() {
     );
     // octocrab's answers are counted and their rate-limit headers read.
     use std::sync::atomic::Ordering::Relaxed;
-    assert_eq!(stat(&w, |s| s.remaining.load(Relaxed)), 4999);
-    assert!(stat(&w, |s| s.requests.load(Relaxed) as i64) >= 4);
+    let sent = stat(&w, |s| s.requests.load(Relaxed) as i64);
+    assert!(sent >= 4);
+    // Every request so far counted against the installation's budget, the
+    // token's minting aside (the App's own).
+    assert_eq!(stat(&w, |s| s.limit.load(Relaxed)), 5000);
+    assert_eq!(stat(&w, |s| s.remaining.load(Relaxed)), 5000 - (sent - 1));
+    assert_eq!(stat(&w, |s| s.used.load(Relaxed)), sent - 1);
 }
 
 #[tokio::test]
@@ -665,20 +735,35 @@ async fn secondary_limits_through_octocrab_say_how_long_to_wait() {
     let r = repo(&w);
     w.client.config_files(&r, None).await.unwrap();
     w.sim.secondary_limit_for(30_000, 45);
+    let sent = w.sim.seen().len();
+    match w.client.config_files(&r, None).await {
+        Err(GithubError::RateLimited { retry_after_ms }) => assert_eq!(retry_after_ms, 45_000),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.sim.seen().len(), sent + 1, "one request met the limit");
+    // The installation waits what GitHub advised: nothing more goes out,
+    // whichever call it is, and each says how long is left.
+    w.clock.advance_ms(10_000);
     for attempt in 0..2 {
         match w.client.config_files(&r, None).await {
             Err(GithubError::RateLimited { retry_after_ms }) => {
-                assert_eq!(retry_after_ms, 45_000, "attempt {attempt}")
+                assert_eq!(retry_after_ms, 35_000, "attempt {attempt}")
             }
             other => panic!("{other:?}"),
         }
     }
     match w.client.default_branch(r.installation_id, "acme/ml").await {
-        Err(GithubError::RateLimited { retry_after_ms }) => assert_eq!(retry_after_ms, 45_000),
+        Err(GithubError::RateLimited { retry_after_ms }) => assert_eq!(retry_after_ms, 35_000),
         other => panic!("{other:?}"),
     }
-    w.clock.advance_ms(30_000);
+    assert_eq!(w.sim.seen().len(), sent + 1, "held back, not sent");
+    // GitHub's own limit was over after 30 s; rigger keeps to the advice.
+    w.clock.advance_ms(20_000);
+    assert!(w.client.config_files(&r, None).await.is_err());
+    w.clock.advance_ms(15_000);
     w.client.config_files(&r, None).await.unwrap();
     use std::sync::atomic::Ordering::Relaxed;
-    assert_eq!(stat(&w, |s| s.rate_limited.load(Relaxed) as i64), 3);
+    assert_eq!(stat(&w, |s| s.rate_limited.load(Relaxed) as i64), 1);
+    assert_eq!(stat(&w, |s| s.secondary_limited.load(Relaxed) as i64), 1);
+    assert_eq!(stat(&w, |s| s.held_back.load(Relaxed) as i64), 4);
 }

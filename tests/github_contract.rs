@@ -44,13 +44,6 @@ const EXCEPTIONS: &[(&str, &str)] = &[
         "GET /app/installations response 200: $[0].account.",
         "GitHub's description inlines `allOf` where its installation schema says `anyOf`",
     ),
-    // rigger's calls made through octocrab send no `Accept` header: issue
-    // #14 item 11, fixed with the rest of that item in src/github (not
-    // this test's to fix). When it is, this entry goes: the test says so.
-    (
-        "request: header `Accept`: not sent",
-        "issue #14 item 11: octocrab's calls (contents, runner lists, repositories) send no Accept",
-    ),
 ];
 
 /// Where GitHub's and octokit's published examples (older than the pinned

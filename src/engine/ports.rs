@@ -149,7 +149,9 @@ pub struct ConfigFiles {
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GithubError {
-    #[error("rate limited; retry in {retry_after_ms} ms")]
+    /// GitHub's rate limit (primary or secondary): nothing is sent for
+    /// the installation before the wait is over.
+    #[error("GitHub's rate limit: rigger waits and asks again in {} s", (.retry_after_ms + 999) / 1000)]
     RateLimited { retry_after_ms: i64 },
     #[error("temporary failure: {0}")]
     Transient(String),

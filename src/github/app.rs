@@ -2,6 +2,13 @@
 //! key) for app-level calls, and installation tokens, cached until shortly
 //! before they expire, for everything else. Time comes from the injected
 //! clock, so expiry is tested without waiting.
+//!
+//! A token GitHub no longer accepts (401: revoked, or the installation's
+//! tokens were reset) is dropped from the cache and the call is made once
+//! more with a freshly minted one: the one retry cannot loop, and without
+//! it every call of the installation would fail until the cached token's
+//! hour was up. Tokens are opaque: GitHub's `ghs_` tokens are no fixed
+//! length (the stateless kind runs to some 520 characters).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
-use super::http::{Api, Auth};
+use super::http::{Answer, Api, Auth, Failed};
 use crate::engine::ports::{Clock, GithubError};
 use crate::settings::Secret;
 
@@ -134,6 +141,83 @@ impl AppAuth {
     /// suspended there): the next call mints a new one, or fails.
     pub fn forget(&self, installation_id: i64) {
         self.cache().remove(&installation_id);
+    }
+
+    /// Forget an installation's token if it is still `token` (a call that
+    /// raced this one may have cached a fresh one already).
+    fn drop_token(&self, installation_id: i64, token: &Secret) {
+        let mut cache = self.cache();
+        if cache
+            .get(&installation_id)
+            .is_some_and(|(t, _)| t.expose() == token.expose())
+        {
+            cache.remove(&installation_id);
+            self.api
+                .stats
+                .tokens_dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(
+                installation_id,
+                "GitHub no longer accepts the installation token: minting a new one"
+            );
+        }
+    }
+
+    /// A request with the installation's token, on its rate-limit budget; a
+    /// 401 drops the token and the request is made once more with a new one.
+    pub async fn send_as(
+        &self,
+        installation_id: i64,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<Answer, GithubError> {
+        let mut last = None;
+        for _ in 0..2 {
+            let token = self.installation_token(installation_id).await?;
+            match self
+                .api
+                .try_send(
+                    method.clone(),
+                    path,
+                    Auth::Installation(installation_id, &token),
+                    body.clone(),
+                )
+                .await
+            {
+                Err(Failed::Unauthorized(e)) => {
+                    self.drop_token(installation_id, &token);
+                    last = Some(e);
+                }
+                other => return other.map_err(Failed::into_error),
+            }
+        }
+        Err(last.unwrap_or_else(|| GithubError::Refused(format!("{method} {path}: 401"))))
+    }
+
+    /// A GET through octocrab with the installation's token (see
+    /// [`Api::octo_get`]); a 401 as in [`AppAuth::send_as`].
+    pub async fn octo_get_as<T: octocrab::FromResponse>(
+        &self,
+        installation_id: i64,
+        path: &str,
+    ) -> Result<Option<T>, GithubError> {
+        let mut last = None;
+        for _ in 0..2 {
+            let token = self.installation_token(installation_id).await?;
+            match self
+                .api
+                .octo_get(Auth::Installation(installation_id, &token), path)
+                .await
+            {
+                Err(Failed::Unauthorized(e)) => {
+                    self.drop_token(installation_id, &token);
+                    last = Some(e);
+                }
+                other => return other.map_err(Failed::into_error),
+            }
+        }
+        Err(last.unwrap_or_else(|| GithubError::Refused(format!("GET {path}: 401"))))
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<i64, (Secret, i64)>> {

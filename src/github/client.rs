@@ -25,7 +25,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::app::AppAuth;
-use super::http::{Answer, Auth};
+use super::http::Answer;
 use crate::engine::ports::{
     CheckRun, CheckTarget, ConfigFiles, Github, GithubError, JitRunner, RepoRef, RunOrigin,
 };
@@ -58,12 +58,6 @@ impl Default for RunnerPlacement {
 pub struct GithubClient {
     auth: Arc<AppAuth>,
     runners: RunnerPlacement,
-}
-
-/// GitHub refused the token itself (401: revoked, or the installation
-/// gone): `Api` words a refusal "… GitHub answered {status}: …".
-fn is_unauthorized(e: &GithubError) -> bool {
-    matches!(e, GithubError::Refused(why) if why.contains("answered 401"))
 }
 
 /// Percent-encode a query value (a branch name may hold `&`, `#`, `+`, …).
@@ -103,19 +97,7 @@ impl GithubClient {
         path: &str,
         body: Option<Value>,
     ) -> Result<Answer, GithubError> {
-        let token = self.auth.installation_token(installation_id).await?;
-        let api = self.auth.api();
-        match api
-            .send(method.clone(), path, Auth::Bearer(&token), body.clone())
-            .await
-        {
-            Err(e) if is_unauthorized(&e) => {
-                self.auth.forget(installation_id);
-                let token = self.auth.installation_token(installation_id).await?;
-                api.send(method, path, Auth::Bearer(&token), body).await
-            }
-            answer => answer,
-        }
+        self.auth.send_as(installation_id, method, path, body).await
     }
 
     /// A GET through octocrab with the installation's token; `None` for
@@ -125,15 +107,7 @@ impl GithubClient {
         installation_id: i64,
         path: &str,
     ) -> Result<Option<T>, GithubError> {
-        let token = self.auth.installation_token(installation_id).await?;
-        match self.auth.api().octo_get(&token, path).await {
-            Err(e) if is_unauthorized(&e) => {
-                self.auth.forget(installation_id);
-                let token = self.auth.installation_token(installation_id).await?;
-                self.auth.api().octo_get(&token, path).await
-            }
-            answer => answer,
-        }
+        self.auth.octo_get_as(installation_id, path).await
     }
 
     /// Every item of a paginated list, following `Link: rel="next"`.

@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::client::GithubClient;
-use super::http::Auth;
+use super::http::{Auth, Failed};
 use crate::engine::ports::{GithubError, HookDelivery, HookDeliveryPage};
 
 /// Deliveries per page: GitHub's most.
@@ -73,8 +73,9 @@ impl GithubClient {
         let Some(mut page) = self
             .auth()
             .api()
-            .octo_get::<Page<Value>>(&jwt, &path)
-            .await?
+            .octo_get::<Page<Value>>(Auth::Bearer(&jwt), &path)
+            .await
+            .map_err(Failed::into_error)?
         else {
             return Ok(HookDeliveryPage::default());
         };

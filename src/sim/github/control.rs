@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::http::{gh_error, json_response, strings};
-use super::{NewJob, SimGithub, WebhookFaults, runner};
+use super::{NewJob, SecondaryLimit, SimGithub, WebhookFaults, runner};
 
 pub(super) fn runner_side(
     sim: &SimGithub,
@@ -180,8 +180,40 @@ pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Val
                 let advice = body["retry_after_s"].as_u64().unwrap_or(60) as u32;
                 sim.secondary_limit_for((s * 1000.0) as i64, advice);
             }
+            if let Some(l) = body.get("secondary").filter(|l| l.is_object()) {
+                let status = l["status"].as_u64().unwrap_or(403) as u16;
+                if status != 403 && status != 429 {
+                    return gh_error(
+                        StatusCode::BAD_REQUEST,
+                        "`secondary.status` is 403 or 429, as GitHub answers",
+                    );
+                }
+                sim.secondary_limit(SecondaryLimit {
+                    installation: l["installation"].as_i64(),
+                    after_route: l["after_route"].as_str().map(str::to_string),
+                    for_ms: (l["for_s"].as_f64().unwrap_or(60.0) * 1000.0) as i64,
+                    retry_after_s: l["retry_after_s"].as_u64().map(|s| s as u32),
+                    status,
+                    until_ms: None,
+                });
+            }
+            if let Some(n) = body["hourly_limit"].as_u64() {
+                sim.set_hourly_limit(body["installation"].as_i64(), n);
+            }
+            if let Some(i) = body["use_up_budget"].as_i64() {
+                let reset = sim.use_up_budget(i);
+                return json_response(StatusCode::OK, json!({"ok": true, "reset_ms": reset}));
+            }
             json_response(StatusCode::OK, json!({"ok": true}))
         }
+        (&Method::POST, ["installations", id, "revoke-tokens"]) => match id.parse::<i64>() {
+            Ok(id) => {
+                sim.revoke_tokens(id);
+                json_response(StatusCode::OK, json!({"ok": true}))
+            }
+            Err(_) => gh_error(StatusCode::NOT_FOUND, "no such installation"),
+        },
+        (&Method::GET, ["seen"]) => json_response(StatusCode::OK, json!(sim.seen())),
         (&Method::GET, ["state"]) => {
             let w = sim.world();
             json_response(

@@ -1,5 +1,8 @@
-//! GitHub's side of the wire: routing, App and installation auth, rate
-//! limits, the App API, and the shapes every answer shares (errors, pages).
+//! GitHub's side of the wire: routing, the `User-Agent` GitHub requires,
+//! App and installation auth, rate limits (each caller's primary budget and
+//! its `x-ratelimit-*` headers on every answer, secondary limits with or
+//! without `retry-after`), the App API, the log of requests seen, and the
+//! shapes every answer shares (errors, pages).
 
 use aws_lc_rs::signature::{self, UnparsedPublicKey};
 use axum::body::Bytes;
@@ -11,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::control::{control, runner_side};
 use super::rest::repo_api;
-use super::world;
+use super::world::{self, Caller};
 use super::{SimGithub, TOKEN_LIFETIME_MS};
 
 impl SimGithub {
@@ -145,11 +148,11 @@ pub(super) fn percent_decode(v: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Who is calling.
-enum Caller {
-    App,
-    Installation(i64),
-}
+/// GitHub's answer to a request without a `User-Agent` (a 403, as plain text).
+pub(super) const NO_USER_AGENT: &str = "Request forbidden by administrative rules. Please make sure your request has a User-Agent header (https://docs.github.com/en/rest/overview/resources-in-the-rest-api#user-agent-required). Check https://developer.github.com for other possible causes.";
+
+/// GitHub's message for a secondary rate limit.
+pub(super) const SECONDARY_LIMIT: &str = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID 0400:3C7A:1F1E4B2:3E1A5C9:6578B2D1.";
 
 fn route_key(method: &Method, path: &str) -> String {
     let segs: Vec<&str> = path
@@ -158,6 +161,24 @@ fn route_key(method: &Method, path: &str) -> String {
         .map(|s| if s.parse::<i64>().is_ok() { ":id" } else { s })
         .collect();
     format!("{method} /{}", segs.join("/"))
+}
+
+/// The primary rate-limit headers GitHub puts on every answer.
+fn rate_headers(r: &mut Response, limit: u64, used: u64, reset_ms: i64) {
+    let h = r.headers_mut();
+    let mut put = |k: &'static str, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    };
+    put("x-ratelimit-limit", limit.to_string());
+    put(
+        "x-ratelimit-remaining",
+        limit.saturating_sub(used).to_string(),
+    );
+    put("x-ratelimit-used", used.min(limit).to_string());
+    put("x-ratelimit-reset", (reset_ms / 1000).to_string());
+    put("x-ratelimit-resource", "core".to_string());
 }
 
 pub(super) async fn dispatch(
@@ -186,80 +207,167 @@ pub(super) async fn dispatch(
         _ => {}
     }
     let now = sim.now();
-    {
-        let mut w = sim.world();
-        w.expire_runners(now);
-        let route = route_key(&method, &path);
-        *w.requests.entry(route.clone()).or_default() += 1;
-        if let Some((status, left)) = w.failing_routes.get_mut(&route).filter(|f| f.1 > 0) {
-            *left -= 1;
-            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY);
-            return gh_error(status, "Resource not accessible by integration (simulated)");
-        }
-        let (until, advice) = w.secondary_limit;
-        if now < until {
-            let mut r = gh_error(
-                StatusCode::FORBIDDEN,
-                "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
-            );
-            r.headers_mut()
-                .insert("retry-after", HeaderValue::from(advice));
-            return r;
-        }
-        if now < w.rate_limited_until_ms {
-            let reset = (w.rate_limited_until_ms / 1000).to_string();
-            let mut r = gh_error(
-                StatusCode::FORBIDDEN,
-                "API rate limit exceeded for installation.",
-            );
-            let h = r.headers_mut();
-            h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
-            if let Ok(v) = HeaderValue::from_str(&reset) {
-                h.insert("x-ratelimit-reset", v);
-            }
-            return r;
-        }
-    }
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    let route = route_key(&method, &path);
+    let header_text = |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let bearer = header_text("authorization")
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("token "))
+                .map(str::to_string)
         })
-        .unwrap_or("")
-        .to_string();
-    let caller = if bearer.matches('.').count() == 2 {
-        match sim.verify_jwt(&bearer) {
-            Ok(()) => Caller::App,
-            Err(m) => return gh_error(StatusCode::UNAUTHORIZED, m),
-        }
-    } else {
+        .unwrap_or_default();
+    // Who is calling: an installation token (`ghs_…`, which in GitHub's
+    // current format is itself dotted like a JWT), the App's JWT, or no one.
+    let caller: Result<Caller, Response> = if bearer.is_empty() {
+        Ok(Caller::Anonymous)
+    } else if bearer.starts_with("ghs_") || bearer.matches('.').count() != 2 {
         let w = sim.world();
         match w.tokens.get(&bearer) {
-            Some((inst, _)) if w.suspended.contains(inst) => {
-                return gh_error(
-                    StatusCode::FORBIDDEN,
-                    "This installation has been suspended",
-                );
-            }
-            Some((inst, exp)) if *exp > now => Caller::Installation(*inst),
-            Some(_) => {
-                return gh_error(
-                    StatusCode::UNAUTHORIZED,
-                    "Bad credentials (the token expired)",
-                );
-            }
-            None => return gh_error(StatusCode::UNAUTHORIZED, "Bad credentials"),
+            Some((inst, _)) if w.suspended.contains(inst) => Err(gh_error(
+                StatusCode::FORBIDDEN,
+                "This installation has been suspended",
+            )),
+            Some((inst, exp)) if *exp > now => Ok(Caller::Installation(*inst)),
+            Some(_) => Err(gh_error(
+                StatusCode::UNAUTHORIZED,
+                "Bad credentials (the token expired)",
+            )),
+            None => Err(gh_error(StatusCode::UNAUTHORIZED, "Bad credentials")),
+        }
+    } else {
+        match sim.verify_jwt(&bearer) {
+            Ok(()) => Ok(Caller::App),
+            Err(m) => Err(gh_error(StatusCode::UNAUTHORIZED, m)),
         }
     };
-    let mut resp = match caller {
-        Caller::App => app_api(&sim, &method, &seg, &q, now),
-        Caller::Installation(inst) => repo_api(&sim, inst, &method, &seg, &q, &body, now),
+    let seen = world::Seen {
+        at_ms: now,
+        route: route.clone(),
+        caller: caller.as_ref().ok().copied(),
+        user_agent: header_text("user-agent"),
+        accept: header_text("accept"),
+        api_version: header_text("x-github-api-version"),
+        status: 0,
     };
-    let h = resp.headers_mut();
-    h.insert("x-ratelimit-limit", HeaderValue::from_static("5000"));
-    h.insert("x-ratelimit-remaining", HeaderValue::from_static("4999"));
+    let resp = answer(&sim, &method, &seg, &q, &body, now, &route, &seen, caller);
+    let mut w = sim.world();
+    if w.seen.len() >= world::SEEN_KEPT {
+        w.seen.pop_front();
+    }
+    w.seen.push_back(world::Seen {
+        status: resp.status().as_u16(),
+        ..seen
+    });
+    resp
+}
+
+/// The answer to one API request from a known (or refused) caller.
+#[allow(clippy::too_many_arguments)]
+fn answer(
+    sim: &SimGithub,
+    method: &Method,
+    seg: &[&str],
+    q: &dyn Fn(&str) -> Option<String>,
+    body: &Value,
+    now: i64,
+    route: &str,
+    seen: &world::Seen,
+    caller: Result<Caller, Response>,
+) -> Response {
+    let mut w = sim.world();
+    w.expire_runners(now);
+    *w.requests.entry(route.to_string()).or_default() += 1;
+    // GitHub refuses a request without a User-Agent before anything else.
+    if seen
+        .user_agent
+        .as_ref()
+        .is_none_or(|ua| ua.trim().is_empty())
+    {
+        return (
+            StatusCode::FORBIDDEN,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            NO_USER_AGENT,
+        )
+            .into_response();
+    }
+    if let Some((status, left)) = w.failing_routes.get_mut(route).filter(|f| f.1 > 0) {
+        *left -= 1;
+        let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY);
+        return gh_error(status, "Resource not accessible by integration (simulated)");
+    }
+    let caller = match caller {
+        Ok(c) => c,
+        Err(mut r) => {
+            // Unauthenticated: the anonymous budget's headers.
+            let limit = w.limit_of(Caller::Anonymous);
+            let win = *w.window(Caller::Anonymous, now);
+            rate_headers(&mut r, limit, win.used, win.started_ms + 3_600_000);
+            return r;
+        }
+    };
+    let limit = w.limit_of(caller);
+    let win = *w.window(caller, now);
+    let reset = win.started_ms + 3_600_000;
+    // Secondary limits: armed ones trigger on their route; those in force
+    // refuse everything of their caller, whatever the primary budget says.
+    let installation = match caller {
+        Caller::Installation(i) => Some(i),
+        _ => None,
+    };
+    w.secondary_limits
+        .retain(|l| l.until_ms.is_none_or(|until| until > now));
+    let mut limited = None;
+    for l in w.secondary_limits.iter_mut() {
+        if caller == Caller::Anonymous || l.installation.is_some_and(|i| Some(i) != installation) {
+            continue;
+        }
+        if l.until_ms.is_none() && l.after_route.as_ref().is_none_or(|r| r == route) {
+            l.until_ms = Some(now + l.for_ms);
+        }
+        if l.until_ms.is_some_and(|until| until > now) {
+            limited = Some((l.status, l.retry_after_s));
+            break;
+        }
+    }
+    if let Some((status, advice)) = limited {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+        let mut r = gh_error(status, SECONDARY_LIMIT);
+        rate_headers(&mut r, limit, win.used, reset);
+        if let Some(s) = advice {
+            r.headers_mut().insert("retry-after", HeaderValue::from(s));
+        }
+        return r;
+    }
+    // The primary budget: used up (or every call limited by the control
+    // API), a 403 with `x-ratelimit-remaining: 0` until the reset.
+    if now < w.rate_limited_until_ms || win.used >= limit {
+        let (used, reset) = if win.used >= limit {
+            (limit, reset)
+        } else {
+            (limit, w.rate_limited_until_ms)
+        };
+        let message = match caller {
+            Caller::Installation(i) => format!("API rate limit exceeded for installation ID {i}."),
+            _ => "API rate limit exceeded.".to_string(),
+        };
+        let mut r = gh_error(StatusCode::FORBIDDEN, &message);
+        rate_headers(&mut r, limit, used, reset);
+        return r;
+    }
+    w.window(caller, now).used += 1;
+    let used = win.used + 1;
+    drop(w);
+    let mut resp = match caller {
+        Caller::App => app_api(sim, method, seg, q, now),
+        Caller::Installation(inst) => repo_api(sim, inst, method, seg, q, body, now),
+        Caller::Anonymous => gh_error(StatusCode::UNAUTHORIZED, "Requires authentication"),
+    };
+    rate_headers(&mut resp, limit, used, reset);
     resp
 }
 
@@ -303,16 +411,21 @@ fn app_api(
                     "This installation has been suspended",
                 );
             }
-            let token = w.token("ghs_");
-            w.secrets_issued.push(token.clone());
             let expires = now + TOKEN_LIFETIME_MS;
+            let token = w.installation_token(inst, expires);
+            w.secrets_issued.push(token.clone());
             w.tokens.insert(token.clone(), (inst, expires));
             let at = chrono::DateTime::from_timestamp_millis(expires)
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 .unwrap_or_default();
+            // The OpenAPI `installation-token` schema: what the App was
+            // granted (rigger's permissions), over all the account's repositories.
             json_response(
                 StatusCode::CREATED,
-                json!({"token": token, "expires_at": at, "repository_selection": "all"}),
+                json!({"token": token, "expires_at": at, "repository_selection": "all",
+                       "permissions": {"actions": "read", "administration": "write", "checks": "write",
+                                       "contents": "read", "metadata": "read", "members": "read",
+                                       "organization_self_hosted_runners": "write"}}),
             )
         }
         (&Method::GET, ["repos", o, r, "installation"]) => match w.repos.get(&format!("{o}/{r}")) {

@@ -18,8 +18,24 @@
 //! - `POST /sim/repos/{o}/{r}/remove-from-installation`: its installation no
 //!   longer reaches it (404); `installation_repositories.removed` is sent
 //! - `POST /sim/runner-groups` `{"org":"acme","id":7}`: a runner group for org-level JIT runners (1, the default group, always exists)
-//! - `POST /sim/limits` `{"jit_per_minute":180}` (`null`: off), `{"rate_limit_for_s":60}` (primary:
-//!   403, `x-ratelimit-remaining: 0`) or `{"secondary_limit_for_s":60,"retry_after_s":30}` (403, `retry-after`)
+//! - `POST /sim/limits` (keys combine):
+//!   - `{"jit_per_minute":180}` (`null`: off): over it the JIT endpoints answer 422
+//!     "Validation failed, or the endpoint has been spammed." (no advice);
+//!   - `{"rate_limit_for_s":60}`: every call is over the primary limit (403,
+//!     `x-ratelimit-remaining: 0`, `x-ratelimit-reset` then);
+//!   - `{"hourly_limit":100,"installation":123}`: that installation's hourly budget instead of
+//!     GitHub's formula (5,000 + 50 per repository and per user over 20, at most 12,500);
+//!     without `installation`, every installation's;
+//!   - `{"use_up_budget":123}` → `{"reset_ms":…}`: that installation's budget is used up until
+//!     its window resets (an hour after its first request);
+//!   - `{"secondary":{"for_s":60,"status":403,"retry_after_s":null,"installation":123,"after_route":"GET /repos/acme/ml/collaborators/octocat/permission"}}`:
+//!     a secondary limit, armed until the first request of `after_route` (any request when
+//!     absent) of `installation` (any caller when absent), then every request of that caller
+//!     is refused for `for_s` with GitHub's message, 403 or 429, `retry-after` only if given;
+//!   - `{"secondary_limit_for_s":60,"retry_after_s":30}`: every caller, at once, with `retry-after`.
+//! - `POST /sim/installations/{id}/revoke-tokens`: the installation's tokens answer 401 from now
+//! - `GET /sim/seen`: every API request answered, with its `User-Agent`, `Accept`,
+//!   `X-GitHub-Api-Version` and whose budget it counted against
 //! - `GET /sim/state`: jobs, runners, check runs, requests counted by route,
 //!   every delivery attempt, installations suspended or deleted
 //!
@@ -35,6 +51,13 @@
 //! `external_id` and `details_url` are kept; answers have the OpenAPI
 //! `check-run` shape. [`SimGithub::displayed_check_runs`] is what GitHub's
 //! UI shows on a commit: the newest run of each name.
+//!
+//! Every API answer carries `x-ratelimit-limit`, `-remaining`, `-used`, `-reset` and
+//! `-resource` for its caller's budget (each installation, the App's JWT calls, and
+//! unauthenticated calls have their own hourly window). A request without a `User-Agent`
+//! is refused (403) before anything else. Installation tokens are GitHub's current
+//! stateless format, `ghs_{app id}_{JWT}` (some 520 characters), answered as the OpenAPI
+//! `installation-token` schema (`token`, `expires_at`, `permissions`, `repository_selection`).
 //!
 //! Runner side (what a runner uses, authenticated by its JIT config):
 //! - `GET /_runner/download/actions-runner-linux-{x64,arm64}-{version}.tar.gz`:
@@ -82,7 +105,9 @@ use crate::engine::ports::Clock;
 use crate::github::webhook::sign;
 use crate::settings::Secret;
 use deliveries::Outcome;
-pub use world::{CheckRun, Job, JobStatus, Runner, RunnerStatus, WebhookFaults};
+pub use world::{
+    Caller, CheckRun, Job, JobStatus, Runner, RunnerStatus, SecondaryLimit, Seen, WebhookFaults,
+};
 use world::{Delivery, Repo, World};
 
 /// The App's webhook, as `X-GitHub-Hook-ID` names it.
@@ -267,7 +292,73 @@ impl SimGithub {
     /// advising `retry-after: retry_after_s`.
     pub fn secondary_limit_for(&self, ms: i64, retry_after_s: u32) {
         let now = self.now();
-        self.world().secondary_limit = (now + ms, retry_after_s);
+        self.secondary_limit(SecondaryLimit {
+            installation: None,
+            after_route: None,
+            for_ms: ms,
+            retry_after_s: Some(retry_after_s),
+            status: 403,
+            until_ms: Some(now + ms),
+        });
+    }
+
+    /// Arm (or, with `until_ms` set, impose) a secondary limit: from the
+    /// first request of its route, every request of its installation is
+    /// refused for its time, with or without `retry-after`.
+    pub fn secondary_limit(&self, limit: SecondaryLimit) {
+        self.world().secondary_limits.push(limit);
+    }
+
+    /// An installation's hourly primary limit, instead of GitHub's formula
+    /// (`None`: every installation's).
+    pub fn set_hourly_limit(&self, installation: Option<i64>, limit: u64) {
+        self.world().budget_limits.insert(installation, limit);
+    }
+
+    /// Use up what is left of an installation's primary budget: its calls
+    /// are refused (403, `x-ratelimit-remaining: 0`) until its window
+    /// resets, an hour after it opened. Returns the reset (ms).
+    pub fn use_up_budget(&self, installation: i64) -> i64 {
+        let now = self.now();
+        let mut w = self.world();
+        let caller = world::Caller::Installation(installation);
+        let limit = w.limit_of(caller);
+        let win = w.window(caller, now);
+        win.used = win.used.max(limit);
+        win.started_ms + 3_600_000
+    }
+
+    /// Revoke every token of an installation (as `DELETE /installation/token`
+    /// or a suspension does): they answer 401 from now on.
+    pub fn revoke_tokens(&self, installation: i64) {
+        let mut w = self.world();
+        let revoked: Vec<String> = w
+            .tokens
+            .iter()
+            .filter(|(_, (i, _))| *i == installation)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for t in revoked {
+            w.tokens.remove(&t);
+        }
+    }
+
+    /// Every request the API answered (`/sim` and `/_runner` aside), oldest
+    /// first, with the headers GitHub asks for.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.world().seen.iter().cloned().collect()
+    }
+
+    /// Requests an installation made from `since_ms` on.
+    pub fn requests_of(&self, installation: i64, since_ms: i64) -> Vec<Seen> {
+        self.world()
+            .seen
+            .iter()
+            .filter(|s| {
+                s.at_ms >= since_ms && s.caller == Some(world::Caller::Installation(installation))
+            })
+            .cloned()
+            .collect()
     }
 
     /// Rename a repository's default branch (its files move with it).
@@ -366,15 +457,6 @@ impl SimGithub {
             w.deleted.insert(id);
             w.tokens.retain(|_, (inst, _)| *inst != id);
         })
-    }
-
-    /// Revoke every token of an installation before it expires (as
-    /// `DELETE /installation/token` does, or GitHub on a leaked token):
-    /// each is answered 401 from now on.
-    pub fn revoke_tokens(&self, installation: i64) {
-        self.world()
-            .tokens
-            .retain(|_, (inst, _)| *inst != installation);
     }
 
     fn installation_event(&self, id: i64, action: &str, change: impl FnOnce(&mut World)) -> bool {

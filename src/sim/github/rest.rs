@@ -2,7 +2,7 @@
 //! and their files, runners (JIT, downloads, removal), check runs, jobs and
 //! runs, teams and permissions.
 
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -10,6 +10,11 @@ use serde_json::{Value, json};
 use super::http::{gh_error, json_response, paged, strings};
 use super::world::{self, CheckRun, Runner, RunnerStatus};
 use super::{SimGithub, runner};
+
+/// The JIT endpoints' answer when called too often. GitHub documents the
+/// 422 as "Validation failed, or the endpoint has been spammed." without
+/// publishing the body; this is that sentence.
+pub(super) const SPAMMED: &str = "Validation failed, or the endpoint has been spammed.";
 
 pub(super) fn repo_api(
     sim: &SimGithub,
@@ -124,13 +129,13 @@ pub(super) fn repo_api(
             if let Some(limit) = w.jit_per_minute {
                 w.jit_window.retain(|t| now - t < 60_000);
                 if w.jit_window.len() as u32 >= limit {
-                    let mut r = gh_error(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "You have exceeded a secondary rate limit.",
+                    // The JIT endpoints' documented 422: "Validation
+                    // failed, or the endpoint has been spammed." No advice.
+                    return json_response(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        json!({"message": SPAMMED, "errors": [],
+                               "documentation_url": "https://docs.github.com/rest/actions/self-hosted-runners#create-configuration-for-a-just-in-time-runner-for-a-repository"}),
                     );
-                    r.headers_mut()
-                        .insert("retry-after", HeaderValue::from_static("60"));
-                    return r;
                 }
                 w.jit_window.push(now);
             }

@@ -1,16 +1,20 @@
 //! The simulated GitHub's state: installations (suspended or deleted as
 //! GitHub's are), repositories and their files, tokens, runners, jobs, check
 //! runs, the deliveries waiting to be sent and the record of every delivery
-//! attempt (`deliveries.rs`). Plain data and rules; `mod.rs` serves it over
-//! HTTP. And the shapes of what GitHub answers and sends (`*_json`,
-//! `job_payload`), each with every field GitHub's OpenAPI description
-//! requires of its schema (named in its doc); `tests/github_contract.rs`
-//! checks them.
+//! attempt (`deliveries.rs`); and GitHub's limits: each caller's hourly
+//! primary window (an installation's size by GitHub's formula), secondary
+//! limits armed or in force, the JIT rate, and the log of requests seen with
+//! their headers. Plain data and rules; `mod.rs` serves it over HTTP. And the
+//! shapes of what GitHub answers and sends (`*_json`, `job_payload`), each
+//! with every field GitHub's OpenAPI description requires of its schema
+//! (named in its doc); `tests/github_contract.rs` checks them.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::{Value, json};
+
+use base64::Engine as _;
 
 use super::super::Rng;
 
@@ -163,6 +167,60 @@ pub fn displayed<'a>(
     newest.into_values().cloned().collect()
 }
 
+/// Who a request to the simulated GitHub counts against: each
+/// installation has its own primary budget, the App (JWT calls) its own,
+/// and unauthenticated calls share one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Caller {
+    App,
+    Installation(i64),
+    Anonymous,
+}
+
+/// One primary rate-limit window: it opens at the first request and
+/// resets an hour later.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Window {
+    pub started_ms: i64,
+    pub used: u64,
+}
+
+/// A secondary rate limit: armed until a request of `after_route` (any
+/// request when `None`) by a matching caller, then every request of theirs
+/// is refused for `for_ms`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecondaryLimit {
+    /// Whose requests it limits (`None`: every installation's and the App's).
+    pub installation: Option<i64>,
+    /// A route key as `requests` counts them (`POST /repos/o/r/check-runs`).
+    pub after_route: Option<String>,
+    pub for_ms: i64,
+    /// `retry-after` seconds advised, or none (GitHub often sends none).
+    pub retry_after_s: Option<u32>,
+    /// 403 or 429: GitHub answers either.
+    pub status: u16,
+    /// When it ends, once triggered.
+    pub until_ms: Option<i64>,
+}
+
+/// A request as the simulated GitHub saw it: the headers GitHub asks
+/// clients to send, and whose budget it counted against.
+#[derive(Debug, Clone, Serialize)]
+pub struct Seen {
+    pub at_ms: i64,
+    pub route: String,
+    pub caller: Option<Caller>,
+    pub user_agent: Option<String>,
+    pub accept: Option<String>,
+    pub api_version: Option<String>,
+    /// The status answered.
+    pub status: u16,
+}
+
+/// The most requests kept in [`World::seen`] (the oldest are dropped).
+pub const SEEN_KEPT: usize = 200_000;
+
 /// A delivery waiting to be sent.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -240,14 +298,21 @@ pub struct World {
     pub deleted: std::collections::BTreeSet<i64>,
     /// Repositories taken out of their installation's selection.
     pub removed_repos: std::collections::BTreeSet<String>,
-    /// JIT configs allowed per minute (GitHub's is about 180), `None` = off.
+    /// JIT configs allowed per minute, `None` = off; over it the JIT
+    /// endpoints answer 422 "the endpoint has been spammed".
     pub jit_per_minute: Option<u32>,
     pub jit_window: Vec<i64>,
     /// Answer every API call 403 with `x-ratelimit-remaining: 0` until then.
     pub rate_limited_until_ms: i64,
-    /// Answer every API call 403 with `retry-after` (a secondary limit)
-    /// until the first, advising the second (seconds).
-    pub secondary_limit: (i64, u32),
+    /// Secondary limits armed or in force.
+    pub secondary_limits: Vec<SecondaryLimit>,
+    /// Primary windows by caller.
+    pub windows: BTreeMap<Caller, Window>,
+    /// An installation's hourly limit instead of GitHub's formula (`None`
+    /// key: every installation's).
+    pub budget_limits: BTreeMap<Option<i64>, u64>,
+    /// Every request answered (`/sim` and `/_runner` aside), oldest first.
+    pub seen: std::collections::VecDeque<Seen>,
     /// Route keys (as counted in `requests`) answered with this status the
     /// next this-many times.
     pub failing_routes: BTreeMap<String, (u16, u32)>,
@@ -278,7 +343,10 @@ impl World {
             jit_per_minute: None,
             jit_window: Vec::new(),
             rate_limited_until_ms: 0,
-            secondary_limit: (0, 0),
+            secondary_limits: Vec::new(),
+            windows: BTreeMap::new(),
+            budget_limits: BTreeMap::new(),
+            seen: Default::default(),
             failing_routes: BTreeMap::new(),
             rng: Rng::new(seed),
             next_id: 1000,
@@ -298,6 +366,84 @@ impl World {
             self.rng.next_u64(),
             self.rng.next_u64()
         )
+    }
+
+    /// An installation access token in GitHub's current format: `ghs_`, the
+    /// App id, and a signed JWT naming the installation (stateless tokens,
+    /// rolled out from April 2026; some 520 characters, no fixed length).
+    pub fn installation_token(&mut self, installation: i64, expires_ms: i64) -> String {
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let header = b64(br#"{"alg":"RS256","typ":"JWT","kid":"sim"}"#);
+        let jti = format!("{:016x}{:016x}", self.rng.next_u64(), self.rng.next_u64());
+        let payload = b64(json!({
+            "iss": self.app_id, "sub": installation, "exp": expires_ms / 1000,
+            "iat": expires_ms / 1000 - 3600, "jti": jti, "typ": "installation",
+        })
+        .to_string()
+        .as_bytes());
+        // An RS256 signature is 256 bytes.
+        let sig: Vec<u8> = (0..32)
+            .flat_map(|_| self.rng.next_u64().to_le_bytes())
+            .collect();
+        format!("ghs_{}_{header}.{payload}.{}", self.app_id, b64(&sig))
+    }
+
+    /// An installation's hourly primary limit: 5,000, plus 50 for each
+    /// repository and each user over 20, at most 12,500 (GitHub's formula
+    /// for installations outside GitHub Enterprise Cloud), unless set.
+    pub fn installation_limit(&self, installation: i64) -> u64 {
+        if let Some(n) = self
+            .budget_limits
+            .get(&Some(installation))
+            .or_else(|| self.budget_limits.get(&None))
+        {
+            return *n;
+        }
+        let repos = self
+            .repos
+            .values()
+            .filter(|r| r.installation == installation)
+            .count() as u64;
+        let owner = self.org_installations.get(&installation);
+        let mut users = std::collections::BTreeSet::new();
+        for r in self
+            .repos
+            .values()
+            .filter(|r| r.installation == installation)
+        {
+            users.extend(r.collaborators.keys().cloned());
+        }
+        for (team, members) in &self.teams {
+            if owner.is_some_and(|o| team.split('/').next() == Some(o.as_str())) {
+                users.extend(members.iter().cloned());
+            }
+        }
+        let users = users.len() as u64;
+        (5_000 + 50 * repos.saturating_sub(20) + 50 * users.saturating_sub(20)).min(12_500)
+    }
+
+    /// A caller's hourly primary limit.
+    pub fn limit_of(&self, caller: Caller) -> u64 {
+        match caller {
+            Caller::Installation(i) => self.installation_limit(i),
+            Caller::App => 5_000,
+            Caller::Anonymous => 60,
+        }
+    }
+
+    /// A caller's window at `now` (a new one when the last has reset).
+    pub fn window(&mut self, caller: Caller, now_ms: i64) -> &mut Window {
+        let w = self.windows.entry(caller).or_insert(Window {
+            started_ms: now_ms,
+            used: 0,
+        });
+        if now_ms >= w.started_ms + 3_600_000 {
+            *w = Window {
+                started_ms: now_ms,
+                used: 0,
+            };
+        }
+        w
     }
 
     /// The installation an account's repositories belong to (made on first use).
