@@ -384,7 +384,9 @@ impl Github for GithubClient {
         let status = match v.get("status").and_then(Value::as_str) {
             Some("completed") => GithubJobStatus::Completed,
             Some("in_progress") => GithubJobStatus::InProgress,
-            // queued, waiting, requested, pending: no runner has it yet.
+            // Held for a deployment's approval: no runner may take it yet.
+            Some("waiting") => GithubJobStatus::Waiting,
+            // queued, requested, pending: a runner may take it.
             _ => GithubJobStatus::Queued,
         };
         let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);

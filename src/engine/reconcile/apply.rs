@@ -400,6 +400,18 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             Action::RequeueJob { job_id, reason } => {
                 self.requeue(*job_id, reason).await?;
             }
+            Action::ReleaseJob { job_id } => {
+                if let Some(job) = self.store.job(*job_id).await? {
+                    self.note(
+                        Some(*job_id),
+                        None,
+                        "reconciled",
+                        "GitHub says the job was approved and queued; its webhook never arrived",
+                    )
+                    .await;
+                    self.handle(JobEvent::Queued(info_of(&job))).await?;
+                }
+            }
             Action::MarkOnline { instance_id } => {
                 let patch = InstancePatch {
                     online_at: Some(now),

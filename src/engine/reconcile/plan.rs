@@ -53,6 +53,8 @@ pub struct GithubJobView {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GithubJobStatus {
     Queued,
+    /// Held for a deployment's approval: no runner may take it yet.
+    Waiting,
     InProgress,
     Completed,
 }
@@ -132,6 +134,7 @@ pub enum Rule {
     StaleRunner,
     MaxLifetime,
     Recovery,
+    Approved,
 }
 
 impl Rule {
@@ -146,6 +149,7 @@ impl Rule {
             Rule::StaleRunner => "stale_runner",
             Rule::MaxLifetime => "max_lifetime",
             Rule::Recovery => "recovery",
+            Rule::Approved => "approved",
         }
     }
 }
@@ -196,6 +200,9 @@ pub enum Action {
     },
     /// Put a job whose worker died back in the queue (rule 9).
     RequeueJob { job_id: i64, reason: String },
+    /// GitHub queued a job rigger holds as waiting for an approval: the
+    /// approval's `queued` never arrived (rule 10).
+    ReleaseJob { job_id: i64 },
 }
 
 impl Action {
@@ -209,7 +216,8 @@ impl Action {
             | Action::MarkOnline { instance_id } => format!("instance:{instance_id}"),
             Action::CompleteJob { job_id, .. }
             | Action::MarkRunning { job_id, .. }
-            | Action::RequeueJob { job_id, .. } => format!("job:{job_id}"),
+            | Action::RequeueJob { job_id, .. }
+            | Action::ReleaseJob { job_id } => format!("job:{job_id}"),
             Action::DeleteRunner { runner_id, .. } => format!("runner:{runner_id}"),
         }
     }
@@ -297,6 +305,7 @@ pub fn plan(s: &Snapshot, now: i64, limits: &Limits) -> Vec<(Rule, Action)> {
             .into_iter()
             .map(|a| (Rule::Recovery, a)),
     );
+    actions.extend(approved(s).into_iter().map(|a| (Rule::Approved, a)));
     let mut seen = HashSet::new();
     actions.retain(|(_, a)| seen.insert(a.target()));
     actions
@@ -560,6 +569,20 @@ fn stale_runners(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
             installation_id: r.installation_id,
             scope: r.scope.clone(),
         })
+        .collect()
+}
+
+/// Rule 10: a job held for a deployment's approval that GitHub has queued
+/// since (its `queued` delivery was lost or came before the `waiting`).
+/// The only way out of waiting besides its webhooks: nothing here, nor
+/// any other rule, ever puts a job back into it or rents for it.
+fn approved(s: &Snapshot) -> Vec<Action> {
+    s.github_jobs
+        .iter()
+        .filter(|g| g.status == GithubJobStatus::Queued)
+        .filter_map(|g| job_of(s, g.job_id))
+        .filter(|j| j.state == JobState::WaitingForApproval)
+        .map(|j| Action::ReleaseJob { job_id: j.job_id })
         .collect()
 }
 

@@ -102,7 +102,7 @@ pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Val
                 return gh_error(StatusCode::BAD_REQUEST, "`repo` is required");
             };
             let labels = strings(&body["labels"]);
-            let id = sim.queue_job(NewJob {
+            let job = NewJob {
                 repo: repo.to_string(),
                 labels,
                 head_sha: body["head_sha"]
@@ -113,7 +113,11 @@ pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Val
                 actor: body["actor"].as_str().unwrap_or("octocat").to_string(),
                 duration_ms: (body["duration_s"].as_f64().unwrap_or(60.0) * 1000.0) as i64,
                 conclusion: body["conclusion"].as_str().unwrap_or("success").to_string(),
-            });
+            };
+            let id = match body["environment"].as_str() {
+                Some(env) => sim.queue_job_for_environment(job, env),
+                None => sim.queue_job(job),
+            };
             if let Some(event) = body["event"].as_str() {
                 sim.set_event(id, event);
             }
@@ -123,6 +127,17 @@ pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Val
             Ok(id) if sim.cancel_job(id) => json_response(StatusCode::OK, json!({"ok": true})),
             _ => gh_error(StatusCode::NOT_FOUND, "no such open job"),
         },
+        (&Method::POST, ["jobs", id, verb @ ("approve" | "reject")]) => {
+            let done = id.parse::<i64>().is_ok_and(|id| match *verb {
+                "approve" => sim.approve(id),
+                _ => sim.reject(id),
+            });
+            if done {
+                json_response(StatusCode::OK, json!({"ok": true}))
+            } else {
+                gh_error(StatusCode::NOT_FOUND, "no such job waiting for approval")
+            }
+        }
         (&Method::POST, ["webhooks"]) => {
             sim.set_webhook_faults(WebhookFaults {
                 loss_rate: body["loss_rate"].as_f64().unwrap_or(0.0),

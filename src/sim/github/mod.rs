@@ -7,6 +7,10 @@
 //! - `POST /sim/repos` `{"repo":"o/r","default_branch":"main","private":true,"files":{".cirun.yml":"…"},"collaborators":{"octocat":"write"}}`
 //! - `POST /sim/jobs` `{"repo":"o/r","labels":["cirun-gpu--1"],"head_sha":"…","fork":false,"event":"push","actor":"octocat","duration_s":60,"conclusion":"success"}` → `{"job_id":…}` (`event` defaults to `pull_request` for a fork, `push` otherwise)
 //! - `POST /sim/jobs/{id}/cancel`
+//! - `POST /sim/jobs` with `"environment":"production"`: a job deploying to an environment with
+//!   required reviewers: `queued` (status `waiting`, with its `deployment`), then `waiting`; its
+//!   REST answer says `waiting` and no runner gets it until `POST /sim/jobs/{id}/approve`
+//!   (`queued` again, status `queued`) or `POST /sim/jobs/{id}/reject` (`completed`, `failure`)
 //! - `POST /sim/webhooks` `{"loss_rate":0.1,"duplicate_rate":0.1,"reorder":true}`
 //! - `POST /sim/runner-groups` `{"org":"acme","id":7}`: a runner group for org-level JIT runners (1, the default group, always exists)
 //! - `POST /sim/limits` `{"jit_per_minute":180}` (`null`: off), `{"rate_limit_for_s":60}` (primary:
@@ -110,6 +114,21 @@ pub struct NewJob {
     pub actor: String,
     pub duration_ms: i64,
     pub conclusion: String,
+}
+
+impl NewJob {
+    /// As [`SimGithub::queue_job`] takes it, for a job on a default branch.
+    pub fn on(repo: &str, label: &str) -> NewJob {
+        NewJob {
+            repo: repo.to_string(),
+            labels: vec![label.to_string()],
+            head_sha: "8f3c1e2d".into(),
+            fork: false,
+            actor: "octocat".into(),
+            duration_ms: 600_000,
+            conclusion: "success".into(),
+        }
+    }
 }
 
 impl SimGithub {
@@ -301,6 +320,18 @@ impl SimGithub {
 
     /// Queue a job; its `queued` delivery waits in the outbox.
     pub fn queue_job(&self, j: NewJob) -> i64 {
+        self.queue_job_in(j, None)
+    }
+
+    /// Queue a job that deploys to `environment`, which has required
+    /// reviewers: GitHub sends `queued` with status `waiting` and the
+    /// deployment, then `waiting`; no runner gets it until
+    /// [`SimGithub::approve`] (or [`SimGithub::reject`]).
+    pub fn queue_job_for_environment(&self, j: NewJob, environment: &str) -> i64 {
+        self.queue_job_in(j, Some(environment))
+    }
+
+    fn queue_job_in(&self, j: NewJob, environment: Option<&str>) -> i64 {
         let now = self.now();
         let mut w = self.world();
         let id = w.next_id() * 1000;
@@ -327,10 +358,43 @@ impl SimGithub {
                 created_ms: now,
                 started_ms: None,
                 completed_ms: None,
+                environment: None,
+                deployment_id: None,
             },
         );
+        if let Some(env) = environment {
+            let deployment = w.next_id();
+            if let Some(job) = w.jobs.get_mut(&id) {
+                job.status = JobStatus::Waiting;
+                job.environment = Some(env.to_string());
+                job.deployment_id = Some(deployment);
+            }
+        }
         w.announce(id, "queued");
+        if environment.is_some() {
+            w.announce(id, "waiting");
+        }
         id
+    }
+
+    /// A reviewer approves a waiting job's deployment: `queued` again, with
+    /// status `queued`, and runners may take it. False if it was not waiting.
+    pub fn approve(&self, job_id: i64) -> bool {
+        self.world().approve(job_id)
+    }
+
+    /// A reviewer rejects a waiting job's deployment: the job fails without
+    /// ever reaching a runner (`completed`, conclusion `failure`).
+    pub fn reject(&self, job_id: i64) -> bool {
+        let now = self.now();
+        let mut w = self.world();
+        if w.jobs
+            .get(&job_id)
+            .is_none_or(|j| j.status != JobStatus::Waiting)
+        {
+            return false;
+        }
+        w.complete(job_id, "failure", now)
     }
 
     /// Say which event triggered a job's run (a fork's is `pull_request`,

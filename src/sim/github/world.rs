@@ -52,6 +52,8 @@ pub struct Runner {
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
+    /// Held for its deployment's approval: no runner gets it.
+    Waiting,
     InProgress,
     Completed,
 }
@@ -79,6 +81,11 @@ pub struct Job {
     pub created_ms: i64,
     pub started_ms: Option<i64>,
     pub completed_ms: Option<i64>,
+    /// The environment it deploys to, with required reviewers: it waits
+    /// for an approval, and its `queued` names its deployment.
+    pub environment: Option<String>,
+    /// The deployment GitHub made for it (with `environment`).
+    pub deployment_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -261,6 +268,17 @@ impl World {
         Some(job_id)
     }
 
+    /// A reviewer approves the deployment of a waiting job: GitHub queues it
+    /// for a runner and says so with `queued`, now with status `queued`.
+    pub fn approve(&mut self, job_id: i64) -> bool {
+        match self.jobs.get_mut(&job_id) {
+            Some(j) if j.status == JobStatus::Waiting => j.status = JobStatus::Queued,
+            _ => return false,
+        }
+        self.announce(job_id, "queued");
+        true
+    }
+
     /// End a job; its JIT runner is removed, as GitHub removes JIT runners
     /// after one job.
     pub fn complete(&mut self, job_id: i64, conclusion: &str, now_ms: i64) -> bool {
@@ -297,10 +315,11 @@ pub fn job_payload(job: &Job, action: &str, repo: Option<&Repo>) -> Value {
     let api = format!("https://api.github.com/repos/{}", job.repo);
     let status = match job.status {
         JobStatus::Queued => "queued",
+        JobStatus::Waiting => "waiting",
         JobStatus::InProgress => "in_progress",
         JobStatus::Completed => "completed",
     };
-    json!({
+    let mut payload = json!({
         "action": action,
         "workflow_job": {
             "id": job.id,
@@ -338,6 +357,38 @@ pub fn job_payload(job: &Job, action: &str, repo: Option<&Repo>) -> Value {
         "organization": {"login": owner},
         "sender": {"login": job.actor, "type": "User"},
         "installation": {"id": repo.map_or(0, |r| r.installation)},
+    });
+    // A job naming an environment: its `queued` deliveries carry the
+    // deployment GitHub made for it; GitHub's `waiting` example has none.
+    if let (Some(env), Some(id), "queued") = (&job.environment, job.deployment_id, action) {
+        payload["deployment"] = deployment_json(job, env, id, &api);
+    }
+    payload
+}
+
+/// The deployment of a job that names an environment, as webhooks carry it.
+fn deployment_json(job: &Job, env: &str, id: i64, api: &str) -> Value {
+    let mut creator = account_json(&job.actor, 1, "https://api.github.com");
+    creator["type"] = "User".into();
+    json!({
+        "url": format!("{api}/deployments/{id}"),
+        "id": id,
+        "node_id": format!("DE_{id}"),
+        "task": "deploy",
+        "original_environment": env,
+        "environment": env,
+        "description": null,
+        "created_at": iso(job.created_ms),
+        "updated_at": iso(job.created_ms),
+        "statuses_url": format!("{api}/deployments/{id}/statuses"),
+        "repository_url": api,
+        "creator": creator,
+        "sha": job.head_sha,
+        "ref": job.head_branch,
+        "payload": {},
+        "transient_environment": false,
+        "production_environment": false,
+        "performed_via_github_app": null,
     })
 }
 

@@ -1,0 +1,119 @@
+//! What GitHub puts between a job and a runner, as GitHub documents it:
+//! deployments waiting for an environment's approval, organization runner
+//! groups that do not serve every repository, and configuration files the
+//! contents API will not hand over (too large, not there yet, in a `.cirun`
+//! repository the App is not installed on). In each, rigger rents nothing
+//! that could not run the job, and says on the check run what is going on.
+
+#[macro_use]
+mod harness;
+
+use harness::Story;
+use rigger::engine::state::JobState;
+use rigger::sim::github::NewJob;
+
+const HOUR: i64 = 3_600_000;
+
+/// The check run rigger posted on the job's commit (there is one per job).
+fn check_run_titled(s: &Story, part: &str) -> rigger::sim::github::CheckRun {
+    let runs = s.github.check_runs();
+    runs.iter()
+        .find(|c| c.title.contains(part))
+        .cloned()
+        .unwrap_or_else(|| panic!("no check run says {part:?}: {runs:?}"))
+}
+
+async fn a_job_waiting_for_an_environments_approval_rents_nothing_until_approved() {
+    let s = Story::begin("approval").await;
+    let job = s
+        .github
+        .queue_job_for_environment(NewJob::on("acme/ml", "cirun-gpu--4001"), "production");
+    s.webhooks_arrive().await;
+    // Hours pass, with the provisioner and the reconciler at work: no GPU
+    // is rented for a job no runner may take.
+    for _ in 0..8 {
+        s.rigger_provisions().await;
+        s.engine.reconcile_once().await.unwrap();
+        s.clock.advance_ms(HOUR / 2);
+    }
+    assert_eq!(
+        s.instances_created(),
+        0,
+        "machines were rented for a job waiting for approval: {:?}",
+        s.events(job).await
+    );
+    assert_eq!(s.job_state(job).await, JobState::WaitingForApproval);
+    let run = check_run_titled(&s, "Waiting for approval of environment `production`");
+    assert_eq!(run.status, "in_progress", "{run:?}");
+    assert!(s.github.runners().is_empty(), "no runner registered");
+    assert_eq!(s.job_state(job).await, JobState::WaitingForApproval);
+
+    // Approved: GitHub queues it again, rigger rents, the job runs, and the
+    // machine dies with it.
+    assert!(s.github.approve(job));
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(job).await, JobState::Queued);
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(job).await, JobState::WaitingForRunner);
+    assert_eq!(s.vast.live_instances().len(), 1);
+    assert_eq!(s.machines_boot(), vec![(s.vast.live_instances()[0].0, job)]);
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(job).await, JobState::Running);
+    s.github.finish_job(job, "success");
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(job).await, JobState::Completed);
+    assert!(
+        s.vast.live_instances().is_empty(),
+        "destroyed after the job"
+    );
+    assert_eq!(s.instances_created(), 1, "one machine, once approved");
+    s.nothing_leaked().await;
+}
+
+async fn a_rejected_deployment_ends_the_job_and_its_check_run() {
+    let s = Story::begin("rejected").await;
+    let job = s
+        .github
+        .queue_job_for_environment(NewJob::on("acme/ml", "cirun-gpu--4002"), "production");
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(job).await, JobState::WaitingForApproval);
+    assert!(s.github.reject(job));
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(job).await, JobState::Cancelled);
+    let runs = s.github.check_runs();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].status, "completed", "{runs:?}");
+    assert_eq!(s.instances_created(), 0);
+    s.nothing_leaked().await;
+}
+
+async fn an_approval_whose_webhook_is_lost_is_found_by_the_reconciler() {
+    let s = Story::begin("approval-lost").await;
+    let job = s
+        .github
+        .queue_job_for_environment(NewJob::on("acme/ml", "cirun-gpu--4003"), "staging");
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(job).await, JobState::WaitingForApproval);
+    // The approval's `queued` never reaches rigger (GitHub does not retry).
+    s.github.set_webhook_url(None);
+    assert!(s.github.approve(job));
+    s.github.flush().await;
+    s.release_webhooks();
+    s.rigger_provisions().await;
+    assert_eq!(s.instances_created(), 0);
+    // The reconciler asks GitHub about jobs it heard nothing of for a while.
+    s.clock.advance_ms(11 * 60_000);
+    s.engine.reconcile_once().await.unwrap();
+    assert_eq!(s.job_state(job).await, JobState::Queued);
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(job).await, JobState::WaitingForRunner);
+    s.github.cancel_job(job);
+    s.webhooks_arrive().await;
+    s.nothing_leaked().await;
+}
+
+both_databases!(
+    a_job_waiting_for_an_environments_approval_rents_nothing_until_approved,
+    a_rejected_deployment_ends_the_job_and_its_check_run,
+    an_approval_whose_webhook_is_lost_is_found_by_the_reconciler,
+);
