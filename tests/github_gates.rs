@@ -112,7 +112,101 @@ async fn an_approval_whose_webhook_is_lost_is_found_by_the_reconciler() {
     s.nothing_leaked().await;
 }
 
+/// Organization runners: rigger asks whether its runner group serves the
+/// repository before renting, and says what to change when it does not.
+async fn an_org_runner_group_that_does_not_serve_the_repository_rents_nothing() {
+    let s = Story::begin_with("groups", &[("RIGGER_GITHUB_RUNNER_SCOPE", "organization")]).await;
+    // A public repository; the default group serves no public repository
+    // until the org allows it (GitHub's default).
+    s.github
+        .add_repo("acme/public", &[(".cirun.yml", harness::CIRUN)]);
+    s.github.set_private("acme/public", false);
+    let job = s
+        .github
+        .queue_job(NewJob::on("acme/public", "cirun-gpu--5001"));
+    s.webhooks_arrive().await;
+    for _ in 0..3 {
+        s.rigger_provisions().await;
+        s.clock.advance_ms(5 * 60_000);
+    }
+    assert_eq!(
+        s.instances_created(),
+        0,
+        "rented a machine whose runner GitHub never gives the job: {:?}",
+        s.events(job).await
+    );
+    let row = s.engine.store.job(job).await.unwrap().unwrap();
+    assert_eq!(row.state, JobState::Queued, "{row:?}");
+    let run = check_run_titled(&s, "Not renting a GPU");
+    assert!(
+        run.summary.contains("Allow public repositories")
+            && run.summary.contains("Runner groups → `Default`"),
+        "the check run says what to change: {}",
+        run.summary
+    );
+    // The org's owner allows public repositories in the default group.
+    let mut group = s.github.runner_group("acme", 1).unwrap();
+    group.allows_public_repositories = true;
+    s.github.set_runner_group("acme", group);
+    s.clock.advance_ms(5 * 60_000);
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(job).await, JobState::WaitingForRunner);
+    assert_eq!(s.machines_boot().len(), 1, "and GitHub gives it the job");
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(job).await, JobState::Running);
+    s.github.finish_job(job, "success");
+    s.webhooks_arrive().await;
+    s.nothing_leaked().await;
+}
+
+/// A group limited to selected repositories serves only those.
+async fn an_org_runner_group_limited_to_selected_repositories_serves_only_those() {
+    let s = Story::begin_with(
+        "groups-selected",
+        &[
+            ("RIGGER_GITHUB_RUNNER_SCOPE", "organization"),
+            ("RIGGER_GITHUB_RUNNER_GROUP_ID", "7"),
+        ],
+    )
+    .await;
+    let mut group = rigger::sim::github::RunnerGroup::new(7);
+    group.name = "gpu".into();
+    group.visibility = "selected".into();
+    group.selected = ["acme/other".to_string()].into_iter().collect();
+    s.github.set_runner_group("acme", group.clone());
+    let job = s.github.queue_job(NewJob::on("acme/ml", "cirun-gpu--5002"));
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    assert_eq!(s.instances_created(), 0, "{:?}", s.events(job).await);
+    let run = check_run_titled(&s, "Not renting a GPU");
+    assert!(
+        run.summary.contains("Selected repositories") && run.summary.contains("`gpu` (7)"),
+        "{}",
+        run.summary
+    );
+    // One look per minute at most, however many attempts.
+    let asked = s
+        .github
+        .requests("GET /orgs/acme/actions/runner-groups/:id");
+    group.selected.insert("acme/ml".into());
+    s.github.set_runner_group("acme", group);
+    s.clock.advance_ms(61_000);
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(job).await, JobState::WaitingForRunner);
+    assert_eq!(
+        s.github
+            .requests("GET /orgs/acme/actions/runner-groups/:id"),
+        asked + 1
+    );
+    assert_eq!(s.machines_boot().len(), 1);
+    s.github.finish_job(job, "success");
+    s.webhooks_arrive().await;
+    s.nothing_leaked().await;
+}
+
 both_databases!(
+    an_org_runner_group_that_does_not_serve_the_repository_rents_nothing,
+    an_org_runner_group_limited_to_selected_repositories_serves_only_those,
     a_job_waiting_for_an_environments_approval_rents_nothing_until_approved,
     a_rejected_deployment_ends_the_job_and_its_check_run,
     an_approval_whose_webhook_is_lost_is_found_by_the_reconciler,

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use rigger::config::model::VastRunner;
 use rigger::engine::Engine;
 use rigger::engine::ports::{
-    CheckRun, Cloud, CloudError, ConfigFiles, Github, GithubError, JitRunner, LaunchSpec,
-    ManualClock, OfferSearch, RepoRef, RunOrigin,
+    CheckRun, Cloud, CloudError, ConfigFiles, Github, GithubError, GroupAccess, JitRunner,
+    LaunchSpec, ManualClock, OfferSearch, RepoRef, RunOrigin,
 };
 use rigger::engine::reconcile::{CloudView, GithubJobStatus, GithubJobView, RunnerView};
 use rigger::metrics::Metrics;
@@ -126,6 +126,10 @@ impl Github for ClosedGithub {
 
     async fn role_of(&self, _: &RepoRef, _: &str) -> Result<Option<String>, GithubError> {
         Ok(None)
+    }
+
+    async fn runner_group_access(&self, _: &RepoRef) -> Result<GroupAccess, GithubError> {
+        Ok(GroupAccess::Serves)
     }
 
     async fn runner_download_sha256(

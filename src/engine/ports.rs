@@ -147,6 +147,15 @@ pub struct ConfigFiles {
     pub access: Option<String>,
 }
 
+/// Whether the runner group rigger registers its runners in serves a
+/// repository's jobs (GitHub hands a job only to runners whose group does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupAccess {
+    Serves,
+    /// It does not; what the org's owner must change, in plain words.
+    Refuses(String),
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GithubError {
     #[error("rate limited; retry in {retry_after_ms} ms")]
@@ -247,6 +256,14 @@ pub trait Github: Send + Sync + 'static {
         repo: &RepoRef,
         login: &str,
     ) -> impl Future<Output = Result<Option<String>, GithubError>> + Send;
+
+    /// Whether the runner group rigger's runners join serves this
+    /// repository: always for repository runners; for organization runners
+    /// as the group's repository access and public-repository setting say.
+    fn runner_group_access(
+        &self,
+        repo: &RepoRef,
+    ) -> impl Future<Output = Result<GroupAccess, GithubError>> + Send;
 
     /// The SHA-256 GitHub publishes for the Linux runner release file
     /// `filename` for `arch` (`x64`, `arm64`), from the repository's runner

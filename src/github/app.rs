@@ -71,6 +71,11 @@ impl AppAuth {
         &self.api
     }
 
+    /// The injected clock's time (for the client's caches).
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     /// A JWT for app-level calls: issued 60 s in the past (clock drift),
     /// expiring in 9 minutes (GitHub allows at most 10).
     pub fn jwt(&self) -> Result<Secret, GithubError> {

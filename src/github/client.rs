@@ -23,9 +23,10 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::app::AppAuth;
+use super::groups::GroupCache;
 use super::http::{Answer, Auth};
 use crate::engine::ports::{
-    CheckRun, ConfigFiles, Github, GithubError, JitRunner, RepoRef, RunOrigin,
+    CheckRun, ConfigFiles, Github, GithubError, GroupAccess, JitRunner, RepoRef, RunOrigin,
 };
 use crate::engine::reconcile::{GithubJobStatus, GithubJobView, RunnerView};
 use crate::settings::{RunnerScope, Secret};
@@ -59,6 +60,7 @@ impl Default for RunnerPlacement {
 pub struct GithubClient {
     auth: Arc<AppAuth>,
     runners: RunnerPlacement,
+    groups: Arc<GroupCache>,
 }
 
 /// Percent-encode a query value (a branch name may hold `&`, `#`, `+`, …).
@@ -80,14 +82,22 @@ impl GithubClient {
     }
 
     pub fn with_runners(auth: Arc<AppAuth>, runners: RunnerPlacement) -> GithubClient {
-        GithubClient { auth, runners }
+        GithubClient {
+            auth,
+            runners,
+            groups: Arc::default(),
+        }
+    }
+
+    pub(super) fn groups(&self) -> &GroupCache {
+        &self.groups
     }
 
     pub fn auth(&self) -> &AppAuth {
         &self.auth
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         installation_id: i64,
         method: Method,
@@ -112,7 +122,7 @@ impl GithubClient {
     }
 
     /// Every item of a paginated list, following `Link: rel="next"`.
-    async fn all_pages<T: serde::de::DeserializeOwned>(
+    pub(super) async fn all_pages<T: serde::de::DeserializeOwned>(
         &self,
         installation_id: i64,
         first: &str,
@@ -498,6 +508,14 @@ impl Github for GithubClient {
             .filter(|r| *r != "none")
             .map(str::to_string);
         Ok(role)
+    }
+
+    async fn runner_group_access(&self, repo: &RepoRef) -> Result<GroupAccess, GithubError> {
+        // A repository's runners (its one default group) serve it.
+        if self.runners.scope != RunnerScope::Organization {
+            return Ok(GroupAccess::Serves);
+        }
+        self.group_serves(repo, self.runners.group_id).await
     }
 
     async fn runner_download_sha256(

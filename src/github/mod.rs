@@ -2,5 +2,6 @@
 
 pub mod app;
 pub mod client;
+pub mod groups;
 pub mod http;
 pub mod webhook;

@@ -1,6 +1,7 @@
 //! One attempt at renting a machine for one job: whether it already has
 //! one, whether its run comes from a fork, its config, the definition its
-//! labels select, the access policy, the offers (one search per definition
+//! labels select, the access policy, whether the org's runner group serves
+//! the repository, the offers (one search per definition
 //! for a burst), the runner's checksum, then the ranked offers in turn
 //! within the limits.
 
@@ -13,7 +14,7 @@ use crate::config::access::AccessConfig;
 use crate::config::labels;
 use crate::config::model::{Cloud as CloudKind, Origin, RunnerDef};
 use crate::engine::policy::{self, Access, JobFacts};
-use crate::engine::ports::{Cloud, Github, GithubError, OfferSearch, RepoRef};
+use crate::engine::ports::{Cloud, Github, GithubError, GroupAccess, OfferSearch, RepoRef};
 use crate::engine::state::{InstanceState, JobFailure, JobState};
 use crate::engine::{Engine, EngineError, estimate, offer_pool, report};
 use crate::store::{JobPatch, JobRow};
@@ -135,6 +136,35 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                     "cannot check .access.yml: GitHub did not say who {} is: {e}",
                     job.actor
                 );
+                return Ok(self.github_retry(&e, why));
+            }
+        }
+
+        // GitHub gives the job only to a runner whose group serves the
+        // repository: a machine whose runner it never could be is not rented.
+        match self.github.runner_group_access(&repo).await {
+            Ok(GroupAccess::Serves) => {}
+            Ok(GroupAccess::Refuses(why)) => {
+                return Ok(Outcome::Retry {
+                    reason: why.clone(),
+                    after_ms: None,
+                    check: Some((def.name.clone(), report::refused(&def.name, &why))),
+                });
+            }
+            Err(e @ GithubError::Refused(_)) => {
+                self.github_error(&e);
+                let why = format!(
+                    "cannot check that runner group {} serves {}: {e}",
+                    self.settings.github.runner_group_id, job.repo
+                );
+                return Ok(fail(
+                    JobFailure::ConfigError,
+                    &why,
+                    "rigger: cannot check the runner group",
+                ));
+            }
+            Err(e) => {
+                let why = format!("cannot check the runner group's repository access: {e}");
                 return Ok(self.github_retry(&e, why));
             }
         }

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::http::{gh_error, json_response, strings};
-use super::{NewJob, SimGithub, WebhookFaults, runner};
+use super::{NewJob, RunnerGroup, SimGithub, WebhookFaults, runner};
 
 pub(super) fn runner_side(
     sim: &SimGithub,
@@ -86,6 +86,9 @@ pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Val
                 .map(|(a, b)| (a.as_str(), b.as_str()))
                 .collect();
             sim.add_repo(repo, &refs);
+            if let Some(private) = body["private"].as_bool() {
+                sim.set_private(repo, private);
+            }
             if let Some(b) = body["default_branch"].as_str() {
                 sim.set_default_branch(repo, b);
             }
@@ -150,8 +153,29 @@ pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Val
             let (Some(org), Some(id)) = (body["org"].as_str(), body["id"].as_i64()) else {
                 return gh_error(StatusCode::BAD_REQUEST, "`org` and `id` are required");
             };
-            sim.add_runner_group(org, id);
-            json_response(StatusCode::CREATED, json!({"org": org, "id": id}))
+            let mut group = sim
+                .runner_group(org, id)
+                .unwrap_or_else(|| RunnerGroup::new(id));
+            if let Some(v) = body["visibility"].as_str() {
+                if !matches!(v, "all" | "selected" | "private") {
+                    return gh_error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "`visibility` is one of all, selected, private",
+                    );
+                }
+                group.visibility = v.to_string();
+            }
+            if let Some(p) = body["allows_public_repositories"].as_bool() {
+                group.allows_public_repositories = p;
+            }
+            if let Some(n) = body["name"].as_str() {
+                group.name = n.to_string();
+            }
+            if body["repositories"].is_array() {
+                group.selected = strings(&body["repositories"]).into_iter().collect();
+            }
+            sim.set_runner_group(org, group.clone());
+            json_response(StatusCode::CREATED, json!({"org": org, "group": group}))
         }
         (&Method::POST, ["limits"]) => {
             if let Some(v) = body.get("jit_per_minute") {

@@ -12,7 +12,12 @@
 //!   REST answer says `waiting` and no runner gets it until `POST /sim/jobs/{id}/approve`
 //!   (`queued` again, status `queued`) or `POST /sim/jobs/{id}/reject` (`completed`, `failure`)
 //! - `POST /sim/webhooks` `{"loss_rate":0.1,"duplicate_rate":0.1,"reorder":true}`
-//! - `POST /sim/runner-groups` `{"org":"acme","id":7}`: a runner group for org-level JIT runners (1, the default group, always exists)
+//! - `POST /sim/runner-groups` `{"org":"acme","id":7,"visibility":"selected","allows_public_repositories":false,"repositories":["acme/ml"]}`:
+//!   make or change a runner group (1, the default group, always exists: visibility `all`, no public
+//!   repositories, as GitHub's); every field but `org` and `id` is optional and keeps what the group had.
+//!   An org runner takes only jobs of repositories its group serves; `GET /orgs/{org}/actions/runner-groups/{id}`
+//!   and `.../repositories` answer as GitHub's
+//! - `POST /sim/repos` also takes `"private":false` (a public repository; repositories are private by default)
 //! - `POST /sim/limits` `{"jit_per_minute":180}` (`null`: off), `{"rate_limit_for_s":60}` (primary:
 //!   403, `x-ratelimit-remaining: 0`) or `{"secondary_limit_for_s":60,"retry_after_s":30}` (403, `retry-after`)
 //! - `GET /sim/state`: jobs, runners, check runs, requests counted by route
@@ -49,7 +54,7 @@ use futures_util::StreamExt;
 use crate::engine::ports::Clock;
 use crate::github::webhook::sign;
 use crate::settings::Secret;
-pub use world::{CheckRun, Job, JobStatus, Runner, RunnerStatus, WebhookFaults};
+pub use world::{CheckRun, Job, JobStatus, Runner, RunnerGroup, RunnerStatus, WebhookFaults};
 use world::{Delivery, Repo, World};
 
 /// Installation tokens live this long, as GitHub's do.
@@ -307,11 +312,30 @@ impl SimGithub {
             .push(login.to_string());
     }
 
-    /// A runner group in an organization, besides the default group (1).
+    /// A runner group in an organization, besides the default group (1):
+    /// all the org's private repositories, as GitHub makes a new group.
     pub fn add_runner_group(&self, org: &str, id: i64) {
+        self.set_runner_group(org, RunnerGroup::new(id));
+    }
+
+    /// Make or change a runner group (the default group, 1, too): what an
+    /// org's owner sets in Settings → Actions → Runner groups.
+    pub fn set_runner_group(&self, org: &str, group: RunnerGroup) {
         let mut w = self.world();
         w.installation_of(org);
-        w.runner_groups.insert((org.to_string(), id));
+        w.runner_groups.insert((org.to_string(), group.id), group);
+    }
+
+    /// An org's runner group as it is now (the default group, 1, always).
+    pub fn runner_group(&self, org: &str, id: i64) -> Option<RunnerGroup> {
+        self.world().runner_group(org, id)
+    }
+
+    /// Make a repository public (`false`) or private.
+    pub fn set_private(&self, repo: &str, private: bool) {
+        if let Some(r) = self.world().repos.get_mut(repo) {
+            r.private = private;
+        }
     }
 
     pub fn installation_of(&self, owner: &str) -> i64 {

@@ -106,7 +106,7 @@ pub(super) fn repo_api(
                 // Organizations have the default group (1) and those made
                 // with `POST /sim/runner-groups`.
                 let group = body["runner_group_id"].as_i64().unwrap_or(0);
-                if group != 1 && !w.runner_groups.contains(&(full.clone(), group)) {
+                if w.runner_group(&full, group).is_none() {
                     return gh_error(StatusCode::NOT_FOUND, "Runner group not found");
                 }
             } else if body["runner_group_id"].as_i64() != Some(1) {
@@ -165,6 +165,36 @@ pub(super) fn repo_api(
                 StatusCode::CREATED,
                 json!({"runner": {"id": id, "runner_group_id": body["runner_group_id"], "name": name, "os": "unknown", "status": "offline", "busy": false, "labels": label_objs},
                        "encoded_jit_config": jit}),
+            )
+        }
+        (&Method::GET, ["orgs", org, "actions", "runner-groups", id, rest @ ..])
+            if rest.is_empty() || rest == ["repositories"] =>
+        {
+            if w.org_installations.get(&inst).is_none_or(|o| o != org) {
+                return gh_error(StatusCode::NOT_FOUND, "Not Found");
+            }
+            let Some(group) = id
+                .parse::<i64>()
+                .ok()
+                .and_then(|id| w.runner_group(org, id))
+            else {
+                return gh_error(StatusCode::NOT_FOUND, "Not Found");
+            };
+            if rest.is_empty() {
+                return json_response(StatusCode::OK, group.json(org, &api));
+            }
+            let repos: Vec<Value> = group
+                .selected
+                .iter()
+                .filter_map(|r| w.repos.get(r))
+                .map(|r| world::repo_json(r, &api))
+                .collect();
+            paged(
+                &api,
+                &format!("/orgs/{org}/actions/runner-groups/{id}/repositories"),
+                q,
+                "repositories",
+                repos,
             )
         }
         (&Method::GET, ["repos", _, _, "actions", "runners", "downloads"]) => json_response(

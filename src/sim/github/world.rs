@@ -101,6 +101,69 @@ pub struct CheckRun {
     pub updates: u32,
 }
 
+/// An organization's runner group: which repositories its runners serve.
+/// GitHub's default group (1) serves all the org's repositories but, as any
+/// new group, no public one until the org allows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunnerGroup {
+    pub id: i64,
+    pub name: String,
+    /// `all`, `selected` (the repositories in `selected`) or `private`.
+    pub visibility: String,
+    pub allows_public_repositories: bool,
+    /// `owner/name` of the repositories a `selected` group serves.
+    pub selected: std::collections::BTreeSet<String>,
+}
+
+impl RunnerGroup {
+    pub fn new(id: i64) -> RunnerGroup {
+        RunnerGroup {
+            id,
+            name: if id == 1 {
+                "Default".into()
+            } else {
+                format!("group-{id}")
+            },
+            visibility: "all".into(),
+            allows_public_repositories: false,
+            selected: Default::default(),
+        }
+    }
+
+    /// Whether its runners may take a job of this repository.
+    pub fn serves(&self, repo: &Repo) -> bool {
+        let listed = match self.visibility.as_str() {
+            "selected" => self.selected.contains(&repo.full_name),
+            _ => true,
+        };
+        let public_ok = repo.private || self.allows_public_repositories;
+        let private_only = self.visibility == "private" && !repo.private;
+        listed && public_ok && !private_only
+    }
+
+    /// As `GET /orgs/{org}/actions/runner-groups/{id}` answers.
+    pub fn json(&self, org: &str, api: &str) -> Value {
+        let base = format!("{api}/orgs/{org}/actions/runner-groups/{}", self.id);
+        let mut v = json!({
+            "id": self.id,
+            "name": self.name,
+            "visibility": self.visibility,
+            "default": self.id == 1,
+            "runners_url": format!("{base}/runners"),
+            "hosted_runners_url": format!("{base}/hosted-runners"),
+            "inherited": false,
+            "allows_public_repositories": self.allows_public_repositories,
+            "restricted_to_workflows": false,
+            "selected_workflows": [],
+            "workflow_restrictions_read_only": false,
+        });
+        if self.visibility == "selected" {
+            v["selected_repositories_url"] = format!("{base}/repositories").into();
+        }
+        v
+    }
+}
+
 /// A delivery waiting to be sent.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -131,8 +194,9 @@ pub struct World {
     pub check_runs: BTreeMap<i64, CheckRun>,
     /// `org/team → members`.
     pub teams: BTreeMap<String, Vec<String>>,
-    /// `(org, id)` of runner groups besides the default group (1).
-    pub runner_groups: std::collections::BTreeSet<(String, i64)>,
+    /// `(org, id)` → runner group; an org's default group (1) is as
+    /// [`RunnerGroup::new`] makes it unless set here.
+    pub runner_groups: BTreeMap<(String, i64), RunnerGroup>,
     pub outbox: Vec<Delivery>,
     pub webhook_faults: WebhookFaults,
     /// JIT configs allowed per minute (GitHub's is about 180), `None` = off.
@@ -232,19 +296,36 @@ impl World {
         });
     }
 
+    /// An org's runner group, the default group (1) included.
+    pub fn runner_group(&self, org: &str, id: i64) -> Option<RunnerGroup> {
+        match self.runner_groups.get(&(org.to_string(), id)) {
+            Some(g) => Some(g.clone()),
+            None => (id == 1).then(|| RunnerGroup::new(1)),
+        }
+    }
+
     /// GitHub's rule: an idle online runner takes a queued job whose labels
-    /// are all among the runner's (the oldest such job first).
+    /// are all among the runner's (the oldest such job first). An org
+    /// runner takes only jobs of repositories its runner group serves.
     pub fn take_job(&mut self, runner_id: i64, now_ms: i64) -> Option<i64> {
         let runner = self.runners.get(&runner_id)?;
         if runner.status != RunnerStatus::Online || runner.busy {
             return None;
         }
+        let group = (!runner.repo.contains('/'))
+            .then(|| self.runner_group(&runner.repo, runner.group_id))
+            .flatten();
         let job_id = self
             .jobs
             .values()
             .filter(|j| {
                 let owner = j.repo.split('/').next().unwrap_or_default();
                 j.status == JobStatus::Queued && (j.repo == runner.repo || owner == runner.repo)
+            })
+            .filter(|j| match (&group, self.repos.get(&j.repo)) {
+                (Some(g), Some(repo)) => g.serves(repo),
+                (Some(_), None) => false,
+                (None, _) => true,
             })
             .filter(|j| {
                 j.labels
