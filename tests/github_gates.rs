@@ -204,7 +204,142 @@ async fn an_org_runner_group_limited_to_selected_repositories_serves_only_those(
     s.nothing_leaked().await;
 }
 
+/// A `.cirun.yml` over GitHub's 1 MB contents limit is a config error at
+/// once, not a refusal from GitHub to wait out for 24 hours.
+async fn a_cirun_yml_over_a_megabyte_is_a_config_error_at_once() {
+    let s = Story::begin("too-large").await;
+    let padding = format!("# {}\n", "x".repeat(2 * 1024 * 1024));
+    let big = format!("{padding}{}", harness::CIRUN);
+    s.github
+        .add_repo("acme/big", &[(".cirun.yml", big.as_str())]);
+    let job = s
+        .github
+        .queue_job(NewJob::on("acme/big", "cirun-gpu--6001"));
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    let row = s.engine.store.job(job).await.unwrap().unwrap();
+    assert_eq!(
+        (row.state, row.failure.as_deref()),
+        (JobState::Failed, Some("config_error")),
+        "{row:?}"
+    );
+    let run = check_run_titled(&s, ".cirun.yml error");
+    assert_eq!(run.conclusion.as_deref(), Some("failure"));
+    assert!(
+        run.summary
+            .contains(".cirun.yml:1:1: the file is over 1048576 bytes")
+            && run.summary.contains("1 MB"),
+        "{}",
+        run.summary
+    );
+    s.clock.advance_ms(HOUR);
+    s.rigger_provisions().await;
+    assert_eq!(
+        s.github.requests("GET /repos/acme/big/contents/.cirun.yml"),
+        1,
+        "asked once, not again and again"
+    );
+    s.github.cancel_job(job);
+    s.webhooks_arrive().await;
+    s.nothing_leaked().await;
+}
+
+/// Right after a push GitHub may answer 404 for the new file: rigger looks
+/// once more, half a minute later, before calling it missing.
+async fn a_cirun_yml_github_does_not_have_yet_is_read_on_the_second_look() {
+    let s = Story::begin("lag").await;
+    s.github
+        .add_repo("acme/fresh", &[(".cirun.yml", harness::CIRUN)]);
+    s.github.lag_file("acme/fresh", ".cirun.yml", 1);
+    let job = s
+        .github
+        .queue_job(NewJob::on("acme/fresh", "cirun-gpu--6002"));
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    let row = s.engine.store.job(job).await.unwrap().unwrap();
+    assert_eq!(row.state, JobState::Queued, "it looks again: {row:?}");
+    assert!(
+        row.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("looking again in 30 s"),
+        "{row:?}"
+    );
+    // Not in a tight loop: nothing before the 30 s are up.
+    s.clock.advance_ms(10_000);
+    s.rigger_provisions().await;
+    assert_eq!(
+        s.github
+            .requests("GET /repos/acme/fresh/contents/.cirun.yml"),
+        1
+    );
+    s.clock.advance_ms(21_000);
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(job).await, JobState::WaitingForRunner);
+    s.github.cancel_job(job);
+    s.webhooks_arrive().await;
+
+    // Missing for good: one more look, then the config error.
+    s.github.add_repo("acme/none", &[]);
+    let job = s
+        .github
+        .queue_job(NewJob::on("acme/none", "cirun-gpu--6003"));
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(job).await, JobState::Queued);
+    s.clock.advance_ms(31_000);
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(job).await, JobState::Failed);
+    assert_eq!(
+        s.github
+            .requests("GET /repos/acme/none/contents/.cirun.yml"),
+        2
+    );
+    s.nothing_leaked().await;
+}
+
+/// The org's `.cirun` repository exists but the App is not installed on it:
+/// GitHub answers 404 as if it did not exist, and rigger says so.
+async fn an_org_cirun_repository_outside_the_installation_is_named_on_the_check_run() {
+    let s = Story::begin("org-unreadable").await;
+    let global = "runners:\n  - name: org-gpu\n    cloud: vast_ai\n    instance_type: 1xRTX_4090\n    labels: [cirun-org-gpu]\n";
+    s.github
+        .add_repo("acme/.cirun", &[(".cirun.global.yml", global)]);
+    s.github.set_in_installation("acme/.cirun", false);
+    s.github.add_repo("acme/app", &[]);
+    let job = s
+        .github
+        .queue_job(NewJob::on("acme/app", "cirun-org-gpu--6004"));
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    s.clock.advance_ms(31_000);
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(job).await, JobState::Failed);
+    let run = check_run_titled(&s, ".cirun.yml error");
+    assert!(
+        run.summary.contains("rigger cannot see acme/.cirun")
+            && run.summary.contains("Repository access"),
+        "the check run says the org's .cirun repository is out of reach: {}",
+        run.summary
+    );
+    // Added to the installation: the org's runners are read and rented.
+    s.github.set_in_installation("acme/.cirun", true);
+    s.clock.advance_ms(61_000);
+    let job = s
+        .github
+        .queue_job(NewJob::on("acme/app", "cirun-org-gpu--6005"));
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(job).await, JobState::WaitingForRunner);
+    s.github.cancel_job(job);
+    s.webhooks_arrive().await;
+    s.nothing_leaked().await;
+}
+
 both_databases!(
+    a_cirun_yml_over_a_megabyte_is_a_config_error_at_once,
+    a_cirun_yml_github_does_not_have_yet_is_read_on_the_second_look,
+    an_org_cirun_repository_outside_the_installation_is_named_on_the_check_run,
     an_org_runner_group_that_does_not_serve_the_repository_rents_nothing,
     an_org_runner_group_limited_to_selected_repositories_serves_only_those,
     a_job_waiting_for_an_environments_approval_rents_nothing_until_approved,

@@ -145,6 +145,24 @@ pub struct ConfigFiles {
     pub repo: Option<String>,
     pub org: Option<String>,
     pub access: Option<String>,
+    /// Files that exist but that GitHub's contents API does not hand over:
+    /// over its 1 MB limit, and so over rigger's own 1 MiB budget.
+    pub too_large: Vec<ConfigFile>,
+    /// Why the org's `.cirun` repository may exist without rigger being
+    /// able to read it (the App is installed on selected repositories and
+    /// `.cirun` is not one), in words for the check run.
+    pub org_unreadable: Option<String>,
+}
+
+/// One of the three config files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigFile {
+    /// The repository's `.cirun.yml`.
+    Repo,
+    /// The org's `.cirun/.cirun.global.yml`.
+    Org,
+    /// The org's `.cirun/.access.yml`.
+    Access,
 }
 
 /// Whether the runner group rigger registers its runners in serves a

@@ -109,11 +109,25 @@ impl Api {
         auth: Auth<'_>,
         body: Option<Value>,
     ) -> Result<Answer, GithubError> {
+        self.send_as(method, path, auth, body, "application/vnd.github+json")
+            .await
+    }
+
+    /// As [`Api::send`], asking for one of GitHub's custom media types
+    /// (`application/vnd.github.object+json`, say).
+    pub async fn send_as(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Auth<'_>,
+        body: Option<Value>,
+        accept: &str,
+    ) -> Result<Answer, GithubError> {
         let url = format!("{}{}", self.base, path);
         let mut req = self
             .http
             .request(method.clone(), &url)
-            .header("accept", "application/vnd.github+json")
+            .header("accept", accept)
             .header("x-github-api-version", "2022-11-28");
         if let Auth::Bearer(token) = auth {
             req = req.bearer_auth(token.expose());

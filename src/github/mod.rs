@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod client;
+pub mod contents;
 pub mod groups;
 pub mod http;
 pub mod webhook;

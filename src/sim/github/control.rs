@@ -89,6 +89,12 @@ pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Val
             if let Some(private) = body["private"].as_bool() {
                 sim.set_private(repo, private);
             }
+            if let Some(included) = body["in_installation"].as_bool() {
+                sim.set_in_installation(repo, included);
+            }
+            for (path, reads) in body["lag_reads"].as_object().into_iter().flatten() {
+                sim.lag_file(repo, path, reads.as_u64().unwrap_or(1) as u32);
+            }
             if let Some(b) = body["default_branch"].as_str() {
                 sim.set_default_branch(repo, b);
             }

@@ -91,6 +91,18 @@ pub(super) fn paged(
     key: &str,
     all: Vec<Value>,
 ) -> Response {
+    paged_with(api, path, q, key, all, json!({}))
+}
+
+/// As [`paged`], with more top-level fields in the body (`extra`, an object).
+pub(super) fn paged_with(
+    api: &str,
+    path: &str,
+    q: &dyn Fn(&str) -> Option<String>,
+    key: &str,
+    all: Vec<Value>,
+    extra: Value,
+) -> Response {
     let per_page = q("per_page")
         .and_then(|p| p.parse::<usize>().ok())
         .unwrap_or(30)
@@ -106,7 +118,11 @@ pub(super) fn paged(
         .skip((page - 1) * per_page)
         .take(per_page)
         .collect();
-    let mut r = json_response(StatusCode::OK, json!({"total_count": total, key: items}));
+    let mut body = json!({"total_count": total, key: items});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        body[k] = v.clone();
+    }
+    let mut r = json_response(StatusCode::OK, body);
     if page < last {
         let link = |n: usize, rel: &str| {
             format!("<{api}{path}?per_page={per_page}&page={n}>; rel=\"{rel}\"")
@@ -247,7 +263,13 @@ pub(super) async fn dispatch(
     };
     let mut resp = match caller {
         Caller::App => app_api(&sim, &method, &seg, &q, now),
-        Caller::Installation(inst) => repo_api(&sim, inst, &method, &seg, &q, &body, now),
+        Caller::Installation(inst) => {
+            let accept = headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            repo_api(&sim, inst, &method, &seg, &q, &body, now, accept)
+        }
     };
     let h = resp.headers_mut();
     h.insert("x-ratelimit-limit", HeaderValue::from_static("5000"));

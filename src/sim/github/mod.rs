@@ -17,7 +17,14 @@
 //!   repositories, as GitHub's); every field but `org` and `id` is optional and keeps what the group had.
 //!   An org runner takes only jobs of repositories its group serves; `GET /orgs/{org}/actions/runner-groups/{id}`
 //!   and `.../repositories` answer as GitHub's
-//! - `POST /sim/repos` also takes `"private":false` (a public repository; repositories are private by default)
+//! - `POST /sim/repos` also takes `"private":false` (a public repository; repositories are private by default),
+//!   `"in_installation":false` (the App is installed on selected repositories and this is not one: to the
+//!   installation it answers 404 as if it did not exist, and `GET /installation/repositories` says
+//!   `repository_selection: selected`) and `"lag_reads":{".cirun.yml":1}` (that many reads of a file answer 404
+//!   first, as right after a push)
+//! - Contents: a file over 1 MiB answers `403 too_large` with the default media type, `encoding: none` and no
+//!   content with `application/vnd.github.object+json`, the file with `application/vnd.github.raw+json`;
+//!   over 100 MiB, `403 too_large` whatever the media type
 //! - `POST /sim/limits` `{"jit_per_minute":180}` (`null`: off), `{"rate_limit_for_s":60}` (primary:
 //!   403, `x-ratelimit-remaining: 0`) or `{"secondary_limit_for_s":60,"retry_after_s":30}` (403, `retry-after`)
 //! - `GET /sim/state`: jobs, runners, check runs, requests counted by route
@@ -283,6 +290,8 @@ impl SimGithub {
                 private: true,
                 files: Default::default(),
                 collaborators: Default::default(),
+                in_installation: true,
+                lagging: Default::default(),
             });
         repo.files.entry("main".into()).or_default().extend(on_main);
     }
@@ -329,6 +338,22 @@ impl SimGithub {
     /// An org's runner group as it is now (the default group, 1, always).
     pub fn runner_group(&self, org: &str, id: i64) -> Option<RunnerGroup> {
         self.world().runner_group(org, id)
+    }
+
+    /// The next `reads` reads of a file answer 404, as right after a push
+    /// that has not reached every replica.
+    pub fn lag_file(&self, repo: &str, path: &str, reads: u32) {
+        if let Some(r) = self.world().repos.get_mut(repo) {
+            r.lagging.insert(path.to_string(), reads);
+        }
+    }
+
+    /// Leave a repository out of its owner's installation (installed on
+    /// selected repositories), or put it back.
+    pub fn set_in_installation(&self, repo: &str, included: bool) {
+        if let Some(r) = self.world().repos.get_mut(repo) {
+            r.in_installation = included;
+        }
     }
 
     /// Make a repository public (`false`) or private.

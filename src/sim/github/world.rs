@@ -21,7 +21,21 @@ pub struct Repo {
     pub files: BTreeMap<String, BTreeMap<String, String>>,
     /// `login → role` (admin, maintain, write, triage, read).
     pub collaborators: BTreeMap<String, String>,
+    /// Whether the App's installation covers it (an installation on
+    /// selected repositories may leave some of its account's out: to the
+    /// installation those answer 404, as if they did not exist).
+    pub in_installation: bool,
+    /// `path → reads` answered 404 before the file is seen: a push not yet
+    /// on every replica.
+    #[serde(skip)]
+    pub lagging: BTreeMap<String, u32>,
 }
+
+/// The largest file the contents API hands over with its default media
+/// type ("1 MB"); up to 100 MB only `raw` (or `object`, without content).
+pub const CONTENTS_LIMIT_BYTES: usize = 1024 * 1024;
+/// Past this, the contents API does not serve a file at all.
+pub const CONTENTS_MAX_BYTES: usize = 100 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
