@@ -29,21 +29,24 @@ use crate::engine::ports::{GithubError, GroupAccess, RepoRef};
 /// How long a verdict is reused.
 pub const TTL_MS: i64 = 60_000;
 
-/// Verdicts by (installation, org, group, repository).
+/// (installation, org, group, repository).
+type Key = (i64, String, i64, String);
+
+/// Verdicts by [`Key`], with when each was reached.
 #[derive(Debug, Default)]
 pub struct GroupCache {
-    verdicts: Mutex<HashMap<(i64, String, i64, String), (i64, GroupAccess)>>,
+    verdicts: Mutex<HashMap<Key, (i64, GroupAccess)>>,
 }
 
 impl GroupCache {
-    fn get(&self, key: &(i64, String, i64, String), now: i64) -> Option<GroupAccess> {
+    fn get(&self, key: &Key, now: i64) -> Option<GroupAccess> {
         let map = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
         map.get(key)
             .filter(|(at, _)| now - at < TTL_MS)
             .map(|(_, v)| v.clone())
     }
 
-    fn put(&self, key: (i64, String, i64, String), now: i64, verdict: GroupAccess) {
+    fn put(&self, key: Key, now: i64, verdict: GroupAccess) {
         let mut map = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() > 10_000 {
             map.retain(|_, (at, _)| now - *at < TTL_MS);

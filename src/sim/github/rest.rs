@@ -1,6 +1,7 @@
 //! The REST calls rigger makes with an installation token: repositories
-//! and their files, runners (JIT, downloads, removal), check runs, jobs and
-//! runs, teams and permissions.
+//! and their files (with the contents API's media types and 1 MB limit),
+//! runners (JIT, downloads, removal), organization runner groups, check
+//! runs, jobs and runs, teams and permissions.
 
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
