@@ -198,7 +198,23 @@ async fn an_org_runner_group_limited_to_selected_repositories_serves_only_those(
             .requests("GET /orgs/acme/actions/runner-groups/:id"),
         asked + 1
     );
-    assert_eq!(s.machines_boot().len(), 1);
+    // GitHub's side of it: while the group does not serve the repository,
+    // its runner is never given the job.
+    let mut narrowed = s.github.runner_group("acme", 7).unwrap();
+    narrowed.selected.remove("acme/ml");
+    s.github.set_runner_group("acme", narrowed.clone());
+    assert_eq!(
+        s.machines_boot(),
+        vec![],
+        "a runner outside the group's reach took the job"
+    );
+    let runner = s.github.runners()[0].id;
+    assert_eq!(s.github.take_job(runner), None);
+    narrowed.selected.insert("acme/ml".into());
+    s.github.set_runner_group("acme", narrowed);
+    assert_eq!(s.github.take_job(runner), Some(job));
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(job).await, JobState::Running);
     s.github.finish_job(job, "success");
     s.webhooks_arrive().await;
     s.nothing_leaked().await;
