@@ -107,6 +107,7 @@ fn the_engine_reads_hostile_files_within_bounds() {
         repo: Some(inputs::deep_block_sequence(MAX_DEPTH - 4)),
         org: Some(inputs::runners_sharing_a_label(1800)),
         access: Some(inputs::unknown_policy_ids()),
+        ..ConfigFiles::default()
     };
     let (runners, errors) = bounded("engine", move || {
         let loaded = parse_config_files(&files);
@@ -121,6 +122,7 @@ fn the_engine_reads_hostile_files_within_bounds() {
             repo: Some(text.clone()),
             org: Some(text),
             access: Some(inputs::deep_access()),
+            ..ConfigFiles::default()
         };
         let errors = bounded("engine", move || parse_config_files(&files).errors);
         assert_eq!(errors.len(), 3, "{errors:#?}");

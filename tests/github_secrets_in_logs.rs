@@ -80,8 +80,8 @@ async fn no_secret_reaches_a_log_line_at_trace_level() {
         repo: "acme/ml".into(),
     };
 
-    // GitHub: octocrab's calls (contents, repository, paginated runners)
-    // and plain ones (JIT), with the JWT and an installation token.
+    // GitHub: octocrab's calls (repository, paginated runners) and plain
+    // ones (contents, JIT), with the JWT and an installation token.
     client.config_files(&r, None).await.unwrap();
     client
         .default_branch(r.installation_id, "acme/ml")
@@ -175,7 +175,7 @@ async fn no_secret_reaches_a_log_line_at_trace_level() {
     );
     // What was logged covers the paths under test (octocrab's request
     // spans, the handler's refusal).
-    for seen in ["contents/.cirun.yml", "refused a delivery"] {
+    for seen in ["acme/ml/actions/runners", "refused a delivery"] {
         assert!(log.contains(seen), "the log shows no {seen:?}");
     }
     let pem = sim.private_key_pem().expose();

@@ -317,6 +317,11 @@ fn githubs_published_payload_examples_parse() {
         let runner = w["runner_name"].as_str().filter(|n| !n.is_empty());
         match (name.split('.').next().unwrap(), &parsed) {
             ("queued", Event::WorkflowJob(JobEvent::Queued(j))) => check(j),
+            ("queued", Event::WorkflowJob(JobEvent::Waiting { job, .. }))
+                if w["status"] == "waiting" =>
+            {
+                check(job)
+            }
             ("in_progress", Event::WorkflowJob(JobEvent::InProgress { job, runner_name })) => {
                 check(job);
                 assert!(runner.is_some(), "{name}");
@@ -336,17 +341,17 @@ fn githubs_published_payload_examples_parse() {
                 assert_eq!(conclusion.as_deref(), Some(said), "{name}");
                 assert_eq!(runner_name.as_deref(), runner, "{name}");
             }
-            ("waiting", Event::WorkflowJobWaiting { job_id }) => {
-                assert_eq!(Some(**job_id), w["id"].as_i64(), "{name}")
-            }
+            ("waiting", Event::WorkflowJob(JobEvent::Waiting { job, .. })) => check(job),
             _ => panic!("{name}: {parsed:?}"),
         }
     }
-    // The quirks the reference lists: `queued` with status `waiting`, and
-    // `queued` with a runner id, are still `queued`.
+    // `queued` with status `waiting` is a job held for its deployment's
+    // approval (its environment named by `deployment`), not one to serve;
+    // `queued` with a runner id is still `queued`.
     let (_, q) = read("workflow_job", "queued.with-deployment.payload.json");
     assert!(
-        matches!(&q, Event::WorkflowJob(JobEvent::Queued(j)) if *j.installation_id == 23154469),
+        matches!(&q, Event::WorkflowJob(JobEvent::Waiting { job, environment })
+            if *job.installation_id == 23154469 && environment.as_deref() == Some("Test")),
         "{q:?}"
     );
     let (_, q) = read("workflow_job", "queued.payload.json");

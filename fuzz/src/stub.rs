@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use rigger::config::model::VastRunner;
 use rigger::engine::Engine;
 use rigger::engine::ports::{
-    CheckRun, CheckTarget, Cloud, CloudError, ConfigFiles, Github, GithubError, JitRunner,
+    CheckRun, CheckTarget, Cloud, CloudError, ConfigFiles, Github, GithubError, GroupAccess,
+    JitRunner,
     LaunchSpec, ManualClock, OfferSearch, RepoRef, RunOrigin,
 };
 use rigger::engine::reconcile::{CloudView, GithubJobStatus, GithubJobView, RunnerView};
@@ -148,6 +149,10 @@ impl Github for ClosedGithub {
     }
 
     fn forget_installation(&self, _: i64) {}
+
+    async fn runner_group_access(&self, _: &RepoRef) -> Result<GroupAccess, GithubError> {
+        Ok(GroupAccess::Serves)
+    }
 
     async fn runner_download_sha256(
         &self,

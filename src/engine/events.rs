@@ -121,6 +121,10 @@ text_type!(
     /// The name of the runner that took (or ran) a job.
     RunnerName
 );
+text_type!(
+    /// A deployment environment a job names (`environment:` in a workflow).
+    Environment
+);
 
 impl Repository {
     /// The account that owns it.
@@ -273,7 +277,16 @@ pub struct JobInfo {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobEvent {
+    /// GitHub wants a runner for it now.
     Queued(JobInfo),
+    /// GitHub holds it until its deployment to an environment is approved
+    /// (`queued` with status `waiting`, then `waiting`): nothing to rent yet.
+    /// The environment is named by `queued`'s `deployment`, not always by
+    /// `waiting`'s.
+    Waiting {
+        job: JobInfo,
+        environment: Option<Environment>,
+    },
     InProgress {
         job: JobInfo,
         runner_name: Option<RunnerName>,
@@ -289,7 +302,9 @@ impl JobEvent {
     pub fn job(&self) -> &JobInfo {
         match self {
             JobEvent::Queued(j) => j,
-            JobEvent::InProgress { job, .. } | JobEvent::Completed { job, .. } => job,
+            JobEvent::Waiting { job, .. }
+            | JobEvent::InProgress { job, .. }
+            | JobEvent::Completed { job, .. } => job,
         }
     }
 }
@@ -304,11 +319,14 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         if !labels::is_rigger_job(event.job().labels.as_slice()) {
             return Ok(());
         }
+        if let JobEvent::Waiting { job, environment } = &event {
+            return self.waiting(job, environment.as_ref()).await;
+        }
         // Whatever the event, make sure the job is known: a lost `queued`
         // must not strand a job whose `in_progress` or `completed` arrives.
         self.record(event.job()).await?;
         match event {
-            JobEvent::Queued(_) => Ok(()),
+            JobEvent::Queued(_) | JobEvent::Waiting { .. } => Ok(()),
             JobEvent::InProgress { job, runner_name } => {
                 self.started(&job, runner_name.as_deref()).await
             }
@@ -341,7 +359,11 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         let mut new = false;
         for (delivery_id, job) in jobs {
             let ours = labels::is_rigger_job(job.labels.as_slice());
-            if ours && tx.insert_job(&self.new_job(job)).await? == Inserted::New {
+            let inserted = match ours {
+                true => Some(tx.insert_job(&self.new_job(job)).await?),
+                false => None,
+            };
+            if inserted == Some(Inserted::New) {
                 new = true;
                 tx.name_check_run(*job.job_id, job.name.as_deref(), job.html_url.as_deref())
                     .await?;
@@ -350,6 +372,23 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 self.note_in(&mut tx, Some(*job.job_id), None, "queued", &message)
                     .await?;
             }
+            // Known already: held for an approval that has now been given.
+            // GitHub's queue limit starts again from here.
+            if inserted == Some(Inserted::Duplicate) {
+                let patch = JobPatch {
+                    reason: Some(Some("approved: looking for a GPU".to_string())),
+                    next_attempt_at: Some(None),
+                    queued_at: Some(now),
+                    ..Default::default()
+                };
+                let (from, to) = (JobState::WaitingForApproval, JobState::Queued);
+                if tx.transition_job(*job.job_id, from, to, now, patch).await? {
+                    new = true;
+                    let message = "approved: GitHub queued it for a runner";
+                    self.note_in(&mut tx, Some(*job.job_id), None, "queued", message)
+                        .await?;
+                }
+            }
             if let Some(id) = delivery_id {
                 tx.finish_delivery(id, &self.worker_id, now, None).await?;
             }
@@ -357,6 +396,58 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         tx.commit().await?;
         if new {
             self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// A job GitHub holds for a deployment's approval: recorded as waiting
+    /// (never provisioned, never put back in the queue by the reconciler)
+    /// and shown on its check run. A job rigger knows already stays as it
+    /// is: a `waiting` that arrives after the approval's `queued` is stale.
+    async fn waiting(
+        &self,
+        job: &JobInfo,
+        environment: Option<&Environment>,
+    ) -> Result<(), EngineError> {
+        let reason = match environment {
+            Some(env) => format!(
+                "waiting for approval of environment `{}`",
+                crate::text::for_log(env)
+            ),
+            None => "waiting for a deployment's approval".to_string(),
+        };
+        let mut tx = self.store.begin().await?;
+        let inserted = tx.insert_waiting_job(&self.new_job(job), &reason).await?;
+        if inserted == Inserted::New {
+            self.note_in(
+                &mut tx,
+                Some(*job.job_id),
+                None,
+                "waiting_for_approval",
+                &reason,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        // GitHub promises no order: the `waiting` that names no environment
+        // may come first, and the `queued` that names it second.
+        let better = inserted == Inserted::Duplicate
+            && environment.is_some()
+            && self
+                .store
+                .set_reason_in(
+                    *job.job_id,
+                    JobState::WaitingForApproval,
+                    &reason,
+                    self.now(),
+                )
+                .await?;
+        if (inserted == Inserted::New || better)
+            && let Some(row) = self.store.job(*job.job_id).await?
+            && row.state == JobState::WaitingForApproval
+        {
+            let run = super::report::waiting_for_approval(environment.map(|e| e.as_str()));
+            self.report(&row, &run).await;
         }
         Ok(())
     }

@@ -145,6 +145,33 @@ pub struct ConfigFiles {
     pub repo: Option<String>,
     pub org: Option<String>,
     pub access: Option<String>,
+    /// Files that exist but that GitHub's contents API does not hand over:
+    /// over its 1 MB limit, and so over rigger's own 1 MiB budget.
+    pub too_large: Vec<ConfigFile>,
+    /// Why the org's `.cirun` repository may exist without rigger being
+    /// able to read it (the App is installed on selected repositories and
+    /// `.cirun` is not one), in words for the check run.
+    pub org_unreadable: Option<String>,
+}
+
+/// One of the three config files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigFile {
+    /// The repository's `.cirun.yml`.
+    Repo,
+    /// The org's `.cirun/.cirun.global.yml`.
+    Org,
+    /// The org's `.cirun/.access.yml`.
+    Access,
+}
+
+/// Whether the runner group rigger registers its runners in serves a
+/// repository's jobs (GitHub hands a job only to runners whose group does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupAccess {
+    Serves,
+    /// It does not; what the org's owner must change, in plain words.
+    Refuses(String),
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -349,6 +376,14 @@ pub trait Github: Send + Sync + 'static {
         repo: &RepoRef,
         login: &str,
     ) -> impl Future<Output = Result<Option<String>, GithubError>> + Send;
+
+    /// Whether the runner group rigger's runners join serves this
+    /// repository: always for repository runners; for organization runners
+    /// as the group's repository access and public-repository setting say.
+    fn runner_group_access(
+        &self,
+        repo: &RepoRef,
+    ) -> impl Future<Output = Result<GroupAccess, GithubError>> + Send;
 
     /// The SHA-256 GitHub publishes for the Linux runner release file
     /// `filename` for `arch` (`x64`, `arm64`), from the repository's runner

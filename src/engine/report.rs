@@ -177,6 +177,22 @@ pub fn waiting_for_capacity(def: &str, diagnosis: &str, retry_in_s: i64) -> Chec
     }
 }
 
+/// GitHub holds the job for a deployment's approval: nothing is rented (or
+/// paid for) until a reviewer approves it.
+pub fn waiting_for_approval(environment: Option<&str>) -> CheckRun {
+    let what = match environment {
+        Some(env) => format!("environment `{env}`"),
+        None => "its deployment".to_string(),
+    };
+    CheckRun {
+        title: format!("Waiting for approval of {what}"),
+        summary: format!(
+            "GitHub holds this job until a reviewer approves {what} (Review deployments, on the workflow run's page). rigger rents no GPU until then, so the wait costs nothing; once it is approved, rigger looks for a GPU. A rejected job ends without one."
+        ),
+        conclusion: None,
+    }
+}
+
 pub fn refused(def: &str, why: &str) -> CheckRun {
     CheckRun {
         title: format!("Not renting a GPU for `{def}` yet"),

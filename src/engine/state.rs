@@ -22,6 +22,11 @@ pub enum JobState {
     WaitingForRunner,
     /// A runner is working on it.
     Running,
+    /// GitHub holds it until a reviewer approves its deployment to an
+    /// environment (`workflow_job.status` = `waiting`): nothing is rented,
+    /// and the reconciler never puts it back in the queue. GitHub's later
+    /// `queued` (status `queued`) moves it on; a rejection ends it.
+    WaitingForApproval,
     /// GitHub says it is over (whatever its conclusion).
     Completed,
     /// It ended before any runner took it.
@@ -67,11 +72,12 @@ impl JobFailure {
 }
 
 impl JobState {
-    pub const ALL: [JobState; 7] = [
+    pub const ALL: [JobState; 8] = [
         JobState::Queued,
         JobState::Provisioning,
         JobState::WaitingForRunner,
         JobState::Running,
+        JobState::WaitingForApproval,
         JobState::Completed,
         JobState::Cancelled,
         JobState::Failed,
@@ -95,6 +101,11 @@ impl JobState {
             // Back to Queued when its machine died before a runner took it.
             WaitingForRunner => &[Queued, Running, Completed, Cancelled, Failed],
             Running => &[Completed, Failed],
+            // Approved: queued at last. Running when a runner took it while
+            // the approval's `queued` was lost; ended when it was rejected
+            // or cancelled. Nothing moves a job back into it: a late
+            // `waiting` delivery for a job already queued is stale.
+            WaitingForApproval => &[Queued, Running, Completed, Cancelled],
             Completed | Cancelled | Failed => &[],
         }
     }
@@ -133,6 +144,7 @@ impl JobState {
             JobState::Provisioning => "provisioning",
             JobState::WaitingForRunner => "waiting_for_runner",
             JobState::Running => "running",
+            JobState::WaitingForApproval => "waiting_for_approval",
             JobState::Completed => "completed",
             JobState::Cancelled => "cancelled",
             JobState::Failed => "failed",
@@ -287,6 +299,10 @@ mod tests {
             (WaitingForRunner, Failed),
             (Running, Completed),
             (Running, Failed),
+            (WaitingForApproval, Queued),
+            (WaitingForApproval, Running),
+            (WaitingForApproval, Completed),
+            (WaitingForApproval, Cancelled),
         ];
         for from in JobState::ALL {
             for to in JobState::ALL {
@@ -313,6 +329,8 @@ mod tests {
             (WaitingForRunner, true, Some(Completed)),
             (Running, false, Some(Completed)),
             (Running, true, Some(Completed)),
+            (WaitingForApproval, false, Some(Cancelled)),
+            (WaitingForApproval, true, Some(Completed)),
         ];
         for (from, named, to) in ended {
             assert_eq!(from.ended(named), to, "{from} (runner named: {named})");
@@ -322,7 +340,7 @@ mod tests {
             assert_eq!(from.ended(true), None);
             assert_eq!(from.taken(), None);
         }
-        for from in [Queued, Provisioning, WaitingForRunner] {
+        for from in [Queued, Provisioning, WaitingForRunner, WaitingForApproval] {
             assert_eq!(from.taken(), Some(Running));
         }
         assert_eq!(Running.taken(), None);

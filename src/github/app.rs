@@ -78,6 +78,11 @@ impl AppAuth {
         &self.api
     }
 
+    /// The injected clock's time (for the client's caches).
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     /// A JWT for app-level calls: issued 60 s in the past (clock drift),
     /// expiring in 9 minutes (GitHub allows at most 10).
     pub fn jwt(&self) -> Result<Secret, GithubError> {
@@ -172,6 +177,20 @@ impl AppAuth {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<Answer, GithubError> {
+        self.send_accepting(installation_id, method, path, body, super::http::ACCEPT)
+            .await
+    }
+
+    /// As [`AppAuth::send_as`], asking for `accept` (one of GitHub's custom
+    /// media types, say).
+    pub async fn send_accepting(
+        &self,
+        installation_id: i64,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        accept: &str,
+    ) -> Result<Answer, GithubError> {
         let mut last = None;
         for _ in 0..2 {
             let token = self.installation_token(installation_id).await?;
@@ -182,6 +201,7 @@ impl AppAuth {
                     path,
                     Auth::Installation(installation_id, &token),
                     body.clone(),
+                    accept,
                 )
                 .await
             {

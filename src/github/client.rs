@@ -1,7 +1,7 @@
 //! The GitHub REST calls the engine makes, as the engine's `Github` port.
 //!
-//! octocrab carries the calls whose answers it models well: a file at a ref
-//! (`models::repos::Content`), the repository and its default branch
+//! Config files are read in `contents.rs`. octocrab carries the calls
+//! whose answers it models well: the repository and its default branch
 //! (`models::Repository`), and the paginated lists of runners and of an
 //! installation's repositories (`Page`, which follows GitHub's `Link`
 //! header). Plain requests carry the rest, each reading the few fields it
@@ -17,20 +17,26 @@
 
 use std::sync::Arc;
 
-use base64::Engine as _;
 use octocrab::Page;
 use octocrab::models::actions::SelfHostedRunner;
-use octocrab::models::repos::Content;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::app::AppAuth;
+use super::contents::SelectionCache;
+use super::groups::GroupCache;
 use super::http::Answer;
 use crate::engine::ports::{
-    CheckRun, CheckTarget, ConfigFiles, Github, GithubError, JitRunner, RepoRef, RunOrigin,
+    CheckRun, CheckTarget, ConfigFiles, Github, GithubError, GroupAccess, JitRunner, RepoRef,
+    RunOrigin,
 };
 use crate::engine::reconcile::{GithubJobStatus, GithubJobView, RunnerView};
 use crate::settings::{RunnerScope, Secret};
+
+/// Percent-encode a query value (for `contents.rs`).
+pub(super) fn query(v: &str) -> String {
+    query_value(v)
+}
 
 /// Pages read at most from one list (100 items each): a bound, so a
 /// misbehaving `Link` header cannot loop forever.
@@ -58,6 +64,8 @@ impl Default for RunnerPlacement {
 pub struct GithubClient {
     auth: Arc<AppAuth>,
     runners: RunnerPlacement,
+    groups: Arc<GroupCache>,
+    selection: Arc<SelectionCache>,
 }
 
 /// Percent-encode a query value (a branch name may hold `&`, `#`, `+`, …).
@@ -79,7 +87,20 @@ impl GithubClient {
     }
 
     pub fn with_runners(auth: Arc<AppAuth>, runners: RunnerPlacement) -> GithubClient {
-        GithubClient { auth, runners }
+        GithubClient {
+            auth,
+            runners,
+            groups: Arc::default(),
+            selection: Arc::default(),
+        }
+    }
+
+    pub(super) fn selection(&self) -> &SelectionCache {
+        &self.selection
+    }
+
+    pub(super) fn groups(&self) -> &GroupCache {
+        &self.groups
     }
 
     pub fn auth(&self) -> &AppAuth {
@@ -111,7 +132,7 @@ impl GithubClient {
     }
 
     /// Every item of a paginated list, following `Link: rel="next"`.
-    async fn all_pages<T: serde::de::DeserializeOwned>(
+    pub(super) async fn all_pages<T: serde::de::DeserializeOwned>(
         &self,
         installation_id: i64,
         first: &str,
@@ -130,55 +151,6 @@ impl GithubClient {
                 .and_then(|u| self.auth.api().relative_link(&u.to_string()));
         }
         Ok(out)
-    }
-
-    /// A file's text at a ref, `None` when it does not exist there (or is a
-    /// directory).
-    pub async fn file(
-        &self,
-        installation_id: i64,
-        repo: &str,
-        path: &str,
-        git_ref: Option<&str>,
-    ) -> Result<Option<String>, GithubError> {
-        let query = git_ref
-            .map(|r| format!("?ref={}", query_value(r)))
-            .unwrap_or_default();
-        // A directory answers with an array: read a value first.
-        let Some(v) = self
-            .octo_get::<Value>(
-                installation_id,
-                &format!("/repos/{repo}/contents/{path}{query}"),
-            )
-            .await?
-        else {
-            return Ok(None);
-        };
-        if !v.is_object() {
-            return Ok(None);
-        }
-        let c: Content = serde_json::from_value(v).map_err(|e| {
-            GithubError::Transient(format!("{repo}/{path}: unreadable contents answer: {e}"))
-        })?;
-        if c.r#type != "file" {
-            return Ok(None);
-        }
-        // Base64 with embedded newlines. Not `Content::decoded_content`,
-        // which panics on content that is not base64.
-        let packed: String = c
-            .content
-            .unwrap_or_default()
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect();
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(packed)
-            .map_err(|e| {
-                GithubError::Transient(format!("{repo}/{path}: unreadable content: {e}"))
-            })?;
-        String::from_utf8(bytes)
-            .map(Some)
-            .map_err(|_| GithubError::Refused(format!("{repo}/{path} is not UTF-8 text")))
     }
 
     /// The repository's default branch (`GET /repos/{o}/{r}`).
@@ -295,15 +267,7 @@ impl Github for GithubClient {
         repo: &RepoRef,
         git_ref: Option<&str>,
     ) -> Result<ConfigFiles, GithubError> {
-        let i = repo.installation_id;
-        let org_repo = format!("{}/.cirun", repo.owner());
-        Ok(ConfigFiles {
-            repo: self.file(i, &repo.repo, ".cirun.yml", git_ref).await?,
-            // The org's files are read from its `.cirun` repository's
-            // default branch, whatever the job's commit.
-            org: self.file(i, &org_repo, ".cirun.global.yml", None).await?,
-            access: self.file(i, &org_repo, ".access.yml", None).await?,
-        })
+        self.read_config_files(repo, git_ref).await
     }
 
     async fn create_jit_runner(
@@ -406,7 +370,9 @@ impl Github for GithubClient {
         let status = match v.get("status").and_then(Value::as_str) {
             Some("completed") => GithubJobStatus::Completed,
             Some("in_progress") => GithubJobStatus::InProgress,
-            // queued, waiting, requested, pending: no runner has it yet.
+            // Held for a deployment's approval: no runner may take it yet.
+            Some("waiting") => GithubJobStatus::Waiting,
+            // queued, requested, pending: a runner may take it.
             _ => GithubJobStatus::Queued,
         };
         let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
@@ -525,6 +491,14 @@ impl Github for GithubClient {
             .filter(|r| *r != "none")
             .map(str::to_string);
         Ok(role)
+    }
+
+    async fn runner_group_access(&self, repo: &RepoRef) -> Result<GroupAccess, GithubError> {
+        // A repository's runners (its one default group) serve it.
+        if self.runners.scope != RunnerScope::Organization {
+            return Ok(GroupAccess::Serves);
+        }
+        self.group_serves(repo, self.runners.group_id).await
     }
 
     async fn runner_download_sha256(

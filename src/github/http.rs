@@ -331,18 +331,21 @@ impl Api {
         auth: Auth<'_>,
         body: Option<Value>,
     ) -> Result<Answer, GithubError> {
-        self.try_send(method, path, auth, body)
+        self.try_send(method, path, auth, body, ACCEPT)
             .await
             .map_err(Failed::into_error)
     }
 
-    /// [`Api::send`], telling a 401 (the credentials) from other failures.
+    /// [`Api::send`], telling a 401 (the credentials) from other failures,
+    /// and asking for `accept`: GitHub's JSON (`ACCEPT`) or one of its custom
+    /// media types (`application/vnd.github.object+json`, say).
     pub async fn try_send(
         &self,
         method: Method,
         path: &str,
         auth: Auth<'_>,
         body: Option<Value>,
+        accept: &str,
     ) -> Result<Answer, Failed> {
         let budget = auth.budget();
         self.held(budget, &method, path).map_err(Failed::Other)?;
@@ -350,7 +353,7 @@ impl Api {
         let mut req = self
             .http
             .request(method.clone(), &url)
-            .header("accept", ACCEPT)
+            .header("accept", accept)
             .header("x-github-api-version", API_VERSION);
         match auth {
             Auth::Bearer(token) | Auth::Installation(_, token) => {

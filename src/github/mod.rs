@@ -3,6 +3,8 @@
 pub mod app;
 pub mod client;
 pub mod deliveries;
+pub mod contents;
+pub mod groups;
 pub mod http;
 pub mod runs;
 pub mod webhook;

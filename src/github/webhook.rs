@@ -6,8 +6,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 pub use crate::engine::events::{
-    Conclusion, FromFork, HeadSha, InstallationId, JobId, Labels, Repository, RunAttempt, RunId,
-    RunnerName,
+    Conclusion, Environment, FromFork, HeadSha, InstallationId, JobId, Labels, Repository,
+    RunAttempt, RunId, RunnerName,
 };
 use crate::engine::events::{JobEvent, JobInfo};
 pub use crate::engine::installations::{AccessEvent, AccessLoss};
@@ -61,11 +61,9 @@ pub fn sign(secret: &Secret, body: &[u8]) -> String {
 /// A delivery, in rigger's words.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
+    /// Every `workflow_job` action rigger acts on, `waiting` included
+    /// (`JobEvent::Waiting`: a job held for a deployment's approval).
     WorkflowJob(JobEvent),
-    /// `waiting`: the job waits for a deployment approval; nothing to rent yet.
-    WorkflowJobWaiting {
-        job_id: JobId,
-    },
     Ping {
         zen: String,
     },
@@ -122,6 +120,8 @@ pub const MAX_WORD_CHARS: usize = 64;
 pub const MAX_JOB_NAME_CHARS: usize = 200;
 /// A job's `html_url` longer than this is not used.
 pub const MAX_URL_CHARS: usize = 2_000;
+/// An environment's name: GitHub allows at most 255 characters.
+pub const MAX_ENVIRONMENT_CHARS: usize = 255;
 
 // ---- the parts of GitHub's payloads rigger reads ----
 
@@ -132,6 +132,14 @@ struct JobPayload {
     repository: RepoPayload,
     sender: Option<Account>,
     installation: Option<Installation>,
+    /// Sent when the job names an environment (with `queued`; `waiting`
+    /// may carry none).
+    deployment: Option<Deployment>,
+}
+
+#[derive(Deserialize)]
+struct Deployment {
+    environment: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +156,8 @@ struct WorkflowJob {
     /// The job's name (a matrix job's carries its values): its check run's.
     name: Option<String>,
     html_url: Option<String>,
+    /// `queued`, `waiting` (held for a deployment's approval), … .
+    status: Option<String>,
 }
 
 fn one() -> i64 {
@@ -422,13 +432,29 @@ fn workflow_job(fields: &Fields, p: JobPayload) -> Result<Event, ParseError> {
         None => None,
     };
     let action = fields.text("action", p.action, MAX_WORD_CHARS)?;
-    // Act on `action`, not `status`: a `queued` delivery may carry
-    // status `waiting` (deployments), and new actions appear over time.
+    let status = match w.status {
+        Some(s) => Some(fields.text("workflow_job.status", s, MAX_WORD_CHARS)?),
+        None => None,
+    };
+    let environment = match p.deployment.and_then(|d| d.environment) {
+        Some(e) if !e.is_empty() => Some(Environment(fields.text(
+            "deployment.environment",
+            e,
+            MAX_ENVIRONMENT_CHARS,
+        )?)),
+        _ => None,
+    };
+    // A job that names an environment with protection rules arrives as
+    // `queued` with status `waiting` (and its `deployment`), then
+    // `waiting`; once approved, `queued` again with status `queued`.
+    // Nothing may be rented for it until then.
+    let waiting = action == "waiting" || status.as_deref() == Some("waiting");
     Ok(match action.as_str() {
+        "queued" | "waiting" if waiting => Event::WorkflowJob(JobEvent::Waiting {
+            job: info,
+            environment,
+        }),
         "queued" => Event::WorkflowJob(JobEvent::Queued(info)),
-        "waiting" => Event::WorkflowJobWaiting {
-            job_id: info.job_id,
-        },
         "in_progress" => Event::WorkflowJob(JobEvent::InProgress {
             job: info,
             runner_name,
@@ -568,8 +594,42 @@ mod tests {
     }
 
     #[test]
-    fn action_decides_not_status() {
-        let body = br#"{"action":"queued","workflow_job":{"id":7,"run_id":8,"run_attempt":2,"head_sha":"abc","status":"waiting","labels":["cirun-gpu--8"],"conclusion":null,"runner_id":5,"runner_name":null},"repository":{"full_name":"o/r"},"sender":{"login":"octocat"},"installation":{"id":99}}"#;
+    fn a_queued_job_held_for_an_approval_is_waiting_not_queued() {
+        let body = br#"{"action":"queued","workflow_job":{"id":7,"run_id":8,"run_attempt":2,"head_sha":"abc","status":"waiting","labels":["cirun-gpu--8"],"conclusion":null,"runner_id":5,"runner_name":null},"repository":{"full_name":"o/r"},"sender":{"login":"octocat"},"installation":{"id":99},"deployment":{"id":3,"environment":"production"}}"#;
+        match parse("workflow_job", body).unwrap() {
+            Event::WorkflowJob(JobEvent::Waiting { job, environment }) => {
+                assert_eq!(job.job_id, JobId(7));
+                assert_eq!(environment.as_deref(), Some("production"));
+            }
+            e => panic!("{e:?}"),
+        }
+        // `waiting` itself may name no deployment.
+        let mut v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        v["action"] = "waiting".into();
+        v.as_object_mut().unwrap().remove("deployment");
+        match parse("workflow_job", &serde_json::to_vec(&v).unwrap()).unwrap() {
+            Event::WorkflowJob(JobEvent::Waiting { environment, .. }) => {
+                assert_eq!(environment, None)
+            }
+            e => panic!("{e:?}"),
+        }
+        // Approved: `queued` with status `queued` is a job to serve.
+        v["action"] = "queued".into();
+        v["workflow_job"]["status"] = "queued".into();
+        assert!(matches!(
+            parse("workflow_job", &serde_json::to_vec(&v).unwrap()).unwrap(),
+            Event::WorkflowJob(JobEvent::Queued(_))
+        ));
+        // An environment's name past GitHub's 255 characters is refused.
+        v["deployment"] = serde_json::json!({"environment": "e".repeat(256)});
+        v["workflow_job"]["status"] = "waiting".into();
+        let e = parse("workflow_job", &serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(e.reason.contains("`deployment.environment`"), "{e}");
+    }
+
+    #[test]
+    fn action_decides_and_status_only_holds_back() {
+        let body = br#"{"action":"queued","workflow_job":{"id":7,"run_id":8,"run_attempt":2,"head_sha":"abc","status":"queued","labels":["cirun-gpu--8"],"conclusion":null,"runner_id":5,"runner_name":null},"repository":{"full_name":"o/r"},"sender":{"login":"octocat"},"installation":{"id":99}}"#;
         match parse("workflow_job", body).unwrap() {
             Event::WorkflowJob(JobEvent::Queued(j)) => {
                 assert_eq!(j.job_id, JobId(7));

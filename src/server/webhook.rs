@@ -272,6 +272,7 @@ impl Incoming<'_> {
 fn action_of(j: &JobEvent) -> &'static str {
     match j {
         JobEvent::Queued(_) => "queued",
+        JobEvent::Waiting { .. } => "waiting",
         JobEvent::InProgress { .. } => "in_progress",
         JobEvent::Completed { .. } => "completed",
     }

@@ -73,6 +73,9 @@ pub struct JobPatch {
     pub failure: Option<&'static str>,
     /// Count one more provisioning attempt.
     pub count_attempt: bool,
+    /// Queued anew from now (an approved deployment: GitHub's queue limit
+    /// starts when it lets the job through, not when it was created).
+    pub queued_at: Option<i64>,
 }
 
 impl JobPatch {
@@ -107,6 +110,9 @@ impl JobPatch {
         }
         if let Some(g) = self.gpu_name {
             sets.push(("gpu_name", Val::Text(Some(g))));
+        }
+        if let Some(t) = self.queued_at {
+            sets.push(("queued_at", Val::Int(Some(t))));
         }
         sets
     }
@@ -157,15 +163,21 @@ pub struct InvalidTransition {
     pub to: String,
 }
 
-/// Record a queued job, on the pool or in a transaction.
+/// Record a new job, on the pool or in a transaction: `queued`, or
+/// `waiting_for_approval` with the reason it waits.
 pub(super) async fn insert_job<'e>(
     on: impl Executor<'e, Database = Any>,
     j: &NewJob,
+    waiting: Option<&str>,
 ) -> Result<Inserted, StoreError> {
+    let state = match waiting {
+        Some(_) => JobState::WaitingForApproval,
+        None => JobState::Queued,
+    };
     let done = sqlx::query(
         "INSERT INTO jobs (job_id, run_id, run_attempt, repo, installation_id, labels, head_sha, \
-         is_fork, actor, state, queued_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) ON CONFLICT (job_id) DO NOTHING",
+         is_fork, actor, state, queued_at, updated_at, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12) ON CONFLICT (job_id) DO NOTHING",
     )
     .bind(j.job_id)
     .bind(j.run_id)
@@ -176,8 +188,9 @@ pub(super) async fn insert_job<'e>(
     .bind(&j.head_sha)
     .bind(i64::from(j.is_fork))
     .bind(&j.actor)
-    .bind(JobState::Queued.as_str())
+    .bind(state.as_str())
     .bind(j.queued_at)
+    .bind(waiting)
     .execute(on)
     .await?;
     Ok(if done.rows_affected() == 1 {
@@ -227,7 +240,7 @@ fn moves_cas(job_id: i64, moves: Moves, now: i64, patch: JobPatch) -> Cas {
 impl Store {
     /// Record a queued job. Seeing the same job again is a no-op.
     pub async fn insert_job(&self, j: &NewJob) -> Result<Inserted, StoreError> {
-        insert_job(&self.writer, j).await
+        insert_job(&self.writer, j, None).await
     }
 
     pub async fn job(&self, job_id: i64) -> Result<Option<JobRow>, StoreError> {
@@ -423,5 +436,27 @@ impl Store {
             .execute(&self.writer)
             .await?;
         Ok(())
+    }
+
+    /// Say better why a job waits, while it is still in `state` (no change
+    /// of state: a later delivery named what an earlier one did not).
+    /// Whether it was still there.
+    pub async fn set_reason_in(
+        &self,
+        job_id: i64,
+        state: JobState,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET reason = $1, updated_at = $2 WHERE job_id = $3 AND state = $4",
+        )
+        .bind(reason)
+        .bind(now)
+        .bind(job_id)
+        .bind(state.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 }

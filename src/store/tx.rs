@@ -29,7 +29,17 @@ impl Store {
 impl StoreTx {
     /// As [`Store::insert_job`].
     pub async fn insert_job(&mut self, j: &NewJob) -> Result<Inserted, StoreError> {
-        super::jobs::insert_job(&mut *self.tx, j).await
+        super::jobs::insert_job(&mut *self.tx, j, None).await
+    }
+
+    /// A new job that GitHub holds for a deployment's approval: recorded in
+    /// `waiting_for_approval`, with why. Seeing it again is a no-op.
+    pub async fn insert_waiting_job(
+        &mut self,
+        j: &NewJob,
+        reason: &str,
+    ) -> Result<Inserted, StoreError> {
+        super::jobs::insert_job(&mut *self.tx, j, Some(reason)).await
     }
 
     /// As [`Store::transition_job`].

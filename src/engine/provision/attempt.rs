@@ -1,6 +1,7 @@
 //! One attempt at renting a machine for one job: whether it already has
 //! one, whether its run comes from a fork, its config, the definition its
-//! labels select, the access policy, the offers (one search per definition
+//! labels select, the access policy, whether the org's runner group serves
+//! the repository, the offers (one search per definition
 //! for a burst), the runner's checksum, then the ranked offers in turn
 //! within the limits.
 
@@ -13,10 +14,14 @@ use crate::config::access::AccessConfig;
 use crate::config::labels;
 use crate::config::model::{Cloud as CloudKind, Origin, RunnerDef};
 use crate::engine::policy::{self, Access, JobFacts};
-use crate::engine::ports::{Cloud, Github, GithubError, OfferSearch, RepoRef};
+use crate::engine::ports::{Cloud, Github, GithubError, GroupAccess, OfferSearch, RepoRef};
 use crate::engine::state::{InstanceState, JobFailure, JobState};
 use crate::engine::{Engine, EngineError, estimate, offer_pool, report};
 use crate::store::{JobPatch, JobRow};
+
+/// How long to wait before looking again for a `.cirun.yml` GitHub said
+/// is not there (once: replication after a push takes moments, not minutes).
+const LAG_RETRY_MS: i64 = 30_000;
 
 /// How many of the ranked offers to try when the first ones are gone.
 const OFFER_TRIES: usize = 5;
@@ -59,12 +64,38 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 return Ok(self.github_retry(&e, why));
             }
         };
+        let selected = loaded
+            .config
+            .as_ref()
+            .and_then(|c| labels::select(&c.runners, &job.labels));
+        // GitHub may answer 404 for a file pushed a moment ago (not on every
+        // replica yet): before failing for want of it, look once more, later.
+        if selected.is_none() && loaded.repo_missing && job.attempts <= 1 {
+            self.forget_config(&repo, job);
+            let why = format!(
+                "GitHub has no .cirun.yml for {} at {}, perhaps not yet (a push takes a moment to reach every GitHub server): looking again in {} s",
+                job.repo,
+                job.head_sha,
+                LAG_RETRY_MS / 1000
+            );
+            return Ok(retry(why, Some(LAG_RETRY_MS)));
+        }
+        // What could not be read, said rather than taken as no config.
+        let unread = if loaded.notes.is_empty() {
+            String::new()
+        } else {
+            format!("\n\n{}", loaded.notes.join("\n\n"))
+        };
         let Some(config) = &loaded.config else {
             let why = if loaded.errors.is_empty() {
-                "the repository has no .cirun.yml and the org no .cirun/.cirun.global.yml"
-                    .to_string()
+                format!(
+                    "the repository has no .cirun.yml and the org no .cirun/.cirun.global.yml{unread}"
+                )
             } else {
-                format!("the config cannot be read:\n{}", loaded.errors.join("\n"))
+                format!(
+                    "the config cannot be read:\n{}{unread}",
+                    loaded.errors.join("\n")
+                )
             };
             return Ok(fail(
                 JobFailure::ConfigError,
@@ -72,14 +103,19 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 "rigger: .cirun.yml error",
             ));
         };
-        let Some(def) = labels::select(&config.runners, &job.labels) else {
+        let Some(def) = selected else {
             let known: Vec<String> = config
                 .runners
                 .iter()
                 .map(|r| format!("`{}` [{}]", r.name, r.labels.join(", ")))
                 .collect();
+            let errors = if loaded.errors.is_empty() {
+                String::new()
+            } else {
+                format!("\n\nErrors in the config:\n{}", loaded.errors.join("\n"))
+            };
             let why = format!(
-                "no runner definition matches runs-on [{}]; definitions: {}",
+                "no runner definition matches runs-on [{}]; definitions: {}{errors}{unread}",
                 job.labels.join(", "),
                 known.join("; ")
             );
@@ -135,6 +171,35 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                     "cannot check .access.yml: GitHub did not say who {} is: {e}",
                     job.actor
                 );
+                return Ok(self.github_retry(&e, why));
+            }
+        }
+
+        // GitHub gives the job only to a runner whose group serves the
+        // repository: a machine whose runner it never could be is not rented.
+        match self.github.runner_group_access(&repo).await {
+            Ok(GroupAccess::Serves) => {}
+            Ok(GroupAccess::Refuses(why)) => {
+                return Ok(Outcome::Retry {
+                    reason: why.clone(),
+                    after_ms: None,
+                    check: Some((def.name.clone(), report::refused(&def.name, &why))),
+                });
+            }
+            Err(e @ GithubError::Refused(_)) => {
+                self.github_error(&e);
+                let why = format!(
+                    "cannot check that runner group {} serves {}: {e}",
+                    self.settings.github.runner_group_id, job.repo
+                );
+                return Ok(fail(
+                    JobFailure::ConfigError,
+                    &why,
+                    "rigger: cannot check the runner group",
+                ));
+            }
+            Err(e) => {
+                let why = format!("cannot check the runner group's repository access: {e}");
                 return Ok(self.github_retry(&e, why));
             }
         }

@@ -1,5 +1,8 @@
 //! The repository's config files as one job may use them: from the default
 //! branch or, where allowed, its head commit; merged with the org's; cached.
+//! A file GitHub would not hand over (over its 1 MB limit) is a config
+//! error in that file; a `.cirun` repository the App cannot see is said,
+//! not silently taken as none.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,7 +12,7 @@ use crate::config::model::CirunConfig;
 use crate::config::{FileKind, org, parse_file};
 use crate::engine::Engine;
 use crate::engine::policy::{self, ConfigRef};
-use crate::engine::ports::{Cloud, ConfigFiles, Github, GithubError, RepoRef};
+use crate::engine::ports::{Cloud, ConfigFile, ConfigFiles, Github, GithubError, RepoRef};
 use crate::store::JobRow;
 
 /// A repository's config as read for one commit.
@@ -20,6 +23,12 @@ pub struct LoadedConfig {
     pub access: Option<AccessConfig>,
     /// The errors in the files, as `file:line:col: message` lines.
     pub errors: Vec<String>,
+    /// The repository has no `.cirun.yml` at that revision (GitHub said
+    /// 404: perhaps a push that has not reached every replica yet).
+    pub repo_missing: bool,
+    /// What the user should know about files rigger could not read (the
+    /// org's `.cirun` repository outside the App's installation).
+    pub notes: Vec<String>,
 }
 
 /// Fresh default-branch configs are read again after this long.
@@ -40,7 +49,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             ConfigRef::DefaultBranch => None,
             ConfigRef::Commit(sha) => Some(sha),
         };
-        let key = (repo.repo.clone(), git_ref.clone().unwrap_or_default());
+        let key = config_key(repo, &git_ref);
         let now = self.now();
         if let Some((at, cached)) = self
             .config_cache
@@ -62,11 +71,47 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         cache.insert(key, (now, loaded.clone()));
         Ok(loaded)
     }
+
+    /// Forget what was read for this job's revision: the next attempt asks
+    /// GitHub again (a file missing right after a push may appear).
+    pub(super) fn forget_config(&self, repo: &RepoRef, job: &JobRow) {
+        let git_ref = match policy::config_ref(
+            self.settings.github.config_source,
+            job.is_fork,
+            &job.head_sha,
+        ) {
+            ConfigRef::DefaultBranch => None,
+            ConfigRef::Commit(sha) => Some(sha),
+        };
+        self.config_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&config_key(repo, &git_ref));
+    }
+}
+
+fn config_key(repo: &RepoRef, git_ref: &Option<String>) -> (String, String) {
+    (repo.repo.clone(), git_ref.clone().unwrap_or_default())
 }
 
 /// Parse the three files and merge them by the documented rule.
 pub fn parse_config_files(files: &ConfigFiles) -> LoadedConfig {
     let mut errors = Vec::new();
+    // GitHub's contents API hands over files of up to 1 MB: one it would
+    // not is an error in that file, as rigger's own budget (1 MiB) says.
+    for (which, name) in [
+        (ConfigFile::Repo, ".cirun.yml"),
+        (ConfigFile::Org, ".cirun/.cirun.global.yml"),
+        (ConfigFile::Access, ".cirun/.access.yml"),
+    ] {
+        if files.too_large.contains(&which) {
+            let d = crate::config::yaml::too_large(None);
+            errors.push(format!(
+                "{name}:{}:{}: {} (GitHub's contents API serves files of up to 1 MB)",
+                d.location.line, d.location.column, d.message
+            ));
+        }
+    }
     let mut parsed = |name: &str, text: &Option<String>, kind: FileKind| {
         let text = text.as_ref()?;
         let p = parse_file(Path::new(name), text, kind);
@@ -93,6 +138,8 @@ pub fn parse_config_files(files: &ConfigFiles) -> LoadedConfig {
         config,
         access: access.and_then(|p| p.access),
         errors,
+        repo_missing: files.repo.is_none() && !files.too_large.contains(&ConfigFile::Repo),
+        notes: files.org_unreadable.iter().cloned().collect(),
     }
 }
 
@@ -106,6 +153,7 @@ mod tests {
             repo: Some("runners:\n  - name: a\n    cloud: vast_ai\n    instance_type: 0xRTX_4090\n    labels: [cirun-a]\n".into()),
             org: Some("runners:\n  - name: b\n    cloud: vast_ai\n    instance_type: 1xRTX_4090\n    labels: [cirun-b]\n".into()),
             access: None,
+            ..ConfigFiles::default()
         };
         let loaded = parse_config_files(&files);
         let names: Vec<_> = loaded
@@ -124,5 +172,23 @@ mod tests {
             loaded.errors
         );
         assert!(parse_config_files(&ConfigFiles::default()).config.is_none());
+    }
+
+    #[test]
+    fn a_file_github_would_not_hand_over_is_an_error_in_it() {
+        let files = ConfigFiles {
+            too_large: vec![ConfigFile::Repo],
+            ..ConfigFiles::default()
+        };
+        let loaded = parse_config_files(&files);
+        assert!(loaded.config.is_none());
+        assert!(!loaded.repo_missing, "it exists");
+        assert_eq!(loaded.errors.len(), 1);
+        assert!(
+            loaded.errors[0].starts_with(".cirun.yml:1:1: the file is over 1048576 bytes"),
+            "{:?}",
+            loaded.errors
+        );
+        assert!(parse_config_files(&ConfigFiles::default()).repo_missing);
     }
 }

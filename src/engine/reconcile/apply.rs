@@ -413,6 +413,18 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 self.requeue(*job_id, reason).await?;
             }
             Action::SendCheckRun { job_id } => self.send_check_run(*job_id).await?,
+            Action::ReleaseJob { job_id } => {
+                if let Some(job) = self.store.job(*job_id).await? {
+                    self.note(
+                        Some(*job_id),
+                        None,
+                        "reconciled",
+                        "GitHub says the job was approved and queued; its webhook never arrived",
+                    )
+                    .await;
+                    self.handle(JobEvent::Queued(info_of(&job))).await?;
+                }
+            }
             Action::MarkOnline { instance_id } => {
                 let patch = InstancePatch {
                     online_at: Some(now),

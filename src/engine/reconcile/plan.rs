@@ -5,7 +5,8 @@
 //! Every rule is a named function, so each is tested on its own, and every
 //! action says which rule asked for it (for metrics and the event log).
 //! Rules 1–9 are design §4's; rule 10 sends the check-run updates GitHub
-//! did not take (`engine::report`).
+//! did not take (`engine::report`); rule 11 releases a job held for an
+//! environment's approval once GitHub has queued it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -55,6 +56,8 @@ pub struct GithubJobView {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GithubJobStatus {
     Queued,
+    /// Held for a deployment's approval: no runner may take it yet.
+    Waiting,
     InProgress,
     Completed,
 }
@@ -148,6 +151,7 @@ pub enum Rule {
     MaxLifetime,
     Recovery,
     CheckRunUnsent,
+    Approved,
 }
 
 impl Rule {
@@ -163,6 +167,7 @@ impl Rule {
             Rule::MaxLifetime => "max_lifetime",
             Rule::Recovery => "recovery",
             Rule::CheckRunUnsent => "check_run_unsent",
+            Rule::Approved => "approved",
         }
     }
 }
@@ -215,6 +220,9 @@ pub enum Action {
     RequeueJob { job_id: i64, reason: String },
     /// Send the job's check-run content GitHub did not take (rule 10).
     SendCheckRun { job_id: i64 },
+    /// GitHub queued a job rigger holds as waiting for an approval: the
+    /// approval's `queued` never arrived (rule 11).
+    ReleaseJob { job_id: i64 },
 }
 
 impl Action {
@@ -228,7 +236,8 @@ impl Action {
             | Action::MarkOnline { instance_id } => format!("instance:{instance_id}"),
             Action::CompleteJob { job_id, .. }
             | Action::MarkRunning { job_id, .. }
-            | Action::RequeueJob { job_id, .. } => format!("job:{job_id}"),
+            | Action::RequeueJob { job_id, .. }
+            | Action::ReleaseJob { job_id } => format!("job:{job_id}"),
             Action::DeleteRunner { runner_id, .. } => format!("runner:{runner_id}"),
             Action::SendCheckRun { job_id } => format!("check_run:{job_id}"),
         }
@@ -322,6 +331,7 @@ pub fn plan(s: &Snapshot, now: i64, limits: &Limits) -> Vec<(Rule, Action)> {
             .into_iter()
             .map(|a| (Rule::CheckRunUnsent, a)),
     );
+    actions.extend(approved(s).into_iter().map(|a| (Rule::Approved, a)));
     let mut seen = HashSet::new();
     actions.retain(|(_, a)| seen.insert(a.target()));
     actions
@@ -585,6 +595,20 @@ fn stale_runners(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
             installation_id: r.installation_id,
             scope: r.scope.clone(),
         })
+        .collect()
+}
+
+/// Rule 11: a job held for a deployment's approval that GitHub has queued
+/// since (its `queued` delivery was lost or came before the `waiting`).
+/// The only way out of waiting besides its webhooks: nothing here, nor
+/// any other rule, ever puts a job back into it or rents for it.
+fn approved(s: &Snapshot) -> Vec<Action> {
+    s.github_jobs
+        .iter()
+        .filter(|g| g.status == GithubJobStatus::Queued)
+        .filter_map(|g| job_of(s, g.job_id))
+        .filter(|j| j.state == JobState::WaitingForApproval)
+        .map(|j| Action::ReleaseJob { job_id: j.job_id })
         .collect()
 }
 

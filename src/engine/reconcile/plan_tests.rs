@@ -360,6 +360,38 @@ fn rule_5_a_lost_completed_webhook_is_recovered() {
 }
 
 #[test]
+fn rule_11_a_job_waiting_for_approval_is_released_only_when_github_queued_it() {
+    let view = |status| GithubJobView {
+        job_id: 1,
+        status,
+        conclusion: None,
+        runner_name: None,
+    };
+    let mut s = snapshot(
+        vec![job(1, JobState::WaitingForApproval, NOW - 600 * MIN)],
+        vec![],
+    );
+    // Hours of waiting: nothing to do, however long.
+    assert_eq!(run(&s), vec![]);
+    s.github_jobs.push(view(GithubJobStatus::Waiting));
+    assert_eq!(run(&s), vec![]);
+    // Approved, its `queued` lost: released into the queue.
+    s.github_jobs = vec![view(GithubJobStatus::Queued)];
+    assert_eq!(
+        run(&s),
+        vec![(Rule::Approved, Action::ReleaseJob { job_id: 1 })]
+    );
+    // A job in any other state is never released (nor held back).
+    for state in [JobState::Queued, JobState::WaitingForRunner] {
+        s.jobs = vec![job(1, state, NOW - 600 * MIN)];
+        assert!(
+            !run(&s).iter().any(|(r, _)| *r == Rule::Approved),
+            "{state}"
+        );
+    }
+}
+
+#[test]
 fn rule_5_instances_of_finished_jobs_are_destroyed() {
     // The job is terminal (not among live jobs) but its machine still runs.
     let s = snapshot(vec![], vec![inst("a", 1, InstanceState::Busy, NOW - MIN)]);
@@ -734,7 +766,8 @@ fn target_of(a: &Action) -> String {
         | Action::MarkOnline { instance_id } => format!("instance:{instance_id}"),
         Action::CompleteJob { job_id, .. }
         | Action::MarkRunning { job_id, .. }
-        | Action::RequeueJob { job_id, .. } => {
+        | Action::RequeueJob { job_id, .. }
+        | Action::ReleaseJob { job_id } => {
             format!("job:{job_id}")
         }
         Action::DeleteRunner { runner_id, .. } => format!("runner:{runner_id}"),

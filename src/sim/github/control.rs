@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::http::{gh_error, json_response, strings};
-use super::{NewJob, SecondaryLimit, SimGithub, WebhookFaults, runner};
+use super::{NewJob, RunnerGroup, SecondaryLimit, SimGithub, WebhookFaults, runner};
 
 pub(super) fn runner_side(
     sim: &SimGithub,
@@ -86,6 +86,15 @@ pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Val
                 .map(|(a, b)| (a.as_str(), b.as_str()))
                 .collect();
             sim.add_repo(repo, &refs);
+            if let Some(private) = body["private"].as_bool() {
+                sim.set_private(repo, private);
+            }
+            if let Some(included) = body["in_installation"].as_bool() {
+                sim.set_in_installation(repo, included);
+            }
+            for (path, reads) in body["lag_reads"].as_object().into_iter().flatten() {
+                sim.lag_file(repo, path, reads.as_u64().unwrap_or(1) as u32);
+            }
             if let Some(b) = body["default_branch"].as_str() {
                 sim.set_default_branch(repo, b);
             }
@@ -102,7 +111,7 @@ pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Val
                 return gh_error(StatusCode::BAD_REQUEST, "`repo` is required");
             };
             let labels = strings(&body["labels"]);
-            let id = sim.queue_job(NewJob {
+            let job = NewJob {
                 repo: repo.to_string(),
                 labels,
                 head_sha: body["head_sha"]
@@ -113,7 +122,11 @@ pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Val
                 actor: body["actor"].as_str().unwrap_or("octocat").to_string(),
                 duration_ms: (body["duration_s"].as_f64().unwrap_or(60.0) * 1000.0) as i64,
                 conclusion: body["conclusion"].as_str().unwrap_or("success").to_string(),
-            });
+            };
+            let id = match body["environment"].as_str() {
+                Some(env) => sim.queue_job_for_environment(job, env),
+                None => sim.queue_job(job),
+            };
             if let Some(event) = body["event"].as_str() {
                 sim.set_event(id, event);
             }
@@ -123,6 +136,17 @@ pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Val
             Ok(id) if sim.cancel_job(id) => json_response(StatusCode::OK, json!({"ok": true})),
             _ => gh_error(StatusCode::NOT_FOUND, "no such open job"),
         },
+        (&Method::POST, ["jobs", id, verb @ ("approve" | "reject")]) => {
+            let done = id.parse::<i64>().is_ok_and(|id| match *verb {
+                "approve" => sim.approve(id),
+                _ => sim.reject(id),
+            });
+            if done {
+                json_response(StatusCode::OK, json!({"ok": true}))
+            } else {
+                gh_error(StatusCode::NOT_FOUND, "no such job waiting for approval")
+            }
+        }
         (&Method::POST, ["webhooks"]) => {
             sim.set_webhook_faults(WebhookFaults {
                 loss_rate: body["loss_rate"].as_f64().unwrap_or(0.0),
@@ -166,8 +190,29 @@ pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Val
             let (Some(org), Some(id)) = (body["org"].as_str(), body["id"].as_i64()) else {
                 return gh_error(StatusCode::BAD_REQUEST, "`org` and `id` are required");
             };
-            sim.add_runner_group(org, id);
-            json_response(StatusCode::CREATED, json!({"org": org, "id": id}))
+            let mut group = sim
+                .runner_group(org, id)
+                .unwrap_or_else(|| RunnerGroup::new(id));
+            if let Some(v) = body["visibility"].as_str() {
+                if !matches!(v, "all" | "selected" | "private") {
+                    return gh_error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "`visibility` is one of all, selected, private",
+                    );
+                }
+                group.visibility = v.to_string();
+            }
+            if let Some(p) = body["allows_public_repositories"].as_bool() {
+                group.allows_public_repositories = p;
+            }
+            if let Some(n) = body["name"].as_str() {
+                group.name = n.to_string();
+            }
+            if body["repositories"].is_array() {
+                group.selected = strings(&body["repositories"]).into_iter().collect();
+            }
+            sim.set_runner_group(org, group.clone());
+            json_response(StatusCode::CREATED, json!({"org": org, "group": group}))
         }
         (&Method::POST, ["limits"]) => {
             if let Some(v) = body.get("jit_per_minute") {

@@ -95,6 +95,18 @@ pub(super) fn paged(
     key: &str,
     all: Vec<Value>,
 ) -> Response {
+    paged_with(api, path, q, key, all, json!({}))
+}
+
+/// As [`paged`], with more top-level fields in the body (`extra`, an object).
+pub(super) fn paged_with(
+    api: &str,
+    path: &str,
+    q: &dyn Fn(&str) -> Option<String>,
+    key: &str,
+    all: Vec<Value>,
+    extra: Value,
+) -> Response {
     let per_page = q("per_page")
         .and_then(|p| p.parse::<usize>().ok())
         .unwrap_or(30)
@@ -110,7 +122,11 @@ pub(super) fn paged(
         .skip((page - 1) * per_page)
         .take(per_page)
         .collect();
-    let mut r = json_response(StatusCode::OK, json!({"total_count": total, key: items}));
+    let mut body = json!({"total_count": total, key: items});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        body[k] = v.clone();
+    }
+    let mut r = json_response(StatusCode::OK, body);
     if page < last {
         let link = |n: usize, rel: &str| {
             format!("<{api}{path}?per_page={per_page}&page={n}>; rel=\"{rel}\"")
@@ -364,7 +380,10 @@ fn answer(
     drop(w);
     let mut resp = match caller {
         Caller::App => app_api(sim, method, seg, q, now),
-        Caller::Installation(inst) => repo_api(sim, inst, method, seg, q, body, now),
+        Caller::Installation(inst) => {
+            let accept = seen.accept.as_deref().unwrap_or("");
+            repo_api(sim, inst, method, seg, q, body, now, accept)
+        }
         Caller::Anonymous => gh_error(StatusCode::UNAUTHORIZED, "Requires authentication"),
     };
     rate_headers(&mut resp, limit, used, reset);

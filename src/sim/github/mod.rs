@@ -7,6 +7,10 @@
 //! - `POST /sim/repos` `{"repo":"o/r","default_branch":"main","private":true,"files":{".cirun.yml":"…"},"collaborators":{"octocat":"write"}}`
 //! - `POST /sim/jobs` `{"repo":"o/r","labels":["cirun-gpu--1"],"head_sha":"…","fork":false,"event":"push","actor":"octocat","duration_s":60,"conclusion":"success"}` → `{"job_id":…}` (`event` defaults to `pull_request` for a fork, `push` otherwise)
 //! - `POST /sim/jobs/{id}/cancel`
+//! - `POST /sim/jobs` with `"environment":"production"`: a job deploying to an environment with
+//!   required reviewers: `queued` (status `waiting`, with its `deployment`), then `waiting`; its
+//!   REST answer says `waiting` and no runner gets it until `POST /sim/jobs/{id}/approve`
+//!   (`queued` again, status `queued`) or `POST /sim/jobs/{id}/reject` (`completed`, `failure`)
 //! - `POST /sim/webhooks` `{"loss_rate":0.1,"duplicate_rate":0.1,"reorder":true,"late_rate":0.1}`
 //!   (`late_rate`: received, but answered after GitHub stopped waiting, so
 //!   recorded as failed); every attempt is recorded as GitHub records it, a
@@ -17,7 +21,19 @@
 //!   events stop (but the `installation` event itself), and the event is sent
 //! - `POST /sim/repos/{o}/{r}/remove-from-installation`: its installation no
 //!   longer reaches it (404); `installation_repositories.removed` is sent
-//! - `POST /sim/runner-groups` `{"org":"acme","id":7}`: a runner group for org-level JIT runners (1, the default group, always exists)
+//! - `POST /sim/runner-groups` `{"org":"acme","id":7,"visibility":"selected","allows_public_repositories":false,"repositories":["acme/ml"]}`:
+//!   make or change a runner group (1, the default group, always exists: visibility `all`, no public
+//!   repositories, as GitHub's); every field but `org` and `id` is optional and keeps what the group had.
+//!   An org runner takes only jobs of repositories its group serves; `GET /orgs/{org}/actions/runner-groups/{id}`
+//!   and `.../repositories` answer as GitHub's
+//! - `POST /sim/repos` also takes `"private":false` (a public repository; repositories are private by default),
+//!   `"in_installation":false` (the App is installed on selected repositories and this is not one: to the
+//!   installation it answers 404 as if it did not exist, and `GET /installation/repositories` says
+//!   `repository_selection: selected`) and `"lag_reads":{".cirun.yml":1}` (that many reads of a file answer 404
+//!   first, as right after a push)
+//! - Contents: a file over 1 MiB answers `403 too_large` with the default media type, `encoding: none` and no
+//!   content with `application/vnd.github.object+json`, the file with `application/vnd.github.raw+json`;
+//!   over 100 MiB, `403 too_large` whatever the media type
 //! - `POST /sim/limits` (keys combine):
 //!   - `{"jit_per_minute":180}` (`null`: off): over it the JIT endpoints answer 422
 //!     "Validation failed, or the endpoint has been spammed." (no advice);
@@ -106,7 +122,8 @@ use crate::github::webhook::sign;
 use crate::settings::Secret;
 use deliveries::Outcome;
 pub use world::{
-    Caller, CheckRun, Job, JobStatus, Runner, RunnerStatus, SecondaryLimit, Seen, WebhookFaults,
+    Caller, CheckRun, Job, JobStatus, Runner, RunnerGroup, RunnerStatus, SecondaryLimit, Seen,
+    WebhookFaults,
 };
 use world::{Delivery, Repo, World};
 
@@ -177,6 +194,21 @@ pub struct NewJob {
     pub actor: String,
     pub duration_ms: i64,
     pub conclusion: String,
+}
+
+impl NewJob {
+    /// As [`SimGithub::queue_job`] takes it, for a job on a default branch.
+    pub fn on(repo: &str, label: &str) -> NewJob {
+        NewJob {
+            repo: repo.to_string(),
+            labels: vec![label.to_string()],
+            head_sha: "8f3c1e2d".into(),
+            fork: false,
+            actor: "octocat".into(),
+            duration_ms: 600_000,
+            conclusion: "success".into(),
+        }
+    }
 }
 
 impl SimGithub {
@@ -393,6 +425,8 @@ impl SimGithub {
                 private: true,
                 files: Default::default(),
                 collaborators: Default::default(),
+                in_installation: true,
+                lagging: Default::default(),
             });
         repo.files.entry("main".into()).or_default().extend(on_main);
     }
@@ -422,11 +456,46 @@ impl SimGithub {
             .push(login.to_string());
     }
 
-    /// A runner group in an organization, besides the default group (1).
+    /// A runner group in an organization, besides the default group (1):
+    /// all the org's private repositories, as GitHub makes a new group.
     pub fn add_runner_group(&self, org: &str, id: i64) {
+        self.set_runner_group(org, RunnerGroup::new(id));
+    }
+
+    /// Make or change a runner group (the default group, 1, too): what an
+    /// org's owner sets in Settings → Actions → Runner groups.
+    pub fn set_runner_group(&self, org: &str, group: RunnerGroup) {
         let mut w = self.world();
         w.installation_of(org);
-        w.runner_groups.insert((org.to_string(), id));
+        w.runner_groups.insert((org.to_string(), group.id), group);
+    }
+
+    /// An org's runner group as it is now (the default group, 1, always).
+    pub fn runner_group(&self, org: &str, id: i64) -> Option<RunnerGroup> {
+        self.world().runner_group(org, id)
+    }
+
+    /// The next `reads` reads of a file answer 404, as right after a push
+    /// that has not reached every replica.
+    pub fn lag_file(&self, repo: &str, path: &str, reads: u32) {
+        if let Some(r) = self.world().repos.get_mut(repo) {
+            r.lagging.insert(path.to_string(), reads);
+        }
+    }
+
+    /// Leave a repository out of its owner's installation (installed on
+    /// selected repositories), or put it back.
+    pub fn set_in_installation(&self, repo: &str, included: bool) {
+        if let Some(r) = self.world().repos.get_mut(repo) {
+            r.in_installation = included;
+        }
+    }
+
+    /// Make a repository public (`false`) or private.
+    pub fn set_private(&self, repo: &str, private: bool) {
+        if let Some(r) = self.world().repos.get_mut(repo) {
+            r.private = private;
+        }
     }
 
     pub fn installation_of(&self, owner: &str) -> i64 {
@@ -510,12 +579,24 @@ impl SimGithub {
 
     /// Queue a job; its `queued` delivery waits in the outbox.
     pub fn queue_job(&self, j: NewJob) -> i64 {
-        self.queue_named_job(j, "gpu-job")
+        self.queue_job_in(j, None, "gpu-job")
     }
 
     /// Queue a job with this name (`workflow_job.name`: a matrix job's name
     /// carries its matrix values, `train (a100)`).
     pub fn queue_named_job(&self, j: NewJob, name: &str) -> i64 {
+        self.queue_job_in(j, None, name)
+    }
+
+    /// Queue a job that deploys to `environment`, which has required
+    /// reviewers: GitHub sends `queued` with status `waiting` and the
+    /// deployment, then `waiting`; no runner gets it until
+    /// [`SimGithub::approve`] (or [`SimGithub::reject`]).
+    pub fn queue_job_for_environment(&self, j: NewJob, environment: &str) -> i64 {
+        self.queue_job_in(j, Some(environment), "gpu-job")
+    }
+
+    fn queue_job_in(&self, j: NewJob, environment: Option<&str>, name: &str) -> i64 {
         let now = self.now();
         let mut w = self.world();
         let id = w.next_id() * 1000;
@@ -543,10 +624,43 @@ impl SimGithub {
                 created_ms: now,
                 started_ms: None,
                 completed_ms: None,
+                environment: None,
+                deployment_id: None,
             },
         );
+        if let Some(env) = environment {
+            let deployment = w.next_id();
+            if let Some(job) = w.jobs.get_mut(&id) {
+                job.status = JobStatus::Waiting;
+                job.environment = Some(env.to_string());
+                job.deployment_id = Some(deployment);
+            }
+        }
         w.announce(id, "queued");
+        if environment.is_some() {
+            w.announce(id, "waiting");
+        }
         id
+    }
+
+    /// A reviewer approves a waiting job's deployment: `queued` again, with
+    /// status `queued`, and runners may take it. False if it was not waiting.
+    pub fn approve(&self, job_id: i64) -> bool {
+        self.world().approve(job_id)
+    }
+
+    /// A reviewer rejects a waiting job's deployment: the job fails without
+    /// ever reaching a runner (`completed`, conclusion `failure`).
+    pub fn reject(&self, job_id: i64) -> bool {
+        let now = self.now();
+        let mut w = self.world();
+        if w.jobs
+            .get(&job_id)
+            .is_none_or(|j| j.status != JobStatus::Waiting)
+        {
+            return false;
+        }
+        w.complete(job_id, "failure", now)
     }
 
     /// Say which event triggered a job's run (a fork's is `pull_request`,

@@ -1,13 +1,14 @@
 //! The REST calls rigger makes with an installation token: repositories
-//! and their files, runners (JIT, downloads, removal), check runs, jobs and
-//! runs, teams and permissions.
+//! and their files (with the contents API's media types and 1 MB limit),
+//! runners (JIT, downloads, removal), organization runner groups, check
+//! runs, jobs and runs, teams and permissions.
 
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::http::{gh_error, json_response, paged, strings};
+use super::http::{gh_error, json_response, paged, paged_with, strings};
 use super::world::{self, CheckRun, Runner, RunnerStatus};
 use super::{SimGithub, runner};
 
@@ -16,6 +17,7 @@ use super::{SimGithub, runner};
 /// publishing the body; this is that sentence.
 pub(super) const SPAMMED: &str = "Validation failed, or the endpoint has been spammed.";
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn repo_api(
     sim: &SimGithub,
     inst: i64,
@@ -24,13 +26,17 @@ pub(super) fn repo_api(
     q: &dyn Fn(&str) -> Option<String>,
     body: &Value,
     now: i64,
+    accept: &str,
 ) -> Response {
     let api = sim.public_url();
     let mut w = sim.world();
     if let ["repos", o, r, ..] = seg {
         let full = format!("{o}/{r}");
         match w.repos.get(&full) {
-            Some(repo) if repo.installation == inst && !w.removed_repos.contains(&full) => {}
+            Some(repo)
+                if repo.installation == inst
+                    && repo.in_installation
+                    && !w.removed_repos.contains(&full) => {}
             _ => return gh_error(StatusCode::NOT_FOUND, "Not Found"),
         }
     }
@@ -39,10 +45,25 @@ pub(super) fn repo_api(
             let repos: Vec<Value> = w
                 .repos
                 .values()
-                .filter(|r| r.installation == inst && !w.removed_repos.contains(&r.full_name))
+                .filter(|r| {
+                    r.installation == inst && r.in_installation && !w.removed_repos.contains(&r.full_name)
+                })
                 .map(|r| world::repo_json(r, &api))
                 .collect();
-            paged(&api, "/installation/repositories", q, "repositories", repos)
+            let selected = w
+                .repos
+                .values()
+                .any(|r| r.installation == inst && !r.in_installation);
+            // Whether the installation covers all its account's repositories.
+            let selection = if selected { "selected" } else { "all" };
+            paged_with(
+                &api,
+                "/installation/repositories",
+                q,
+                "repositories",
+                repos,
+                json!({"repository_selection": selection}),
+            )
         }
         (&Method::GET, ["repos", o, r]) => {
             let full = format!("{o}/{r}");
@@ -53,33 +74,56 @@ pub(super) fn repo_api(
         }
         (&Method::GET, ["repos", o, r, "contents", path @ ..]) => {
             let full = format!("{o}/{r}");
-            match w.file(&full, &path.join("/"), q("ref").as_deref()) {
-                Some(text) => {
-                    // Base64 in 60-character lines, as GitHub sends it.
-                    let b64 = base64::engine::general_purpose::STANDARD.encode(text);
-                    let wrapped: Vec<&str> = b64
-                        .as_bytes()
-                        .chunks(60)
-                        .map(|c| std::str::from_utf8(c).unwrap_or_default())
-                        .collect();
-                    let p = path.join("/");
-                    let sha = world::blob_sha(text);
-                    let url = format!("{api}/repos/{full}/contents/{p}");
-                    let git = format!("{api}/repos/{full}/git/blobs/{sha}");
-                    let html = format!(
-                        "https://github.com/{full}/blob/{}/{p}",
-                        q("ref").unwrap_or_default()
-                    );
-                    json_response(
-                        StatusCode::OK,
-                        json!({"type": "file", "encoding": "base64", "name": path.last(), "path": p,
-                               "sha": sha, "size": text.len(), "url": url, "git_url": git, "html_url": html,
-                               "download_url": null, "content": wrapped.join("\n") + "\n",
-                               "_links": {"self": url, "git": git, "html": html}}),
-                    )
-                }
-                None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
+            let p = path.join("/");
+            if let Some(left) = w
+                .repos
+                .get_mut(&full)
+                .and_then(|x| x.lagging.get_mut(&p))
+                .filter(|n| **n > 0)
+            {
+                *left -= 1;
+                return gh_error(StatusCode::NOT_FOUND, "Not Found");
             }
+            let Some(text) = w.file(&full, &p, q("ref").as_deref()) else {
+                return gh_error(StatusCode::NOT_FOUND, "Not Found");
+            };
+            let raw = accept.contains("vnd.github.raw") || accept.contains("vnd.github.v3.raw");
+            let object = accept.contains("vnd.github.object");
+            if text.len() > world::CONTENTS_MAX_BYTES
+                || (text.len() > world::CONTENTS_LIMIT_BYTES && !raw && !object)
+            {
+                return too_large();
+            }
+            if raw {
+                return (StatusCode::OK, text.clone()).into_response();
+            }
+            let sha = world::blob_sha(text);
+            let url = format!("{api}/repos/{full}/contents/{p}");
+            let git = format!("{api}/repos/{full}/git/blobs/{sha}");
+            let html = format!(
+                "https://github.com/{full}/blob/{}/{p}",
+                q("ref").unwrap_or_default()
+            );
+            // Base64 in 60-character lines, as GitHub sends it; nothing for
+            // a file over the limit (the `object` media type).
+            let (encoding, content) = if text.len() > world::CONTENTS_LIMIT_BYTES {
+                ("none", String::new())
+            } else {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(text);
+                let wrapped: Vec<&str> = b64
+                    .as_bytes()
+                    .chunks(60)
+                    .map(|c| std::str::from_utf8(c).unwrap_or_default())
+                    .collect();
+                ("base64", wrapped.join("\n") + "\n")
+            };
+            json_response(
+                StatusCode::OK,
+                json!({"type": "file", "encoding": encoding, "name": path.last(), "path": p,
+                       "sha": sha, "size": text.len(), "url": url, "git_url": git, "html_url": html,
+                       "download_url": null, "content": content,
+                       "_links": {"self": url, "git": git, "html": html}}),
+            )
         }
         (
             &Method::POST,
@@ -111,7 +155,7 @@ pub(super) fn repo_api(
                 // Organizations have the default group (1) and those made
                 // with `POST /sim/runner-groups`.
                 let group = body["runner_group_id"].as_i64().unwrap_or(0);
-                if group != 1 && !w.runner_groups.contains(&(full.clone(), group)) {
+                if w.runner_group(&full, group).is_none() {
                     return gh_error(StatusCode::NOT_FOUND, "Runner group not found");
                 }
             } else if body["runner_group_id"].as_i64() != Some(1) {
@@ -167,6 +211,36 @@ pub(super) fn repo_api(
                 StatusCode::CREATED,
                 json!({"runner": {"id": id, "runner_group_id": body["runner_group_id"], "name": name, "os": "unknown", "status": "offline", "busy": false, "labels": label_objs},
                        "encoded_jit_config": jit}),
+            )
+        }
+        (&Method::GET, ["orgs", org, "actions", "runner-groups", id, rest @ ..])
+            if rest.is_empty() || rest == ["repositories"] =>
+        {
+            if w.org_installations.get(&inst).is_none_or(|o| o != org) {
+                return gh_error(StatusCode::NOT_FOUND, "Not Found");
+            }
+            let Some(group) = id
+                .parse::<i64>()
+                .ok()
+                .and_then(|id| w.runner_group(org, id))
+            else {
+                return gh_error(StatusCode::NOT_FOUND, "Not Found");
+            };
+            if rest.is_empty() {
+                return json_response(StatusCode::OK, group.json(org, &api));
+            }
+            let repos: Vec<Value> = group
+                .selected
+                .iter()
+                .filter_map(|r| w.repos.get(r))
+                .map(|r| world::repo_json(r, &api))
+                .collect();
+            paged(
+                &api,
+                &format!("/orgs/{org}/actions/runner-groups/{id}/repositories"),
+                q,
+                "repositories",
+                repos,
             )
         }
         (&Method::GET, ["repos", _, _, "actions", "runners", "downloads"]) => json_response(
@@ -401,4 +475,18 @@ pub(super) fn repo_api(
         }
         _ => gh_error(StatusCode::NOT_FOUND, "Not Found"),
     }
+}
+
+/// What the contents API answers for a file it does not serve with the
+/// media type asked for.
+fn too_large() -> Response {
+    json_response(
+        StatusCode::FORBIDDEN,
+        json!({
+            "message": "This API returns blobs up to 1 MB in size. The requested blob is too large to fetch via the API, but you can use the Git Data API to request blobs up to 100 MB in size.",
+            "errors": [{"resource": "Blob", "field": "data", "code": "too_large"}],
+            "documentation_url": "https://docs.github.com/rest/repos/contents#get-repository-content",
+            "status": "403",
+        }),
+    )
 }

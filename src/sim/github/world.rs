@@ -30,7 +30,21 @@ pub struct Repo {
     pub files: BTreeMap<String, BTreeMap<String, String>>,
     /// `login → role` (admin, maintain, write, triage, read).
     pub collaborators: BTreeMap<String, String>,
+    /// Whether the App's installation covers it (an installation on
+    /// selected repositories may leave some of its account's out: to the
+    /// installation those answer 404, as if they did not exist).
+    pub in_installation: bool,
+    /// `path → reads` answered 404 before the file is seen: a push not yet
+    /// on every replica.
+    #[serde(skip)]
+    pub lagging: BTreeMap<String, u32>,
 }
+
+/// The largest file the contents API hands over with its default media
+/// type ("1 MB"); up to 100 MB only `raw` (or `object`, without content).
+pub const CONTENTS_LIMIT_BYTES: usize = 1024 * 1024;
+/// Past this, the contents API does not serve a file at all.
+pub const CONTENTS_MAX_BYTES: usize = 100 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -66,6 +80,8 @@ pub const EPHEMERAL_UNCONNECTED_MS: i64 = 24 * 3_600_000;
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
+    /// Held for its deployment's approval: no runner gets it.
+    Waiting,
     InProgress,
     Completed,
 }
@@ -95,6 +111,11 @@ pub struct Job {
     pub created_ms: i64,
     pub started_ms: Option<i64>,
     pub completed_ms: Option<i64>,
+    /// The environment it deploys to, with required reviewers: it waits
+    /// for an approval, and its `queued` names its deployment.
+    pub environment: Option<String>,
+    /// The deployment GitHub made for it (with `environment`).
+    pub deployment_id: Option<i64>,
 }
 
 /// A check run as GitHub keeps it. GitHub shows, for each name on a
@@ -221,6 +242,69 @@ pub struct Seen {
 /// The most requests kept in [`World::seen`] (the oldest are dropped).
 pub const SEEN_KEPT: usize = 200_000;
 
+/// An organization's runner group: which repositories its runners serve.
+/// GitHub's default group (1) serves all the org's repositories but, as any
+/// new group, no public one until the org allows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunnerGroup {
+    pub id: i64,
+    pub name: String,
+    /// `all`, `selected` (the repositories in `selected`) or `private`.
+    pub visibility: String,
+    pub allows_public_repositories: bool,
+    /// `owner/name` of the repositories a `selected` group serves.
+    pub selected: std::collections::BTreeSet<String>,
+}
+
+impl RunnerGroup {
+    pub fn new(id: i64) -> RunnerGroup {
+        RunnerGroup {
+            id,
+            name: if id == 1 {
+                "Default".into()
+            } else {
+                format!("group-{id}")
+            },
+            visibility: "all".into(),
+            allows_public_repositories: false,
+            selected: Default::default(),
+        }
+    }
+
+    /// Whether its runners may take a job of this repository.
+    pub fn serves(&self, repo: &Repo) -> bool {
+        let listed = match self.visibility.as_str() {
+            "selected" => self.selected.contains(&repo.full_name),
+            _ => true,
+        };
+        let public_ok = repo.private || self.allows_public_repositories;
+        let private_only = self.visibility == "private" && !repo.private;
+        listed && public_ok && !private_only
+    }
+
+    /// As `GET /orgs/{org}/actions/runner-groups/{id}` answers.
+    pub fn json(&self, org: &str, api: &str) -> Value {
+        let base = format!("{api}/orgs/{org}/actions/runner-groups/{}", self.id);
+        let mut v = json!({
+            "id": self.id,
+            "name": self.name,
+            "visibility": self.visibility,
+            "default": self.id == 1,
+            "runners_url": format!("{base}/runners"),
+            "hosted_runners_url": format!("{base}/hosted-runners"),
+            "inherited": false,
+            "allows_public_repositories": self.allows_public_repositories,
+            "restricted_to_workflows": false,
+            "selected_workflows": [],
+            "workflow_restrictions_read_only": false,
+        });
+        if self.visibility == "selected" {
+            v["selected_repositories_url"] = format!("{base}/repositories").into();
+        }
+        v
+    }
+}
+
 /// A delivery waiting to be sent.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -285,8 +369,9 @@ pub struct World {
     pub check_runs: BTreeMap<i64, CheckRun>,
     /// `org/team → members`.
     pub teams: BTreeMap<String, Vec<String>>,
-    /// `(org, id)` of runner groups besides the default group (1).
-    pub runner_groups: std::collections::BTreeSet<(String, i64)>,
+    /// `(org, id)` → runner group; an org's default group (1) is as
+    /// [`RunnerGroup::new`] makes it unless set here.
+    pub runner_groups: BTreeMap<(String, i64), RunnerGroup>,
     pub outbox: Vec<Delivery>,
     /// Every delivery attempt, as `GET /app/hook/deliveries` lists them.
     pub attempts: Vec<super::deliveries::Attempt>,
@@ -501,19 +586,36 @@ impl World {
             .retain(|_, r| r.redeemed || now_ms - r.registered_ms <= EPHEMERAL_UNCONNECTED_MS);
     }
 
+    /// An org's runner group, the default group (1) included.
+    pub fn runner_group(&self, org: &str, id: i64) -> Option<RunnerGroup> {
+        match self.runner_groups.get(&(org.to_string(), id)) {
+            Some(g) => Some(g.clone()),
+            None => (id == 1).then(|| RunnerGroup::new(1)),
+        }
+    }
+
     /// GitHub's rule: an idle online runner takes a queued job whose labels
-    /// are all among the runner's (the oldest such job first).
+    /// are all among the runner's (the oldest such job first). An org
+    /// runner takes only jobs of repositories its runner group serves.
     pub fn take_job(&mut self, runner_id: i64, now_ms: i64) -> Option<i64> {
         let runner = self.runners.get(&runner_id)?;
         if runner.status != RunnerStatus::Online || runner.busy {
             return None;
         }
+        let group = (!runner.repo.contains('/'))
+            .then(|| self.runner_group(&runner.repo, runner.group_id))
+            .flatten();
         let job_id = self
             .jobs
             .values()
             .filter(|j| {
                 let owner = j.repo.split('/').next().unwrap_or_default();
                 j.status == JobStatus::Queued && (j.repo == runner.repo || owner == runner.repo)
+            })
+            .filter(|j| match (&group, self.repos.get(&j.repo)) {
+                (Some(g), Some(repo)) => g.serves(repo),
+                (Some(_), None) => false,
+                (None, _) => true,
             })
             .filter(|j| {
                 j.labels
@@ -535,6 +637,17 @@ impl World {
         }
         self.announce(job_id, "in_progress");
         Some(job_id)
+    }
+
+    /// A reviewer approves the deployment of a waiting job: GitHub queues it
+    /// for a runner and says so with `queued`, now with status `queued`.
+    pub fn approve(&mut self, job_id: i64) -> bool {
+        match self.jobs.get_mut(&job_id) {
+            Some(j) if j.status == JobStatus::Waiting => j.status = JobStatus::Queued,
+            _ => return false,
+        }
+        self.announce(job_id, "queued");
+        true
     }
 
     /// End a job; its JIT runner is removed, as GitHub removes JIT runners
@@ -576,6 +689,7 @@ const CREATED: &str = "2024-01-15T09:30:00Z";
 fn job_status(job: &Job) -> &'static str {
     match job.status {
         JobStatus::Queued => "queued",
+        JobStatus::Waiting => "waiting",
         JobStatus::InProgress => "in_progress",
         JobStatus::Completed => "completed",
     }
@@ -628,17 +742,51 @@ pub fn job_payload(job: &Job, action: &str, repo: Option<&Repo>) -> Value {
                 private: true,
                 files: Default::default(),
                 collaborators: Default::default(),
+                in_installation: true,
+                lagging: Default::default(),
             };
             &unknown
         }
     };
-    json!({
+    let mut payload = json!({
         "action": action,
         "workflow_job": job_json(job, WEBHOOK_API),
         "repository": repo_json(repo, WEBHOOK_API),
         "organization": org_json(owner, repo.installation, WEBHOOK_API),
         "sender": user_json(&job.actor, WEBHOOK_API),
         "installation": {"id": repo.installation, "node_id": format!("MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9u{}", repo.installation)},
+    });
+    // A job naming an environment: its `queued` deliveries carry the
+    // deployment GitHub made for it; GitHub's `waiting` example has none.
+    if let (Some(env), Some(id), "queued") = (&job.environment, job.deployment_id, action) {
+        payload["deployment"] = deployment_json(job, env, id, &format!("{WEBHOOK_API}/repos/{}", job.repo));
+    }
+    payload
+}
+
+/// The deployment of a job that names an environment, as webhooks carry it.
+fn deployment_json(job: &Job, env: &str, id: i64, api: &str) -> Value {
+    let mut creator = account_json(&job.actor, 1, "https://api.github.com");
+    creator["type"] = "User".into();
+    json!({
+        "url": format!("{api}/deployments/{id}"),
+        "id": id,
+        "node_id": format!("DE_{id}"),
+        "task": "deploy",
+        "original_environment": env,
+        "environment": env,
+        "description": null,
+        "created_at": iso(job.created_ms),
+        "updated_at": iso(job.created_ms),
+        "statuses_url": format!("{api}/deployments/{id}/statuses"),
+        "repository_url": api,
+        "creator": creator,
+        "sha": job.head_sha,
+        "ref": job.head_branch,
+        "payload": {},
+        "transient_environment": false,
+        "production_environment": false,
+        "performed_via_github_app": null,
     })
 }
 
@@ -874,6 +1022,8 @@ pub fn workflow_run_json(job: &Job, repo: &Repo, api: &str) -> Value {
                 private: repo.private,
                 files: Default::default(),
                 collaborators: Default::default(),
+                in_installation: false,
+                lagging: Default::default(),
             },
             api,
         );
