@@ -15,8 +15,10 @@
 //!
 //! Runner side (what a runner uses, authenticated by its JIT config):
 //! - `GET /_runner/download/actions-runner-linux-{x64,arm64}-{version}.tar.gz`:
-//!   the simulated runner release (`runner::tarball`), whose checksum
-//!   `GET /repos/{o}/{r}/actions/runners/downloads` lists
+//!   the simulated runner releases (`releases.rs`): the current one
+//!   (`releases::CURRENT`), which the runner downloads lists name, and an
+//!   older one (`releases::PREVIOUS`), found by
+//!   `GET /repos/actions/runner/releases/tags/v{version}`
 //! - `POST /_runner/connect` `{"jit_config":"…"}` → the runner comes online (single use)
 //! - `POST /_runner/{id}/next` → `{"job":{…}}` or `{"job":null}`
 //! - `POST /_runner/{id}/finish` `{"job_id":…,"conclusion":"success"}`
@@ -24,10 +26,12 @@
 //! Here: the simulator and the calls tests make on it; `http.rs` routes,
 //! authenticates and serves the App API; `rest.rs` the installation calls;
 //! `control.rs` `/sim` and `/_runner`; `world.rs` the state; `runner.rs` the
-//! runner release.
+//! simulated runner and what GitHub checks of a JIT runner; `releases.rs`
+//! the runner releases and their lookups.
 
 mod control;
 mod http;
+pub mod releases;
 mod rest;
 pub mod runner;
 pub mod world;
@@ -89,7 +93,7 @@ struct Inner {
     public_url: Mutex<String>,
     /// Real seconds a simulated runner spends per simulated second of job.
     runner_time_scale: Mutex<f64>,
-    tarball: (Vec<u8>, String),
+    releases: Mutex<releases::Releases>,
 }
 
 #[derive(Clone)]
@@ -134,7 +138,7 @@ impl SimGithub {
             http: reqwest::Client::new(),
             public_url: Mutex::new("http://127.0.0.1".into()),
             runner_time_scale: Mutex::new(0.0),
-            tarball: runner::tarball(),
+            releases: Mutex::default(),
         })))
     }
 
@@ -177,18 +181,6 @@ impl SimGithub {
             .runner_time_scale
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = scale;
-    }
-
-    /// The runner release's URL template for rigger's `runner.url_template`,
-    /// and its SHA-256 for `runner.sha256.x64`.
-    pub fn runner_release(&self) -> (String, String) {
-        (
-            format!(
-                "{}/_runner/download/actions-runner-linux-{{arch}}-{{version}}.tar.gz",
-                self.public_url()
-            ),
-            self.0.tarball.1.clone(),
-        )
     }
 
     pub fn set_webhook_url(&self, url: Option<String>) {

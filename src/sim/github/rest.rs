@@ -1,6 +1,6 @@
 //! The REST calls rigger makes with an installation token: repositories
-//! and their files, runners (JIT, downloads, removal), check runs, jobs and
-//! runs, teams and permissions.
+//! and their files, runners (JIT, removal; the runner releases are
+//! `releases.rs`'s), check runs, jobs and runs, teams and permissions.
 
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::http::{gh_error, json_response, paged, strings};
 use super::world::{self, CheckRun, Runner, RunnerStatus};
-use super::{SimGithub, runner};
+use super::{SimGithub, releases, runner};
 
 pub(super) fn repo_api(
     sim: &SimGithub,
@@ -20,6 +20,9 @@ pub(super) fn repo_api(
     body: &Value,
     now: i64,
 ) -> Response {
+    if let Some(answer) = releases::route(sim, inst, method, seg) {
+        return answer;
+    }
     let api = sim.public_url();
     let mut w = sim.world();
     if let ["repos", o, r, ..] = seg {
@@ -88,8 +91,14 @@ pub(super) fn repo_api(
         ) if scope.len() == if *kind == "repos" { 2 } else { 1 } => {
             let name = body["name"].as_str().unwrap_or_default().to_string();
             let labels = strings(&body["labels"]);
-            if name.is_empty()
-                || labels.is_empty()
+            if let Some(why) = runner::name_problem(&name) {
+                return json_response(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({"message": "Validation Failed", "errors": [why],
+                           "documentation_url": "https://docs.github.com/rest/actions/self-hosted-runners#create-configuration-for-a-just-in-time-runner-for-a-repository"}),
+                );
+            }
+            if labels.is_empty()
                 || labels.len() > 100
                 || body["runner_group_id"].as_i64().is_none()
             {
@@ -138,8 +147,7 @@ pub(super) fn repo_api(
             let token = w.token("jit_");
             let jit = base64::engine::general_purpose::STANDARD
                 .encode(json!({"url": sim.public_url(), "token": token}).to_string());
-            let mut all_labels = vec!["self-hosted".to_string(), "Linux".into(), "X64".into()];
-            all_labels.extend(labels.iter().cloned());
+            let all_labels = runner::jit_labels(&labels);
             w.secrets_issued.push(jit.clone());
             w.runners.insert(
                 id,
@@ -167,10 +175,6 @@ pub(super) fn repo_api(
                        "encoded_jit_config": jit}),
             )
         }
-        (&Method::GET, ["repos", _, _, "actions", "runners", "downloads"]) => json_response(
-            StatusCode::OK,
-            runner::downloads(&sim.public_url(), &sim.0.tarball.1),
-        ),
         (&Method::GET, [kind @ ("repos" | "orgs"), scope @ .., "actions", "runners"])
             if scope.len() == if *kind == "repos" { 2 } else { 1 } =>
         {
