@@ -9,7 +9,7 @@ use rigger::config::model::VastRunner;
 use rigger::engine::Engine;
 use rigger::engine::ports::{
     CheckRun, Cloud, CloudError, ConfigFiles, Github, GithubError, JitRunner, LaunchSpec,
-    ManualClock, OfferSearch, RepoRef, RunOrigin,
+    ManualClock, OfferSearch, RepoRef, RunOrigin, RunnerArch, RunnerRelease,
 };
 use rigger::engine::reconcile::{CloudView, GithubJobStatus, GithubJobView, RunnerView};
 use rigger::metrics::Metrics;
@@ -128,12 +128,12 @@ impl Github for ClosedGithub {
         Ok(None)
     }
 
-    async fn runner_download_sha256(
+    async fn runner_release(
         &self,
         _: &RepoRef,
-        _: &str,
-        _: &str,
-    ) -> Result<Option<String>, GithubError> {
+        _: RunnerArch,
+        _: Option<&str>,
+    ) -> Result<Option<RunnerRelease>, GithubError> {
         Ok(None)
     }
 }

@@ -35,8 +35,9 @@ pub struct BootstrapSpec {
     pub vm: bool,
     /// Base URL of Vast.ai's API, for the self-destroy call.
     pub vast_url: String,
-    /// The runner release; the machine fills in `{arch}` (`x64`, `arm64`)
-    /// from `uname -m`.
+    /// The runner release file for `runner_arch`, as rigger's lookup named
+    /// it (GitHub's URL, or `runner.url_template`'s mirror). An `{arch}` left
+    /// in it is filled in from `uname -m`.
     pub runner_url: String,
     /// The architecture the runner was registered for (its labels say so):
     /// a machine of another one fails fast rather than run under false labels.

@@ -3,4 +3,5 @@
 pub mod app;
 pub mod client;
 pub mod http;
+pub mod release;
 pub mod webhook;

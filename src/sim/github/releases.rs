@@ -178,12 +178,10 @@ pub(super) fn route(sim: &SimGithub, inst: i64, method: &Method, seg: &[&str]) -
     match seg {
         ["repos", "actions", "runner", "releases", "tags", tag] => {
             let releases = sim.releases();
-            Some(
-                match tag.strip_prefix('v').and_then(|v| releases.get(v)) {
-                    Some(r) => json_response(StatusCode::OK, release_json(&api, r)),
-                    None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
-                },
-            )
+            Some(match tag.strip_prefix('v').and_then(|v| releases.get(v)) {
+                Some(r) => json_response(StatusCode::OK, release_json(&api, r)),
+                None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
+            })
         }
         ["repos", o, r, "actions", "runners", "downloads"] => {
             let theirs = sim
@@ -221,8 +219,7 @@ pub(super) fn route(sim: &SimGithub, inst: i64, method: &Method, seg: &[&str]) -
 
 /// `GET /_runner/download/{file}`: a release's tarball.
 pub(super) fn download(sim: &SimGithub, file: &str) -> Response {
-    *sim
-        .world()
+    *sim.world()
         .requests
         .entry(format!("GET /_runner/download/{file}"))
         .or_default() += 1;
@@ -258,10 +255,7 @@ mod tests {
         assert_eq!(list[0]["sha256_checksum"], new.sha256.as_str());
         let rel = release_json("http://gh", old);
         assert_eq!(rel["tag_name"], format!("v{PREVIOUS}"));
-        assert_eq!(
-            rel["assets"][0]["digest"],
-            format!("sha256:{}", old.sha256)
-        );
+        assert_eq!(rel["assets"][0]["digest"], format!("sha256:{}", old.sha256));
         assert_eq!(
             rel["assets"][0]["browser_download_url"],
             format!("http://gh/_runner/download/{}", file_name("x64", PREVIOUS))

@@ -98,9 +98,7 @@ pub(super) fn repo_api(
                            "documentation_url": "https://docs.github.com/rest/actions/self-hosted-runners#create-configuration-for-a-just-in-time-runner-for-a-repository"}),
                 );
             }
-            if labels.is_empty()
-                || labels.len() > 100
-                || body["runner_group_id"].as_i64().is_none()
+            if labels.is_empty() || labels.len() > 100 || body["runner_group_id"].as_i64().is_none()
             {
                 return gh_error(
                     StatusCode::UNPROCESSABLE_ENTITY,

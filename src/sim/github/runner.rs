@@ -190,7 +190,11 @@ mod tests {
             s(&["self-hosted", "Linux", "ARM64", "cirun-gh200"])
         );
         assert_eq!(name_problem(&"r".repeat(64)), None);
-        assert!(name_problem(&"r".repeat(65)).unwrap().contains("maximum is 64"));
+        assert!(
+            name_problem(&"r".repeat(65))
+                .unwrap()
+                .contains("maximum is 64")
+        );
     }
 
     #[test]
@@ -210,7 +214,10 @@ mod tests {
             .unwrap();
         assert!(ok.success());
         let run_sh = std::fs::read_to_string(dir.join("run.sh")).unwrap();
-        assert!(run_sh.contains("simulated actions/runner 2.331.0"), "{run_sh}");
+        assert!(
+            run_sh.contains("simulated actions/runner 2.331.0"),
+            "{run_sh}"
+        );
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.join("run.sh"))
             .unwrap()
