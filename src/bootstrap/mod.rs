@@ -6,7 +6,9 @@
 //! else travels in `RIGGER_*` environment variables: the bootstrap script
 //! itself (`bootstrap.sh`, base64), the JIT config, setup info and the
 //! callback token, each long value split into `NAME_0`, `NAME_1`, … and
-//! joined on the machine.
+//! joined on the machine. The script reports a runner that exits without
+//! having taken a job (its job-started hook leaves a marker) as a failed
+//! boot: the real `run.sh` exits 0 when its listener fails.
 
 use std::collections::BTreeMap;
 use std::fmt;
