@@ -134,8 +134,8 @@ pub struct Timeouts {
 pub enum RunnerVersion {
     /// `latest` (the default): the release GitHub's runner downloads list
     /// names, with the URL and SHA-256 it gives. GitHub lists only its
-    /// current release, and a runner older than that updates itself on
-    /// connect once it is 30 days behind.
+    /// current release; it tells an older runner to update itself when it
+    /// connects, and gives no jobs to one 30 days behind a release.
     Current,
     /// This release (`2.330.0`), verified by the SHA-256 GitHub computed
     /// for the release asset (its `digest`) or by `runner.sha256`.
@@ -661,8 +661,6 @@ fn overlay_env(
 pub const RUNNER_VERSION_LATEST: &str = "latest";
 /// Where images that ship a runner usually have it (`/actions-runner/run.sh`).
 pub const RUNNER_PREINSTALLED_PATH: &str = "/actions-runner";
-/// Where GitHub publishes a release's files: the pattern a mirror copies.
-pub const RUNNER_URL_TEMPLATE: &str = "https://github.com/actions/runner/releases/download/v{version}/actions-runner-linux-{arch}-{version}.tar.gz";
 
 /// The file's shape, and where each of its values came from.
 struct Parsed {
