@@ -240,6 +240,26 @@ async fn organization_runners_read_the_organizations_downloads_list() {
 }
 
 #[tokio::test]
+async fn without_administration_repository_runners_wait_saying_which_permission() {
+    let s = Story::begin("release-no-admin").await;
+    s.github.without_administration("acme");
+    let job = s.a_job_is_queued("cirun-gpu--906");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    assert_eq!(s.instances_created(), 0);
+    let row = s.engine.store.job(job).await.unwrap().unwrap();
+    assert_eq!(row.state, JobState::Queued, "retried, not failed: {row:?}");
+    let reason = row.reason.unwrap_or_default();
+    assert!(
+        reason.contains("Resource not accessible by integration")
+            && reason.contains("Administration: read")
+            && reason.contains("github.runner_scope = \"organization\""),
+        "{reason}"
+    );
+    s.nothing_leaked().await;
+}
+
+#[tokio::test]
 async fn a_pinned_release_github_does_not_have_fails_the_job_saying_what_to_change() {
     let s = Story::begin_with("release-unknown", &[("RIGGER_RUNNER_VERSION", "2.999.0")]).await;
     let job = s.a_job_is_queued("cirun-gpu--905");

@@ -190,7 +190,14 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 ));
             }
             Err(e) => {
-                let why = format!("cannot look up the runner release on GitHub: {e}");
+                let mut why = format!("cannot look up the runner release on GitHub: {e}");
+                if matches!(e, GithubError::Refused(_)) {
+                    why.push_str(
+                        " (the runner downloads list needs the App's Administration: read permission on \
+                         the repository, or Self-hosted runners: read on the organization with \
+                         github.runner_scope = \"organization\"; or pin runner.version)",
+                    );
+                }
                 return Ok(self.github_retry(&e, why));
             }
         };
