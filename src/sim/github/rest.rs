@@ -165,7 +165,7 @@ pub(super) fn repo_api(
             let label_objs: Vec<Value> = all_labels
                 .iter()
                 .enumerate()
-                .map(|(i, l)| json!({"id": i + 1, "name": l, "type": if i < 3 { "read-only" } else { "custom" }}))
+                .map(|(i, l)| json!({"id": i + 1, "name": l, "type": runner::label_type(l)}))
                 .collect();
             json_response(
                 StatusCode::CREATED,

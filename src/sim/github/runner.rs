@@ -5,8 +5,8 @@
 //! Built in memory (ustar inside a gzip of stored deflate blocks), with a
 //! real SHA-256, so the bootstrap script downloads, verifies and unpacks it
 //! as it would the real one; each release (`releases.rs`) has its own.
-//! Also here: what generate-jitconfig checks of a runner and the labels
-//! GitHub gives it.
+//! Also here: what generate-jitconfig checks of a runner, and the labels
+//! (and label types) GitHub gives it.
 
 use sha2::{Digest, Sha256};
 
@@ -68,20 +68,38 @@ pub fn name_problem(name: &str) -> Option<String> {
     }
 }
 
-/// The labels a JIT runner gets: GitHub's read-only `self-hosted`, OS and
-/// architecture labels (as actions/runner names them: `Linux`, `X64` or
-/// `ARM64`), then the registration's own, without repeating one (labels
-/// compare without case). GitHub takes the OS and architecture from the
-/// runner; this runner is a shell script that runs anywhere, so the
-/// architecture is the one the registration names (`arm64`), else `X64`.
-/// The first three are the read-only ones.
-pub fn jit_labels(custom: &[String]) -> Vec<String> {
-    let arm = custom
-        .iter()
-        .any(|l| l.eq_ignore_ascii_case("arm64") || l.eq_ignore_ascii_case("aarch64"));
-    let arch = if arm { "ARM64" } else { "X64" };
-    let mut all = vec!["self-hosted".to_string(), "Linux".into(), arch.into()];
-    for l in custom {
+/// Labels GitHub itself gives runners (`self-hosted`, the OS and the
+/// architecture, as actions/runner names them): read-only on a runner.
+const SYSTEM_LABELS: [&str; 8] = [
+    "self-hosted",
+    "Linux",
+    "Windows",
+    "macOS",
+    "X64",
+    "X86",
+    "ARM",
+    "ARM64",
+];
+
+/// A runner label's type as GitHub lists it: `read-only` for the system
+/// labels, `custom` for the rest.
+pub fn label_type(label: &str) -> &'static str {
+    if SYSTEM_LABELS.iter().any(|s| s.eq_ignore_ascii_case(label)) {
+        "read-only"
+    } else {
+        "custom"
+    }
+}
+
+/// The labels a JIT runner gets: those of the registration, once each
+/// (labels compare without case), and nothing else. GitHub's documented
+/// example registers `["self-hosted","X64","macOS","no-gpu"]` and answers
+/// with those four, the first three read-only: it adds no architecture of
+/// its own (the runner never runs config.sh, which would add it), so an
+/// arm64 registration has no `X64`.
+pub fn jit_labels(registered: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = Vec::new();
+    for l in registered {
         if !all.iter().any(|a| a.eq_ignore_ascii_case(l)) {
             all.push(l.clone());
         }
@@ -182,13 +200,16 @@ mod tests {
     fn jit_runners_get_the_architecture_they_run_on() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            jit_labels(&s(&["self-hosted", "linux", "x64", "cirun-gpu"])),
-            s(&["self-hosted", "Linux", "X64", "cirun-gpu"])
+            jit_labels(&s(&["self-hosted", "linux", "x64", "cirun-gpu", "X64"])),
+            s(&["self-hosted", "linux", "x64", "cirun-gpu"])
         );
-        assert_eq!(
-            jit_labels(&s(&["self-hosted", "linux", "arm64", "cirun-gh200"])),
-            s(&["self-hosted", "Linux", "ARM64", "cirun-gh200"])
+        let arm = jit_labels(&s(&["self-hosted", "linux", "arm64", "cirun-gh200"]));
+        assert!(
+            !arm.iter().any(|l| l.eq_ignore_ascii_case("x64")),
+            "{arm:?}"
         );
+        let types: Vec<&str> = arm.iter().map(|l| label_type(l)).collect();
+        assert_eq!(types, ["read-only", "read-only", "read-only", "custom"]);
         assert_eq!(name_problem(&"r".repeat(64)), None);
         assert!(
             name_problem(&"r".repeat(65))

@@ -392,7 +392,7 @@ pub fn runner_json(x: &Runner) -> Value {
         "labels": x.labels.iter().enumerate().map(|(i, l)| json!({
             "id": i + 1,
             "name": l,
-            "type": if i < 3 { "read-only" } else { "custom" },
+            "type": super::runner::label_type(l),
         })).collect::<Vec<_>>(),
     })
 }
