@@ -336,7 +336,6 @@ async fn memory() {
     let rigger_url = format!("http://127.0.0.1:{port}");
     let key = dir.join("app.pem");
     std::fs::write(&key, github.private_key_pem().expose()).unwrap();
-    let (runner_url, runner_sha) = github.runner_release();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rigger"))
         .arg("serve")
         .env_clear()
@@ -354,11 +353,6 @@ async fn memory() {
         .env("RIGGER_GITHUB_API_URL", github.public_url())
         .env("RIGGER_VAST_API_KEY", "sim-vast-key")
         .env("RIGGER_VAST_API_URL", &vast_url)
-        .env("RIGGER_RUNNER_URL_TEMPLATE", runner_url)
-        .env(
-            "RIGGER_RUNNER_SHA256",
-            format!("{{ x64 = \"{runner_sha}\" }}"),
-        )
         .envs(NO_LIMITS.iter().copied())
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)

@@ -133,13 +133,27 @@ pub struct Timeouts {
     pub queue: Duration,
 }
 
+/// Which actions/runner release the machines run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunnerVersion {
+    /// `latest` (the default): the release GitHub's runner downloads list
+    /// names, with the URL and SHA-256 it gives. GitHub lists only its
+    /// current release; it tells an older runner to update itself when it
+    /// connects, and gives no jobs to one 30 days behind a release.
+    Current,
+    /// This release (`2.330.0`), verified by the SHA-256 GitHub computed
+    /// for the release asset (its `digest`) or by `runner.sha256`.
+    Pinned(String),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunnerSettings {
-    pub version: String,
-    /// `{version}` and `{arch}` (x64, arm64) are filled in.
-    pub url_template: String,
-    /// SHA-256 of the release tarball per architecture. Where one is
-    /// missing, rigger asks GitHub's runner downloads API for it.
+    pub version: RunnerVersion,
+    /// A mirror: `{version}` and `{arch}` (x64, arm64) are filled in.
+    /// `None`: the file URL GitHub names for the release.
+    pub url_template: Option<String>,
+    /// SHA-256 of the pinned release's tarball per architecture; where one
+    /// is missing, rigger uses the one GitHub publishes.
     pub sha256: BTreeMap<String, String>,
     /// Where an image may already hold a runner (`run.sh` in it); the
     /// machine uses it instead of downloading one. Empty: never.
@@ -648,11 +662,10 @@ fn overlay_env(
     table
 }
 
-/// The pinned actions/runner release and its published checksums.
-pub const RUNNER_VERSION: &str = "2.330.0";
+/// `runner.version` for the release GitHub's downloads list names (the default).
+pub const RUNNER_VERSION_LATEST: &str = "latest";
 /// Where images that ship a runner usually have it (`/actions-runner/run.sh`).
 pub const RUNNER_PREINSTALLED_PATH: &str = "/actions-runner";
-pub const RUNNER_URL_TEMPLATE: &str = "https://github.com/actions/runner/releases/download/v{version}/actions-runner-linux-{arch}-{version}.tar.gz";
 
 /// The file's shape, and where each of its values came from.
 struct Parsed {
@@ -1159,37 +1172,52 @@ impl<'a> Checks<'a> {
     }
 
     fn runner(&mut self, r: RunnerFile) -> RunnerSettings {
+        let version = r.version.unwrap_or_else(|| RUNNER_VERSION_LATEST.into());
+        let version_ok = (1..=64).contains(&version.len())
+            && version
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_'));
+        if !version_ok {
+            self.refuse(
+                ("runner", "version"),
+                quoted(&version),
+                "is not a release version such as 2.330.0 (at most 64 of 0-9, a-z, ., -, + and _), or \"latest\": it goes into the download URL",
+            );
+        }
         let runner = RunnerSettings {
-            version: r.version.unwrap_or_else(|| RUNNER_VERSION.into()),
-            url_template: r.url_template.unwrap_or_else(|| RUNNER_URL_TEMPLATE.into()),
+            version: if version.eq_ignore_ascii_case(RUNNER_VERSION_LATEST) {
+                RunnerVersion::Current
+            } else {
+                RunnerVersion::Pinned(version.trim_start_matches('v').to_string())
+            },
+            url_template: r.url_template,
             sha256: r.sha256.unwrap_or_default(),
             preinstalled_path: r
                 .preinstalled_path
                 .unwrap_or_else(|| RUNNER_PREINSTALLED_PATH.into()),
             allow_unverified: r.allow_unverified.unwrap_or(false),
         };
-        let version_ok = (1..=64).contains(&runner.version.len())
-            && runner
-                .version
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_'));
-        if !version_ok {
-            self.refuse(
-                ("runner", "version"),
-                quoted(&runner.version),
-                "is not a release version such as 2.330.0 (at most 64 of 0-9, a-z, ., -, + and _): it goes into the download URL",
-            );
-        }
         // Checked as a machine fills it in.
-        let example = runner
-            .url_template
-            .replace("{version}", RUNNER_VERSION)
-            .replace("{arch}", "x64");
-        if let Some(why) = url_problem(&example) {
+        if let Some(template) = &runner.url_template {
+            let example = template
+                .replace("{version}", "2.330.0")
+                .replace("{arch}", "x64");
+            if let Some(why) = url_problem(&example) {
+                self.refuse(
+                    ("runner", "url_template"),
+                    quoted(template),
+                    format!("{why}, once {{version}} and {{arch}} are filled in"),
+                );
+            }
+        }
+        // A checksum is of one release's file; the current release changes.
+        if runner.version == RunnerVersion::Current && !runner.sha256.is_empty() {
             self.refuse(
-                ("runner", "url_template"),
-                quoted(&runner.url_template),
-                format!("{why}, once {{version}} and {{arch}} are filled in"),
+                ("runner", "sha256"),
+                "{ … }",
+                "is the checksum of one release, but runner.version is \"latest\" (the default), which changes: \
+                 pin the release these checksums are of, e.g. runner.version = \"2.330.0\" (rigger's default before it \
+                 followed GitHub's current release), or remove runner.sha256 to use the checksum GitHub publishes",
             );
         }
         let sums = ("runner", "sha256");
@@ -1462,10 +1490,32 @@ mod tests {
         assert_eq!(s.timeouts.idle, Duration::from_secs(900));
         assert_eq!(s.limits.default_job_minutes, 45);
         assert_eq!(s.limits.max_dph, 2.0);
-        assert_eq!(s.runner.version, "2.331");
+        assert_eq!(s.runner.version, RunnerVersion::Pinned("2.331".into()));
         assert_eq!(s.controller_id, "123");
         assert_eq!(s.github.config_source, ConfigSource::HeadCommit);
         assert_eq!(s.runner.sha256["x64"], sum);
+    }
+
+    #[test]
+    fn the_runner_release_is_githubs_current_one_unless_pinned() {
+        let s = load(None, &env(MINIMAL)).unwrap();
+        assert_eq!(s.runner.version, RunnerVersion::Current);
+        assert_eq!(s.runner.url_template, None, "GitHub's own file URL");
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("RIGGER_RUNNER_VERSION", "v2.330.0"));
+        let s = load(None, &env(&pairs)).unwrap();
+        assert_eq!(s.runner.version, RunnerVersion::Pinned("2.330.0".into()));
+        // A checksum without a pinned release would check a file that changes.
+        let sum = format!("{{ x64 = \"{}\" }}", "ab".repeat(32));
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("RIGGER_RUNNER_SHA256", &sum));
+        let err = load(None, &env(&pairs)).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "runner.sha256 (RIGGER_RUNNER_SHA256) = { … } is the checksum of one release"
+            ) && err.contains("runner.version = \"2.330.0\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -140,6 +140,8 @@ env > ../step-env
 case "{behaviour}" in
   job) "$ACTIONS_RUNNER_HOOK_JOB_STARTED"; echo "runner: ran a job"; exit 0 ;;
   never) while true; do sleep 1; done ;;
+  # What the real run.sh does when its listener fails or refuses root.
+  quit) echo "Must not run interactively with sudo"; echo "Exiting runner..."; exit 0 ;;
 esac
 "#
     )
@@ -147,8 +149,13 @@ esac
 
 fn runner_tarball(dir: &Path, behaviour: &str) -> Vec<u8> {
     let src = dir.join("runner-src");
-    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(src.join("bin")).unwrap();
     write_exec(&src.join("run.sh"), &run_sh(behaviour));
+    // As the real release has it: what the runner's libraries need.
+    write_exec(
+        &src.join("bin/installdependencies.sh"),
+        "#!/bin/sh\necho \"--------OS Information--------\"\necho \"Installing libicu (simulated)\"\n",
+    );
     let tgz = dir.join("runner.tgz");
     let status = Command::new("tar")
         .arg("czf")
@@ -797,6 +804,91 @@ async fn not_root_it_says_who_it_runs_as() {
     );
     assert!(r.log.contains("starting the runner as ci"), "{}", r.log);
     assert!(!r.log.contains("as root"), "{}", r.log);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runner_that_exits_0_without_taking_a_job_is_reported_as_a_failure() {
+    // The real run.sh exits 0 when its listener fails or refuses to run as
+    // root: only the job-started hook's marker says a job ran.
+    let (m, server, mut s) = world("quit", "quit").await;
+    s.callback = Some((format!("{}/callback", server.url), Secret::new(TOKEN)));
+    let r = boot(m, s).await;
+    assert_eq!(r.status, 1, "{}", r.log);
+    assert!(
+        r.log
+            .contains("FAILED: the runner exited (code 0) without taking a job"),
+        "{}",
+        r.log
+    );
+    let seen = server.seen.lock().unwrap();
+    let (_, query, body) = &seen.callbacks[0];
+    assert_eq!(
+        query, "exit_code=1",
+        "rigger hears it failed, and re-queues at once"
+    );
+    assert!(
+        body.contains("Must not run interactively with sudo"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_runners_libraries_are_installed_with_their_output_in_the_log() {
+    let (m, _server, s) = world("deps", "job").await;
+    // No libicu on this machine.
+    let r = boot(m.shim("ldconfig", "#!/bin/sh\nexit 0\n"), s).await;
+    assert_eq!(r.status, 0, "{}", r.log);
+    assert!(
+        r.log.contains("installing the runner's libraries"),
+        "{}",
+        r.log
+    );
+    assert!(r.log.contains("Installing libicu (simulated)"), "{}", r.log);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_runner_user_gets_passwordless_sudo_even_where_the_image_has_none() {
+    let (m, server, s) = world("sudo", "job").await;
+    let tools = m.dir.join("tools");
+    // An nvidia/cuda-like image: root, apt-get, no sudo.
+    let apt = format!(
+        "#!/bin/sh\necho \"${{0##*/}} $*\" >> \"${{0%/*}}/installs\"\ncase \"$*\" in *sudo*) printf '#!/bin/sh\\nexec \"$@\"\\n' > {t}/sudo; chmod +x {t}/sudo ;; esac\n",
+        t = tools.display()
+    );
+    let m = m
+        .without(&[])
+        .shim("id", ID_ROOT)
+        .shim(
+            "useradd",
+            "#!/bin/sh\ntouch \"$(dirname \"$0\")/runner-user\"\n",
+        )
+        .shim("chown", "#!/bin/sh\n")
+        .shim("runuser", "#!/bin/sh\nshift 3\nexec \"$@\"\n")
+        .shim("apt-get", &apt);
+    let dir = m.dir.clone();
+    let r = boot(m, s).await;
+    assert_eq!(r.status, 0, "{}", r.log);
+    let installs = std::fs::read_to_string(dir.join("shims/installs")).unwrap_or_default();
+    assert!(
+        installs.contains("install -y -qq sudo"),
+        "{installs}\n{}",
+        r.log
+    );
+    let sudoers = dir.join("sudoers.d/runner");
+    assert_eq!(
+        std::fs::read_to_string(&sudoers).unwrap_or_default(),
+        "runner ALL=(ALL) NOPASSWD:ALL\n",
+        "{}",
+        r.log
+    );
+    let mode = std::fs::metadata(&sudoers).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o777,
+        0o440,
+        "sudo reads only a file no one may write"
+    );
+    assert!(r.log.contains("runner: ran a job"), "{}", r.log);
+    assert_eq!(server.seen.lock().unwrap().destroys.len(), 1);
 }
 
 #[test]

@@ -224,3 +224,65 @@ async fn two_jobs_of_one_run_with_the_same_label_each_get_a_machine() {
     assert_eq!(s.instances_created(), 2);
     s.nothing_leaked().await;
 }
+
+/// An `id` that says a user `runner` exists on the first machine of a story
+/// (decided once per machine, by its own shims directory), and none on
+/// later ones.
+fn runner_user_on_first_machine(story: &str) -> String {
+    let marker = std::env::temp_dir().join(format!(
+        "rigger-e2e-{}-{story}-first-machine",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&marker);
+    format!(
+        "#!/bin/sh\nd=$(dirname \"$0\")\n[ -e \"$d/decided\" ] || {{ if mkdir '{}' 2>/dev/null; then echo first; else echo later; fi > \"$d/decided\"; }}\nif [ \"$1\" = runner ]; then [ \"$(cat \"$d/decided\")\" = first ]; exit; fi\nexec /usr/bin/id \"$@\"\n",
+        marker.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_that_refuses_to_run_exits_0_and_the_job_is_requeued_at_once() {
+    // The first machine's image has a `runner` user, but what should drop
+    // to it keeps root: the runner refuses to run as root, and run.sh, as
+    // the real one does, exits 0 all the same.
+    let id = runner_user_on_first_machine("refuses");
+    let keep_root = "#!/bin/sh\nshift 3\nexec \"$@\"\n";
+    let s = Story::with_real_machines_calling_back(
+        "refuses",
+        &[
+            ("id", &id),
+            ("runuser", keep_root),
+            ("chown", "#!/bin/sh\n"),
+        ],
+    )
+    .await;
+    let job = s.a_job_is_queued("cirun-gpu--706");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    let first = s.vast.live_instances()[0].0;
+    s.clock.advance_ms(30_000);
+    s.vast.live_instances();
+
+    // The machine reports that its runner ended without a job: rigger
+    // re-queues the job now, not at the bootstrap timeout.
+    s.job_reaches(job, JobState::Queued).await;
+    let log = s.machine_log(first);
+    assert!(
+        log.contains("Must not run interactively with sudo"),
+        "{log}"
+    );
+    let events = s.events(job).await;
+    assert!(
+        events.iter().any(|(k, m)| k == "requeued"
+            && m.contains("the runner exited (code 0) without taking a job")),
+        "{events:?}"
+    );
+
+    // The next machine runs the job.
+    s.rigger_provisions().await;
+    s.clock.advance_ms(30_000);
+    s.vast.live_instances();
+    s.job_reaches(job, JobState::Completed).await;
+    assert_eq!(s.instances_created(), 2);
+    s.nothing_leaked().await;
+}

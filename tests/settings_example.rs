@@ -24,7 +24,7 @@ fn the_example_settings_load() {
     assert_eq!(s.github.app_id, 123456);
     assert_eq!(s.controller_id, "rigger");
     assert_eq!(s.timeouts.max_lifetime.as_secs(), 6 * 3600);
-    assert_eq!(s.runner.version, rigger::settings::RUNNER_VERSION);
+    assert_eq!(s.runner.version, rigger::settings::RunnerVersion::Current);
 }
 
 /// `(section, key, TOML as written, the value as a variable holds it)` for

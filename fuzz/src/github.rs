@@ -157,8 +157,10 @@ async fn call(client: GithubClient, line: String) -> String {
         "origin" => format!("{:?}", client.run_origin(&r, 9).await),
         "role" => format!("{:?}", client.role_of(&r, "octocat").await),
         "sha256" => {
-            let file = "actions-runner-linux-x64-2.330.0.tar.gz";
-            format!("{:?}", client.runner_download_sha256(&r, "x64", file).await)
+            let x64 = rigger::engine::ports::RunnerArch::X64;
+            let current = client.runner_release(&r, x64, None).await;
+            let pinned = client.runner_release(&r, x64, Some("2.330.0")).await;
+            format!("{current:?} {pinned:?}")
         }
         "default_branch" => format!("{:?}", client.default_branch(1, "octo/ml").await),
         "repositories" => format!("{:?}", client.installation_repositories(1).await),

@@ -9,8 +9,8 @@ use rigger::config::model::VastRunner;
 use rigger::engine::Engine;
 use rigger::engine::ports::{
     CheckRun, CheckTarget, Cloud, CloudError, ConfigFiles, Github, GithubError, GroupAccess,
-    JitRunner,
-    LaunchSpec, ManualClock, OfferSearch, RepoRef, RunOrigin,
+    JitRunner, LaunchSpec, ManualClock, OfferSearch, RepoRef, RunOrigin, RunnerArch,
+    RunnerRelease,
 };
 use rigger::engine::reconcile::{CloudView, GithubJobStatus, GithubJobView, RunnerView};
 use rigger::metrics::Metrics;
@@ -154,12 +154,12 @@ impl Github for ClosedGithub {
         Ok(GroupAccess::Serves)
     }
 
-    async fn runner_download_sha256(
+    async fn runner_release(
         &self,
         _: &RepoRef,
-        _: &str,
-        _: &str,
-    ) -> Result<Option<String>, GithubError> {
+        _: RunnerArch,
+        _: Option<&str>,
+    ) -> Result<Option<RunnerRelease>, GithubError> {
         Ok(None)
     }
 }

@@ -1,7 +1,9 @@
 #!/bin/sh
 # rigger bootstrap: install one just-in-time GitHub Actions runner on this
-# rented machine, run it, and destroy the machine when it exits, whatever
-# the reason. POSIX sh: container images may have no bash.
+# rented machine (the file and SHA-256 rigger's release lookup named), run
+# it, and destroy the machine when it exits, whatever the reason; a runner
+# that exits without having taken a job is reported as a failure. POSIX sh:
+# container images may have no bash.
 #
 # Everything per-instance arrives in RIGGER_* environment variables (see
 # src/bootstrap/mod.rs); values longer than Vast.ai's 256-character limit
@@ -129,7 +131,7 @@ main() {
   if [ -n "$need" ]; then
     log "installing:$need"
     # shellcheck disable=SC2086
-    pkg $need >/dev/null || die "could not install$need (no apt-get, dnf, yum or apk that works)"
+    pkg $need || die "could not install$need (no apt-get, dnf, yum or apk that works)"
   fi
 
   P=${RIGGER_RUNNER_PREINSTALLED-}
@@ -151,9 +153,10 @@ main() {
     fi
     tar xzf "$D/runner.tgz" -C "$D" || die "could not unpack the runner"
     rm -f "$D/runner.tgz"
+    # Its output stays in the log: why a runner cannot start is often here.
     if [ -x "$D/bin/installdependencies.sh" ] && ! ldconfig -p 2>/dev/null | grep -q libicu; then
       log "installing the runner's libraries"
-      "$D/bin/installdependencies.sh" >/dev/null 2>&1 || log "installdependencies.sh failed; trying anyway"
+      "$D/bin/installdependencies.sh" || log "installdependencies.sh failed; trying anyway"
     fi
   fi
 
@@ -178,8 +181,16 @@ main() {
     if id runner >/dev/null 2>&1 || useradd -m runner 2>/dev/null || adduser -D runner 2>/dev/null; then
       u=runner
       chown -R runner "$D"
+      # Passwordless sudo, as on GitHub-hosted runners: jobs install
+      # packages. nvidia/cuda and pytorch images have no sudo at all.
+      if ! command -v sudo >/dev/null; then
+        log "installing sudo for the runner user"
+        pkg sudo || log "could not install sudo: the job's steps cannot use sudo"
+      fi
       S=${RIGGER_SUDOERS_DIR:-/etc/sudoers.d}
-      [ -d "$S" ] && echo 'runner ALL=(ALL) NOPASSWD:ALL' >"$S/runner"
+      if command -v sudo >/dev/null || [ -d "$S" ]; then
+        mkdir -p "$S" && echo 'runner ALL=(ALL) NOPASSWD:ALL' >"$S/runner" && chmod 0440 "$S/runner"
+      fi
     else
       log "could not create a user 'runner' (no useradd or adduser): running the runner as root"
       export RUNNER_ALLOW_RUNASROOT=1
@@ -215,6 +226,11 @@ main() {
   rc=$?
   touch .done
   log "the runner exited with $rc"
+  # run.sh exits 0 even when its listener failed or refused to run (as
+  # root, say): only the job-started hook says a job ran. Without it this
+  # is a failed boot, and rigger re-queues the job at once.
+  [ -e .job-started ] ||
+    die "the runner exited (code $rc) without taking a job: see its output above"
   finish "$rc"
 }
 

@@ -6,7 +6,9 @@
 //! else travels in `RIGGER_*` environment variables: the bootstrap script
 //! itself (`bootstrap.sh`, base64), the JIT config, setup info and the
 //! callback token, each long value split into `NAME_0`, `NAME_1`, … and
-//! joined on the machine.
+//! joined on the machine. The script reports a runner that exits without
+//! having taken a job (its job-started hook leaves a marker) as a failed
+//! boot: the real `run.sh` exits 0 when its listener fails.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -35,8 +37,9 @@ pub struct BootstrapSpec {
     pub vm: bool,
     /// Base URL of Vast.ai's API, for the self-destroy call.
     pub vast_url: String,
-    /// The runner release; the machine fills in `{arch}` (`x64`, `arm64`)
-    /// from `uname -m`.
+    /// The runner release file for `runner_arch`, as rigger's lookup named
+    /// it (GitHub's URL, or `runner.url_template`'s mirror). An `{arch}` left
+    /// in it is filled in from `uname -m`.
     pub runner_url: String,
     /// The architecture the runner was registered for (its labels say so):
     /// a machine of another one fails fast rather than run under false labels.

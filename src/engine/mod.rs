@@ -62,9 +62,8 @@ pub struct Engine<C: Cloud, G: Github> {
     pub reconcile_wake: Notify,
     /// Config files per (repository, commit), parsed.
     config_cache: Mutex<ConfigCache>,
-    /// SHA-256 of runner release files, as GitHub lists them; held while
-    /// one is asked for, so jobs provisioned together ask once.
-    runner_checksums: tokio::sync::Mutex<HashMap<String, String>>,
+    /// What GitHub said about runner releases (`provision::RunnerReleases`).
+    runner_releases: provision::RunnerReleases,
     /// Ranked offers shared by the jobs of a burst, and who tries which.
     offer_pool: offer_pool::OfferPool,
     /// What the reconciler remembers from one pass to the next.
@@ -98,7 +97,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             wake: Notify::new(),
             reconcile_wake: Notify::new(),
             config_cache: Mutex::new(HashMap::new()),
-            runner_checksums: tokio::sync::Mutex::new(HashMap::new()),
+            runner_releases: provision::RunnerReleases::default(),
             offer_pool: offer_pool::OfferPool::default(),
             reconcile_memory: Mutex::default(),
             recover_memory: Mutex::default(),

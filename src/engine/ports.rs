@@ -1,7 +1,8 @@
 //! What the engine needs from the outside world, in its own words: a clock,
 //! a cloud that rents GPUs, and GitHub. The real implementations wrap the
 //! Vast.ai and GitHub clients (`adapters.rs`); the engine never sees a
-//! provider's or GitHub's payload types.
+//! provider's or GitHub's payload types: a runner release, for one, is a
+//! [`RunnerRelease`] (version, architecture, URL, SHA-256).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -385,9 +386,6 @@ pub trait Github: Send + Sync + 'static {
         repo: &RepoRef,
     ) -> impl Future<Output = Result<GroupAccess, GithubError>> + Send;
 
-    /// The SHA-256 GitHub publishes for the Linux runner release file
-    /// `filename` for `arch` (`x64`, `arm64`), from the repository's runner
-    /// downloads list; `None` when it lists no such file or no checksum.
     /// A page of the App's webhook deliveries (App JWT), from `cursor`
     /// (`None`: the newest).
     fn hook_deliveries(
@@ -409,12 +407,91 @@ pub trait Github: Send + Sync + 'static {
     /// suspended, and its token must not be used again.
     fn forget_installation(&self, installation_id: i64);
 
-    fn runner_download_sha256(
+
+    /// The Linux actions/runner release file for `arch`: with `version`
+    /// `None`, the one GitHub's runner downloads list names (its current
+    /// release, from the repository's list or, for organization runners,
+    /// the organization's); else that release's asset, with the SHA-256
+    /// GitHub computed for it (`digest`). `None` when there is no such
+    /// release or no such file in it.
+    fn runner_release(
         &self,
         repo: &RepoRef,
-        arch: &str,
-        filename: &str,
-    ) -> impl Future<Output = Result<Option<String>, GithubError>> + Send;
+        arch: RunnerArch,
+        version: Option<&str>,
+    ) -> impl Future<Output = Result<Option<RunnerRelease>, GithubError>> + Send;
+}
+
+/// The architectures rigger runs runners on, as actions/runner names its
+/// release files (`actions-runner-linux-{x64,arm64}-…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RunnerArch {
+    X64,
+    Arm64,
+}
+
+impl RunnerArch {
+    /// The name in release file names and in `runner.sha256.{arch}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunnerArch::X64 => "x64",
+            RunnerArch::Arm64 => "arm64",
+        }
+    }
+}
+
+impl std::fmt::Display for RunnerArch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A SHA-256, as 64 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Sha256Hex(String);
+
+impl Sha256Hex {
+    /// 64 hex digits, any case; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Sha256Hex> {
+        (s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()))
+            .then(|| Sha256Hex(s.to_ascii_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Sha256Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One actions/runner release file, as GitHub names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerRelease {
+    /// `2.331.0`.
+    pub version: String,
+    pub arch: RunnerArch,
+    /// Where GitHub serves it.
+    pub url: String,
+    /// What GitHub says its SHA-256 is; `None` when it says nothing (an
+    /// asset uploaded before GitHub computed digests, a list without
+    /// `sha256_checksum`).
+    pub sha256: Option<Sha256Hex>,
+}
+
+impl RunnerRelease {
+    /// The file's name as GitHub publishes it, whatever mirror serves it.
+    pub fn filename(&self) -> String {
+        runner_filename(&self.version, self.arch)
+    }
+}
+
+/// `actions-runner-linux-{arch}-{version}.tar.gz`.
+pub fn runner_filename(version: &str, arch: RunnerArch) -> String {
+    format!("actions-runner-linux-{arch}-{version}.tar.gz")
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! in a [`Secret`]), check runs, jobs, runs, team membership and collaborator
 //! permission (octocrab's models for those require fields rigger never reads,
 //! so an older GitHub Enterprise Server omitting one would fail the call).
+//! The runner release lookup's answers are read in [`super::release`].
 //! Both paths share the installation-token cache (on the injected clock) and
 //! the rate-limit accounting in [`super::http::Api`]. A check run's output is
 //! fitted to GitHub's limits here ([`CheckRun::fitted`]), the one way it
@@ -26,9 +27,10 @@ use super::app::AppAuth;
 use super::contents::SelectionCache;
 use super::groups::GroupCache;
 use super::http::Answer;
+use super::release;
 use crate::engine::ports::{
     CheckRun, CheckTarget, ConfigFiles, Github, GithubError, GroupAccess, JitRunner, RepoRef,
-    RunOrigin,
+    RunOrigin, RunnerArch, RunnerRelease,
 };
 use crate::engine::reconcile::{GithubJobStatus, GithubJobView, RunnerView};
 use crate::settings::{RunnerScope, Secret};
@@ -501,22 +503,30 @@ impl Github for GithubClient {
         self.group_serves(repo, self.runners.group_id).await
     }
 
-    async fn runner_download_sha256(
+    async fn runner_release(
         &self,
         repo: &RepoRef,
-        arch: &str,
-        filename: &str,
-    ) -> Result<Option<String>, GithubError> {
-        let v = self
-            .call(
-                repo.installation_id,
-                Method::GET,
-                &format!("/repos/{}/actions/runners/downloads", repo.repo),
-                None,
-            )
-            .await?
-            .json()?;
-        Ok(download_sha256(&v, arch, filename))
+        arch: RunnerArch,
+        version: Option<&str>,
+    ) -> Result<Option<RunnerRelease>, GithubError> {
+        let i = repo.installation_id;
+        let Some(version) = version else {
+            // Where the runners go: an App for organization runners may
+            // lack the repository list's Administration permission.
+            let (scope, org) = self.runner_scope(repo);
+            let list = self
+                .call(i, Method::GET, &release::downloads_path(scope, org), None)
+                .await?
+                .json()?;
+            return Ok(release::current_in_downloads(&list, arch));
+        };
+        let a = self
+            .call(i, Method::GET, &release::release_path(version), None)
+            .await?;
+        if a.is_not_found() {
+            return Ok(None);
+        }
+        Ok(release::asset_in_release(&a.body, version, arch))
     }
 }
 
@@ -560,58 +570,5 @@ mod run_origin_tests {
         );
         // No head repository (deleted fork): the riskier reading.
         assert!(run_origin_of(&json!({"event": "push"}), "acme/ml").from_fork);
-    }
-}
-
-/// In a runner downloads list, the checksum of the Linux file for `arch`
-/// named `filename`. The name carries the version: GitHub lists only its
-/// current release, whose checksum says nothing about another one.
-fn download_sha256(list: &Value, arch: &str, filename: &str) -> Option<String> {
-    list.as_array()?
-        .iter()
-        .find(|d| {
-            d.get("os").and_then(Value::as_str) == Some("linux")
-                && d.get("architecture").and_then(Value::as_str) == Some(arch)
-                && d.get("filename").and_then(Value::as_str) == Some(filename)
-        })?
-        .get("sha256_checksum")
-        .and_then(Value::as_str)
-        .filter(|s| s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()))
-        .map(str::to_ascii_lowercase)
-}
-
-#[cfg(test)]
-mod runner_download_tests {
-    use super::*;
-
-    #[test]
-    fn the_checksum_is_the_linux_file_of_that_arch_and_version() {
-        let sum = "AB".repeat(32);
-        let list = json!([
-            {"os": "osx", "architecture": "x64", "filename": "actions-runner-osx-x64-2.330.0.tar.gz", "sha256_checksum": "0".repeat(64)},
-            {"os": "linux", "architecture": "arm64", "filename": "actions-runner-linux-arm64-2.330.0.tar.gz", "sha256_checksum": "1".repeat(64)},
-            {"os": "linux", "architecture": "x64", "filename": "actions-runner-linux-x64-2.330.0.tar.gz", "sha256_checksum": sum},
-        ]);
-        let f = "actions-runner-linux-x64-2.330.0.tar.gz";
-        assert_eq!(download_sha256(&list, "x64", f), Some("ab".repeat(32)));
-        assert_eq!(
-            download_sha256(&list, "arm64", "actions-runner-linux-arm64-2.330.0.tar.gz"),
-            Some("1".repeat(64))
-        );
-        // Another version's file is not ours: its checksum would be wrong.
-        assert_eq!(
-            download_sha256(&list, "x64", "actions-runner-linux-x64-2.329.0.tar.gz"),
-            None
-        );
-    }
-
-    #[test]
-    fn no_or_malformed_checksum_is_none() {
-        // GitHub's documented example has no sha256_checksum at all.
-        let list = json!([{"os": "linux", "architecture": "x64", "filename": "a.tar.gz"},
-            {"os": "linux", "architecture": "arm64", "filename": "b.tar.gz", "sha256_checksum": "xyz"}]);
-        assert_eq!(download_sha256(&list, "x64", "a.tar.gz"), None);
-        assert_eq!(download_sha256(&list, "arm64", "b.tar.gz"), None);
-        assert_eq!(download_sha256(&json!({"message": "x"}), "x64", "a"), None);
     }
 }

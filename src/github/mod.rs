@@ -7,4 +7,5 @@ pub mod contents;
 pub mod groups;
 pub mod http;
 pub mod runs;
+pub mod release;
 pub mod webhook;

@@ -4,9 +4,11 @@
 //! sandbox's `/etc/environment`). Its output streams into Vast.ai's log, and
 //! destroying the instance kills it. Only what a sandbox
 //! cannot do is shimmed on `PATH`: `nvidia-smi` (reporting the offer's
-//! GPUs), `useradd`/`adduser` and `id runner` (no users are created), and the
-//! package managers. Everything else — curl to the simulated GitHub and
-//! Vast.ai, the checksum, tar, the runner, the self-destroy — is real.
+//! GPUs), `useradd`/`adduser` and `id runner` (no users are created, so the
+//! runner runs as root with `RUNNER_ALLOW_RUNASROOT`, and no `sudo` is
+//! needed), and the package managers (which install nothing). Everything
+//! else — curl to the simulated GitHub and Vast.ai, the checksum, tar, the
+//! runner and its job-started hook, the self-destroy — is real.
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;

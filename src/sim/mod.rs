@@ -69,17 +69,17 @@ pub struct SimWorld<'a> {
 }
 
 /// rigger's settings for the simulated world: SQLite in `dir`, the
-/// simulated App and Vast.ai account, the simulated runner release (its
-/// checksum from the simulated GitHub's downloads list); `extra` RIGGER_* variables on top.
+/// simulated App and Vast.ai account, the runner release left to its
+/// default (the current one the simulated GitHub's downloads list names);
+/// `extra` RIGGER_* variables on top.
 pub fn rigger_settings(
     w: &SimWorld<'_>,
     extra: &[(&str, &str)],
 ) -> Result<crate::settings::Settings, crate::settings::SettingsError> {
-    let (runner_url, _) = w.github.runner_release();
     let toml = w.dir.join("rigger.toml");
-    // No pinned checksum: rigger asks the simulated GitHub's runner
+    // No runner release pinned: rigger asks the simulated GitHub's runner
     // downloads list, as a default deployment asks GitHub's.
-    let text = format!("[runner]\nurl_template = \"{runner_url}\"\n");
+    let text = "[runner]\n";
     if let Err(e) = std::fs::write(&toml, text) {
         tracing::warn!(error = %e, "cannot write the simulated world's rigger.toml");
     }

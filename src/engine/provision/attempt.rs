@@ -1,14 +1,14 @@
 //! One attempt at renting a machine for one job: whether it already has
 //! one, whether its run comes from a fork, its config, the definition its
 //! labels select, the access policy, whether the org's runner group serves
-//! the repository, the offers (one search per definition
-//! for a burst), the runner's checksum, then the ranked offers in turn
+//! the repository, the offers (one search per definition for a burst), the
+//! runner release file and its checksum, then the ranked offers in turn
 //! within the limits.
 
 use std::sync::Arc;
 
 use super::admission::Admission;
-use super::rent::{Rent, runner_arch, runner_filename};
+use super::rent::{Rent, RunnerLookup, runner_arch};
 use super::{Outcome, fail, no_capacity, rate_limit_ms, retry};
 use crate::config::access::AccessConfig;
 use crate::config::labels;
@@ -244,17 +244,32 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         // Before registering anything: a machine is never booted to run an
         // unverified runner unless the operator said so.
         let arch = runner_arch(vast.cpu_arch);
-        let runner_sha256 = match self.runner_sha256(&repo, arch).await {
-            Ok(sum) => sum,
+        let runner_file = match self.runner_file(&repo, arch).await {
+            Ok(RunnerLookup::Found(file)) => file,
+            Ok(RunnerLookup::Missing(why)) => {
+                tracing::error!(job = job.job_id, "refusing to boot a machine: {why}");
+                return Ok(fail(
+                    JobFailure::ConfigError,
+                    &why,
+                    "rigger: no such runner release",
+                ));
+            }
             Err(e) => {
-                let why = format!("cannot read the runner release's checksum from GitHub: {e}");
+                let mut why = format!("cannot look up the runner release on GitHub: {e}");
+                if matches!(e, GithubError::Refused(_)) {
+                    why.push_str(
+                        " (the runner downloads list needs the App's Administration: read permission on \
+                         the repository, or Self-hosted runners: read on the organization with \
+                         github.runner_scope = \"organization\"; or pin runner.version)",
+                    );
+                }
                 return Ok(self.github_retry(&e, why));
             }
         };
-        if runner_sha256.is_none() && !self.settings.runner.allow_unverified {
+        if runner_file.sha256.is_none() && !self.settings.runner.allow_unverified {
             let why = format!(
-                "no SHA-256 for the runner release {}: GitHub's runner downloads list does not have it (it lists only the current release); set runner.sha256.{arch} from the release notes, or runner.allow_unverified = true",
-                runner_filename(&self.settings.runner.version, arch)
+                "no SHA-256 for the runner release {}: GitHub publishes none for it; set runner.sha256.{arch} from the release notes (with runner.version pinned), or runner.allow_unverified = true",
+                runner_file.filename
             );
             tracing::error!(job = job.job_id, "refusing to boot a machine: {why}");
             return Ok(fail(
@@ -288,7 +303,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             let row = self.reserve(job, vast, offer);
             tried += 1;
             match self
-                .rent(&repo, job, def, config, offer, row, runner_sha256.clone())
+                .rent(&repo, job, def, config, offer, row, runner_file.clone())
                 .await?
             {
                 Rent::Done => return Ok(Outcome::Rented),

@@ -26,7 +26,7 @@ use crate::store::{JobPatch, JobRow};
 use admission::Admission;
 
 pub use config::{LoadedConfig, parse_config_files};
-pub use rent::{runner_arch, runner_filename, token_hash};
+pub use rent::{RunnerReleases, runner_arch, token_hash};
 
 /// What became of one provisioning attempt.
 enum Outcome {

@@ -1,16 +1,21 @@
-//! Renting one offer for one job: the machine's names, its JIT runner, its
-//! row before any money is spent (I2), the create call with our label, and
-//! what is undone when the create fails for sure.
+//! Renting one offer for one job: the runner file its machine downloads
+//! (the release, where from, its SHA-256), the machine's names, its JIT
+//! runner, its row before any money is spent (I2), the create call with our
+//! label, and what is undone when the create fails for sure.
+
+use std::collections::HashMap;
 
 use super::{Outcome, fail, rate_limit_ms, retry};
 use crate::bootstrap::{self, BootstrapSpec};
 use crate::config::labels;
 use crate::config::model::{CirunConfig, RunnerDef, SetupInfo, VastRunner};
 use crate::engine::ports::{
-    Cloud, CloudError, Github, GithubError, LaunchSpec, RankedOffer, RepoRef,
+    Cloud, CloudError, Github, GithubError, LaunchSpec, RankedOffer, RepoRef, RunnerArch,
+    RunnerRelease, Sha256Hex, runner_filename,
 };
 use crate::engine::state::{InstanceState, JobFailure, JobState};
 use crate::engine::{Engine, EngineError, names, report};
+use crate::settings::RunnerVersion;
 use crate::store::{InstancePatch, JobPatch, JobRow, NewInstance};
 
 impl<C: Cloud, G: Github> Engine<C, G> {
@@ -57,7 +62,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         config: &CirunConfig,
         offer: &RankedOffer,
         row: Reserved,
-        runner_sha256: Option<String>,
+        runner_file: RunnerFile,
     ) -> Result<Rent, EngineError> {
         let Reserved { row, callback } = row;
         let (instance_id, label) = (row.id.clone(), row.label.clone());
@@ -82,7 +87,8 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             return Ok(Rent::Stop(Outcome::Ended));
         }
         let arch = runner_arch(vast.cpu_arch);
-        let runner_labels = labels::registration_labels(&def.labels, &job.labels, "linux", arch);
+        let runner_labels =
+            labels::registration_labels(&def.labels, &job.labels, "linux", arch.as_str());
         let jit = match self
             .github
             .create_jit_runner(repo, &row.runner_name, &runner_labels)
@@ -112,10 +118,9 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         let rendered = bootstrap::render(&BootstrapSpec {
             vm: vast.extra.vm,
             vast_url: self.settings.vast.api_url.clone(),
-            // `{arch}` is left for the machine to fill in from `uname -m`.
-            runner_url: runner.url_template.replace("{version}", &runner.version),
+            runner_url: runner_file.url,
             runner_arch: arch.to_string(),
-            runner_sha256,
+            runner_sha256: runner_file.sha256.map(|s| s.to_string()),
             allow_unverified: runner.allow_unverified,
             preinstalled_runner: Some(runner.preinstalled_path.clone()).filter(|p| !p.is_empty()),
             gpu_count: offer.num_gpus,
@@ -347,28 +352,153 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         Ok(())
     }
 
-    /// The release's checksum: pinned in settings, else GitHub's.
-    pub(super) async fn runner_sha256(
+    /// The runner file a machine of `arch` downloads, and the SHA-256 it
+    /// checks: GitHub's current release (`runner.version = "latest"`), or
+    /// the pinned one, verified by `runner.sha256.{arch}` or the digest
+    /// GitHub computed for the release asset; from `runner.url_template`
+    /// (a mirror) when set, else from where GitHub serves it.
+    /// [`RunnerLookup::Missing`] says what to change when GitHub has no
+    /// such release.
+    pub(super) async fn runner_file(
         &self,
         repo: &RepoRef,
-        arch: &str,
-    ) -> Result<Option<String>, GithubError> {
+        arch: RunnerArch,
+    ) -> Result<RunnerLookup, GithubError> {
         let runner = &self.settings.runner;
-        if let Some(sum) = runner.sha256.get(arch) {
-            return Ok(Some(sum.to_ascii_lowercase()));
+        let mirror = |version: &str| {
+            runner.url_template.as_ref().map(|t| {
+                t.replace("{version}", version)
+                    .replace("{arch}", arch.as_str())
+            })
+        };
+        let now = self.now();
+        match &runner.version {
+            RunnerVersion::Pinned(version) => {
+                let operator = runner
+                    .sha256
+                    .get(arch.as_str())
+                    .and_then(|s| Sha256Hex::parse(s));
+                // Everything said by the operator: GitHub is not asked.
+                if let (Some(url), Some(sum)) = (mirror(version), operator.clone()) {
+                    return Ok(RunnerLookup::Found(RunnerFile {
+                        filename: runner_filename(version, arch),
+                        url,
+                        sha256: Some(sum),
+                    }));
+                }
+                let Some(release) = self
+                    .runner_releases
+                    .pinned(&self.github, repo, version, arch)
+                    .await?
+                else {
+                    return Ok(RunnerLookup::Missing(format!(
+                        "runner.version = \"{version}\" is not a release of actions/runner GitHub knows \
+                         (no release v{version} with the file {}): set runner.version to a release listed at \
+                         https://github.com/actions/runner/releases, or remove it to run GitHub's current release",
+                        runner_filename(version, arch)
+                    )));
+                };
+                Ok(RunnerLookup::Found(RunnerFile {
+                    filename: release.filename(),
+                    url: mirror(version).unwrap_or(release.url),
+                    sha256: operator.or(release.sha256),
+                }))
+            }
+            RunnerVersion::Current => {
+                let Some(release) = self
+                    .runner_releases
+                    .current(&self.github, repo, arch, now)
+                    .await?
+                else {
+                    return Ok(RunnerLookup::Missing(format!(
+                        "GitHub's runner downloads list names no Linux {arch} runner file: \
+                         pin one with runner.version (and runner.url_template for a mirror)"
+                    )));
+                };
+                Ok(RunnerLookup::Found(RunnerFile {
+                    filename: release.filename(),
+                    url: mirror(&release.version).unwrap_or(release.url),
+                    sha256: release.sha256,
+                }))
+            }
         }
-        // A release file's checksum never changes: ask GitHub once per file.
-        let file = runner_filename(&runner.version, arch);
-        let mut known = self.runner_checksums.lock().await;
-        if let Some(sum) = known.get(&file) {
-            return Ok(Some(sum.clone()));
+    }
+}
+
+/// What [`Engine::runner_file`] found.
+pub(super) enum RunnerLookup {
+    Found(RunnerFile),
+    /// No such release or file at GitHub: what to change.
+    Missing(String),
+}
+
+/// The runner file one machine downloads.
+#[derive(Debug, Clone)]
+pub(super) struct RunnerFile {
+    /// As GitHub names it (`actions-runner-linux-x64-2.331.0.tar.gz`).
+    pub filename: String,
+    pub url: String,
+    /// `None`: nobody says what it should be.
+    pub sha256: Option<Sha256Hex>,
+}
+
+/// How long the current release, once read from the downloads list, is
+/// taken as current: GitHub publishes a release every few weeks, and a
+/// burst of jobs must not each ask.
+const CURRENT_RELEASE_MS: i64 = 3_600_000;
+
+/// What GitHub said about runner releases. A pinned release's file never
+/// changes, so it is asked for once per file; the current release is read
+/// again after [`CURRENT_RELEASE_MS`]. Held while one is asked for, so jobs
+/// provisioned together ask once.
+#[derive(Default)]
+pub struct RunnerReleases(tokio::sync::Mutex<ReleaseCache>);
+
+#[derive(Default)]
+struct ReleaseCache {
+    pinned: HashMap<(String, RunnerArch), RunnerRelease>,
+    /// Per installation (its downloads list; GitHub rolls releases out
+    /// progressively) and arch: when it was read, and what it said.
+    current: HashMap<(i64, RunnerArch), (i64, RunnerRelease)>,
+}
+
+impl RunnerReleases {
+    async fn pinned<G: Github>(
+        &self,
+        github: &G,
+        repo: &RepoRef,
+        version: &str,
+        arch: RunnerArch,
+    ) -> Result<Option<RunnerRelease>, GithubError> {
+        let mut cache = self.0.lock().await;
+        let key = (version.to_string(), arch);
+        if let Some(r) = cache.pinned.get(&key) {
+            return Ok(Some(r.clone()));
         }
-        let found = self
-            .github
-            .runner_download_sha256(repo, arch, &file)
-            .await?;
-        if let Some(sum) = &found {
-            known.insert(file, sum.clone());
+        let found = github.runner_release(repo, arch, Some(version)).await?;
+        if let Some(r) = &found {
+            cache.pinned.insert(key, r.clone());
+        }
+        Ok(found)
+    }
+
+    async fn current<G: Github>(
+        &self,
+        github: &G,
+        repo: &RepoRef,
+        arch: RunnerArch,
+        now: i64,
+    ) -> Result<Option<RunnerRelease>, GithubError> {
+        let mut cache = self.0.lock().await;
+        let key = (repo.installation_id, arch);
+        if let Some((at, r)) = cache.current.get(&key)
+            && now - at < CURRENT_RELEASE_MS
+        {
+            return Ok(Some(r.clone()));
+        }
+        let found = github.runner_release(repo, arch, None).await?;
+        if let Some(r) = &found {
+            cache.current.insert(key, (now, r.clone()));
         }
         Ok(found)
     }
@@ -396,13 +526,12 @@ pub(super) enum Rent {
 /// fixed at registration, before the machine boots, so they must follow
 /// the search. A host that still turns out different fails fast (the
 /// bootstrap checks `uname -m` against this).
-pub fn runner_arch(cpu_arch: &str) -> &'static str {
-    if cpu_arch == "arm64" { "arm64" } else { "x64" }
-}
-
-/// The release file's name as GitHub publishes it, whatever mirror serves it.
-pub fn runner_filename(version: &str, arch: &str) -> String {
-    format!("actions-runner-linux-{arch}-{version}.tar.gz")
+pub fn runner_arch(cpu_arch: &str) -> RunnerArch {
+    if cpu_arch == "arm64" {
+        RunnerArch::Arm64
+    } else {
+        RunnerArch::X64
+    }
 }
 
 /// What the store keeps of a callback token: its SHA-256, in hex.

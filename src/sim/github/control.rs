@@ -2,12 +2,12 @@
 //! repositories, jobs, faults, limits and installations, and `/_runner`, what simulated
 //! runners call.
 
-use axum::http::{Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::http::{gh_error, json_response, strings};
-use super::{NewJob, RunnerGroup, SecondaryLimit, SimGithub, WebhookFaults, runner};
+use super::{NewJob, RunnerGroup, SecondaryLimit, SimGithub, WebhookFaults, releases};
 
 pub(super) fn runner_side(
     sim: &SimGithub,
@@ -16,12 +16,7 @@ pub(super) fn runner_side(
     body: &Value,
 ) -> Response {
     match (method, seg) {
-        (&Method::GET, ["download", file]) if runner::serves(file) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/gzip")],
-            sim.0.tarball.0.clone(),
-        )
-            .into_response(),
+        (&Method::GET, ["download", file]) => releases::download(sim, file),
         (&Method::POST, ["connect"]) => {
             match sim.connect_runner(body["jit_config"].as_str().unwrap_or_default()) {
                 Some(id) => {

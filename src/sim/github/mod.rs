@@ -77,8 +77,10 @@
 //!
 //! Runner side (what a runner uses, authenticated by its JIT config):
 //! - `GET /_runner/download/actions-runner-linux-{x64,arm64}-{version}.tar.gz`:
-//!   the simulated runner release (`runner::tarball`), whose checksum
-//!   `GET /repos/{o}/{r}/actions/runners/downloads` lists
+//!   the simulated runner releases (`releases.rs`): the current one
+//!   (`releases::CURRENT`), which the runner downloads lists name, and an
+//!   older one (`releases::PREVIOUS`), found by
+//!   `GET /repos/actions/runner/releases/tags/v{version}`
 //! - `POST /_runner/connect` `{"jit_config":"…"}` → the runner comes online (single use)
 //! - `POST /_runner/{id}/next` → `{"job":{…}}` or `{"job":null}`
 //! - `POST /_runner/{id}/finish` `{"job_id":…,"conclusion":"success"}`
@@ -96,13 +98,16 @@
 //! Here: the simulator and the calls tests make on it; `http.rs` routes,
 //! authenticates and serves the App API; `rest.rs` the installation calls;
 //! `control.rs` `/sim` and `/_runner`; `world.rs` the state and the shapes;
-//! `record.rs` the recording; `runner.rs` the runner release; `deliveries.rs`
-//! the record of delivery attempts and the App's webhook-deliveries API.
+//! `record.rs` the recording; `runner.rs` the simulated runner and what
+//! GitHub checks of a JIT runner; `releases.rs` the runner releases and
+//! their lookups; `deliveries.rs` the record of delivery attempts and the
+//! App's webhook-deliveries API.
 
 mod control;
 pub mod deliveries;
 mod http;
 pub mod record;
+pub mod releases;
 mod rest;
 pub mod runner;
 pub mod world;
@@ -171,7 +176,7 @@ struct Inner {
     public_url: Mutex<String>,
     /// Real seconds a simulated runner spends per simulated second of job.
     runner_time_scale: Mutex<f64>,
-    tarball: (Vec<u8>, String),
+    releases: Mutex<releases::Releases>,
     /// What `record(true)` keeps (see `record.rs`).
     recorder: record::Recorder,
 }
@@ -233,7 +238,7 @@ impl SimGithub {
             http: reqwest::Client::new(),
             public_url: Mutex::new("http://127.0.0.1".into()),
             runner_time_scale: Mutex::new(0.0),
-            tarball: runner::tarball(),
+            releases: Mutex::default(),
             recorder: record::Recorder::default(),
         })))
     }
@@ -277,18 +282,6 @@ impl SimGithub {
             .runner_time_scale
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = scale;
-    }
-
-    /// The runner release's URL template for rigger's `runner.url_template`,
-    /// and its SHA-256 for `runner.sha256.x64`.
-    pub fn runner_release(&self) -> (String, String) {
-        (
-            format!(
-                "{}/_runner/download/actions-runner-linux-{{arch}}-{{version}}.tar.gz",
-                self.public_url()
-            ),
-            self.0.tarball.1.clone(),
-        )
     }
 
     pub fn set_webhook_url(&self, url: Option<String>) {

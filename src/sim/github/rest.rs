@@ -1,7 +1,8 @@
 //! The REST calls rigger makes with an installation token: repositories
 //! and their files (with the contents API's media types and 1 MB limit),
-//! runners (JIT, downloads, removal), organization runner groups, check
-//! runs, jobs and runs, teams and permissions.
+//! runners (JIT, removal; the runner releases are `releases.rs`'s),
+//! organization runner groups, check runs, jobs and runs, teams and
+//! permissions.
 
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::http::{gh_error, json_response, paged, paged_with, strings};
 use super::world::{self, CheckRun, Runner, RunnerStatus};
-use super::{SimGithub, runner};
+use super::{SimGithub, releases, runner};
 
 /// The JIT endpoints' answer when called too often. GitHub documents the
 /// 422 as "Validation failed, or the endpoint has been spammed." without
@@ -28,6 +29,9 @@ pub(super) fn repo_api(
     now: i64,
     accept: &str,
 ) -> Response {
+    if let Some(answer) = releases::route(sim, inst, method, seg) {
+        return answer;
+    }
     let api = sim.public_url();
     let mut w = sim.world();
     if let ["repos", o, r, ..] = seg {
@@ -137,10 +141,14 @@ pub(super) fn repo_api(
         ) if scope.len() == if *kind == "repos" { 2 } else { 1 } => {
             let name = body["name"].as_str().unwrap_or_default().to_string();
             let labels = strings(&body["labels"]);
-            if name.is_empty()
-                || labels.is_empty()
-                || labels.len() > 100
-                || body["runner_group_id"].as_i64().is_none()
+            if let Some(why) = runner::name_problem(&name) {
+                return json_response(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({"message": "Validation Failed", "errors": [why],
+                           "documentation_url": "https://docs.github.com/rest/actions/self-hosted-runners#create-configuration-for-a-just-in-time-runner-for-a-repository"}),
+                );
+            }
+            if labels.is_empty() || labels.len() > 100 || body["runner_group_id"].as_i64().is_none()
             {
                 return gh_error(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -187,8 +195,7 @@ pub(super) fn repo_api(
             let token = w.token("jit_");
             let jit = base64::engine::general_purpose::STANDARD
                 .encode(json!({"url": sim.public_url(), "token": token}).to_string());
-            let mut all_labels = vec!["self-hosted".to_string(), "Linux".into(), "X64".into()];
-            all_labels.extend(labels.iter().cloned());
+            let all_labels = runner::jit_labels(&labels);
             w.secrets_issued.push(jit.clone());
             w.runners.insert(
                 id,
@@ -243,10 +250,6 @@ pub(super) fn repo_api(
                 repos,
             )
         }
-        (&Method::GET, ["repos", _, _, "actions", "runners", "downloads"]) => json_response(
-            StatusCode::OK,
-            runner::downloads(&sim.public_url(), &sim.0.tarball.1),
-        ),
         (&Method::GET, [kind @ ("repos" | "orgs"), scope @ .., "actions", "runners"])
             if scope.len() == if *kind == "repos" { 2 } else { 1 } =>
         {

@@ -1,9 +1,12 @@
-//! The simulated actions/runner release: a tarball holding a `run.sh` that
-//! does what the real runner does with a JIT config — connect, take one job,
-//! run it for its scripted time, report the end, exit. Built in memory
-//! (ustar inside a gzip of stored deflate blocks), with a real SHA-256, so
-//! the bootstrap script downloads, verifies and unpacks it as it would the
-//! real one.
+//! The simulated actions/runner: a tarball holding a `run.sh` that does
+//! what the real runner does with a JIT config — connect, take one job, run
+//! it for its scripted time, report the end, exit — and, like the real
+//! `run.sh`, exits 0 when its listener fails or refuses to run as root.
+//! Built in memory (ustar inside a gzip of stored deflate blocks), with a
+//! real SHA-256, so the bootstrap script downloads, verifies and unpacks it
+//! as it would the real one; each release (`releases.rs`) has its own.
+//! Also here: what generate-jitconfig checks of a runner, and the labels
+//! (and label types) GitHub gives it.
 
 use sha2::{Digest, Sha256};
 
@@ -15,16 +18,21 @@ pub const RUN_SH: &str = r#"#!/bin/sh
 set -u
 # .env is KEY=VALUE lines, read literally (values may hold spaces), as the real runner reads it.
 [ -f ./.env ] && while IFS= read -r l; do case $l in *=*) export "$l" ;; esac; done < ./.env
-cfg=$(printf '%s' "$ACTIONS_RUNNER_INPUT_JITCONFIG" | base64 -d 2>/dev/null) || { echo "runner: the JIT config is not base64"; exit 1; }
+# As run-helper.sh: root only with RUNNER_ALLOW_RUNASROOT; run.sh exits 0
+# whatever the listener's own code (1, terminated error, included).
+if [ "$(id -u)" = 0 ] && [ -z "${RUNNER_ALLOW_RUNASROOT-}" ]; then
+  echo "Must not run interactively with sudo"; echo "Exiting runner..."; exit 0
+fi
+cfg=$(printf '%s' "$ACTIONS_RUNNER_INPUT_JITCONFIG" | base64 -d 2>/dev/null) || { echo "runner: the JIT config is not base64"; echo "Exiting runner..."; exit 0; }
 url=$(printf '%s' "$cfg" | sed -n 's/.*"url":"\([^"]*\)".*/\1/p')
-[ -n "$url" ] || { echo "runner: no service URL in the JIT config"; exit 1; }
+[ -n "$url" ] || { echo "runner: no service URL in the JIT config"; echo "Exiting runner..."; exit 0; }
 r=$(curl -fsS -X POST -H 'Content-Type: application/json' \
   -d "{\"jit_config\":\"$ACTIONS_RUNNER_INPUT_JITCONFIG\"}" "$url/_runner/connect") ||
-  { echo "runner: the JIT config was refused"; exit 1; }
+  { echo "runner: the JIT config was refused"; echo "Exiting runner..."; exit 0; }
 id=$(printf '%s' "$r" | sed -n 's/.*"runner_id":\([0-9]*\).*/\1/p')
 echo "runner: connected as runner $id; listening for jobs"
 while :; do
-  j=$(curl -fsS -X POST "$url/_runner/$id/next") || { echo "runner: lost the service"; exit 1; }
+  j=$(curl -fsS -X POST "$url/_runner/$id/next") || { echo "runner: lost the service"; echo "Exiting runner..."; exit 0; }
   job=$(printf '%s' "$j" | sed -n 's/.*"id":\([0-9]*\).*/\1/p')
   [ -n "$job" ] && break
   sleep 1
@@ -40,42 +48,74 @@ echo "runner: job $job completed: ${conclusion:-success}"
 exit 0
 "#;
 
-/// The release the simulated GitHub calls current: rigger's pinned default.
-pub const VERSION: &str = crate::settings::RUNNER_VERSION;
-
 /// The architectures it serves: the simulated runner is a shell script, so
 /// one tarball serves both.
 pub const ARCHES: [&str; 2] = ["x64", "arm64"];
 
-/// `GET /repos/{o}/{r}/actions/runners/downloads`, as GitHub answers it,
-/// with the tarball's real checksum.
-pub fn downloads(base_url: &str, sha256: &str) -> serde_json::Value {
-    let files: Vec<serde_json::Value> = ARCHES
-        .iter()
-        .map(|arch| {
-            let filename = format!("actions-runner-linux-{arch}-{VERSION}.tar.gz");
-            serde_json::json!({
-                "os": "linux",
-                "architecture": arch,
-                "download_url": format!("{base_url}/_runner/download/{filename}"),
-                "filename": filename,
-                "sha256_checksum": sha256,
-            })
-        })
-        .collect();
-    serde_json::Value::Array(files)
+/// GitHub's limit on a runner's name.
+pub const MAX_RUNNER_NAME: usize = 64;
+
+/// Why generate-jitconfig refuses this runner name, if it does.
+pub fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        Some("Name can't be blank".into())
+    } else if name.chars().count() > MAX_RUNNER_NAME {
+        Some(format!(
+            "Name is too long (maximum is {MAX_RUNNER_NAME} characters)"
+        ))
+    } else {
+        None
+    }
 }
 
-/// Whether `file` is a release file this simulated GitHub serves.
-pub fn serves(file: &str) -> bool {
-    ARCHES
-        .iter()
-        .any(|a| file.starts_with(&format!("actions-runner-linux-{a}-")))
+/// Labels GitHub itself gives runners (`self-hosted`, the OS and the
+/// architecture, as actions/runner names them): read-only on a runner.
+const SYSTEM_LABELS: [&str; 8] = [
+    "self-hosted",
+    "Linux",
+    "Windows",
+    "macOS",
+    "X64",
+    "X86",
+    "ARM",
+    "ARM64",
+];
+
+/// A runner label's type as GitHub lists it: `read-only` for the system
+/// labels, `custom` for the rest.
+pub fn label_type(label: &str) -> &'static str {
+    if SYSTEM_LABELS.iter().any(|s| s.eq_ignore_ascii_case(label)) {
+        "read-only"
+    } else {
+        "custom"
+    }
 }
 
-/// The tarball's bytes and their SHA-256 (hex).
-pub fn tarball() -> (Vec<u8>, String) {
-    let tar = ustar(&[("run.sh", 0o755, RUN_SH.as_bytes())]);
+/// The labels a JIT runner gets: those of the registration, once each
+/// (labels compare without case), and nothing else. GitHub's documented
+/// example registers `["self-hosted","X64","macOS","no-gpu"]` and answers
+/// with those four, the first three read-only: it adds no architecture of
+/// its own (the runner never runs config.sh, which would add it), so an
+/// arm64 registration has no `X64`.
+pub fn jit_labels(registered: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = Vec::new();
+    for l in registered {
+        if !all.iter().any(|a| a.eq_ignore_ascii_case(l)) {
+            all.push(l.clone());
+        }
+    }
+    all
+}
+
+/// One release's tarball and its SHA-256 (hex): each version's bytes
+/// differ (the version is in its `run.sh`), so their checksums do too.
+pub fn tarball(version: &str) -> (Vec<u8>, String) {
+    let run_sh = RUN_SH.replacen(
+        "# rigger's simulated actions/runner.",
+        &format!("# rigger's simulated actions/runner {version}."),
+        1,
+    );
+    let tar = ustar(&[("run.sh", 0o755, run_sh.as_bytes())]);
     let gz = gzip_stored(&tar);
     let sum = hex::encode(Sha256::digest(&gz));
     (gz, sum)
@@ -148,20 +188,39 @@ mod tests {
     }
 
     #[test]
-    fn the_downloads_list_carries_the_tarballs_real_checksum() {
-        let (gz, sum) = tarball();
-        let list = downloads("http://gh", &sum);
-        let x64 = &list[0];
-        assert_eq!(x64["architecture"], "x64");
-        assert_eq!(x64["sha256_checksum"], hex::encode(Sha256::digest(&gz)));
-        let file = x64["filename"].as_str().unwrap();
-        assert!(serves(file), "{file}");
-        assert!(!serves("actions-runner-win-x64-2.330.0.zip"));
+    fn each_release_has_its_own_bytes_and_checksum() {
+        let (a, sum_a) = tarball("2.330.0");
+        let (b, sum_b) = tarball("2.331.0");
+        assert_ne!(a, b);
+        assert_ne!(sum_a, sum_b);
+        assert_eq!(sum_a, hex::encode(Sha256::digest(&a)));
+    }
+
+    #[test]
+    fn jit_runners_get_the_architecture_they_run_on() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            jit_labels(&s(&["self-hosted", "linux", "x64", "cirun-gpu", "X64"])),
+            s(&["self-hosted", "linux", "x64", "cirun-gpu"])
+        );
+        let arm = jit_labels(&s(&["self-hosted", "linux", "arm64", "cirun-gh200"]));
+        assert!(
+            !arm.iter().any(|l| l.eq_ignore_ascii_case("x64")),
+            "{arm:?}"
+        );
+        let types: Vec<&str> = arm.iter().map(|l| label_type(l)).collect();
+        assert_eq!(types, ["read-only", "read-only", "read-only", "custom"]);
+        assert_eq!(name_problem(&"r".repeat(64)), None);
+        assert!(
+            name_problem(&"r".repeat(65))
+                .unwrap()
+                .contains("maximum is 64")
+        );
     }
 
     #[test]
     fn tar_unpacks_the_tarball() {
-        let (gz, sum) = tarball();
+        let (gz, sum) = tarball("2.331.0");
         assert_eq!(sum.len(), 64);
         let dir = std::env::temp_dir().join(format!("rigger-runner-tgz-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -175,7 +234,11 @@ mod tests {
             .status()
             .unwrap();
         assert!(ok.success());
-        assert_eq!(std::fs::read_to_string(dir.join("run.sh")).unwrap(), RUN_SH);
+        let run_sh = std::fs::read_to_string(dir.join("run.sh")).unwrap();
+        assert!(
+            run_sh.contains("simulated actions/runner 2.331.0"),
+            "{run_sh}"
+        );
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.join("run.sh"))
             .unwrap()

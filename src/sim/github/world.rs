@@ -1153,7 +1153,7 @@ pub fn runner_labels(labels: &[String]) -> Vec<Value> {
             json!({
                 "id": i + 1,
                 "name": l,
-                "type": if i < 3 { "read-only" } else { "custom" },
+                "type": super::runner::label_type(l),
             })
         })
         .collect()
