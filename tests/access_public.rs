@@ -87,6 +87,20 @@ async fn on_a_public_repository_only_collaborators_have_a_role() {
         why.contains("`mallory` may not use the org runner `org-gpu`"),
         "{why}"
     );
+    assert!(
+        why.contains("make them a collaborator")
+            && why.contains("reading a public repository is no role"),
+        "the check run says what to do: {why}"
+    );
+    let runs = s.github.check_runs();
+    let theirs = runs
+        .iter()
+        .find(|c| c.external_id == Some(stranger.to_string()))
+        .expect("mallory's job has a check run");
+    assert!(
+        theirs.conclusion.as_deref() == Some("failure") && theirs.summary.contains(&why),
+        "mallory's check run says why: {theirs:?}"
+    );
     assert_eq!(s.vast.live_instances().len(), 2, "two machines, not three");
     for job in [reader, admin, stranger] {
         s.github.cancel_job(job);

@@ -82,10 +82,12 @@ pub fn check_access(def: &RunnerDef, access: Option<&AccessConfig>, facts: &JobF
         }
     }
     Access::Denied(format!(
-        "`{}` may not use the org runner `{}` ({})",
-        facts.actor,
+        "`{actor}` may not use the org runner `{}` ({}). To allow it, add `{actor}` to one of \
+         the policy's teams, make them a collaborator with one of its roles (reading a public \
+         repository is no role), or list them under `users` in .cirun/.access.yml",
         def.name,
-        reasons.join("; ")
+        reasons.join("; "),
+        actor = facts.actor,
     ))
 }
 
