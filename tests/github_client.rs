@@ -412,6 +412,97 @@ async fn teams_and_roles() {
     assert_eq!(w.client.role_of(&r, "mallory").await.unwrap(), None);
 }
 
+/// What GitHub answers for a user's permission: a collaborator's role; for
+/// anyone else `none` on a private repository and `read` on a public one
+/// (everyone may read it); 404 for a login that is no user. rigger takes
+/// the public `read` for no role: only a collaborator's `read` counts.
+#[tokio::test]
+async fn a_public_repositorys_read_for_everyone_is_no_role() {
+    let w = world().await;
+    let r = repo(&w);
+    w.sim.set_role("acme/ml", "ada", "read");
+    w.sim.set_role("acme/ml", "bob", "maintain");
+    w.sim.add_team_member("acme", "infra", "mallory"); // a user, no collaborator
+    let token = w
+        .client
+        .auth()
+        .installation_token(r.installation_id)
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let permission = |login: &'static str| {
+        let req = http
+            .get(format!(
+                "{}/repos/acme/ml/collaborators/{login}/permission",
+                w.url
+            ))
+            .bearer_auth(token.expose());
+        async move {
+            let a = req.send().await.unwrap();
+            let status = a.status().as_u16();
+            (status, a.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let shown = |v: &serde_json::Value| {
+        (
+            v["permission"].as_str().unwrap_or("?").to_string(),
+            v["role_name"].as_str().unwrap_or("?").to_string(),
+            v["user"]["permissions"]["pull"].as_bool(),
+            v["user"]["permissions"]["push"].as_bool(),
+        )
+    };
+
+    // Private (the default).
+    let (status, v) = permission("mallory").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        shown(&v),
+        ("none".into(), "".into(), Some(false), Some(false))
+    );
+    assert_eq!(permission("no-such-user").await.0, 404);
+    assert_eq!(w.client.role_of(&r, "mallory").await.unwrap(), None);
+    let (_, v) = permission("bob").await;
+    assert_eq!(
+        shown(&v),
+        ("write".into(), "maintain".into(), Some(true), Some(true))
+    );
+
+    // Public: anyone who exists may read it.
+    w.sim.set_private("acme/ml", false);
+    let (status, v) = permission("mallory").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        shown(&v),
+        ("read".into(), "read".into(), Some(true), Some(false))
+    );
+    assert_eq!(permission("no-such-user").await.0, 404);
+    assert_eq!(
+        w.client.role_of(&r, "mallory").await.unwrap(),
+        None,
+        "reading a public repository is no role"
+    );
+    assert_eq!(
+        w.sim.requests("GET /repos/acme/ml/collaborators/mallory"),
+        1,
+        "a `read` is confirmed as a collaborator's"
+    );
+    assert_eq!(
+        w.client.role_of(&r, "ada").await.unwrap().as_deref(),
+        Some("read"),
+        "a collaborator's read is a role"
+    );
+    assert_eq!(
+        w.client.role_of(&r, "bob").await.unwrap().as_deref(),
+        Some("maintain")
+    );
+    assert_eq!(
+        w.sim.requests("GET /repos/acme/ml/collaborators/bob"),
+        0,
+        "a higher role needs no confirming"
+    );
+    assert_eq!(w.client.role_of(&r, "no-such-user").await.unwrap(), None);
+}
+
 #[tokio::test]
 async fn rate_limits_say_how_long_to_wait_and_are_counted() {
     let w = world().await;

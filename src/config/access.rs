@@ -1,6 +1,7 @@
 //! The org's `.cirun/.access.yml`: which repositories, teams, roles and users
 //! may use which org-level runner definitions. Parsed and checked here; the
-//! engine enforces it.
+//! engine enforces it. A policy's `roles` are GitHub's base roles, each
+//! admitting itself and the roles above it ([`Policy::admits_role`]).
 
 use crate::text::for_log;
 use std::collections::{HashMap, HashSet};
@@ -43,6 +44,33 @@ pub struct AccessRule {
     pub resource: String,
     pub location: Location,
     pub policies: Vec<String>,
+}
+
+impl Policy {
+    /// Whether a user with `role` on the repository (the role GitHub
+    /// granted: a collaborator's, a team's or the organization's, never
+    /// the `read` everyone has on a public repository) meets the policy's
+    /// `roles`: a listed role admits that role and every higher one, so
+    /// `roles: [read]` means "collaborators with at least read", and an
+    /// admin passes `roles: [write]`.
+    pub fn admits_role(&self, role: &str) -> bool {
+        let Some(have) = role_rank(role) else {
+            return false;
+        };
+        self.roles
+            .iter()
+            .filter_map(|want| role_rank(want))
+            .any(|want| have >= want)
+    }
+}
+
+/// A base role's place among GitHub's five (read 0 … admin 4); `None` for
+/// anything else.
+fn role_rank(role: &str) -> Option<usize> {
+    keys::ROLES
+        .iter()
+        .rev()
+        .position(|r| r.eq_ignore_ascii_case(role))
 }
 
 impl AccessConfig {
@@ -246,6 +274,27 @@ access_control:
             .collect();
         assert_eq!(guards, vec!["gpu-team", "bots"]);
         assert!(cfg.policies_for("other").is_empty());
+    }
+
+    #[test]
+    fn a_role_admits_itself_and_every_higher_role() {
+        let (cfg, _) = parse_access(
+            "policies:\n  - id: readers\n    roles: [read]\n  - id: writers\n    roles: [Write]\n",
+        );
+        let cfg = cfg.unwrap();
+        let (readers, writers) = (&cfg.policies[0], &cfg.policies[1]);
+        for role in ["read", "triage", "write", "maintain", "admin"] {
+            assert!(readers.admits_role(role), "{role} is at least read");
+        }
+        for role in ["read", "triage"] {
+            assert!(!writers.admits_role(role), "{role} is below write");
+        }
+        for role in ["write", "maintain", "ADMIN"] {
+            assert!(writers.admits_role(role), "{role} is at least write");
+        }
+        for role in ["none", "", "security-manager"] {
+            assert!(!readers.admits_role(role), "{role:?} is no base role");
+        }
     }
 
     #[test]

@@ -32,7 +32,9 @@ pub struct JobFacts {
     pub actor: String,
     /// Of the teams asked about ([`teams_to_check`]), those the actor is in.
     pub actor_teams: Vec<String>,
-    /// The actor's role on the repository (`admin`, `maintain`, `write`, …).
+    /// The role GitHub granted the actor on the repository (`admin`,
+    /// `maintain`, `write`, `triage`, `read`); a public repository's
+    /// `read` for everyone is no grant.
     pub actor_role: Option<String>,
 }
 
@@ -64,8 +66,9 @@ pub fn teams_to_check(def: &RunnerDef, access: Option<&AccessConfig>) -> Vec<Str
 
 /// Whether the repository's policies let this job use the definition: any
 /// one guarding policy must match the repository, allow pull requests if the
-/// job comes from one, and list the actor's team, role or login (a policy
-/// listing none of those grants the whole repository).
+/// job comes from one, and list the actor's team, a role the actor's is at
+/// least, or the login (a policy listing none of those grants the whole
+/// repository).
 pub fn check_access(def: &RunnerDef, access: Option<&AccessConfig>, facts: &JobFacts) -> Access {
     let policies = guarding(def, access);
     if policies.is_empty() {
@@ -79,10 +82,12 @@ pub fn check_access(def: &RunnerDef, access: Option<&AccessConfig>, facts: &JobF
         }
     }
     Access::Denied(format!(
-        "`{}` may not use the org runner `{}` ({})",
-        facts.actor,
+        "`{actor}` may not use the org runner `{}` ({}). To allow it, add `{actor}` to one of \
+         the policy's teams, make them a collaborator with one of its roles (reading a public \
+         repository is no role), or list them under `users` in .cirun/.access.yml",
         def.name,
-        reasons.join("; ")
+        reasons.join("; "),
+        actor = facts.actor,
     ))
 }
 
@@ -102,10 +107,7 @@ fn policy_allows(p: &Policy, f: &JobFacts) -> Result<(), String> {
         .teams
         .iter()
         .any(|t| f.actor_teams.iter().any(|m| m.eq_ignore_ascii_case(t)));
-    let by_role = f
-        .actor_role
-        .as_ref()
-        .is_some_and(|r| p.roles.iter().any(|want| want.eq_ignore_ascii_case(r)));
+    let by_role = f.actor_role.as_ref().is_some_and(|r| p.admits_role(r));
     if open || by_user || by_team || by_role {
         Ok(())
     } else {

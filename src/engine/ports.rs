@@ -371,7 +371,9 @@ pub trait Github: Send + Sync + 'static {
         run_id: i64,
     ) -> impl Future<Output = Result<RunOrigin, GithubError>> + Send;
 
-    /// `admin`, `maintain`, `write`, `triage`, `read` or `None`.
+    /// The role GitHub granted `login` on the repository: `admin`,
+    /// `maintain`, `write`, `triage`, `read`, or `None` (no role, no such
+    /// user). The `read` everyone has on a public repository is no grant.
     fn role_of(
         &self,
         repo: &RepoRef,

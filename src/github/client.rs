@@ -473,6 +473,11 @@ impl Github for GithubClient {
         Ok(run_origin_of(&a.body, &repo.repo))
     }
 
+    /// The role GitHub granted `login` on the repository. The permission
+    /// endpoint answers `read` for anyone at all on a public repository
+    /// (everyone may read it), so a `read` is confirmed with "check if a
+    /// user is a repository collaborator" (204 or 404) before it counts;
+    /// `none` and 404 (no such user) are no role.
     async fn role_of(&self, repo: &RepoRef, login: &str) -> Result<Option<String>, GithubError> {
         let a = self
             .call(
@@ -485,14 +490,21 @@ impl Github for GithubClient {
         if a.is_not_found() {
             return Ok(None);
         }
-        let role = a
-            .body
-            .get("role_name")
-            .or_else(|| a.body.get("permission"))
-            .and_then(Value::as_str)
-            .filter(|r| *r != "none")
-            .map(str::to_string);
-        Ok(role)
+        let Some(role) = base_role_of(&a.body) else {
+            return Ok(None);
+        };
+        if role != "read" {
+            return Ok(Some(role.to_string()));
+        }
+        let granted = self
+            .call(
+                repo.installation_id,
+                Method::GET,
+                &format!("/repos/{}/collaborators/{login}", repo.repo),
+                None,
+            )
+            .await?;
+        Ok((granted.status == 204).then(|| role.to_string()))
     }
 
     async fn runner_group_access(&self, repo: &RepoRef) -> Result<GroupAccess, GithubError> {
@@ -528,6 +540,23 @@ impl Github for GithubClient {
         }
         Ok(release::asset_in_release(&a.body, version, arch))
     }
+}
+
+/// The base role in a `repository-collaborator-permission` answer:
+/// `role_name` when it is one of GitHub's five base roles, otherwise (a
+/// custom role, or no name) the legacy `permission` it maps to; `None` for
+/// `none` or an answer without either.
+fn base_role_of(answer: &Value) -> Option<&'static str> {
+    const BASE: [&str; 5] = ["admin", "maintain", "write", "triage", "read"];
+    let field = |k: &str| answer.get(k).and_then(Value::as_str);
+    let legacy = field("permission")?;
+    if legacy == "none" {
+        return None;
+    }
+    let named = field("role_name").and_then(|r| BASE.iter().find(|b| **b == r));
+    named
+        .or_else(|| BASE.iter().find(|b| **b == legacy))
+        .copied()
 }
 
 /// A workflow run's origin from its REST representation: a head repository

@@ -2,12 +2,13 @@
 //! simulated GitHub and Vast.ai, stepped explicitly (deliveries, provisioning,
 //! reconciling) on an injected clock. Each story ends by checking that
 //! nothing leaked: no simulated instance alive without a live row, no runner
-//! registration left without an instance.
+//! registration left without an instance, no check-run update of a job that
+//! is over left unsent (unless the story says it expects one).
 
 // Each test binary uses some of these verbs, not all.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use rigger::app::{App, RiggerEngine};
@@ -40,6 +41,9 @@ pub struct Story {
     held_url: String,
     dir: std::path::PathBuf,
     extra: Vec<(String, String)>,
+    /// Jobs whose check-run update the story expects to be left unsent
+    /// (see [`Story::expects_an_unsent_check_run`]).
+    unsent_expected: Mutex<BTreeSet<i64>>,
 }
 
 /// A signed delivery as GitHub sent it: headers and the exact body.
@@ -331,6 +335,7 @@ impl Story {
             held_url,
             dir,
             extra,
+            unsent_expected: Mutex::default(),
         }
     }
 
@@ -521,12 +526,22 @@ impl Story {
             .collect()
     }
 
+    /// The story ends with this job's check-run update still unsent (GitHub
+    /// refused it for good, or its retry is not due yet): `nothing_leaked`
+    /// then checks that it is, instead of failing for it.
+    pub fn expects_an_unsent_check_run(&self, job: i64) {
+        self.unsent_expected.lock().unwrap().insert(job);
+    }
+
     /// Nothing leaked and nothing stranded, after one reconciler pass:
     /// - every live simulated instance has a live row (rigger knows it);
     /// - every runner registration belongs to a live machine, by name;
     /// - a job GitHub finished is over in rigger too, and its check run is
     ///   closed; a job rigger waits on has a machine or says why it waits;
-    ///   no job is left mid-provisioning.
+    ///   no job is left mid-provisioning;
+    /// - a job that is over (on GitHub, or for rigger, which gave it up)
+    ///   has no check-run update left unsent in the store, unless the story
+    ///   expects one (and then it has one).
     pub async fn nothing_leaked(&self) {
         self.engine.reconcile_once().await.unwrap();
         self.no_secret_in_the_database().await;
@@ -559,6 +574,11 @@ impl Story {
                 "job {} left mid-provisioning",
                 j.id
             );
+            // Over on GitHub, or over for rigger (it gave the job up: the
+            // check run is where the user reads why).
+            if j.status == JobStatus::Completed || row.state.is_terminal() {
+                self.no_check_run_update_unsent(j.id).await;
+            }
             if j.status == JobStatus::Completed {
                 assert!(
                     row.state.is_terminal(),
@@ -566,8 +586,11 @@ impl Story {
                     j.id,
                     row.state
                 );
+                // Closed, unless the story expects its update unsent.
+                let unsent_expected = self.unsent_expected.lock().unwrap().contains(&j.id);
                 if let Some(id) = row.check_run_id
                     && row.state != JobState::Failed
+                    && !unsent_expected
                 {
                     let run = checks.iter().find(|c| c.id == id).expect("its check run");
                     assert_eq!(run.status, "completed", "job {}'s check run: {run:?}", j.id);
@@ -592,6 +615,23 @@ impl Story {
 }
 
 impl Story {
+    /// A finished job's check-run update that the store still wants sent
+    /// is one the user never sees (the run stays "in progress" on GitHub).
+    async fn no_check_run_update_unsent(&self, job: i64) {
+        let want = self.engine.store.check_run(job).await.unwrap();
+        let unsent = want.as_ref().is_some_and(|w| w.unsent());
+        let expected = self.unsent_expected.lock().unwrap().contains(&job);
+        match (unsent, expected) {
+            (true, false) => {
+                panic!("job {job} is over but its check-run update was never sent: {want:?}")
+            }
+            (false, true) => panic!(
+                "the story expects job {job}'s check-run update unsent, but nothing is: {want:?}"
+            ),
+            _ => {}
+        }
+    }
+
     /// I6: no installation token or JIT config GitHub handed rigger is in
     /// its jobs, machines, events or ledger (the deliveries are GitHub's own
     /// payloads, which carry none).

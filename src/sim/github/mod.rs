@@ -5,6 +5,7 @@
 //!
 //! Control API (JSON, no auth):
 //! - `POST /sim/repos` `{"repo":"o/r","default_branch":"main","private":true,"files":{".cirun.yml":"…"},"collaborators":{"octocat":"write"}}`
+//!   (`"private": false`: a public repository; private is the default)
 //! - `POST /sim/jobs` `{"repo":"o/r","labels":["cirun-gpu--1"],"head_sha":"…","fork":false,"event":"push","actor":"octocat","duration_s":60,"conclusion":"success"}` → `{"job_id":…}` (`event` defaults to `pull_request` for a fork, `push` otherwise)
 //! - `POST /sim/jobs/{id}/cancel`
 //! - `POST /sim/jobs` with `"environment":"production"`: a job deploying to an environment with
@@ -61,6 +62,14 @@
 //! (202; sent again with the same GUID). Installation API besides what
 //! `rest.rs` lists: `POST /repos/{o}/{r}/actions/runs/{id}/cancel` (202,
 //! the run's unfinished jobs end `cancelled`; 409 once it is over).
+//!
+//! Collaborators: `GET /repos/{o}/{r}/collaborators/{login}/permission`
+//! answers as GitHub does: a collaborator's role; for anyone else `read`
+//! (`role_name` `read`) on a public repository, which everyone may read,
+//! and `none` on a private one; 404 for a login that is no user (users are
+//! the repositories' owners, collaborators, team members and jobs'
+//! actors). `GET /repos/{o}/{r}/collaborators/{login}` is 204 only for a
+//! collaborator.
 //!
 //! Check runs: `output.summary` and `output.text` over 65,535 characters, or
 //! over 65,535 UTF-8 bytes, are refused 422 with GitHub's messages;
@@ -432,6 +441,14 @@ impl SimGithub {
             for (p, t) in files {
                 at.insert(p.to_string(), t.to_string());
             }
+        }
+    }
+
+    /// A private repository (the default) or a public one, which everyone
+    /// may read: GitHub answers `read` for anyone's permission on it.
+    pub fn set_private(&self, repo: &str, private: bool) {
+        if let Some(r) = self.world().repos.get_mut(repo) {
+            r.private = private;
         }
     }
 

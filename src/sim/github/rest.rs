@@ -455,25 +455,38 @@ pub(super) fn repo_api(
                 gh_error(StatusCode::NOT_FOUND, "Not Found")
             }
         }
+        // As GitHub: a collaborator's role (`maintain` is `write` and
+        // `triage` is `read` in the legacy `permission`); anyone else who
+        // exists gets `read` on a public repository (everyone may read it)
+        // and `none` on a private one; a login that is no user, 404.
         (&Method::GET, ["repos", o, r, "collaborators", login, "permission"]) => {
-            let role = w
+            let full = format!("{o}/{r}");
+            let exists = w.user_exists(login);
+            let Some(repo) = w.repos.get(&full) else {
+                return gh_error(StatusCode::NOT_FOUND, "Not Found");
+            };
+            let (permission, role) = match repo.collaborators.get(*login) {
+                Some(role) => (world::legacy_permission(role), role.clone()),
+                None if !exists => return gh_error(StatusCode::NOT_FOUND, "Not Found"),
+                None if repo.private => ("none", String::new()),
+                None => ("read", "read".to_string()),
+            };
+            json_response(
+                StatusCode::OK,
+                world::collaborator_permission_json(login, permission, &role, &api),
+            )
+        }
+        // "Check if a user is a repository collaborator": 204, or 404 for
+        // anyone not granted a role (a public repository's readers too).
+        (&Method::GET, ["repos", o, r, "collaborators", login]) => {
+            let granted = w
                 .repos
                 .get(&format!("{o}/{r}"))
-                .and_then(|x| x.collaborators.get(*login))
-                .cloned();
-            match role {
-                Some(role) => {
-                    let permission = match role.as_str() {
-                        "maintain" | "write" => "write",
-                        "triage" | "read" => "read",
-                        other => other,
-                    };
-                    json_response(
-                        StatusCode::OK,
-                        world::collaborator_permission_json(login, permission, &role, &api),
-                    )
-                }
-                None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
+                .is_some_and(|x| x.collaborators.contains_key(*login));
+            if granted {
+                StatusCode::NO_CONTENT.into_response()
+            } else {
+                gh_error(StatusCode::NOT_FOUND, "Not Found")
             }
         }
         _ => gh_error(StatusCode::NOT_FOUND, "Not Found"),

@@ -407,6 +407,18 @@ pub struct World {
 }
 
 impl World {
+    /// Whether a login is a GitHub user the world knows: an owner of a
+    /// repository, a collaborator, a team member or a job's actor. Anyone
+    /// else is no user (GitHub answers 404 for them).
+    pub fn user_exists(&self, login: &str) -> bool {
+        let same = |x: &str| x.eq_ignore_ascii_case(login);
+        self.repos.values().any(|r| {
+            same(r.full_name.split('/').next().unwrap_or_default())
+                || r.collaborators.keys().any(|c| same(c))
+        }) || self.teams.values().flatten().any(|m| same(m))
+            || self.jobs.values().any(|j| same(&j.actor))
+    }
+
     pub fn new(app_id: u64, seed: u64) -> World {
         World {
             app_id,
@@ -1088,18 +1100,40 @@ pub fn team_membership_json(org: &str, team: &str, login: &str, api: &str) -> Va
     })
 }
 
-/// A collaborator's permission as `GET /repos/{o}/{r}/collaborators/{login}/permission`
+/// The legacy base permission of a role, as the permission endpoint's
+/// `permission` gives it: `maintain` is `write`, `triage` is `read`.
+pub fn legacy_permission(role: &str) -> &'static str {
+    match role {
+        "admin" => "admin",
+        "maintain" | "write" => "write",
+        "triage" | "read" => "read",
+        _ => "none",
+    }
+}
+
+/// A user's permission as `GET /repos/{o}/{r}/collaborators/{login}/permission`
 /// answers (schema `repository-collaborator-permission`): `permission` the
-/// legacy level (`admin`, `write`, `read`), `role_name` the role.
+/// legacy level (`admin`, `write`, `read`, `none`), `role_name` the role
+/// (`read` for anyone on a public repository; for `none` GitHub's docs do
+/// not say, and the simulator sends an empty name).
 pub fn collaborator_permission_json(login: &str, permission: &str, role: &str, api: &str) -> Value {
     let mut user = user_json(login, api);
     user["role_name"] = Value::String(role.to_string());
+    let rank = ["none", "read", "triage", "write", "maintain", "admin"]
+        .iter()
+        .position(|r| *r == role)
+        .unwrap_or(match permission {
+            "admin" => 5,
+            "write" => 3,
+            "read" => 1,
+            _ => 0,
+        });
     user["permissions"] = json!({
-        "admin": permission == "admin",
-        "maintain": role == "maintain" || permission == "admin",
-        "push": permission == "admin" || permission == "write",
-        "triage": role != "read",
-        "pull": true,
+        "admin": rank >= 5,
+        "maintain": rank >= 4,
+        "push": rank >= 3,
+        "triage": rank >= 2,
+        "pull": rank >= 1,
     });
     json!({"permission": permission, "role_name": role, "user": user})
 }
