@@ -429,7 +429,11 @@ async fn a_public_repositorys_read_for_everyone_is_no_role() {
         .installation_token(r.installation_id)
         .await
         .unwrap();
-    let http = reqwest::Client::new();
+    // GitHub refuses a request without a User-Agent.
+    let http = reqwest::Client::builder()
+        .user_agent("rigger-tests")
+        .build()
+        .unwrap();
     let permission = |login: &'static str| {
         let req = http
             .get(format!(

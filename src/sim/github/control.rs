@@ -93,9 +93,6 @@ pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Val
             if let Some(b) = body["default_branch"].as_str() {
                 sim.set_default_branch(repo, b);
             }
-            if let Some(private) = body["private"].as_bool() {
-                sim.set_private(repo, private);
-            }
             for (login, role) in body["collaborators"].as_object().into_iter().flatten() {
                 sim.set_role(repo, login, role.as_str().unwrap_or("read"));
             }

@@ -501,13 +501,6 @@ impl SimGithub {
         }
     }
 
-    /// Make a repository public (`false`) or private.
-    pub fn set_private(&self, repo: &str, private: bool) {
-        if let Some(r) = self.world().repos.get_mut(repo) {
-            r.private = private;
-        }
-    }
-
     pub fn installation_of(&self, owner: &str) -> i64 {
         self.world().installation_of(owner)
     }
