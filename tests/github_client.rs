@@ -176,7 +176,8 @@ async fn the_last_call_a_budget_allows_closes_it_until_the_reset() {
         .iter()
         .filter(|s| s.caller == Some(rigger::sim::github::Caller::Installation(r.installation_id)))
         .count();
-    w.sim.set_hourly_limit(Some(r.installation_id), used as u64 + 1);
+    w.sim
+        .set_hourly_limit(Some(r.installation_id), used as u64 + 1);
     let sent = w.sim.seen().len();
     // The fourth call is answered, with `x-ratelimit-remaining: 0`.
     assert!(w.client.role_of(&r, "octocat").await.unwrap().is_none());

@@ -459,7 +459,10 @@ async fn the_app_clients_other_calls() -> Recorded {
     let missing = client
         .file(installation, "acme/ml", "nothing.yml", Some("v1.0"))
         .await;
-    assert!(matches!(missing, Ok(rigger::github::contents::FileAnswer::Missing)), "{missing:?}");
+    assert!(
+        matches!(missing, Ok(rigger::github::contents::FileAnswer::Missing)),
+        "{missing:?}"
+    );
     assert!(
         client
             .runners_at(installation, "acme/ml")

@@ -9,8 +9,7 @@ use rigger::config::model::VastRunner;
 use rigger::engine::Engine;
 use rigger::engine::ports::{
     CheckRun, CheckTarget, Cloud, CloudError, ConfigFiles, Github, GithubError, GroupAccess,
-    JitRunner, LaunchSpec, ManualClock, OfferSearch, RepoRef, RunOrigin, RunnerArch,
-    RunnerRelease,
+    JitRunner, LaunchSpec, ManualClock, OfferSearch, RepoRef, RunOrigin, RunnerArch, RunnerRelease,
 };
 use rigger::engine::reconcile::{CloudView, GithubJobStatus, GithubJobView, RunnerView};
 use rigger::metrics::Metrics;

@@ -409,7 +409,6 @@ pub trait Github: Send + Sync + 'static {
     /// suspended, and its token must not be used again.
     fn forget_installation(&self, installation_id: i64);
 
-
     /// The Linux actions/runner release file for `arch`: with `version`
     /// `None`, the one GitHub's runner downloads list names (its current
     /// release, from the repository's list or, for organization runners,

@@ -2,10 +2,10 @@
 
 pub mod app;
 pub mod client;
-pub mod deliveries;
 pub mod contents;
+pub mod deliveries;
 pub mod groups;
 pub mod http;
-pub mod runs;
 pub mod release;
+pub mod runs;
 pub mod webhook;

@@ -50,7 +50,9 @@ pub(super) fn repo_api(
                 .repos
                 .values()
                 .filter(|r| {
-                    r.installation == inst && r.in_installation && !w.removed_repos.contains(&r.full_name)
+                    r.installation == inst
+                        && r.in_installation
+                        && !w.removed_repos.contains(&r.full_name)
                 })
                 .map(|r| world::repo_json(r, &api))
                 .collect();

@@ -771,7 +771,8 @@ pub fn job_payload(job: &Job, action: &str, repo: Option<&Repo>) -> Value {
     // A job naming an environment: its `queued` deliveries carry the
     // deployment GitHub made for it; GitHub's `waiting` example has none.
     if let (Some(env), Some(id), "queued") = (&job.environment, job.deployment_id, action) {
-        payload["deployment"] = deployment_json(job, env, id, &format!("{WEBHOOK_API}/repos/{}", job.repo));
+        payload["deployment"] =
+            deployment_json(job, env, id, &format!("{WEBHOOK_API}/repos/{}", job.repo));
     }
     payload
 }
