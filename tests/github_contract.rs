@@ -181,6 +181,7 @@ impl Verdict {
                 request_body: x.request_body.as_ref(),
                 status: x.status,
                 response_body: x.response_body.as_ref(),
+                accept: x.header("accept"),
             }));
             self.keep(story, found);
         }
@@ -583,6 +584,7 @@ fn githubs_own_examples_pass_the_validator() {
             request_body: request.as_ref(),
             status,
             response_body: Some(&body),
+            accept: None,
         }) {
             violations.push(format!("{file}: {v}"));
         }
