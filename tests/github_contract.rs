@@ -312,9 +312,11 @@ impl Verdict {
                 kind.push_str(" with a deployment");
             }
             self.webhook_kinds.insert(kind.clone());
-            let found = specs
+            let mut found = specs
                 .webhooks
                 .check_webhook(&w.event, Some(&w.headers), &w.body);
+            not_githubs_urls(&kind, &w.body, &mut found);
+            not_a_person(&kind, &w.body, &mut found);
             self.keep(story, found);
         }
     }
@@ -459,6 +461,69 @@ fn request_headers(x: &Exchange, template: Option<&str>) -> Vec<String> {
         ));
     }
     out
+}
+
+/// Where the URLs of GitHub.com's webhook payloads point (the simulator's
+/// REST answers point at the simulator, so a client can follow them; its
+/// webhooks carry GitHub's own, as GitHub's do).
+const GITHUB_HOSTS: &[&str] = &[
+    "https://api.github.com/",
+    "https://github.com/",
+    "https://avatars.githubusercontent.com/",
+    "https://uploads.github.com/",
+];
+
+/// The URLs in a webhook's body that do not point at GitHub.com, as one
+/// violation naming the first.
+fn not_githubs_urls(kind: &str, body: &serde_json::Value, out: &mut Vec<String>) {
+    fn walk(v: &serde_json::Value, at: &str, found: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::String(t)
+                if (t.starts_with("http://") || t.starts_with("https://"))
+                    && !GITHUB_HOSTS.iter().any(|h| t.starts_with(h)) =>
+            {
+                found.push((at.to_string(), t.clone()));
+            }
+            serde_json::Value::Array(items) => {
+                for (i, x) in items.iter().enumerate() {
+                    walk(x, &format!("{at}[{i}]"), found);
+                }
+            }
+            serde_json::Value::Object(o) => {
+                for (k, x) in o {
+                    walk(x, &format!("{at}.{k}"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(body, "$", &mut found);
+    if let Some((at, url)) = found.first() {
+        out.push(format!(
+            "webhook {kind}: {} URLs that are not GitHub.com's, as a webhook's are (first: {at}: {url:?})",
+            found.len()
+        ));
+    }
+}
+
+/// A webhook's `sender` is "the user that triggered the event" (the
+/// description's `simple-user`, "A GitHub user"), and who suspended an
+/// installation is a person too: a `User` (or an App's `Bot`), never the
+/// organization itself.
+fn not_a_person(kind: &str, body: &serde_json::Value, out: &mut Vec<String>) {
+    for at in ["/sender", "/installation/suspended_by"] {
+        let Some(who) = body.pointer(at).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let t = who["type"].as_str().unwrap_or_default();
+        if t != "User" && t != "Bot" {
+            out.push(format!(
+                "webhook {kind}: ${}: a {t:?} account, where GitHub names the user who acted",
+                at.replace('/', ".")
+            ));
+        }
+    }
 }
 
 fn job(repo: &str, label: &str, actor: &str) -> NewJob {
