@@ -830,16 +830,26 @@ async fn installations_and_deliveries() -> Recorded {
     assert_eq!(s.job_state(running).await, JobState::Running);
     // One delivery's detail, as someone looking into it asks (rigger never does).
     let jwt = s.engine.github.auth().jwt().unwrap();
-    let attempt = s.github.delivery_attempts()[0].id;
-    let (status, _) = test_request(
+    let attempt = s.github.delivery_attempts()[0].clone();
+    let (status, detail) = test_request(
         &s,
         reqwest::Method::GET,
-        &format!("/app/hook/deliveries/{attempt}"),
+        &format!("/app/hook/deliveries/{}", attempt.id),
         jwt.expose(),
         None,
     )
     .await;
     assert_eq!(status, 200);
+    let detail = detail.unwrap_or_default();
+    assert_eq!(
+        detail["url"],
+        format!("{}/webhook", s.app_url),
+        "a delivery names where it was sent: the App's webhook URL"
+    );
+    assert_eq!(
+        detail["request"]["headers"]["X-GitHub-Delivery"], attempt.guid,
+        "{detail}"
+    );
 
     let installation = s.github.installation_of("acme");
     assert!(s.github.suspend_installation(installation));
