@@ -5,13 +5,28 @@
 //! `RIGGER_GITHUB_OPENAPI`; without it the tests say they skip, and pass).
 //!
 //! Stories in repository and organization scope run with the simulator
-//! recording; then every request rigger made is matched to GitHub's
-//! operation and checked (parameters, body), every answer checked against
-//! the operation's documented response for its status, and every webhook
-//! sent against `webhooks["<event>-<action>"]`. Zero violations, except
-//! those listed in [`EXCEPTIONS`] with their reasons. The validator is also
-//! run over GitHub's and octokit's own examples (`RIGGER_GITHUB_FIXTURES`):
-//! a validator that rejected them would be wrong, not GitHub.
+//! recording (jobs run, idle and denied; environment approvals, runner
+//! groups, files over 1 MB, pinned runner releases, given-up runs
+//! cancelled; rate limits; installations suspended, removed, uninstalled
+//! and lost deliveries recovered); then every request rigger made is
+//! matched to GitHub's operation and checked (parameters, body, headers),
+//! every answer checked against the operation's documented response for
+//! its status and the media type asked for, and every webhook sent against
+//! `webhooks["<event>-<action>"]`. Zero violations, except those listed in
+//! [`EXCEPTIONS`] with their reasons.
+//!
+//! Coverage is checked too: every operation rigger's client can call
+//! ([`RIGGER_OPERATIONS`]) must have been called by rigger, the error
+//! answers rigger reads ([`REQUIRED_ANSWERS`]) given, and every webhook the
+//! simulator can send ([`SIMULATOR_WEBHOOKS`]) sent; an operation or a
+//! webhook outside those lists fails the test until it is listed. The few
+//! answers rigger cannot provoke (it fits a check run's summary before
+//! sending; it never reads one delivery) are asked for by the test itself,
+//! with its own `User-Agent`, so they never count as rigger's calls.
+//!
+//! The validator is also run over GitHub's and octokit's own examples
+//! (`RIGGER_GITHUB_FIXTURES`): a validator that rejected them would be
+//! wrong, not GitHub.
 //!
 //! Alone: `RIGGER_GITHUB_OPENAPI=target/openapi cargo test --test github_contract`.
 
@@ -19,17 +34,103 @@
 mod harness;
 mod contract;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use contract::openapi::{Call, Spec};
 use harness::Story;
+use rigger::engine::ports::{Github, RepoRef, RunnerArch};
 use rigger::engine::state::{InstanceState, JobState};
 use rigger::github::app::AppAuth;
 use rigger::github::client::GithubClient;
 use rigger::github::http::Api;
-use rigger::sim::github::NewJob;
 use rigger::sim::github::record::{Exchange, Recorded};
+use rigger::sim::github::releases::PREVIOUS;
+use rigger::sim::github::{NewJob, RunnerGroup, SecondaryLimit, WebhookFaults};
+
+/// Every operation rigger's GitHub client (`src/github/`) can call, as
+/// GitHub's description names it. Each must be called by rigger in the
+/// stories; an operation rigger calls that is not here fails the test, so
+/// a call added to the client is added here, and to a story.
+const RIGGER_OPERATIONS: &[&str] = &[
+    // The App (its JWT).
+    "GET /app/installations",
+    "GET /repos/{owner}/{repo}/installation",
+    "POST /app/installations/{installation_id}/access_tokens",
+    "GET /app/hook/deliveries",
+    "POST /app/hook/deliveries/{delivery_id}/attempts",
+    // An installation's token.
+    "GET /installation/repositories",
+    "GET /repos/{owner}/{repo}",
+    "GET /repos/{owner}/{repo}/contents/{path}",
+    "POST /repos/{owner}/{repo}/actions/runners/generate-jitconfig",
+    "POST /orgs/{org}/actions/runners/generate-jitconfig",
+    "GET /repos/{owner}/{repo}/actions/runners",
+    "GET /orgs/{org}/actions/runners",
+    "DELETE /repos/{owner}/{repo}/actions/runners/{runner_id}",
+    "DELETE /orgs/{org}/actions/runners/{runner_id}",
+    "GET /repos/{owner}/{repo}/actions/runners/downloads",
+    "GET /orgs/{org}/actions/runners/downloads",
+    "GET /repos/{owner}/{repo}/releases/tags/{tag}",
+    "GET /repos/{owner}/{repo}/actions/jobs/{job_id}",
+    "GET /repos/{owner}/{repo}/actions/runs/{run_id}",
+    "POST /repos/{owner}/{repo}/actions/runs/{run_id}/cancel",
+    "POST /repos/{owner}/{repo}/check-runs",
+    "PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}",
+    "GET /orgs/{org}/teams/{team_slug}/memberships/{username}",
+    "GET /repos/{owner}/{repo}/collaborators/{username}/permission",
+    "GET /repos/{owner}/{repo}/collaborators/{username}",
+    "GET /orgs/{org}/actions/runner-groups/{runner_group_id}",
+    "GET /orgs/{org}/actions/runner-groups/{runner_group_id}/repositories",
+];
+
+/// Operations the simulator serves that rigger never calls, asked for by
+/// the test itself so that their shapes are held to GitHub's too.
+const SIMULATOR_ONLY: &[(&str, &str)] = &[(
+    "GET /app/hook/deliveries/{delivery_id}",
+    "rigger reads the deliveries list only; the simulator serves one delivery's detail as GitHub does",
+)];
+
+/// Answers that must have been given (by anyone; a bare status: on any
+/// operation), beside each operation's success: the refusals and limits
+/// rigger reads, whose bodies must be GitHub's too.
+const REQUIRED_ANSWERS: &[&str] = &[
+    "GET /repos/{owner}/{repo}/collaborators/{username} 204",
+    "GET /repos/{owner}/{repo}/collaborators/{username} 404",
+    "GET /repos/{owner}/{repo}/collaborators/{username}/permission 404",
+    "GET /repos/{owner}/{repo}/contents/{path} 404",
+    "GET /repos/{owner}/{repo}/releases/tags/{tag} 404",
+    "GET /orgs/{org}/teams/{team_slug}/memberships/{username} 404",
+    "POST /repos/{owner}/{repo}/actions/runs/{run_id}/cancel 202",
+    "POST /repos/{owner}/{repo}/actions/runs/{run_id}/cancel 409",
+    "POST /repos/{owner}/{repo}/actions/runners/generate-jitconfig 422",
+    "POST /app/hook/deliveries/{delivery_id}/attempts 202",
+    "POST /repos/{owner}/{repo}/check-runs 422",
+    "PATCH /repos/{owner}/{repo}/check-runs/{check_run_id} 422",
+    "POST /app/installations/{installation_id}/access_tokens 403",
+    "401",
+    "403",
+    "429",
+];
+
+/// Every webhook the simulator can send (`<event>-<action>`, as the
+/// webhooks description keys them; a `queued` of a job deploying to an
+/// environment, which carries its `deployment`, apart).
+const SIMULATOR_WEBHOOKS: &[&str] = &[
+    "workflow-job-queued",
+    "workflow-job-queued with a deployment",
+    "workflow-job-waiting",
+    "workflow-job-in-progress",
+    "workflow-job-completed",
+    "installation-suspend",
+    "installation-unsuspend",
+    "installation-deleted",
+    "installation-repositories-removed",
+];
+
+/// The `User-Agent` of the test's own requests (rigger's is `rigger/…`).
+const TEST_AGENT: &str = "rigger-contract-test";
 
 /// Violations accepted, each with why: `(a part of the violation line, reason)`.
 /// Keep it empty unless GitHub's own description is wrong or the fix is
@@ -149,11 +250,18 @@ fn specs() -> Option<&'static Specs> {
 struct Verdict {
     requests: usize,
     webhooks: usize,
-    operations: std::collections::BTreeSet<String>,
+    /// Operations rigger called.
+    operations: BTreeSet<String>,
+    /// Operations the test called itself.
+    test_operations: BTreeSet<String>,
+    /// `METHOD /template status` and `status` of every answer.
+    answers: BTreeSet<String>,
+    /// The webhooks sent, as [`SIMULATOR_WEBHOOKS`] names them.
+    webhook_kinds: BTreeSet<String>,
     violations: Vec<String>,
     excepted: usize,
     /// Which of [`EXCEPTIONS`] were needed.
-    exceptions_used: std::collections::BTreeSet<usize>,
+    exceptions_used: BTreeSet<usize>,
 }
 
 impl Verdict {
@@ -171,8 +279,15 @@ impl Verdict {
             self.requests += 1;
             let template = specs.rest.find(&x.method, &x.path).map(|m| m.template);
             if let Some(t) = template {
-                self.operations.insert(format!("{} {t}", x.method));
+                let op = format!("{} {t}", x.method);
+                self.answers.insert(format!("{op} {}", x.status));
+                if x.header("user-agent") == Some(TEST_AGENT) {
+                    self.test_operations.insert(op);
+                } else {
+                    self.operations.insert(op);
+                }
             }
+            self.answers.insert(x.status.to_string());
             let mut found = request_headers(x, template);
             found.extend(specs.rest.check_call(&Call {
                 method: &x.method,
@@ -181,14 +296,26 @@ impl Verdict {
                 request_body: x.request_body.as_ref(),
                 status: x.status,
                 response_body: x.response_body.as_ref(),
+                accept: x.header("accept"),
             }));
             self.keep(story, found);
         }
         for w in &recorded.webhooks {
             self.webhooks += 1;
-            let found = specs
+            let mut kind = match w.body["action"].as_str() {
+                Some(a) => format!("{}-{a}", w.event),
+                None => w.event.clone(),
+            }
+            .replace('_', "-");
+            if w.body.get("deployment").is_some() {
+                kind.push_str(" with a deployment");
+            }
+            self.webhook_kinds.insert(kind.clone());
+            let mut found = specs
                 .webhooks
                 .check_webhook(&w.event, Some(&w.headers), &w.body);
+            not_githubs_urls(&kind, &w.body, &mut found);
+            not_a_person(&kind, &w.body, &mut found);
             self.keep(story, found);
         }
     }
@@ -205,18 +332,82 @@ impl Verdict {
     }
 
     fn report(&self) {
+        let rigger_covered = RIGGER_OPERATIONS
+            .iter()
+            .filter(|op| self.operations.contains(**op))
+            .count();
         eprintln!(
-            "contract: {} requests checked ({} operations), {} webhooks checked, {} violations \
-             ({} accepted as exceptions)",
+            "contract: {} requests checked, {} operations covered ({rigger_covered} of the {} \
+             rigger can call, {} that only the simulator serves), {} operation-status pairs; \
+             {} webhooks checked ({} kinds); {} violations ({} accepted as exceptions)",
             self.requests,
-            self.operations.len(),
+            self.operations.union(&self.test_operations).count(),
+            RIGGER_OPERATIONS.len(),
+            SIMULATOR_ONLY
+                .iter()
+                .filter(|(op, _)| self.test_operations.contains(*op))
+                .count(),
+            self.answers.iter().filter(|a| a.contains(' ')).count(),
             self.webhooks,
+            self.webhook_kinds.len(),
             self.violations.len(),
             self.excepted
         );
         for op in &self.operations {
             eprintln!("  covered: {op}");
         }
+        for op in &self.test_operations {
+            eprintln!("  covered by the test's own request: {op}");
+        }
+        let mut gaps = Vec::new();
+        for op in RIGGER_OPERATIONS {
+            if !self.operations.contains(*op) {
+                gaps.push(format!(
+                    "rigger can call `{op}` but no story made it call it: add it to a story"
+                ));
+            }
+        }
+        for op in &self.operations {
+            if !RIGGER_OPERATIONS.contains(&op.as_str()) {
+                gaps.push(format!(
+                    "rigger called `{op}`, which RIGGER_OPERATIONS does not list: list it"
+                ));
+            }
+        }
+        for (op, _) in SIMULATOR_ONLY {
+            if !self.test_operations.contains(*op) {
+                gaps.push(format!("the test did not ask for `{op}`"));
+            }
+        }
+        for op in &self.test_operations {
+            if !SIMULATOR_ONLY.iter().any(|(o, _)| o == op) && !self.operations.contains(op) {
+                gaps.push(format!(
+                    "the test itself asked for `{op}`, neither rigger's nor in SIMULATOR_ONLY"
+                ));
+            }
+        }
+        for a in REQUIRED_ANSWERS {
+            if !self.answers.contains(*a) {
+                gaps.push(format!("no story was answered `{a}`"));
+            }
+        }
+        for w in SIMULATOR_WEBHOOKS {
+            if !self.webhook_kinds.contains(*w) {
+                gaps.push(format!("the simulator never sent the webhook `{w}`"));
+            }
+        }
+        for w in &self.webhook_kinds {
+            if !SIMULATOR_WEBHOOKS.contains(&w.as_str()) {
+                gaps.push(format!(
+                    "the simulator sent `{w}`, which SIMULATOR_WEBHOOKS does not list: list it"
+                ));
+            }
+        }
+        assert!(
+            gaps.is_empty(),
+            "the stories do not cover GitHub's traffic as they should:\n{}",
+            gaps.join("\n")
+        );
         assert!(
             self.violations.is_empty(),
             "{} departures from GitHub's published contract (fix the simulator's shape, or \
@@ -269,6 +460,69 @@ fn request_headers(x: &Exchange, template: Option<&str>) -> Vec<String> {
         ));
     }
     out
+}
+
+/// Where the URLs of GitHub.com's webhook payloads point (the simulator's
+/// REST answers point at the simulator, so a client can follow them; its
+/// webhooks carry GitHub's own, as GitHub's do).
+const GITHUB_HOSTS: &[&str] = &[
+    "https://api.github.com/",
+    "https://github.com/",
+    "https://avatars.githubusercontent.com/",
+    "https://uploads.github.com/",
+];
+
+/// The URLs in a webhook's body that do not point at GitHub.com, as one
+/// violation naming the first.
+fn not_githubs_urls(kind: &str, body: &serde_json::Value, out: &mut Vec<String>) {
+    fn walk(v: &serde_json::Value, at: &str, found: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::String(t)
+                if (t.starts_with("http://") || t.starts_with("https://"))
+                    && !GITHUB_HOSTS.iter().any(|h| t.starts_with(h)) =>
+            {
+                found.push((at.to_string(), t.clone()));
+            }
+            serde_json::Value::Array(items) => {
+                for (i, x) in items.iter().enumerate() {
+                    walk(x, &format!("{at}[{i}]"), found);
+                }
+            }
+            serde_json::Value::Object(o) => {
+                for (k, x) in o {
+                    walk(x, &format!("{at}.{k}"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(body, "$", &mut found);
+    if let Some((at, url)) = found.first() {
+        out.push(format!(
+            "webhook {kind}: {} URLs that are not GitHub.com's, as a webhook's are (first: {at}: {url:?})",
+            found.len()
+        ));
+    }
+}
+
+/// A webhook's `sender` is "the user that triggered the event" (the
+/// description's `simple-user`, "A GitHub user"), and who suspended an
+/// installation is a person too: a `User` (or an App's `Bot`), never the
+/// organization itself.
+fn not_a_person(kind: &str, body: &serde_json::Value, out: &mut Vec<String>) {
+    for at in ["/sender", "/installation/suspended_by"] {
+        let Some(who) = body.pointer(at).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let t = who["type"].as_str().unwrap_or_default();
+        if t != "User" && t != "Bot" {
+            out.push(format!(
+                "webhook {kind}: ${}: a {t:?} account, where GitHub names the user who acted",
+                at.replace('/', ".")
+            ));
+        }
+    }
 }
 
 fn job(repo: &str, label: &str, actor: &str) -> NewJob {
@@ -357,15 +611,29 @@ async fn repository_scope() -> Recorded {
 }
 
 /// Organization scope: org runners as `.access.yml` allows (a team, a role,
-/// a user; a stranger denied), rented, run, finished; one left idle,
-/// listed and deleted by the reconciler.
+/// a user; a stranger denied; on a public repository, where GitHub answers
+/// `read` for anyone, a collaborator told from a passer-by), in a runner
+/// group serving selected repositories, rented, run, finished; one left
+/// idle, listed and deleted by the reconciler.
 async fn organization_scope() -> Recorded {
     let s = Story::begin_with(
         "contract-org",
-        &[("RIGGER_GITHUB_RUNNER_SCOPE", "organization")],
+        &[
+            ("RIGGER_GITHUB_RUNNER_SCOPE", "organization"),
+            ("RIGGER_GITHUB_RUNNER_GROUP_ID", "7"),
+        ],
     )
     .await;
     s.github.record(true);
+    let mut group = RunnerGroup::new(7);
+    group.name = "gpu".into();
+    group.visibility = "selected".into();
+    group.allows_public_repositories = true;
+    group.selected = ["acme/ml", "acme/open"].map(String::from).into();
+    s.github.set_runner_group("acme", group);
+    s.github.add_repo("acme/open", &[]);
+    s.github.set_private("acme/open", false);
+    s.github.set_role("acme/open", "ada", "read");
     let global = "runners:\n  - name: org-gpu\n    cloud: vast_ai\n    instance_type: 1xRTX_4090\n    labels: [cirun-org-gpu]\n";
     let access = "version: 1\npolicies:\n  - id: core\n    teams: [core]\n  - id: writers\n    roles: [write]\n  - id: octocat\n    users: [octocat]\naccess_control:\n  - resource: org-gpu\n    policies: [core, writers, octocat]\n";
     s.github.add_repo(
@@ -384,12 +652,22 @@ async fn organization_scope() -> Recorded {
         .github
         .queue_job(job("acme/ml", "cirun-org-gpu--3", "mallory"));
     let repo_level = s.a_job_is_queued("cirun-gpu--4");
+    // A public repository: a reader who is a collaborator (GitHub's 204)
+    // and one who is not (404); neither has `write`.
+    let reader = s
+        .github
+        .queue_job(job("acme/open", "cirun-org-gpu--5", "ada"));
+    let passer_by = s
+        .github
+        .queue_job(job("acme/open", "cirun-org-gpu--6", "mallory"));
     s.webhooks_arrive().await;
     s.rigger_provisions().await;
     for j in [by_team, by_role, repo_level] {
         assert_eq!(s.job_state(j).await, JobState::WaitingForRunner, "job {j}");
     }
-    assert_eq!(s.job_state(stranger).await, JobState::Failed);
+    for j in [stranger, reader, passer_by] {
+        assert_eq!(s.job_state(j).await, JobState::Failed, "job {j} is denied");
+    }
 
     // Two machines' runners take their jobs and finish; one idles.
     s.clock.advance_ms(30_000);
@@ -416,7 +694,7 @@ async fn organization_scope() -> Recorded {
     s.webhooks_arrive().await;
     s.clock.advance_ms(11 * 60_000);
     s.engine.reconcile_once().await.unwrap();
-    for j in [by_team, by_role, repo_level] {
+    for j in [by_team, by_role, repo_level, stranger, reader, passer_by] {
         s.github.cancel_job(j);
     }
     s.webhooks_arrive().await;
@@ -424,9 +702,222 @@ async fn organization_scope() -> Recorded {
     s.github.take_recorded()
 }
 
+/// What GitHub puts between a job and a runner, with a pinned runner
+/// release (looked up by its tag) and given-up runs cancelled: a job
+/// deploying to an environment (`queued` with status `waiting` and its
+/// deployment, then `waiting`) approved, rented, run; a `.cirun.yml` over
+/// 1 MB (the `object` media type's answer, without content); jobs rigger
+/// gives up on, their runs cancelled (202), one whose run ended on GitHub
+/// before rigger heard of it (409).
+async fn gates_and_given_up_runs() -> Recorded {
+    let s = Story::begin_with(
+        "contract-gates",
+        &[
+            ("RIGGER_RUNNER_VERSION", PREVIOUS),
+            ("RIGGER_GITHUB_CANCEL_RUNS_ON_GIVE_UP", "true"),
+        ],
+    )
+    .await;
+    s.github.record(true);
+    let approved = s
+        .github
+        .queue_job_for_environment(job("acme/ml", "cirun-gpu--201", "octocat"), "production");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(approved).await, JobState::WaitingForApproval);
+    assert!(s.github.approve(approved));
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(approved).await, JobState::WaitingForRunner);
+    assert_eq!(s.machines_boot().len(), 1);
+    s.webhooks_arrive().await;
+    s.clock.advance_ms(60_000);
+    s.github.finish_job(approved, "success");
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(approved).await, JobState::Completed);
+
+    let big = format!("# {}\n{}", "x".repeat(1 << 20), harness::CIRUN);
+    s.github.add_repo("acme/big", &[(".cirun.yml", &big)]);
+    let too_large = s
+        .github
+        .queue_job(job("acme/big", "cirun-gpu--202", "octocat"));
+    let unmatched = s
+        .github
+        .queue_job(job("acme/ml", "cirun-nothing-matches--203", "octocat"));
+    let ended = s
+        .github
+        .queue_job(job("acme/ml", "cirun-nothing-matches--204", "octocat"));
+    s.webhooks_arrive().await;
+    // `ended`'s run is over on GitHub; rigger has not heard yet.
+    s.github.cancel_job(ended);
+    s.rigger_provisions().await;
+    for j in [too_large, unmatched, ended] {
+        assert_eq!(s.job_state(j).await, JobState::Failed, "job {j}");
+    }
+    assert_eq!(
+        s.github.job(unmatched).unwrap().conclusion.as_deref(),
+        Some("cancelled"),
+        "the given-up job's run is cancelled"
+    );
+    s.webhooks_arrive().await;
+    s.nothing_leaked().await;
+    s.github.take_recorded()
+}
+
+/// GitHub's limits in the middle of a job: secondary limits answered 429
+/// (with `retry-after`) and 403 (without), then the JIT endpoint's 422
+/// "spammed"; the job is rented once they pass.
+async fn limits() -> Recorded {
+    let s = Story::begin("contract-limits").await;
+    s.github.record(true);
+    let installation = s.github.installation_of("acme");
+    let job = s.a_job_is_queued("cirun-gpu--301");
+    s.webhooks_arrive().await;
+    for (status, retry_after_s) in [(429, Some(1)), (403, None)] {
+        s.github.secondary_limit(SecondaryLimit {
+            installation: Some(installation),
+            after_route: None,
+            for_ms: 1_000,
+            retry_after_s,
+            status,
+            until_ms: None,
+        });
+    }
+    s.github.set_jit_per_minute(Some(0));
+    let jit = "POST /repos/acme/ml/actions/runners/generate-jitconfig";
+    for _ in 0..40 {
+        s.rigger_provisions().await;
+        if s.github.requests(jit) > 0 {
+            s.github.set_jit_per_minute(None);
+        }
+        if s.job_state(job).await == JobState::WaitingForRunner {
+            break;
+        }
+        s.clock.advance_ms(15_000);
+    }
+    assert_eq!(s.job_state(job).await, JobState::WaitingForRunner);
+    assert!(s.github.requests(jit) >= 2, "refused once, then served");
+    s.machines_boot();
+    s.webhooks_arrive().await;
+    s.github.finish_job(job, "success");
+    s.webhooks_arrive().await;
+    s.nothing_leaked().await;
+    s.github.take_recorded()
+}
+
+/// The App's installation over time: a `queued` delivery lost and found in
+/// the App's delivery log (and asked for again); the installation
+/// suspended with a job running, unsuspended; a repository removed from
+/// it; the App uninstalled.
+async fn installations_and_deliveries() -> Recorded {
+    let s = Story::begin("contract-installs").await;
+    s.github.record(true);
+    s.github.set_webhook_faults(WebhookFaults {
+        loss_rate: 1.0,
+        ..Default::default()
+    });
+    let running = s.a_job_is_queued("cirun-gpu--401");
+    s.webhooks_arrive().await;
+    s.github.set_webhook_faults(WebhookFaults::default());
+    assert!(s.engine.store.job(running).await.unwrap().is_none());
+    let pass = s.engine.recover_deliveries_once().await.unwrap();
+    assert_eq!(pass.redelivered, 1, "{pass:?}");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    s.machines_boot();
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(running).await, JobState::Running);
+    // One delivery's detail, as someone looking into it asks (rigger never does).
+    let jwt = s.engine.github.auth().jwt().unwrap();
+    let attempt = s.github.delivery_attempts()[0].clone();
+    let (status, detail) = test_request(
+        &s,
+        reqwest::Method::GET,
+        &format!("/app/hook/deliveries/{}", attempt.id),
+        jwt.expose(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let detail = detail.unwrap_or_default();
+    assert_eq!(
+        detail["url"],
+        format!("{}/webhook", s.app_url),
+        "a delivery names where it was sent: the App's webhook URL"
+    );
+    assert_eq!(
+        detail["request"]["headers"]["X-GitHub-Delivery"], attempt.guid,
+        "{detail}"
+    );
+
+    let installation = s.github.installation_of("acme");
+    assert!(s.github.suspend_installation(installation));
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(running).await, JobState::Failed);
+    s.engine.reconcile_once().await.unwrap();
+    s.github.finish_job(running, "failure");
+    s.clock.advance_ms(25 * 3_600_000);
+    assert!(s.github.unsuspend_installation(installation));
+    s.webhooks_arrive().await;
+
+    s.github
+        .add_repo("acme/other", &[(".cirun.yml", harness::CIRUN)]);
+    let removed = s
+        .github
+        .queue_job(job("acme/other", "cirun-gpu--402", "octocat"));
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(removed).await, JobState::WaitingForRunner);
+    assert!(s.github.remove_repo_from_installation("acme/other"));
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(removed).await, JobState::Failed);
+    s.github.cancel_job(removed);
+
+    let waiting = s.a_job_is_queued("cirun-gpu--403");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(waiting).await, JobState::WaitingForRunner);
+    assert!(s.github.delete_installation(installation));
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(waiting).await, JobState::Failed);
+    s.engine.reconcile_once().await.unwrap();
+    // The registrations rigger could no longer delete GitHub removes a day later.
+    s.clock.advance_ms(25 * 3_600_000);
+    s.nothing_leaked().await;
+    s.github.take_recorded()
+}
+
+/// A request of the test's own (its `User-Agent` says so): GitHub's
+/// headers, a bearer credential, a JSON body. Its status and JSON answer.
+async fn test_request(
+    s: &Story,
+    method: reqwest::Method,
+    path: &str,
+    bearer: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, Option<serde_json::Value>) {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{}{path}", s.github.public_url()))
+        .header("user-agent", TEST_AGENT)
+        .header("accept", "application/vnd.github+json")
+        .header("x-github-api-version", "2022-11-28")
+        .header("authorization", format!("Bearer {bearer}"));
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let answer = req.send().await.unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.ok())
+}
+
 /// The App client's calls the stories do not make: finding installations,
 /// a repository's default branch, the installation's repositories (more
-/// than a page), a file that is not there, a ref given.
+/// than a page), a file that is not there, a ref given, a release GitHub
+/// does not have, a login that is no user, the delivery log from a cursor,
+/// a revoked token, the primary rate limit; and, asked by the test itself,
+/// check-run outputs GitHub refuses.
 async fn the_app_clients_other_calls() -> Recorded {
     let s = Story::begin("contract-client").await;
     s.github.record(true);
@@ -470,6 +961,88 @@ async fn the_app_clients_other_calls() -> Recorded {
             .unwrap()
             .is_empty()
     );
+    let repo = RepoRef {
+        installation_id: installation,
+        repo: "acme/ml".into(),
+    };
+    // A pinned release GitHub does not have.
+    let release = client
+        .runner_release(&repo, RunnerArch::X64, Some("9.9.9"))
+        .await;
+    assert!(matches!(release, Ok(None)), "{release:?}");
+    // A login that is no GitHub user has no permission at all: 404.
+    let role = client.role_of(&repo, "no-such-user-4c1d").await;
+    assert!(matches!(role, Ok(None)), "{role:?}");
+    // The delivery log from a cursor (GitHub's `v1_…`).
+    let page = client.list_hook_deliveries(Some("v1_10000000")).await;
+    assert!(page.is_ok(), "{page:?}");
+    // A revoked token: 401, then a new one.
+    s.github.revoke_tokens(installation);
+    assert!(client.runners_at(installation, "acme/ml").await.is_ok());
+
+    // Check-run output GitHub refuses, which rigger's client never sends
+    // (it fits the summary first): over 65,535 UTF-8 bytes in fewer
+    // characters, answered 422 on create and update.
+    let token = client
+        .auth()
+        .installation_token(installation)
+        .await
+        .unwrap();
+    let wide = "日".repeat(30_000);
+    let create = serde_json::json!({"name": "rigger", "head_sha": "8f3c1e2d",
+        "output": {"title": "t", "summary": wide}});
+    let path = "/repos/acme/ml/check-runs";
+    let (status, _) = test_request(
+        &s,
+        reqwest::Method::POST,
+        path,
+        token.expose(),
+        Some(&create),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let fine = serde_json::json!({"name": "rigger", "head_sha": "8f3c1e2d", "status": "in_progress",
+        "output": {"title": "t", "summary": "s"}});
+    let (_, run) = test_request(&s, reqwest::Method::POST, path, token.expose(), Some(&fine)).await;
+    let id = run.and_then(|r| r["id"].as_i64()).expect("a check run");
+    let update = serde_json::json!({"output": {"title": "t", "summary": "s", "text": wide}});
+    let (status, _) = test_request(
+        &s,
+        reqwest::Method::PATCH,
+        &format!("{path}/{id}"),
+        token.expose(),
+        Some(&update),
+    )
+    .await;
+    assert_eq!(status, 422);
+    // Over 65,535 characters: the request itself breaks GitHub's
+    // description, which the validator must see (kept out of the
+    // recording, checked here); GitHub's answer is a 422 of its own words.
+    s.github.record(false);
+    let long = serde_json::json!({"name": "rigger", "head_sha": "8f3c1e2d",
+        "output": {"title": "t", "summary": "x".repeat(70_000)}});
+    let (status, answer) =
+        test_request(&s, reqwest::Method::POST, path, token.expose(), Some(&long)).await;
+    s.github.record(true);
+    if let Some(specs) = specs() {
+        let found = specs.rest.check_call(&Call {
+            method: "POST",
+            path,
+            query: &[],
+            request_body: Some(&long),
+            status,
+            response_body: answer.as_ref(),
+            accept: Some("application/vnd.github+json"),
+        });
+        assert_eq!(
+            found,
+            vec![
+                "POST /repos/{owner}/{repo}/check-runs request: $.output.summary: 70000 characters, at most 65535 allowed"
+            ],
+            "an over-long summary is caught, and GitHub's 422 has its shape ({status})"
+        );
+    }
+
     // GitHub's answer to a call over the rate limit is its error body too.
     s.github.rate_limit_for(60_000);
     assert!(client.runners_at(installation, "acme/ml").await.is_err());
@@ -484,6 +1057,9 @@ async fn rigger_and_the_simulated_github_keep_to_githubs_published_contract() {
     let mut verdict = Verdict::default();
     verdict.check(specs, "repository", repository_scope().await);
     verdict.check(specs, "organization", organization_scope().await);
+    verdict.check(specs, "gates", gates_and_given_up_runs().await);
+    verdict.check(specs, "limits", limits().await);
+    verdict.check(specs, "installations", installations_and_deliveries().await);
     verdict.check(specs, "client", the_app_clients_other_calls().await);
     assert!(
         verdict.requests > 50,
@@ -586,6 +1162,7 @@ fn githubs_own_examples_pass_the_validator() {
             request_body: request.as_ref(),
             status,
             response_body: Some(&body),
+            accept: None,
         }) {
             violations.push(format!("{file}: {v}"));
         }

@@ -9,7 +9,12 @@
 //!   the schema's type), required query parameters must be there and unknown
 //!   ones are reported; the request body is checked against
 //!   `requestBody.content["application/json"].schema`, the response body
-//!   against `responses[status]` (else `default`). An error status the
+//!   against `responses[status]` (else `default`): its `content` for the
+//!   media type the request asked for (`Accept:
+//!   application/vnd.github.object+json` is the `application/vnd.github.object`
+//!   entry, where the operation lists one), else `application/json`, as
+//!   GitHub answers a media type an operation does not have with its JSON
+//!   default. An error status the
 //!   operation does not list (GitHub answers 404, 403, 429 or 5xx to any
 //!   call) or lists without a body is held to GitHub's `basic-error`.
 //! - Schemas: `$ref` (`#/…` in the same document), `type` (one or a list),
@@ -67,6 +72,8 @@ pub struct Call<'a> {
     pub request_body: Option<&'a Value>,
     pub status: u16,
     pub response_body: Option<&'a Value>,
+    /// The request's `Accept` (`None`: GitHub's default JSON).
+    pub accept: Option<&'a str>,
 }
 
 impl Spec {
@@ -237,7 +244,12 @@ impl Spec {
             return out;
         };
         let documented = self.resolve(documented);
-        let mut schema = &documented["content"]["application/json"]["schema"];
+        let content = &documented["content"];
+        let media = call
+            .accept
+            .and_then(|a| media_type(content, a))
+            .unwrap_or("application/json");
+        let mut schema = &content[media]["schema"];
         let basic_error = json_ref(BASIC_ERROR);
         if schema.is_null() && call.status >= 400 && self.pointer(BASIC_ERROR).is_some() {
             schema = &basic_error;
@@ -548,6 +560,23 @@ impl Spec {
             ));
         }
     }
+}
+
+/// The `content` entry of a response for what `accept` asks for: one of
+/// GitHub's custom media types (`application/vnd.github.object+json`, or
+/// without `+json`) the operation lists; `None` for anything else (GitHub
+/// then answers with its JSON default).
+fn media_type<'c>(content: &'c Value, accept: &str) -> Option<&'c str> {
+    let listed = content.as_object()?;
+    accept
+        .split(',')
+        .map(|m| m.split(';').next().unwrap_or_default().trim())
+        .filter(|m| m.starts_with("application/vnd.github."))
+        .find_map(|m| {
+            [m, m.strip_suffix("+json").unwrap_or(m)]
+                .into_iter()
+                .find_map(|k| listed.get_key_value(k).map(|(k, _)| k.as_str()))
+        })
 }
 
 /// GitHub's error body (`message`, `documentation_url`).
@@ -865,7 +894,9 @@ mod tests {
                                            {"name": "name", "in": "query", "schema": {"type": "string"}}],
                             "responses": {"200": {"description": "ok"}}}},
                 "/repos/{owner}/{repo}/contents/{path}": {
-                    "get": {"responses": {"200": {"description": "ok"}}}},
+                    "get": {"responses": {"200": {"description": "ok", "content": {
+                        "application/vnd.github.object": {"schema": {"type": "object", "required": ["entries"]}},
+                        "application/json": {"schema": {"type": "object", "required": ["content"]}}}}}}},
                 "/repos/{owner}/{repo}/check-runs": {
                     "post": {"requestBody": {"required": true, "content": {"application/json": {"schema":
                                 {"type": "object", "required": ["name", "head_sha"]}}}},
@@ -926,6 +957,7 @@ mod tests {
                 request_body: req,
                 status,
                 response_body: resp,
+                accept: None,
             })
         };
         let q = |k: &str, v: &str| (k.to_string(), v.to_string());
@@ -1050,6 +1082,46 @@ mod tests {
             call("PUT", "/repos/a/b/check-runs", &[], None, 200, None),
             vec!["PUT /repos/a/b/check-runs: no such operation in GitHub's REST API"]
         );
+    }
+
+    #[test]
+    fn an_answer_is_checked_against_the_media_type_asked_for() {
+        let spec = api();
+        let get = |accept: Option<&'static str>, body: Value| {
+            spec.check_call(&Call {
+                method: "GET",
+                path: "/repos/a/b/contents/x.yml",
+                query: &[],
+                request_body: None,
+                status: 200,
+                response_body: Some(&body),
+                accept,
+            })
+        };
+        let object = Some("application/vnd.github.object+json");
+        assert!(get(object, json!({"entries": []})).is_empty());
+        assert_eq!(
+            get(object, json!({"content": ""})),
+            vec![
+                "GET /repos/{owner}/{repo}/contents/{path} response 200: $.entries: required property missing"
+            ]
+        );
+        assert!(
+            get(
+                Some("application/vnd.github.object"),
+                json!({"entries": []})
+            )
+            .is_empty()
+        );
+        // JSON, or a media type the operation does not list: its JSON default.
+        for accept in [
+            None,
+            Some("application/vnd.github+json"),
+            Some("application/vnd.github.html+json"),
+        ] {
+            assert!(get(accept, json!({"content": ""})).is_empty(), "{accept:?}");
+            assert_eq!(get(accept, json!({"entries": []})).len(), 1, "{accept:?}");
+        }
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! failed) and `status_code` (0 when no HTTP answer came), and the App API
 //! over them: `GET /app/hook/deliveries` (newest first, `per_page` up to
 //! 100, `cursor` pagination with a `Link` header, `status=success|failure`
-//! by status-code range), `GET /app/hook/deliveries/{id}`, and
+//! by status-code range), `GET /app/hook/deliveries/{id}` (the attempt with
+//! the URL it was sent to, the App's webhook URL, and its request's headers
+//! and payload), and
 //! `POST /app/hook/deliveries/{id}/attempts` (202: the delivery is sent
 //! again with the same GUID, as a redelivery; only deliveries of the past
 //! 3 days, as on GitHub.com).
@@ -213,9 +215,28 @@ pub(super) fn app_hook(
             match w.attempts.iter().find(|a| a.id == id) {
                 Some(a) => {
                     let mut v = item(a);
-                    v["url"] = json!(sim.public_url() + "/webhook");
+                    // Where it was sent: the App's webhook URL (rigger's),
+                    // and the headers it went with (but the signature).
+                    let target = sim
+                        .0
+                        .webhook_url
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
+                    if let Some(url) = target {
+                        v["url"] = json!(url);
+                    }
                     v["request"] = json!({
-                        "headers": {"X-GitHub-Delivery": a.guid, "X-GitHub-Event": a.event},
+                        "headers": {
+                            "Accept": "*/*",
+                            "Content-Type": "application/json",
+                            "User-Agent": "GitHub-Hookshot/sim",
+                            "X-GitHub-Delivery": a.guid,
+                            "X-GitHub-Event": a.event,
+                            "X-GitHub-Hook-ID": super::WEBHOOK_ID.to_string(),
+                            "X-GitHub-Hook-Installation-Target-ID": w.app_id.to_string(),
+                            "X-GitHub-Hook-Installation-Target-Type": "integration",
+                        },
                         "payload": a.body,
                     });
                     v["response"] = json!({"headers": {}, "payload": null});

@@ -20,6 +20,8 @@
 //!   installation's tokens stop working (suspended: 403 "This installation
 //!   has been suspended", for minting too; deleted: 401, minting 404), its
 //!   events stop (but the `installation` event itself), and the event is sent
+//!   (its `sender`, and a suspension's `suspended_by`, is the account's owner, the user
+//!   `{account}-owner`, as GitHub names the person who acted)
 //! - `POST /sim/repos/{o}/{r}/remove-from-installation`: its installation no
 //!   longer reaches it (404); `installation_repositories.removed` is sent
 //! - `POST /sim/runner-groups` `{"org":"acme","id":7,"visibility":"selected","allows_public_repositories":false,"repositories":["acme/ml"]}`:
@@ -97,7 +99,9 @@
 //! Webhooks go out as an App's do: signed (`X-Hub-Signature-256`), with
 //! `X-GitHub-Event`, `X-GitHub-Delivery`, `X-GitHub-Hook-ID` and the target
 //! (`X-GitHub-Hook-Installation-Target-Type: integration`, `…-Target-ID`:
-//! the App's id).
+//! the App's id). Their payloads' URLs are GitHub.com's
+//! (`https://api.github.com/…`, `world::WEBHOOK_API`), as GitHub's are;
+//! REST answers point at the simulator, so that a client can follow them.
 //!
 //! Answers and webhook payloads have the shapes of GitHub's OpenAPI
 //! description (`world.rs`'s shape functions); `tests/github_contract.rs`
@@ -532,7 +536,8 @@ impl SimGithub {
     }
 
     fn installation_event(&self, id: i64, action: &str, change: impl FnOnce(&mut World)) -> bool {
-        let api = self.public_url();
+        // A webhook's URLs are GitHub.com's, not the simulator's.
+        let api = world::WEBHOOK_API;
         let now = self.now();
         let mut w = self.world();
         if !w.org_installations.contains_key(&id) || w.deleted.contains(&id) {
@@ -542,8 +547,8 @@ impl SimGithub {
         let login = w.org_installations.get(&id).cloned().unwrap_or_default();
         let body = serde_json::json!({
             "action": action,
-            "installation": world::installation_event_json(&w, id, now, &api),
-            "sender": world::account_json(&login, id, &api),
+            "installation": world::installation_event_json(&w, id, now, api),
+            "sender": world::user_json(&world::installation_admin(&login), api),
         });
         w.send("installation", body);
         true
@@ -553,7 +558,7 @@ impl SimGithub {
     /// installation's tokens no longer reach it (404) and
     /// `installation_repositories.removed` is sent.
     pub fn remove_repo_from_installation(&self, repo: &str) -> bool {
-        let api = self.public_url();
+        let api = world::WEBHOOK_API;
         let now = self.now();
         let mut w = self.world();
         let Some(r) = w.repos.get(repo).cloned() else {
@@ -569,12 +574,12 @@ impl SimGithub {
             .unwrap_or_default();
         let body = serde_json::json!({
             "action": "removed",
-            "installation": world::installation_event_json(&w, r.installation, now, &api),
+            "installation": world::installation_event_json(&w, r.installation, now, api),
             "repository_selection": "selected",
             "repositories_added": [],
             "repositories_removed": [world::repo_lite_json(&r)],
             "requester": null,
-            "sender": world::account_json(&login, r.installation, &api),
+            "sender": world::user_json(&world::installation_admin(&login), api),
         });
         w.send("installation_repositories", body);
         true

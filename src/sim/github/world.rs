@@ -1139,13 +1139,20 @@ pub fn collaborator_permission_json(login: &str, permission: &str, role: &str, a
     json!({"permission": permission, "role_name": role, "user": user})
 }
 
+/// Who changes an account's App installation (installs, suspends,
+/// removes repositories from it, uninstalls): the account's owner, a
+/// person, as a webhook's `sender` and `suspended_by` name them.
+pub fn installation_admin(account: &str) -> String {
+    format!("{account}-owner")
+}
+
 /// An installation as its webhook events carry it: the App API's shape,
-/// with who suspended it and when.
+/// with who suspended it (a user) and when.
 pub fn installation_event_json(w: &World, id: i64, now_ms: i64, api: &str) -> Value {
     let login = w.org_installations.get(&id).cloned().unwrap_or_default();
     let mut v = installation_json(id, &login, w.app_id, api);
     if w.suspended.contains(&id) {
-        v["suspended_by"] = account_json(&login, id, api);
+        v["suspended_by"] = user_json(&installation_admin(&login), api);
         v["suspended_at"] = json!(iso(now_ms));
     }
     v
