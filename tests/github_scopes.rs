@@ -1,0 +1,143 @@
+//! Stories of one installation's rate limit among several. GitHub's
+//! budgets are per installation: one organization using up its hour must
+//! not blind rigger to the others' runners, whose idle GPUs would bill
+//! until that hour ends. And what rigger cannot see of the limited one it
+//! leaves alone: a runner absent from a list it could not read may be busy.
+
+mod harness;
+
+use harness::{CIRUN, Story};
+use rigger::engine::ports::Clock as _;
+use rigger::engine::state::{InstanceState, JobState};
+use rigger::sim::github::NewJob;
+use rigger::store::InstanceRow;
+
+const MIN: i64 = 60_000;
+
+fn queue(s: &Story, repo: &str, label: &str) -> i64 {
+    s.github.queue_job(NewJob {
+        repo: repo.into(),
+        labels: vec![label.into()],
+        head_sha: "8f3c1e2d".into(),
+        fork: false,
+        actor: "octocat".into(),
+        duration_ms: 600_000,
+        conclusion: "success".into(),
+    })
+}
+
+async fn machine_of(s: &Story, job: i64) -> InstanceRow {
+    let rows = s.engine.store.instances_for_job(job).await.unwrap();
+    assert_eq!(rows.len(), 1, "one machine for job {job}: {rows:?}");
+    let id = rows[0].id.clone();
+    s.engine.store.instance(&id).await.unwrap().unwrap()
+}
+
+/// What the installation sent GitHub from `since` on, as `METHOD /route status`.
+fn sent_since(s: &Story, owner: &str, since: i64) -> Vec<String> {
+    let inst = s.github.installation_of(owner);
+    s.github
+        .requests_of(inst, since)
+        .iter()
+        .map(|r| format!("{} {}", r.route, r.status))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_installation_out_of_budget_blinds_rigger_to_its_own_runners_only() {
+    let s = Story::begin("scopes-budget").await;
+    s.github.add_repo("beta/vision", &[(".cirun.yml", CIRUN)]);
+    let acme = queue(&s, "acme/ml", "cirun-gpu--2001");
+    let beta = queue(&s, "beta/vision", "cirun-gpu--2002");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(acme).await, JobState::WaitingForRunner);
+    assert_eq!(s.job_state(beta).await, JobState::WaitingForRunner);
+
+    // acme's hour of GitHub calls is used up; beta's is not.
+    let reset = s.github.use_up_budget(s.github.installation_of("acme"));
+    let limited = s.clock.now_ms() + 1;
+    // Both machines boot and their runners come online, but GitHub hands
+    // neither its job (as when a job goes to a runner outside rigger).
+    s.clock.advance_ms(30_000);
+    s.vast.live_instances();
+    let booted: Vec<_> = s.booted.lock().unwrap().drain(..).collect();
+    assert_eq!(booted.len(), 2);
+    for b in &booted {
+        s.github
+            .connect_runner(&harness::jit_config_of(b))
+            .expect("the JIT config is accepted");
+    }
+    s.engine.reconcile_once().await.unwrap();
+    assert_eq!(
+        machine_of(&s, beta).await.state,
+        InstanceState::Online,
+        "beta's runner is seen online though acme's installation is rate-limited"
+    );
+    assert_eq!(
+        machine_of(&s, acme).await.state,
+        InstanceState::Booting,
+        "acme's runners cannot be listed: nothing is known of them"
+    );
+    let errors = s
+        .metrics()
+        .await
+        .get("rigger_github_errors_total{kind=\"rate_limited\"}")
+        .copied();
+
+    // Past the idle timeout: beta's idle machine is destroyed on time and
+    // its job, still queued on GitHub, goes back to rigger's queue.
+    s.clock.advance_ms(11 * MIN);
+    s.engine.reconcile_once().await.unwrap();
+    let b = machine_of(&s, beta).await;
+    assert_eq!(
+        b.state,
+        InstanceState::Destroyed,
+        "beta's idle GPU must not bill while acme waits out its hour: {b:?}"
+    );
+    assert_eq!(s.job_state(beta).await, JobState::Queued);
+
+    // Past the bootstrap timeout too: acme's machine is left alone, for its
+    // runner's absence from a list rigger could not read proves nothing.
+    s.clock.advance_ms(10 * MIN);
+    s.engine.reconcile_once().await.unwrap();
+    s.engine.reconcile_once().await.unwrap();
+    let a = machine_of(&s, acme).await;
+    assert_eq!(
+        a.state,
+        InstanceState::Booting,
+        "never destroyed on what could not be seen: {a:?}"
+    );
+    assert_eq!(s.vast.live_instances().len(), 1, "acme's machine runs");
+    // Its quiet job is not asked about either: one call learnt the budget
+    // was used up, and nothing went out for acme after it.
+    let sent = sent_since(&s, "acme", limited);
+    assert_eq!(sent.len(), 1, "one call meets the limit: {sent:?}");
+    assert!(sent[0].ends_with(" 403"), "{sent:?}");
+    // Passes during the wait add no error: the limit is a wait, said once.
+    assert_eq!(
+        s.metrics()
+            .await
+            .get("rigger_github_errors_total{kind=\"rate_limited\"}")
+            .copied(),
+        errors,
+        "no error counted each pass while acme waits"
+    );
+
+    // acme's hour is over: its runner is seen online, and left idle it
+    // goes the way beta's went.
+    s.clock.set_ms(reset + 1_000);
+    s.engine.reconcile_once().await.unwrap();
+    assert_eq!(machine_of(&s, acme).await.state, InstanceState::Online);
+    s.clock.advance_ms(11 * MIN);
+    s.engine.reconcile_once().await.unwrap();
+    assert_eq!(machine_of(&s, acme).await.state, InstanceState::Destroyed);
+    assert!(s.vast.live_instances().is_empty());
+    assert!(s.github.runners().is_empty(), "both runners deregistered");
+
+    for job in s.github.jobs() {
+        s.github.cancel_job(job.id);
+    }
+    s.webhooks_arrive().await;
+    s.nothing_leaked().await;
+}
