@@ -7,7 +7,7 @@
 mod harness;
 
 use harness::{CIRUN, Story};
-use rigger::engine::ports::Clock as _;
+use rigger::engine::ports::{Clock as _, Github as _, GithubError, RepoRef};
 use rigger::engine::state::{InstanceState, JobState};
 use rigger::sim::github::NewJob;
 use rigger::store::InstanceRow;
@@ -140,4 +140,57 @@ async fn an_installation_out_of_budget_blinds_rigger_to_its_own_runners_only() {
     }
     s.webhooks_arrive().await;
     s.nothing_leaked().await;
+}
+
+#[tokio::test]
+async fn a_listing_says_which_places_it_could_not_read_and_asks_a_limited_installation_once() {
+    let s = Story::begin("scopes-listing").await;
+    s.github.add_repo("acme/tools", &[(".cirun.yml", CIRUN)]);
+    s.github.add_repo("beta/vision", &[(".cirun.yml", CIRUN)]);
+    let at = |repo: &str| RepoRef {
+        installation_id: s.github.installation_of(repo.split('/').next().unwrap()),
+        repo: repo.into(),
+    };
+    let client = &s.engine.github;
+    let labels = ["cirun-gpu".to_string()];
+    let beta = client
+        .create_jit_runner(&at("beta/vision"), "rigger-x-1", &labels)
+        .await
+        .unwrap();
+    client
+        .create_jit_runner(&at("acme/ml"), "rigger-x-2", &labels)
+        .await
+        .unwrap();
+    s.github.use_up_budget(s.github.installation_of("acme"));
+    let since = s.clock.now_ms() + 1;
+    s.clock.advance_ms(1);
+
+    let everywhere = [at("acme/ml"), at("acme/tools"), at("beta/vision")];
+    let listing = client.list_runners("rigger-x-", &everywhere).await;
+    let listed: Vec<(i64, &str)> = listing
+        .runners
+        .iter()
+        .map(|r| (r.id, r.scope.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![(beta.runner_id, "beta/vision")],
+        "beta's runners are listed whatever acme's budget"
+    );
+    let unknown: Vec<&str> = listing.unknown.iter().map(|(r, _)| r.repo.as_str()).collect();
+    assert_eq!(unknown, vec!["acme/ml", "acme/tools"], "{:?}", listing.unknown);
+    assert!(
+        listing
+            .unknown
+            .iter()
+            .all(|(_, e)| matches!(e, GithubError::RateLimited { .. })),
+        "a rate limit, never a refusal: {:?}",
+        listing.unknown
+    );
+    assert_eq!(
+        sent_since(&s, "acme", since),
+        vec!["GET /repos/acme/ml/actions/runners 403"],
+        "acme's second place is not asked once the first met the limit"
+    );
+    assert!(listing.everywhere().is_err());
 }
