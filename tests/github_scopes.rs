@@ -177,8 +177,17 @@ async fn a_listing_says_which_places_it_could_not_read_and_asks_a_limited_instal
         vec![(beta.runner_id, "beta/vision")],
         "beta's runners are listed whatever acme's budget"
     );
-    let unknown: Vec<&str> = listing.unknown.iter().map(|(r, _)| r.repo.as_str()).collect();
-    assert_eq!(unknown, vec!["acme/ml", "acme/tools"], "{:?}", listing.unknown);
+    let unknown: Vec<&str> = listing
+        .unknown
+        .iter()
+        .map(|(r, _)| r.repo.as_str())
+        .collect();
+    assert_eq!(
+        unknown,
+        vec!["acme/ml", "acme/tools"],
+        "{:?}",
+        listing.unknown
+    );
     assert!(
         listing
             .unknown
