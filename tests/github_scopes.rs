@@ -6,6 +6,8 @@
 
 mod harness;
 
+use std::sync::{Arc, Mutex};
+
 use harness::{CIRUN, Story};
 use rigger::engine::ports::{Clock as _, Github as _, GithubError, RepoRef};
 use rigger::engine::state::{InstanceState, JobState};
@@ -13,6 +15,42 @@ use rigger::sim::github::NewJob;
 use rigger::store::InstanceRow;
 
 const MIN: i64 = 60_000;
+
+/// Log lines, as rigger writes them, while the guard lives (this test's
+/// thread only: a story's rigger and simulators run on its runtime).
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    fn capture() -> (Lines, tracing::subscriber::DefaultGuard) {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        (lines, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn containing(&self, text: &str) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains(text))
+            .map(str::to_string)
+            .collect()
+    }
+}
 
 fn queue(s: &Story, repo: &str, label: &str) -> i64 {
     s.github.queue_job(NewJob {
@@ -57,6 +95,7 @@ async fn an_installation_out_of_budget_blinds_rigger_to_its_own_runners_only() {
     // acme's hour of GitHub calls is used up; beta's is not.
     let reset = s.github.use_up_budget(s.github.installation_of("acme"));
     let limited = s.clock.now_ms() + 1;
+    let (log, guard) = Lines::capture();
     // Both machines boot and their runners come online, but GitHub hands
     // neither its job (as when a job goes to a runner outside rigger).
     s.clock.advance_ms(30_000);
@@ -122,6 +161,19 @@ async fn an_installation_out_of_budget_blinds_rigger_to_its_own_runners_only() {
             .copied(),
         errors,
         "no error counted each pass while acme waits"
+    );
+    drop(guard);
+    let said = log.containing("GitHub rate-limits this installation");
+    assert_eq!(said.len(), 1, "the wait is said once, at INFO: {said:?}");
+    assert!(said[0].contains("INFO"), "{said:?}");
+    // The one WARN is GitHub's 403 itself, not one per pass.
+    let warned = log.containing("WARN");
+    assert!(
+        warned.len() <= 1
+            && warned
+                .iter()
+                .all(|l| l.contains("GitHub rate limit (primary)")),
+        "no warning each pass while acme waits: {warned:#?}"
     );
 
     // acme's hour is over: its runner is seen online, and left idle it
