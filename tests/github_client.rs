@@ -246,6 +246,7 @@ async fn jit_runners_are_made_listed_redeemed_once_and_deleted() {
         .client
         .list_runners("rigger-main-", std::slice::from_ref(&r))
         .await
+        .everywhere()
         .unwrap();
     assert_eq!(mine.len(), 1);
     assert_eq!(
@@ -266,6 +267,7 @@ async fn jit_runners_are_made_listed_redeemed_once_and_deleted() {
         w.client
             .list_runners("rigger-main-", std::slice::from_ref(&r))
             .await
+            .everywhere()
             .unwrap()[0]
             .online
     );
@@ -279,6 +281,7 @@ async fn jit_runners_are_made_listed_redeemed_once_and_deleted() {
         w.client
             .list_runners("rigger-main-", std::slice::from_ref(&r))
             .await
+            .everywhere()
             .unwrap()
             .is_empty()
     );
@@ -722,6 +725,7 @@ async fn runner_and_repository_lists_follow_every_page() {
         .client
         .list_runners("rigger-p-", &everywhere)
         .await
+        .everywhere()
         .unwrap();
     assert_eq!(mine.len(), 206);
     mine.sort_by_key(|v| v.id);
@@ -770,6 +774,7 @@ async fn organization_runners_join_the_configured_group() {
     let listed = org
         .list_runners("rigger-o-", std::slice::from_ref(&r))
         .await
+        .everywhere()
         .unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(
@@ -780,6 +785,7 @@ async fn organization_runners_join_the_configured_group() {
         w.client
             .list_runners("rigger-o-", std::slice::from_ref(&r))
             .await
+            .everywhere()
             .unwrap()
             .is_empty()
     );
@@ -819,6 +825,7 @@ async fn organization_runners_join_the_configured_group() {
     assert!(
         org.list_runners("rigger-o-", std::slice::from_ref(&r))
             .await
+            .everywhere()
             .unwrap()
             .is_empty()
     );

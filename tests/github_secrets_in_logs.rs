@@ -95,6 +95,7 @@ async fn no_secret_reaches_a_log_line_at_trace_level() {
     client
         .list_runners("rigger-t-", std::slice::from_ref(&r))
         .await
+        .everywhere()
         .unwrap();
     let jwt = client.auth().jwt().unwrap();
     let token = client

@@ -125,7 +125,7 @@ async fn call(client: GithubClient, line: String) -> String {
                 },
             ];
             let listed = client.list_runners(&arg, &at).await;
-            for runner in listed.iter().flatten() {
+            for runner in &listed.runners {
                 assert!(
                     runner.name.starts_with(&arg),
                     "{:?} is not {arg:?}…",

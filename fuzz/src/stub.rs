@@ -9,9 +9,10 @@ use rigger::config::model::VastRunner;
 use rigger::engine::Engine;
 use rigger::engine::ports::{
     CheckRun, CheckTarget, Cloud, CloudError, ConfigFiles, Github, GithubError, GroupAccess,
-    JitRunner, LaunchSpec, ManualClock, OfferSearch, RepoRef, RunOrigin, RunnerArch, RunnerRelease,
+    JitRunner, LaunchSpec, ManualClock, OfferSearch, RepoRef, RunOrigin, RunnerArch, RunnerListing,
+    RunnerRelease,
 };
-use rigger::engine::reconcile::{CloudView, GithubJobStatus, GithubJobView, RunnerView};
+use rigger::engine::reconcile::{CloudView, GithubJobStatus, GithubJobView};
 use rigger::metrics::Metrics;
 use rigger::settings::{self, Settings};
 use rigger::store::Store;
@@ -88,8 +89,8 @@ impl Github for ClosedGithub {
         Ok(())
     }
 
-    async fn list_runners(&self, _: &str, _: &[RepoRef]) -> Result<Vec<RunnerView>, GithubError> {
-        Ok(Vec::new())
+    async fn list_runners(&self, _: &str, _: &[RepoRef]) -> RunnerListing {
+        RunnerListing::default()
     }
 
     async fn get_job(&self, _: &RepoRef, job_id: i64) -> Result<GithubJobView, GithubError> {

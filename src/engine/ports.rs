@@ -127,7 +127,7 @@ pub struct RunOrigin {
 }
 
 /// What the engine asks GitHub, scoped to one installation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RepoRef {
     pub installation_id: i64,
     /// `owner/name`.
@@ -193,6 +193,28 @@ impl GithubError {
             GithubError::RateLimited { .. } => "rate_limited",
             GithubError::Transient(_) => "transient",
             GithubError::Refused(_) => "refused",
+        }
+    }
+}
+
+/// What [`Github::list_runners`] saw: the runners of the places that
+/// answered, and the repositories asked about whose place did not. Nothing
+/// is known of an unknown repository's runners, so no rule may act on
+/// their absence (a machine there may be busy).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunnerListing {
+    pub runners: Vec<RunnerView>,
+    /// Each repository of `at` whose runners could not be listed, with why
+    /// (one place's error for each of its repositories).
+    pub unknown: Vec<(RepoRef, GithubError)>,
+}
+
+impl RunnerListing {
+    /// The runners, if every place was listed; else why the first was not.
+    pub fn everywhere(self) -> Result<Vec<RunnerView>, GithubError> {
+        match self.unknown.into_iter().next() {
+            None => Ok(self.runners),
+            Some((_, e)) => Err(e),
         }
     }
 }
@@ -331,12 +353,14 @@ pub trait Github: Send + Sync + 'static {
     /// jobs are: in these repositories (or their organizations, with
     /// organization runners). Not every repository an installation can
     /// see: listing hundreds of them on every reconciler pass would spend
-    /// the installation's hourly API budget in minutes.
+    /// the installation's hourly API budget in minutes. A place that cannot
+    /// be listed (its installation rate-limited, GitHub down) hides only its
+    /// own runners: the listing says which of `at` are unknown.
     fn list_runners(
         &self,
         prefix: &str,
         at: &[RepoRef],
-    ) -> impl Future<Output = Result<Vec<RunnerView>, GithubError>> + Send;
+    ) -> impl Future<Output = RunnerListing> + Send;
 
     fn get_job(
         &self,

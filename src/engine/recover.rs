@@ -189,7 +189,10 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     fn recover_stopped(&self, e: &GithubError, pass: RecoverPass) -> RecoverPass {
         self.github_error(e);
         if let GithubError::RateLimited { retry_after_ms } = e {
+            // A wait, not a fault: said once, and no pass runs before it ends.
             self.recover_memory().not_before_ms = self.now() + retry_after_ms;
+            tracing::info!(error = %e, "reading GitHub's delivery log waits out the App's rate limit");
+            return pass;
         }
         tracing::warn!(error = %e, "reading GitHub's delivery log stopped; the next pass goes on");
         pass

@@ -14,7 +14,9 @@
 //! Both paths share the installation-token cache (on the injected clock) and
 //! the rate-limit accounting in [`super::http::Api`]. A check run's output is
 //! fitted to GitHub's limits here ([`CheckRun::fitted`]), the one way it
-//! takes to GitHub.
+//! takes to GitHub. Runners are listed place by place; a place that cannot
+//! be listed (its installation rate-limited, a 5xx) is reported unknown and
+//! hides no other place's runners ([`RunnerListing`]).
 
 use std::sync::Arc;
 
@@ -30,7 +32,7 @@ use super::http::Answer;
 use super::release;
 use crate::engine::ports::{
     CheckRun, CheckTarget, ConfigFiles, Github, GithubError, GroupAccess, JitRunner, RepoRef,
-    RunOrigin, RunnerArch, RunnerRelease,
+    RunOrigin, RunnerArch, RunnerListing, RunnerRelease,
 };
 use crate::engine::reconcile::{GithubJobStatus, GithubJobView, RunnerView};
 use crate::settings::{RunnerScope, Secret};
@@ -332,31 +334,47 @@ impl Github for GithubClient {
             .map(|_| ())
     }
 
-    async fn list_runners(
-        &self,
-        prefix: &str,
-        at: &[RepoRef],
-    ) -> Result<Vec<RunnerView>, GithubError> {
-        // Each place once, however many of its jobs are live.
-        let scopes: std::collections::BTreeSet<(i64, String)> = at
-            .iter()
-            .map(|r| (r.installation_id, self.runner_scope(r).0.to_string()))
-            .collect();
-        let mut out = Vec::new();
-        for (installation, scope) in scopes {
+    async fn list_runners(&self, prefix: &str, at: &[RepoRef]) -> RunnerListing {
+        // Each place once, however many of its jobs are live; the
+        // repositories each place stands for, to say which are unknown.
+        let mut places: std::collections::BTreeMap<(i64, String), Vec<&RepoRef>> =
+            Default::default();
+        for r in at {
+            let place = (r.installation_id, self.runner_scope(r).0.to_string());
+            places.entry(place).or_default().push(r);
+        }
+        let mut listing = RunnerListing::default();
+        // An installation waiting out a rate limit: its other places are
+        // not asked (nothing would go out) and are as unknown.
+        let mut limited: Option<(i64, GithubError)> = None;
+        for ((installation, scope), repos) in places {
+            let answer = match &limited {
+                Some((i, e)) if *i == installation => Err(e.clone()),
+                _ => self.runners_at(installation, &scope).await,
+            };
             // An account that is not an organization has no org runners
             // (its listing is a 404, read as none). A place GitHub refuses
             // for good (the App was uninstalled there) holds no runner rigger
-            // could manage: it must not hide the others' runners.
-            match self.runners_at(installation, &scope).await {
-                Ok(found) => out.extend(found.into_iter().filter(|r| r.name.starts_with(prefix))),
+            // could manage: it must not hide the others' runners. Any other
+            // error hides this place's runners only.
+            match answer {
+                Ok(found) => listing
+                    .runners
+                    .extend(found.into_iter().filter(|r| r.name.starts_with(prefix))),
                 Err(GithubError::Refused(why)) => {
                     tracing::warn!(scope = %scope, "cannot list runners there: {why}");
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    if matches!(e, GithubError::RateLimited { .. }) {
+                        limited = Some((installation, e.clone()));
+                    }
+                    listing
+                        .unknown
+                        .extend(repos.into_iter().map(|r| (r.clone(), e.clone())));
+                }
             }
         }
-        Ok(out)
+        listing
     }
 
     async fn get_job(&self, repo: &RepoRef, job_id: i64) -> Result<GithubJobView, GithubError> {

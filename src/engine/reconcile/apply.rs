@@ -1,8 +1,15 @@
 //! The reconciler's hands: read the three views into a snapshot, let `plan`
 //! decide, and carry each action out. Every action is safe to repeat: the
 //! store's compare-and-set makes a second attempt a no-op.
+//!
+//! GitHub is read place by place: an installation waiting out a rate limit
+//! leaves only its own repositories' runners unknown, and its quiet jobs
+//! are not asked about until the wait is over (the other installations'
+//! are). That wait is said once, at INFO, when it begins; the passes
+//! during it say nothing above DEBUG, and it is no error (the HTTP layer
+//! counts the limit and the calls it held back).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tracing::Instrument;
 
@@ -13,7 +20,7 @@ use super::plan::{
 use crate::engine::events::{JobEvent, JobInfo};
 use crate::engine::isolate::{Loop, isolated};
 use crate::engine::names;
-use crate::engine::ports::{Cloud, Github, RepoRef};
+use crate::engine::ports::{Cloud, Github, GithubError, RepoRef};
 use crate::engine::state::{InstanceState, JobState};
 use crate::engine::{Engine, EngineError};
 use crate::store::{Dialect, InstancePatch, JobPatch, JobRow};
@@ -32,6 +39,9 @@ pub(crate) struct Memory {
     unowned_runners_since: HashMap<i64, i64>,
     /// Passes so far.
     passes: u64,
+    /// Installations seen waiting out a rate limit, and until when: the
+    /// wait is logged when it begins, not every pass.
+    rate_limited_until: HashMap<i64, i64>,
 }
 
 /// Every this-many passes, runners are also looked for where jobs ended in
@@ -92,17 +102,21 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 repo,
             })
             .collect();
-        let (mut runners, runners_known) = match self
+        let listing = self
             .github
             .list_runners(&names::runner_prefix(controller), &at)
-            .await
-        {
-            Ok(r) => (r, true),
-            Err(e) => {
-                self.github_error(&e);
-                (Vec::new(), false)
+            .await;
+        // Installations waiting out a rate limit this pass: nothing more is
+        // asked of them (it would not go out).
+        let mut limited: HashSet<i64> = HashSet::new();
+        let mut runners_unknown = HashSet::new();
+        for (repo, e) in listing.unknown {
+            if self.github_unavailable(repo.installation_id, &e) {
+                limited.insert(repo.installation_id);
             }
-        };
+            runners_unknown.insert(repo);
+        }
+        let mut runners = listing.runners;
         runners.retain(|r| names::is_our_runner(controller, &r.name));
         let late_instances = self.store.live_instances().await?;
         let now = self.now();
@@ -112,14 +126,25 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             let Some(job) = jobs.iter().find(|j| j.job_id == id) else {
                 continue;
             };
+            if limited.contains(&job.installation_id) {
+                continue;
+            }
             match self.github.get_job(&repo_of(job), id).await {
                 Ok(view) => {
                     github_jobs.push(view);
                     self.memory().jobs_checked_at.insert(id, now);
                 }
-                Err(e) => self.github_error(&e),
+                Err(e) => {
+                    if self.github_unavailable(job.installation_id, &e) {
+                        limited.insert(job.installation_id);
+                    }
+                }
             }
         }
+        // An installation asked and not limited has its wait behind it.
+        self.memory().rate_limited_until.retain(|i, until| {
+            limited.contains(i) || (*until > now && !at.iter().any(|r| r.installation_id == *i))
+        });
         // More than one pass sends, so that the due ones are among them.
         let unsent_check_runs = self
             .store
@@ -135,7 +160,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             cloud,
             cloud_known,
             runners,
-            runners_known,
+            runners_unknown,
             github_jobs,
             unowned_runners_since: HashMap::new(),
             unsent_check_runs,
@@ -144,16 +169,50 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         memory
             .jobs_checked_at
             .retain(|id, _| snapshot.jobs.iter().any(|j| j.job_id == *id));
-        if runners_known {
-            let unowned = unowned_runners(&snapshot);
-            let since = &mut memory.unowned_runners_since;
-            since.retain(|id, _| unowned.contains(id));
-            for id in unowned {
-                since.entry(id).or_insert(now);
-            }
+        let unowned = unowned_runners(&snapshot);
+        // A runner not listed this pass may be in a place that could not
+        // be: it keeps its time until its place is read again.
+        let listed: HashSet<i64> = snapshot.runners.iter().map(|r| r.id).collect();
+        let some_unknown = !snapshot.runners_unknown.is_empty();
+        let since = &mut memory.unowned_runners_since;
+        since.retain(|id, _| unowned.contains(id) || (some_unknown && !listed.contains(id)));
+        for id in unowned {
+            since.entry(id).or_insert(now);
         }
         snapshot.unowned_runners_since = memory.unowned_runners_since.clone();
         Ok(snapshot)
+    }
+
+    /// A GitHub call of the snapshot failed. A rate limit is the
+    /// installation's wait, said once when it begins (true: the
+    /// installation is skipped for the rest of the pass); anything else
+    /// is counted as an error.
+    fn github_unavailable(&self, installation_id: i64, e: &GithubError) -> bool {
+        let GithubError::RateLimited { retry_after_ms } = e else {
+            self.github_error(e);
+            return false;
+        };
+        let now = self.now();
+        let until = now + retry_after_ms;
+        let began = {
+            let mut memory = self.memory();
+            let known = memory.rate_limited_until.insert(installation_id, until);
+            known.is_none_or(|was| was <= now)
+        };
+        if began {
+            tracing::info!(
+                installation_id,
+                wait_s = (retry_after_ms + 999) / 1000,
+                "GitHub rate-limits this installation: its runners and quiet jobs are looked at again when the wait is over; other installations go on"
+            );
+        } else {
+            tracing::debug!(
+                installation_id,
+                wait_ms = retry_after_ms,
+                "still rate-limited"
+            );
+        }
+        true
     }
 
     fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {

@@ -7,11 +7,19 @@
 //! Rules 1–9 are design §4's; rule 10 sends the check-run updates GitHub
 //! did not take (`engine::report`); rule 11 releases a job held for an
 //! environment's approval once GitHub has queued it.
+//!
+//! GitHub's runner view is known place by place ([`Snapshot::runners_unknown`]):
+//! one installation waiting out a rate limit for an hour must not stop the
+//! rules that need the view (3, 4, 7) for every other installation, whose
+//! idle machines would bill meanwhile. [`runners_known_for`] decides, for
+//! each machine, whether its place was read; where it was not, nothing is
+//! destroyed on the strength of a runner's absence.
 
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
+use crate::engine::ports::RepoRef;
 use crate::engine::state::{InstanceState, JobState};
 use crate::store::{InstanceRow, JobRow};
 
@@ -79,9 +87,12 @@ pub struct Snapshot {
     pub cloud: Vec<CloudView>,
     /// Whether `cloud` could be read; when not, no rule acts on its absence.
     pub cloud_known: bool,
-    /// GitHub runners with our name prefix.
+    /// GitHub runners with our name prefix, where they could be listed.
     pub runners: Vec<RunnerView>,
-    pub runners_known: bool,
+    /// The repositories whose runners could not be listed (their
+    /// installation rate-limited, GitHub failing there): no rule acts on
+    /// the absence of a runner of theirs. Every other place is known.
+    pub runners_unknown: HashSet<RepoRef>,
     /// GitHub's view of the jobs [`quiet_jobs`] picked.
     pub github_jobs: Vec<GithubJobView>,
     /// Since when each runner in [`unowned_runners`] has been seen with no
@@ -265,12 +276,25 @@ pub fn quiet_jobs(
         .collect()
 }
 
-/// Runners with our name and no row in either read, and not busy: rule 7
-/// deletes them once they have been so for `stale_runner_grace_ms`.
-pub fn unowned_runners(s: &Snapshot) -> Vec<i64> {
-    if !s.runners_known {
-        return Vec::new();
+/// Whether GitHub's runners were listed where this instance's runner is
+/// registered, so that what the list lacks is truly absent. The one place
+/// that decides it, for every rule that acts on the runner view: a machine
+/// whose job is no longer live is known only when every place was.
+pub fn runners_known_for(s: &Snapshot, i: &InstanceRow) -> bool {
+    match job_of(s, i.job_id) {
+        Some(j) => !s.runners_unknown.contains(&RepoRef {
+            installation_id: j.installation_id,
+            repo: j.repo.clone(),
+        }),
+        None => s.runners_unknown.is_empty(),
     }
+}
+
+/// Runners with our name and no row in either read, and not busy: rule 7
+/// deletes them once they have been so for `stale_runner_grace_ms`. A
+/// runner listed is in a known place; one of an unknown place is not
+/// listed, so never here.
+pub fn unowned_runners(s: &Snapshot) -> Vec<i64> {
     let names: HashSet<&str> = s
         .instances
         .iter()
@@ -508,15 +532,13 @@ fn vanished(s: &Snapshot) -> Vec<Action> {
         .collect()
 }
 
-/// Rule 3: booting too long and its runner never came online. Only when
+/// Rule 3: booting too long and its runner never came online. Only where
 /// GitHub's runners could be read: absence from an unread list proves nothing.
 fn boot_timeouts(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
-    if !s.runners_known {
-        return Vec::new();
-    }
     s.instances
         .iter()
         .filter(|i| i.state == InstanceState::Booting)
+        .filter(|i| runners_known_for(s, i))
         .filter(|i| {
             let since = i.create_called_at.unwrap_or(i.created_at);
             now - since >= limits.bootstrap_timeout_ms
@@ -540,6 +562,8 @@ fn boot_timeouts(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
 /// by another runner). Never a busy one (I4). A booting machine whose
 /// runner GitHub lists as online and idle is marked online first: the
 /// webhooks say when a runner takes a job, not when it comes online.
+/// Only where GitHub's runners could be read: an unread list cannot say
+/// the runner is not busy.
 fn idle_timeouts(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
     let came_online = s
         .instances
@@ -557,6 +581,7 @@ fn idle_timeouts(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
         .instances
         .iter()
         .filter(|i| i.state == InstanceState::Online)
+        .filter(|i| runners_known_for(s, i))
         .filter(|i| now - i.online_at.unwrap_or(i.updated_at) >= limits.idle_timeout_ms)
         .filter(|i| {
             // GitHub may say it is busy before our webhook arrived.

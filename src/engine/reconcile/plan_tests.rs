@@ -1,6 +1,7 @@
 //! Each reconciler rule on its own, then the rules together.
 
 use super::plan::*;
+use crate::engine::ports::RepoRef;
 use crate::engine::state::{InstanceState, JobState};
 use crate::store::{InstanceRow, JobRow};
 
@@ -86,7 +87,7 @@ fn snapshot(jobs: Vec<JobRow>, instances: Vec<InstanceRow>) -> Snapshot {
         cloud,
         cloud_known: true,
         runners: Vec::new(),
-        runners_known: true,
+        runners_unknown: Default::default(),
         github_jobs: Vec::new(),
         unowned_runners_since: Default::default(),
         unsent_check_runs: Vec::new(),
@@ -101,6 +102,14 @@ fn runner(id: i64, name: &str, online: bool, busy: bool) -> RunnerView {
         busy,
         installation_id: 1,
         scope: "octo/ml".into(),
+    }
+}
+
+/// Where [`job`]'s runners are: `octo/ml` of installation 1.
+fn octo_ml() -> RepoRef {
+    RepoRef {
+        installation_id: 1,
+        repo: "octo/ml".into(),
     }
 }
 
@@ -233,9 +242,9 @@ fn rule_3_boot_timeout_keeps_logs_destroys_and_requeues() {
 fn rule_3_not_when_the_runner_is_online() {
     let i = inst("a", 1, InstanceState::Booting, NOW - 21 * MIN);
     let mut s = snapshot(vec![job(1, JobState::WaitingForRunner, NOW)], vec![i]);
-    s.runners_known = false;
+    s.runners_unknown.insert(octo_ml());
     assert_eq!(run(&s), vec![], "GitHub's runners could not be read");
-    s.runners_known = true;
+    s.runners_unknown.clear();
     s.runners.push(runner(3, "rigger-a", true, false));
     // Not a boot timeout: the runner came online, so rule 4 takes it on.
     assert!(matches!(
@@ -475,7 +484,9 @@ fn rule_7_stale_runner_registrations_are_deleted_after_the_grace() {
             }
         )]
     );
-    s.runners_known = false;
+    // Its place could not be listed this pass: it is not in the list.
+    s.runners.clear();
+    s.runners_unknown.insert(octo_ml());
     assert_eq!(run(&s), vec![]);
 }
 
@@ -486,6 +497,107 @@ fn rule_7_a_runner_whose_row_was_written_while_github_was_listed_is_owned() {
     s.instances.clear();
     s.runners.push(runner(5, "rigger-new", false, false));
     assert_eq!(unowned_runners(&s), Vec::<i64>::new());
+}
+
+/// A job of installation 2, whose runners are in `beta/cv`.
+fn beta_job(id: i64, state: JobState, updated_at: i64) -> JobRow {
+    JobRow {
+        repo: "beta/cv".into(),
+        installation_id: 2,
+        ..job(id, state, updated_at)
+    }
+}
+
+#[test]
+fn rules_3_and_4_act_where_runners_were_listed_and_nowhere_else() {
+    // Job 1 is octo/ml's (installation 1), job 2 beta/cv's (installation 2).
+    let jobs = || {
+        vec![
+            job(1, JobState::WaitingForRunner, NOW),
+            beta_job(2, JobState::WaitingForRunner, NOW),
+        ]
+    };
+    let booting = |id, job| inst(id, job, InstanceState::Booting, NOW - 21 * MIN);
+    let idle = |id, job| inst(id, job, InstanceState::Online, NOW - 11 * MIN);
+    let beta = RepoRef {
+        installation_id: 2,
+        repo: "beta/cv".into(),
+    };
+    /// Machines, the places not listed, and the machines destroyed and why.
+    type Row = (Vec<InstanceRow>, Vec<RepoRef>, Vec<(&'static str, Rule)>);
+    let table: Vec<Row> = vec![
+        (
+            vec![booting("a", 1), booting("b", 2)],
+            vec![],
+            vec![("a", Rule::BootTimeout), ("b", Rule::BootTimeout)],
+        ),
+        (
+            vec![booting("a", 1), booting("b", 2)],
+            vec![octo_ml()],
+            vec![("b", Rule::BootTimeout)],
+        ),
+        (
+            vec![booting("a", 1), booting("b", 2)],
+            vec![octo_ml(), beta.clone()],
+            vec![],
+        ),
+        (
+            vec![idle("a", 1), idle("b", 2)],
+            vec![],
+            vec![("a", Rule::IdleTimeout), ("b", Rule::IdleTimeout)],
+        ),
+        (
+            vec![idle("a", 1), idle("b", 2)],
+            vec![beta.clone()],
+            vec![("a", Rule::IdleTimeout)],
+        ),
+        (
+            vec![idle("a", 1), idle("b", 2)],
+            vec![octo_ml()],
+            vec![("b", Rule::IdleTimeout)],
+        ),
+        (
+            vec![idle("a", 1), booting("b", 2)],
+            vec![octo_ml(), beta.clone()],
+            vec![],
+        ),
+    ];
+    for (machines, unknown, want) in table {
+        let mut s = snapshot(jobs(), machines.clone());
+        s.runners_unknown = unknown.iter().cloned().collect();
+        let got: Vec<(&str, Rule)> = run(&s)
+            .iter()
+            .filter_map(|(rule, a)| match a {
+                Action::Destroy { instance_id, .. } => Some((
+                    machines
+                        .iter()
+                        .find(|m| &m.id == instance_id)
+                        .map(|m| m.id.as_str())
+                        .unwrap(),
+                    *rule,
+                )),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            got,
+            want,
+            "machines {:?} with {unknown:?} unlisted",
+            machines
+                .iter()
+                .map(|m| (&m.id, m.state))
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn a_machine_whose_job_is_not_live_is_known_only_when_every_place_was_listed() {
+    let s = snapshot(vec![], vec![inst("a", 9, InstanceState::Online, NOW)]);
+    assert!(runners_known_for(&s, &s.instances[0]));
+    let mut s = s;
+    s.runners_unknown.insert(octo_ml());
+    assert!(!runners_known_for(&s, &s.instances[0]));
 }
 
 #[test]
@@ -610,7 +722,12 @@ fn random_world(rng: &mut Rng) -> Snapshot {
     let mut instances = Vec::new();
     for id in 1..=rng.below(6) as i64 {
         let state = JobState::ALL[rng.below(4) as usize];
-        jobs.push(job(id, state, NOW - rng.below(30) as i64 * MIN));
+        let at = NOW - rng.below(30) as i64 * MIN;
+        jobs.push(if rng.coin() {
+            job(id, state, at)
+        } else {
+            beta_job(id, state, at)
+        });
     }
     for n in 0..rng.below(6) {
         let state = InstanceState::ALL[rng.below(6) as usize];
@@ -646,13 +763,21 @@ fn random_world(rng: &mut Rng) -> Snapshot {
     }
     for i in &instances {
         if rng.coin() {
+            let place = s
+                .jobs
+                .iter()
+                .find(|j| j.job_id == i.job_id)
+                .map_or_else(octo_ml, |j| RepoRef {
+                    installation_id: j.installation_id,
+                    repo: j.repo.clone(),
+                });
             s.runners.push(RunnerView {
                 id: rng.below(1000) as i64,
                 name: i.runner_name.clone(),
                 online: rng.coin(),
                 busy: rng.coin(),
-                installation_id: 1,
-                scope: "octo/ml".into(),
+                installation_id: place.installation_id,
+                scope: place.repo,
             });
         }
     }
@@ -671,7 +796,20 @@ fn random_world(rng: &mut Rng) -> Snapshot {
         }
     }
     s.cloud_known = rng.below(5) != 0;
-    s.runners_known = rng.below(5) != 0;
+    // A place not listed has no runner in the list.
+    for place in [
+        octo_ml(),
+        RepoRef {
+            installation_id: 2,
+            repo: "beta/cv".into(),
+        },
+    ] {
+        if rng.below(4) == 0 {
+            s.runners
+                .retain(|r| !(r.installation_id == place.installation_id && r.scope == place.repo));
+            s.runners_unknown.insert(place);
+        }
+    }
     for r in &s.runners {
         if rng.coin() {
             s.unowned_runners_since
@@ -715,6 +853,23 @@ fn invariants_hold_on_random_worlds() {
                     if *rule == Rule::IdleTimeout {
                         assert!(!runner_busy, "round {round}: idle timeout on a busy runner");
                     }
+                    // Never on a runner's absence from a list not read.
+                    if matches!(rule, Rule::IdleTimeout | Rule::BootTimeout) {
+                        let place = s
+                            .jobs
+                            .iter()
+                            .find(|j| j.job_id == i.job_id)
+                            .map(|j| RepoRef {
+                                installation_id: j.installation_id,
+                                repo: j.repo.clone(),
+                            });
+                        assert!(
+                            place.map_or(s.runners_unknown.is_empty(), |p| !s
+                                .runners_unknown
+                                .contains(&p)),
+                            "round {round}: {rule:?} where runners were not listed: {s:#?}"
+                        );
+                    }
                 }
                 // Absence on an unreadable Vast.ai proves nothing.
                 Action::MarkFailed { .. } | Action::Adopt { .. } => {
@@ -724,7 +879,10 @@ fn invariants_hold_on_random_worlds() {
                     )
                 }
                 Action::DeleteRunner { name, .. } => {
-                    assert!(s.runners_known);
+                    assert!(
+                        s.runners.iter().any(|r| &r.name == name),
+                        "round {round}: deleted a runner that was not listed"
+                    );
                     // Never a runner a live machine still runs, in either read.
                     assert!(
                         !s.instances
