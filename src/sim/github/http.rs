@@ -1,7 +1,8 @@
 //! GitHub's side of the wire: routing, the `User-Agent` GitHub requires,
 //! App and installation auth, rate limits (each caller's primary budget and
 //! its `x-ratelimit-*` headers on every answer, secondary limits with or
-//! without `retry-after`), the App API, the log of requests seen, and the
+//! without `retry-after`, and GitHub's standing ones on content and on each
+//! endpoint's points, counted in `world.rs`), the App API, the log of requests seen, and the
 //! shapes every answer shares (errors, pages).
 
 use aws_lc_rs::signature::{self, UnparsedPublicKey};

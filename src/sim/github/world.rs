@@ -3,7 +3,9 @@
 //! runs, the deliveries waiting to be sent and the record of every delivery
 //! attempt (`deliveries.rs`); and GitHub's limits: each caller's hourly
 //! primary window (an installation's size by GitHub's formula), secondary
-//! limits armed or in force, the JIT rate, and the log of requests seen with
+//! limits armed or in force, GitHub's standing ones (content-generating
+//! requests a minute and an hour, points per endpoint a minute), the JIT
+//! rate, and the log of requests seen with
 //! their headers. Plain data and rules; `mod.rs` serves it over HTTP. And the
 //! shapes of what GitHub answers and sends (`*_json`, `job_payload`), each
 //! with every field GitHub's OpenAPI description requires of its schema
