@@ -1296,3 +1296,82 @@ pub fn blob_sha(text: &str) -> String {
     ctx.update(text.as_bytes());
     hex::encode(ctx.finish().as_ref())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_limits_are_80_a_minute_and_500_an_hour_per_caller() {
+        let mut w = World::new(1, 1);
+        let inst = Caller::Installation(7);
+        let post = "POST /repos/acme/ml/check-runs";
+        let patch = "PATCH /repos/acme/ml/check-runs/:id";
+        for i in 0..40 {
+            assert_eq!(w.content_and_points(inst, post, i), None);
+            assert_eq!(w.content_and_points(inst, patch, i), None);
+        }
+        // The 81st write of the minute is refused, whatever its endpoint;
+        // reads and other callers are not.
+        assert_eq!(
+            w.content_and_points(inst, "DELETE /orgs/acme/actions/runners/:id", 100),
+            Some(Over::Content)
+        );
+        assert_eq!(w.content_and_points(inst, "GET /repos/acme/ml", 100), None);
+        assert_eq!(w.content_and_points(Caller::App, post, 100), None);
+        // A minute later 80 more, up to 500 in the hour.
+        let mut at = 60_000;
+        let mut taken = 80;
+        while taken < 500 {
+            if w.content_and_points(inst, patch, at).is_none() {
+                taken += 1;
+            } else {
+                at += 60_000;
+            }
+        }
+        assert!(at < 3_600_000, "{at}");
+        assert_eq!(
+            w.content_and_points(inst, patch, at + 60_000),
+            Some(Over::Content)
+        );
+        assert_eq!(
+            w.content_and_points(inst, patch, 3_600_000),
+            None,
+            "the hour is over"
+        );
+        // Off: nothing is refused.
+        w.content_limits = false;
+        for _ in 0..100 {
+            assert_eq!(w.content_and_points(inst, post, 3_600_001), None);
+        }
+    }
+
+    #[test]
+    fn one_endpoint_takes_900_points_a_minute() {
+        let mut w = World::new(1, 1);
+        let inst = Caller::Installation(7);
+        for _ in 0..900 {
+            assert_eq!(
+                w.content_and_points(inst, "GET /repos/acme/ml/actions/jobs/:id", 0),
+                None
+            );
+        }
+        assert_eq!(
+            w.content_and_points(inst, "GET /repos/acme/other/actions/jobs/:id", 0),
+            Some(Over::EndpointPoints),
+            "another repository's jobs are the same endpoint"
+        );
+        assert_eq!(
+            w.content_and_points(inst, "GET /repos/acme/ml/actions/runs/:id", 0),
+            None
+        );
+        assert_eq!(
+            w.content_and_points(inst, "GET /repos/acme/ml/actions/jobs/:id", 60_000),
+            None
+        );
+        assert_eq!(
+            endpoint_of("PATCH /repos/acme/ml/check-runs/:id"),
+            "PATCH /repos/{owner}/{repo}/check-runs/:id"
+        );
+    }
+}
