@@ -52,7 +52,9 @@ impl App {
         let auth = AppAuth::new(
             settings.github.app_id,
             &settings.github.private_key,
-            Api::new(&settings.github.api_url, clock.clone()).with_metrics(metrics.clone()),
+            Api::new(&settings.github.api_url, clock.clone())
+                .with_metrics(metrics.clone())
+                .with_pace_share(settings.github.pace_percent),
             clock.clone(),
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;

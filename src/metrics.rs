@@ -67,6 +67,11 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         "GitHub calls not sent because their installation (or the App) was waiting out a rate limit; they failed at once as rate limited and are retried after the wait.",
     ),
     (
+        "rigger_github_requests_paced_total",
+        Kind::Counter,
+        "GitHub calls not sent because they would go over rigger's pace within GitHub's secondary limits (writes a minute and an hour, points per endpoint), by priority: essential (runner registrations and deletions, final check-run updates) or deferrable (in-progress check-run updates, kept and sent later, newest content only).",
+    ),
+    (
         "rigger_github_rate_limited_total",
         Kind::Counter,
         "GitHub answers that were a rate limit, by limit: primary (the hourly budget is used up) or secondary (too many requests at once or too fast, or a JIT endpoint's \"spammed\" answer).",

@@ -99,6 +99,9 @@ pub struct GithubSettings {
     /// time…), cancel its workflow run rather than leave the job queued on
     /// GitHub for 24 h. Needs the App permission Actions: write. Off by default.
     pub cancel_runs_on_give_up: bool,
+    /// The share of GitHub's secondary limits on writes rigger keeps to,
+    /// in percent (see `github::pace`).
+    pub pace_percent: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -348,6 +351,7 @@ struct GithubFile {
     runner_scope: Option<RunnerScope>,
     runner_group_id: Option<i64>,
     cancel_runs_on_give_up: Option<bool>,
+    pace_percent: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1075,7 +1079,7 @@ impl<'a> Checks<'a> {
                 webhook_secrets.len()
             ));
         }
-        let github = GithubSettings {
+        let mut github = GithubSettings {
             app_id,
             private_key,
             webhook_secrets,
@@ -1084,7 +1088,23 @@ impl<'a> Checks<'a> {
             runner_scope: g.runner_scope.unwrap_or(RunnerScope::Repository),
             runner_group_id: g.runner_group_id.unwrap_or(1),
             cancel_runs_on_give_up: g.cancel_runs_on_give_up.unwrap_or(false),
+            pace_percent: 0,
         };
+        let pace = g.pace_percent.unwrap_or(range::PACE_PERCENT.default);
+        if range::PACE_PERCENT.admits(pace) {
+            github.pace_percent = u32::try_from(pace).unwrap_or_default();
+        } else {
+            self.refuse(
+                ("github", "pace_percent"),
+                pace,
+                format!(
+                    "is out of range: allowed are {} to {}; {}",
+                    range::PACE_PERCENT.min,
+                    range::PACE_PERCENT.max,
+                    range::PACE_PERCENT.why
+                ),
+            );
+        }
         self.url(("github", "api_url"), &github.api_url);
         let group = ("github", "runner_group_id");
         if github.runner_group_id < 1 {

@@ -1090,6 +1090,13 @@ async fn two_replicas_provisioning_at_once_share_the_jobs_and_the_limit() {
                 s.github.cancel_job(job);
             }
             s.webhooks_arrive().await;
+            // GitHub takes some 80 writes a minute from an installation:
+            // the runners' deletions and the final check-run updates of 40
+            // cancelled jobs go out over the next minutes.
+            for _ in 0..5 {
+                s.clock.advance_ms(60_000);
+                s.engine.reconcile_once().await.unwrap();
+            }
             s.nothing_leaked().await;
         })
         .await

@@ -20,6 +20,11 @@
 //! than waiting here keeps the workers free for other installations and
 //! never holds a request open for minutes; continuing to send while limited
 //! is what GitHub says may get an integration banned.
+//!
+//! Before that, rigger keeps to its own pace within GitHub's standing
+//! secondary limits (80 writes a minute and 500 an hour per budget, 900
+//! points a minute per endpoint): a call over it is not sent and fails with
+//! `RateLimited` the same way ([`super::pace`] decides, with priorities).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -126,6 +131,7 @@ pub struct Api {
     clock: Arc<dyn Clock>,
     pub stats: Arc<ApiStats>,
     gates: Arc<Mutex<HashMap<Budget, Gate>>>,
+    pace: Arc<Mutex<super::pace::Pace>>,
     metrics: Option<Arc<Metrics>>,
     octo: Arc<std::sync::OnceLock<Result<Octocrab, String>>>,
 }
@@ -151,6 +157,10 @@ pub struct ApiStats {
     pub secondary_limited: AtomicU64,
     /// Calls not sent because their budget was waiting out a limit.
     pub held_back: AtomicU64,
+    /// Calls not sent because they would go over rigger's pace (a share of
+    /// GitHub's secondary limits): essential ones, deferrable ones.
+    pub paced_essential: AtomicU64,
+    pub paced_deferrable: AtomicU64,
     /// Installation tokens dropped because GitHub answered 401.
     pub tokens_dropped: AtomicU64,
     /// The last `x-ratelimit-remaining` seen (-1 before any).
@@ -270,6 +280,7 @@ impl Api {
             clock,
             stats,
             gates: Arc::default(),
+            pace: Arc::default(),
             metrics: None,
             octo: Arc::default(),
         }
@@ -279,6 +290,61 @@ impl Api {
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Api {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// Pace writes at `percent` of GitHub's secondary limits (default 90).
+    pub fn with_pace_share(self, percent: u32) -> Api {
+        *self.pace.lock().unwrap_or_else(|p| p.into_inner()) =
+            super::pace::Pace::new(super::pace::Caps::share(percent));
+        self
+    }
+
+    /// Writes sent on a budget in the last minute and the last hour.
+    pub fn writes_in(&self, budget: Budget) -> (usize, usize) {
+        let now = self.clock.now_ms();
+        self.pace
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .writes_in(budget, now)
+    }
+
+    /// A call that would go over rigger's pace does not go out (see
+    /// [`super::pace`]): `RateLimited` until a slot frees.
+    fn paced(
+        &self,
+        budget: Budget,
+        method: &Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(), GithubError> {
+        use super::pace::{Priority, priority};
+        let prio = priority(method.as_str(), path, body);
+        let now = self.clock.now_ms();
+        let admitted = self.pace.lock().unwrap_or_else(|p| p.into_inner()).admit(
+            budget,
+            method.as_str(),
+            path,
+            prio,
+            now,
+        );
+        let Err(wait) = admitted else {
+            return Ok(());
+        };
+        match prio {
+            Priority::Essential => &self.stats.paced_essential,
+            Priority::Deferrable => &self.stats.paced_deferrable,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.inc(
+                "rigger_github_requests_paced_total",
+                &[("priority", prio.label())],
+            );
+        }
+        tracing::debug!(%method, path, wait_ms = wait, priority = prio.label(), "held back: rigger's pace on GitHub");
+        Err(GithubError::RateLimited {
+            retry_after_ms: wait,
+        })
     }
 
     pub fn base_url(&self) -> &str {
@@ -349,6 +415,8 @@ impl Api {
     ) -> Result<Answer, Failed> {
         let budget = auth.budget();
         self.held(budget, &method, path).map_err(Failed::Other)?;
+        self.paced(budget, &method, path, body.as_ref())
+            .map_err(Failed::Other)?;
         let url = format!("{}{}", self.base, path);
         let mut req = self
             .http
@@ -571,6 +639,8 @@ impl Api {
     ) -> Result<Option<T>, Failed> {
         let budget = auth.budget();
         self.held(budget, &Method::GET, path)
+            .map_err(Failed::Other)?;
+        self.paced(budget, &Method::GET, path, None)
             .map_err(Failed::Other)?;
         let octo = self.octocrab().map_err(Failed::Other)?;
         let octo = match auth {

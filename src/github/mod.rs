@@ -6,6 +6,7 @@ pub mod contents;
 pub mod deliveries;
 pub mod groups;
 pub mod http;
+pub mod pace;
 pub mod release;
 pub mod runs;
 pub mod webhook;

@@ -97,6 +97,15 @@ pub(super) const QUEUE: Rule<Duration> = Rule {
     why: "a job needs a minute for a few tries at renting; GitHub itself cancels a job queued for 24 h, so more than a week is a typo",
 };
 
+/// The share of GitHub's secondary limits on writes (80 a minute, 500 an
+/// hour) rigger keeps to, in percent.
+pub(super) const PACE_PERCENT: Rule<i64> = Rule {
+    default: 90,
+    min: 1,
+    max: 100,
+    why: "over 100 % rigger would meet GitHub's secondary limits, which GitHub says may get the App banned; at 0 nothing would be written",
+};
+
 pub(super) const MAX_INSTANCES: Rule<i64> = Rule {
     default: 20,
     min: 1,

@@ -237,6 +237,9 @@ pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Val
                     until_ms: None,
                 });
             }
+            if let Some(on) = body["content_limits"].as_bool() {
+                sim.set_content_limits(on);
+            }
             if let Some(n) = body["hourly_limit"].as_u64() {
                 sim.set_hourly_limit(body["installation"].as_i64(), n);
             }

@@ -1,7 +1,8 @@
 //! GitHub's side of the wire: routing, the `User-Agent` GitHub requires,
 //! App and installation auth, rate limits (each caller's primary budget and
 //! its `x-ratelimit-*` headers on every answer, secondary limits with or
-//! without `retry-after`), the App API, the log of requests seen, and the
+//! without `retry-after`, and GitHub's standing ones on content and on each
+//! endpoint's points, counted in `world.rs`), the App API, the log of requests seen, and the
 //! shapes every answer shares (errors, pages).
 
 use aws_lc_rs::signature::{self, UnparsedPublicKey};
@@ -169,6 +170,9 @@ pub(super) const NO_USER_AGENT: &str = "Request forbidden by administrative rule
 
 /// GitHub's message for a secondary rate limit.
 pub(super) const SECONDARY_LIMIT: &str = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID 0400:3C7A:1F1E4B2:3E1A5C9:6578B2D1.";
+
+/// GitHub's message when content creation is what is limited.
+pub(super) const CONTENT_LIMIT: &str = "You have exceeded a secondary rate limit and have been temporarily blocked from content creation. Please retry your request again later. If you reach out to GitHub Support for help, please include the request ID 0400:3C7A:1F1E4B2:3E1A5C9:6578B2D2.";
 
 fn route_key(method: &Method, path: &str) -> String {
     let segs: Vec<&str> = path
@@ -351,12 +355,25 @@ fn answer(
         }
     }
     if let Some((status, advice)) = limited {
+        w.secondary_answers += 1;
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
         let mut r = gh_error(status, SECONDARY_LIMIT);
         rate_headers(&mut r, limit, win.used, reset);
         if let Some(s) = advice {
             r.headers_mut().insert("retry-after", HeaderValue::from(s));
         }
+        return r;
+    }
+    // Content created too fast, or one endpoint asked too much of: a 403
+    // with GitHub's message and no `retry-after` (GitHub does not promise one).
+    if let Some(over) = w.content_and_points(caller, route, now) {
+        w.secondary_answers += 1;
+        let message = match over {
+            world::Over::Content => CONTENT_LIMIT,
+            world::Over::EndpointPoints => SECONDARY_LIMIT,
+        };
+        let mut r = gh_error(StatusCode::FORBIDDEN, message);
+        rate_headers(&mut r, limit, win.used, reset);
         return r;
     }
     // The primary budget: used up (or every call limited by the control

@@ -51,7 +51,18 @@
 //!     a secondary limit, armed until the first request of `after_route` (any request when
 //!     absent) of `installation` (any caller when absent), then every request of that caller
 //!     is refused for `for_s` with GitHub's message, 403 or 429, `retry-after` only if given;
-//!   - `{"secondary_limit_for_s":60,"retry_after_s":30}`: every caller, at once, with `retry-after`.
+//!   - `{"secondary_limit_for_s":60,"retry_after_s":30}`: every caller, at once, with `retry-after`;
+//!   - `{"content_limits":false}`: GitHub's standing secondary limits off (they are on by
+//!     default, as on GitHub; only for stories about something else that make more calls in a
+//!     simulated instant than GitHub allows).
+//!
+//! GitHub's standing secondary limits, always in force unless switched off: each caller
+//! (an installation, the App's JWT) may make 80 content-generating requests a minute and 500
+//! an hour (counted: every POST, PATCH, PUT and DELETE; GitHub does not list them), and spend
+//! 900 points a minute on one endpoint (method and path template; GET 1 point, a write 5).
+//! Over either, GitHub's 403 "You have exceeded a secondary rate limit…" (for content: "…and
+//! have been temporarily blocked from content creation"), without `retry-after`; a refused
+//! request counts for nothing. [`SimGithub::secondary_answers`] counts secondary-limit answers.
 //! - `POST /sim/installations/{id}/revoke-tokens`: the installation's tokens answer 401 from now
 //! - `GET /sim/seen`: every API request answered, with its `User-Agent`, `Accept`,
 //!   `X-GitHub-Api-Version` and whose budget it counted against
@@ -308,6 +319,17 @@ impl SimGithub {
     /// GitHub's JIT limit (`None`: off).
     pub fn set_jit_per_minute(&self, n: Option<u32>) {
         self.world().jit_per_minute = n;
+    }
+
+    /// GitHub's secondary limits on content (80 a minute, 500 an hour per
+    /// caller) and on each endpoint's points (900 a minute): on by default.
+    pub fn set_content_limits(&self, on: bool) {
+        self.world().content_limits = on;
+    }
+
+    /// How many answers were a secondary limit (armed, content or points).
+    pub fn secondary_answers(&self) -> u64 {
+        self.world().secondary_answers
     }
 
     /// Answer every API call as rate limited for this long.

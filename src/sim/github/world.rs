@@ -3,7 +3,9 @@
 //! runs, the deliveries waiting to be sent and the record of every delivery
 //! attempt (`deliveries.rs`); and GitHub's limits: each caller's hourly
 //! primary window (an installation's size by GitHub's formula), secondary
-//! limits armed or in force, the JIT rate, and the log of requests seen with
+//! limits armed or in force, GitHub's standing ones (content-generating
+//! requests a minute and an hour, points per endpoint a minute), the JIT
+//! rate, and the log of requests seen with
 //! their headers. Plain data and rules; `mod.rs` serves it over HTTP. And the
 //! shapes of what GitHub answers and sends (`*_json`, `job_payload`), each
 //! with every field GitHub's OpenAPI description requires of its schema
@@ -225,6 +227,85 @@ pub struct SecondaryLimit {
     pub until_ms: Option<i64>,
 }
 
+/// GitHub's secondary limit on content: "no more than 80 content-generating
+/// requests per minute and no more than 500 … per hour" ("Rate limits for
+/// the REST API"). GitHub does not list which requests generate content;
+/// the simulator counts every POST, PATCH, PUT and DELETE.
+pub const CONTENT_PER_MINUTE: usize = 80;
+pub const CONTENT_PER_HOUR: usize = 500;
+/// "No more than 900 points per minute are allowed for REST API endpoints":
+/// per endpoint (method and path template), GET, HEAD and OPTIONS 1 point,
+/// POST, PATCH, PUT and DELETE 5.
+pub const ENDPOINT_POINTS_PER_MINUTE: u32 = 900;
+
+/// Which secondary limit a request is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Over {
+    Content,
+    EndpointPoints,
+}
+
+/// Whether a method generates content (and costs 5 points rather than 1).
+pub fn is_write(method: &str) -> bool {
+    matches!(method, "POST" | "PATCH" | "PUT" | "DELETE")
+}
+
+/// An endpoint as GitHub's reference names it: the method and the path
+/// template (`POST /repos/{owner}/{repo}/check-runs`), from a route key
+/// (`POST /repos/acme/ml/check-runs`, numbers already `:id`).
+pub fn endpoint_of(route: &str) -> String {
+    let (method, path) = route.split_once(' ').unwrap_or(("", route));
+    let mut segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.first().copied() {
+        Some("repos") if segs.len() >= 3 => {
+            segs[1] = "{owner}";
+            segs[2] = "{repo}";
+        }
+        Some("orgs" | "users") if segs.len() >= 2 => segs[1] = "{org}",
+        _ => {}
+    }
+    format!("{method} /{}", segs.join("/"))
+}
+
+impl World {
+    /// GitHub's secondary limits on a request of `caller` to `route` at
+    /// `now`: over one, it is refused (and counts for nothing); within
+    /// them, it is counted.
+    pub fn content_and_points(&mut self, caller: Caller, route: &str, now: i64) -> Option<Over> {
+        if !self.content_limits || caller == Caller::Anonymous {
+            return None;
+        }
+        let method = route.split(' ').next().unwrap_or("");
+        let write = is_write(method);
+        let sent = self.content_sent.entry(caller).or_default();
+        while sent.front().is_some_and(|t| now - t >= 3_600_000) {
+            sent.pop_front();
+        }
+        if write {
+            let last_minute = sent.iter().filter(|t| now - **t < 60_000).count();
+            if last_minute >= CONTENT_PER_MINUTE || sent.len() >= CONTENT_PER_HOUR {
+                return Some(Over::Content);
+            }
+        }
+        let points = if write { 5 } else { 1 };
+        let spent = self
+            .endpoint_points
+            .entry((caller, endpoint_of(route)))
+            .or_default();
+        while spent.front().is_some_and(|(t, _)| now - t >= 60_000) {
+            spent.pop_front();
+        }
+        if spent.iter().map(|(_, p)| p).sum::<u32>() + points > ENDPOINT_POINTS_PER_MINUTE {
+            return Some(Over::EndpointPoints);
+        }
+        spent.push_back((now, points));
+        if write {
+            self.content_sent.entry(caller).or_default().push_back(now);
+        }
+        None
+    }
+}
+
 /// A request as the simulated GitHub saw it: the headers GitHub asks
 /// clients to send, and whose budget it counted against.
 #[derive(Debug, Clone, Serialize)]
@@ -393,6 +474,15 @@ pub struct World {
     pub secondary_limits: Vec<SecondaryLimit>,
     /// Primary windows by caller.
     pub windows: BTreeMap<Caller, Window>,
+    /// GitHub's secondary limits on content and on each endpoint's points
+    /// (on by default, as GitHub's; `false` only for stories that predate them).
+    pub content_limits: bool,
+    /// When each caller's content-generating requests were taken (the last hour's).
+    pub content_sent: BTreeMap<Caller, std::collections::VecDeque<i64>>,
+    /// Each caller's points per endpoint in the last minute: (when, points).
+    pub endpoint_points: BTreeMap<(Caller, String), std::collections::VecDeque<(i64, u32)>>,
+    /// Answers that were a secondary limit (armed ones, content, points).
+    pub secondary_answers: u64,
     /// An installation's hourly limit instead of GitHub's formula (`None`
     /// key: every installation's).
     pub budget_limits: BTreeMap<Option<i64>, u64>,
@@ -442,6 +532,10 @@ impl World {
             rate_limited_until_ms: 0,
             secondary_limits: Vec::new(),
             windows: BTreeMap::new(),
+            content_limits: true,
+            content_sent: BTreeMap::new(),
+            endpoint_points: BTreeMap::new(),
+            secondary_answers: 0,
             budget_limits: BTreeMap::new(),
             seen: Default::default(),
             failing_routes: BTreeMap::new(),
@@ -1208,4 +1302,83 @@ pub fn blob_sha(text: &str) -> String {
     ctx.update(format!("blob {}\0", text.len()).as_bytes());
     ctx.update(text.as_bytes());
     hex::encode(ctx.finish().as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_limits_are_80_a_minute_and_500_an_hour_per_caller() {
+        let mut w = World::new(1, 1);
+        let inst = Caller::Installation(7);
+        let post = "POST /repos/acme/ml/check-runs";
+        let patch = "PATCH /repos/acme/ml/check-runs/:id";
+        for i in 0..40 {
+            assert_eq!(w.content_and_points(inst, post, i), None);
+            assert_eq!(w.content_and_points(inst, patch, i), None);
+        }
+        // The 81st write of the minute is refused, whatever its endpoint;
+        // reads and other callers are not.
+        assert_eq!(
+            w.content_and_points(inst, "DELETE /orgs/acme/actions/runners/:id", 100),
+            Some(Over::Content)
+        );
+        assert_eq!(w.content_and_points(inst, "GET /repos/acme/ml", 100), None);
+        assert_eq!(w.content_and_points(Caller::App, post, 100), None);
+        // A minute later 80 more, up to 500 in the hour.
+        let mut at = 60_000;
+        let mut taken = 80;
+        while taken < 500 {
+            if w.content_and_points(inst, patch, at).is_none() {
+                taken += 1;
+            } else {
+                at += 60_000;
+            }
+        }
+        assert!(at < 3_600_000, "{at}");
+        assert_eq!(
+            w.content_and_points(inst, patch, at + 60_000),
+            Some(Over::Content)
+        );
+        assert_eq!(
+            w.content_and_points(inst, patch, 3_600_000),
+            None,
+            "the hour is over"
+        );
+        // Off: nothing is refused.
+        w.content_limits = false;
+        for _ in 0..100 {
+            assert_eq!(w.content_and_points(inst, post, 3_600_001), None);
+        }
+    }
+
+    #[test]
+    fn one_endpoint_takes_900_points_a_minute() {
+        let mut w = World::new(1, 1);
+        let inst = Caller::Installation(7);
+        for _ in 0..900 {
+            assert_eq!(
+                w.content_and_points(inst, "GET /repos/acme/ml/actions/jobs/:id", 0),
+                None
+            );
+        }
+        assert_eq!(
+            w.content_and_points(inst, "GET /repos/acme/other/actions/jobs/:id", 0),
+            Some(Over::EndpointPoints),
+            "another repository's jobs are the same endpoint"
+        );
+        assert_eq!(
+            w.content_and_points(inst, "GET /repos/acme/ml/actions/runs/:id", 0),
+            None
+        );
+        assert_eq!(
+            w.content_and_points(inst, "GET /repos/acme/ml/actions/jobs/:id", 60_000),
+            None
+        );
+        assert_eq!(
+            endpoint_of("PATCH /repos/acme/ml/check-runs/:id"),
+            "PATCH /repos/{owner}/{repo}/check-runs/:id"
+        );
+    }
 }
