@@ -41,14 +41,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         repo: &RepoRef,
         job: &JobRow,
     ) -> Result<Arc<LoadedConfig>, GithubError> {
-        let git_ref = match policy::config_ref(
-            self.settings.github.config_source,
-            job.is_fork,
-            &job.head_sha,
-        ) {
-            ConfigRef::DefaultBranch => None,
-            ConfigRef::Commit(sha) => Some(sha),
-        };
+        let git_ref = self.config_revision(job);
         let key = config_key(repo, &git_ref);
         let now = self.now();
         if let Some((at, cached)) = self
@@ -72,17 +65,23 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         Ok(loaded)
     }
 
-    /// Forget what was read for this job's revision: the next attempt asks
-    /// GitHub again (a file missing right after a push may appear).
-    pub(super) fn forget_config(&self, repo: &RepoRef, job: &JobRow) {
-        let git_ref = match policy::config_ref(
+    /// The revision a job's `.cirun.yml` is read at: its commit, or the
+    /// default branch (`None`), as `github.config_source` says.
+    fn config_revision(&self, job: &JobRow) -> Option<String> {
+        match policy::config_ref(
             self.settings.github.config_source,
             job.is_fork,
             &job.head_sha,
         ) {
             ConfigRef::DefaultBranch => None,
             ConfigRef::Commit(sha) => Some(sha),
-        };
+        }
+    }
+
+    /// Forget what was read for this job's revision: the next attempt asks
+    /// GitHub again (a file missing right after a push may appear).
+    pub(super) fn forget_config(&self, repo: &RepoRef, job: &JobRow) {
+        let git_ref = self.config_revision(job);
         self.config_cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
