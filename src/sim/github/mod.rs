@@ -134,6 +134,7 @@ pub mod record;
 pub mod releases;
 mod rest;
 pub mod runner;
+pub mod shapes;
 pub mod world;
 
 use std::sync::{Arc, Mutex};
