@@ -230,6 +230,16 @@ impl SimVast {
         self.world().limits = limits;
     }
 
+    /// Every request answered (the `/sim` surface and logs aside).
+    pub fn requests_total(&self) -> u64 {
+        self.world().requests.values().sum()
+    }
+
+    /// 429s answered for the rate limits, on all endpoints.
+    pub fn refused_total(&self) -> u64 {
+        self.world().limiter.refused.values().sum()
+    }
+
     /// 429s answered for the rate limits, on one endpoint.
     pub fn refused(&self, endpoint: limits::Endpoint) -> u64 {
         self.world()

@@ -1,0 +1,106 @@
+//! rigger within Vast.ai's documented rate limits: the simulated Vast.ai
+//! keeps them (search 10 a minute, create one per 4.5 s, show 2 s, list 1 s,
+//! destroy 3 s, per API key; a 429 carries no `Retry-After`), and rigger
+//! must neither send more than they allow nor have its requests refused.
+//! Time is the harness's manual clock, stepped one second at a time with a
+//! provisioning pass at each step, as rigger's worker loop would run.
+
+#[macro_use]
+mod harness;
+
+use harness::Story;
+use rigger::engine::state::JobState;
+use rigger::sim::vast::Limits;
+use rigger::sim::vast::limits::Endpoint;
+
+/// One simulated minute: a provisioning pass every second.
+async fn a_minute_passes(s: &Story) {
+    for _ in 0..60 {
+        s.clock.advance_ms(1_000);
+        s.rigger_provisions().await;
+    }
+}
+
+async fn a_job_that_finds_no_offer_keeps_to_ten_searches_a_minute() {
+    // A market with nothing in it: every search comes back empty.
+    let s = Story::with_market("limits-no-offer", 0).await;
+    s.vast.set_limits(Limits::documented());
+    // Two candidates (an A100 80 GB, then an H100): two searches an attempt.
+    let job = s.a_job_is_queued("cirun-gpu-fallback--101");
+    s.webhooks_arrive().await;
+
+    s.rigger_provisions().await;
+    a_minute_passes(&s).await;
+
+    let searches = s.vast.requests("POST /api/v0/bundles");
+    let refused = s.vast.refused(Endpoint::Search);
+    println!(
+        "no-offer job, first 61 s: {searches} searches ({:.0} % of the documented 10/min), \
+         {refused} refused",
+        searches as f64 * 10.0
+    );
+    assert!(
+        searches <= 10,
+        "a job that finds no offer sent {searches} searches in its first minute; \
+         Vast.ai allows 10 a minute per key"
+    );
+    assert_eq!(
+        refused, 0,
+        "Vast.ai refused {refused} of rigger's searches (429): rigger must wait for its slot"
+    );
+    assert_eq!(
+        s.job_state(job).await,
+        JobState::Queued,
+        "the job waits for capacity"
+    );
+}
+
+async fn a_burst_of_jobs_is_rented_with_almost_no_429s() {
+    let s = Story::begin("limits-burst").await;
+    s.vast.set_limits(Limits::documented());
+    let jobs: Vec<i64> = (0..16)
+        .map(|n| s.a_job_is_queued(&format!("cirun-gpu--{}", 900 + n)))
+        .collect();
+    s.webhooks_arrive().await;
+
+    s.rigger_provisions().await;
+    let mut rented_after_s = None;
+    for second in 1..=180 {
+        s.clock.advance_ms(1_000);
+        s.rigger_provisions().await;
+        if rented_after_s.is_none() && s.instances_created() >= jobs.len() {
+            rented_after_s = Some(second);
+        }
+    }
+    let total = s.vast.requests_total();
+    let refused = s.vast.refused_total();
+    let share = refused as f64 * 100.0 / total.max(1) as f64;
+    let registered = s.github.runners().len();
+    println!(
+        "burst of {}: {total} requests, {refused} refused ({share:.1} %), \
+         {} machines, {registered} runners registered, all rented after {rented_after_s:?} s \
+         (the 4.5 s create interval allows it in {:.0} s)",
+        jobs.len(),
+        s.instances_created(),
+        (jobs.len() - 1) as f64 * 4.5
+    );
+    assert!(
+        share <= 2.0,
+        "Vast.ai refused {refused} of {total} requests ({share:.1} %) during a burst of {} jobs; \
+         at most 2 % is acceptable",
+        jobs.len()
+    );
+    assert_eq!(
+        s.instances_created(),
+        jobs.len(),
+        "every job of the burst gets its machine within 3 minutes"
+    );
+    for job in jobs {
+        assert_eq!(s.job_state(job).await, JobState::WaitingForRunner);
+    }
+}
+
+both_databases!(
+    a_job_that_finds_no_offer_keeps_to_ten_searches_a_minute,
+    a_burst_of_jobs_is_rented_with_almost_no_429s,
+);
