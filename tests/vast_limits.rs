@@ -56,7 +56,15 @@ async fn a_job_that_finds_no_offer_keeps_to_ten_searches_a_minute() {
 }
 
 async fn a_burst_of_jobs_is_rented_with_almost_no_429s() {
-    let s = Story::begin("limits-burst").await;
+    // Room for all 16 (the default caps would stop at 10 for one repository).
+    let s = Story::begin_with(
+        "limits-burst",
+        &[
+            ("RIGGER_LIMITS_MAX_INSTANCES", "20"),
+            ("RIGGER_LIMITS_MAX_INSTANCES_PER_REPO", "20"),
+        ],
+    )
+    .await;
     s.vast.set_limits(Limits::documented());
     let jobs: Vec<i64> = (0..16)
         .map(|n| s.a_job_is_queued(&format!("cirun-gpu--{}", 900 + n)))
@@ -75,13 +83,15 @@ async fn a_burst_of_jobs_is_rented_with_almost_no_429s() {
     let total = s.vast.requests_total();
     let refused = s.vast.refused_total();
     let share = refused as f64 * 100.0 / total.max(1) as f64;
-    let registered = s.github.runners().len();
+    let registrations = s
+        .github
+        .requests("POST /repos/acme/ml/actions/runners/generate-jitconfig");
+    let machines = s.instances_created();
     println!(
-        "burst of {}: {total} requests, {refused} refused ({share:.1} %), \
-         {} machines, {registered} runners registered, all rented after {rented_after_s:?} s \
+        "burst of {}: {total} requests, {refused} refused ({share:.1} %), {machines} machines, \
+         {registrations} JIT registrations, all rented after {rented_after_s:?} s \
          (the 4.5 s create interval allows it in {:.0} s)",
         jobs.len(),
-        s.instances_created(),
         (jobs.len() - 1) as f64 * 4.5
     );
     assert!(
@@ -94,6 +104,11 @@ async fn a_burst_of_jobs_is_rented_with_almost_no_429s() {
         s.instances_created(),
         jobs.len(),
         "every job of the burst gets its machine within 3 minutes"
+    );
+    assert!(
+        registrations as f64 <= machines as f64 * 1.1,
+        "{registrations} JIT registrations for {machines} machines: a create that waits for \
+         its slot must not cost a registration"
     );
     for job in jobs {
         assert_eq!(s.job_state(job).await, JobState::WaitingForRunner);
