@@ -2,7 +2,9 @@
 //! keeps them (search 10 a minute, create one per 4.5 s, show 2 s, list 1 s,
 //! destroy 3 s, per API key; a 429 carries no `Retry-After`), and rigger
 //! must neither send more than they allow nor have its requests refused.
-//! Time is the harness's manual clock, stepped one second at a time with a
+//! Both sides run with the documented figures (`Limits::documented()` in
+//! the simulator, `RIGGER_VAST_RATE_LIMITS=documented` for rigger; the
+//! harness's default world has neither). Time is the harness's manual clock, stepped one second at a time with a
 //! provisioning pass at each step, as rigger's worker loop would run.
 
 #[macro_use]
@@ -23,7 +25,12 @@ async fn a_minute_passes(s: &Story) {
 
 async fn a_job_that_finds_no_offer_keeps_to_ten_searches_a_minute() {
     // A market with nothing in it: every search comes back empty.
-    let s = Story::with_market("limits-no-offer", 0).await;
+    let s = Story::with_market_and(
+        "limits-no-offer",
+        0,
+        &[("RIGGER_VAST_RATE_LIMITS", "documented")],
+    )
+    .await;
     s.vast.set_limits(Limits::documented());
     // Two candidates (an A100 80 GB, then an H100): two searches an attempt.
     let job = s.a_job_is_queued("cirun-gpu-fallback--101");
@@ -62,6 +69,7 @@ async fn a_burst_of_jobs_is_rented_with_almost_no_429s() {
         &[
             ("RIGGER_LIMITS_MAX_INSTANCES", "20"),
             ("RIGGER_LIMITS_MAX_INSTANCES_PER_REPO", "20"),
+            ("RIGGER_VAST_RATE_LIMITS", "documented"),
         ],
     )
     .await;

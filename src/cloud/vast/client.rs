@@ -8,7 +8,8 @@
 //! sends, sends nothing when the slot is not free (the caller gets
 //! `RateLimited` with the wait), and after a 429 retries nothing itself: the
 //! endpoint closes for at least its interval and the caller waits that long.
-//! A client without one (`VastClient::new`) retries 429s within its policy.
+//! A client without one (`VastClient::new`), and any endpoint without a
+//! limit, retries 429s within its policy.
 
 use std::time::Duration;
 
@@ -25,6 +26,9 @@ use super::limit::{Endpoint, Limiter};
 pub use super::retry::RetryPolicy;
 use super::wire::parse_instance;
 pub use super::wire::parse_offers_bytes;
+
+/// How long a destroy or a listing's next page sleeps for its slot at most.
+const QUEUE_DESTROY_MS: i64 = 5_000;
 
 /// The real API.
 pub const DEFAULT_URL: &str = "https://console.vast.ai";
@@ -133,14 +137,16 @@ impl VastClient {
             (_, None) => Some(json!({})),
         };
         let endpoint = endpoint_of(&method, path);
-        // Pages after the first of one listing wait for their slot (a
-        // listing cut short would be worse than a second's wait).
-        let queue_ms =
-            if endpoint == Endpoint::List && query.iter().any(|(k, _)| *k == "after_token") {
-                self.queue_ms.max(5_000)
-            } else {
-                self.queue_ms
-            };
+        // A destroy (a machine that costs money until it goes) and the pages
+        // after the first of one listing (a listing cut short would be worse)
+        // wait for their slot when it is near.
+        let queue_ms = match endpoint {
+            Endpoint::Destroy => self.queue_ms.max(QUEUE_DESTROY_MS),
+            Endpoint::List if query.iter().any(|(k, _)| *k == "after_token") => {
+                self.queue_ms.max(QUEUE_DESTROY_MS)
+            }
+            _ => self.queue_ms,
+        };
         let mut attempt = 0;
         let booked = endpoint == Endpoint::Create
             && self
@@ -189,7 +195,7 @@ impl VastClient {
                 Err(e) => Err(unanswered(repeat, describe_transport(&e))),
                 Ok(resp)
                     if resp.status() == StatusCode::TOO_MANY_REQUESTS
-                        && let Some(l) = &self.limiter =>
+                        && let Some(l) = self.limiter.as_ref().filter(|l| l.limits(endpoint)) =>
                 {
                     return Err(throttled(resp, l, endpoint).await);
                 }

@@ -322,6 +322,12 @@ impl Limiter {
         self.state().last_sent[e.index()] = Some(now);
     }
 
+    /// Whether `e` has a limit here (a 429 to one without is retried within
+    /// the client's retry policy, as by a client without a limiter).
+    pub fn limits(&self, e: Endpoint) -> bool {
+        self.limits.interval_ms(e) > 0
+    }
+
     /// A request went through: the backoff starts again from its interval.
     pub fn answered(&self, e: Endpoint) {
         self.state().strikes[e.index()] = 0;
