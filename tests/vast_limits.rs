@@ -123,7 +123,87 @@ async fn a_burst_of_jobs_is_rented_with_almost_no_429s() {
     }
 }
 
+/// Someone else on the same key (another tool, another replica) spends the
+/// minute's searches: Vast.ai refuses rigger's, and rigger waits a whole
+/// minute before it searches again, rather than retrying within seconds.
+async fn a_search_refused_by_vast_waits_a_minute_not_seconds() {
+    let s = Story::with_market_and(
+        "limits-refused",
+        0,
+        &[("RIGGER_VAST_RATE_LIMITS", "documented")],
+    )
+    .await;
+    s.vast.set_limits(Limits::documented());
+    let other = reqwest::Client::new();
+    for _ in 0..10 {
+        let r = other
+            .post(format!("{}/api/v0/bundles/", s.vast_url))
+            .bearer_auth("sim-vast-key")
+            .json(&serde_json::json!({"limit": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "the other tool's search: {r:?}");
+    }
+    let job = s.a_job_is_queued("cirun-gpu--102");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    assert_eq!(
+        s.vast.refused(Endpoint::Search),
+        1,
+        "Vast.ai refused rigger's search"
+    );
+    let before = s.vast.requests("POST /api/v0/bundles");
+    for _ in 0..59 {
+        s.clock.advance_ms(1_000);
+        s.rigger_provisions().await;
+    }
+    assert_eq!(
+        s.vast.requests("POST /api/v0/bundles"),
+        before,
+        "after a 429 rigger waits at least a minute before it searches again"
+    );
+    assert_eq!(s.job_state(job).await, JobState::Queued);
+    for _ in 0..5 {
+        s.clock.advance_ms(1_000);
+        s.rigger_provisions().await;
+    }
+    assert!(
+        s.vast.requests("POST /api/v0/bundles") > before,
+        "a minute on, rigger searches again"
+    );
+    assert_eq!(s.vast.refused(Endpoint::Search), 1, "and is not refused");
+}
+
+/// The day's search quota is spent: rigger stops searching until it resets.
+async fn a_spent_daily_search_quota_parks_searches_until_its_reset() {
+    let s = Story::with_market_and(
+        "limits-quota",
+        0,
+        &[("RIGGER_VAST_RATE_LIMITS", "documented")],
+    )
+    .await;
+    s.vast
+        .set_limits("documented,search_quota_per_day=3".parse().unwrap());
+    let job = s.a_job_is_queued("cirun-gpu--103");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    for _ in 0..30 {
+        s.clock.advance_ms(60_000);
+        s.rigger_provisions().await;
+    }
+    let searches = s.vast.requests("POST /api/v0/bundles");
+    assert_eq!(
+        searches, 4,
+        "three searches, one refusal for the quota, then none for the rest of the day \
+         (rigger sent {searches})"
+    );
+    assert_eq!(s.job_state(job).await, JobState::Queued);
+}
+
 both_databases!(
     a_job_that_finds_no_offer_keeps_to_ten_searches_a_minute,
     a_burst_of_jobs_is_rented_with_almost_no_429s,
+    a_search_refused_by_vast_waits_a_minute_not_seconds,
+    a_spent_daily_search_quota_parks_searches_until_its_reset,
 );
