@@ -881,7 +881,10 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Settings, SettingsError> {
                 check.refuse(
                     ("vast", "rate_limits"),
                     quoted(p.vast.rate_limits.as_deref().unwrap_or_default()),
-                    format!("is not a rate-limit setting: {why}"),
+                    format!(
+                        "is not a rate-limit setting: {}",
+                        why.chars().take(200).collect::<String>().escape_debug()
+                    ),
                 );
                 Default::default()
             }
