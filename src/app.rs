@@ -9,6 +9,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::cloud::vast::client::VastClient;
+use crate::cloud::vast::limit::Limiter;
 use crate::engine::Engine;
 use crate::engine::inbox::DurableInbox;
 use crate::engine::offers::Market;
@@ -66,7 +67,12 @@ impl App {
             },
         );
         let vast = Market {
-            provider: VastClient::new(&settings.vast.api_url, settings.vast.api_key.clone()),
+            // One limiter for the process, on the engine's clock.
+            provider: VastClient::new(&settings.vast.api_url, settings.vast.api_key.clone())
+                .with_limiter(
+                    Limiter::new(settings.vast.rate_limits.clone(), clock.clone()),
+                    0,
+                ),
         };
         let engine = Arc::new(Engine::new(
             store.clone(),

@@ -108,6 +108,9 @@ pub struct GithubSettings {
 pub struct VastSettings {
     pub api_key: Secret,
     pub api_url: String,
+    /// The rate limits rigger keeps to (`rate_limits`; Vast.ai's documented
+    /// figures unless changed).
+    pub rate_limits: crate::cloud::vast::limit::RateLimits,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -359,6 +362,7 @@ struct GithubFile {
 struct VastFile {
     api_key_file: Option<PathBuf>,
     api_url: Option<String>,
+    rate_limits: Option<String>,
 }
 
 /// Counts as any integer (TOML's are `i64`): the range check, not the
@@ -874,6 +878,21 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Settings, SettingsError> {
             "the Vast.ai API key: vast.api_key_file, RIGGER_VAST_API_KEY_FILE or RIGGER_VAST_API_KEY",
         ),
         api_url: p.vast.api_url.unwrap_or_else(|| "https://console.vast.ai".into()),
+        rate_limits: match p.vast.rate_limits.as_deref().map(str::parse) {
+            None => Default::default(),
+            Some(Ok(l)) => l,
+            Some(Err(why)) => {
+                check.refuse(
+                    ("vast", "rate_limits"),
+                    quoted(p.vast.rate_limits.as_deref().unwrap_or_default()),
+                    format!(
+                        "is not a rate-limit setting: {}",
+                        why.chars().take(200).collect::<String>().escape_debug()
+                    ),
+                );
+                Default::default()
+            }
+        },
     };
     check.url(("vast", "api_url"), &vast.api_url);
 

@@ -8,13 +8,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rigger::engine::ports::ManualClock;
-use rigger::sim::vast::{SimConfig, SimVast};
+use rigger::sim::vast::{Limits, SimConfig, SimVast};
 use serde_json::Value;
 
 struct Cli {
     bin: PathBuf,
     url: String,
     home: PathBuf,
+    /// The simulator's clock: a person at the terminal takes a few seconds
+    /// between commands, so each command comes 6 s after the last (more
+    /// than any documented interval, and within search's 10 a minute).
+    clock: ManualClock,
 }
 
 impl Cli {
@@ -22,6 +26,7 @@ impl Cli {
     /// too (the CLI's import-time GPU-name probe ignores `--url`), no update
     /// check, and its config and caches in a temporary directory.
     async fn run(&self, args: &[&str]) -> (String, String) {
+        self.clock.advance_ms(6_000);
         let out = tokio::process::Command::new(&self.bin)
             .args(["--url", &self.url, "--api-key", "sim-vast-key"])
             .args(args)
@@ -69,6 +74,8 @@ async fn the_real_vastai_cli_works_against_rigger_sim_vast() {
     let sim = SimVast::new(
         SimConfig {
             boot_delay_ms: 60_000,
+            // Vast.ai's documented rate limits, as the real CLI meets them.
+            limits: Limits::documented(),
             ..SimConfig::default()
         },
         Arc::new(clock.clone()),
@@ -80,7 +87,12 @@ async fn the_real_vastai_cli_works_against_rigger_sim_vast() {
     let home = std::env::temp_dir().join(format!("rigger-vastai-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&home);
     std::fs::create_dir_all(&home).unwrap();
-    let cli = Cli { bin, url, home };
+    let cli = Cli {
+        bin,
+        url,
+        home,
+        clock: clock.clone(),
+    };
 
     // Underscored names, a GPU-RAM floor in GB, an `in` list, reliability and
     // an order, as users write them.

@@ -76,6 +76,11 @@ pub struct SimVastArgs {
     /// The account's API key clients must send.
     #[arg(long, default_value = "sim-vast-key")]
     pub api_key: String,
+    /// Vast.ai's rate limits: `documented` (its published figures: search 10
+    /// a minute, create every 4.5 s, show 2 s, list 1 s, destroy 3 s), `none`,
+    /// or changes such as `documented,search_per_minute=20,search_quota_per_day=500`.
+    #[arg(long, default_value = "documented")]
+    pub limits: String,
 }
 
 pub async fn run(cmd: SimCommand) -> anyhow::Result<()> {
@@ -104,6 +109,7 @@ async fn vast(a: SimVastArgs) -> anyhow::Result<()> {
             boot_delay_ms: crate::millis::of(boot),
             faults,
             api_key: a.api_key.clone(),
+            limits: a.limits.parse().map_err(anyhow::Error::msg)?,
         },
         Arc::new(SystemClock),
     );
@@ -116,6 +122,7 @@ async fn vast(a: SimVastArgs) -> anyhow::Result<()> {
     if !a.faults.is_empty() {
         println!("  faults:    {}", a.faults);
     }
+    println!("  limits:    {} (change with POST /sim/limits)", a.limits);
     println!("  state:     {url}/sim/state");
     println!("try:");
     println!("  rigger plan examples/.cirun.yml --vast-url {url}");

@@ -193,6 +193,13 @@ pub trait CloudProvider: Send + Sync + 'static {
         filter: &OfferFilter,
     ) -> impl Future<Output = Result<Vec<Offer>, ProviderError>> + Send;
 
+    /// Take the next create's slot in the cloud's rate limit, before anything
+    /// is prepared for it; `RateLimited` with the wait when it is not free.
+    /// The next `launch` uses it.
+    fn create_slot(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
     /// Rent an offer; returns the instance id. Not idempotent: after
     /// `Ambiguous`, look the label up with `list`.
     fn launch(

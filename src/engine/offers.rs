@@ -351,6 +351,10 @@ impl<P: CloudProvider> Cloud for Market<P> {
     async fn logs(&self, provider_id: &str) -> Result<String, CloudError> {
         self.provider.logs(provider_id).await
     }
+
+    fn create_slot(&self) -> Result<(), CloudError> {
+        self.provider.create_slot()
+    }
 }
 
 #[cfg(test)]

@@ -89,6 +89,13 @@ pub trait Cloud: Send + Sync + 'static {
         expected_reference_hours: f64,
     ) -> impl Future<Output = Result<OfferSearch, CloudError>> + Send;
 
+    /// Take the next create's slot in Vast.ai's rate limit (before the
+    /// runner is registered, so a create that must wait costs nothing);
+    /// `RateLimited` with the wait when it is not free.
+    fn create_slot(&self) -> Result<(), CloudError> {
+        Ok(())
+    }
+
     /// Rent an offer. Never retried blindly: on `Ambiguous`, use `find`.
     fn create(&self, spec: &LaunchSpec) -> impl Future<Output = Result<String, CloudError>> + Send;
 

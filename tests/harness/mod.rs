@@ -227,7 +227,12 @@ impl Story {
 
     /// A market of `offers` offers (the default is 2,000).
     pub async fn with_market(name: &str, offers: usize) -> Story {
-        Story::build_with(name, &[], None, false, offers).await
+        Story::with_market_and(name, offers, &[]).await
+    }
+
+    /// A market of `offers` offers, and these settings.
+    pub async fn with_market_and(name: &str, offers: usize, extra: &[(&str, &str)]) -> Story {
+        Story::build_with(name, extra, None, false, offers).await
     }
 
     /// A market of `offers` offers and these settings.

@@ -1,7 +1,15 @@
 //! The Vast.ai REST client (reference §2–§9). Every call goes through
-//! [`VastClient::call`], which owns the retry policy: rate limits and
-//! transient failures are retried within bounds for calls that are safe to
-//! repeat; a create is never repeated after an ambiguous failure.
+//! [`VastClient::call`], which owns the retry policy: transient failures are
+//! retried within bounds for calls that are safe to repeat; a create is never
+//! repeated after an ambiguous failure.
+//!
+//! Rate limits: a client given a [`Limiter`] (`with_limiter`; rigger's
+//! engine always is, see `limit.rs`) takes each endpoint's slot before it
+//! sends, sends nothing when the slot is not free (the caller gets
+//! `RateLimited` with the wait), and after a 429 retries nothing itself: the
+//! endpoint closes for at least its interval and the caller waits that long.
+//! A client without one (`VastClient::new`), and any endpoint without a
+//! limit, retries 429s within its policy.
 
 use std::time::Duration;
 
@@ -14,9 +22,13 @@ use crate::cloud::{
 };
 use crate::settings::Secret;
 
+use super::limit::{Endpoint, Limiter};
 pub use super::retry::RetryPolicy;
 use super::wire::parse_instance;
 pub use super::wire::parse_offers_bytes;
+
+/// How long a destroy or a listing's next page sleeps for its slot at most.
+const QUEUE_DESTROY_MS: i64 = 5_000;
 
 /// The real API.
 pub const DEFAULT_URL: &str = "https://console.vast.ai";
@@ -28,6 +40,9 @@ pub struct VastClient {
     base: String,
     key: Secret,
     retry: RetryPolicy,
+    limiter: Option<Limiter>,
+    /// The longest a call sleeps for its slot rather than go back to its caller.
+    queue_ms: i64,
 }
 
 impl std::fmt::Debug for VastClient {
@@ -62,7 +77,18 @@ impl VastClient {
             base: base_url.trim_end_matches('/').to_string(),
             key: api_key,
             retry,
+            limiter: None,
+            queue_ms: 0,
         }
+    }
+
+    /// Keep to Vast.ai's rate limits with `limiter` (shared by its clones);
+    /// a call sleeps for its slot when it is at most `queue_ms` away, and
+    /// otherwise goes back to its caller with the wait, sending nothing.
+    pub fn with_limiter(mut self, limiter: Limiter, queue_ms: i64) -> VastClient {
+        self.limiter = Some(limiter);
+        self.queue_ms = queue_ms.max(0);
+        self
     }
 
     pub fn base_url(&self) -> &str {
@@ -110,8 +136,48 @@ impl VastClient {
             (_, Some(b)) => Some(b),
             (_, None) => Some(json!({})),
         };
+        let endpoint = endpoint_of(&method, path);
+        // A destroy (a machine that costs money until it goes) and the pages
+        // after the first of one listing (a listing cut short would be worse)
+        // wait for their slot when it is near.
+        let queue_ms = match endpoint {
+            Endpoint::Destroy => self.queue_ms.max(QUEUE_DESTROY_MS),
+            Endpoint::List if query.iter().any(|(k, _)| *k == "after_token") => {
+                self.queue_ms.max(QUEUE_DESTROY_MS)
+            }
+            _ => self.queue_ms,
+        };
         let mut attempt = 0;
+        let booked = endpoint == Endpoint::Create
+            && self
+                .limiter
+                .as_ref()
+                .is_some_and(Limiter::take_booked_create);
         loop {
+            if let Some(l) = &self.limiter
+                && booked
+            {
+                // The slot was taken ahead; keep the spacing to the last create.
+                let gap = l.gap_since_last_ms(endpoint);
+                if gap > 0 && gap <= 5_000 {
+                    tokio::time::sleep(crate::millis::to_duration(gap)).await;
+                }
+            } else if let Some(l) = &self.limiter {
+                match l.acquire(endpoint, queue_ms) {
+                    Ok(0) => {}
+                    Ok(wait) => tokio::time::sleep(crate::millis::to_duration(wait)).await,
+                    Err(wait) => {
+                        tracing::debug!(
+                            path,
+                            wait_ms = wait,
+                            "Vast.ai rate limit: waiting for a slot"
+                        );
+                        return Err(ProviderError::RateLimited {
+                            retry_after_ms: wait.max(1),
+                        });
+                    }
+                }
+            }
             let mut req = self
                 .http
                 .request(method.clone(), url.clone())
@@ -120,12 +186,26 @@ impl VastClient {
                 req = req.json(b);
             }
             let last = attempt + 1 >= self.retry.attempts;
+            if let Some(l) = &self.limiter {
+                l.sent(endpoint);
+            }
             let outcome = match req.send().await {
                 // Refused before anything was sent: safe to repeat, even a create.
                 Err(e) if e.is_connect() => Err(ProviderError::Transient(describe_transport(&e))),
                 Err(e) => Err(unanswered(repeat, describe_transport(&e))),
+                Ok(resp)
+                    if resp.status() == StatusCode::TOO_MANY_REQUESTS
+                        && let Some(l) = self.limiter.as_ref().filter(|l| l.limits(endpoint)) =>
+                {
+                    return Err(throttled(resp, l, endpoint).await);
+                }
                 Ok(resp) => read(resp, repeat, parse).await,
             };
+            if outcome.is_ok()
+                && let Some(l) = &self.limiter
+            {
+                l.answered(endpoint);
+            }
             let wait = match outcome {
                 Err(ProviderError::RateLimited { retry_after_ms }) => {
                     match self.rate_limit_wait(attempt, retry_after_ms, last) {
@@ -253,6 +333,51 @@ impl VastClient {
             body["args"] = json!(["-c", spec.onstart]);
         }
         body
+    }
+}
+
+/// Which of Vast.ai's limits a call counts against.
+fn endpoint_of(method: &Method, path: &str) -> Endpoint {
+    let instance = path
+        .strip_prefix("/api/v0/instances/")
+        .map(|rest| rest.trim_end_matches('/'))
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()));
+    match *method {
+        Method::POST if path.starts_with("/api/v0/bundles") => Endpoint::Search,
+        Method::PUT if path.starts_with("/api/v0/asks/") => Endpoint::Create,
+        Method::GET if instance => Endpoint::Show,
+        Method::GET if path.starts_with("/api/v1/instances") => Endpoint::List,
+        Method::DELETE if instance => Endpoint::Destroy,
+        _ => Endpoint::Other,
+    }
+}
+
+/// A 429 to a client that keeps to the limits: the daily search quota
+/// (`{"error":"search_quota_exceeded"}`, reset in `X-RateLimit-Reset`, epoch
+/// seconds) parks searches until its reset; any other closes the endpoint
+/// for at least its interval, or the `Retry-After` a proxy sent if longer.
+async fn throttled(resp: reqwest::Response, l: &Limiter, e: Endpoint) -> ProviderError {
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|x| x.is_finite() && *x >= 0.0)
+    };
+    let retry_after_ms =
+        header("retry-after").map_or(0, |s| crate::millis::advised_wait_ms(s, 0.0));
+    let reset_ms = header("x-ratelimit-reset").map(|s| (s * 1000.0) as i64);
+    let body = resp.bytes().await.unwrap_or_default();
+    let quota = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .is_some_and(|v| v.get("error").and_then(Value::as_str) == Some("search_quota_exceeded"));
+    let wait = if quota {
+        l.quota_exhausted(reset_ms)
+    } else {
+        l.refused(e).max(retry_after_ms)
+    };
+    ProviderError::RateLimited {
+        retry_after_ms: wait,
     }
 }
 
@@ -399,6 +524,15 @@ const PAGE: u32 = 25;
 const MAX_PAGES: usize = 400;
 
 impl CloudProvider for VastClient {
+    fn create_slot(&self) -> Result<(), ProviderError> {
+        match &self.limiter {
+            Some(l) => l.book_create().map_err(|wait| ProviderError::RateLimited {
+                retry_after_ms: wait.max(1),
+            }),
+            None => Ok(()),
+        }
+    }
+
     async fn search(&self, filter: &OfferFilter) -> Result<Vec<Offer>, ProviderError> {
         self.search_raw(&search_body(filter)).await
     }

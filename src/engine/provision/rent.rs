@@ -86,6 +86,14 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         if !still_wanted {
             return Ok(Rent::Stop(Outcome::Ended));
         }
+        // Vast.ai's create slot first: a create that must wait for it
+        // registers no runner (GitHub limits registrations too).
+        if let Err(e) = self.cloud.create_slot() {
+            return Ok(Rent::Stop(retry(
+                format!("waiting for Vast.ai's create rate limit: {e}"),
+                rate_limit_ms(&e),
+            )));
+        }
         let arch = runner_arch(vast.cpu_arch);
         let runner_labels =
             labels::registration_labels(&def.labels, &job.labels, "linux", arch.as_str());

@@ -5,7 +5,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::http::{error, json_response};
-use super::{Faults, Phase, SimVast};
+use super::{Faults, Limits, Phase, SimVast};
 
 /// `/sim/...`: inspect and steer the simulator (not part of Vast.ai's API).
 pub(super) fn control(sim: &SimVast, method: &Method, seg: &[&str], body: &[u8]) -> Response {
@@ -24,7 +24,8 @@ pub(super) fn control(sim: &SimVast, method: &Method, seg: &[&str], body: &[u8])
             json_response(
                 StatusCode::OK,
                 json!({"offers": w.offers.len(), "instances": instances, "ledger": w.ledger,
-                       "spend": w.spend(now), "faults": w.faults, "requests": w.requests}),
+                       "spend": w.spend(now), "faults": w.faults, "requests": w.requests,
+                       "limits": w.limits, "refused": w.limiter.refused}),
             )
         }
         (&Method::POST, ["faults"]) => {
@@ -32,6 +33,16 @@ pub(super) fn control(sim: &SimVast, method: &Method, seg: &[&str], body: &[u8])
             match text.trim().parse::<Faults>() {
                 Ok(f) => {
                     sim.set_faults(f);
+                    json_response(StatusCode::OK, json!({"success": true}))
+                }
+                Err(e) => error(StatusCode::BAD_REQUEST, "invalid_args", &e),
+            }
+        }
+        (&Method::POST, ["limits"]) => {
+            let text = String::from_utf8_lossy(body);
+            match text.trim().parse::<Limits>() {
+                Ok(l) => {
+                    sim.set_limits(l);
                     json_response(StatusCode::OK, json!({"success": true}))
                 }
                 Err(e) => error(StatusCode::BAD_REQUEST, "invalid_args", &e),

@@ -1,5 +1,6 @@
 //! Vast.ai's side of the wire: routing, keys (the account's and each
-//! instance's own), injected faults, and the answers' shape.
+//! instance's own), its rate limits (see `limits.rs`), injected faults, and
+//! the answers' shape.
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::control::control;
 use super::instances::{create, list_v1, manage};
+use super::limits::{Endpoint, Refusal};
 use super::search::search;
 use super::{CreateHold, Phase, SimVast, filter, market};
 
@@ -110,6 +112,40 @@ pub(super) async fn dispatch(
     }
 
     let route = route_key(&method, &segments);
+    // Vast.ai's own limits, per endpoint and per identity (the key sent).
+    if let Some(endpoint) = Endpoint::of_route(&route) {
+        let who = api_key(&headers, &uri).unwrap_or_default();
+        let now = sim.now();
+        let mut w = sim.world();
+        let limits = w.limits.clone();
+        let verdict = w.limiter.check(&limits, &who, endpoint, now);
+        if verdict.is_err() {
+            // A refused request is a request too (the fault block counts the rest).
+            *w.requests.entry(route.clone()).or_default() += 1;
+        }
+        match verdict {
+            Ok(()) => {}
+            Err(Refusal::TooFrequent { threshold }) => {
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::CONTENT_TYPE, "text/plain")],
+                    format!("API requests too frequent endpoint threshold={threshold}"),
+                )
+                    .into_response();
+            }
+            Err(Refusal::Quota { reset_ms }) => {
+                let mut r = json_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    json!({"error": "search_quota_exceeded"}),
+                );
+                r.headers_mut().insert(
+                    "x-ratelimit-reset",
+                    header::HeaderValue::from(reset_ms.div_euclid(1000)),
+                );
+                return r;
+            }
+        }
+    }
     let (latency, retry_after_s, fault) = {
         let mut w = sim.world();
         *w.requests.entry(route.clone()).or_default() += 1;

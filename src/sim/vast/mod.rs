@@ -6,8 +6,21 @@
 //! (a container's with `CONTAINER_ID` and `CONTAINER_API_KEY`), and may run them; it reports
 //! the end with [`SimVast::exit`] and adds output with [`SimVast::append_log`].
 //!
+//! Rate limits (`limits.rs`): Vast.ai's documented per-endpoint, per-key
+//! limits — search 10 a minute, create one per 4.5 s (a refusal blocks 12 s),
+//! show one instance per 2 s, list per 1 s, destroy per 3 s — answered 429
+//! with a plain-text body `API requests too frequent endpoint threshold=…`
+//! and no `Retry-After`; an optional daily search quota answered
+//! `429 {"error":"search_quota_exceeded"}` with `X-RateLimit-Reset`.
+//! `SimConfig::limits` sets them (`Limits::none()` in `SimConfig::default()`,
+//! which the story harness builds on; `rigger sim vast` keeps the documented
+//! figures unless `--limits none`); at run time `POST /sim/limits` with a
+//! body such as `documented,search_per_minute=20` or `none` changes them, and
+//! `GET /sim/state` shows them and the 429s answered per endpoint
+//! (`refused`).
+//!
 //! Here: the simulator and the calls tests make on it; `http.rs` routes,
-//! checks keys and injects faults; `search.rs`, `instances.rs` and
+//! checks keys, applies the limits and injects faults; `search.rs`, `instances.rs` and
 //! `control.rs` (`/sim`) answer; `world.rs`, `market.rs` and `book.rs` hold
 //! the state; `filter.rs` reads search queries.
 
@@ -16,6 +29,7 @@ mod control;
 pub mod filter;
 mod http;
 mod instances;
+pub mod limits;
 pub mod market;
 mod search;
 pub mod world;
@@ -27,6 +41,7 @@ use axum::Router;
 use serde_json::Value;
 
 use crate::engine::ports::Clock;
+pub use limits::Limits;
 use world::World;
 pub use world::{Booted, Charge, Faults, Phase, Rental};
 
@@ -39,6 +54,8 @@ pub struct SimConfig {
     pub faults: Faults,
     /// The account's API key.
     pub api_key: String,
+    /// Vast.ai's rate limits ([`Limits::documented`] for the real figures).
+    pub limits: Limits,
 }
 
 impl Default for SimConfig {
@@ -49,6 +66,7 @@ impl Default for SimConfig {
             boot_delay_ms: 20_000,
             faults: Faults::default(),
             api_key: "sim-vast-key".to_string(),
+            limits: Limits::none(),
         }
     }
 }
@@ -93,6 +111,7 @@ impl SimVast {
                 config.seed,
                 config.boot_delay_ms,
                 config.faults,
+                config.limits,
             )),
             clock,
             api_key: config.api_key,
@@ -204,6 +223,31 @@ impl SimVast {
 
     pub fn set_faults(&self, faults: Faults) {
         self.world().faults = faults;
+    }
+
+    /// Change the rate limits in force.
+    pub fn set_limits(&self, limits: Limits) {
+        self.world().limits = limits;
+    }
+
+    /// Every request answered (the `/sim` surface and logs aside).
+    pub fn requests_total(&self) -> u64 {
+        self.world().requests.values().sum()
+    }
+
+    /// 429s answered for the rate limits, on all endpoints.
+    pub fn refused_total(&self) -> u64 {
+        self.world().limiter.refused.values().sum()
+    }
+
+    /// 429s answered for the rate limits, on one endpoint.
+    pub fn refused(&self, endpoint: limits::Endpoint) -> u64 {
+        self.world()
+            .limiter
+            .refused
+            .get(&endpoint)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn add_ssh_key(&self, key: &str) -> i64 {

@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::super::Rng;
 use super::book::OfferBook;
+use super::limits::{Limiter, Limits};
 
 /// Faults to inject. All probabilities are per event, drawn from the seed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -240,6 +241,8 @@ pub struct World {
     next_key: i64,
     /// Requests answered, by `METHOD path`, for tests and `/sim/state`.
     pub requests: BTreeMap<String, u64>,
+    pub limits: Limits,
+    pub limiter: Limiter,
 }
 
 /// Why a rental failed, in the API's words.
@@ -273,6 +276,7 @@ impl World {
         seed: u64,
         boot_delay_ms: i64,
         faults: Faults,
+        limits: Limits,
     ) -> World {
         World {
             offers: OfferBook::new(offers),
@@ -285,6 +289,8 @@ impl World {
             next_instance: 7_000_000 + (seed % 1000) as i64 * 1000,
             next_key: 1,
             requests: BTreeMap::new(),
+            limits,
+            limiter: Limiter::default(),
         }
     }
 
@@ -610,7 +616,13 @@ mod tests {
 
     #[test]
     fn an_instance_loads_runs_exits_and_is_billed_per_second() {
-        let mut w = World::new(generate(1, 20, 0.0), 1, 10_000, Faults::default());
+        let mut w = World::new(
+            generate(1, 20, 0.0),
+            1,
+            10_000,
+            Faults::default(),
+            Limits::none(),
+        );
         let offer = w.offers.iter().next().unwrap()["id"].as_i64().unwrap();
         let (id, _) = w.rent(offer, rental(), 0).unwrap();
         assert_eq!(
@@ -669,7 +681,13 @@ mod tests {
 
     #[test]
     fn vms_need_an_ssh_key() {
-        let mut w = World::new(generate(1, 200, 0.0), 1, 0, Faults::default());
+        let mut w = World::new(
+            generate(1, 200, 0.0),
+            1,
+            0,
+            Faults::default(),
+            Limits::none(),
+        );
         let offer = w.offers.iter().find(|o| o["vms_enabled"] == true).unwrap()["id"]
             .as_i64()
             .unwrap();
