@@ -235,11 +235,6 @@ impl Story {
         Story::build_with(name, extra, None, false, offers).await
     }
 
-    /// A market of `offers` offers and these settings.
-    pub async fn with_market_and(name: &str, offers: usize, extra: &[(&str, &str)]) -> Story {
-        Story::build_with(name, extra, None, false, offers).await
-    }
-
     /// Real machines with rigger reachable at a public URL (so machines
     /// report their end to `/callback/{instance}`), each machine with these
     /// shims in place of the defaults.
