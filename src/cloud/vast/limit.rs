@@ -216,11 +216,23 @@ impl Default for Limiter {
 }
 
 impl Limiter {
+    /// A new limiter counts creates and destroys as sent just now: the
+    /// rigger this one replaces (a restart) may have sent one a moment ago
+    /// with the same key, and Vast.ai's interval knows no restarts, while a
+    /// refused create costs a 12 s penalty and a refused destroy leaves a
+    /// machine billing until it is retried. So a process's first create or
+    /// destroy waits out one interval. Reads (shows, listings, searches)
+    /// start free: a refused one only costs a retry.
     pub fn new(limits: RateLimits, clock: Arc<dyn Clock>) -> Limiter {
+        let now = clock.now_ms();
+        let mut state = State::default();
+        for e in [Endpoint::Create, Endpoint::Destroy] {
+            state.next_ok[e.index()] = now + limits.spacing_ms(e);
+        }
         Limiter {
             limits,
             clock,
-            state: Arc::default(),
+            state: Arc::new(Mutex::new(state)),
         }
     }
 
@@ -339,12 +351,31 @@ mod tests {
     use super::*;
     use crate::engine::ports::ManualClock;
 
+    /// A limiter past its first intervals, at 1_000_000 ms.
     fn limiter() -> (Limiter, ManualClock) {
+        let clock = ManualClock::new(1_000_000 - 5_000);
+        let l = Limiter::new(RateLimits::documented(), Arc::new(clock.clone()));
+        clock.advance_ms(5_000);
+        (l, clock)
+    }
+
+    #[test]
+    fn a_new_limiter_leaves_its_predecessors_last_calls_their_interval() {
         let clock = ManualClock::new(1_000_000);
-        (
-            Limiter::new(RateLimits::documented(), Arc::new(clock.clone())),
-            clock,
-        )
+        let l = Limiter::new(RateLimits::documented(), Arc::new(clock.clone()));
+        // A restarted rigger may follow a destroy sent a moment ago.
+        assert_eq!(l.acquire(Endpoint::Destroy, 0), Err(3_000));
+        assert_eq!(l.acquire(Endpoint::Create, 0), Err(4_500));
+        assert_eq!(
+            l.acquire(Endpoint::Search, 0),
+            Ok(0),
+            "searches count a minute's ten"
+        );
+        assert_eq!(
+            l.acquire(Endpoint::Destroy, 5_000),
+            Ok(3_000),
+            "a destroy waits for it"
+        );
     }
 
     #[test]
