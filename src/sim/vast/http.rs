@@ -58,7 +58,7 @@ pub(super) fn query_param(uri: &Uri, name: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-fn url_pairs(q: &str) -> Vec<(String, String)> {
+pub(super) fn url_pairs(q: &str) -> Vec<(String, String)> {
     q.split('&')
         .filter_map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));

@@ -22,7 +22,8 @@
 //! Here: the simulator and the calls tests make on it; `http.rs` routes,
 //! checks keys, applies the limits and injects faults; `search.rs`, `instances.rs` and
 //! `control.rs` (`/sim`) answer; `world.rs`, `market.rs` and `book.rs` hold
-//! the state; `filter.rs` reads search queries.
+//! the state; `filter.rs` reads search queries; `record.rs` keeps the
+//! traffic, when asked, for the contract test.
 
 pub mod book;
 mod control;
@@ -31,6 +32,7 @@ mod http;
 mod instances;
 pub mod limits;
 pub mod market;
+pub mod record;
 mod search;
 pub mod world;
 
@@ -84,6 +86,8 @@ struct Inner {
     held: tokio::sync::watch::Sender<usize>,
     /// Raised to answer every create call held so far.
     releases: tokio::sync::watch::Sender<u64>,
+    /// Traffic kept for the contract test, when on (`record.rs`).
+    recorder: record::Recorder,
 }
 
 /// A create call left without an answer until [`SimVast::release_held_creates`]
@@ -119,6 +123,7 @@ impl SimVast {
             holds: Mutex::default(),
             held: tokio::sync::watch::Sender::new(0),
             releases: tokio::sync::watch::Sender::new(0),
+            recorder: record::Recorder::default(),
         }))
     }
 
@@ -305,7 +310,7 @@ impl SimVast {
     /// The HTTP API. Paths are matched with or without their trailing slash.
     pub fn router(&self) -> Router {
         Router::new()
-            .fallback(http::dispatch)
+            .fallback(record::recorded)
             .with_state(self.clone())
     }
 
