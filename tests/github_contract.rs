@@ -297,6 +297,8 @@ impl Verdict {
                 status: x.status,
                 response_body: x.response_body.as_ref(),
                 accept: x.header("accept"),
+                headers: None,
+                response_type: None,
             }));
             self.keep(story, found);
         }
@@ -1033,6 +1035,8 @@ async fn the_app_clients_other_calls() -> Recorded {
             status,
             response_body: answer.as_ref(),
             accept: Some("application/vnd.github+json"),
+            headers: None,
+            response_type: None,
         });
         assert_eq!(
             found,
@@ -1163,6 +1167,8 @@ fn githubs_own_examples_pass_the_validator() {
             status,
             response_body: Some(&body),
             accept: None,
+            headers: None,
+            response_type: None,
         }) {
             violations.push(format!("{file}: {v}"));
         }

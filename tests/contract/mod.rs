@@ -1,4 +1,6 @@
-//! Checking traffic against GitHub's published contract: the validator
-//! (`openapi.rs`), used by `tests/github_contract.rs`.
+//! Checking traffic against a service's published contract: the OpenAPI
+//! validator (`openapi.rs`, its schemas in `schema.rs`), used by
+//! `tests/github_contract.rs` and `tests/vast_contract.rs`.
 
 pub mod openapi;
+mod schema;
