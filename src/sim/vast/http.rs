@@ -397,7 +397,11 @@ fn api(
                 .world()
                 .ssh_keys
                 .iter()
-                .map(|(id, k)| json!({"id": id, "public_key": k, "created_at": 1.7e9}))
+                // As the OpenAPI describes `GET /ssh/`: the key in `key`.
+                .map(|(id, k, at)| {
+                    json!({"id": id, "user_id": 1, "key": k, "created_at": date_time(*at),
+                           "deleted_at": Value::Null})
+                })
                 .collect();
             json_response(StatusCode::OK, Value::Array(keys))
         }
@@ -405,7 +409,13 @@ fn api(
             match body.get("ssh_key").and_then(Value::as_str) {
                 Some(k) if k.starts_with("ssh-") || k.starts_with("ecdsa-") => {
                     let id = sim.add_ssh_key(k);
-                    json_response(StatusCode::OK, json!({"success": true, "id": id}))
+                    // As the OpenAPI describes `POST /ssh/`: the key made, its text in `public_key`.
+                    let made = json!({"id": id, "user_id": 1, "public_key": k,
+                                      "created_at": date_time(now), "deleted_at": Value::Null});
+                    json_response(
+                        StatusCode::OK,
+                        json!({"success": true, "id": id, "key": made}),
+                    )
                 }
                 _ => error(
                     StatusCode::BAD_REQUEST,
@@ -420,4 +430,11 @@ fn api(
             &format!("the simulated Vast.ai has no {method} /{}", seg.join("/")),
         ),
     }
+}
+
+/// RFC 3339 in UTC, to the second (the API's `date-time`s).
+fn date_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

@@ -256,7 +256,8 @@ impl SimVast {
     }
 
     pub fn add_ssh_key(&self, key: &str) -> i64 {
-        self.world().add_ssh_key(key.to_string())
+        let now = self.now();
+        self.world().add_ssh_key(key.to_string(), now)
     }
 
     /// Instances not destroyed: `(id, label, phase)`.

@@ -232,7 +232,8 @@ pub struct Charge {
 pub struct World {
     pub offers: OfferBook,
     pub instances: BTreeMap<i64, Instance>,
-    pub ssh_keys: Vec<(i64, String)>,
+    /// The account's SSH keys: id, public key, when added (ms).
+    pub ssh_keys: Vec<(i64, String, i64)>,
     pub ledger: Vec<Charge>,
     pub faults: Faults,
     pub rng: Rng,
@@ -466,10 +467,10 @@ impl World {
         billed + live
     }
 
-    pub fn add_ssh_key(&mut self, key: String) -> i64 {
+    pub fn add_ssh_key(&mut self, key: String, now_ms: i64) -> i64 {
         let id = self.next_key;
         self.next_key += 1;
-        self.ssh_keys.push((id, key));
+        self.ssh_keys.push((id, key, now_ms));
         id
     }
 
@@ -546,7 +547,8 @@ impl World {
             "cuda_max_good": get("cuda_max_good"),
             "driver_version": get("driver_version"),
             "volume_info": [],
-            "jupyter_token": Value::Null,
+            // A string on every instance (OpenAPI `Instance`), Jupyter or not.
+            "jupyter_token": format!("{:016x}", (i.id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             "vm": i.vm,
             "time_remaining": "",
             "time_remaining_isbid": "",
@@ -696,7 +698,7 @@ mod tests {
             ..rental()
         };
         assert_eq!(w.rent(offer, vm.clone(), 0), Err(RentError::NoSshKeyForVm));
-        w.add_ssh_key("ssh-ed25519 AAAA".into());
+        w.add_ssh_key("ssh-ed25519 AAAA".into(), 0);
         assert!(w.rent(offer, vm, 0).is_ok());
         // The per-instance key is a container's: a VM boots without it.
         let booted = w.tick(0);
