@@ -269,7 +269,9 @@ impl VastClient {
         Ok(list
             .iter()
             .filter_map(|k| {
-                k.get("public_key")
+                // `key` is the field the OpenAPI documents for `GET /ssh/`.
+                k.get("key")
+                    .or_else(|| k.get("public_key"))
                     .or_else(|| k.get("ssh_key"))
                     .and_then(Value::as_str)
                     .map(str::to_string)
@@ -312,10 +314,14 @@ impl VastClient {
             "disk": spec.disk_gb,
             "label": spec.label,
             "env": spec.env,
-            "price": spec.bid_price,
             // Fail rather than leave a stopped instance that bills storage.
             "cancel_unavail": true,
         });
+        // A bid only for an interruptible rental: the API types `price` as a
+        // number of at least 0.001 (its OpenAPI), so no `null` on demand.
+        if let Some(price) = spec.bid_price {
+            body["price"] = json!(price);
+        }
         if spec.vm {
             // VMs support only the SSH launch mode; the onstart script needs
             // its shebang there, which the loader has.
