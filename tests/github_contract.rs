@@ -38,6 +38,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use contract::findings::Findings;
 use contract::openapi::{Call, Spec};
 use harness::Story;
 use rigger::engine::ports::{Github, RepoRef, RunnerArch};
@@ -246,7 +247,6 @@ fn specs() -> Option<&'static Specs> {
 }
 
 /// What a recording was found to do.
-#[derive(Default)]
 struct Verdict {
     requests: usize,
     webhooks: usize,
@@ -258,13 +258,23 @@ struct Verdict {
     answers: BTreeSet<String>,
     /// The webhooks sent, as [`SIMULATOR_WEBHOOKS`] names them.
     webhook_kinds: BTreeSet<String>,
-    violations: Vec<String>,
-    excepted: usize,
-    /// Which of [`EXCEPTIONS`] were needed.
-    exceptions_used: BTreeSet<usize>,
+    /// Violations, less [`EXCEPTIONS`].
+    findings: Findings,
 }
 
 impl Verdict {
+    fn new() -> Verdict {
+        Verdict {
+            findings: Findings::new(EXCEPTIONS),
+            requests: 0,
+            webhooks: 0,
+            operations: BTreeSet::new(),
+            test_operations: BTreeSet::new(),
+            answers: BTreeSet::new(),
+            webhook_kinds: BTreeSet::new(),
+        }
+    }
+
     fn check(&mut self, specs: &Specs, story: &str, recorded: Recorded) {
         assert_eq!(
             recorded.dropped, 0,
@@ -323,14 +333,7 @@ impl Verdict {
     }
 
     fn keep(&mut self, story: &str, found: Vec<String>) {
-        for v in found {
-            if let Some(i) = EXCEPTIONS.iter().position(|(part, _)| v.contains(part)) {
-                self.excepted += 1;
-                self.exceptions_used.insert(i);
-            } else if !self.violations.iter().any(|seen| seen.ends_with(&v)) {
-                self.violations.push(format!("[{story}] {v}"));
-            }
-        }
+        self.findings.keep(story, found);
     }
 
     fn report(&self) {
@@ -352,8 +355,8 @@ impl Verdict {
             self.answers.iter().filter(|a| a.contains(' ')).count(),
             self.webhooks,
             self.webhook_kinds.len(),
-            self.violations.len(),
-            self.excepted
+            self.findings.violations.len(),
+            self.findings.excepted
         );
         for op in &self.operations {
             eprintln!("  covered: {op}");
@@ -410,19 +413,7 @@ impl Verdict {
             "the stories do not cover GitHub's traffic as they should:\n{}",
             gaps.join("\n")
         );
-        assert!(
-            self.violations.is_empty(),
-            "{} departures from GitHub's published contract (fix the simulator's shape, or \
-             rigger's request; list a true exception in EXCEPTIONS with its reason):\n{}",
-            self.violations.len(),
-            self.violations.join("\n")
-        );
-        for (i, (part, why)) in EXCEPTIONS.iter().enumerate() {
-            assert!(
-                self.exceptions_used.contains(&i),
-                "the exception `{part}` ({why}) is no longer needed: remove it from EXCEPTIONS"
-            );
-        }
+        self.findings.assert_clean("GitHub's");
     }
 }
 
@@ -1058,7 +1049,7 @@ async fn rigger_and_the_simulated_github_keep_to_githubs_published_contract() {
     let Some(specs) = specs() else {
         return;
     };
-    let mut verdict = Verdict::default();
+    let mut verdict = Verdict::new();
     verdict.check(specs, "repository", repository_scope().await);
     verdict.check(specs, "organization", organization_scope().await);
     verdict.check(specs, "gates", gates_and_given_up_runs().await);

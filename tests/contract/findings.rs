@@ -1,0 +1,60 @@
+//! Violations found by a contract test, less the exceptions it accepts:
+//! `(a part of the violation line, reason)`. Each exception must still be
+//! needed when the test ends, so a fixed violation takes its exception away.
+
+use std::collections::BTreeSet;
+
+pub struct Findings {
+    exceptions: &'static [(&'static str, &'static str)],
+    pub violations: Vec<String>,
+    /// Violations an exception covered.
+    pub excepted: usize,
+    /// Which exceptions were needed.
+    used: BTreeSet<usize>,
+}
+
+impl Findings {
+    pub fn new(exceptions: &'static [(&'static str, &'static str)]) -> Findings {
+        Findings {
+            exceptions,
+            violations: Vec::new(),
+            excepted: 0,
+            used: BTreeSet::new(),
+        }
+    }
+
+    /// Keep what `story` found: an excepted one is counted, another kept
+    /// once (the first story that found it named).
+    pub fn keep(&mut self, story: &str, found: Vec<String>) {
+        for v in found {
+            if let Some(i) = self
+                .exceptions
+                .iter()
+                .position(|(part, _)| v.contains(part))
+            {
+                self.excepted += 1;
+                self.used.insert(i);
+            } else if !self.violations.iter().any(|seen| seen.ends_with(&v)) {
+                self.violations.push(format!("[{story}] {v}"));
+            }
+        }
+    }
+
+    /// Fail on any violation (`whose`: whose contract), then on any
+    /// exception that was not needed.
+    pub fn assert_clean(&self, whose: &str) {
+        assert!(
+            self.violations.is_empty(),
+            "{} departures from {whose} published contract (fix the simulator's shape, or \
+             rigger's request; list a true exception in EXCEPTIONS with its reason):\n{}",
+            self.violations.len(),
+            self.violations.join("\n")
+        );
+        for (i, (part, why)) in self.exceptions.iter().enumerate() {
+            assert!(
+                self.used.contains(&i),
+                "the exception `{part}` ({why}) is no longer needed: remove it from EXCEPTIONS"
+            );
+        }
+    }
+}
