@@ -38,7 +38,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use contract::findings::Findings;
+use contract::findings::{Findings, coverage_gaps};
 use contract::openapi::{Call, Spec};
 use harness::Story;
 use rigger::engine::ports::{Github, RepoRef, RunnerArch};
@@ -364,21 +364,12 @@ impl Verdict {
         for op in &self.test_operations {
             eprintln!("  covered by the test's own request: {op}");
         }
-        let mut gaps = Vec::new();
-        for op in RIGGER_OPERATIONS {
-            if !self.operations.contains(*op) {
-                gaps.push(format!(
-                    "rigger can call `{op}` but no story made it call it: add it to a story"
-                ));
-            }
-        }
-        for op in &self.operations {
-            if !RIGGER_OPERATIONS.contains(&op.as_str()) {
-                gaps.push(format!(
-                    "rigger called `{op}`, which RIGGER_OPERATIONS does not list: list it"
-                ));
-            }
-        }
+        let mut gaps = coverage_gaps(
+            RIGGER_OPERATIONS,
+            &self.operations,
+            REQUIRED_ANSWERS,
+            &self.answers,
+        );
         for (op, _) in SIMULATOR_ONLY {
             if !self.test_operations.contains(*op) {
                 gaps.push(format!("the test did not ask for `{op}`"));
@@ -389,11 +380,6 @@ impl Verdict {
                 gaps.push(format!(
                     "the test itself asked for `{op}`, neither rigger's nor in SIMULATOR_ONLY"
                 ));
-            }
-        }
-        for a in REQUIRED_ANSWERS {
-            if !self.answers.contains(*a) {
-                gaps.push(format!("no story was answered `{a}`"));
             }
         }
         for w in SIMULATOR_WEBHOOKS {

@@ -29,7 +29,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use contract::findings::Findings;
+use contract::findings::{Findings, coverage_gaps};
 use contract::openapi::{Call, Spec};
 use harness::Story;
 use rigger::cloud::vast::client::{RetryPolicy, VastClient};
@@ -243,26 +243,12 @@ impl Verdict {
         for a in &self.answers {
             eprintln!("  answered: {a}");
         }
-        let mut gaps = Vec::new();
-        for op in RIGGER_OPERATIONS {
-            if !self.operations.contains(*op) {
-                gaps.push(format!(
-                    "rigger can call `{op}` but no story made it call it: add it to a story"
-                ));
-            }
-        }
-        for op in &self.operations {
-            if !RIGGER_OPERATIONS.contains(&op.as_str()) {
-                gaps.push(format!(
-                    "rigger called `{op}`, which RIGGER_OPERATIONS does not list: list it"
-                ));
-            }
-        }
-        for a in REQUIRED_ANSWERS {
-            if !self.answers.contains(*a) {
-                gaps.push(format!("no story was answered `{a}`"));
-            }
-        }
+        let gaps = coverage_gaps(
+            RIGGER_OPERATIONS,
+            &self.operations,
+            REQUIRED_ANSWERS,
+            &self.answers,
+        );
         assert!(
             gaps.is_empty(),
             "the stories do not cover rigger's Vast.ai traffic as they should:\n{}",
@@ -341,10 +327,7 @@ async fn market(offers: usize) -> Market {
         },
         Arc::new(clock.clone()),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = sim.router();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = harness::serve_sim(sim.router()).await;
     Market { sim, clock, url }
 }
 

@@ -58,3 +58,35 @@ impl Findings {
         }
     }
 }
+
+/// Where the operations rigger called and the ones its client can call
+/// ([`RIGGER_OPERATIONS`] of a test) differ, and which required answers
+/// were not given: one line each.
+pub fn coverage_gaps(
+    listed: &[&str],
+    called: &BTreeSet<String>,
+    required_answers: &[&str],
+    answers: &BTreeSet<String>,
+) -> Vec<String> {
+    let mut gaps = Vec::new();
+    for op in listed {
+        if !called.contains(*op) {
+            gaps.push(format!(
+                "rigger can call `{op}` but no story made it call it: add it to a story"
+            ));
+        }
+    }
+    for op in called {
+        if !listed.contains(&op.as_str()) {
+            gaps.push(format!(
+                "rigger called `{op}`, which RIGGER_OPERATIONS does not list: list it"
+            ));
+        }
+    }
+    for a in required_answers {
+        if !answers.contains(*a) {
+            gaps.push(format!("no story was answered `{a}`"));
+        }
+    }
+    gaps
+}

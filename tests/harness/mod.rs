@@ -192,7 +192,8 @@ fn catcher(held: Arc<Mutex<Vec<Held>>>) -> axum::Router {
     )
 }
 
-async fn serve_sim(router: axum::Router) -> String {
+/// Serve `router` on a loopback port the OS chooses; its URL.
+pub async fn serve_sim(router: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
