@@ -8,7 +8,9 @@
 //! rigger's engine (search, create, show, list, destroy), and rigger's
 //! Vast.ai client on what the engine reaches only in rare cases (labels,
 //! logs, SSH keys and a VM, offers gone, instances unknown, a bad key, and
-//! Vast.ai's rate limits answering 429). Then every request is matched to
+//! Vast.ai's rate limits answering 429); and the real `vastai` 1.9.1 CLI
+//! on the same commands (when `RIGGER_VASTAI_CLI` names it, as `.ci/run`
+//! does; its operations in [`CLI_OPERATIONS`]). Then every request is matched to
 //! its operation and checked (path and query parameters, security, the JSON
 //! body and its `Content-Type`), and every answer against the operation's
 //! documented response for its status (its content type, its schema). Zero
@@ -24,6 +26,8 @@
 #[macro_use]
 mod harness;
 mod contract;
+#[path = "support/vastai.rs"]
+mod vastai;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
@@ -40,6 +44,7 @@ use rigger::settings::Secret;
 use rigger::sim::vast::record::{Auth, Exchange, Payload, Recorded};
 use rigger::sim::vast::{Limits, SimConfig, SimVast};
 use serde_json::{Value, json};
+use vastai::Cli;
 
 /// Every operation rigger's Vast.ai client (`src/cloud/vast/client.rs`)
 /// can call, as Vast.ai's description names it. Each must be called in the
@@ -133,10 +138,31 @@ const EXCEPTIONS: &[(&str, &str)] = &[
         "a VM's run type as the vastai 1.9.1 CLI sends it for `--ssh --direct` \
          (api/instances.py resolve_runtype); the description lists single words only",
     ),
+    (
+        "[the real vastai CLI] PUT /api/v0/asks/{id} request: $.",
+        "Vast.ai's own CLI sends every optional create field, `null` when unset \
+         (`image_login`, `jupyter_dir`, `price`, `template_hash_id`, `user`), where the \
+         description types them without null: its request, not rigger's, not ours to change",
+    ),
 ];
 
-/// The `User-Agent` of the test's own requests (rigger's is `rigger/…`).
-const TEST_AGENT: &str = "rigger-vast-contract-test";
+/// Operations the real `vastai` 1.9.1 CLI calls in its story (not
+/// rigger's, so not in [`RIGGER_OPERATIONS`]): the simulator's answers to it
+/// are held to the description too.
+const CLI_OPERATIONS: &[&str] = &[
+    "POST /api/v0/bundles",
+    "PUT /api/v0/asks/{id}",
+    "GET /api/v0/instances/{id}",
+    "GET /api/v1/instances",
+    "PUT /api/v0/instances/{id}",
+    "DELETE /api/v0/instances/{id}",
+    "PUT /api/v0/instances/request_logs/{id}",
+    "GET /api/v0/ssh",
+    "POST /api/v0/ssh",
+];
+
+/// rigger's requests say so in their `User-Agent`.
+const RIGGER_AGENT: &str = "rigger/";
 
 fn spec() -> Option<&'static Spec> {
     static SPEC: OnceLock<Option<Spec>> = OnceLock::new();
@@ -166,6 +192,8 @@ struct Verdict {
     requests: usize,
     /// Operations rigger called.
     operations: BTreeSet<String>,
+    /// Operations others (the real CLI) called.
+    others: BTreeSet<String>,
     /// `METHOD /template status` of every answer.
     answers: BTreeSet<String>,
     /// Violations, less [`EXCEPTIONS`].
@@ -178,6 +206,7 @@ impl Verdict {
             findings: Findings::new(EXCEPTIONS),
             requests: 0,
             operations: BTreeSet::new(),
+            others: BTreeSet::new(),
             answers: BTreeSet::new(),
         }
     }
@@ -201,8 +230,12 @@ impl Verdict {
             if let Some(t) = template {
                 let op = format!("{} {t}", x.method);
                 self.answers.insert(format!("{op} {}", x.status));
-                if x.header("user-agent") != Some(TEST_AGENT) {
+                if x.header("user-agent")
+                    .is_some_and(|a| a.starts_with(RIGGER_AGENT))
+                {
                     self.operations.insert(op);
+                } else {
+                    self.others.insert(op);
                 }
             }
             let headers = headers_of(x);
@@ -243,12 +276,21 @@ impl Verdict {
         for a in &self.answers {
             eprintln!("  answered: {a}");
         }
-        let gaps = coverage_gaps(
+        let mut gaps = coverage_gaps(
             RIGGER_OPERATIONS,
             &self.operations,
             REQUIRED_ANSWERS,
             &self.answers,
         );
+        if cli().is_some() {
+            let listed: BTreeSet<String> = CLI_OPERATIONS.iter().map(|s| s.to_string()).collect();
+            if self.others != listed {
+                gaps.push(format!(
+                    "the CLI's story called {:?}, CLI_OPERATIONS lists {listed:?}",
+                    self.others
+                ));
+            }
+        }
         assert!(
             gaps.is_empty(),
             "the stories do not cover rigger's Vast.ai traffic as they should:\n{}",
@@ -491,6 +533,81 @@ async fn the_rate_limits_answer(spec: &Spec, verdict: &mut Verdict) {
     verdict.check(spec, "the rate limits", m.sim.take_recorded());
 }
 
+/// The real `vastai` CLI, if `RIGGER_VASTAI_CLI` names it.
+fn cli() -> Option<std::path::PathBuf> {
+    std::env::var_os("RIGGER_VASTAI_CLI").map(std::path::PathBuf::from)
+}
+
+/// The real `vastai` 1.9.1 CLI's requests, and the simulator's answers to
+/// them, on the commands a user rehearses with (skipped, saying so, without
+/// `RIGGER_VASTAI_CLI`).
+async fn the_real_cli_on_the_simulator(spec: &Spec, verdict: &mut Verdict) {
+    let Some(bin) = cli() else {
+        eprintln!("the CLI's story skipped: RIGGER_VASTAI_CLI is not set (.ci/run sets it)");
+        return;
+    };
+    let m = market(300).await;
+    m.sim.set_limits(Limits::documented());
+    let home = std::env::temp_dir().join(format!("rigger-vast-contract-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    let cli = Cli {
+        bin,
+        url: m.url.clone(),
+        home: home.clone(),
+        clock: m.clock.clone(),
+    };
+    // Its import-time GPU-name probe is not a command's: record from here.
+    cli.run(&["show", "ssh-keys", "--raw"]).await;
+    m.sim.record(true);
+    let offers = cli
+        .json(&[
+            "search",
+            "offers",
+            "num_gpus=1 reliability>0.9",
+            "--limit",
+            "5",
+            "--raw",
+        ])
+        .await;
+    let offer = offers[0]["id"].to_string();
+    let created = cli
+        .json(&[
+            "create",
+            "instance",
+            &offer,
+            "--image",
+            "ubuntu:22.04",
+            "--disk",
+            "10",
+            "--label",
+            "ci-runner-1",
+            "--env",
+            "-e A=b -p 8080:8080",
+            "--onstart-cmd",
+            "echo boot",
+            "--cancel-unavail",
+            "--raw",
+        ])
+        .await;
+    let id = created["new_contract"].to_string();
+    cli.json(&["show", "instance", &id, "--raw"]).await;
+    cli.json(&["show", "instances", "--raw"]).await;
+    cli.run(&["label", "instance", &id, "ci-runner-2"]).await;
+    cli.run(&["logs", &id, "--tail", "10"]).await;
+    cli.run(&[
+        "create",
+        "ssh-key",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 cli@rigger",
+        "-y",
+    ])
+    .await;
+    cli.json(&["show", "ssh-keys", "--raw"]).await;
+    cli.run(&["destroy", "instance", &id, "-y"]).await;
+    let _ = std::fs::remove_dir_all(&home);
+    verdict.check(spec, "the real vastai CLI", m.sim.take_recorded());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rigger_and_the_simulated_vast_keep_to_vasts_published_contract() {
     let Some(spec) = spec() else {
@@ -500,6 +617,7 @@ async fn rigger_and_the_simulated_vast_keep_to_vasts_published_contract() {
     a_job_through_the_engine(spec, &mut verdict).await;
     the_client_on_every_endpoint(spec, &mut verdict).await;
     the_rate_limits_answer(spec, &mut verdict).await;
+    the_real_cli_on_the_simulator(spec, &mut verdict).await;
     verdict.report();
 }
 

@@ -23,19 +23,21 @@ impl Findings {
         }
     }
 
-    /// Keep what `story` found: an excepted one is counted, another kept
-    /// once (the first story that found it named).
+    /// Keep what `story` found: one an exception covers (its line
+    /// `[story] violation` contains the exception's part) is counted,
+    /// another kept once (the first story that found it named).
     pub fn keep(&mut self, story: &str, found: Vec<String>) {
         for v in found {
+            let line = format!("[{story}] {v}");
             if let Some(i) = self
                 .exceptions
                 .iter()
-                .position(|(part, _)| v.contains(part))
+                .position(|(part, _)| line.contains(part))
             {
                 self.excepted += 1;
                 self.used.insert(i);
             } else if !self.violations.iter().any(|seen| seen.ends_with(&v)) {
-                self.violations.push(format!("[{story}] {v}"));
+                self.violations.push(line);
             }
         }
     }
