@@ -49,6 +49,10 @@ const CIRUN: &str = "runners:
     cloud: vast_ai
     instance_type: 1xA100
     labels: [cirun-a100]
+  - name: grace-hopper
+    cloud: vast_ai
+    instance_type: 1xGH200_SXM
+    labels: [cirun-gh200, ARM64]
 ";
 
 async fn story(name: &str) -> Story {
@@ -145,6 +149,7 @@ async fn a_6_hour_job_never_gets_a_2_hour_contract() {
         "rented the host whose contract ends in 2 h"
     );
     assert!(left_h >= 6.0, "{left_h:.1} h of contract for a 6-h machine");
+    s.nothing_leaked().await;
 
     let s = story("market-contract-short").await;
     let two_hours = json!({"end_date": now_s(&s) + 2.0 * 3600.0, "dph_base": 0.01});
@@ -239,4 +244,24 @@ fn validate_suggests_listed_names_and_says_why_amd_is_refused() {
         "{amd}"
     );
     assert!(!amd.contains("unknown GPU model"), "{amd}");
+}
+
+/// Grace Hopper hosts are arm64: an x86-64 runner never lands on one, even
+/// the cheapest fitting GPU; an `ARM64`-labelled runner rents it.
+#[tokio::test]
+async fn arm64_hosts_go_only_to_arm64_runners() {
+    let s = story("market-arm64").await;
+    list_host(&s, 99_000_006, "GH200 SXM", json!({"dph_base": 0.01}));
+    let o = rigger_rents_for(&s, "cirun-any-cuda--1").await;
+    assert_eq!(o["cpu_arch"], "amd64", "an x64 runner on {}", o["gpu_name"]);
+    s.nothing_leaked().await;
+
+    let s = story("market-arm64-runner").await;
+    list_host(&s, 99_000_006, "GH200 SXM", json!({"dph_base": 0.01}));
+    let o = rigger_rents_for(&s, "cirun-gh200--1").await;
+    assert_eq!(
+        (&o["id"], &o["cpu_arch"]),
+        (&json!(99_000_006), &json!("arm64"))
+    );
+    s.nothing_leaked().await;
 }
