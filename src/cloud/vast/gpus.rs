@@ -43,7 +43,8 @@ pub fn vendor_of(vast_name: &str) -> Option<GpuVendor> {
 pub struct GpuModel {
     /// The exact `gpu_name` Vast.ai reports and filters on.
     pub vast_name: &'static str,
-    /// Nominal memory per GPU in MB, as Vast.ai counts it (1 GB = 1000 MB).
+    /// Memory per GPU as sold, GB × 1000. Hosts report less, in MiB (see
+    /// [`memory_floor_mb`]); searches never compare with this figure.
     pub vram_mb: u32,
     /// Relative FP16 training speed, RTX 3090 = 1.0. `None` where no figure
     /// is recorded yet; callers fall back to the offer's `dlperf`.
