@@ -73,6 +73,7 @@ impl App {
                     Limiter::new(settings.vast.rate_limits.clone(), clock.clone()),
                     0,
                 ),
+            max_lifetime: Some(settings.timeouts.max_lifetime),
         };
         let engine = Arc::new(Engine::new(
             store.clone(),

@@ -75,7 +75,7 @@ fn instance_type_resolves_count_and_model() {
         c.gpu,
         GpuChoice::Models {
             vast_names: vec!["RTX 4090"],
-            min_vram_mb: None
+            min_vram_gb: None
         }
     );
     assert_eq!(c.instance_type, "2xRTX_4090");
@@ -92,13 +92,13 @@ fn instance_type_aliases_and_memory_suffix() {
         .map(|c| match &c.gpu {
             GpuChoice::Models {
                 vast_names,
-                min_vram_mb,
-            } => (c.gpu_count, vast_names.clone(), *min_vram_mb),
+                min_vram_gb,
+            } => (c.gpu_count, vast_names.clone(), *min_vram_gb),
             GpuChoice::Any => panic!(),
         })
         .collect();
-    assert_eq!(names[0], (4, vec!["A100 SXM4"], None));
-    assert_eq!(names[1], (8, vec!["A100 SXM4"], Some(77_600)));
+    assert_eq!(names[0], (4, vec!["A100 SXM4", "A100 SXM"], None));
+    assert_eq!(names[1], (8, vec!["A100 SXM4"], Some(80)));
     assert_eq!(
         names[2],
         (2, vec!["H100 SXM", "H100 PCIE", "H100 NVL"], None)
@@ -1078,7 +1078,7 @@ fn the_corpus_vast_ai_file_resolves() {
         v.candidates[0].gpu,
         GpuChoice::Models {
             vast_names: vec!["RTX 3060"],
-            min_vram_mb: None
+            min_vram_gb: None
         }
     );
     assert_eq!(v.extra.disk_space_gb, 40.0);

@@ -374,6 +374,7 @@ fn engine_with_planted_bug(
         Planted {
             inner: Market {
                 provider: VastClient::new(&s.vast_url, e.settings.vast.api_key.clone()),
+                max_lifetime: Some(e.settings.timeouts.max_lifetime),
             },
             panic_on,
             panic_on_destroy: Default::default(),

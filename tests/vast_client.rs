@@ -67,6 +67,8 @@ fn filter() -> OfferFilter {
         max_dph: Some(0.6),
         limit: 20,
         cpu_arch: "amd64".into(),
+        gpu_arch: Some("nvidia".into()),
+        min_duration_s: Some(6 * 3600),
     }
 }
 

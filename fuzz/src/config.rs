@@ -170,7 +170,7 @@ fn select_serves(runners: &[RunnerDef], def: &RunnerDef) {
 fn search_and_boot(def: &RunnerDef, config: &CirunConfig) {
     let Some(v) = &def.vast else { return };
     for c in &v.candidates {
-        let filter = filter_for(c, &v.extra, v.cpu_arch);
+        let filter = filter_for(c, &v.extra, v.cpu_arch, None);
         let _ = search_body(&filter);
         let _ = search_body(&broad_filter(&filter));
         let estimate = estimate_for(c, &v.extra, 1.0);

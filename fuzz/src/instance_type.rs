@@ -76,7 +76,7 @@ fn in_a_file(value: &str) {
             for c in &v.candidates {
                 assert!(c.gpu_count >= 1, "{} GPUs from {value:?}", c.gpu_count);
                 let _ = c.describe(&v.extra);
-                let _ = search_body(&filter_for(c, &v.extra, v.cpu_arch));
+                let _ = search_body(&filter_for(c, &v.extra, v.cpu_arch, None));
             }
         }
     }

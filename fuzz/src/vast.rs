@@ -56,7 +56,10 @@ fn world() -> &'static World {
             .expect("examples/.cirun.yml has the vast_ai runner gpu-fallback");
         World {
             service,
-            market: Market { provider: client },
+            market: Market {
+                provider: client,
+                max_lifetime: None,
+            },
             runner,
         }
     })
@@ -127,7 +130,7 @@ async fn call(line: String) -> String {
 
 fn example_filter(w: &World) -> rigger::cloud::OfferFilter {
     let c = &w.runner.candidates[0];
-    rigger::cloud::vast::query::filter_for(c, &w.runner.extra, w.runner.cpu_arch)
+    rigger::cloud::vast::query::filter_for(c, &w.runner.extra, w.runner.cpu_arch, None)
 }
 
 /// The engine's search: every candidate, ranked.

@@ -86,7 +86,8 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<()> {
     for (def, vast) in runners {
         let mut plans = Vec::new();
         for (i, c) in vast.candidates.iter().enumerate() {
-            let plan = plan_candidate(&client, i, c, &vast.extra, vast.cpu_arch, hours)
+            // No settings here: the contract need only outlast `max_runtime`.
+            let plan = plan_candidate(&client, i, c, &vast.extra, vast.cpu_arch, hours, None)
                 .await
                 .with_context(|| format!("searching Vast.ai at {}", client.base_url()))?;
             plans.push(plan);

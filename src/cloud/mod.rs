@@ -41,6 +41,12 @@ pub struct OfferFilter {
     /// Host CPU architecture (`amd64`, `arm64`): a runner built for one
     /// cannot start on the other.
     pub cpu_arch: String,
+    /// GPU maker (`nvidia`, `amd`): a runner checks its GPUs with the
+    /// maker's tool. `None` leaves it open.
+    pub gpu_arch: Option<String>,
+    /// Seconds the host's contract must still run: a machine on a host
+    /// whose listing ends sooner is stopped in the middle of a job.
+    pub min_duration_s: Option<u64>,
 }
 
 /// One rentable offer.

@@ -417,7 +417,7 @@ pub const EXTRA_VAST: &[Key] = &[
     key(
         "min_ram",
         Ty::Num(Bound::positive_up_to(MAX_RAM_GB)),
-        "Minimum host RAM in GB.",
+        "Minimum RAM of the whole host in GB (Vast.ai's `cpu_ram`); an instance gets a share in proportion to its GPUs.",
     ),
     key(
         "vm",
@@ -457,12 +457,12 @@ pub const EXTRA_VAST: &[Key] = &[
     key(
         "max_runtime",
         Ty::Int(Bound::positive_up_to(MAX_RUNTIME_MINUTES)),
-        "rigger: minutes after which the instance is destroyed whatever it is doing. Default 360.",
+        "rigger: minutes after which the instance is destroyed whatever it is doing; only hosts whose contract lasts that long are rented. Default 360.",
     ),
     key(
         "min_gpu_ram",
         Ty::Num(Bound::positive_up_to(MAX_GPU_MEMORY_GB as f64)),
-        "rigger: minimum memory per GPU in GB; required with `instance_type: NxANY`.",
+        "rigger: minimum memory per GPU in GB as sold (a 24 GB L4 reporting 23034 MiB counts); required with `instance_type: NxANY`.",
     ),
     key(
         "min_cuda",

@@ -213,14 +213,14 @@ fn serialize_gpu_choice<S: serde::Serializer>(g: &GpuChoice, s: S) -> Result<S::
     match g {
         GpuChoice::Any => {
             st.serialize_field("models", &Vec::<&str>::new())?;
-            st.serialize_field("min_vram_mb", &None::<u32>)?;
+            st.serialize_field("min_vram_gb", &None::<u32>)?;
         }
         GpuChoice::Models {
             vast_names,
-            min_vram_mb,
+            min_vram_gb,
         } => {
             st.serialize_field("models", vast_names)?;
-            st.serialize_field("min_vram_mb", min_vram_mb)?;
+            st.serialize_field("min_vram_gb", min_vram_gb)?;
         }
     }
     st.end()
@@ -320,7 +320,8 @@ impl fmt::Display for CudaVersion {
 pub struct VastExtra {
     /// Minimum disk on the offer, and the disk allocated at create time (GB).
     pub disk_space_gb: f64,
-    /// Minimum host RAM (GB).
+    /// Minimum RAM of the whole host (GB), as Vast.ai's `cpu_ram` counts
+    /// it; an instance gets a share in proportion to its GPUs.
     pub min_ram_gb: Option<f64>,
     /// VM mode instead of container mode.
     pub vm: bool,
@@ -349,6 +350,18 @@ impl VastExtra {
     pub const DEFAULT_MIN_RELIABILITY: f64 = 0.95;
     pub const DEFAULT_MIN_INET_DOWN: f64 = 100.0;
     pub const DEFAULT_MAX_RUNTIME_MINUTES: u32 = 360;
+
+    /// How long a machine of this runner may live: `max_runtime`, cut to
+    /// the controller's `timeouts.max_lifetime` where there is one. The one
+    /// place that decides: the machine's expiry and the search's contract
+    /// length (`duration`) both come from here.
+    pub fn machine_lifetime(
+        &self,
+        max_lifetime: Option<std::time::Duration>,
+    ) -> std::time::Duration {
+        let runtime = std::time::Duration::from_secs(u64::from(self.max_runtime_minutes) * 60);
+        max_lifetime.map_or(runtime, |cap| runtime.min(cap))
+    }
 }
 
 impl Default for VastExtra {
@@ -407,11 +420,11 @@ impl VastCandidate {
             ),
             GpuChoice::Models {
                 vast_names,
-                min_vram_mb,
+                min_vram_gb,
             } => {
                 let names = vast_names.join(" | ");
-                match min_vram_mb {
-                    Some(mb) => format!("{names} (≥ {} GB)", mb.div_ceil(970)),
+                match min_vram_gb {
+                    Some(gb) => format!("{names} (≥ {gb} GB)"),
                     None => names,
                 }
             }

@@ -8,7 +8,7 @@ use super::diagnostics::{Diagnostic, Diagnostics};
 use super::model::*;
 use super::parse::get;
 use super::yaml::{Kind, Node};
-use crate::cloud::vast::gpus::{self, GpuChoice, GpuError};
+use crate::cloud::vast::gpus::{self, GpuChoice, GpuError, GpuVendor};
 use crate::text::for_log;
 
 /// One checked value of a fallback list, or `None` where it had an error.
@@ -241,6 +241,23 @@ fn read_instance_type(
             return None;
         }
     };
+    if choice.vendor() == Some(GpuVendor::Amd) {
+        // Listed on Vast.ai, but no runner could start there: the machine
+        // checks its GPUs with nvidia-smi before it registers.
+        diags.push(
+            Diagnostic::error(
+                node.at,
+                format!(
+                    "`{model_shown}` in `{shown}` is an AMD GPU; rigger's runners need NVIDIA GPUs"
+                ),
+            )
+            .with_hint(
+                "each machine checks its GPUs with nvidia-smi before its runner starts, \
+                 and an AMD host has none; pick an NVIDIA model",
+            ),
+        );
+        return None;
+    }
     if choice == GpuChoice::Any && extra.min_gpu_ram_gb.is_none() {
         diags.push(
             Diagnostic::error(

@@ -46,7 +46,8 @@ pub fn estimate_for(c: &VastCandidate, extra: &VastExtra, reference_hours: f64) 
     }
 }
 
-/// Search and rank one candidate; diagnose an empty result.
+/// Search and rank one candidate; diagnose an empty result. `max_lifetime`:
+/// the controller's `timeouts.max_lifetime`, if it has one.
 pub async fn plan_candidate<P: CloudProvider>(
     provider: &P,
     index: usize,
@@ -54,8 +55,9 @@ pub async fn plan_candidate<P: CloudProvider>(
     extra: &VastExtra,
     cpu_arch: &str,
     reference_hours: f64,
+    max_lifetime: Option<std::time::Duration>,
 ) -> Result<CandidatePlan, CloudError> {
-    let filter = filter_for(candidate, extra, cpu_arch);
+    let filter = filter_for(candidate, extra, cpu_arch, max_lifetime);
     let estimate = estimate_for(candidate, extra, reference_hours);
     let found = provider.search(&filter).await?;
     let offers = rank::rank_offers(found, &estimate);
@@ -104,7 +106,8 @@ fn steps(f: &OfferFilter, e: &Estimate) -> Vec<Step> {
     }
     if let Some(mb) = f.min_gpu_ram_mb {
         add(
-            format!("with ≥ {:.0} GB per GPU", f64::from(mb) / 1000.0),
+            // The floor as Vast.ai counts it (MiB less ECC's share), not GB.
+            format!("with gpu_ram ≥ {mb} MB per GPU"),
             Box::new(move |o| o.gpu_ram_mb >= mb),
         );
     }
@@ -254,6 +257,9 @@ pub fn diagnose(f: &OfferFilter, e: &Estimate, broad: &[Offer]) -> String {
 /// The engine's `Cloud` port over a provider.
 pub struct Market<P: CloudProvider> {
     pub provider: P,
+    /// The controller's `timeouts.max_lifetime`: with a runner's
+    /// `max_runtime`, how long a host's contract must last.
+    pub max_lifetime: Option<std::time::Duration>,
 }
 
 fn status(s: InstanceStatus) -> CloudStatus {
@@ -290,6 +296,7 @@ impl<P: CloudProvider> Cloud for Market<P> {
                 &runner.extra,
                 runner.cpu_arch,
                 expected_reference_hours,
+                self.max_lifetime,
             )
             .await?;
             if let Some(d) = plan.diagnosis {
@@ -398,6 +405,8 @@ mod tests {
             max_dph: None,
             limit: 64,
             cpu_arch: "amd64".into(),
+            gpu_arch: Some("nvidia".into()),
+            min_duration_s: None,
         }
     }
 

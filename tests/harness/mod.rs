@@ -445,8 +445,13 @@ impl Story {
     }
 
     pub fn a_job_is_queued(&self, label: &str) -> i64 {
+        self.a_job_is_queued_in("acme/ml", label)
+    }
+
+    /// A job in another repository (one the story added with its own files).
+    pub fn a_job_is_queued_in(&self, repo: &str, label: &str) -> i64 {
         self.github.queue_job(NewJob {
-            repo: "acme/ml".into(),
+            repo: repo.into(),
             labels: vec![label.into()],
             head_sha: "8f3c1e2d".into(),
             fork: false,

@@ -4,15 +4,47 @@
 //! `instance_type` writes them with underscores (`1xRTX_4090`) and also uses
 //! family names that are not Vast names at all (`H100`, `A100_SXM`,
 //! `A100_SXM4_80GB`). This table is the one place that knows both.
+//!
+//! Every name Vast.ai lists is accepted ([`VAST_GPU_NAMES`]); the speed
+//! table ([`CATALOG`]) covers the common ones, and a model without a figure
+//! is ranked by its offers' `dlperf`.
 
+pub use super::gpu_names::VAST_GPU_NAMES;
 use crate::config::suggest::nearest;
+
+/// Who makes a GPU: Vast.ai's `gpu_arch` column (`nvidia`, `amd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuVendor {
+    Nvidia,
+    Amd,
+}
+
+impl GpuVendor {
+    /// The value of Vast.ai's `gpu_arch` for this maker.
+    pub fn gpu_arch(self) -> &'static str {
+        match self {
+            GpuVendor::Nvidia => "nvidia",
+            GpuVendor::Amd => "amd",
+        }
+    }
+}
+
+/// The maker of a model, by its exact Vast.ai name.
+pub fn vendor_of(vast_name: &str) -> Option<GpuVendor> {
+    VAST_GPU_NAMES
+        .iter()
+        .find(|(n, _)| *n == vast_name)
+        .map(|(_, v)| *v)
+}
 
 /// One GPU model as Vast.ai names it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GpuModel {
     /// The exact `gpu_name` Vast.ai reports and filters on.
     pub vast_name: &'static str,
-    /// Nominal memory per GPU in MB, as Vast.ai counts it (1 GB = 1000 MB).
+    /// Memory per GPU as sold, GB × 1000. Hosts report less, in MiB (see
+    /// [`memory_floor_mb`]); searches never compare with this figure.
     pub vram_mb: u32,
     /// Relative FP16 training speed, RTX 3090 = 1.0. `None` where no figure
     /// is recorded yet; callers fall back to the offer's `dlperf`.
@@ -123,6 +155,8 @@ pub const CATALOG: &[GpuModel] = &[
     gpu("A100 PCIE", 40, Some(1.8)),
     // Anchor. GA100: 312 FP16 tensor, 1,555–2,039 GB/s.
     gpu("A100 SXM4", 40, Some(2.0)),
+    // The same SXM4 module; some hosts list it under this name.
+    gpu("A100 SXM", 40, Some(2.0)),
     // A100 80 GB PCIe with a DPU: 312 FP16 tensor, 2,039 GB/s.
     gpu("A100X", 80, Some(2.0)),
     // GH100 PCIe: 756 FP16 tensor, 2,000 GB/s.
@@ -142,8 +176,9 @@ pub const CATALOG: &[GpuModel] = &[
 /// models each one stands for. Keys are normalised (see [`normalise`]).
 pub const ALIASES: &[(&str, &[&str])] = &[
     ("H100", &["H100 SXM", "H100 PCIE", "H100 NVL"]),
-    ("A100", &["A100 PCIE", "A100 SXM4"]),
-    ("A100SXM", &["A100 SXM4"]),
+    // Vast.ai lists the SXM4 module under two names.
+    ("A100", &["A100 PCIE", "A100 SXM4", "A100 SXM"]),
+    ("A100SXM", &["A100 SXM4", "A100 SXM"]),
     ("A100PCI", &["A100 PCIE"]),
     ("T4", &["Tesla T4"]),
     ("V100", &["Tesla V100"]),
@@ -163,19 +198,49 @@ pub const ALIASES: &[(&str, &[&str])] = &[
 #[derive(Debug, Clone, PartialEq)]
 pub enum GpuChoice {
     /// One or more Vast.ai models (several for a family alias such as `H100`),
-    /// optionally with a minimum memory per GPU from a `_80GB` suffix.
+    /// optionally with a minimum memory per GPU from a `_80GB` suffix (GB,
+    /// as written; [`memory_floor_mb`] turns it into what hosts report).
     Models {
         vast_names: Vec<&'static str>,
-        min_vram_mb: Option<u32>,
+        min_vram_gb: Option<u32>,
     },
     /// `ANY`: no model named; the job states its memory need in
     /// `extra_config.min_gpu_ram` and the cheapest fitting model wins.
     Any,
 }
 
+impl GpuChoice {
+    /// The maker whose GPUs the search must ask for: NVIDIA for `ANY` (a
+    /// runner checks its GPUs with `nvidia-smi`, which an AMD host lacks),
+    /// otherwise the maker of the models named (`None` if they were mixed).
+    pub fn vendor(&self) -> Option<GpuVendor> {
+        match self {
+            GpuChoice::Any => Some(GpuVendor::Nvidia),
+            GpuChoice::Models { vast_names, .. } => {
+                let mut vendors = vast_names.iter().map(|n| vendor_of(n));
+                let first = vendors.next().flatten()?;
+                vendors.all(|v| v == Some(first)).then_some(first)
+            }
+        }
+    }
+}
+
+/// The least `gpu_ram` (MB, as Vast.ai reports it) a host may show for a
+/// GPU sold as `gb` GB. Hosts report what the driver does (`nvidia-smi`'s
+/// MiB): an RTX 4090 24564, an A100 80 GB 81920, but a card with ECC on
+/// loses a sixteenth, and the driver keeps some more (A10 23028, L4 23034,
+/// A40 46068 for 48 GB). 93% of the size in MiB (GB × 1024) admits all of
+/// them and still tells a 40 GB card from an 80 GB one. The one place that
+/// turns a GB figure into a `gpu_ram` floor: the `_80GB` suffix and
+/// `min_gpu_ram` both come here.
+pub fn memory_floor_mb(gb: f64) -> u32 {
+    // gb ≤ MAX_GPU_MEMORY_GB (the parsers check), so this fits a u32.
+    (gb * 1024.0 * 0.93).floor() as u32
+}
+
 /// Most memory per GPU an `instance_type` may ask for, GB. The largest GPU
 /// in [`CATALOG`] has 180 GB (B200); 1 TB leaves room for the next ones,
-/// and keeps the MB figure (×1000) far inside a `u32`.
+/// and keeps the MB figure ([`memory_floor_mb`]) far inside a `u32`.
 pub const MAX_GPU_MEMORY_GB: u32 = 1024;
 
 /// Most GPUs an `instance_type` may ask for. The largest Vast.ai hosts
@@ -214,25 +279,25 @@ fn normalised(name: &str) -> impl Iterator<Item = char> + '_ {
 /// Resolve the model part of `instance_type` (after `Nx`): `RTX_4090`, `H100`,
 /// `A100_SXM4_80GB`, `ANY`.
 pub fn resolve(model: &str) -> Result<GpuChoice, GpuError> {
-    let (base, min_vram_mb) = split_memory_suffix(model)?;
+    let (base, min_vram_gb) = split_memory_suffix(model)?;
     let key = normalise(base);
-    if key == "ANY" && min_vram_mb.is_none() {
+    if key == "ANY" && min_vram_gb.is_none() {
         return Ok(GpuChoice::Any);
     }
     let vast_names: Vec<&'static str> =
         if let Some((_, names)) = ALIASES.iter().find(|(alias, _)| *alias == key) {
             names.to_vec()
-        } else if let Some(found) = CATALOG
+        } else if let Some((found, _)) = VAST_GPU_NAMES
             .iter()
-            .find(|g| normalised(g.vast_name).eq(key.chars()))
+            .find(|(name, _)| normalised(name).eq(key.chars()))
         {
-            vec![found.vast_name]
+            vec![*found]
         } else {
             return Err(GpuError::Unknown);
         };
     Ok(GpuChoice::Models {
         vast_names,
-        min_vram_mb,
+        min_vram_gb,
     })
 }
 
@@ -241,9 +306,7 @@ pub fn by_vast_name(name: &str) -> Option<&'static GpuModel> {
     CATALOG.iter().find(|g| g.vast_name == name)
 }
 
-/// `A100_SXM4_80GB` → (`A100_SXM4`, Some(77600)). Vast.ai reports a little
-/// less than the nominal size (an 80 GB card shows ~81920 MB or ~79600 MB
-/// depending on the host), so the floor is 97% of nominal.
+/// `A100_SXM4_80GB` → (`A100_SXM4`, Some(80)).
 fn split_memory_suffix(model: &str) -> Result<(&str, Option<u32>), GpuError> {
     let Some((base, suffix)) = model.rsplit_once(['_', '-', ' ']) else {
         return Ok((model, None));
@@ -258,7 +321,7 @@ fn split_memory_suffix(model: &str) -> Result<(&str, Option<u32>), GpuError> {
     // All digits: too many of them for a u32 is too much memory, not a name.
     match digits.parse::<u32>() {
         Ok(0) => Ok((model, None)),
-        Ok(gb) if gb <= MAX_GPU_MEMORY_GB => Ok((base, Some(gb * 1000 * 97 / 100))),
+        Ok(gb) if gb <= MAX_GPU_MEMORY_GB => Ok((base, Some(gb))),
         _ => Err(GpuError::TooMuchMemory {
             written: crate::text::for_log(suffix).into_owned(),
         }),
@@ -266,7 +329,7 @@ fn split_memory_suffix(model: &str) -> Result<(&str, Option<u32>), GpuError> {
 }
 
 /// Most characters of a model name worth comparing with the known ones: the
-/// longest known name has 18; comparing a longer one costs work for a
+/// longest known name has 19; comparing a longer one costs work for a
 /// suggestion nobody can use.
 const MAX_SUGGEST_CHARS: usize = 40;
 
@@ -277,9 +340,9 @@ pub fn suggestions(model: &str) -> Vec<String> {
     if model.chars().nth(MAX_SUGGEST_CHARS).is_some() {
         return Vec::new();
     }
-    let spellings: Vec<String> = CATALOG
+    let spellings: Vec<String> = VAST_GPU_NAMES
         .iter()
-        .map(|g| g.vast_name.replace(' ', "_"))
+        .map(|(name, _)| name.replace(' ', "_"))
         .chain(ALIASES.iter().map(|(alias, _)| alias.to_string()))
         .collect();
     let candidates: Vec<&str> = spellings.iter().map(String::as_str).collect();
@@ -309,8 +372,8 @@ mod tests {
         match choice {
             GpuChoice::Models {
                 vast_names,
-                min_vram_mb,
-            } => (vast_names, min_vram_mb),
+                min_vram_gb,
+            } => (vast_names, min_vram_gb),
             GpuChoice::Any => panic!("expected models"),
         }
     }
@@ -337,14 +400,22 @@ mod tests {
             models(resolve("H100").unwrap()).0,
             vec!["H100 SXM", "H100 PCIE", "H100 NVL"]
         );
-        assert_eq!(models(resolve("A100_SXM").unwrap()).0, vec!["A100 SXM4"]);
+        assert_eq!(
+            models(resolve("A100_SXM").unwrap()).0,
+            vec!["A100 SXM4", "A100 SXM"]
+        );
+        assert_eq!(
+            models(resolve("A100").unwrap()).0,
+            vec!["A100 PCIE", "A100 SXM4", "A100 SXM"]
+        );
+        assert_eq!(models(resolve("A100_SXM4").unwrap()).0, vec!["A100 SXM4"]);
     }
 
     #[test]
     fn memory_suffix_sets_a_floor() {
         let (names, vram) = models(resolve("A100_SXM4_80GB").unwrap());
         assert_eq!(names, vec!["A100 SXM4"]);
-        assert_eq!(vram, Some(77_600));
+        assert_eq!(vram, Some(80));
     }
 
     #[test]
@@ -379,7 +450,7 @@ mod tests {
             assert!(matches!(err, GpuError::TooMuchMemory { .. }), "{model}");
             assert!(err.to_string().contains("at most 1024 GB"), "{err}");
         }
-        assert_eq!(models(resolve("A100_1024GB").unwrap()).1, Some(993_280));
+        assert_eq!(models(resolve("A100_1024GB").unwrap()).1, Some(1024));
         // Not a memory suffix: part of the (unknown) name.
         assert_eq!(resolve("A100_0GB"), Err(GpuError::Unknown));
         assert_eq!(resolve("A100_GB"), Err(GpuError::Unknown));
@@ -416,7 +487,86 @@ mod tests {
     fn every_catalog_name_resolves_to_itself() {
         for g in CATALOG {
             let (names, _) = models(resolve(&g.vast_name.replace(' ', "_")).unwrap());
-            assert_eq!(names, vec![g.vast_name]);
+            // `A100_SXM` is also the family of both SXM4 spellings.
+            if g.vast_name == "A100 SXM" {
+                assert_eq!(names, vec!["A100 SXM4", "A100 SXM"]);
+            } else {
+                assert_eq!(names, vec![g.vast_name]);
+            }
         }
+    }
+
+    #[test]
+    fn every_name_vast_ai_lists_resolves_to_itself() {
+        for (name, _) in VAST_GPU_NAMES {
+            let written = name.replace(' ', "_");
+            let (names, _) = models(resolve(&written).unwrap());
+            assert!(names.contains(name), "{written} → {names:?}");
+        }
+        // Names outside the speed table (refused before).
+        for (written, name) in [
+            ("RTX_5070", "RTX 5070"),
+            ("A30", "A30"),
+            ("GH200_SXM", "GH200 SXM"),
+        ] {
+            assert_eq!(models(resolve(written).unwrap()).0, vec![name]);
+            assert!(by_vast_name(name).is_none_or(|g| g.vast_name == name));
+        }
+    }
+
+    #[test]
+    fn the_speed_table_and_the_aliases_name_only_listed_models() {
+        for g in CATALOG {
+            assert!(
+                vendor_of(g.vast_name).is_some(),
+                "{} is not a Vast.ai name",
+                g.vast_name
+            );
+        }
+        for (alias, names) in ALIASES {
+            for n in *names {
+                assert!(vendor_of(n).is_some(), "{alias}: {n}");
+            }
+            // An alias spelled like a Vast.ai name must include that name.
+            if let Some((same, _)) = VAST_GPU_NAMES.iter().find(|(n, _)| normalise(n) == *alias) {
+                assert!(names.contains(same), "{alias} hides {same}");
+            }
+        }
+        let mut keys: Vec<String> = VAST_GPU_NAMES.iter().map(|(n, _)| normalise(n)).collect();
+        keys.sort();
+        let before = keys.len();
+        keys.dedup();
+        assert_eq!(keys.len(), before, "two names that read the same");
+    }
+
+    #[test]
+    fn makers_decide_gpu_arch() {
+        assert_eq!(resolve("ANY").unwrap().vendor(), Some(GpuVendor::Nvidia));
+        assert_eq!(resolve("H100").unwrap().vendor(), Some(GpuVendor::Nvidia));
+        assert_eq!(
+            resolve("RX_7900_XTX").unwrap().vendor(),
+            Some(GpuVendor::Amd)
+        );
+        assert_eq!(
+            resolve("InstinctMI250X").unwrap().vendor(),
+            Some(GpuVendor::Amd)
+        );
+        assert_eq!(GpuVendor::Amd.gpu_arch(), "amd");
+    }
+
+    /// Hosts report MiB with ECC and the driver's share taken off: the
+    /// floor for "24 GB" admits an A10 and an L4, the one for "80 GB" an
+    /// A100 80 GB and an H100 but no 40 GB card.
+    #[test]
+    fn the_memory_floor_admits_what_hosts_report() {
+        let floor = memory_floor_mb;
+        for reported in [23_028, 23_034, 24_564, 24_576] {
+            assert!(reported >= floor(24.0), "{reported}");
+        }
+        assert!(floor(24.0) > 20_470, "a 20 GB card is not 24 GB");
+        for reported in [81_920, 81_559] {
+            assert!(reported >= floor(80.0));
+        }
+        assert!(40_960 < floor(80.0) && 46_068 >= floor(48.0) && 15_360 >= floor(16.0));
     }
 }

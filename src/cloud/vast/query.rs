@@ -3,10 +3,12 @@
 //! in MB, disk in GB, bandwidth in Mbit/s; JSON numbers and booleans, never
 //! the numeric strings the CLI sends.
 
+use std::time::Duration;
+
 use serde_json::{Map, Value, json};
 
 use crate::cloud::OfferFilter;
-use crate::cloud::vast::gpus::GpuChoice;
+use crate::cloud::vast::gpus::{GpuChoice, memory_floor_mb};
 use crate::config::model::{VastCandidate, VastExtra};
 
 /// Offers asked for per search of one model: Vast.ai sorts them by price,
@@ -18,24 +20,33 @@ pub const SEARCH_LIMIT: u32 = 64;
 pub const SEARCH_LIMIT_MANY_MODELS: u32 = 1000;
 
 /// rigger's filter for one fallback candidate of a runner definition.
-pub fn filter_for(candidate: &VastCandidate, extra: &VastExtra, cpu_arch: &str) -> OfferFilter {
-    let (gpu_names, mut min_gpu_ram_mb): (Vec<String>, _) = match &candidate.gpu {
+/// `max_lifetime` is the controller's `timeouts.max_lifetime` (none for
+/// `rigger plan`, which has no settings): with `max_runtime` it sets how
+/// long the host's contract must last.
+pub fn filter_for(
+    candidate: &VastCandidate,
+    extra: &VastExtra,
+    cpu_arch: &str,
+    max_lifetime: Option<Duration>,
+) -> OfferFilter {
+    let (gpu_names, suffix_gb): (Vec<String>, _) = match &candidate.gpu {
         GpuChoice::Any => (Vec::new(), None),
         GpuChoice::Models {
             vast_names,
-            min_vram_mb,
+            min_vram_gb,
         } => (
             vast_names.iter().map(|n| n.to_string()).collect(),
-            *min_vram_mb,
+            *min_vram_gb,
         ),
     };
-    // `NxANY` states the memory it needs; a named model may add to it.
-    if let Some(gb) = extra.min_gpu_ram_gb {
-        // The parser admits 0 < gb ≤ gpus::MAX_GPU_MEMORY_GB only, so the
-        // MB figure fits a u32 without saturating.
-        let mb = (gb * 1000.0).round() as u32;
-        min_gpu_ram_mb = Some(min_gpu_ram_mb.map_or(mb, |m| m.max(mb)));
-    }
+    // `NxANY` states the memory it needs; a named model may add to it. Both
+    // are GB as sold, and get the same allowance for what hosts report.
+    let min_gb = [suffix_gb.map(f64::from), extra.min_gpu_ram_gb]
+        .into_iter()
+        .flatten()
+        .reduce(f64::max);
+    let min_gpu_ram_mb = min_gb.map(memory_floor_mb);
+    let lifetime = extra.machine_lifetime(max_lifetime);
     let min_cuda = [candidate.min_cuda, extra.min_cuda]
         .into_iter()
         .flatten()
@@ -61,6 +72,8 @@ pub fn filter_for(candidate: &VastCandidate, extra: &VastExtra, cpu_arch: &str) 
         max_dph: extra.max_dph,
         limit,
         cpu_arch: cpu_arch.to_string(),
+        gpu_arch: candidate.gpu.vendor().map(|v| v.gpu_arch().to_string()),
+        min_duration_s: Some(lifetime.as_secs()),
     }
 }
 
@@ -78,6 +91,9 @@ pub fn search_body(f: &OfferFilter) -> Value {
     }
     put("num_gpus", json!({"eq": f.num_gpus}));
     put("cpu_arch", json!({"eq": f.cpu_arch}));
+    if let Some(arch) = &f.gpu_arch {
+        put("gpu_arch", json!({"eq": arch}));
+    }
     match f.gpu_names.as_slice() {
         [] => {}
         [one] => put("gpu_name", json!({"eq": one})),
@@ -106,6 +122,11 @@ pub fn search_body(f: &OfferFilter) -> Value {
         // (major, minor), so 12.10 is not sent as 12.1.
         put("cuda_max_good", json!({"gte": v.to_vast()}));
     }
+    if let Some(s) = f.min_duration_s {
+        // Seconds from now until the host's listing ends (the CLI's input
+        // is days; the API's unit is seconds).
+        put("duration", json!({"gte": s}));
+    }
     put("reliability", json!({"gte": f.min_reliability}));
     put("inet_down", json!({"gte": f.min_inet_down}));
     // For bids the cap applies to the bid, which rigger sets; `dph_total` is
@@ -122,8 +143,10 @@ pub fn search_body(f: &OfferFilter) -> Value {
     Value::Object(q)
 }
 
-/// A wider search for the no-match diagnosis: the same GPUs, none of the
-/// other filters, so rigger can tell which filter emptied the market.
+/// A wider search for the no-match diagnosis: the same GPUs (maker, CPU
+/// architecture and contract length included: a host that cannot run the
+/// runner for its lifetime is no match to suggest), none of the other
+/// filters, so rigger can tell which filter emptied the market.
 pub fn broad_filter(f: &OfferFilter) -> OfferFilter {
     OfferFilter {
         min_gpu_ram_mb: None,
@@ -163,8 +186,21 @@ mod tests {
         runner
             .candidates
             .iter()
-            .map(|c| filter_for(c, &runner.extra, runner.cpu_arch))
+            .map(|c| filter_for(c, &runner.extra, runner.cpu_arch, None))
             .collect()
+    }
+
+    /// The first candidate's filter, or `None` where the file has errors.
+    fn candidates(yaml: &str) -> Option<OfferFilter> {
+        let parsed = parse_file(
+            std::path::Path::new(".cirun.yml"),
+            yaml,
+            FileKind::Repository,
+        );
+        if parsed.diagnostics.errors() > 0 {
+            return None;
+        }
+        Some(filters(yaml).remove(0))
     }
 
     fn body(yaml: &str) -> Value {
@@ -181,7 +217,8 @@ mod tests {
             json!({
                 "rentable": {"eq": true}, "rented": {"eq": false}, "external": {"eq": false},
                 "verified": {"eq": true}, "num_gpus": {"eq": 1}, "gpu_name": {"eq": "RTX 4090"},
-                "cpu_arch": {"eq": "amd64"},
+                "cpu_arch": {"eq": "amd64"}, "gpu_arch": {"eq": "nvidia"},
+                "duration": {"gte": 21_600},
                 "disk_space": {"gte": 30.0}, "allocated_storage": 30.0,
                 "cuda_max_good": {"gte": 12.4},
                 "reliability": {"gte": 0.95}, "inet_down": {"gte": 100.0},
@@ -207,16 +244,16 @@ mod tests {
             json!({"in": ["H100 SXM", "H100 PCIE", "H100 NVL"]})
         );
         let b = body(&format!("{BASE}    instance_type: 4xA100_SXM\n"));
-        assert_eq!(b["gpu_name"], json!({"eq": "A100 SXM4"}));
+        assert_eq!(b["gpu_name"], json!({"in": ["A100 SXM4", "A100 SXM"]}));
         let b = body(&format!("{BASE}    instance_type: 8xA100_SXM4_80GB\n"));
         assert_eq!(b["gpu_name"], json!({"eq": "A100 SXM4"}));
-        // 97% of nominal: hosts report a little less than the marketing size.
-        assert_eq!(b["gpu_ram"], json!({"gte": 77600}));
+        // Hosts report MiB less ECC and the driver's share: 93% of 80 × 1024.
+        assert_eq!(b["gpu_ram"], json!({"gte": 76185}));
     }
 
     #[test]
     fn every_alias_and_every_model_becomes_its_vast_names() {
-        use crate::cloud::vast::gpus::{ALIASES, CATALOG};
+        use crate::cloud::vast::gpus::{ALIASES, CATALOG, GpuVendor, VAST_GPU_NAMES};
         for (alias, names) in ALIASES {
             let b = body(&format!("{BASE}    instance_type: 2x{alias}\n"));
             let expected = match names {
@@ -226,12 +263,28 @@ mod tests {
             assert_eq!(b["gpu_name"], expected, "{alias}");
             assert_eq!(b["num_gpus"], json!({"eq": 2}), "{alias}");
             assert!(b.get("gpu_ram").is_none(), "{alias}: no memory floor");
+            assert_eq!(b["gpu_arch"], json!({"eq": "nvidia"}), "{alias}");
         }
-        for g in CATALOG {
-            let written = g.vast_name.replace(' ', "_");
-            let b = body(&format!("{BASE}    instance_type: 1x{written}\n"));
-            assert_eq!(b["gpu_name"], json!({"eq": g.vast_name}), "{written}");
+        for (name, vendor) in VAST_GPU_NAMES {
+            let written = name.replace(' ', "_");
+            let Some(c) = candidates(&format!("{BASE}    instance_type: 1x{written}\n")) else {
+                assert_eq!(*vendor, GpuVendor::Amd, "{written} refused");
+                continue;
+            };
+            let b = search_body(&c);
+            let listed = match &b["gpu_name"] {
+                Value::Object(o) if o.contains_key("eq") => vec![o["eq"].clone()],
+                Value::Object(o) => o["in"].as_array().cloned().unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            assert!(listed.contains(&json!(name)), "{written}: {listed:?}");
+            assert_eq!(b["gpu_arch"], json!({"eq": vendor.gpu_arch()}), "{written}");
         }
+        assert!(
+            CATALOG
+                .iter()
+                .all(|g| VAST_GPU_NAMES.iter().any(|(n, _)| *n == g.vast_name))
+        );
     }
 
     #[test]
@@ -240,7 +293,39 @@ mod tests {
             "{BASE}    instance_type: 1xANY\n    extra_config:\n      min_gpu_ram: 24\n"
         ));
         assert!(b.get("gpu_name").is_none());
-        assert_eq!(b["gpu_ram"], json!({"gte": 24000}));
+        // An A10 reports 23028 MB, an L4 23034: both are 24 GB cards.
+        assert_eq!(b["gpu_ram"], json!({"gte": 22855}));
+        assert_eq!(b["gpu_arch"], json!({"eq": "nvidia"}), "never an AMD host");
+    }
+
+    /// The suffix and `min_gpu_ram` are one allowance: the larger need wins.
+    #[test]
+    fn a_suffix_and_min_gpu_ram_share_one_floor() {
+        let b = body(&format!(
+            "{BASE}    instance_type: 1xA100_40GB\n    extra_config:\n      min_gpu_ram: 80\n"
+        ));
+        assert_eq!(b["gpu_ram"], json!({"gte": memory_floor_mb(80.0)}));
+        let b = body(&format!("{BASE}    instance_type: 1xA100_80GB\n"));
+        assert_eq!(b["gpu_ram"], json!({"gte": memory_floor_mb(80.0)}));
+    }
+
+    /// The contract must outlast the machine: `max_runtime` minutes, or the
+    /// controller's `max_lifetime` when that is shorter; in seconds.
+    #[test]
+    fn the_host_contract_outlasts_the_machine() {
+        let yaml = format!(
+            "{BASE}    instance_type: 1xRTX_4090\n    extra_config:\n      max_runtime: 120\n"
+        );
+        assert_eq!(body(&yaml)["duration"], json!({"gte": 7_200}));
+        let parsed = parse_file(
+            std::path::Path::new(".cirun.yml"),
+            &yaml,
+            FileKind::Repository,
+        );
+        let runner = parsed.config.unwrap().runners[0].vast.clone().unwrap();
+        let one_hour = Some(Duration::from_secs(3_600));
+        let f = filter_for(&runner.candidates[0], &runner.extra, "amd64", one_hour);
+        assert_eq!(search_body(&f)["duration"], json!({"gte": 3_600}));
     }
 
     #[test]

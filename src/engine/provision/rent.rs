@@ -34,8 +34,10 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             (url, token)
         });
         let now = self.now();
-        let lifetime = (i64::from(vast.extra.max_runtime_minutes) * 60_000)
-            .min(crate::millis::of(self.settings.timeouts.max_lifetime));
+        let lifetime = crate::millis::of(
+            vast.extra
+                .machine_lifetime(Some(self.settings.timeouts.max_lifetime)),
+        );
         let row = NewInstance {
             id,
             job_id: job.job_id,

@@ -147,7 +147,7 @@ mod tests {
         ] {
             let s = search(q.clone());
             let ids = |it: Box<dyn Iterator<Item = &Map<String, Value>> + '_>| -> Vec<i64> {
-                it.filter(|o| filter::matches(o, &s))
+                it.filter(|o| filter::matches(o, &s, &filter::Computed::default()))
                     .filter_map(id_of)
                     .collect()
             };

@@ -28,6 +28,16 @@ pub struct Search {
     pub bid: bool,
 }
 
+/// The columns the server works out for each search rather than stores:
+/// `duration` (seconds from now until the host's `end_date`) and
+/// `dph_total` (the price with the storage asked about, or the minimum bid).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Computed {
+    /// The server's clock, Unix seconds.
+    pub now_s: Option<f64>,
+    pub dph_total: Option<f64>,
+}
+
 /// Why a query cannot be run (400 `invalid_args`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BadQuery(pub String);
@@ -149,7 +159,11 @@ fn boolean(v: &Value) -> Option<bool> {
 
 /// The value of a column on an offer, virtual columns included. Borrowed
 /// where it can be: a search tests every condition on every offer.
-fn column<'a>(offer: &'a Map<String, Value>, col: &str) -> Option<Cow<'a, Value>> {
+fn column<'a>(
+    offer: &'a Map<String, Value>,
+    col: &str,
+    computed: &Computed,
+) -> Option<Cow<'a, Value>> {
     Some(match col {
         "verified" => Cow::Owned(Value::Bool(
             offer.get("verification").and_then(Value::as_str) == Some("verified"),
@@ -164,12 +178,17 @@ fn column<'a>(offer: &'a Map<String, Value>, col: &str) -> Option<Cow<'a, Value>
                 g.get(g.len().saturating_sub(2)..).unwrap_or(""),
             ))
         }
-        "duration" => {
-            let end = offer.get("end_date").and_then(Value::as_f64)?;
-            Cow::Owned(Value::from(
-                end - offer.get("_now").and_then(Value::as_f64).unwrap_or(0.0),
-            ))
-        }
+        "duration" => match (
+            computed.now_s,
+            offer.get("end_date").and_then(Value::as_f64),
+        ) {
+            (Some(now), Some(end)) => Cow::Owned(Value::from(end - now)),
+            _ => Cow::Borrowed(offer.get("duration")?),
+        },
+        "dph_total" => match computed.dph_total {
+            Some(price) => Cow::Owned(Value::from(price)),
+            None => Cow::Borrowed(offer.get("dph_total")?),
+        },
         other => Cow::Borrowed(offer.get(other)?),
     })
 }
@@ -203,7 +222,18 @@ fn equal(a: &Value, b: &Value, col: &str) -> bool {
 /// Whether one condition holds. Columns an offer does not have are ignored,
 /// as the server ignores unknown fields (the CLI only warns about them).
 pub fn holds(offer: &Map<String, Value>, col: &str, op: &str, v: &Value) -> bool {
-    let Some(actual) = column(offer, col) else {
+    holds_with(offer, col, op, v, &Computed::default())
+}
+
+/// [`holds`], with the columns a search computes.
+fn holds_with(
+    offer: &Map<String, Value>,
+    col: &str,
+    op: &str,
+    v: &Value,
+    computed: &Computed,
+) -> bool {
+    let Some(actual) = column(offer, col, computed) else {
         return true;
     };
     let actual = actual.as_ref();
@@ -227,8 +257,12 @@ pub fn holds(offer: &Map<String, Value>, col: &str, op: &str, v: &Value) -> bool
     }
 }
 
-pub fn matches(offer: &Map<String, Value>, s: &Search) -> bool {
-    s.conditions.iter().all(|(c, op, v)| holds(offer, c, op, v))
+/// Whether an offer passes every condition, with the columns the search
+/// computed for it.
+pub fn matches(offer: &Map<String, Value>, s: &Search, computed: &Computed) -> bool {
+    s.conditions
+        .iter()
+        .all(|(c, op, v)| holds_with(offer, c, op, v, computed))
 }
 
 /// Sort by the query's order (numbers as numbers), then by id.
@@ -273,7 +307,45 @@ mod tests {
     }
 
     fn ok(q: Value) -> bool {
-        matches(&offer(), &parse(q.as_object().unwrap()).unwrap())
+        matches(
+            &offer(),
+            &parse(q.as_object().unwrap()).unwrap(),
+            &Computed::default(),
+        )
+    }
+
+    /// `duration` counts from the server's clock to `end_date`, in seconds;
+    /// `dph_total` is the price worked out for this search.
+    #[test]
+    fn computed_columns_filter_as_the_server_works_them_out() {
+        let mut o = offer();
+        o.insert("end_date".into(), json!(10_000.0 + 7_200.0));
+        let at = |now: f64, price: f64| Computed {
+            now_s: Some(now),
+            dph_total: Some(price),
+        };
+        let q = |v: Value| parse(v.as_object().unwrap()).unwrap();
+        let six_hours = q(json!({"duration": {"gte": 21_600.0}}));
+        assert!(!matches(&o, &six_hours, &at(10_000.0, 0.3)), "2 h left");
+        assert!(matches(
+            &o,
+            &q(json!({"duration": {"gte": "3600"}})),
+            &at(10_000.0, 0.3)
+        ));
+        assert!(!matches(
+            &o,
+            &q(json!({"duration": {"gte": 3600}})),
+            &at(14_000.0, 0.3)
+        ));
+        let cheap = q(json!({"dph_total": {"lte": "0.5"}}));
+        assert!(matches(&o, &cheap, &at(0.0, 0.42)));
+        assert!(!matches(&o, &cheap, &at(0.0, 0.51)));
+        let arch = q(json!({"gpu_arch": {"eq": "nvidia"}, "cpu_arch": {"in": ["amd64"]}}));
+        o.insert("gpu_arch".into(), json!("amd"));
+        o.insert("cpu_arch".into(), json!("amd64"));
+        assert!(!matches(&o, &arch, &at(0.0, 0.1)));
+        o.insert("gpu_arch".into(), json!("nvidia"));
+        assert!(matches(&o, &arch, &at(0.0, 0.1)));
     }
 
     #[test]

@@ -6,10 +6,20 @@ use serde_json::{Map, Value, json};
 
 use super::super::Rng;
 
+/// Which GPU maker's driver a host runs (`gpu_arch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arch {
+    Nvidia,
+    Amd,
+}
+
 /// One GPU model on the market.
 struct Model {
     name: &'static str,
-    vram_gb: u32,
+    /// Memory per GPU as the host reports it: MiB, as `nvidia-smi` (or
+    /// `rocm-smi`) shows it, which Vast.ai's API calls MB. An RTX 4090 is
+    /// 24564, an A10 23028 (ECC on): less than "24 GB" × 1000.
+    vram_mib: u32,
     /// Typical $/hour for one GPU on demand.
     price: f64,
     /// How common it is.
@@ -17,11 +27,15 @@ struct Model {
     /// Vast.ai `dlperf` of one GPU, roughly.
     dlperf: f64,
     compute_cap: u32,
+    arch: Arch,
+    /// Grace Hopper hosts are arm64; every other model here sits in an
+    /// x86-64 host.
+    cpu_arch: &'static str,
 }
 
 const fn m(
     name: &'static str,
-    vram_gb: u32,
+    vram_mib: u32,
     price: f64,
     share: f64,
     dlperf: f64,
@@ -29,50 +43,91 @@ const fn m(
 ) -> Model {
     Model {
         name,
-        vram_gb,
+        vram_mib,
         price,
         share,
         dlperf,
         compute_cap: cc,
+        arch: Arch::Nvidia,
+        cpu_arch: "amd64",
     }
 }
 
-/// About thirty models; prices are typical on-demand $/GPU-hour.
+/// An AMD model: no CUDA, no compute capability.
+const fn amd(name: &'static str, vram_mib: u32, price: f64, share: f64, dlperf: f64) -> Model {
+    Model {
+        arch: Arch::Amd,
+        ..m(name, vram_mib, price, share, dlperf, 0)
+    }
+}
+
+/// An NVIDIA model in an arm64 host.
+const fn arm(
+    name: &'static str,
+    vram_mib: u32,
+    price: f64,
+    share: f64,
+    dlperf: f64,
+    cc: u32,
+) -> Model {
+    Model {
+        cpu_arch: "arm64",
+        ..m(name, vram_mib, price, share, dlperf, cc)
+    }
+}
+
+/// About forty models with the names Vast.ai lists (the `vastai` SDK's
+/// `data/query.py`), including some without a figure in rigger's speed
+/// table (`RTX 5070`, `A30`, `A100 SXM`), AMD GPUs (`RX 7900 XTX`,
+/// `InstinctMI250X`, `PRO W7900`: Vast.ai writes the Instinct names without
+/// a space) and arm64 Grace Hopper hosts (`GH200 SXM`). Prices are typical
+/// on-demand $/GPU-hour; memory is the MiB figure the driver reports.
 const MODELS: &[Model] = &[
-    m("RTX 3060", 12, 0.06, 4.0, 15.0, 860),
-    m("RTX 3070", 8, 0.07, 3.0, 18.0, 860),
-    m("RTX 3080", 10, 0.09, 4.0, 24.0, 860),
-    m("RTX 3080 Ti", 12, 0.11, 2.0, 27.0, 860),
-    m("RTX 3090", 24, 0.18, 10.0, 30.0, 860),
-    m("RTX 3090 Ti", 24, 0.21, 1.5, 33.0, 860),
-    m("RTX 4060 Ti", 16, 0.10, 2.0, 18.0, 890),
-    m("RTX 4070", 12, 0.11, 2.0, 24.0, 890),
-    m("RTX 4070 Ti", 12, 0.13, 2.0, 28.0, 890),
-    m("RTX 4080", 16, 0.17, 3.0, 36.0, 890),
-    m("RTX 4080S", 16, 0.18, 2.0, 38.0, 890),
-    m("RTX 4090", 24, 0.35, 14.0, 48.0, 890),
-    m("RTX 5080", 16, 0.25, 2.0, 45.0, 1200),
-    m("RTX 5090", 32, 0.60, 5.0, 66.0, 1200),
-    m("RTX A4000", 16, 0.10, 2.0, 16.0, 860),
-    m("RTX A4500", 20, 0.15, 1.0, 21.0, 860),
-    m("RTX A5000", 24, 0.20, 3.0, 27.0, 860),
-    m("RTX A6000", 48, 0.45, 4.0, 33.0, 860),
-    m("RTX 6000Ada", 48, 0.75, 2.0, 48.0, 890),
-    m("Q RTX 8000", 48, 0.30, 1.0, 18.0, 750),
-    m("Tesla T4", 16, 0.10, 1.5, 9.0, 750),
-    m("Tesla V100", 16, 0.20, 2.0, 25.0, 700),
-    m("A10", 24, 0.20, 1.0, 21.0, 860),
-    m("A40", 48, 0.40, 1.5, 31.0, 860),
-    m("L4", 24, 0.25, 1.0, 13.0, 890),
-    m("L40", 48, 0.70, 1.0, 42.0, 890),
-    m("L40S", 48, 0.80, 2.0, 45.0, 890),
-    m("A100 PCIE", 40, 0.90, 2.0, 54.0, 800),
-    m("A100 SXM4", 80, 1.10, 3.0, 60.0, 800),
-    m("H100 PCIE", 80, 1.90, 2.0, 78.0, 900),
-    m("H100 SXM", 80, 2.20, 4.0, 99.0, 900),
-    m("H100 NVL", 94, 2.30, 1.0, 90.0, 900),
-    m("H200", 141, 3.00, 1.0, 108.0, 900),
+    m("RTX 3060", 12288, 0.06, 4.0, 15.0, 860),
+    m("RTX 3070", 8192, 0.07, 3.0, 18.0, 860),
+    m("RTX 3080", 10240, 0.09, 4.0, 24.0, 860),
+    m("RTX 3080 Ti", 12288, 0.11, 2.0, 27.0, 860),
+    m("RTX 3090", 24576, 0.18, 10.0, 30.0, 860),
+    m("RTX 3090 Ti", 24564, 0.21, 1.5, 33.0, 860),
+    m("RTX 4060 Ti", 16380, 0.10, 2.0, 18.0, 890),
+    m("RTX 4070", 12282, 0.11, 2.0, 24.0, 890),
+    m("RTX 4070 Ti", 12282, 0.13, 2.0, 28.0, 890),
+    m("RTX 4080", 16376, 0.17, 3.0, 36.0, 890),
+    m("RTX 4080S", 16376, 0.18, 2.0, 38.0, 890),
+    m("RTX 4090", 24564, 0.35, 14.0, 48.0, 890),
+    m("RTX 5070", 12227, 0.12, 1.5, 30.0, 1200),
+    m("RTX 5080", 16303, 0.25, 2.0, 45.0, 1200),
+    m("RTX 5090", 32607, 0.60, 5.0, 66.0, 1200),
+    m("RTX A4000", 16376, 0.10, 2.0, 16.0, 860),
+    m("RTX A4500", 20470, 0.15, 1.0, 21.0, 860),
+    m("RTX A5000", 24564, 0.20, 3.0, 27.0, 860),
+    m("RTX A6000", 49140, 0.45, 4.0, 33.0, 860),
+    m("RTX 6000Ada", 49140, 0.75, 2.0, 48.0, 890),
+    m("Q RTX 8000", 49152, 0.30, 1.0, 18.0, 750),
+    m("Tesla T4", 15360, 0.10, 1.5, 9.0, 750),
+    m("Tesla V100", 16384, 0.20, 2.0, 25.0, 700),
+    m("A10", 23028, 0.20, 1.0, 21.0, 860),
+    m("A30", 24576, 0.22, 0.8, 24.0, 800),
+    m("A40", 46068, 0.40, 1.5, 31.0, 860),
+    m("L4", 23034, 0.25, 1.0, 13.0, 890),
+    m("L40", 46068, 0.70, 1.0, 42.0, 890),
+    m("L40S", 46068, 0.80, 2.0, 45.0, 890),
+    m("A100 PCIE", 40960, 0.90, 2.0, 54.0, 800),
+    m("A100 SXM4", 81920, 1.10, 3.0, 60.0, 800),
+    m("A100 SXM", 81920, 1.05, 1.0, 60.0, 800),
+    m("H100 PCIE", 81559, 1.90, 2.0, 78.0, 900),
+    m("H100 SXM", 81559, 2.20, 4.0, 99.0, 900),
+    m("H100 NVL", 95830, 2.30, 1.0, 90.0, 900),
+    m("H200", 143771, 3.00, 1.0, 108.0, 900),
+    arm("GH200 SXM", 97871, 1.60, 0.8, 100.0, 900),
+    amd("RX 7900 XTX", 24560, 0.14, 3.0, 40.0),
+    amd("PRO W7900", 49136, 0.35, 0.8, 40.0),
+    amd("InstinctMI250X", 65520, 0.90, 0.6, 70.0),
 ];
+
+/// Share of hosts whose contract ends within hours (hosts set an end date
+/// on their listing; an instance is stopped when it passes).
+const SHORT_CONTRACT_SHARE: f64 = 0.12;
 
 /// Every model name, as `GET /api/v0/gpu_names/unique/` lists them.
 pub fn gpu_names() -> Vec<&'static str> {
@@ -153,6 +208,17 @@ pub fn generate(seed: u64, n: usize, now_s: f64) -> Vec<Map<String, Value>> {
                 rng.range(0.95, 0.9995)
             });
             let cuda_i = rng.below(CUDA.len());
+            // An AMD host has no CUDA driver: its driver is ROCm's amdgpu.
+            let (cuda_max_good, driver) = match model.arch {
+                Arch::Nvidia => (CUDA[cuda_i], DRIVERS[cuda_i]),
+                Arch::Amd => (0.0, "6.10.5"),
+            };
+            // Seconds until the host's listing ends (`duration`).
+            let contract_s = if rng.chance(SHORT_CONTRACT_SHARE) {
+                rng.range(0.5, 12.0) * 3600.0
+            } else {
+                rng.range(7.0, 120.0) * 86_400.0
+            };
             let vms_enabled = rng.chance(0.3);
             let direct_ports = if vms_enabled || rng.chance(0.7) {
                 rng.below(200) as i64 + 1
@@ -160,7 +226,7 @@ pub fn generate(seed: u64, n: usize, now_s: f64) -> Vec<Map<String, Value>> {
                 0
             };
             let cpu_cores = [8u32, 16, 24, 32, 64, 128][rng.below(6)];
-            let vram_mb = model.vram_gb * 1000 + rng.below(600) as u32;
+            let vram_mb = model.vram_mib;
             let disk = (rng.range(40.0, 2000.0)).round();
             let verified = rng.chance(0.85);
             let dlperf = round4(model.dlperf * f64::from(num_gpus) * rng.range(0.85, 1.1));
@@ -175,13 +241,16 @@ pub fn generate(seed: u64, n: usize, now_s: f64) -> Vec<Map<String, Value>> {
                 "gpu_ram": vram_mb,
                 "gpu_total_ram": vram_mb * num_gpus,
                 "gpu_frac": 1.0,
-                "gpu_arch": "nvidia",
+                "gpu_arch": match model.arch {
+                    Arch::Nvidia => "nvidia",
+                    Arch::Amd => "amd",
+                },
                 "compute_cap": model.compute_cap,
-                "cpu_arch": "amd64",
+                "cpu_arch": model.cpu_arch,
                 "cpu_cores": cpu_cores,
                 "cpu_cores_effective": f64::from(cpu_cores) * f64::from(num_gpus) / 8.0_f64.max(f64::from(num_gpus)),
                 "cpu_ram": (rng.range(16.0, 512.0) * 1000.0).round(),
-                "cpu_name": "AMD EPYC 7543",
+                "cpu_name": if model.cpu_arch == "arm64" { "NVIDIA Grace" } else { "AMD EPYC 7543" },
                 "disk_space": disk,
                 "disk_name": "Samsung SSD 990",
                 "dph_base": dph_base,
@@ -193,9 +262,9 @@ pub fn generate(seed: u64, n: usize, now_s: f64) -> Vec<Map<String, Value>> {
                 "inet_up_cost": round4(rng.range(0.0, 0.02)),
                 "reliability": reliability,
                 "reliability2": reliability,
-                "cuda_max_good": CUDA[cuda_i],
-                "driver_version": DRIVERS[cuda_i],
-                "driver_vers": driver_number(DRIVERS[cuda_i]),
+                "cuda_max_good": cuda_max_good,
+                "driver_version": driver,
+                "driver_vers": driver_number(driver),
                 "geolocation": geolocation,
                 "verification": if verified { "verified" } else { "unverified" },
                 "vms_enabled": vms_enabled,
@@ -211,7 +280,7 @@ pub fn generate(seed: u64, n: usize, now_s: f64) -> Vec<Map<String, Value>> {
                 "pci_gen": 4.0,
                 "public_ipaddr": format!("203.0.113.{}", 1 + rng.below(254)),
                 "static_ip": rng.chance(0.5),
-                "end_date": now_s + rng.range(7.0, 120.0) * 86_400.0,
+                "end_date": (now_s + contract_s).round(),
             });
             let map = o.as_object_mut().expect("an object");
             std::mem::take(map)
@@ -251,7 +320,7 @@ mod tests {
             .collect();
         models.sort_unstable();
         models.dedup();
-        assert!(models.len() >= 28, "{}", models.len());
+        assert!(models.len() >= 36, "{}", models.len());
         let mut ids: Vec<i64> = offers.iter().map(|o| o["id"].as_i64().unwrap()).collect();
         ids.dedup();
         assert_eq!(ids.len(), 2000, "ids are unique and increasing");
@@ -261,5 +330,45 @@ mod tests {
                 .iter()
                 .any(|o| o["geolocation"].as_str().unwrap().ends_with("DE"))
         );
+    }
+
+    /// What the issue says the market lacked: AMD GPUs, arm64 hosts,
+    /// contracts ending within hours, names outside rigger's speed table,
+    /// memory in MiB as the driver reports it.
+    #[test]
+    fn the_market_has_what_vast_ai_has() {
+        let offers = generate(1, 2000, 1_000.0);
+        let has = |f: &dyn Fn(&Map<String, Value>) -> bool| offers.iter().any(f);
+        let s = |o: &Map<String, Value>, k: &str| o[k].as_str().unwrap_or_default().to_string();
+        assert!(has(
+            &|o| s(o, "gpu_arch") == "amd" && s(o, "gpu_name") == "RX 7900 XTX"
+        ));
+        assert!(has(
+            &|o| s(o, "gpu_name") == "InstinctMI250X" && o["cuda_max_good"] == 0.0
+        ));
+        assert!(has(
+            &|o| s(o, "cpu_arch") == "arm64" && s(o, "gpu_name") == "GH200 SXM"
+        ));
+        assert!(
+            offers
+                .iter()
+                .all(|o| (s(o, "cpu_arch") == "arm64") == (s(o, "gpu_name") == "GH200 SXM"))
+        );
+        let hours = |o: &Map<String, Value>| (o["end_date"].as_f64().unwrap() - 1_000.0) / 3600.0;
+        assert!(has(&|o| hours(o) < 6.0), "some contracts end within hours");
+        assert!(has(&|o| hours(o) > 24.0 * 7.0));
+        for name in ["RTX 5070", "A30", "A100 SXM"] {
+            assert!(has(&|o| s(o, "gpu_name") == name), "{name}");
+        }
+        let ram = |name: &str| {
+            offers
+                .iter()
+                .find(|o| s(o, "gpu_name") == name)
+                .map(|o| o["gpu_ram"].as_u64().unwrap())
+        };
+        assert_eq!(ram("RTX 4090"), Some(24564));
+        assert_eq!(ram("A10"), Some(23028));
+        assert_eq!(ram("L4"), Some(23034));
+        assert_eq!(ram("A100 SXM4"), Some(81920));
     }
 }

@@ -294,6 +294,25 @@ impl SimVast {
             .collect()
     }
 
+    /// An offer still on the market, as listed.
+    pub fn offer(&self, id: i64) -> Option<serde_json::Map<String, Value>> {
+        self.world().offers.get(id).cloned()
+    }
+
+    /// List an offer (one with the same id is replaced): how a story puts
+    /// the host it is about on the market.
+    pub fn list_offer(&self, offer: serde_json::Map<String, Value>) {
+        self.world().offers.put(offer);
+    }
+
+    /// The offer an instance was rented from.
+    pub fn rented_offer(&self, instance: i64) -> Option<serde_json::Map<String, Value>> {
+        self.world()
+            .instances
+            .get(&instance)
+            .map(|i| i.offer.clone())
+    }
+
     pub fn ledger(&self) -> Vec<Charge> {
         self.world().ledger.clone()
     }

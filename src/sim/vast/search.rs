@@ -20,17 +20,29 @@ pub(super) fn search(sim: &SimVast, q: &Value) -> Response {
         Ok(s) => s,
         Err(filter::BadQuery(why)) => return error(StatusCode::BAD_REQUEST, "invalid_args", &why),
     };
+    let now_s = sim.now() as f64 / 1000.0;
     let w = sim.world();
-    // Rank references with their price; copy only the offers answered.
+    // Price every candidate first: `dph_total` is a column a search may
+    // filter on, not only order by. Rank references; copy only the offers
+    // answered.
     let mut found: Vec<(&Map<String, Value>, Value)> = w
         .offers
         .candidates(&s)
-        .filter(|o| filter::matches(o, &s))
-        .map(|o| (o, json!(dph_total(o, &s))))
+        .filter_map(|o| {
+            let price = dph_total(o, &s);
+            let computed = filter::Computed {
+                now_s: Some(now_s),
+                dph_total: Some(price),
+            };
+            filter::matches(o, &s, &computed).then(|| (o, json!(price)))
+        })
         .collect();
     filter::sort_by_columns(&mut found, &s.order, column_of);
     found.truncate(s.limit);
-    let found: Vec<Map<String, Value>> = found.into_iter().map(|(o, _)| priced(o, &s)).collect();
+    let found: Vec<Map<String, Value>> = found
+        .into_iter()
+        .map(|(o, _)| priced(o, &s, now_s))
+        .collect();
     drop(w);
     json_response(StatusCode::OK, json!({"offers": found}))
 }
@@ -56,11 +68,19 @@ fn dph_total(o: &Map<String, Value>, s: &filter::Search) -> f64 {
 }
 
 /// An offer with `dph_total` for the storage asked about, and for bids the
-/// minimum bid as its price.
-fn priced(o: &Map<String, Value>, s: &filter::Search) -> Map<String, Value> {
+/// minimum bid as its price. It also carries `duration`, the seconds left until the host's listing
+/// ends, as the real API reports it.
+fn priced(o: &Map<String, Value>, s: &filter::Search, now_s: f64) -> Map<String, Value> {
     let total = dph_total(o, s);
+    let left = o
+        .get("end_date")
+        .and_then(Value::as_f64)
+        .map(|end| ((end - now_s) * 100.0).round() / 100.0);
     let mut o = o.clone();
     o.insert("dph_total".into(), json!(total));
+    if let Some(left) = left {
+        o.insert("duration".into(), json!(left));
+    }
     o.insert("is_bid".into(), json!(s.bid));
     o
 }
