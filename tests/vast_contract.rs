@@ -396,6 +396,8 @@ fn filter(vm: bool) -> OfferFilter {
         max_dph: Some(5.0),
         limit: 20,
         cpu_arch: "amd64".into(),
+        gpu_arch: Some("nvidia".into()),
+        min_duration_s: Some(3600),
     }
 }
 
