@@ -193,7 +193,7 @@ impl World {
         if !running || i.bid.is_none_or(|b| b >= winning_bid) {
             return false;
         }
-        i.gpu_dollars_before = i.gpu_dollars_before + gpu_dollars_of_span(i, now_ms);
+        i.gpu_dollars_before += gpu_dollars_of_span(i, now_ms);
         i.running_ms = None;
         i.ended_ms = Some(now_ms);
         i.phase = Phase::Outbid;
@@ -217,7 +217,8 @@ impl World {
             .get("num_gpus")
             .and_then(Value::as_f64)
             .unwrap_or(1.0);
-        if !(price >= 0.001) {
+        // NaN is refused too.
+        if price.is_nan() || price < 0.001 {
             return Err(BidError::Invalid("Please set a bid price >= 0.001.".into()));
         }
         if price > 32.0 * gpus {
@@ -245,4 +246,124 @@ fn gpu_dollars_of_span(i: &Instance, now_ms: i64) -> f64 {
         .running_ms
         .map_or(0.0, |r| (ended - r).max(0) as f64 / 1000.0);
     i.gpu_dph() * running_s / 3600.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::limits::Limits;
+    use super::super::market::generate;
+    use super::super::world::{Faults, Rental};
+    use super::*;
+
+    fn world(faults: Faults) -> World {
+        World::new(generate(3, 50, 0.0), 3, 10_000, faults, Limits::none())
+    }
+
+    fn rental(bid: Option<f64>) -> Rental {
+        Rental {
+            image: "nvidia/cuda:12.4.1-runtime-ubuntu22.04".into(),
+            disk_gb: 30.0,
+            runtype: "args".into(),
+            bid,
+            ..Rental::default()
+        }
+    }
+
+    fn status(w: &World, id: i64) -> (Option<&'static str>, String) {
+        let i = &w.instances[&id];
+        (actual_status(i), status_msg(i))
+    }
+
+    #[test]
+    fn a_host_without_heartbeat_holds_everything_and_comes_back() {
+        let mut w = world(Faults::default());
+        let offer = w.offers.iter().next().unwrap()["id"].as_i64().unwrap();
+        let (id, _) = w.rent(offer, rental(None), 0).unwrap();
+        assert!(w.host_goes(id, HostStatus::Unknown, Some(60_000), 0));
+        // Due to boot at 10 s, but its host is not heard from.
+        assert!(w.tick(30_000).is_empty());
+        assert_eq!(status(&w, id).0, Some("unknown"));
+        let booted = w.tick(60_000);
+        assert_eq!(booted.len(), 1, "back, and booted");
+        assert_eq!(status(&w, id).0, Some("running"));
+        // For good: stays offline.
+        assert!(w.host_goes(id, HostStatus::Offline, None, 60_000));
+        w.tick(10_000_000);
+        assert_eq!(status(&w, id).0, Some("offline"));
+        assert!(!w.host_goes(999, HostStatus::Frozen, None, 0));
+        assert!(
+            "asleep"
+                .parse::<HostStatus>()
+                .unwrap_err()
+                .contains("known")
+        );
+    }
+
+    #[test]
+    fn a_container_that_cannot_start_stays_created_with_dockers_words() {
+        let mut w = world(Faults {
+            fatal_boot_rate: 1.0,
+            ..Faults::default()
+        });
+        let offer = w.offers.iter().next().unwrap()["id"].as_i64().unwrap();
+        let (id, _) = w.rent(offer, rental(None), 0).unwrap();
+        assert!(w.tick(3_600_000).is_empty(), "never boots");
+        let (actual, msg) = status(&w, id);
+        assert_eq!(actual, Some("created"));
+        assert!(msg.starts_with("Error response from daemon"), "{msg}");
+    }
+
+    #[test]
+    fn a_bid_below_the_risen_minimum_is_invalid_price_and_the_offer_keeps_it() {
+        let mut w = world(Faults {
+            price_rises: 1,
+            ..Faults::default()
+        });
+        let o = w.offers.iter().next().unwrap().clone();
+        let (offer, floor) = (o["id"].as_i64().unwrap(), o["min_bid"].as_f64().unwrap());
+        let refused = w.rent(offer, rental(Some(floor)), 0);
+        assert!(
+            matches!(refused, Err(RentError::InvalidPrice(_))),
+            "{refused:?}"
+        );
+        let risen = w.offers.get(offer).unwrap()["min_bid"].as_f64().unwrap();
+        assert!(risen > floor);
+        assert!(
+            w.rent(offer, rental(Some(risen)), 0).is_ok(),
+            "at the new minimum"
+        );
+    }
+
+    #[test]
+    fn an_outbid_instance_stops_and_resumes_when_its_bid_is_raised() {
+        let mut w = world(Faults::default());
+        let o = w.offers.iter().next().unwrap().clone();
+        let (offer, floor) = (o["id"].as_i64().unwrap(), o["min_bid"].as_f64().unwrap());
+        let (id, _) = w.rent(offer, rental(Some(floor)), 0).unwrap();
+        w.tick(10_000);
+        assert!(
+            !w.outbid(id, floor / 2.0, 20_000),
+            "a lower bid wins nothing"
+        );
+        assert!(w.outbid(id, floor * 2.0, 20_000));
+        assert_eq!(status(&w, id).0, Some("exited"));
+        let stopped = w.instances[&id].cost_at(20_000);
+        // Storage only while stopped.
+        let later = w.instances[&id].cost_at(3_620_000);
+        let storage = w.instances[&id].storage_dph();
+        assert!((later - stopped - storage).abs() < 1e-9);
+        assert_eq!(
+            w.change_bid(id, floor * 1.5, 3_620_000),
+            Ok(()),
+            "accepted, still below the winner"
+        );
+        assert_eq!(status(&w, id).0, Some("exited"));
+        assert_eq!(w.change_bid(id, floor * 2.0, 3_620_000), Ok(()));
+        assert_eq!(status(&w, id).0, Some("running"));
+        assert_eq!(
+            w.change_bid(id, 0.0, 0),
+            Err(BidError::Invalid("Please set a bid price >= 0.001.".into()))
+        );
+        assert_eq!(w.change_bid(424242, 1.0, 0), Err(BidError::NoSuchInstance));
+    }
 }
