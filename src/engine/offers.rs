@@ -261,6 +261,8 @@ fn status(s: InstanceStatus) -> CloudStatus {
         InstanceStatus::Loading => CloudStatus::Loading,
         InstanceStatus::Running => CloudStatus::Running,
         InstanceStatus::Exited => CloudStatus::Exited,
+        InstanceStatus::Unreachable => CloudStatus::Unreachable,
+        InstanceStatus::BootFailed => CloudStatus::BootFailed,
     }
 }
 
@@ -269,6 +271,7 @@ fn view(i: ProviderInstance) -> CloudView {
         provider_id: i.id,
         label: i.label,
         status: status(i.status),
+        detail: i.status_detail,
     }
 }
 
