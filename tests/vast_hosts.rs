@@ -21,6 +21,19 @@ fn the_machine(s: &Story) -> i64 {
     live[0].0
 }
 
+/// rigger rents a machine for the queued job; it boots, runs the job to its
+/// end, and nothing is left behind.
+async fn a_new_machine_serves_it_to_the_end(s: &Story, job: i64) {
+    s.rigger_provisions().await;
+    let taken = s.machines_boot();
+    assert_eq!(taken.len(), 1, "one new machine took the job");
+    s.webhooks_arrive().await;
+    s.github.finish_job(job, "success");
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(job).await, JobState::Completed);
+    s.nothing_leaked().await;
+}
+
 async fn a_busy_machine_whose_host_loses_its_heartbeat_keeps_its_job() {
     let s = Story::begin("hosts-busy-unknown").await;
     let job = s.a_job_is_queued("cirun-gpu--2101");
@@ -125,14 +138,7 @@ async fn an_idle_machine_whose_host_stays_unreachable_is_replaced_after_the_grac
         JobState::Queued,
         "back in the queue"
     );
-    s.rigger_provisions().await;
-    let taken = s.machines_boot();
-    assert_eq!(taken.len(), 1);
-    s.webhooks_arrive().await;
-    s.github.finish_job(job, "success");
-    s.webhooks_arrive().await;
-    assert_eq!(s.job_state(job).await, JobState::Completed);
-    s.nothing_leaked().await;
+    a_new_machine_serves_it_to_the_end(&s, job).await;
 }
 
 async fn a_container_that_cannot_pull_its_image_fails_over_at_once() {
@@ -205,6 +211,24 @@ async fn a_bid_the_market_outgrew_goes_to_the_next_offer() {
     s.nothing_leaked().await;
 }
 
+async fn an_outbid_machine_is_given_up_and_its_job_served_by_another() {
+    let s = Story::begin("hosts-outbid").await;
+    let job = s.a_job_is_queued("cirun-gpu-fallback--2108");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    let id = the_machine(&s);
+    // Someone bids more for the machine: Vast.ai stops the instance (its
+    // disk kept and billed) until the bid is raised; rigger does not wait.
+    assert!(s.vast.outbid(id, 100.0), "rented as a bid");
+    s.engine.reconcile_once().await.unwrap();
+    assert!(
+        s.vast.live_instances().is_empty(),
+        "the stopped machine is destroyed"
+    );
+    assert_eq!(s.job_state(job).await, JobState::Queued);
+    a_new_machine_serves_it_to_the_end(&s, job).await;
+}
+
 async fn an_offer_gone_answered_200_is_the_next_offer_not_a_failed_job() {
     let s = Story::begin("hosts-gone-200").await;
     s.vast.set_faults(Faults {
@@ -223,14 +247,7 @@ async fn an_offer_gone_answered_200_is_the_next_offer_not_a_failed_job() {
     assert_eq!(state, JobState::Queued, "the job waits for another offer");
     s.vast.set_faults(Faults::default());
     s.clock.advance_ms(5 * MIN);
-    s.rigger_provisions().await;
-    let taken = s.machines_boot();
-    assert_eq!(taken.len(), 1);
-    s.webhooks_arrive().await;
-    s.github.finish_job(job, "success");
-    s.webhooks_arrive().await;
-    assert_eq!(s.job_state(job).await, JobState::Completed);
-    s.nothing_leaked().await;
+    a_new_machine_serves_it_to_the_end(&s, job).await;
 }
 
 async fn a_proxys_404_on_destroy_is_not_taken_for_destroyed() {
@@ -278,6 +295,7 @@ both_databases!(
     an_idle_machine_whose_host_stays_unreachable_is_replaced_after_the_grace,
     a_container_that_cannot_pull_its_image_fails_over_at_once,
     a_bid_the_market_outgrew_goes_to_the_next_offer,
+    an_outbid_machine_is_given_up_and_its_job_served_by_another,
     an_offer_gone_answered_200_is_the_next_offer_not_a_failed_job,
     a_proxys_404_on_destroy_is_not_taken_for_destroyed,
 );
