@@ -168,6 +168,13 @@ async fn a_container_that_cannot_pull_its_image_fails_over_at_once() {
             .any(|m| said.contains(m)),
         "the job does not say why its machine failed: {said:?}"
     );
+    let events = s.events(job).await;
+    assert!(
+        events
+            .iter()
+            .any(|(kind, text)| kind == "boot_log" && text.contains("Error response from daemon")),
+        "the machine's log was not kept: {events:?}"
+    );
     let run = &s.github.check_runs()[0];
     assert!(
         run.summary.contains(&said) && run.title.contains("failed to boot"),

@@ -393,7 +393,11 @@ impl World {
         let fatal =
             self.faults.fatal_boot_rate > 0.0 && self.rng.chance(self.faults.fatal_boot_rate);
         let boot_failure = fatal.then(|| super::hosts::fatal_boot_message(&r.image, &mut self.rng));
-        let image = r.image.clone();
+        // The host's log says what Docker said, as the boot log rigger keeps.
+        let log = match &boot_failure {
+            Some(why) => format!("pulling {}\n{why}\n", r.image),
+            None => format!("pulling {}\n", r.image),
+        };
         self.instances.insert(
             id,
             Instance {
@@ -417,7 +421,7 @@ impl World {
                 stuck,
                 dies,
                 booted: false,
-                log: format!("pulling {image}\n"),
+                log,
                 exit_code: None,
                 outage: None,
                 boot_failure,
