@@ -134,6 +134,9 @@ pub struct Timeouts {
     pub bootstrap: Duration,
     pub idle: Duration,
     pub job_quiet: Duration,
+    /// How long an online machine's host may be unreachable on Vast.ai
+    /// (`unknown`, `offline`, `frozen`) before the machine is given up.
+    pub unreachable: Duration,
     pub max_lifetime: Duration,
     /// How long a job may wait for capacity: GitHub's own queue limit.
     pub queue: Duration,
@@ -386,6 +389,7 @@ struct TimeoutsFile {
     bootstrap: Option<String>,
     idle: Option<String>,
     job_quiet: Option<String>,
+    unreachable: Option<String>,
     max_lifetime: Option<String>,
     queue: Option<String>,
 }
@@ -925,6 +929,7 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Settings, SettingsError> {
         bootstrap: check.duration("bootstrap", t.bootstrap, &range::BOOTSTRAP),
         idle: check.duration("idle", t.idle, &range::IDLE),
         job_quiet: check.duration("job_quiet", t.job_quiet, &range::JOB_QUIET),
+        unreachable: check.duration("unreachable", t.unreachable, &range::UNREACHABLE),
         max_lifetime: check.duration("max_lifetime", t.max_lifetime, &range::MAX_LIFETIME),
         queue: check.duration("queue", t.queue, &range::QUEUE),
     };

@@ -526,7 +526,8 @@ async fn a_dying_host_goes_offline_and_a_stuck_instance_never_runs() {
 
     w.clock.advance_ms(30_000);
     let dead = status(dies.clone()).await;
-    assert_eq!(dead.status, InstanceStatus::Exited);
+    // `offline` is a state hosts come back from: unreachable, not exited.
+    assert_eq!(dead.status, InstanceStatus::Unreachable);
     assert!(
         dead.status_detail.contains("offline"),
         "{}",

@@ -105,6 +105,7 @@ fn accepted(s: &Settings, planted: bool) {
         ("bootstrap", t.bootstrap),
         ("idle", t.idle),
         ("job_quiet", t.job_quiet),
+        ("unreachable", t.unreachable),
         ("max_lifetime", t.max_lifetime),
         ("queue", t.queue),
     ] {

@@ -126,6 +126,12 @@ pub enum InstanceStatus {
     Running,
     /// Stopped, exited, or its host is gone: it runs nothing but may still bill.
     Exited,
+    /// Its host is not heard from (`unknown`), disconnected (`offline`) or
+    /// frozen: what runs there may go on, and the host may come back.
+    Unreachable,
+    /// Its container cannot start (the image cannot be pulled, the runtime
+    /// fails): it never will; `status_detail` says why.
+    BootFailed,
 }
 
 /// An instance as the cloud reports it.

@@ -267,6 +267,8 @@ fn status(s: InstanceStatus) -> CloudStatus {
         InstanceStatus::Loading => CloudStatus::Loading,
         InstanceStatus::Running => CloudStatus::Running,
         InstanceStatus::Exited => CloudStatus::Exited,
+        InstanceStatus::Unreachable => CloudStatus::Unreachable,
+        InstanceStatus::BootFailed => CloudStatus::BootFailed,
     }
 }
 
@@ -275,6 +277,7 @@ fn view(i: ProviderInstance) -> CloudView {
         provider_id: i.id,
         label: i.label,
         status: status(i.status),
+        detail: i.status_detail,
     }
 }
 

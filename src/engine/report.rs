@@ -201,6 +201,16 @@ pub fn refused(def: &str, why: &str) -> CheckRun {
     }
 }
 
+/// A machine rented for the job cannot start its container (Vast.ai's
+/// words in `why`): the job is back in the queue for another.
+pub fn boot_failed(why: &str) -> CheckRun {
+    CheckRun {
+        title: "A machine failed to boot; renting another".to_string(),
+        summary: format!("{why}.\n\nThat machine is destroyed; rigger rents another for the job."),
+        conclusion: None,
+    }
+}
+
 pub fn failed(title: &str, why: &str) -> CheckRun {
     CheckRun {
         title: title.to_string(),

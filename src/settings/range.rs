@@ -69,6 +69,13 @@ pub(super) const BOOTSTRAP: Rule<Duration> = Rule {
     why: "no machine boots and registers its runner in under a minute, so a shorter timeout destroys every machine before it can work; one not online after a day never will be, and is paid for all that time",
 };
 
+pub(super) const UNREACHABLE: Rule<Duration> = Rule {
+    default: secs(10 * MINUTE),
+    min: secs(MINUTE),
+    max: secs(DAY),
+    why: "a host's lost heartbeat often comes back within minutes; an unreachable idle machine is paid for while it waits",
+};
+
 pub(super) const IDLE: Rule<Duration> = Rule {
     default: secs(10 * MINUTE),
     min: secs(MINUTE),
@@ -166,6 +173,7 @@ mod tests {
             CREATE,
             BOOTSTRAP,
             IDLE,
+            UNREACHABLE,
             JOB_QUIET,
             MAX_LIFETIME,
             QUEUE,

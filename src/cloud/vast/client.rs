@@ -464,16 +464,28 @@ fn classify<T>(
         .and_then(|j| j.get("error"))
         .and_then(Value::as_str)
         .unwrap_or_default();
-    // The real API names a missing offer in the message of a 404
-    // `invalid_args` and in the code of a 410 (reference §4.3).
-    if code == "no_such_ask" || msg.contains("no_such_ask") || status == StatusCode::GONE {
+    if status == StatusCode::GONE || offer_refused(code, &msg) {
         return Err(ProviderError::OfferGone);
     }
     Err(match status.as_u16() {
         401 | 403 => ProviderError::Unauthorized(msg),
+        // Only the API's own 404 (`{"success": false, "error": …}`) says
+        // the thing is not there: a proxy's or a load balancer's 404 page
+        // says nothing about it (a destroy taken for done would leak).
+        404 if code.is_empty() => ProviderError::Transient(format!(
+            "Vast.ai's address answered 404 without Vast.ai's error body: {msg}"
+        )),
         404 => ProviderError::NotFound(msg),
         _ => ProviderError::Invalid(msg),
     })
+}
+
+/// A refusal that means "try the next offer", not "the request is wrong":
+/// the offer is gone (the real API names `no_such_ask` in the message of a
+/// 404 `invalid_args` and in the code of a 410, reference §4.3), or its
+/// minimum bid rose above ours since the search (400 `invalid_price`).
+fn offer_refused(code: &str, msg: &str) -> bool {
+    code == "no_such_ask" || code == "invalid_price" || msg.contains("no_such_ask")
 }
 
 /// A 2xx body as JSON. A 2xx can still carry `"success": false`
@@ -485,7 +497,15 @@ fn json_body(bytes: &[u8]) -> Result<Value, ProviderError> {
         ))
     })?;
     if json.get("success") == Some(&Value::Bool(false)) {
-        return Err(ProviderError::Invalid(message(Some(&json), "")));
+        let code = json
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let msg = message(Some(&json), "");
+        if offer_refused(code, &msg) {
+            return Err(ProviderError::OfferGone);
+        }
+        return Err(ProviderError::Invalid(msg));
     }
     Ok(json)
 }
@@ -685,6 +705,28 @@ impl CloudProvider for VastClient {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_vast_ais_own_404_says_not_found() {
+        let api = br#"{"success": false, "error": "not_found", "msg": "Instance not found"}"#;
+        assert_eq!(
+            safe(404, Ok(api)),
+            Err(ProviderError::NotFound("Instance not found".into()))
+        );
+        // A proxy's page, an empty body, JSON without Vast.ai's code: the
+        // request may never have reached Vast.ai.
+        for body in [
+            &b"<html><h1>404 Not Found</h1>nginx</html>"[..],
+            b"",
+            br#"{"detail": "x"}"#,
+        ] {
+            assert_eq!(kind(safe(404, Ok(body))), "transient", "{body:?}");
+        }
+    }
+
+    fn kind(r: Result<Value, ProviderError>) -> &'static str {
+        r.unwrap_err().kind()
+    }
+
     use super::*;
     use crate::sim::Rng;
 
@@ -804,6 +846,12 @@ mod tests {
         let r410 = br#"{"success": false, "error": "no_such_ask", "msg": "error 410/3907: no_such_ask Instance type 1234567 is no longer available."}"#;
         assert_eq!(create(404, Ok(r404)), Err(ProviderError::OfferGone));
         assert_eq!(create(410, Ok(r410)), Err(ProviderError::OfferGone));
+        // The same refusal in a 200 (reference §4.3), and a bid the
+        // offer's minimum outgrew since the search: the next offer.
+        let in_200 = br#"{"success": false, "error": "no_such_ask", "msg": "error 404/3603: no_such_ask Instance type by id 1234567 is not available."}"#;
+        assert_eq!(create(200, Ok(in_200)), Err(ProviderError::OfferGone));
+        let price = br#"{"success": false, "error": "invalid_price", "msg": "Your bid price of $0.2000/hr is below the current minimum"}"#;
+        assert_eq!(create(400, Ok(price)), Err(ProviderError::OfferGone));
         // Other invalid arguments stay what they are.
         let bad = br#"{"success": false, "error": "invalid_args", "msg": "Invalid args: disk"}"#;
         assert_eq!(

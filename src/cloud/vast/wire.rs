@@ -115,12 +115,7 @@ struct WireInstance {
 impl From<WireInstance> for ProviderInstance {
     fn from(w: WireInstance) -> ProviderInstance {
         let actual = w.actual_status.unwrap_or_default();
-        let status = match actual.as_str() {
-            "" | "created" | "loading" | "scheduling" | "rebooting" => InstanceStatus::Loading,
-            "running" => InstanceStatus::Running,
-            // exited, stopped, offline, unknown, frozen: it runs no job.
-            _ => InstanceStatus::Exited,
-        };
+        let status = status_of(&actual, w.status_msg.as_deref().unwrap_or_default());
         let detail = match (actual.as_str(), w.status_msg.as_deref()) {
             ("", _) => "provisioning".to_string(),
             (a, Some(m)) if !m.trim().is_empty() => format!("{a}: {}", m.trim()),
@@ -143,6 +138,42 @@ impl From<WireInstance> for ProviderInstance {
     }
 }
 
+/// What Vast.ai's `actual_status` (and, before the container runs, its
+/// `status_msg`) means for rigger: the one place that reads them.
+fn status_of(actual: &str, status_msg: &str) -> InstanceStatus {
+    match actual {
+        "" | "created" | "loading" if is_fatal_boot(status_msg) => InstanceStatus::BootFailed,
+        "" | "created" | "loading" | "scheduling" | "rebooting" => InstanceStatus::Loading,
+        "running" => InstanceStatus::Running,
+        // The host is not heard from, disconnected or paused: states it
+        // comes back from (reference §10; snakemake gives them a grace).
+        "unknown" | "offline" | "frozen" => InstanceStatus::Unreachable,
+        // exited, stopped (and anything Vast.ai adds): it runs no job.
+        _ => InstanceStatus::Exited,
+    }
+}
+
+/// Docker's words for a container that will never start, as Vast.ai passes
+/// them on in `status_msg`: an image that does not exist or may not be
+/// pulled, a full disk, a runtime that cannot start the container. A
+/// pull merely slow or retried (`toomanyrequests`) is not among them.
+const FATAL_BOOT: &[&str] = &[
+    "manifest unknown",
+    "pull access denied",
+    "repository does not exist",
+    "invalid reference format",
+    "no space left on device",
+    "oci runtime create failed",
+    "oci runtime exec failed",
+    "unable to start container process",
+    "unknown or invalid runtime name",
+];
+
+fn is_fatal_boot(status_msg: &str) -> bool {
+    let m = status_msg.to_ascii_lowercase();
+    FATAL_BOOT.iter().any(|f| m.contains(f))
+}
+
 pub(super) fn parse_instance(v: Value) -> Result<ProviderInstance, ProviderError> {
     serde_json::from_value::<WireInstance>(v)
         .map(ProviderInstance::from)
@@ -154,6 +185,37 @@ pub(super) fn parse_instance(v: Value) -> Result<ProviderInstance, ProviderError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_states_and_fatal_boot_messages_are_read_as_vast_ai_means_them() {
+        use InstanceStatus::*;
+        let pull = "Error response from daemon: manifest for nvidia/cuda:99 not found: \
+                    manifest unknown: manifest unknown";
+        let oci = "failed to create shim task: OCI runtime create failed: runc create failed";
+        for (actual, msg, want) in [
+            ("loading", "Pulling fs layer", Loading),
+            ("created", "", Loading),
+            ("created", pull, BootFailed),
+            ("loading", oci, BootFailed),
+            ("", "pull access denied for acme/private", BootFailed),
+            // A slow registry is retried by the host: not fatal.
+            (
+                "loading",
+                "toomanyrequests: You have reached your pull rate limit",
+                Loading,
+            ),
+            // A running container's old message does not make it fail.
+            ("running", pull, Running),
+            ("unknown", "", Unreachable),
+            ("offline", "host offline", Unreachable),
+            ("frozen", "", Unreachable),
+            ("exited", "", Exited),
+            ("stopped", "", Exited),
+            ("something_new", "", Exited),
+        ] {
+            assert_eq!(status_of(actual, msg), want, "{actual} / {msg}");
+        }
+    }
 
     #[test]
     fn search_answers_are_read_in_one_pass() {

@@ -14,8 +14,8 @@ use std::collections::{HashMap, HashSet};
 use tracing::Instrument;
 
 use super::plan::{
-    Action, CHECK_RUNS_PER_PASS, Limits, Rule, Snapshot, UnsentCheckRun, plan, quiet_jobs,
-    unowned_runners,
+    Action, CHECK_RUNS_PER_PASS, CloudStatus, Limits, Rule, Snapshot, UnsentCheckRun, plan,
+    quiet_jobs, unowned_runners,
 };
 use crate::engine::events::{JobEvent, JobInfo};
 use crate::engine::isolate::{Loop, isolated};
@@ -37,6 +37,9 @@ pub(crate) struct Memory {
     jobs_checked_at: HashMap<i64, i64>,
     /// Since when each runner registration has been seen with no row.
     unowned_runners_since: HashMap<i64, i64>,
+    /// Since when each instance (row id) has been seen unreachable on
+    /// Vast.ai. A restart starts its grace again.
+    unreachable_since: HashMap<String, i64>,
     /// Passes so far.
     passes: u64,
     /// Installations seen waiting out a rate limit, and until when: the
@@ -58,6 +61,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             bootstrap_timeout_ms: crate::millis::of(t.bootstrap),
             idle_timeout_ms: crate::millis::of(t.idle),
             job_quiet_ms: crate::millis::of(t.job_quiet),
+            unreachable_grace_ms: crate::millis::of(t.unreachable),
             ..Limits::default()
         }
     }
@@ -164,6 +168,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             github_jobs,
             unowned_runners_since: HashMap::new(),
             unsent_check_runs,
+            unreachable_since: HashMap::new(),
         };
         let mut memory = self.memory();
         memory
@@ -180,6 +185,10 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             since.entry(id).or_insert(now);
         }
         snapshot.unowned_runners_since = memory.unowned_runners_since.clone();
+        if snapshot.cloud_known {
+            track_unreachable(&mut memory.unreachable_since, &snapshot, now);
+        }
+        snapshot.unreachable_since = memory.unreachable_since.clone();
         Ok(snapshot)
     }
 
@@ -410,6 +419,15 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                     .await?;
                 if let Some(job_id) = requeue_job {
                     self.requeue(*job_id, reason).await?;
+                    // Vast.ai's words for the failed boot go on the check
+                    // run, until the next machine's boot replaces them.
+                    if rule == Rule::BootFailed
+                        && let Some(job) = self.store.job(*job_id).await?
+                        && job.state == JobState::Queued
+                    {
+                        self.report(&job, &crate::engine::report::boot_failed(reason))
+                            .await;
+                    }
                 }
             }
             Action::CompleteJob {
@@ -555,6 +573,27 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             }
         }
         Ok(())
+    }
+}
+
+/// Keep, for each live instance Vast.ai lists as unreachable, since when it
+/// has been so; forget the ones that came back or are gone.
+fn track_unreachable(since: &mut HashMap<String, i64>, s: &Snapshot, now: i64) {
+    let unreachable: HashSet<&str> = s
+        .instances
+        .iter()
+        .filter(|i| {
+            s.cloud.iter().any(|c| {
+                c.status == CloudStatus::Unreachable
+                    && (Some(c.provider_id.as_str()) == i.provider_id.as_deref()
+                        || c.label == i.label)
+            })
+        })
+        .map(|i| i.id.as_str())
+        .collect();
+    since.retain(|id, _| unreachable.contains(id.as_str()));
+    for id in unreachable {
+        since.entry(id.to_string()).or_insert(now);
     }
 }
 

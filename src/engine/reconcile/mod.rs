@@ -5,6 +5,8 @@ mod apply;
 pub mod plan;
 
 #[cfg(test)]
+mod plan_hosts_tests;
+#[cfg(test)]
 mod plan_tests;
 
 pub(crate) use apply::Memory;

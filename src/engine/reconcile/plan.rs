@@ -6,7 +6,11 @@
 //! action says which rule asked for it (for metrics and the event log).
 //! Rules 1–9 are design §4's; rule 10 sends the check-run updates GitHub
 //! did not take (`engine::report`); rule 11 releases a job held for an
-//! environment's approval once GitHub has queued it.
+//! environment's approval once GitHub has queued it. Rules 12 and 13
+//! are Vast.ai's host states: a machine whose container cannot start is given up at once (13);
+//! one whose host is unreachable for a while (`unknown`, `offline`,
+//! `frozen`, which hosts come back from) is given up only after a grace,
+//! and never while busy (12).
 //!
 //! GitHub's runner view is known place by place ([`Snapshot::runners_unknown`]):
 //! one installation waiting out a rate limit for an hour must not stop the
@@ -29,6 +33,8 @@ pub struct CloudView {
     pub provider_id: String,
     pub label: String,
     pub status: CloudStatus,
+    /// Vast.ai's own words for the state (`created: manifest unknown …`).
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +43,11 @@ pub enum CloudStatus {
     Running,
     /// Stopped or exited: it no longer runs a job but may still bill storage.
     Exited,
+    /// Its host is not heard from, disconnected or frozen: it may come back,
+    /// and a job may be running there all along.
+    Unreachable,
+    /// Its container will never start (the detail says why).
+    BootFailed,
 }
 
 /// A GitHub runner whose name carries our prefix.
@@ -100,6 +111,9 @@ pub struct Snapshot {
     pub unowned_runners_since: HashMap<i64, i64>,
     /// Check runs with content GitHub has not taken yet, soonest first.
     pub unsent_check_runs: Vec<UnsentCheckRun>,
+    /// Since when each instance (by row id) has been seen unreachable on
+    /// Vast.ai, pass after pass (kept by the caller).
+    pub unreachable_since: HashMap<String, i64>,
 }
 
 /// A job's check run whose wanted content GitHub does not have yet.
@@ -131,6 +145,9 @@ pub struct Limits {
     /// A runner registration with no row is deleted after this long: it is
     /// registered just before its row is written, and costs nothing.
     pub stale_runner_grace_ms: i64,
+    /// An online (idle) machine whose host is unreachable this long is
+    /// given up; hosts often come back from a lost heartbeat.
+    pub unreachable_grace_ms: i64,
 }
 
 impl Default for Limits {
@@ -144,6 +161,7 @@ impl Default for Limits {
             destroy_retry_ms: MIN,
             provisioning_timeout_ms: 5 * MIN,
             stale_runner_grace_ms: 2 * MIN,
+            unreachable_grace_ms: 10 * MIN,
         }
     }
 }
@@ -163,6 +181,8 @@ pub enum Rule {
     Recovery,
     CheckRunUnsent,
     Approved,
+    Unreachable,
+    BootFailed,
 }
 
 impl Rule {
@@ -179,6 +199,8 @@ impl Rule {
             Rule::Recovery => "recovery",
             Rule::CheckRunUnsent => "check_run_unsent",
             Rule::Approved => "approved",
+            Rule::Unreachable => "unreachable",
+            Rule::BootFailed => "boot_failed",
         }
     }
 }
@@ -330,6 +352,12 @@ pub fn plan(s: &Snapshot, now: i64, limits: &Limits) -> Vec<(Rule, Action)> {
             .map(|a| (Rule::StuckCreate, a)),
     );
     actions.extend(vanished(s).into_iter().map(|a| (Rule::InstanceVanished, a)));
+    actions.extend(boot_failed(s).into_iter().map(|a| (Rule::BootFailed, a)));
+    actions.extend(
+        unreachable(s, now, limits)
+            .into_iter()
+            .map(|a| (Rule::Unreachable, a)),
+    );
     actions.extend(
         boot_timeouts(s, now, limits)
             .into_iter()
@@ -507,9 +535,18 @@ fn stuck_creates(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
         .collect()
 }
 
-/// Rule 6: a machine we think runs is gone or exited on Vast.ai (host
-/// offline, interrupted bid). Destroy what is left and re-queue its job if
-/// GitHub still waits for it.
+/// The instance as Vast.ai lists it, by id or label.
+fn cloud_of<'a>(s: &'a Snapshot, i: &InstanceRow) -> Option<&'a CloudView> {
+    s.cloud
+        .iter()
+        .find(|c| Some(c.provider_id.as_str()) == i.provider_id.as_deref() || c.label == i.label)
+}
+
+/// Rule 6: a machine we think runs is gone or exited on Vast.ai (interrupted
+/// bid, contract over, stopped). Destroy what is left and re-queue its job
+/// if GitHub still waits for it. A booting machine whose host became
+/// unreachable is as good as gone: Vast.ai's API description says such an
+/// instance "will never reach `running` -- destroy and retry".
 fn vanished(s: &Snapshot) -> Vec<Action> {
     if !s.cloud_known {
         return Vec::new();
@@ -522,13 +559,86 @@ fn vanished(s: &Snapshot) -> Vec<Action> {
                 InstanceState::Booting | InstanceState::Online | InstanceState::Busy
             )
         })
-        .filter(|i| {
-            let found = s.cloud.iter().find(|c| {
-                Some(c.provider_id.as_str()) == i.provider_id.as_deref() || c.label == i.label
-            });
-            found.is_none_or(|c| c.status == CloudStatus::Exited)
+        .filter_map(|i| match cloud_of(s, i) {
+            None => Some((i, "the machine vanished on Vast.ai".to_string())),
+            Some(c) if c.status == CloudStatus::Exited => {
+                Some((i, format!("the machine exited on Vast.ai ({})", c.detail)))
+            }
+            Some(c)
+                if c.status == CloudStatus::Unreachable && i.state == InstanceState::Booting =>
+            {
+                Some((
+                    i,
+                    format!("its host became unreachable while it booted ({})", c.detail),
+                ))
+            }
+            Some(_) => None,
         })
-        .map(|i| destroy(s, i, "the machine vanished or exited on Vast.ai"))
+        .map(|(i, why)| destroy(s, i, &why))
+        .collect()
+}
+
+/// Rule 13: a booting machine whose container will never start (its image
+/// cannot be pulled, the runtime fails) is given up now, not at the boot
+/// timeout, with Vast.ai's message for the job.
+fn boot_failed(s: &Snapshot) -> Vec<Action> {
+    if !s.cloud_known {
+        return Vec::new();
+    }
+    s.instances
+        .iter()
+        .filter(|i| i.state == InstanceState::Booting)
+        .filter_map(|i| Some((i, cloud_of(s, i)?)))
+        .filter(|(_, c)| c.status == CloudStatus::BootFailed)
+        .map(|(i, c)| Action::Destroy {
+            instance_id: i.id.clone(),
+            keep_logs: true,
+            deregister_runner: None,
+            requeue_job: requeue_for(s, i),
+            reason: format!("its container cannot start: {}", c.detail),
+        })
+        .collect()
+}
+
+/// Rule 12: an online machine whose host has been unreachable for the
+/// grace, and whose runner GitHub does not show online either, is given
+/// up. A busy one never is (I4): its job may be running all along, and its
+/// end (or the max lifetime) ends the machine. Only where GitHub's runners
+/// could be read.
+fn unreachable(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
+    if !s.cloud_known {
+        return Vec::new();
+    }
+    s.instances
+        .iter()
+        .filter(|i| i.state == InstanceState::Online)
+        .filter(|i| cloud_of(s, i).is_some_and(|c| c.status == CloudStatus::Unreachable))
+        .filter(|i| {
+            s.unreachable_since
+                .get(&i.id)
+                .is_some_and(|since| now - since >= limits.unreachable_grace_ms)
+        })
+        .filter(|i| runners_known_for(s, i))
+        .filter(|i| {
+            !s.runners
+                .iter()
+                .any(|r| r.name == i.runner_name && (r.online || r.busy))
+        })
+        .map(|i| Action::Destroy {
+            instance_id: i.id.clone(),
+            keep_logs: false,
+            deregister_runner: i.runner_id.or_else(|| {
+                s.runners
+                    .iter()
+                    .find(|r| r.name == i.runner_name)
+                    .map(|r| r.id)
+            }),
+            requeue_job: requeue_for(s, i),
+            reason: format!(
+                "its host stayed unreachable for {} min",
+                limits.unreachable_grace_ms / 60_000
+            ),
+        })
         .collect()
 }
 

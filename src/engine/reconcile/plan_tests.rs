@@ -5,10 +5,10 @@ use crate::engine::ports::RepoRef;
 use crate::engine::state::{InstanceState, JobState};
 use crate::store::{InstanceRow, JobRow};
 
-const MIN: i64 = 60_000;
-const NOW: i64 = 1_000 * MIN;
+pub(super) const MIN: i64 = 60_000;
+pub(super) const NOW: i64 = 1_000 * MIN;
 
-fn job(id: i64, state: JobState, updated_at: i64) -> JobRow {
+pub(super) fn job(id: i64, state: JobState, updated_at: i64) -> JobRow {
     JobRow {
         job_id: id,
         run_id: 1,
@@ -36,7 +36,7 @@ fn job(id: i64, state: JobState, updated_at: i64) -> JobRow {
     }
 }
 
-fn inst(id: &str, job_id: i64, state: InstanceState, since: i64) -> InstanceRow {
+pub(super) fn inst(id: &str, job_id: i64, state: InstanceState, since: i64) -> InstanceRow {
     InstanceRow {
         id: id.into(),
         job_id,
@@ -63,7 +63,7 @@ fn inst(id: &str, job_id: i64, state: InstanceState, since: i64) -> InstanceRow 
     }
 }
 
-fn cloud(i: &InstanceRow, status: CloudStatus) -> CloudView {
+pub(super) fn cloud(i: &InstanceRow, status: CloudStatus) -> CloudView {
     CloudView {
         provider_id: i
             .provider_id
@@ -71,10 +71,11 @@ fn cloud(i: &InstanceRow, status: CloudStatus) -> CloudView {
             .unwrap_or_else(|| format!("p-{}", i.id)),
         label: i.label.clone(),
         status,
+        detail: String::new(),
     }
 }
 
-fn snapshot(jobs: Vec<JobRow>, instances: Vec<InstanceRow>) -> Snapshot {
+pub(super) fn snapshot(jobs: Vec<JobRow>, instances: Vec<InstanceRow>) -> Snapshot {
     let cloud = instances
         .iter()
         .filter(|i| i.provider_id.is_some())
@@ -91,10 +92,11 @@ fn snapshot(jobs: Vec<JobRow>, instances: Vec<InstanceRow>) -> Snapshot {
         github_jobs: Vec::new(),
         unowned_runners_since: Default::default(),
         unsent_check_runs: Vec::new(),
+        unreachable_since: Default::default(),
     }
 }
 
-fn runner(id: i64, name: &str, online: bool, busy: bool) -> RunnerView {
+pub(super) fn runner(id: i64, name: &str, online: bool, busy: bool) -> RunnerView {
     RunnerView {
         id,
         name: name.into(),
@@ -106,14 +108,14 @@ fn runner(id: i64, name: &str, online: bool, busy: bool) -> RunnerView {
 }
 
 /// Where [`job`]'s runners are: `octo/ml` of installation 1.
-fn octo_ml() -> RepoRef {
+pub(super) fn octo_ml() -> RepoRef {
     RepoRef {
         installation_id: 1,
         repo: "octo/ml".into(),
     }
 }
 
-fn run(s: &Snapshot) -> Vec<(Rule, Action)> {
+pub(super) fn run(s: &Snapshot) -> Vec<(Rule, Action)> {
     plan(s, NOW, &Limits::default())
 }
 
@@ -141,6 +143,7 @@ fn rule_1_orphans_are_destroyed() {
         provider_id: "77".into(),
         label: "rigger-ctl-x".into(),
         status: CloudStatus::Exited,
+        detail: String::new(),
     });
     assert_eq!(
         run(&s),
@@ -184,6 +187,7 @@ fn rule_2_stuck_create_is_adopted_when_found_by_label() {
         provider_id: "555".into(),
         label: i.label.clone(),
         status: CloudStatus::Loading,
+        detail: String::new(),
     });
     assert_eq!(
         run(&s),
@@ -759,6 +763,7 @@ fn random_world(rng: &mut Rng) -> Snapshot {
             provider_id: format!("stray-{}", rng.below(100)),
             label: "rigger-ctl-stray".into(),
             status: CloudStatus::Running,
+            detail: String::new(),
         });
     }
     for i in &instances {

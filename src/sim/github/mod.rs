@@ -754,6 +754,17 @@ impl SimGithub {
         Some(r.id)
     }
 
+    /// The runner stops polling (its host is down): GitHub shows it offline.
+    pub fn runner_goes_offline(&self, runner_id: i64) -> bool {
+        match self.world().runners.get_mut(&runner_id) {
+            Some(r) => {
+                r.status = RunnerStatus::Offline;
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn take_job(&self, runner_id: i64) -> Option<i64> {
         let now = self.now();
         self.world().take_job(runner_id, now)

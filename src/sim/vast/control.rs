@@ -5,7 +5,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::http::{error, json_response};
-use super::{Faults, Limits, Phase, SimVast};
+use super::{Faults, HostStatus, Limits, Phase, SimVast};
 
 /// `/sim/...`: inspect and steer the simulator (not part of Vast.ai's API).
 pub(super) fn control(sim: &SimVast, method: &Method, seg: &[&str], body: &[u8]) -> Response {
@@ -80,6 +80,44 @@ pub(super) fn control(sim: &SimVast, method: &Method, seg: &[&str], body: &[u8])
                     StatusCode::NOT_FOUND,
                     "not_found",
                     "no live instance with that id",
+                ),
+            }
+        }
+        (&Method::POST, ["instances", id, "host"]) => {
+            // `{"status": "unknown", "for_s": 300}`: for good without `for_s`.
+            let v = serde_json::from_slice::<Value>(body).unwrap_or_default();
+            let status = v
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .parse::<HostStatus>();
+            let for_ms = v.get("for_s").and_then(Value::as_i64).map(|s| s * 1000);
+            match (status, id.parse::<i64>()) {
+                (Err(e), _) => error(StatusCode::BAD_REQUEST, "invalid_args", &e),
+                (Ok(st), Ok(id)) if sim.host_goes(id, st, for_ms) => {
+                    json_response(StatusCode::OK, json!({"success": true}))
+                }
+                _ => error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no live instance with that id",
+                ),
+            }
+        }
+        (&Method::POST, ["instances", id, "outbid"]) => {
+            // `{"price": 0.9}`: someone bids that for the machine.
+            let price = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v.get("price").and_then(Value::as_f64));
+            match (price, id.parse::<i64>()) {
+                (Some(p), Ok(id)) if sim.outbid(id, p) => {
+                    json_response(StatusCode::OK, json!({"success": true}))
+                }
+                (None, _) => error(StatusCode::BAD_REQUEST, "invalid_args", "price is required"),
+                _ => error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no running interruptible instance with that id bidding below that",
                 ),
             }
         }

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::control::control;
-use super::instances::{create, list_v1, manage};
+use super::instances::{change_bid, create, list_v1, manage};
 use super::limits::{Endpoint, Refusal};
 use super::search::search;
 use super::{CreateHold, Phase, SimVast, filter, market};
@@ -313,7 +313,7 @@ fn api(
         }
         (&Method::GET, ["api", "v0", "instances", "filters"]) => json_response(
             StatusCode::OK,
-            json!({"filters": [{"actual_status": ["running", "loading", "exited", "offline"],
+            json!({"filters": [{"actual_status": ["running", "loading", "created", "exited", "offline", "unknown", "frozen"],
                                  "verification": ["verified", "unverified"],
                                  "gpu_name": market::gpu_names()}]}),
         ),
@@ -345,6 +345,9 @@ fn api(
                        "msg": "logs requested"}),
             )
         }
+        (&Method::PUT, ["api", "v0", "instances", "bid_price", id]) => {
+            change_bid(sim, id, &body, now)
+        }
         (&Method::PUT, ["api", "v0", "instances", id]) => manage(sim, id, &body, now),
         (&Method::DELETE, ["api", "v0", "instances", id]) => {
             let Ok(id) = id.parse::<i64>() else {
@@ -354,6 +357,15 @@ fn api(
                     "invalid instance_id",
                 );
             };
+            if sim.world().faults.take_proxy_404() {
+                return (
+                    StatusCode::NOT_FOUND,
+                    [(header::CONTENT_TYPE, "text/html")],
+                    "<html><head><title>404 Not Found</title></head><body><center><h1>404 Not \
+                     Found</h1></center><hr><center>nginx</center></body></html>",
+                )
+                    .into_response();
+            }
             if sim.world().faults.take_destroy_refusal() {
                 return json_response(
                     StatusCode::OK,
@@ -367,11 +379,8 @@ fn api(
                     json!({"success": true, "msg": "Instance destroyed successfully"}),
                 )
             } else {
-                error(
-                    StatusCode::NOT_FOUND,
-                    "no_such_instance",
-                    "Instance not found",
-                )
+                // destroy_instance.yaml: 404 `not_found`.
+                error(StatusCode::NOT_FOUND, "not_found", "Instance not found")
             }
         }
         (&Method::DELETE, ["api", "v0", "instances"]) => {

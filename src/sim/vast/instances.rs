@@ -5,6 +5,7 @@ use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use super::hosts::BidError;
 use super::http::{error, json_response, query_param};
 use super::world::RentError;
 use super::{Phase, Rental, SimVast, filter};
@@ -86,6 +87,7 @@ pub(super) fn create(sim: &SimVast, id: &str, body: &Value, now: i64) -> Respons
     let ambiguous = draw(f.ambiguous_create_rate);
     let cut = draw(f.cut_create_rate);
     let garbled = draw(f.garbled_create_rate);
+    let gone_as_200 = draw(f.gone_as_200_rate);
     match w.rent(offer_id, rental, now) {
         Ok(_) if ambiguous => error(
             StatusCode::BAD_GATEWAY,
@@ -107,6 +109,12 @@ pub(super) fn create(sim: &SimVast, id: &str, body: &Value, now: i64) -> Respons
                 json_response(StatusCode::OK, answer)
             }
         }
+        // Seen from the real API (reference §4.3): the refusal in a 200.
+        Err(RentError::NoSuchAsk) if gone_as_200 => json_response(
+            StatusCode::OK,
+            json!({"success": false, "error": "no_such_ask", "ask_id": offer_id,
+                   "msg": format!("error 404/3603: no_such_ask Instance type by id {offer_id} is not available.")}),
+        ),
         Err(RentError::NoSuchAsk) if cancel_unavail => error(
             StatusCode::GONE,
             "no_such_ask",
@@ -127,6 +135,11 @@ pub(super) fn create(sim: &SimVast, id: &str, body: &Value, now: i64) -> Respons
             StatusCode::BAD_REQUEST,
             "no_ssh_key_for_vm",
             "A VM needs an SSH key on the account; add one first.",
+        ),
+        Err(RentError::InvalidPrice(why)) => error(
+            StatusCode::BAD_REQUEST,
+            "invalid_price",
+            &format!("error 400/3470: {why}"),
         ),
         Err(RentError::Invalid(why)) => error(
             StatusCode::BAD_REQUEST,
@@ -331,4 +344,38 @@ pub(super) fn list_v1(sim: &SimVast, uri: &Uri, now: i64) -> Response {
         json!({"success": true, "instances_found": page.len(), "total_instances": total,
                "label_counts": label_counts, "next_token": next, "instances": page}),
     )
+}
+
+/// `PUT /api/v0/instances/bid_price/{id}/` (change_bid.yaml).
+pub(super) fn change_bid(sim: &SimVast, id: &str, body: &Value, now: i64) -> Response {
+    let Ok(id) = id.parse::<i64>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_args",
+            "invalid instance_id",
+        );
+    };
+    if body.get("client_id").and_then(Value::as_str).is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_args",
+            "client_id is required",
+        );
+    }
+    let Some(price) = body.get("price").and_then(filter::number) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_args",
+            "Please set a bid price >= 0.001.",
+        );
+    };
+    match sim.world().change_bid(id, price, now) {
+        Ok(()) => json_response(StatusCode::OK, json!({"success": true})),
+        Err(BidError::NoSuchInstance) => error(
+            StatusCode::NOT_FOUND,
+            "no_such_instance",
+            "Instance with that ID does not exist.",
+        ),
+        Err(BidError::Invalid(why)) => error(StatusCode::BAD_REQUEST, "invalid_args", &why),
+    }
 }

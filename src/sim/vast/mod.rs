@@ -28,6 +28,7 @@
 pub mod book;
 mod control;
 pub mod filter;
+pub mod hosts;
 mod http;
 mod instances;
 pub mod limits;
@@ -43,6 +44,7 @@ use axum::Router;
 use serde_json::Value;
 
 use crate::engine::ports::Clock;
+pub use hosts::HostStatus;
 pub use limits::Limits;
 use world::World;
 pub use world::{Booted, Charge, Faults, Phase, Rental};
@@ -269,6 +271,19 @@ impl SimVast {
             .filter(|i| i.phase != Phase::Destroyed)
             .map(|i| (i.id, i.label.clone(), i.phase))
             .collect()
+    }
+
+    /// The instance's host goes into `status` for `for_ms` (for good when
+    /// `None`), then comes back.
+    pub fn host_goes(&self, id: i64, status: HostStatus, for_ms: Option<i64>) -> bool {
+        let now = self.now();
+        self.world().host_goes(id, status, for_ms, now)
+    }
+
+    /// Someone bids `price` for the machine an interruptible instance runs on.
+    pub fn outbid(&self, id: i64, price: f64) -> bool {
+        let now = self.now();
+        self.world().outbid(id, price, now)
     }
 
     pub fn phase(&self, id: i64) -> Option<Phase> {

@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::super::Rng;
 use super::book::OfferBook;
+use super::hosts::Outage;
 use super::limits::{Limiter, Limits};
 
 /// Faults to inject. All probabilities are per event, drawn from the seed.
@@ -43,6 +44,20 @@ pub struct Faults {
     /// (`DELETE /api/v0/instances/{id}/`) are answered `success: false`
     /// and leave the instance as it was.
     pub refuse_destroys: u32,
+    /// Share of instances whose container never starts: they stay
+    /// `created` with Docker's error in `status_msg` (an image that cannot
+    /// be pulled, an OCI runtime failure), as on Vast.ai.
+    pub fatal_boot_rate: f64,
+    /// The next this-many rentals with a bid find the offer's `min_bid`
+    /// risen above it since the search (someone bid higher): 400
+    /// `invalid_price`, and the offer keeps its new minimum.
+    pub price_rises: u32,
+    /// Share of `no_such_ask` refusals answered 200 with `success: false`
+    /// (a 2xx can carry `success: false`, reference §4.3).
+    pub gone_as_200_rate: f64,
+    /// The next this-many destroys are answered 404 with an HTML page by a
+    /// proxy in front of the API; the instance lives on.
+    pub proxy_404_destroys: u32,
 }
 
 impl FromStr for Faults {
@@ -81,11 +96,16 @@ impl FromStr for Faults {
                 "die_rate" => f.die_rate = rate()?,
                 "stuck_rate" => f.stuck_rate = rate()?,
                 "refuse_destroys" => f.refuse_destroys = count()? as u32,
+                "fatal_boot_rate" => f.fatal_boot_rate = rate()?,
+                "price_rises" => f.price_rises = count()? as u32,
+                "gone_as_200_rate" => f.gone_as_200_rate = rate()?,
+                "proxy_404_destroys" => f.proxy_404_destroys = count()? as u32,
                 other => {
                     return Err(format!(
                         "unknown fault `{other}`; known: error_rate, rate_limit_burst, latency_ms, \
                          steal_rate, ambiguous_create_rate, cut_create_rate, garbled_create_rate, \
-                         retry_after_s, die_rate, stuck_rate, refuse_destroys"
+                         retry_after_s, die_rate, stuck_rate, refuse_destroys, fatal_boot_rate, \
+                         price_rises, gone_as_200_rate, proxy_404_destroys"
                     ));
                 }
             }
@@ -101,6 +121,20 @@ impl Faults {
         self.refuse_destroys = self.refuse_destroys.saturating_sub(1);
         refuse
     }
+
+    /// Whether this destroy is one of the `proxy_404_destroys` (and count it).
+    pub fn take_proxy_404(&mut self) -> bool {
+        let hit = self.proxy_404_destroys > 0;
+        self.proxy_404_destroys = self.proxy_404_destroys.saturating_sub(1);
+        hit
+    }
+
+    /// Whether this rental with a bid is one of the `price_rises` (and count it).
+    pub fn take_price_rise(&mut self) -> bool {
+        let rise = self.price_rises > 0;
+        self.price_rises = self.price_rises.saturating_sub(1);
+        rise
+    }
 }
 
 /// Where a simulated instance is.
@@ -112,6 +146,9 @@ pub enum Phase {
     Exited,
     /// The host stopped answering.
     Offline,
+    /// An interruptible instance outbid: stopped (its processes killed, its
+    /// disk kept and billed) until its bid is raised above the winner's.
+    Outbid,
     Destroyed,
 }
 
@@ -120,7 +157,8 @@ impl Phase {
         match self {
             Phase::Loading => Some("loading"),
             Phase::Running => Some("running"),
-            Phase::Exited => Some("exited"),
+            // A stopped container reports `exited` (reference §10).
+            Phase::Exited | Phase::Outbid => Some("exited"),
             Phase::Offline => Some("offline"),
             Phase::Destroyed => None,
         }
@@ -154,6 +192,16 @@ pub struct Instance {
     pub booted: bool,
     pub log: String,
     pub exit_code: Option<i32>,
+    /// Its host is in a transient state (no heartbeat, offline, frozen)
+    /// and may come back.
+    pub outage: Option<Outage>,
+    /// Why its container cannot start (Docker's words), if it cannot.
+    pub boot_failure: Option<String>,
+    /// GPU dollars of the running spans before the current one (an outbid
+    /// instance resumed runs again).
+    pub gpu_dollars_before: f64,
+    /// The bid that outbid it: a bid at least this resumes it.
+    pub outbid_by: Option<f64>,
 }
 
 impl Instance {
@@ -187,7 +235,8 @@ impl Instance {
         let running_s = self
             .running_ms
             .map_or(0.0, |r| (ended - r).max(0) as f64 / 1000.0);
-        (self.gpu_dph() * running_s + self.storage_dph() * alive_s) / 3600.0
+        self.gpu_dollars_before
+            + (self.gpu_dph() * running_s + self.storage_dph() * alive_s) / 3600.0
     }
 }
 
@@ -255,6 +304,8 @@ pub enum RentError {
     NoSshKeyForVm,
     /// 400 `invalid_args`.
     Invalid(String),
+    /// 400 `invalid_price`: the bid is below the offer's current minimum.
+    InvalidPrice(String),
 }
 
 /// What a rental asks for (the create body, read).
@@ -325,12 +376,12 @@ impl World {
             return Err(RentError::Invalid("disk must be at least 8 GB".into()));
         }
         if let Some(bid) = r.bid {
-            let floor = offer.get("min_bid").and_then(Value::as_f64).unwrap_or(0.0);
-            if !(0.001..=128.0).contains(&bid) || bid < floor {
+            if !(0.001..=128.0).contains(&bid) {
                 return Err(RentError::Invalid(format!(
-                    "bid ${bid:.4}/h is below the offer's minimum ${floor:.4}/h"
+                    "price must be between 0.001 and 128, not {bid}"
                 )));
             }
+            self.bid_floor_holds(offer_id, bid)?;
         }
         let Some(offer) = self.offers.take(offer_id) else {
             return Err(RentError::NoSuchAsk);
@@ -340,7 +391,14 @@ impl World {
         let api_key = format!("{:016x}{:016x}", self.rng.next_u64(), self.rng.next_u64());
         let stuck = self.faults.stuck_rate > 0.0 && self.rng.chance(self.faults.stuck_rate);
         let dies = self.faults.die_rate > 0.0 && self.rng.chance(self.faults.die_rate);
-        let image = r.image.clone();
+        let fatal =
+            self.faults.fatal_boot_rate > 0.0 && self.rng.chance(self.faults.fatal_boot_rate);
+        let boot_failure = fatal.then(|| super::hosts::fatal_boot_message(&r.image, &mut self.rng));
+        // The host's log says what Docker said, as the boot log rigger keeps.
+        let log = match &boot_failure {
+            Some(why) => format!("pulling {}\n{why}\n", r.image),
+            None => format!("pulling {}\n", r.image),
+        };
         self.instances.insert(
             id,
             Instance {
@@ -364,8 +422,12 @@ impl World {
                 stuck,
                 dies,
                 booted: false,
-                log: format!("pulling {image}\n"),
+                log,
                 exit_code: None,
+                outage: None,
+                boot_failure,
+                gpu_dollars_before: 0.0,
+                outbid_by: None,
             },
         );
         Ok((id, api_key))
@@ -377,7 +439,12 @@ impl World {
         let delay = self.boot_delay_ms;
         let mut booted = Vec::new();
         for i in self.instances.values_mut() {
+            super::hosts::end_outage_if_due(i, now_ms);
+            // A host in an outage moves nothing: no boot, no death.
+            let frozen_in_time = i.outage.is_some();
             match i.phase {
+                _ if frozen_in_time => {}
+                Phase::Loading if i.boot_failure.is_some() => {}
                 Phase::Loading if !i.stuck && now_ms >= i.created_ms + delay => {
                     i.phase = Phase::Running;
                     i.running_ms = Some(i.created_ms + delay);
@@ -429,6 +496,7 @@ impl World {
         // A host whose rental ends lists its machine again, as on Vast.ai;
         // a host that went offline does not come back.
         let relist = (i.phase != Phase::Offline).then(|| i.offer.clone());
+        i.outage = None;
         i.phase = Phase::Destroyed;
         self.ledger.push(Charge {
             instance: id,
@@ -483,17 +551,11 @@ impl World {
         let storage = i.storage_dph();
         json!({
             "id": i.id,
-            "actual_status": i.phase.actual_status(),
-            "intended_status": if matches!(i.phase, Phase::Exited) { "stopped" } else { "running" },
+            "actual_status": super::hosts::actual_status(i),
+            "intended_status": if matches!(i.phase, Phase::Exited | Phase::Outbid) { "stopped" } else { "running" },
             "cur_state": if running || i.phase == Phase::Loading { "running" } else { "stopped" },
             "next_state": if running || i.phase == Phase::Loading { "running" } else { "stopped" },
-            "status_msg": match i.phase {
-                Phase::Loading => format!("pulling {}", i.image),
-                Phase::Running => format!("success, running {}", i.image),
-                Phase::Exited => format!("exited with status {}", i.exit_code.unwrap_or(0)),
-                Phase::Offline => "host offline".to_string(),
-                Phase::Destroyed => String::new(),
-            },
+            "status_msg": super::hosts::status_msg(i),
             "label": i.label,
             "machine_id": get("machine_id"),
             "host_id": get("host_id"),
