@@ -333,7 +333,7 @@ impl Machine {
     /// /etc/environment, quoted, one value with spaces).
     fn run(&self, spec: &BootstrapSpec) -> Run {
         let dir = &self.dir;
-        let rendered = bootstrap::render(spec);
+        let rendered = bootstrap::render(spec).expect("an environment Vast.ai takes");
         let onstart = dir.join("onstart.sh");
         std::fs::write(&onstart, &rendered.onstart).unwrap();
         let mut vars: Vec<(String, String)> = rendered.env.clone().into_iter().collect();

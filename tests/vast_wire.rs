@@ -1,0 +1,164 @@
+//! rigger's requests on the wire, as the real Vast.ai documents them, against
+//! the simulated Vast.ai that enforces what the documentation says: the
+//! environment's limits, the headers, listing, SSH keys, bid prices and
+//! compressed answers.
+
+#[macro_use]
+mod harness;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use harness::Story;
+use rigger::bootstrap::{self, BootstrapSpec};
+use rigger::cloud::vast::client::{RetryPolicy, VastClient};
+use rigger::cloud::{CloudProvider, LaunchSpec, ProviderError};
+use rigger::config::model::SetupInfo;
+use rigger::engine::ports::ManualClock;
+use rigger::engine::state::JobState;
+use rigger::settings::Secret;
+use rigger::sim::github::NewJob;
+use rigger::sim::vast::{SimConfig, SimVast};
+
+struct Wire {
+    sim: SimVast,
+    url: String,
+    client: VastClient,
+}
+
+async fn wire(offers: usize) -> Wire {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let sim = SimVast::new(
+        SimConfig {
+            offers,
+            boot_delay_ms: 30_000,
+            ..SimConfig::default()
+        },
+        Arc::new(clock),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = sim.router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = VastClient::with_retry(&url, Secret::new("sim-vast-key"), fast_retry());
+    Wire { sim, url, client }
+}
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 2,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+        timeout: Duration::from_secs(10),
+    }
+}
+
+/// What rigger renders for a machine, with a JIT config as long as GitHub's.
+fn bootstrap_spec(vast_url: &str) -> BootstrapSpec {
+    BootstrapSpec {
+        vm: false,
+        vast_url: vast_url.into(),
+        runner_url: "https://github.com/actions/runner/releases/download/v2.330.0/actions-runner-linux-{arch}-2.330.0.tar.gz".into(),
+        runner_arch: "x64".into(),
+        runner_sha256: Some("ab".repeat(32)),
+        allow_unverified: false,
+        preinstalled_runner: None,
+        gpu_count: 1,
+        gpu_models: vec!["RTX 4090".into()],
+        idle_timeout_secs: 600,
+        jit_config: Secret::new("J".repeat(2_400)),
+        setup_info: vec![SetupInfo {
+            group: "rigger".into(),
+            detail: "1× RTX 4090 in US at $0.400/h".into(),
+        }],
+        env_vars: BTreeMap::from([("HF_HOME".into(), "/cache".into())]),
+        callback: Some(("https://rigger.example/machine".into(), Secret::new("t".repeat(43)))),
+    }
+}
+
+fn launch(offer_id: i64, env: BTreeMap<String, String>) -> LaunchSpec {
+    LaunchSpec {
+        offer_id,
+        image: "nvidia/cuda:12.4.1-base-ubuntu22.04".into(),
+        disk_gb: 30.0,
+        vm: false,
+        bid_price: None,
+        label: "rigger:wire:1:a".into(),
+        onstart: bootstrap::loader(),
+        env,
+    }
+}
+
+#[tokio::test]
+async fn the_environment_rigger_renders_is_within_vast_ais_limits() {
+    let w = wire(200).await;
+    let rendered = bootstrap::render(&bootstrap_spec(&w.url)).unwrap();
+    let offer = w.sim.offer_ids()[0];
+    let id = w
+        .client
+        .launch(&launch(offer, rendered.env))
+        .await
+        .expect("Vast.ai takes every variable rigger sends");
+    assert!(!id.is_empty());
+}
+
+#[tokio::test]
+async fn the_simulated_vast_ai_refuses_an_environment_beyond_its_documented_limits() {
+    let w = wire(200).await;
+    let offers = w.sim.offer_ids();
+    // One variable of 257 characters as `KEY=value`.
+    let long = BTreeMap::from([("K".to_string(), "v".repeat(255))]);
+    match w.client.launch(&launch(offers[0], long)).await {
+        Err(ProviderError::Invalid(msg)) => assert!(msg.contains("env variable K"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    // 256 is taken.
+    let fits = BTreeMap::from([("K".to_string(), "v".repeat(254))]);
+    w.client.launch(&launch(offers[1], fits)).await.unwrap();
+    // Over 32768 in all, each variable within its limit.
+    let many: BTreeMap<String, String> = (0..140)
+        .map(|i| (format!("V{i:03}"), "v".repeat(240)))
+        .collect();
+    match w.client.launch(&launch(offers[2], many)).await {
+        Err(ProviderError::Invalid(msg)) => assert!(msg.contains("in all"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A runner whose `env_vars` Vast.ai could never take fails its job with
+/// the reason, before a runner is registered or a create is sent.
+async fn env_vars_too_large_fail_the_job_without_a_create() {
+    let s = Story::begin("envlimit").await;
+    let vars: String = (0..150)
+        .map(|i| format!("        V{i:03}: {}\n", "w".repeat(200)))
+        .collect();
+    let cirun = format!(
+        "runners:\n  - name: big\n    cloud: vast_ai\n    instance_type: 1xRTX_4090\n    labels: [cirun-big]\n    extra_config:\n      env_vars:\n{vars}"
+    );
+    s.github.add_repo("acme/big", &[(".cirun.yml", &cirun)]);
+    let job = s.github.queue_job(NewJob {
+        repo: "acme/big".into(),
+        labels: vec!["cirun-big--7".into()],
+        head_sha: "8f3c1e2d".into(),
+        fork: false,
+        actor: "octocat".into(),
+        duration_ms: 600_000,
+        conclusion: "success".into(),
+    });
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(job).await, JobState::Failed);
+    assert_eq!(s.vast.requests("PUT /api/v0/asks/:id"), 0, "no create sent");
+    assert!(s.github.runners().is_empty(), "no runner registered");
+    let checks = s.github.check_runs();
+    let said = checks
+        .iter()
+        .map(|c| format!("{} {} {:?}", c.title, c.summary, c.text))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(said.contains("env_vars"), "{said}");
+    s.nothing_leaked().await;
+}
+
+both_databases!(env_vars_too_large_fail_the_job_without_a_create);
