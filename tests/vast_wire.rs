@@ -13,7 +13,7 @@ use std::time::Duration;
 use harness::Story;
 use rigger::bootstrap::{self, BootstrapSpec};
 use rigger::cloud::vast::client::{RetryPolicy, VastClient};
-use rigger::cloud::{CloudProvider, LaunchSpec, ProviderError};
+use rigger::cloud::{CloudProvider, InstanceStatus, LaunchSpec, ProviderError};
 use rigger::config::model::SetupInfo;
 use rigger::engine::ports::ManualClock;
 use rigger::engine::state::JobState;
@@ -162,3 +162,91 @@ async fn env_vars_too_large_fail_the_job_without_a_create() {
 }
 
 both_databases!(env_vars_too_large_fail_the_job_without_a_create);
+
+/// `rigger sim vast` as its own process, killed when the test ends.
+struct SimProcess {
+    child: std::process::Child,
+    url: String,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_sim_process(name: &str, extra: &[&str]) -> SimProcess {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(format!("rigger-wire-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rigger"))
+        .args(["sim", "vast", "--listen", "127.0.0.1:0", "--offers", "50"])
+        .args(["--boot-delay", "0s", "--limits", "none", "--sandbox-dir"])
+        .arg(&dir)
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start rigger sim vast");
+    let out = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(out).lines();
+    let first = lines.next().expect("it says where it listens").unwrap();
+    let url = first
+        .strip_prefix("simulated Vast.ai listening on ")
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string();
+    // Keep reading its output so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    SimProcess { child, url, dir }
+}
+
+#[tokio::test]
+async fn a_standalone_simulated_vast_ai_runs_each_instances_real_onstart() {
+    let sim = start_sim_process("onstart", &["--run-onstart"]);
+    let client = VastClient::with_retry(&sim.url, Secret::new("sim-vast-key"), fast_retry());
+    let http = reqwest::Client::new();
+    let offers: serde_json::Value = http
+        .post(format!("{}/api/v0/bundles/", sim.url))
+        .json(&serde_json::json!({"limit": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let offer = offers["offers"][0]["id"].as_i64().expect("an offer");
+    let mut spec = launch(
+        offer,
+        BTreeMap::from([("GREETING".into(), "onstart-ran".into())]),
+    );
+    // The loader's shape: the `args` run type, `sh -c` the script.
+    spec.onstart = "#!/bin/sh\necho \"$GREETING in $CONTAINER_ID\"; exit 3\n".into();
+    let id = client.launch(&spec).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        let log = http
+            .get(format!("{}/static/logs/{id}.txt", sim.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if log.contains("exited with status") || std::time::Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(log.contains(&format!("onstart-ran in {id}")), "{log}");
+    assert!(log.contains("exited with status 3"), "{log}");
+    let status = client.get(&id).await.unwrap().expect("still listed").status;
+    assert_eq!(status, InstanceStatus::Exited, "the script's end stops it");
+    assert!(
+        sim.dir.join(format!("instance-{id}")).is_dir(),
+        "its sandbox"
+    );
+}
