@@ -250,3 +250,145 @@ async fn a_standalone_simulated_vast_ai_runs_each_instances_real_onstart() {
         "its sandbox"
     );
 }
+
+fn any_offer() -> rigger::cloud::OfferFilter {
+    rigger::cloud::OfferFilter {
+        num_gpus: 1,
+        gpu_names: vec![],
+        min_gpu_ram_mb: None,
+        disk_gb: 10.0,
+        min_ram_gb: None,
+        country: None,
+        vm: false,
+        min_cuda: None,
+        min_reliability: 0.0,
+        min_inet_down: 0.0,
+        verified: false,
+        interruptible: false,
+        max_dph: None,
+        limit: 20,
+        cpu_arch: "amd64".into(),
+    }
+}
+
+#[tokio::test]
+async fn the_ssh_keys_are_read_from_the_field_vast_ai_documents() {
+    let w = wire(50).await;
+    w.sim
+        .add_ssh_key("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0 me@laptop");
+    assert_eq!(
+        w.client.ssh_keys().await.unwrap(),
+        vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0 me@laptop".to_string()]
+    );
+    // So a VM, which needs one, is rented.
+    let offers = w.client.search(&any_offer()).await.unwrap();
+    let mut spec = launch(offers[0].id, BTreeMap::new());
+    spec.vm = true;
+    w.client.launch(&spec).await.expect("the account has a key");
+}
+
+#[tokio::test]
+async fn without_a_key_no_authorization_header_is_sent() {
+    let w = wire(50).await;
+    let anonymous = VastClient::with_retry(&w.url, Secret::new(""), fast_retry());
+    // The search needs no key; an empty `Bearer ` is refused as a bad one.
+    let offers = anonymous.search(&any_offer()).await.unwrap();
+    assert!(!offers.is_empty());
+    assert!(matches!(
+        anonymous.list("rigger:").await,
+        Err(ProviderError::Unauthorized(_))
+    ));
+    // The simulated Vast.ai refuses an empty bearer even where none is needed.
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v0/bundles/", w.url))
+        .header("Authorization", "Bearer ")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn a_label_is_looked_up_by_vast_ai_in_one_request() {
+    let w = wire(200).await;
+    let offers = w.sim.offer_ids();
+    for (n, offer) in offers.iter().take(60).enumerate() {
+        let mut spec = launch(*offer, BTreeMap::new());
+        spec.label = format!("rigger:wire:{n}:x");
+        w.client.launch(&spec).await.unwrap();
+    }
+    let before = w.sim.requests("GET /api/v1/instances");
+    let found = w.client.find_label("rigger:wire:42:x").await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].label, "rigger:wire:42:x");
+    assert_eq!(
+        w.sim.requests("GET /api/v1/instances") - before,
+        1,
+        "select_filters, not three pages of 25"
+    );
+    // A prefix of it is another label: not found.
+    assert!(
+        w.client
+            .find_label("rigger:wire:4")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_bid_is_sent_in_vast_ais_steps() {
+    let w = wire(200).await;
+    let offers = w
+        .client
+        .search(&rigger::cloud::OfferFilter {
+            interruptible: true,
+            ..any_offer()
+        })
+        .await
+        .unwrap();
+    let o = &offers[0];
+    // What rigger computes: a little above the minimum, with a float's tail.
+    let bid = o.min_bid * 1.05 + 1e-9;
+    let mut spec = launch(o.id, BTreeMap::new());
+    spec.bid_price = Some(bid);
+    let id = w.client.launch(&spec).await.unwrap();
+    let row: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/v0/instances/{id}/", w.url))
+        .bearer_auth("sim-vast-key")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sent = row["instances"]["dph_base"].as_f64().unwrap();
+    assert_eq!(sent, (bid * 1000.0).ceil() / 1000.0, "bid {bid}");
+    assert!(sent >= bid);
+}
+
+#[tokio::test]
+async fn answers_come_compressed_when_asked_and_rigger_reads_them() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = wire(300).await;
+    let addr = w.url.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = r#"{"limit": 50}"#;
+    tcp.write_all(
+        format!(
+            "POST /api/v0/bundles/ HTTP/1.1\r\nHost: {addr}\r\nAccept-Encoding: gzip, deflate\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await.unwrap();
+    let head = String::from_utf8_lossy(&answer[..answer.len().min(400)]).to_ascii_lowercase();
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    // rigger asks for and reads them.
+    let offers = w.client.search(&any_offer()).await.unwrap();
+    assert!(!offers.is_empty());
+}

@@ -43,6 +43,8 @@ pub struct VastClient {
     limiter: Option<Limiter>,
     /// The longest a call sleeps for its slot rather than go back to its caller.
     queue_ms: i64,
+    /// Other tools' instance rows skipped as unreadable (shared by clones).
+    unreadable: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for VastClient {
@@ -79,6 +81,7 @@ impl VastClient {
             retry,
             limiter: None,
             queue_ms: 0,
+            unreadable: Default::default(),
         }
     }
 
@@ -178,10 +181,12 @@ impl VastClient {
                     }
                 }
             }
-            let mut req = self
-                .http
-                .request(method.clone(), url.clone())
-                .bearer_auth(self.key.expose());
+            let mut req = self.http.request(method.clone(), url.clone());
+            // No key, no header: an empty `Bearer ` is a key Vast.ai refuses
+            // (the public search answers without one).
+            if !self.key.expose().is_empty() {
+                req = req.bearer_auth(self.key.expose());
+            }
             if let Some(b) = &body {
                 req = req.json(b);
             }
@@ -269,7 +274,10 @@ impl VastClient {
         Ok(list
             .iter()
             .filter_map(|k| {
-                k.get("public_key")
+                // `key` in Vast.ai's OpenAPI (`GET /api/v0/ssh/`); the
+                // others are older shapes seen in the wild.
+                k.get("key")
+                    .or_else(|| k.get("public_key"))
                     .or_else(|| k.get("ssh_key"))
                     .and_then(Value::as_str)
                     .map(str::to_string)
@@ -312,7 +320,7 @@ impl VastClient {
             "disk": spec.disk_gb,
             "label": spec.label,
             "env": spec.env,
-            "price": spec.bid_price,
+            "price": spec.bid_price.map(bid_price),
             // Fail rather than leave a stopped instance that bills storage.
             "cancel_unavail": true,
         });
@@ -334,6 +342,15 @@ impl VastClient {
         }
         body
     }
+}
+
+/// Vast.ai's bids are in $0.001 steps (`price` `minimum` 0.001 in its
+/// OpenAPI): a bid is sent rounded up to the next step, so it never falls
+/// below the minimum it was computed from, and a float's tail (0.23625000000000002)
+/// is not sent. A tiny tolerance keeps an exact step (0.237) where it is.
+fn bid_price(bid: f64) -> f64 {
+    let steps = (bid * 1000.0 - 1e-6).ceil().max(1.0);
+    steps / 1000.0
 }
 
 /// Which of Vast.ai's limits a call counts against.
@@ -518,6 +535,94 @@ fn message(json: Option<&Value>, text: &str) -> String {
     })
 }
 
+impl VastClient {
+    /// Every page of `GET /api/v1/instances/` (with `select_filters` when
+    /// given), keeping the instances whose label starts with `label_prefix`.
+    /// Each page takes the listing's slot in the rate limit (`call_with`).
+    async fn list_where(
+        &self,
+        select_filters: Option<Value>,
+        label_prefix: &str,
+    ) -> Result<Vec<ProviderInstance>, ProviderError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut q = vec![
+                ("limit", PAGE.to_string()),
+                ("order_by", r#"[{"col":"id","dir":"asc"}]"#.to_string()),
+            ];
+            if let Some(f) = &select_filters {
+                q.push(("select_filters", f.to_string()));
+            }
+            if let Some(t) = &token {
+                q.push(("after_token", t.clone()));
+            }
+            let v = self
+                .call(Method::GET, "/api/v1/instances/", &q, None, Repeat::Safe)
+                .await?;
+            let rows = v
+                .get("instances")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let (mine, skipped) = read_rows(rows, label_prefix)?;
+            out.extend(mine);
+            self.skipped_rows(skipped);
+            match v.get("next_token").and_then(Value::as_str) {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+        Err(ProviderError::Transient(format!(
+            "Vast.ai kept paginating past {MAX_PAGES} pages of instances"
+        )))
+    }
+
+    /// Count rows of other tools' instances that could not be read; warn
+    /// the first time only (every listing would repeat it).
+    fn skipped_rows(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let before = self
+            .unreadable
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        if before == 0 {
+            tracing::warn!(
+                skipped = n,
+                "Vast.ai listed instances rigger cannot read and that are not rigger's: skipped \
+                 (warned once; the count is in `unreadable_rows`)"
+            );
+        }
+    }
+
+    /// Rows of other tools' instances skipped as unreadable, in all listings so far.
+    pub fn unreadable_rows(&self) -> u64 {
+        self.unreadable.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A page's rows: the instances labelled `label_prefix…`, and how many
+/// unreadable rows were skipped. An unreadable row whose label is ours still
+/// fails the listing: skipping it would make a live machine look gone.
+fn read_rows(
+    rows: Vec<Value>,
+    label_prefix: &str,
+) -> Result<(Vec<ProviderInstance>, u64), ProviderError> {
+    let mut mine = Vec::new();
+    let mut skipped = 0;
+    for row in rows {
+        let label = row.get("label").and_then(Value::as_str).map(str::to_string);
+        match parse_instance(row) {
+            Ok(i) if i.label.starts_with(label_prefix) => mine.push(i),
+            Ok(_) => {}
+            Err(e) if label.is_some_and(|l| l.starts_with(label_prefix)) => return Err(e),
+            Err(_) => skipped += 1,
+        }
+    }
+    Ok((mine, skipped))
+}
+
 /// Pages of `GET /api/v1/instances/` hold at most this many.
 const PAGE: u32 = 25;
 /// A bound on pages, so a server that never ends its pages cannot hang us.
@@ -593,38 +698,15 @@ impl CloudProvider for VastClient {
     }
 
     async fn list(&self, label_prefix: &str) -> Result<Vec<ProviderInstance>, ProviderError> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let mut q = vec![
-                ("limit", PAGE.to_string()),
-                ("order_by", r#"[{"col":"id","dir":"asc"}]"#.to_string()),
-            ];
-            if let Some(t) = &token {
-                q.push(("after_token", t.clone()));
-            }
-            let v = self
-                .call(Method::GET, "/api/v1/instances/", &q, None, Repeat::Safe)
-                .await?;
-            let rows = v
-                .get("instances")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            for row in rows {
-                let i = parse_instance(row)?;
-                if i.label.starts_with(label_prefix) {
-                    out.push(i);
-                }
-            }
-            match v.get("next_token").and_then(Value::as_str) {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => return Ok(out),
-            }
-        }
-        Err(ProviderError::Transient(format!(
-            "Vast.ai kept paginating past {MAX_PAGES} pages of instances"
-        )))
+        self.list_where(None, label_prefix).await
+    }
+
+    async fn find_label(&self, label: &str) -> Result<Vec<ProviderInstance>, ProviderError> {
+        // Vast.ai filters by label itself (as `vastai show instances
+        // --label` does): one page, however many instances the account has.
+        let filter = json!({"label": {"in": [label]}});
+        let found = self.list_where(Some(filter), label).await?;
+        Ok(found.into_iter().filter(|i| i.label == label).collect())
     }
 
     async fn destroy(&self, id: &str) -> Result<(), ProviderError> {
@@ -790,6 +872,32 @@ mod tests {
             create(200, Ok(br#"{"success": true, "new_contract": 7}"#)).unwrap()["new_contract"],
             7
         );
+    }
+
+    #[test]
+    fn an_unreadable_row_of_another_tool_is_skipped_and_one_of_ours_fails() {
+        let good = json!({"id": 1, "label": "rigger:c:1:a", "actual_status": "running"});
+        let foreign = json!({"id": 2, "label": "their-job", "num_gpus": "two"});
+        let nameless = json!({"id": "x"});
+        let (mine, skipped) =
+            read_rows(vec![good.clone(), foreign, nameless], "rigger:c:").unwrap();
+        assert_eq!(mine.len(), 1);
+        assert_eq!(mine[0].id, "1");
+        assert_eq!(skipped, 2);
+        let ours_broken = json!({"id": 3, "label": "rigger:c:2:b", "num_gpus": "two"});
+        assert!(matches!(
+            read_rows(vec![good, ours_broken], "rigger:c:"),
+            Err(ProviderError::Transient(_))
+        ));
+    }
+
+    #[test]
+    fn bids_are_sent_in_vast_ais_steps_never_below_what_was_computed() {
+        assert_eq!(bid_price(0.23625000000000002), 0.237);
+        assert_eq!(bid_price(0.237), 0.237);
+        assert_eq!(bid_price(0.2370000001), 0.237);
+        assert_eq!(bid_price(0.0001), 0.001, "Vast.ai's minimum");
+        assert_eq!(bid_price(1.2345), 1.235);
     }
 
     #[test]

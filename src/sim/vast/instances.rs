@@ -195,6 +195,12 @@ fn cut_off(answer: &str) -> Response {
         header::CONTENT_LENGTH,
         header::HeaderValue::from(pad.len() + answer.len()),
     );
+    // Sent as it is, not compressed: compressing would end the stream
+    // cleanly and hide the cut.
+    h.insert(
+        header::CONTENT_ENCODING,
+        header::HeaderValue::from_static("identity"),
+    );
     r
 }
 
