@@ -392,3 +392,46 @@ async fn answers_come_compressed_when_asked_and_rigger_reads_them() {
     let offers = w.client.search(&any_offer()).await.unwrap();
     assert!(!offers.is_empty());
 }
+
+/// Each page of a listing counts against the listing's interval (1 s): a
+/// client keeping to the limits sends the pages of one listing spaced by it,
+/// and none is refused. On the system clock: the pacing is real waiting.
+#[tokio::test]
+async fn the_pages_of_a_listing_keep_to_its_interval() {
+    use rigger::cloud::vast::limit::{Limiter, RateLimits};
+    use rigger::engine::ports::SystemClock;
+    use rigger::sim::vast::Limits;
+    use rigger::sim::vast::limits::Endpoint;
+
+    let clock = Arc::new(SystemClock);
+    let sim = SimVast::new(
+        SimConfig {
+            offers: 200,
+            ..SimConfig::default()
+        },
+        clock.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = sim.router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let plain = VastClient::with_retry(&url, Secret::new("sim-vast-key"), fast_retry());
+    for (n, offer) in sim.offer_ids().iter().take(60).enumerate() {
+        let mut spec = launch(*offer, BTreeMap::new());
+        spec.label = format!("rigger:pace:{n}:x");
+        plain.launch(&spec).await.unwrap();
+    }
+    sim.set_limits(Limits::documented());
+    let limiter = Limiter::new(RateLimits::documented(), clock);
+    let client = VastClient::with_retry(&url, Secret::new("sim-vast-key"), fast_retry())
+        .with_limiter(limiter, 0);
+    let started = std::time::Instant::now();
+    let mine = client.list("rigger:pace:").await.unwrap();
+    assert_eq!(mine.len(), 60, "three pages of 25");
+    assert_eq!(sim.refused(Endpoint::List), 0, "no page refused");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_900),
+        "three pages, 1 s apart: {:?}",
+        started.elapsed()
+    );
+}

@@ -167,8 +167,20 @@ impl VastClient {
                 }
             } else if let Some(l) = &self.limiter {
                 match l.acquire(endpoint, queue_ms) {
-                    Ok(0) => {}
-                    Ok(wait) => tokio::time::sleep(crate::millis::to_duration(wait)).await,
+                    Ok(wait) => {
+                        // A listing's pages follow each other at once: the
+                        // interval is kept from the last page's answer (it
+                        // reached Vast.ai before then), so a page on a warm
+                        // connection does not arrive early on a slow first one.
+                        let gap = match endpoint {
+                            Endpoint::List => l.gap_since_last_ms(endpoint),
+                            _ => 0,
+                        };
+                        let wait = wait.max(gap);
+                        if wait > 0 {
+                            tokio::time::sleep(crate::millis::to_duration(wait)).await;
+                        }
+                    }
                     Err(wait) => {
                         tracing::debug!(
                             path,
@@ -206,10 +218,15 @@ impl VastClient {
                 }
                 Ok(resp) => read(resp, repeat, parse).await,
             };
-            if outcome.is_ok()
-                && let Some(l) = &self.limiter
-            {
-                l.answered(endpoint);
+            if let Some(l) = &self.limiter {
+                if outcome.is_ok() {
+                    l.answered(endpoint);
+                }
+                if endpoint == Endpoint::List {
+                    // The answer came after Vast.ai took the request: the
+                    // next page's spacing counts from here (see above).
+                    l.sent(endpoint);
+                }
             }
             let wait = match outcome {
                 Err(ProviderError::RateLimited { retry_after_ms }) => {
