@@ -134,7 +134,8 @@ fn read_vast_extra(node: Option<&Node>, diags: &mut Diagnostics) -> VastExtra {
 pub const MIN_DISK_GB: f64 = 8.0;
 
 fn check_disk(at: &Node, gb: f64, diags: &mut Diagnostics) {
-    if gb < MIN_DISK_GB {
+    // Zero, negative and absurd sizes are already reported as out of range.
+    if gb > 0.0 && gb < MIN_DISK_GB {
         diags.push(
             Diagnostic::error(
                 at.at,
