@@ -77,6 +77,11 @@ async fn serve_with(
             "/api/v0/instances/{id}/",
             delete(
                 |State(f): State<Fake>, UrlPath(id): UrlPath<String>, headers: HeaderMap| async move {
+                    // Vast.ai reads a body only as JSON: like the simulated
+                    // one, refuse a destroy that does not say so.
+                    if !header(&headers, "content-type").starts_with("application/json") {
+                        return (StatusCode::BAD_REQUEST, "{\"success\": false}");
+                    }
                     let auth = header(&headers, "authorization");
                     f.seen.lock().unwrap().destroys.push((id, auth));
                     let failing = f
@@ -328,7 +333,7 @@ impl Machine {
     /// /etc/environment, quoted, one value with spaces).
     fn run(&self, spec: &BootstrapSpec) -> Run {
         let dir = &self.dir;
-        let rendered = bootstrap::render(spec);
+        let rendered = bootstrap::render(spec).expect("an environment Vast.ai takes");
         let onstart = dir.join("onstart.sh");
         std::fs::write(&onstart, &rendered.onstart).unwrap();
         let mut vars: Vec<(String, String)> = rendered.env.clone().into_iter().collect();
@@ -889,6 +894,75 @@ async fn the_runner_user_gets_passwordless_sudo_even_where_the_image_has_none() 
     );
     assert!(r.log.contains("runner: ran a job"), "{}", r.log);
     assert_eq!(server.seen.lock().unwrap().destroys.len(), 1);
+}
+
+/// The loader's failure path against the simulated Vast.ai: an instance
+/// whose bootstrap script cannot be decoded destroys itself with its own key,
+/// in a request the real API accepts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_loader_that_cannot_decode_destroys_its_instance_on_the_simulated_vast_ai() {
+    use rigger::engine::ports::ManualClock;
+    use rigger::sim::machine::Machines;
+    use rigger::sim::vast::{Phase, Rental, SimConfig, SimVast};
+
+    let clock = ManualClock::new(1_700_000_000_000);
+    let sim = SimVast::new(
+        SimConfig {
+            offers: 20,
+            boot_delay_ms: 0,
+            ..SimConfig::default()
+        },
+        Arc::new(clock.clone()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = sim.router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = std::env::temp_dir().join(format!("rigger-boot-{}-simdestroy", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = Mutex::new(tx);
+    Machines::new(dir, sim.clone())
+        .on_exit(Arc::new(move |id, code| {
+            let _ = tx.lock().unwrap().send((id, code));
+        }))
+        .install();
+    let offer = sim.offer_ids()[0];
+    let id = sim
+        .rent(
+            offer,
+            Rental {
+                image: "ubuntu:22.04".into(),
+                disk_gb: 20.0,
+                label: Some("rigger:test:1:x".into()),
+                env: vec![
+                    ("RIGGER_SCRIPT_0".into(), "!!! not base64 !!!".into()),
+                    ("RIGGER_VAST_URL".into(), url.clone()),
+                ],
+                onstart: Some("/bin/sh".into()),
+                args: vec!["-c".into(), bootstrap::loader()],
+                runtype: "args".into(),
+                vm: false,
+                bid: None,
+            },
+        )
+        .unwrap();
+    sim.tick();
+    let (ran, code) =
+        tokio::task::spawn_blocking(move || rx.recv_timeout(std::time::Duration::from_secs(60)))
+            .await
+            .unwrap()
+            .expect("the machine's script ends");
+    assert_eq!(ran, id);
+    let log = sim.log(id).unwrap_or_default();
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("cannot decode the bootstrap script"), "{log}");
+    assert_eq!(
+        sim.phase(id),
+        Some(Phase::Destroyed),
+        "the simulated Vast.ai took the self-destroy: {log}"
+    );
+    assert_eq!(sim.requests("DELETE /api/v0/instances/:id"), 1, "{log}");
 }
 
 #[test]

@@ -305,3 +305,56 @@ fn a_file_that_is_not_utf8_is_an_error_at_its_byte() {
         "{text}"
     );
 }
+
+#[test]
+fn env_vars_beyond_vast_ais_limits_are_errors_at_their_line() {
+    let long = "v".repeat(250);
+    let many: String = (0..200)
+        .map(|i| format!("        V{i:03}: {}\n", "w".repeat(200)))
+        .collect();
+    let path = temp_file(
+        "env.cirun.yml",
+        &format!(
+            "runners:\n  - name: gpu\n    cloud: vast_ai\n    instance_type: 1xRTX_4090\n    labels: [cirun-gpu]\n    extra_config:\n      env_vars:\n        OK: short\n        LONG_ONE: {long}\n  - name: many\n    cloud: vast_ai\n    instance_type: 1xRTX_4090\n    labels: [cirun-many]\n    extra_config:\n      env_vars:\n{many}"
+        ),
+    );
+    let out = rigger(&["validate", s(&path)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "{}:9:19: error: `LONG_ONE` is 259 characters as `LONG_ONE=…`; Vast.ai takes at most 256 for one variable",
+            path.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{}:16:9: error: `env_vars` take ", path.display())),
+        "{text}"
+    );
+    assert!(!text.contains(&long), "values are not repeated: {text}");
+    assert!(text.contains("(2 errors, 0 warnings)"), "{text}");
+}
+
+#[test]
+fn a_disk_below_vast_ais_minimum_is_an_error() {
+    let path = temp_file(
+        "disk.cirun.yml",
+        "runners:\n  - name: gpu\n    cloud: vast_ai\n    instance_type: 1xRTX_4090\n    labels: [cirun-gpu]\n    extra_config:\n      disk_space: 5\n",
+    );
+    let out = rigger(&["validate", s(&path)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "{}:7:19: error: `disk_space` is 5 GB; Vast.ai rents no less than 8 GB",
+            path.display()
+        )),
+        "{text}"
+    );
+    let ok = temp_file(
+        "disk8.cirun.yml",
+        "runners:\n  - name: gpu\n    cloud: vast_ai\n    instance_type: 1xRTX_4090\n    labels: [cirun-gpu]\n    extra_config:\n      disk_space: 8\n",
+    );
+    assert_eq!(rigger(&["validate", s(&ok)]).status.code(), Some(0));
+}

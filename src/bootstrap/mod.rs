@@ -1,8 +1,8 @@
 //! The bootstrap script a rented machine runs at start (Vast.ai's `onstart`),
 //! and the per-instance environment it reads.
 //!
-//! Vast.ai limits `onstart` to about 4 KB and each environment value to 256
-//! characters. So `onstart` is a small loader (`onstart.sh`), and everything
+//! Vast.ai limits `onstart` to about 4 KB, each environment variable to 256
+//! characters and the whole environment to 32 KB. So `onstart` is a small loader (`onstart.sh`), and everything
 //! else travels in `RIGGER_*` environment variables: the bootstrap script
 //! itself (`bootstrap.sh`, base64), the JIT config, setup info and the
 //! callback token, each long value split into `NAME_0`, `NAME_1`, … and
@@ -27,8 +27,15 @@ pub const ONSTART: &str = include_str!("onstart.sh");
 /// Vast.ai's limit on the combined size of onstart and args.
 pub const ONSTART_LIMIT: usize = 4096;
 
-/// Vast.ai's limit on one environment value.
-pub const ENV_VALUE_LIMIT: usize = 256;
+/// Vast.ai's limit on one environment variable (`env` `max_length` in its
+/// OpenAPI). Whether it counts the value or the whole `KEY=value` entry is
+/// not said, so rigger keeps every entry, key and `=` included, within it.
+pub const ENV_ENTRY_LIMIT: usize = 256;
+
+/// Vast.ai's limit on the whole environment (`env` `max_total_length`),
+/// counted over `env` as its OpenAPI types it: the Docker-flag string
+/// `-e KEY=value -e KEY=value …`.
+pub const ENV_TOTAL_LIMIT: usize = 32_768;
 
 /// What one machine's bootstrap needs to know.
 #[derive(Clone)]
@@ -104,7 +111,113 @@ fn strip_comments(source: &str) -> String {
     out
 }
 
-pub fn render(spec: &BootstrapSpec) -> Rendered {
+/// An environment Vast.ai would refuse. Names only: values may be secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvError {
+    /// `KEY=value` longer than [`ENV_ENTRY_LIMIT`].
+    EntryTooLong { name: String, len: usize },
+    /// The whole environment longer than [`ENV_TOTAL_LIMIT`]; `users` is
+    /// what `extra_config.env_vars` take of it.
+    TooLarge { total: usize, users: usize },
+}
+
+impl fmt::Display for EnvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EnvError::EntryTooLong { name, len } => write!(
+                f,
+                "the environment variable `{}` is {len} characters as `{}=…`; Vast.ai takes at \
+                 most {ENV_ENTRY_LIMIT} for one variable",
+                crate::text::for_log(name),
+                crate::text::for_log(name)
+            ),
+            EnvError::TooLarge { total, users } => write!(
+                f,
+                "the machine's environment would be {total} characters, over Vast.ai's limit of \
+                 {ENV_TOTAL_LIMIT}; extra_config.env_vars take {users} of them: make them smaller"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for EnvError {}
+
+/// One variable's length as Vast.ai may count it: `KEY=value`.
+pub fn entry_len(name: &str, value: &str) -> usize {
+    name.chars().count() + 1 + value.chars().count()
+}
+
+/// The environment's length as Vast.ai counts it: `-e KEY=value`, joined by spaces.
+pub fn env_total<'a>(env: impl IntoIterator<Item = (&'a String, &'a String)>) -> usize {
+    let mut total = 0;
+    let mut n: usize = 0;
+    for (k, v) in env {
+        total += "-e ".len() + entry_len(k, v);
+        n += 1;
+    }
+    total + n.saturating_sub(1)
+}
+
+/// Whether Vast.ai would take `env`: every entry and the whole within its limits.
+fn check_env(
+    env: &BTreeMap<String, String>,
+    users: &BTreeMap<String, String>,
+) -> Result<(), EnvError> {
+    if let Some((name, value)) = env.iter().find(|(k, v)| entry_len(k, v) > ENV_ENTRY_LIMIT) {
+        return Err(EnvError::EntryTooLong {
+            name: name.clone(),
+            len: entry_len(name, value),
+        });
+    }
+    let total = env_total(env);
+    if total > ENV_TOTAL_LIMIT {
+        return Err(EnvError::TooLarge {
+            total,
+            users: env_total(users),
+        });
+    }
+    Ok(())
+}
+
+/// How much of Vast.ai's environment limit `extra_config.env_vars` may take
+/// and still leave room for rigger's own variables with a JIT config of a
+/// generous size (GitHub's are about 2 KB) and long URLs. `rigger validate`
+/// checks against it; the exact check is made when the machine is rented.
+pub fn user_env_budget() -> usize {
+    let own = render_env(&BootstrapSpec {
+        vm: false,
+        vast_url: "u".repeat(200),
+        runner_url: "u".repeat(200),
+        runner_arch: "x64".into(),
+        runner_sha256: Some("0".repeat(64)),
+        allow_unverified: false,
+        preinstalled_runner: Some("p".repeat(100)),
+        gpu_count: 8,
+        gpu_models: vec!["H100 SXM".into(), "H100 PCIE".into(), "H100 NVL".into()],
+        idle_timeout_secs: 86_400,
+        jit_config: Secret::new("j".repeat(6_000)),
+        setup_info: vec![SetupInfo {
+            group: "rigger".into(),
+            detail: "d".repeat(200),
+        }],
+        env_vars: BTreeMap::new(),
+        callback: Some(("u".repeat(200), Secret::new("t".repeat(64)))),
+    });
+    ENV_TOTAL_LIMIT.saturating_sub(env_total(&own) + 1)
+}
+
+/// The onstart loader and the environment, or why Vast.ai would refuse the
+/// environment (checked here, before any create is sent).
+pub fn render(spec: &BootstrapSpec) -> Result<Rendered, EnvError> {
+    let env = render_env(spec);
+    check_env(&env, &spec.env_vars)?;
+    Ok(Rendered {
+        onstart: loader(),
+        env,
+    })
+}
+
+fn render_env(spec: &BootstrapSpec) -> BTreeMap<String, String> {
     let mut env: BTreeMap<String, String> = spec.env_vars.clone();
     let encoded_script = base64::engine::general_purpose::STANDARD.encode(script());
     split_into(&mut env, "RIGGER_SCRIPT", &encoded_script);
@@ -152,21 +265,26 @@ pub fn render(spec: &BootstrapSpec) -> Rendered {
         let encoded = base64::engine::general_purpose::STANDARD.encode(json);
         split_into(&mut env, "RIGGER_SETUP_INFO", &encoded);
     }
-    Rendered {
-        onstart: loader(),
-        env,
-    }
+    env
 }
 
 fn set_value(env: &mut BTreeMap<String, String>, name: &str, value: impl Into<String>) {
     env.insert(name.to_string(), value.into());
 }
 
-/// `NAME_0`, `NAME_1`, … each at most [`ENV_VALUE_LIMIT`] characters.
+/// `NAME_0`, `NAME_1`, … each entry (`NAME_i=chunk`) at most
+/// [`ENV_ENTRY_LIMIT`] characters, so it fits whichever way Vast.ai counts.
 fn split_into(env: &mut BTreeMap<String, String>, name: &str, value: &str) {
     let chars: Vec<char> = value.chars().collect();
-    for (i, chunk) in chars.chunks(ENV_VALUE_LIMIT).enumerate() {
-        env.insert(format!("{name}_{i}"), chunk.iter().collect());
+    let mut rest = &chars[..];
+    let mut i = 0;
+    while !rest.is_empty() {
+        let key = format!("{name}_{i}");
+        let room = ENV_ENTRY_LIMIT.saturating_sub(key.len() + 1).max(1);
+        let (chunk, more) = rest.split_at(room.min(rest.len()));
+        env.insert(key, chunk.iter().collect());
+        rest = more;
+        i += 1;
     }
 }
 
@@ -228,7 +346,7 @@ mod tests {
 
     #[test]
     fn onstart_fits_vast_ais_limit() {
-        let r = render(&spec());
+        let r = render(&spec()).unwrap();
         assert!(r.onstart.len() < ONSTART_LIMIT, "{} bytes", r.onstart.len());
         assert!(
             r.onstart.starts_with("#!/bin/sh\n"),
@@ -238,16 +356,16 @@ mod tests {
         assert!(!r.onstart.contains("\n#"), "comments are stripped");
         assert!(r.onstart.contains("/api/v0/instances/$CONTAINER_ID/"));
         assert!(r.onstart.contains("$RIGGER_CALLBACK_URL?exit_code=1"));
-        let total: usize = r.env.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let total = env_total(&r.env);
         assert!(
-            total < 32_768,
+            total < ENV_TOTAL_LIMIT,
             "Vast.ai's limit on the whole environment: {total}"
         );
     }
 
     #[test]
     fn the_script_travels_whole_in_the_environment() {
-        let r = render(&spec());
+        let r = render(&spec()).unwrap();
         let joined: String = (0..)
             .map_while(|i| r.env.get(&format!("RIGGER_SCRIPT_{i}")))
             .cloned()
@@ -261,8 +379,13 @@ mod tests {
 
     #[test]
     fn long_values_are_split_under_the_env_limit() {
-        let r = render(&spec());
-        assert!(r.env.values().all(|v| v.chars().count() <= ENV_VALUE_LIMIT));
+        let r = render(&spec()).unwrap();
+        assert!(
+            r.env
+                .iter()
+                .all(|(k, v)| entry_len(k, v) <= ENV_ENTRY_LIMIT),
+            "every `KEY=value` fits Vast.ai's limit on one variable"
+        );
         let joined: String = (0..)
             .map_while(|i| r.env.get(&format!("RIGGER_JIT_{i}")))
             .cloned()
@@ -276,8 +399,43 @@ mod tests {
     }
 
     #[test]
+    fn an_environment_vast_ai_would_refuse_is_refused_here() {
+        let mut s = spec();
+        s.env_vars.insert("LONG".into(), "v".repeat(252));
+        assert_eq!(
+            render(&s).unwrap_err(),
+            EnvError::EntryTooLong {
+                name: "LONG".into(),
+                len: 257
+            }
+        );
+        let mut s = spec();
+        for i in 0..200 {
+            s.env_vars.insert(format!("V{i:03}"), "v".repeat(200));
+        }
+        let users = env_total(&s.env_vars);
+        match render(&s).unwrap_err() {
+            EnvError::TooLarge { total, users: u } => {
+                assert!(total > ENV_TOTAL_LIMIT, "{total}");
+                assert_eq!(u, users);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Within the budget `rigger validate` allows, a real render fits.
+        let mut s = spec();
+        let budget = user_env_budget();
+        assert!(budget > 10_000, "room for users' variables: {budget}");
+        let mut i = 0;
+        while env_total(&s.env_vars) + 210 < budget {
+            s.env_vars.insert(format!("V{i:03}"), "v".repeat(200));
+            i += 1;
+        }
+        render(&s).expect("fits");
+    }
+
+    #[test]
     fn debug_never_shows_the_jit_config() {
-        let r = render(&spec());
+        let r = render(&spec()).unwrap();
         let shown = format!("{r:?}");
         assert!(!shown.contains("JJJJ"), "{shown}");
     }

@@ -41,7 +41,7 @@ fail() {
     fi
     if [ -n "${CONTAINER_ID-}" ] && [ -n "${CONTAINER_API_KEY-}" ]; then
       printf 'header = "Authorization: Bearer %s"\n' "$CONTAINER_API_KEY" |
-        curl -fsS -m 30 -K - -X DELETE -d '{}' \
+        curl -fsS -m 30 -K - -X DELETE -H 'Content-Type: application/json' -d '{}' \
           "${RIGGER_VAST_URL:-https://console.vast.ai}/api/v0/instances/$CONTAINER_ID/" >/dev/null && exit 1
     fi
     i=$((i + 1))

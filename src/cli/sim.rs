@@ -10,6 +10,7 @@ use crate::engine::ports::SystemClock;
 use crate::settings::Secret;
 use crate::settings::parse_duration;
 use crate::sim::github::{SimGithub, SimGithubConfig};
+use crate::sim::machine::Machines;
 use crate::sim::vast::{Faults, SimConfig, SimVast};
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +82,16 @@ pub struct SimVastArgs {
     /// or changes such as `documented,search_per_minute=20,search_quota_per_day=500`.
     #[arg(long, default_value = "documented")]
     pub limits: String,
+    /// Run each instance's real onstart script when it boots, as the demo
+    /// does: by `sh`, in a sandbox directory of its own, with the instance's
+    /// environment; only `nvidia-smi`, user creation and package managers
+    /// are shimmed. With `rigger serve` pointed here, runners boot end to end.
+    /// The scripts run on this computer: rehearse only configs you trust.
+    #[arg(long)]
+    pub run_onstart: bool,
+    /// Where the sandboxes go (with `--run-onstart`).
+    #[arg(long, default_value_os_t = std::env::temp_dir().join("rigger-sim-vast"))]
+    pub sandbox_dir: std::path::PathBuf,
 }
 
 pub async fn run(cmd: SimCommand) -> anyhow::Result<()> {
@@ -113,6 +124,15 @@ async fn vast(a: SimVastArgs) -> anyhow::Result<()> {
         },
         Arc::new(SystemClock),
     );
+    if a.run_onstart {
+        std::fs::create_dir_all(&a.sandbox_dir).with_context(|| {
+            format!(
+                "cannot make the sandbox directory {}",
+                a.sandbox_dir.display()
+            )
+        })?;
+        Machines::new(a.sandbox_dir.clone(), sim.clone()).install();
+    }
     println!("simulated Vast.ai listening on {url}");
     println!("  API key:   {}", a.api_key);
     println!(
@@ -123,6 +143,12 @@ async fn vast(a: SimVastArgs) -> anyhow::Result<()> {
         println!("  faults:    {}", a.faults);
     }
     println!("  limits:    {} (change with POST /sim/limits)", a.limits);
+    if a.run_onstart {
+        println!(
+            "  machines:  each instance's onstart runs in {}/instance-<id>",
+            a.sandbox_dir.display()
+        );
+    }
     println!("  state:     {url}/sim/state");
     println!("try:");
     println!("  rigger plan examples/.cirun.yml --vast-url {url}");

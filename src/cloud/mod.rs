@@ -231,6 +231,18 @@ pub trait CloudProvider: Send + Sync + 'static {
         label_prefix: &str,
     ) -> impl Future<Output = Result<Vec<ProviderInstance>, ProviderError>> + Send;
 
+    /// Our instances labelled exactly `label` (a create's outcome looked up).
+    /// By default a listing by prefix, filtered here.
+    fn find_label(
+        &self,
+        label: &str,
+    ) -> impl Future<Output = Result<Vec<ProviderInstance>, ProviderError>> + Send {
+        async move {
+            let all = self.list(label).await?;
+            Ok(all.into_iter().filter(|i| i.label == label).collect())
+        }
+    }
+
     /// Destroy an instance; one already gone is not an error.
     fn destroy(&self, id: &str) -> impl Future<Output = Result<(), ProviderError>> + Send;
 

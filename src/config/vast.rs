@@ -8,6 +8,7 @@ use super::diagnostics::{Diagnostic, Diagnostics};
 use super::model::*;
 use super::parse::get;
 use super::yaml::{Kind, Node};
+use crate::bootstrap;
 use crate::cloud::vast::gpus::{self, GpuChoice, GpuError, GpuVendor};
 use crate::text::for_log;
 
@@ -76,7 +77,10 @@ fn read_vast_extra(node: Option<&Node>, diags: &mut Diagnostics) -> VastExtra {
     let mut extra = VastExtra::default();
     let Some(node) = node else { return extra };
     let num = |k| get(node, k).and_then(as_number);
-    if let Some(v) = num("disk_space") {
+    if let Some(n) = get(node, "disk_space")
+        && let Some(v) = as_number(n)
+    {
+        check_disk(n, v, diags);
         extra.disk_space_gb = v;
     }
     extra.min_ram_gb = num("min_ram");
@@ -106,20 +110,83 @@ fn read_vast_extra(node: Option<&Node>, diags: &mut Diagnostics) -> VastExtra {
             );
         }
     }
-    if let Some(Node {
-        kind: Kind::Map(vars),
-        ..
-    }) = get(node, "env_vars")
+    if let Some(
+        env @ Node {
+            kind: Kind::Map(vars),
+            ..
+        },
+    ) = get(node, "env_vars")
     {
         for (k, v) in vars {
             let (Some(name), Some(value)) = (k.text(), v.text()) else {
                 continue;
             };
             check_env_name(k, name, diags);
+            check_env_length(v, name, value, diags);
             extra.env_vars.insert(name.to_string(), value.to_string());
         }
+        check_env_total(env, &extra.env_vars, diags);
     }
     extra
+}
+
+/// Vast.ai's smallest disk for an instance (`disk` `min` in its OpenAPI).
+pub const MIN_DISK_GB: f64 = 8.0;
+
+fn check_disk(at: &Node, gb: f64, diags: &mut Diagnostics) {
+    // Zero, negative and absurd sizes are already reported as out of range.
+    if gb > 0.0 && gb < MIN_DISK_GB {
+        diags.push(
+            Diagnostic::error(
+                at.at,
+                format!("`disk_space` is {gb} GB; Vast.ai rents no less than {MIN_DISK_GB} GB"),
+            )
+            .with_hint("ask for at least 8 (rigger's default is 30)"),
+        );
+    }
+}
+
+/// One variable within Vast.ai's limit on one (`KEY=value`, see `bootstrap`).
+fn check_env_length(at: &Node, name: &str, value: &str, diags: &mut Diagnostics) {
+    let len = bootstrap::entry_len(name, value);
+    if len > bootstrap::ENV_ENTRY_LIMIT {
+        diags.push(
+            Diagnostic::error(
+                at.at,
+                format!(
+                    "`{}` is {len} characters as `{}=…`; Vast.ai takes at most {} for one variable",
+                    for_log(name),
+                    for_log(name),
+                    bootstrap::ENV_ENTRY_LIMIT
+                ),
+            )
+            .with_hint("shorten it, or have the job fetch long values itself"),
+        );
+    }
+}
+
+/// All of them within what Vast.ai's limit on the whole environment leaves
+/// beside rigger's own variables.
+fn check_env_total(
+    at: &Node,
+    vars: &std::collections::BTreeMap<String, String>,
+    diags: &mut Diagnostics,
+) {
+    let total = bootstrap::env_total(vars);
+    let budget = bootstrap::user_env_budget();
+    if total > budget {
+        diags.push(
+            Diagnostic::error(
+                at.at,
+                format!(
+                    "`env_vars` take {total} characters; beside rigger's own variables Vast.ai's \
+                     limit of {} on the environment leaves {budget}",
+                    bootstrap::ENV_TOTAL_LIMIT
+                ),
+            )
+            .with_hint("pass fewer or shorter variables; large settings belong in the repository"),
+        );
+    }
 }
 
 fn check_env_name(at: &Node, name: &str, diags: &mut Diagnostics) {

@@ -337,10 +337,10 @@ impl<P: CloudProvider> Cloud for Market<P> {
     async fn find(&self, label: &str) -> Result<Option<CloudView>, CloudError> {
         Ok(self
             .provider
-            .list(label)
+            .find_label(label)
             .await?
             .into_iter()
-            .find(|i| i.label == label)
+            .next()
             .map(view))
     }
 

@@ -43,6 +43,8 @@ pub struct VastClient {
     limiter: Option<Limiter>,
     /// The longest a call sleeps for its slot rather than go back to its caller.
     queue_ms: i64,
+    /// Other tools' instance rows skipped as unreadable (shared by clones).
+    pub(super) unreadable: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for VastClient {
@@ -55,7 +57,7 @@ impl std::fmt::Debug for VastClient {
 
 /// Whether a failed call can be repeated without doing its work twice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Repeat {
+pub(super) enum Repeat {
     Safe,
     /// Only when the server certainly did nothing (429, connection refused).
     OnlyIfRejected,
@@ -79,6 +81,7 @@ impl VastClient {
             retry,
             limiter: None,
             queue_ms: 0,
+            unreadable: Default::default(),
         }
     }
 
@@ -96,7 +99,7 @@ impl VastClient {
     }
 
     /// One API call with the retry policy, its answer read as JSON.
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -164,8 +167,20 @@ impl VastClient {
                 }
             } else if let Some(l) = &self.limiter {
                 match l.acquire(endpoint, queue_ms) {
-                    Ok(0) => {}
-                    Ok(wait) => tokio::time::sleep(crate::millis::to_duration(wait)).await,
+                    Ok(wait) => {
+                        // A listing's pages follow each other at once: the
+                        // interval is kept from the last page's answer (it
+                        // reached Vast.ai before then), so a page on a warm
+                        // connection does not arrive early on a slow first one.
+                        let gap = match endpoint {
+                            Endpoint::List => l.gap_since_last_ms(endpoint),
+                            _ => 0,
+                        };
+                        let wait = wait.max(gap);
+                        if wait > 0 {
+                            tokio::time::sleep(crate::millis::to_duration(wait)).await;
+                        }
+                    }
                     Err(wait) => {
                         tracing::debug!(
                             path,
@@ -178,10 +193,12 @@ impl VastClient {
                     }
                 }
             }
-            let mut req = self
-                .http
-                .request(method.clone(), url.clone())
-                .bearer_auth(self.key.expose());
+            let mut req = self.http.request(method.clone(), url.clone());
+            // No key, no header: an empty `Bearer ` is a key Vast.ai refuses
+            // (the public search answers without one).
+            if !self.key.expose().is_empty() {
+                req = req.bearer_auth(self.key.expose());
+            }
             if let Some(b) = &body {
                 req = req.json(b);
             }
@@ -201,10 +218,15 @@ impl VastClient {
                 }
                 Ok(resp) => read(resp, repeat, parse).await,
             };
-            if outcome.is_ok()
-                && let Some(l) = &self.limiter
-            {
-                l.answered(endpoint);
+            if let Some(l) = &self.limiter {
+                if outcome.is_ok() {
+                    l.answered(endpoint);
+                }
+                if endpoint == Endpoint::List {
+                    // The answer came after Vast.ai took the request: the
+                    // next page's spacing counts from here (see above).
+                    l.sent(endpoint);
+                }
             }
             let wait = match outcome {
                 Err(ProviderError::RateLimited { retry_after_ms }) => {
@@ -320,7 +342,7 @@ impl VastClient {
         // A bid only for an interruptible rental: the API types `price` as a
         // number of at least 0.001 (its OpenAPI), so no `null` on demand.
         if let Some(price) = spec.bid_price {
-            body["price"] = json!(price);
+            body["price"] = json!(bid_price(price));
         }
         if spec.vm {
             // VMs support only the SSH launch mode; the onstart script needs
@@ -340,6 +362,15 @@ impl VastClient {
         }
         body
     }
+}
+
+/// Vast.ai's bids are in $0.001 steps (`price` `minimum` 0.001 in its
+/// OpenAPI): a bid is sent rounded up to the next step, so it never falls
+/// below the minimum it was computed from, and a float's tail (0.23625000000000002)
+/// is not sent. A tiny tolerance keeps an exact step (0.237) where it is.
+fn bid_price(bid: f64) -> f64 {
+    let steps = (bid * 1000.0 - 1e-6).ceil().max(1.0);
+    steps / 1000.0
 }
 
 /// Which of Vast.ai's limits a call counts against.
@@ -544,11 +575,6 @@ fn message(json: Option<&Value>, text: &str) -> String {
     })
 }
 
-/// Pages of `GET /api/v1/instances/` hold at most this many.
-const PAGE: u32 = 25;
-/// A bound on pages, so a server that never ends its pages cannot hang us.
-const MAX_PAGES: usize = 400;
-
 impl CloudProvider for VastClient {
     fn create_slot(&self) -> Result<(), ProviderError> {
         match &self.limiter {
@@ -619,38 +645,15 @@ impl CloudProvider for VastClient {
     }
 
     async fn list(&self, label_prefix: &str) -> Result<Vec<ProviderInstance>, ProviderError> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let mut q = vec![
-                ("limit", PAGE.to_string()),
-                ("order_by", r#"[{"col":"id","dir":"asc"}]"#.to_string()),
-            ];
-            if let Some(t) = &token {
-                q.push(("after_token", t.clone()));
-            }
-            let v = self
-                .call(Method::GET, "/api/v1/instances/", &q, None, Repeat::Safe)
-                .await?;
-            let rows = v
-                .get("instances")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            for row in rows {
-                let i = parse_instance(row)?;
-                if i.label.starts_with(label_prefix) {
-                    out.push(i);
-                }
-            }
-            match v.get("next_token").and_then(Value::as_str) {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => return Ok(out),
-            }
-        }
-        Err(ProviderError::Transient(format!(
-            "Vast.ai kept paginating past {MAX_PAGES} pages of instances"
-        )))
+        self.list_where(None, label_prefix).await
+    }
+
+    async fn find_label(&self, label: &str) -> Result<Vec<ProviderInstance>, ProviderError> {
+        // Vast.ai filters by label itself (as `vastai show instances
+        // --label` does): one page, however many instances the account has.
+        let filter = json!({"label": {"in": [label]}});
+        let found = self.list_where(Some(filter), label).await?;
+        Ok(found.into_iter().filter(|i| i.label == label).collect())
     }
 
     async fn destroy(&self, id: &str) -> Result<(), ProviderError> {
@@ -838,6 +841,15 @@ mod tests {
             create(200, Ok(br#"{"success": true, "new_contract": 7}"#)).unwrap()["new_contract"],
             7
         );
+    }
+
+    #[test]
+    fn bids_are_sent_in_vast_ais_steps_never_below_what_was_computed() {
+        assert_eq!(bid_price(0.23625000000000002), 0.237);
+        assert_eq!(bid_price(0.237), 0.237);
+        assert_eq!(bid_price(0.2370000001), 0.237);
+        assert_eq!(bid_price(0.0001), 0.001, "Vast.ai's minimum");
+        assert_eq!(bid_price(1.2345), 1.235);
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             ),
         });
         let runner = &self.settings.runner;
-        let rendered = bootstrap::render(&BootstrapSpec {
+        let rendered = match bootstrap::render(&BootstrapSpec {
             vm: vast.extra.vm,
             vast_url: self.settings.vast.api_url.clone(),
             runner_url: runner_file.url,
@@ -140,7 +140,20 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             setup_info,
             env_vars: vast.extra.env_vars.clone(),
             callback: callback.map(|(url, token)| (url, crate::settings::Secret::new(token))),
-        });
+        }) {
+            Ok(r) => r,
+            // Vast.ai would refuse it on every offer: no create is sent.
+            Err(e) => {
+                if let Err(e) = self.github.delete_runner(repo, jit.runner_id).await {
+                    self.github_error(&e);
+                }
+                return Ok(Rent::Stop(fail(
+                    JobFailure::ConfigError,
+                    &format!("cannot rent a machine for this runner: {e}"),
+                    "rigger: the runner's environment is too large for Vast.ai",
+                )));
+            }
+        };
         let spec = LaunchSpec {
             offer_id: offer.offer_id,
             image: candidate.image.clone(),

@@ -42,6 +42,35 @@ fn env_pairs(v: Option<&Value>) -> Vec<(String, String)> {
     }
 }
 
+/// `env`'s limits in Vast.ai's OpenAPI (`x-input-validation`: `max_length`
+/// 256, `max_total_length` 32768). Which length the first means is not said:
+/// the simulator takes the stricter reading, the whole `KEY=value`.
+const ENV_ENTRY_MAX: usize = 256;
+const ENV_TOTAL_MAX: usize = 32_768;
+
+/// Why Vast.ai would refuse `env`, counted over its documented type, the
+/// Docker-flag string (`-e KEY=value …`; a map is counted as that string).
+/// The error is not documented: the answer takes the common shape
+/// (rate-limits-and-errors), `400 invalid_args`.
+fn env_refusal(env: Option<&Value>, pairs: &[(String, String)]) -> Option<String> {
+    let entry = |k: &str, v: &str| k.chars().count() + 1 + v.chars().count();
+    if let Some((k, v)) = pairs.iter().find(|(k, v)| entry(k, v) > ENV_ENTRY_MAX) {
+        return Some(format!(
+            "env variable {k} is {} characters; the limit is {ENV_ENTRY_MAX}",
+            entry(k, v)
+        ));
+    }
+    let total = match env {
+        Some(Value::String(s)) => s.chars().count(),
+        _ => {
+            pairs.iter().map(|(k, v)| 3 + entry(k, v)).sum::<usize>()
+                + pairs.len().saturating_sub(1)
+        }
+    };
+    (total > ENV_TOTAL_MAX)
+        .then(|| format!("env is {total} characters in all; the limit is {ENV_TOTAL_MAX}"))
+}
+
 pub(super) fn create(sim: &SimVast, id: &str, body: &Value, now: i64) -> Response {
     let Ok(offer_id) = id.parse::<i64>() else {
         return error(
@@ -78,6 +107,13 @@ pub(super) fn create(sim: &SimVast, id: &str, body: &Value, now: i64) -> Respons
             StatusCode::BAD_REQUEST,
             "invalid_args",
             "label is longer than 256 characters",
+        );
+    }
+    if let Some(why) = env_refusal(body.get("env"), &rental.env) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_args",
+            &format!("Invalid args: {why}"),
         );
     }
     let cancel_unavail = body.get("cancel_unavail") == Some(&Value::Bool(true));
@@ -171,6 +207,12 @@ fn cut_off(answer: &str) -> Response {
     h.insert(
         header::CONTENT_LENGTH,
         header::HeaderValue::from(pad.len() + answer.len()),
+    );
+    // Sent as it is, not compressed: compressing would end the stream
+    // cleanly and hide the cut.
+    h.insert(
+        header::CONTENT_ENCODING,
+        header::HeaderValue::from_static("identity"),
     );
     r
 }

@@ -347,6 +347,9 @@ impl SimVast {
         Router::new()
             .fallback(record::recorded)
             .with_state(self.clone())
+            // Compressed answers to a client that accepts them
+            // (`Accept-Encoding: gzip`, as the CLI sends).
+            .layer(tower_http::compression::CompressionLayer::new().gzip(true))
     }
 
     /// Serve on `listener` until the process ends, ticking with the clock.
