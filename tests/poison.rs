@@ -393,6 +393,10 @@ async fn a_job_whose_attempt_panics_fails_alone_and_the_others_are_rented() {
     let b = s.a_job_is_queued("cirun-gpu--3");
     s.webhooks_arrive().await;
     let engine = engine_with_planted_bug(&s, vec![format!(":{doomed}:")]);
+    // Past the first create interval of this engine's Vast.ai limiter, so
+    // that the two creates find slots within one pass (the second waits
+    // one interval for its own).
+    s.clock.advance_ms(4_500);
     engine.provision_due().await.unwrap();
     for job in [a, b] {
         assert_eq!(
@@ -479,6 +483,8 @@ async fn a_reconcile_action_that_panics_is_counted_and_the_pass_goes_on() {
     );
     // The bug gone, the next pass finishes the work.
     engine.cloud.panic_on_destroy.lock().unwrap().clear();
+    // Vast.ai's destroy interval after the destroy of the last pass.
+    s.clock.advance_ms(3_000);
     engine.reconcile_once().await.unwrap();
     assert!(s.vast.live_instances().is_empty());
     let _ = jobs;
