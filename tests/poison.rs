@@ -393,11 +393,12 @@ async fn a_job_whose_attempt_panics_fails_alone_and_the_others_are_rented() {
     let b = s.a_job_is_queued("cirun-gpu--3");
     s.webhooks_arrive().await;
     let engine = engine_with_planted_bug(&s, vec![format!(":{doomed}:")]);
-    // Past the first create interval of this engine's Vast.ai limiter, so
-    // that the two creates find slots within one pass (the second waits
-    // one interval for its own).
-    s.clock.advance_ms(4_500);
-    engine.provision_due().await.unwrap();
+    // The two creates go out at Vast.ai's pace (one per 4.5 s): passes
+    // until both are rented.
+    for _ in 0..12 {
+        s.clock.advance_ms(5_000);
+        engine.provision_due().await.unwrap();
+    }
     for job in [a, b] {
         assert_eq!(
             s.job_state(job).await,

@@ -572,8 +572,8 @@ impl Story {
         self.vast.hold_next_creates(holds);
         // The calls must be made in one pass: let the first create interval
         // after rigger started pass (its limiter leaves a predecessor's
-        // create that long), so that two creates find a slot within the
-        // interval the second may wait for.
+        // create that long). A story holding more than one create at once
+        // lifts the create interval (rigger's and Vast.ai's) and says why.
         self.clock.advance_ms(CREATE_INTERVAL_MS);
         let engine = self.engine.clone();
         let pass = tokio::spawn(async move { engine.provision_due().await });

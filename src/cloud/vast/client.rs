@@ -145,7 +145,7 @@ impl VastClient {
             // Every page: a listing is short (1 s), and an operator's
             // `rigger instances destroy-all` right after another run must
             // wait for it rather than fail.
-            Endpoint::List => self.queue_ms.max(QUEUE_DESTROY_MS),
+            Endpoint::List | Endpoint::Show => self.queue_ms.max(QUEUE_DESTROY_MS),
             _ => self.queue_ms,
         };
         let mut attempt = 0;

@@ -248,18 +248,23 @@ impl Default for Limiter {
 }
 
 impl Limiter {
-    /// A new limiter counts creates, destroys and listings as sent just now: the
+    /// A new limiter counts creates, destroys, listings and shows as sent just now: the
     /// rigger this one replaces (a restart) may have sent one a moment ago
     /// with the same key, and Vast.ai's interval knows no restarts, while a
     /// refused create costs a 12 s penalty and a refused destroy leaves a
     /// machine billing until it is retried, and a refused listing fails a
     /// `rigger instances` command run right after another. So a process's
-    /// first create, destroy or listing waits out one interval. Shows and
-    /// searches start free: a refused one only costs a retry.
+    /// first create, destroy, listing or show waits out one interval.
+    /// Searches start free: a refused one only costs a retry.
     pub fn new(limits: RateLimits, clock: Arc<dyn Clock>) -> Limiter {
         let now = clock.now_ms();
         let mut state = State::default();
-        for e in [Endpoint::Create, Endpoint::Destroy, Endpoint::List] {
+        for e in [
+            Endpoint::Create,
+            Endpoint::Destroy,
+            Endpoint::List,
+            Endpoint::Show,
+        ] {
             state.next_ok[e.index()] = now + limits.spacing_ms(e);
         }
         Limiter {
@@ -338,12 +343,12 @@ impl Limiter {
     }
 
     /// Book a create slot ahead of the create (before rigger registers the
-    /// GitHub runner the machine will need): the next free one, when it is
-    /// at most one create interval away (the create waits for it); `Err(ms)`
-    /// when it is further.
+    /// GitHub runner the machine will need) when it is free now; `Err(ms)`
+    /// when it is not, and the job comes back at it. (Booking a later slot
+    /// and sleeping for it was tried: with creates in flight side by side,
+    /// one sent earlier could reach Vast.ai after one sent at its slot.)
     pub fn book_create(&self) -> Result<(), i64> {
-        let spacing = self.limits.spacing_ms(Endpoint::Create);
-        let wait = self.acquire(Endpoint::Create, spacing)?;
+        let wait = self.acquire(Endpoint::Create, 0)?;
         let at = self.clock.now_ms() + wait;
         self.state().booked.push_back(at);
         Ok(())
@@ -494,18 +499,19 @@ mod tests {
     }
 
     #[test]
-    fn a_create_slot_is_booked_up_to_one_interval_ahead_and_spaces_the_next() {
+    fn a_create_slot_is_booked_when_free_and_spaces_the_next() {
         let (l, clock) = limiter();
         assert_eq!(l.book_create(), Ok(()));
-        assert_eq!(l.book_create(), Ok(()), "the next slot, 4.5 s on");
-        assert_eq!(l.book_create(), Err(9_000), "two intervals away: later");
+        assert_eq!(l.book_create(), Err(4_500), "one slot per interval");
         assert_eq!(l.take_booked_create(), Some(1_000_000));
         l.sent(Endpoint::Create);
-        assert_eq!(l.take_booked_create(), Some(1_004_500));
         assert_eq!(l.take_booked_create(), None);
         clock.advance_ms(1_000);
-        assert_eq!(l.booked_wait_ms(1_004_500), 3_500);
-        assert_eq!(l.gap_since_last_ms(Endpoint::Create), 3_500);
+        assert_eq!(
+            l.booked_wait_ms(1_000_000),
+            3_500,
+            "the spacing to the last"
+        );
     }
 
     #[test]
@@ -522,8 +528,7 @@ mod tests {
         );
         // A slot its create used stays used.
         l.unbook_create();
-        assert_eq!(l.book_create(), Ok(()));
-        assert_eq!(l.take_booked_create(), Some(1_004_500));
+        assert_eq!(l.book_create(), Err(4_500));
     }
 
     #[test]
