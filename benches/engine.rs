@@ -13,7 +13,11 @@
 //!    with 10,000 live jobs queued through GitHub's webhooks (recorded, not
 //!    over: waiting for a machine or with one booting; failed ones counted).
 //!
-//! `cargo bench --bench engine -- latency burst jit-limit memory` picks parts (all by
+//! 4. Limits (`limits.rs`): a burst across several definitions against
+//!    Vast.ai's documented rate limits, on a manual clock. The other parts
+//!    lift those limits on both sides: they measure rigger's decisions.
+//!
+//! `cargo bench --bench engine -- latency burst jit-limit memory limits` picks parts (all by
 //! default). Latency and the burst run `RIGGER_BENCH_RUNS` times (3 by
 //! default) and print the median beside each run's figure.
 //!
@@ -32,6 +36,8 @@ use rigger::sim::github::{NewJob, SimGithub, SimGithubConfig};
 use rigger::sim::vast::{SimConfig, SimVast};
 use rigger::sim::{SimWorld, rigger_settings};
 use tokio::sync::watch;
+
+mod limits;
 
 const CIRUN: &str = "runners:\n  - name: bench\n    cloud: vast_ai\n    instance_type: 1xRTX_4090\n    labels: [cirun-bench]\n    extra_config:\n      verified: false\n      min_reliability: 0\n      min_inet_down: 0\n";
 
@@ -104,6 +110,9 @@ async fn simulators(
             offers,
             // Machines stay loading: the benchmark measures decisions.
             boot_delay_ms: 3_600_000,
+            // rigger's decisions, not Vast.ai's pace (the `limits` part
+            // keeps the documented limits on).
+            limits: rigger::sim::vast::Limits::none(),
             ..SimConfig::default()
         },
         clock,
@@ -128,6 +137,7 @@ async fn simulators(
 
 /// Limits high enough that only the market and GitHub pace rigger.
 const NO_LIMITS: &[(&str, &str)] = &[
+    ("RIGGER_VAST_RATE_LIMITS", "none"),
     ("RIGGER_LIMITS_MAX_INSTANCES", "100000"),
     ("RIGGER_LIMITS_MAX_INSTANCES_PER_REPO", "100000"),
     ("RIGGER_LIMITS_DAILY_BUDGET", "1000000"),
@@ -467,6 +477,9 @@ fn main() {
         }
         if wanted("memory") {
             memory().await;
+        }
+        if wanted("limits") {
+            limits::limits(48).await;
         }
     });
 }

@@ -47,6 +47,12 @@ impl Clock for FastClock {
     fn now_ms(&self) -> i64 {
         self.start_ms + (self.start.elapsed().as_secs_f64() * 1000.0 * self.speed) as i64
     }
+
+    /// The demo's time runs `speed` times faster than real time.
+    fn sleep_ms(&self, ms: i64) -> futures_util::future::BoxFuture<'static, ()> {
+        let real = (ms.max(0) as f64 / self.speed.max(1e-3)).ceil() as i64;
+        Box::pin(tokio::time::sleep(crate::millis::to_duration(real)))
+    }
 }
 
 #[derive(Debug, Clone)]

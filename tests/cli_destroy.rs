@@ -78,6 +78,9 @@ async fn destroy_all_takes_ours_and_only_ours() {
         "nothing destroyed without --yes"
     );
 
+    // The operator's second run comes later than the first (the simulated
+    // Vast.ai's clock is frozen otherwise, and it lists once a second).
+    clock.advance_ms(5_000);
     let out = run(true).await.unwrap();
     assert!(
         out.status.success(),

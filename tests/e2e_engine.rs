@@ -200,13 +200,23 @@ async fn vast_rate_limits_and_errors_are_ridden_out() {
         !s.job_state(job).await.is_terminal(),
         "a cloud error is not the job's end"
     );
-    // A burst of 429s is waited out within the client's bounds.
+    // A burst of 429s (another tool on the key): each closes the endpoint
+    // for at least its interval (a minute for search, doubling), and the
+    // job comes back then, in its normal backoff.
     s.vast.set_faults(rigger::sim::vast::Faults {
         rate_limit_burst: 2,
         ..Default::default()
     });
     s.clock.advance_ms(10 * 60_000); // past the retry backoff
     s.rigger_provisions().await;
+    assert!(
+        s.vast.live_instances().is_empty(),
+        "refused, not retried at once"
+    );
+    for _ in 0..10 {
+        s.clock.advance_ms(60_000);
+        s.rigger_provisions().await;
+    }
     assert_eq!(s.vast.live_instances().len(), 1);
     assert_eq!(s.job_state(job).await, JobState::WaitingForRunner);
     let m = s.metrics().await;
@@ -250,7 +260,9 @@ async fn offers_taken_before_rent_move_on_and_an_unanswered_create_is_adopted_by
     });
     let job = s.a_job_is_queued("cirun-gpu--801");
     s.webhooks_arrive().await;
-    s.rigger_provisions().await;
+    // One pass: each offer taken costs a create slot, and the clock is left
+    // where it is (the next slot would only meet the next thief).
+    s.rigger_provisions_once().await;
     assert!(s.vast.live_instances().is_empty());
     assert!(
         !s.job_state(job).await.is_terminal(),
@@ -625,7 +637,22 @@ async fn a_machine_that_dies_while_booting_is_replaced_and_both_are_paid_for() {
 }
 
 async fn a_crash_between_the_row_and_the_create_is_repaired_after_restart() {
-    let mut s = Story::begin("crash").await;
+    // Two create calls in flight at once need two create slots at one
+    // moment: this story is about the crash, not Vast.ai's pace, so it
+    // lifts the create interval on both sides.
+    let mut s = Story::begin_with(
+        "crash",
+        &[(
+            "RIGGER_VAST_RATE_LIMITS",
+            "create_interval_s=0,create_penalty_s=0",
+        )],
+    )
+    .await;
+    s.vast.set_limits(
+        "documented,create_interval_s=0,create_penalty_s=0"
+            .parse()
+            .unwrap(),
+    );
     let jobs = [
         s.a_job_is_queued("cirun-gpu--1401"),
         s.a_job_is_queued("cirun-gpu--1402"),
@@ -773,6 +800,8 @@ async fn a_sold_out_market_is_explained_and_the_job_rents_once_machines_free_up(
     // Their rentals end; the hosts list their machines again.
     let http = reqwest::Client::new();
     for id in &theirs {
+        // The other tool keeps to Vast.ai's destroy interval on the key too.
+        s.clock.advance_ms(3_000);
         let gone = http
             .delete(format!("{}/api/v0/instances/{id}/", s.vast_url))
             .bearer_auth("sim-vast-key")
@@ -1043,9 +1072,16 @@ async fn two_replicas_provisioning_at_once_share_the_jobs_and_the_limit() {
                 &[
                     ("RIGGER_LIMITS_MAX_INSTANCES", "20"),
                     ("RIGGER_LIMITS_MAX_INSTANCES_PER_REPO", "20"),
+                    // Replicas do not agree their Vast.ai slots (README,
+                    // "Vast.ai's rate limits"): two on one key would be
+                    // refused as often as their creates meet. This story is
+                    // about sharing the jobs and the instance limit, so it
+                    // lifts Vast.ai's limits on both sides.
+                    ("RIGGER_VAST_RATE_LIMITS", "none"),
                 ],
             )
             .await;
+            s.vast.set_limits(rigger::sim::vast::Limits::none());
             let other = s.another_replica().await;
             // More than one claim's worth (16), so that without turns both
             // replicas would be renting at once.

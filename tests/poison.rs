@@ -373,7 +373,16 @@ fn engine_with_planted_bug(
         e.store.clone(),
         Planted {
             inner: Market {
-                provider: VastClient::new(&s.vast_url, e.settings.vast.api_key.clone()),
+                // Vast.ai's limits kept as rigger serve keeps them: one
+                // limiter on the story's clock.
+                provider: VastClient::new(&s.vast_url, e.settings.vast.api_key.clone())
+                    .with_limiter(
+                        rigger::cloud::vast::limit::Limiter::new(
+                            e.settings.vast.rate_limits.clone(),
+                            Arc::new(s.clock.clone()),
+                        ),
+                        0,
+                    ),
                 max_lifetime: Some(e.settings.timeouts.max_lifetime),
             },
             panic_on,
@@ -394,7 +403,12 @@ async fn a_job_whose_attempt_panics_fails_alone_and_the_others_are_rented() {
     let b = s.a_job_is_queued("cirun-gpu--3");
     s.webhooks_arrive().await;
     let engine = engine_with_planted_bug(&s, vec![format!(":{doomed}:")]);
-    engine.provision_due().await.unwrap();
+    // The two creates go out at Vast.ai's pace (one per 4.5 s): passes
+    // until both are rented.
+    for _ in 0..12 {
+        s.clock.advance_ms(5_000);
+        engine.provision_due().await.unwrap();
+    }
     for job in [a, b] {
         assert_eq!(
             s.job_state(job).await,
@@ -480,6 +494,8 @@ async fn a_reconcile_action_that_panics_is_counted_and_the_pass_goes_on() {
     );
     // The bug gone, the next pass finishes the work.
     engine.cloud.panic_on_destroy.lock().unwrap().clear();
+    // Vast.ai's destroy interval after the destroy of the last pass.
+    s.clock.advance_ms(3_000);
     engine.reconcile_once().await.unwrap();
     assert!(s.vast.live_instances().is_empty());
     let _ = jobs;

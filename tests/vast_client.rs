@@ -24,6 +24,10 @@ async fn world(offers: usize) -> World {
         SimConfig {
             offers,
             boot_delay_ms: 30_000,
+            // The client's answer to each kind of reply, on a frozen clock
+            // and without a limiter: Vast.ai's rate limits would refuse its
+            // calls made at one instant. tests/vast_limits.rs keeps them.
+            limits: rigger::sim::vast::Limits::none(),
             ..SimConfig::default()
         },
         Arc::new(clock.clone()),

@@ -245,7 +245,13 @@ async fn an_offer_gone_answered_200_is_the_next_offer_not_a_failed_job() {
     });
     let job = s.a_job_is_queued("cirun-gpu--2106");
     s.webhooks_arrive().await;
-    s.rigger_provisions().await;
+    // Two creates under the fault, each in its own Vast.ai create slot
+    // (4.5 s apart; a new limiter leaves a predecessor's create its
+    // interval): settling through the slots would take the whole market.
+    for _ in 0..3 {
+        s.rigger_provisions_once().await;
+        s.clock.advance_ms(5_000);
+    }
     assert!(
         s.vast.requests("PUT /api/v0/asks/:id") >= 2,
         "rigger gave up after the first offer gone"

@@ -2,41 +2,35 @@
 //! keeps them (search 10 a minute, create one per 4.5 s, show 2 s, list 1 s,
 //! destroy 3 s, per API key; a 429 carries no `Retry-After`), and rigger
 //! must neither send more than they allow nor have its requests refused.
-//! Both sides run with the documented figures (`Limits::documented()` in
-//! the simulator, `RIGGER_VAST_RATE_LIMITS=documented` for rigger; the
-//! harness's default world has neither). Time is the harness's manual clock, stepped one second at a time with a
-//! provisioning pass at each step, as rigger's worker loop would run.
+//! Both sides run with the documented figures, as in every story
+//! (`Limits::documented()` in the simulator, `vast.rate_limits` left to its
+//! default for rigger). Time is the harness's manual
+//! clock, stepped one second at a time with one provisioning pass at each
+//! step, as rigger's worker loop would run.
 
 #[macro_use]
 mod harness;
 
 use harness::Story;
 use rigger::engine::state::JobState;
-use rigger::sim::vast::Limits;
 use rigger::sim::vast::limits::Endpoint;
 
 /// One simulated minute: a provisioning pass every second.
 async fn a_minute_passes(s: &Story) {
     for _ in 0..60 {
         s.clock.advance_ms(1_000);
-        s.rigger_provisions().await;
+        s.rigger_provisions_once().await;
     }
 }
 
 async fn a_job_that_finds_no_offer_keeps_to_ten_searches_a_minute() {
     // A market with nothing in it: every search comes back empty.
-    let s = Story::with_market_and(
-        "limits-no-offer",
-        0,
-        &[("RIGGER_VAST_RATE_LIMITS", "documented")],
-    )
-    .await;
-    s.vast.set_limits(Limits::documented());
+    let s = Story::with_market("limits-no-offer", 0).await;
     // Two candidates (an A100 80 GB, then an H100): two searches an attempt.
     let job = s.a_job_is_queued("cirun-gpu-fallback--101");
     s.webhooks_arrive().await;
 
-    s.rigger_provisions().await;
+    s.rigger_provisions_once().await;
     a_minute_passes(&s).await;
 
     let searches = s.vast.requests("POST /api/v0/bundles");
@@ -62,6 +56,26 @@ async fn a_job_that_finds_no_offer_keeps_to_ten_searches_a_minute() {
     );
 }
 
+/// Five jobs of one definition that nothing matches: the first job's
+/// searches (two candidates, each with its diagnosis search) answer for
+/// the others for a minute.
+async fn jobs_of_a_definition_nothing_matches_share_its_searches() {
+    let s = Story::with_market("limits-no-offer-shared", 0).await;
+    for n in 0..5 {
+        s.a_job_is_queued(&format!("cirun-gpu-fallback--11{n}"));
+    }
+    s.webhooks_arrive().await;
+    s.rigger_provisions_once().await;
+    a_minute_passes(&s).await;
+    let searches = s.vast.requests("POST /api/v0/bundles");
+    println!("5 no-offer jobs of one definition, first 61 s: {searches} searches");
+    assert!(
+        searches <= 2 * 2,
+        "{searches} searches in a minute for one definition with two candidates: \
+         at most a search and a diagnosis per candidate"
+    );
+}
+
 async fn a_burst_of_jobs_is_rented_with_almost_no_429s() {
     // Room for all 16 (the default caps would stop at 10 for one repository).
     let s = Story::begin_with(
@@ -69,21 +83,19 @@ async fn a_burst_of_jobs_is_rented_with_almost_no_429s() {
         &[
             ("RIGGER_LIMITS_MAX_INSTANCES", "20"),
             ("RIGGER_LIMITS_MAX_INSTANCES_PER_REPO", "20"),
-            ("RIGGER_VAST_RATE_LIMITS", "documented"),
         ],
     )
     .await;
-    s.vast.set_limits(Limits::documented());
     let jobs: Vec<i64> = (0..16)
         .map(|n| s.a_job_is_queued(&format!("cirun-gpu--{}", 900 + n)))
         .collect();
     s.webhooks_arrive().await;
 
-    s.rigger_provisions().await;
+    s.rigger_provisions_once().await;
     let mut rented_after_s = None;
     for second in 1..=180 {
         s.clock.advance_ms(1_000);
-        s.rigger_provisions().await;
+        s.rigger_provisions_once().await;
         if rented_after_s.is_none() && s.instances_created() >= jobs.len() {
             rented_after_s = Some(second);
         }
@@ -127,13 +139,8 @@ async fn a_burst_of_jobs_is_rented_with_almost_no_429s() {
 /// minute's searches: Vast.ai refuses rigger's, and rigger waits a whole
 /// minute before it searches again, rather than retrying within seconds.
 async fn a_search_refused_by_vast_waits_a_minute_not_seconds() {
-    let s = Story::with_market_and(
-        "limits-refused",
-        0,
-        &[("RIGGER_VAST_RATE_LIMITS", "documented")],
-    )
-    .await;
-    s.vast.set_limits(Limits::documented());
+    let s = Story::with_market("limits-refused", 0).await;
+    s.expects_vast_refusals();
     let other = reqwest::Client::new();
     for _ in 0..10 {
         let r = other
@@ -147,7 +154,7 @@ async fn a_search_refused_by_vast_waits_a_minute_not_seconds() {
     }
     let job = s.a_job_is_queued("cirun-gpu--102");
     s.webhooks_arrive().await;
-    s.rigger_provisions().await;
+    s.rigger_provisions_once().await;
     assert_eq!(
         s.vast.refused(Endpoint::Search),
         1,
@@ -156,7 +163,7 @@ async fn a_search_refused_by_vast_waits_a_minute_not_seconds() {
     let before = s.vast.requests("POST /api/v0/bundles");
     for _ in 0..59 {
         s.clock.advance_ms(1_000);
-        s.rigger_provisions().await;
+        s.rigger_provisions_once().await;
     }
     assert_eq!(
         s.vast.requests("POST /api/v0/bundles"),
@@ -166,7 +173,7 @@ async fn a_search_refused_by_vast_waits_a_minute_not_seconds() {
     assert_eq!(s.job_state(job).await, JobState::Queued);
     for _ in 0..5 {
         s.clock.advance_ms(1_000);
-        s.rigger_provisions().await;
+        s.rigger_provisions_once().await;
     }
     assert!(
         s.vast.requests("POST /api/v0/bundles") > before,
@@ -177,20 +184,16 @@ async fn a_search_refused_by_vast_waits_a_minute_not_seconds() {
 
 /// The day's search quota is spent: rigger stops searching until it resets.
 async fn a_spent_daily_search_quota_parks_searches_until_its_reset() {
-    let s = Story::with_market_and(
-        "limits-quota",
-        0,
-        &[("RIGGER_VAST_RATE_LIMITS", "documented")],
-    )
-    .await;
+    let s = Story::with_market("limits-quota", 0).await;
+    s.expects_vast_refusals();
     s.vast
         .set_limits("documented,search_quota_per_day=3".parse().unwrap());
     let job = s.a_job_is_queued("cirun-gpu--103");
     s.webhooks_arrive().await;
-    s.rigger_provisions().await;
+    s.rigger_provisions_once().await;
     for _ in 0..30 {
         s.clock.advance_ms(60_000);
-        s.rigger_provisions().await;
+        s.rigger_provisions_once().await;
     }
     let searches = s.vast.requests("POST /api/v0/bundles");
     assert_eq!(
@@ -203,6 +206,7 @@ async fn a_spent_daily_search_quota_parks_searches_until_its_reset() {
 
 both_databases!(
     a_job_that_finds_no_offer_keeps_to_ten_searches_a_minute,
+    jobs_of_a_definition_nothing_matches_share_its_searches,
     a_burst_of_jobs_is_rented_with_almost_no_429s,
     a_search_refused_by_vast_waits_a_minute_not_seconds,
     a_spent_daily_search_quota_parks_searches_until_its_reset,

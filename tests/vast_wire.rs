@@ -19,7 +19,7 @@ use rigger::engine::ports::ManualClock;
 use rigger::engine::state::JobState;
 use rigger::settings::Secret;
 use rigger::sim::github::NewJob;
-use rigger::sim::vast::{SimConfig, SimVast};
+use rigger::sim::vast::{Limits, SimConfig, SimVast};
 
 struct Wire {
     sim: SimVast,
@@ -33,6 +33,10 @@ async fn wire(offers: usize) -> Wire {
         SimConfig {
             offers,
             boot_delay_ms: 30_000,
+            // The client's answer to each kind of reply on a frozen clock,
+            // without a limiter: Vast.ai's limits would refuse calls made at
+            // one instant. The stories that are about the limits set them.
+            limits: Limits::none(),
             ..SimConfig::default()
         },
         Arc::new(clock),
@@ -402,13 +406,16 @@ async fn answers_come_compressed_when_asked_and_rigger_reads_them() {
 async fn the_pages_of_a_listing_keep_to_its_interval() {
     use rigger::cloud::vast::limit::{Limiter, RateLimits};
     use rigger::engine::ports::SystemClock;
-    use rigger::sim::vast::Limits;
     use rigger::sim::vast::limits::Endpoint;
 
     let clock = Arc::new(SystemClock);
     let sim = SimVast::new(
         SimConfig {
             offers: 200,
+            // The client's answer to each kind of reply on a frozen clock,
+            // without a limiter: Vast.ai's limits would refuse calls made at
+            // one instant. The stories that are about the limits set them.
+            limits: Limits::none(),
             ..SimConfig::default()
         },
         clock.clone(),

@@ -176,20 +176,36 @@ async fn vast_ssh(
         "{}/api/v0/instances/{provider_id}/?owner=me",
         base.trim_end_matches('/')
     );
-    let resp = http
-        .get(&url)
-        .bearer_auth(key.expose())
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach Vast.ai at {base}: {e}"))?;
+    // Vast.ai allows one show of an instance per 2 s per key, and answers
+    // 429 with no Retry-After: another command (or rigger serve) on the key
+    // a moment ago is waited out, a few times, instead of failing the list.
+    let show_interval = crate::cloud::vast::limit::RateLimits::documented().show_interval_ms;
+    let mut refusals = 0;
+    let resp = loop {
+        let resp = http
+            .get(&url)
+            .bearer_auth(key.expose())
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach Vast.ai at {base}: {e}"))?;
+        if resp.status() == reqwest::StatusCode::TOO_MANY_REQUESTS && refusals < 3 {
+            refusals += 1;
+            tokio::time::sleep(crate::millis::to_duration(show_interval)).await;
+            continue;
+        }
+        break resp;
+    };
     if resp.status() == reqwest::StatusCode::NOT_FOUND {
         return Ok(None);
     }
-    if !resp.status().is_success() {
-        anyhow::bail!(
-            "Vast.ai answered {} for instance {provider_id}; check the API key (RIGGER_VAST_API_KEY)",
-            resp.status()
-        );
+    match resp.status() {
+        s if s.is_success() => {}
+        s @ (reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN) => anyhow::bail!(
+            "Vast.ai answered {s} for instance {provider_id}; check the API key (RIGGER_VAST_API_KEY)"
+        ),
+        s => anyhow::bail!(
+            "Vast.ai answered {s} for instance {provider_id}, {refusals} time(s) refused as too frequent; try again in a minute"
+        ),
     }
     let v: serde_json::Value = resp.json().await?;
     let i = &v["instances"];

@@ -212,6 +212,9 @@ pub trait CloudProvider: Send + Sync + 'static {
         Ok(())
     }
 
+    /// A slot from `create_slot` that no launch will use: give it back.
+    fn release_create_slot(&self) {}
+
     /// Rent an offer; returns the instance id. Not idempotent: after
     /// `Ambiguous`, look the label up with `list`.
     fn launch(

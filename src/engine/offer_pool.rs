@@ -15,12 +15,14 @@ use std::sync::{Arc, Mutex};
 use super::ports::RankedOffer;
 use crate::config::model::VastRunner;
 
-/// How long a ranked list is reused.
-pub const FRESH_MS: i64 = 5_000;
+/// How long a ranked list is reused: long enough to serve a burst's creates
+/// at Vast.ai's pace (one per 4.5 s: some ten of them), and so that one
+/// definition's searches stay under two a minute, well within Vast.ai's ten.
+pub const FRESH_MS: i64 = 45_000;
 /// How long an offer stays claimed by the job that tried it: longer than any
 /// list lives, so a fresh search cannot hand an offer being rented to
 /// another job.
-const CLAIM_MS: i64 = 60_000;
+const CLAIM_MS: i64 = 120_000;
 
 /// What a search was for: the definition's filters and the job's estimate.
 pub fn key(runner: &VastRunner, expected_reference_hours: f64) -> String {
@@ -32,9 +34,16 @@ pub struct OfferPool {
     inner: Mutex<Pool>,
 }
 
+/// How long a search that found nothing (and its diagnosis) answers for
+/// its definition: Vast.ai's search budget is ten a minute per key, and a
+/// definition nothing matches would otherwise spend it once per job.
+pub const NO_MATCH_MS: i64 = 60_000;
+
 #[derive(Default)]
 struct Pool {
     lists: HashMap<String, (i64, Arc<Vec<RankedOffer>>)>,
+    /// Key → when its search found nothing, and the diagnosis.
+    no_match: HashMap<String, (i64, String)>,
     /// One search at a time per key.
     searches: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
     /// Offer id → when a job claimed it.
@@ -71,6 +80,22 @@ impl OfferPool {
         let mut pool = self.pool();
         pool.lists.retain(|_, (at, _)| now - *at < FRESH_MS);
         pool.lists.insert(key, (now, list));
+    }
+
+    /// What a search for `key` less than [`NO_MATCH_MS`] ago said when it
+    /// found nothing.
+    pub fn no_match(&self, key: &str, now: i64) -> Option<String> {
+        let pool = self.pool();
+        let (at, diagnosis) = pool.no_match.get(key)?;
+        (now - at < NO_MATCH_MS).then(|| diagnosis.clone())
+    }
+
+    /// A search for `key` found nothing: the jobs that follow within
+    /// [`NO_MATCH_MS`] take its diagnosis instead of searching.
+    pub fn keep_no_match(&self, key: String, now: i64, diagnosis: String) {
+        let mut pool = self.pool();
+        pool.no_match.retain(|_, (at, _)| now - *at < NO_MATCH_MS);
+        pool.no_match.insert(key, (now, diagnosis));
     }
 
     /// Claim an offer for one job; false when another job has it.

@@ -365,6 +365,10 @@ impl<P: CloudProvider> Cloud for Market<P> {
     fn create_slot(&self) -> Result<(), CloudError> {
         self.provider.create_slot()
     }
+
+    fn release_create_slot(&self) {
+        self.provider.release_create_slot();
+    }
 }
 
 #[cfg(test)]

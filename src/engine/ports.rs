@@ -15,6 +15,12 @@ use crate::settings::Secret;
 /// Milliseconds since the Unix epoch. Injected so tests control time.
 pub trait Clock: Send + Sync + 'static {
     fn now_ms(&self) -> i64;
+
+    /// Wait `ms` of this clock's time (a call waiting for its rate-limit
+    /// slot): real time, unless the clock says otherwise.
+    fn sleep_ms(&self, ms: i64) -> futures_util::future::BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(crate::millis::to_duration(ms.max(0))))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -47,6 +53,17 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
         self.0.load(Ordering::SeqCst)
+    }
+
+    /// A manual clock moves only when told: the sleeper tells it, as
+    /// tokio's paused time jumps to the next timer. So a call that waits
+    /// for its slot finds the clock there when it wakes (at once), and a
+    /// story stays deterministic; sleepers side by side move it to the
+    /// furthest of their ends, never back.
+    fn sleep_ms(&self, ms: i64) -> futures_util::future::BoxFuture<'static, ()> {
+        let until = self.now_ms().saturating_add(ms.max(0));
+        self.0.fetch_max(until, Ordering::SeqCst);
+        Box::pin(std::future::ready(()))
     }
 }
 
@@ -95,6 +112,10 @@ pub trait Cloud: Send + Sync + 'static {
     fn create_slot(&self) -> Result<(), CloudError> {
         Ok(())
     }
+
+    /// A slot from [`Cloud::create_slot`] that no create will use (the
+    /// attempt ended before its create call): give it back.
+    fn release_create_slot(&self) {}
 
     /// Rent an offer. Never retried blindly: on `Ambiguous`, use `find`.
     fn create(&self, spec: &LaunchSpec) -> impl Future<Output = Result<String, CloudError>> + Send;

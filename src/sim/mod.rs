@@ -99,10 +99,9 @@ pub fn rigger_settings(
         ("RIGGER_GITHUB_API_URL", w.github.public_url()),
         ("RIGGER_VAST_API_KEY", w.vast_api_key.to_string()),
         ("RIGGER_VAST_API_URL", w.vast_url.to_string()),
-        // As the simulated Vast.ai's own default (`SimConfig::default()`):
-        // no rate limits; a world that turns Vast.ai's on passes
-        // `RIGGER_VAST_RATE_LIMITS=documented` in `extra` too.
-        ("RIGGER_VAST_RATE_LIMITS", "none".to_string()),
+        // Vast.ai's documented rate limits, as the simulated Vast.ai keeps
+        // them (`SimConfig::default()`) and as `rigger serve` does unless
+        // told otherwise: RIGGER_VAST_RATE_LIMITS is not set here.
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

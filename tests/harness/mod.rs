@@ -4,6 +4,14 @@
 //! nothing leaked: no simulated instance alive without a live row, no runner
 //! registration left without an instance, no check-run update of a job that
 //! is over left unsent (unless the story says it expects one).
+//!
+//! Both simulated services keep their documented rate limits, and so does
+//! rigger (Vast.ai's: search 10 a minute, one create per 4.5 s, …). A
+//! provisioning step ([`Story::rigger_provisions`]) lets the manual clock
+//! run through the slots rigger waits for, as its worker loop would in real
+//! time; and every story, when it ends, checks without being asked that
+//! Vast.ai refused none of rigger's requests (429), unless it said it
+//! expects refusals ([`Story::expects_vast_refusals`]).
 
 // Each test binary uses some of these verbs, not all.
 #![allow(dead_code)]
@@ -12,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use rigger::app::{App, RiggerEngine};
-use rigger::engine::ports::ManualClock;
+use rigger::engine::ports::{Clock, ManualClock};
 use rigger::engine::state::{InstanceState, JobState};
 use rigger::server::webhook::parse_delivery;
 use rigger::settings::Secret;
@@ -44,6 +52,46 @@ pub struct Story {
     /// Jobs whose check-run update the story expects to be left unsent
     /// (see [`Story::expects_an_unsent_check_run`]).
     unsent_expected: Mutex<BTreeSet<i64>>,
+    /// The story makes Vast.ai refuse rigger's requests (429) on purpose.
+    refusals_expected: std::sync::atomic::AtomicBool,
+}
+
+/// The longest rigger's own wait for a Vast.ai slot lasts (a create after
+/// a refused one: Vast.ai's 12 s penalty): a provisioning step lets the
+/// clock run on to a job that comes back within it.
+const SLOT_WAIT_MS: i64 = 12_000;
+/// Vast.ai's documented interval between creates.
+const CREATE_INTERVAL_MS: i64 = 4_500;
+/// A bound on the passes of one provisioning step.
+const SETTLE_PASSES: usize = 400;
+
+/// Whether a queued job's reason is a wait for Vast.ai's rate limit (not
+/// GitHub's: those stories step time themselves).
+fn waits_for_a_slot(reason: &str) -> bool {
+    reason.starts_with("waiting for Vast.ai's create rate limit")
+        || reason.starts_with("cannot rent: rate limited")
+        || reason.starts_with("cannot search Vast.ai: rate limited")
+}
+
+impl Drop for Story {
+    /// Vast.ai refused nothing of rigger's: rigger waits for its slots
+    /// instead of sending requests to be refused. Checked at every story's
+    /// end, asked for or not.
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            || self
+                .refusals_expected
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let refused = self.vast.refused_total();
+        assert_eq!(
+            refused, 0,
+            "Vast.ai answered {refused} of rigger's requests 429 (too frequent) in a story that \
+             injects none: rigger must keep to the documented limits"
+        );
+    }
 }
 
 /// A signed delivery as GitHub sent it: headers and the exact body.
@@ -342,6 +390,7 @@ impl Story {
             dir,
             extra,
             unsent_expected: Mutex::default(),
+            refusals_expected: Default::default(),
         }
     }
 
@@ -473,8 +522,50 @@ impl Story {
         {}
     }
 
+    /// rigger provisions what is due, and goes on as its worker loop would
+    /// while jobs waiting for a Vast.ai slot come back within
+    /// [`SLOT_WAIT_MS`]: the clock moves to the next such job each time.
+    /// Jobs in a backoff stay where they are.
     pub async fn rigger_provisions(&self) {
+        for _ in 0..SETTLE_PASSES {
+            let attempted = self.engine.provision_due().await.unwrap();
+            let now = self.clock.now_ms();
+            let queued = self
+                .engine
+                .store
+                .jobs_in(&[JobState::Queued])
+                .await
+                .unwrap();
+            // Only jobs waiting for a Vast.ai slot (their reason says so):
+            // a job in another short wait (an offer taken by someone else)
+            // comes back when the story lets time pass.
+            let next = queued
+                .iter()
+                .filter(|j| j.reason.as_deref().is_some_and(waits_for_a_slot))
+                .filter_map(|j| j.next_attempt_at)
+                .filter(|&at| at <= now + SLOT_WAIT_MS)
+                .min();
+            match next {
+                Some(at) if at > now => self.clock.set_ms(at),
+                // Due now and none taken: not rigger's to take (a lease).
+                Some(_) if attempted > 0 => {}
+                _ => return,
+            }
+        }
+        panic!("rigger kept coming back to jobs for {SETTLE_PASSES} passes");
+    }
+
+    /// One provisioning pass, the clock left where it is (stories that
+    /// step time themselves).
+    pub async fn rigger_provisions_once(&self) {
         self.engine.provision_due().await.unwrap();
+    }
+
+    /// The story makes Vast.ai refuse rigger's requests (another tool on
+    /// the key, a spent quota): the end-of-story check lets them be.
+    pub fn expects_vast_refusals(&self) {
+        self.refusals_expected
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// rigger starts a provisioning pass whose create calls Vast.ai leaves
@@ -485,9 +576,30 @@ impl Story {
         holds: &[CreateHold],
     ) -> tokio::task::JoinHandle<Result<usize, rigger::engine::EngineError>> {
         self.vast.hold_next_creates(holds);
+        // The calls must be made in one pass: let the first create interval
+        // after rigger started pass (its limiter leaves a predecessor's
+        // create that long). A story holding more than one create at once
+        // lifts the create interval (rigger's and Vast.ai's) and says why.
+        self.clock.advance_ms(CREATE_INTERVAL_MS);
         let engine = self.engine.clone();
         let pass = tokio::spawn(async move { engine.provision_due().await });
-        self.vast.creates_held(holds.len()).await;
+        let held = self.vast.creates_held(holds.len());
+        if tokio::time::timeout(std::time::Duration::from_secs(20), held)
+            .await
+            .is_err()
+        {
+            let waiting: Vec<_> = self
+                .engine
+                .store
+                .jobs_in(&[JobState::Queued])
+                .await
+                .unwrap();
+            let why: Vec<_> = waiting.iter().map(|j| (j.job_id, &j.reason)).collect();
+            panic!(
+                "rigger did not make {} create calls in one pass; waiting: {why:?}",
+                holds.len()
+            );
+        }
         pass
     }
 

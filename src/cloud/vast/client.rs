@@ -145,25 +145,26 @@ impl VastClient {
         // wait for their slot when it is near.
         let queue_ms = match endpoint {
             Endpoint::Destroy => self.queue_ms.max(QUEUE_DESTROY_MS),
-            Endpoint::List if query.iter().any(|(k, _)| *k == "after_token") => {
-                self.queue_ms.max(QUEUE_DESTROY_MS)
-            }
+            // Every page: a listing is short (1 s), and an operator's
+            // `rigger instances destroy-all` right after another run must
+            // wait for it rather than fail.
+            Endpoint::List | Endpoint::Show => self.queue_ms.max(QUEUE_DESTROY_MS),
             _ => self.queue_ms,
         };
         let mut attempt = 0;
-        let booked = endpoint == Endpoint::Create
-            && self
-                .limiter
-                .as_ref()
-                .is_some_and(Limiter::take_booked_create);
+        let booked = match &self.limiter {
+            Some(l) if endpoint == Endpoint::Create => l.take_booked_create(),
+            _ => None,
+        };
         loop {
             if let Some(l) = &self.limiter
-                && booked
+                && let Some(at) = booked
             {
-                // The slot was taken ahead; keep the spacing to the last create.
-                let gap = l.gap_since_last_ms(endpoint);
-                if gap > 0 && gap <= 5_000 {
-                    tokio::time::sleep(crate::millis::to_duration(gap)).await;
+                // The slot was taken ahead: wait for it, and keep the
+                // spacing to the last create sent.
+                let wait = l.booked_wait_ms(at);
+                if wait > 0 {
+                    l.sleep_ms(wait).await;
                 }
             } else if let Some(l) = &self.limiter {
                 match l.acquire(endpoint, queue_ms) {
@@ -178,7 +179,7 @@ impl VastClient {
                         };
                         let wait = wait.max(gap);
                         if wait > 0 {
-                            tokio::time::sleep(crate::millis::to_duration(wait)).await;
+                            l.sleep_ms(wait).await;
                         }
                     }
                     Err(wait) => {
@@ -582,6 +583,12 @@ impl CloudProvider for VastClient {
                 retry_after_ms: wait.max(1),
             }),
             None => Ok(()),
+        }
+    }
+
+    fn release_create_slot(&self) {
+        if let Some(l) = &self.limiter {
+            l.unbook_create();
         }
     }
 

@@ -14,9 +14,17 @@
 //! to 10 minutes; a daily search quota answer closes search until the reset
 //! Vast.ai names (`X-RateLimit-Reset`), or the next UTC midnight.
 //!
-//! Time is the engine's clock, so stories step it exactly. Replicas each
-//! have their own limiter: several replicas on one key share Vast.ai's
-//! budget only by each keeping to it (see the README).
+//! Time is the engine's clock, so stories step it exactly.
+//!
+//! Replicas: Vast.ai counts per API key, and each replica has a limiter of
+//! its own (nothing about the slots is kept in the database). With
+//! `replicas = N` in `[vast] rate_limits` each keeps to its share of the
+//! key's budget: a tenth… of the searches a minute divided by N, every
+//! interval N times as long. The shares add up to the budget, but their
+//! phases are not agreed: two replicas may still send within one interval
+//! of each other, and the one Vast.ai refuses waits its interval (the
+//! create penalty) as after any 429. What is shared in the database is the
+//! work — which replica provisions which job, in turns — not the slots.
 
 use std::collections::VecDeque;
 use std::str::FromStr;
@@ -67,6 +75,10 @@ pub struct RateLimits {
     pub show_interval_ms: i64,
     pub list_interval_ms: i64,
     pub destroy_interval_ms: i64,
+    /// How many rigger replicas share the API key: each keeps to its share
+    /// of the key's budget (a `1/replicas` of the searches a minute, every
+    /// interval `replicas` times as long).
+    pub replicas: u32,
 }
 
 impl Default for RateLimits {
@@ -85,6 +97,7 @@ impl RateLimits {
             show_interval_ms: 2_000,
             list_interval_ms: 1_000,
             destroy_interval_ms: 3_000,
+            replicas: 1,
         }
     }
 
@@ -97,6 +110,7 @@ impl RateLimits {
             show_interval_ms: 0,
             list_interval_ms: 0,
             destroy_interval_ms: 0,
+            replicas: 1,
         }
     }
 
@@ -112,14 +126,21 @@ impl RateLimits {
         }
     }
 
+    /// This replica's spacing between two calls of `e`: its share.
     fn spacing_ms(&self, e: Endpoint) -> i64 {
-        match e {
+        let key_wide = match e {
             Endpoint::Search | Endpoint::Other => 0,
             Endpoint::Create => self.create_interval_ms,
             Endpoint::Show => self.show_interval_ms,
             Endpoint::List => self.list_interval_ms,
             Endpoint::Destroy => self.destroy_interval_ms,
-        }
+        };
+        key_wide.saturating_mul(i64::from(self.replicas.max(1)))
+    }
+
+    /// This replica's searches a minute: its share, at least one.
+    fn searches_per_minute(&self) -> usize {
+        (self.search_per_minute / self.replicas.max(1)).max(1) as usize
     }
 }
 
@@ -164,11 +185,21 @@ impl FromStr for RateLimits {
                         "show_interval_s" => l.show_interval_ms = secs()?,
                         "list_interval_s" => l.list_interval_ms = secs()?,
                         "destroy_interval_s" => l.destroy_interval_ms = secs()?,
+                        "replicas" => {
+                            l.replicas = v
+                                .trim()
+                                .parse::<u32>()
+                                .ok()
+                                .filter(|n| (1..=100).contains(n))
+                                .ok_or_else(|| {
+                                    format!("`{k}`: `{v}` is not a whole number from 1 to 100")
+                                })?
+                        }
                         other => {
                             return Err(format!(
                                 "unknown rate limit `{other}`; known: documented, none, \
                                  search_per_minute, create_interval_s, create_penalty_s, \
-                                 show_interval_s, list_interval_s, destroy_interval_s"
+                                 show_interval_s, list_interval_s, destroy_interval_s, replicas"
                             ));
                         }
                     }
@@ -189,8 +220,9 @@ struct State {
     strikes: [u32; ENDPOINTS],
     /// When a create booked ahead (see [`Limiter::gap_since_last_ms`]) was last sent.
     last_sent: [Option<i64>; ENDPOINTS],
-    /// Create slots booked ahead of their create.
-    booked: u32,
+    /// The times of the create slots booked ahead of their create, earliest
+    /// first (slots are alike: a create takes the earliest).
+    booked: VecDeque<i64>,
 }
 
 /// The process-wide limiter (cheap to clone: clones share the budget).
@@ -216,17 +248,23 @@ impl Default for Limiter {
 }
 
 impl Limiter {
-    /// A new limiter counts creates and destroys as sent just now: the
+    /// A new limiter counts creates, destroys, listings and shows as sent just now: the
     /// rigger this one replaces (a restart) may have sent one a moment ago
     /// with the same key, and Vast.ai's interval knows no restarts, while a
     /// refused create costs a 12 s penalty and a refused destroy leaves a
-    /// machine billing until it is retried. So a process's first create or
-    /// destroy waits out one interval. Reads (shows, listings, searches)
-    /// start free: a refused one only costs a retry.
+    /// machine billing until it is retried, and a refused listing fails a
+    /// `rigger instances` command run right after another. So a process's
+    /// first create, destroy, listing or show waits out one interval.
+    /// Searches start free: a refused one only costs a retry.
     pub fn new(limits: RateLimits, clock: Arc<dyn Clock>) -> Limiter {
         let now = clock.now_ms();
         let mut state = State::default();
-        for e in [Endpoint::Create, Endpoint::Destroy] {
+        for e in [
+            Endpoint::Create,
+            Endpoint::Destroy,
+            Endpoint::List,
+            Endpoint::Show,
+        ] {
             state.next_ok[e.index()] = now + limits.spacing_ms(e);
         }
         Limiter {
@@ -251,7 +289,7 @@ impl Limiter {
             while s.searches.front().is_some_and(|&t| t <= now - 60_000) {
                 s.searches.pop_front();
             }
-            if s.searches.len() >= self.limits.search_per_minute as usize {
+            if s.searches.len() >= self.limits.searches_per_minute() {
                 // The oldest in the window leaves it a minute after it was sent.
                 let oldest = s.searches.front().copied().unwrap_or(now);
                 at = at.max(oldest + 60_001);
@@ -304,20 +342,43 @@ impl Limiter {
         until - now
     }
 
-    /// Book the create slot ahead of the create (before rigger registers the
-    /// GitHub runner the machine will need): `Err(ms)` when it is not free.
+    /// Book a create slot ahead of the create (before rigger registers the
+    /// GitHub runner the machine will need) when it is free now; `Err(ms)`
+    /// when it is not, and the job comes back at it. (Booking a later slot
+    /// and sleeping for it was tried: with creates in flight side by side,
+    /// one sent earlier could reach Vast.ai after one sent at its slot.)
     pub fn book_create(&self) -> Result<(), i64> {
-        self.acquire(Endpoint::Create, 0)?;
-        self.state().booked += 1;
+        let wait = self.acquire(Endpoint::Create, 0)?;
+        let at = self.clock.now_ms() + wait;
+        self.state().booked.push_back(at);
         Ok(())
     }
 
-    /// Whether a create has a slot booked ahead (and use it).
-    pub fn take_booked_create(&self) -> bool {
+    /// A create slot booked ahead that no create will use (its attempt
+    /// ended first): the latest booking goes, and when no slot was handed
+    /// out after it, its time too, so the next create need not wait for a
+    /// slot nobody used.
+    pub fn unbook_create(&self) {
         let mut s = self.state();
-        let had = s.booked > 0;
-        s.booked = s.booked.saturating_sub(1);
-        had
+        let Some(at) = s.booked.pop_back() else {
+            return;
+        };
+        let i = Endpoint::Create.index();
+        if s.next_ok[i] == at + self.limits.spacing_ms(Endpoint::Create) {
+            s.next_ok[i] = at;
+        }
+    }
+
+    /// The time of the earliest create slot booked ahead, taken for a
+    /// create about to be sent; `None` when none is booked.
+    pub fn take_booked_create(&self) -> Option<i64> {
+        self.state().booked.pop_front()
+    }
+
+    /// How long a create with a slot booked for `at` waits before it is
+    /// sent: until its slot, and its interval after the last create sent.
+    pub fn booked_wait_ms(&self, at: i64) -> i64 {
+        (at - self.clock.now_ms()).max(self.gap_since_last_ms(Endpoint::Create))
     }
 
     /// How long until `e`'s interval has passed since it was last sent (a
@@ -338,6 +399,12 @@ impl Limiter {
     /// the client's retry policy, as by a client without a limiter).
     pub fn limits(&self, e: Endpoint) -> bool {
         self.limits.interval_ms(e) > 0
+    }
+
+    /// Wait for a slot taken ahead, on the limiter's clock (a manual clock
+    /// moves to the slot; see [`Clock::sleep_ms`]).
+    pub async fn sleep_ms(&self, ms: i64) {
+        self.clock.sleep_ms(ms).await;
     }
 
     /// A request went through: the backoff starts again from its interval.
@@ -432,15 +499,36 @@ mod tests {
     }
 
     #[test]
-    fn a_booked_create_slot_is_used_by_the_create_and_spaces_the_next() {
+    fn a_create_slot_is_booked_when_free_and_spaces_the_next() {
         let (l, clock) = limiter();
         assert_eq!(l.book_create(), Ok(()));
         assert_eq!(l.book_create(), Err(4_500), "one slot per interval");
-        assert!(l.take_booked_create());
-        assert!(!l.take_booked_create());
+        assert_eq!(l.take_booked_create(), Some(1_000_000));
         l.sent(Endpoint::Create);
+        assert_eq!(l.take_booked_create(), None);
         clock.advance_ms(1_000);
-        assert_eq!(l.gap_since_last_ms(Endpoint::Create), 3_500);
+        assert_eq!(
+            l.booked_wait_ms(1_000_000),
+            3_500,
+            "the spacing to the last"
+        );
+    }
+
+    #[test]
+    fn a_booked_slot_nobody_used_is_given_back() {
+        let (l, _clock) = limiter();
+        assert_eq!(l.book_create(), Ok(()));
+        l.unbook_create();
+        assert_eq!(l.take_booked_create(), None, "the booking is gone");
+        assert_eq!(l.book_create(), Ok(()));
+        assert_eq!(
+            l.take_booked_create(),
+            Some(1_000_000),
+            "and its slot is free again"
+        );
+        // A slot its create used stays used.
+        l.unbook_create();
+        assert_eq!(l.book_create(), Err(4_500));
     }
 
     #[test]
@@ -453,5 +541,20 @@ mod tests {
         assert!("search_per_minute=-1".parse::<RateLimits>().is_err());
         assert!("create_interval_s=nan".parse::<RateLimits>().is_err());
         assert!("speed=11".parse::<RateLimits>().is_err());
+        assert!("replicas=0".parse::<RateLimits>().is_err());
+    }
+
+    #[test]
+    fn replicas_each_keep_to_their_share_of_the_keys_budget() {
+        let clock = ManualClock::new(1_000_000 - 10_000);
+        let limits: RateLimits = "replicas=2".parse().unwrap();
+        let l = Limiter::new(limits, Arc::new(clock.clone()));
+        clock.advance_ms(10_000);
+        for _ in 0..5 {
+            assert!(l.acquire(Endpoint::Search, 0).is_ok());
+        }
+        assert!(l.acquire(Endpoint::Search, 0).is_err(), "five of the ten");
+        assert_eq!(l.acquire(Endpoint::Create, 0), Ok(0));
+        assert_eq!(l.acquire(Endpoint::Create, 0), Err(9_000), "every 9 s");
     }
 }

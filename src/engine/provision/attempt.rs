@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use super::admission::Admission;
+use super::claim::Claim;
 use super::rent::{Rent, RunnerLookup, runner_arch};
 use super::{Outcome, fail, no_capacity, rate_limit_ms, retry};
 use crate::config::access::AccessConfig;
@@ -215,6 +216,9 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         // the first one's list instead of all asking Vast.ai at once.
         let searching = self.offer_pool.search_lock(&pool_key);
         let searching = searching.lock().await;
+        if let Some(diagnosis) = self.offer_pool.no_match(&pool_key, self.now()) {
+            return Ok(no_capacity(def, &diagnosis, job.attempts));
+        }
         let offers = match self.offer_pool.fresh(&pool_key, self.now()) {
             Some(list) => list,
             None => match self.cloud.search(vast, hours).await {
@@ -225,9 +229,14 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                     list
                 }
                 Ok(OfferSearch::Found(_)) => {
-                    return Ok(no_capacity(def, "0 offers fit", job.attempts));
+                    let diagnosis = "0 offers fit".to_string();
+                    self.offer_pool
+                        .keep_no_match(pool_key, self.now(), diagnosis.clone());
+                    return Ok(no_capacity(def, &diagnosis, job.attempts));
                 }
                 Ok(OfferSearch::NoMatch { diagnosis }) => {
+                    self.offer_pool
+                        .keep_no_match(pool_key, self.now(), diagnosis.clone());
                     return Ok(no_capacity(def, &diagnosis, job.attempts));
                 }
                 Err(e) => {
@@ -300,24 +309,35 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             let Some(offer) = admitted else {
                 break;
             };
+            // Given back by itself on every way out but the two that keep it.
+            let mut claim = Claim::new(
+                &self.cloud,
+                &self.offer_pool,
+                admission,
+                &job.repo,
+                offer.offer_id,
+            );
             let row = self.reserve(job, vast, offer);
             tried += 1;
+            let file = runner_file.clone();
             match self
-                .rent(&repo, job, def, config, offer, row, runner_file.clone())
+                .rent(&repo, job, def, config, offer, row, file, &mut claim)
                 .await?
             {
-                Rent::Done => return Ok(Outcome::Rented),
-                Rent::Unknown(outcome) => return Ok(outcome),
-                Rent::NextOffer => {
-                    self.offer_pool.forget(&pool_key);
-                    admission.give_back(&job.repo);
-                    continue;
+                Rent::Done => {
+                    claim.keep();
+                    return Ok(Outcome::Rented);
                 }
-                Rent::Stop(outcome) => {
-                    self.offer_pool.release(offer.offer_id);
-                    admission.give_back(&job.repo);
+                Rent::Unknown(outcome) => {
+                    claim.keep();
                     return Ok(outcome);
                 }
+                Rent::NextOffer => {
+                    self.offer_pool.forget(&pool_key);
+                    claim.offer_gone();
+                    continue;
+                }
+                Rent::Stop(outcome) => return Ok(outcome),
             }
         }
         Ok(match refusal {

@@ -5,10 +5,12 @@
 //! ranked offers → limits); renting one offer (`rent`) registers the JIT
 //! runner, writes the instance row (I2) and makes the create call with our
 //! label. `config` reads and caches the repository's files, `admission`
-//! keeps the limits among the jobs of one pass.
+//! keeps the limits among the jobs of one pass, and `claim` holds what one
+//! job's rent takes (offer, place, create slot) until it gives it back.
 
 mod admission;
 mod attempt;
+mod claim;
 mod config;
 mod rent;
 

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use super::claim::Claim;
 use super::{Outcome, fail, rate_limit_ms, retry};
 use crate::bootstrap::{self, BootstrapSpec};
 use crate::config::labels;
@@ -55,6 +56,8 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     }
 
     /// Rent one offer for a job: JIT runner, the machine's row, create.
+    /// `claim` holds the offer, the job's place and the create slot; the
+    /// caller says what becomes of them from the answer.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn rent(
         &self,
@@ -65,6 +68,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         offer: &RankedOffer,
         row: Reserved,
         runner_file: RunnerFile,
+        claim: &mut Claim<'_, C>,
     ) -> Result<Rent, EngineError> {
         let Reserved { row, callback } = row;
         let (instance_id, label) = (row.id.clone(), row.label.clone());
@@ -90,7 +94,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         }
         // Vast.ai's create slot first: a create that must wait for it
         // registers no runner (GitHub limits registrations too).
-        if let Err(e) = self.cloud.create_slot() {
+        if let Err(e) = claim.take_create_slot() {
             return Ok(Rent::Stop(retry(
                 format!("waiting for Vast.ai's create rate limit: {e}"),
                 rate_limit_ms(&e),
@@ -176,6 +180,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             }
             return Err(e.into());
         }
+        claim.create_slot_used();
         let created = match self.cloud.create(&spec).await {
             Ok(pid) => Some(pid),
             Err(CloudError::Ambiguous(why)) => {

@@ -12,9 +12,10 @@
 //! with a plain-text body `API requests too frequent endpoint threshold=…`
 //! and no `Retry-After`; an optional daily search quota answered
 //! `429 {"error":"search_quota_exceeded"}` with `X-RateLimit-Reset`.
-//! `SimConfig::limits` sets them (`Limits::none()` in `SimConfig::default()`,
-//! which the story harness builds on; `rigger sim vast` keeps the documented
-//! figures unless `--limits none`); at run time `POST /sim/limits` with a
+//! `SimConfig::limits` sets them (the documented figures in
+//! `SimConfig::default()`, which the story harness, the demo and
+//! `rigger sim vast` build on; `Limits::none()` only where a caller says
+//! why, `rigger sim vast --limits none`); at run time `POST /sim/limits` with a
 //! body such as `documented,search_per_minute=20` or `none` changes them, and
 //! `GET /sim/state` shows them and the 429s answered per endpoint
 //! (`refused`).
@@ -58,7 +59,7 @@ pub struct SimConfig {
     pub faults: Faults,
     /// The account's API key.
     pub api_key: String,
-    /// Vast.ai's rate limits ([`Limits::documented`] for the real figures).
+    /// Vast.ai's rate limits ([`Limits::documented`] by default: the real figures).
     pub limits: Limits,
 }
 
@@ -70,7 +71,7 @@ impl Default for SimConfig {
             boot_delay_ms: 20_000,
             faults: Faults::default(),
             api_key: "sim-vast-key".to_string(),
-            limits: Limits::none(),
+            limits: Limits::documented(),
         }
     }
 }
