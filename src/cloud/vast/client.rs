@@ -169,13 +169,15 @@ impl VastClient {
             } else if let Some(l) = &self.limiter {
                 match l.acquire(endpoint, queue_ms) {
                     Ok(wait) => {
-                        // A listing's pages follow each other at once: the
-                        // interval is kept from the last page's answer (it
-                        // reached Vast.ai before then), so a page on a warm
-                        // connection does not arrive early on a slow first one.
+                        // Vast.ai measures an interval between arrivals:
+                        // it is kept from the last request's answer (that
+                        // request reached Vast.ai before then), so a request
+                        // on a warm connection does not arrive early after a
+                        // slow one (a listing's pages; destroy-all's destroys).
+                        // Search is counted per minute, by send.
                         let gap = match endpoint {
-                            Endpoint::List => l.gap_since_last_ms(endpoint),
-                            _ => 0,
+                            Endpoint::Search => 0,
+                            _ => l.gap_since_last_ms(endpoint),
                         };
                         let wait = wait.max(gap);
                         if wait > 0 {
@@ -223,9 +225,9 @@ impl VastClient {
                 if outcome.is_ok() {
                     l.answered(endpoint);
                 }
-                if endpoint == Endpoint::List {
+                if endpoint != Endpoint::Search {
                     // The answer came after Vast.ai took the request: the
-                    // next page's spacing counts from here (see above).
+                    // next one's spacing counts from here (see above).
                     l.sent(endpoint);
                 }
             }
