@@ -161,57 +161,22 @@ impl VastArgs {
     }
 }
 
-/// An instance's SSH address in Vast.ai's own view of it
-/// (`GET /api/v0/instances/ID/`): `(host, port)`.
+/// An instance's SSH address from Vast.ai, through rigger's client and its
+/// limiter (Vast.ai shows an instance once per 2 s per key, and a new
+/// limiter leaves a command run a moment ago its interval).
 async fn vast_ssh(
-    http: &reqwest::Client,
+    client: &crate::cloud::vast::client::VastClient,
     base: &str,
-    key: &Secret,
     provider_id: &str,
 ) -> anyhow::Result<Option<(String, i64)>> {
     if !provider_id.chars().all(|c| c.is_ascii_digit()) {
         return Ok(None);
     }
-    let url = format!(
-        "{}/api/v0/instances/{provider_id}/?owner=me",
-        base.trim_end_matches('/')
-    );
-    // Vast.ai allows one show of an instance per 2 s per key, and answers
-    // 429 with no Retry-After: another command (or rigger serve) on the key
-    // a moment ago is waited out, a few times, instead of failing the list.
-    let show_interval = crate::cloud::vast::limit::RateLimits::documented().show_interval_ms;
-    let mut refusals = 0;
-    let resp = loop {
-        let resp = http
-            .get(&url)
-            .bearer_auth(key.expose())
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot reach Vast.ai at {base}: {e}"))?;
-        if resp.status() == reqwest::StatusCode::TOO_MANY_REQUESTS && refusals < 3 {
-            refusals += 1;
-            tokio::time::sleep(crate::millis::to_duration(show_interval)).await;
-            continue;
-        }
-        break resp;
-    };
-    if resp.status() == reqwest::StatusCode::NOT_FOUND {
-        return Ok(None);
-    }
-    match resp.status() {
-        s if s.is_success() => {}
-        s @ (reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN) => anyhow::bail!(
-            "Vast.ai answered {s} for instance {provider_id}; check the API key (RIGGER_VAST_API_KEY)"
+    client.ssh_address(provider_id).await.map_err(|e| match e {
+        crate::cloud::ProviderError::Unauthorized(_) => anyhow::anyhow!(
+            "Vast.ai refused the API key showing instance {provider_id}; check the API key (RIGGER_VAST_API_KEY)"
         ),
-        s => anyhow::bail!(
-            "Vast.ai answered {s} for instance {provider_id}, {refusals} time(s) refused as too frequent; try again in a minute"
-        ),
-    }
-    let v: serde_json::Value = resp.json().await?;
-    let i = &v["instances"];
-    Ok(match (i["ssh_host"].as_str(), i["ssh_port"].as_i64()) {
-        (Some(host), Some(port)) => Some((host.to_string(), port)),
-        _ => None,
+        e => anyhow::anyhow!("Vast.ai at {base} could not show instance {provider_id}: {e}"),
     })
 }
 
@@ -342,9 +307,14 @@ pub async fn instances(cmd: InstancesCommand) -> anyhow::Result<()> {
         }
         InstanceFormat::VastInstances => {
             let (key, vast_url) = vast.access(db.config.as_deref())?;
-            let http = reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(20))
-                .build()?;
+            let client = key.as_ref().map(|key| {
+                use crate::cloud::vast::{client::VastClient, limit};
+                let clock = std::sync::Arc::new(crate::engine::ports::SystemClock);
+                VastClient::new(&vast_url, key.clone()).with_limiter(
+                    limit::Limiter::new(limit::RateLimits::documented(), clock),
+                    0,
+                )
+            });
             let mut rows = Vec::new();
             for i in &instances {
                 let repo = store
@@ -352,9 +322,9 @@ pub async fn instances(cmd: InstancesCommand) -> anyhow::Result<()> {
                     .await?
                     .map(|j| j.repo)
                     .unwrap_or_default();
-                let ssh = match (&key, &i.provider_id) {
-                    (Some(key), Some(pid)) if !i.state.is_terminal() => {
-                        vast_ssh(&http, &vast_url, key, pid).await?
+                let ssh = match (&client, &i.provider_id) {
+                    (Some(client), Some(pid)) if !i.state.is_terminal() => {
+                        vast_ssh(client, &vast_url, pid).await?
                     }
                     _ => None,
                 };

@@ -320,6 +320,30 @@ impl VastClient {
     }
 
     /// Set an instance's label.
+    /// An instance's SSH address in Vast.ai's own view of it
+    /// (`GET /api/v0/instances/ID/`): `(host, port)`, `None` when it is gone
+    /// or has none yet. Through the limiter like every other call.
+    pub async fn ssh_address(&self, id: &str) -> Result<Option<(String, i64)>, ProviderError> {
+        let v = match self
+            .call(
+                Method::GET,
+                &format!("/api/v0/instances/{}/", path_id(id)?),
+                &[("owner", "me".to_string())],
+                None,
+                Repeat::Safe,
+            )
+            .await
+        {
+            Err(ProviderError::NotFound(_)) => return Ok(None),
+            other => other?,
+        };
+        let i = &v["instances"];
+        Ok(match (i["ssh_host"].as_str(), i["ssh_port"].as_i64()) {
+            (Some(host), Some(port)) => Some((host.to_string(), port)),
+            _ => None,
+        })
+    }
+
     pub async fn label(&self, id: &str, label: &str) -> Result<(), ProviderError> {
         self.call(
             Method::PUT,
