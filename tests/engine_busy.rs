@@ -65,8 +65,33 @@ async fn a_pass_that_learns_a_machine_is_busy_does_not_destroy_it() {
     // Y has been quiet long enough to be asked about: GitHub says it runs
     // on M's runner. The pass binds Y to M and leaves M alone (I4).
     s.clock.advance_ms(11 * 60_000);
+    let log = std::env::temp_dir().join(format!(
+        "rigger-busy-{}-{:?}.log",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::sync::Mutex::new(std::fs::File::create(&log).unwrap()))
+        .with_ansi(false)
+        .finish();
+    let logging = tracing::subscriber::set_default(subscriber);
     let actions = s.engine.reconcile_once().await.unwrap();
+    drop(logging);
     assert_eq!(s.job_state(y).await, JobState::Running, "{actions:?}");
+    // The pass's log reads as Y's story: the pass, the rule, the job.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let line = text
+        .lines()
+        .find(|l| l.contains("taken by"))
+        .unwrap_or_else(|| panic!("Y's binding is logged: {text}"));
+    assert!(
+        line.contains("reconcile_pass{pass=")
+            && line.contains("reconcile_action{rule=\"job_completed_elsewhere\"")
+            && line.contains(&format!("job_id={y}")),
+        "{line}"
+    );
     assert_eq!(
         live(),
         [provider(&m)],

@@ -95,11 +95,8 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         };
         // Our runners are where our jobs are: a registration outlives its
         // job by a crash at most.
-        let pass = {
-            let mut memory = self.memory();
-            memory.passes += 1;
-            memory.passes
-        };
+        // Counted by `reconcile_once`, which names the pass in its span.
+        let pass = self.memory().passes;
         let since = if pass % RECENT_REPOS_EVERY == 1 {
             self.now() - RECENT_REPOS_MS
         } else {
@@ -240,8 +237,34 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     }
 
     /// One pass of the reconciler: what it decided, in the order it acted.
+    /// Its span names the pass; its duration is `rigger_reconcile_pass_seconds`.
+    /// A snapshot that cannot be read ends the pass (nothing can be planned
+    /// from half a view), counted as a `snapshot` error; an action that
+    /// fails does not (see [`Self::apply_isolated`]).
     pub async fn reconcile_once(&self) -> Result<Vec<(Rule, Action)>, EngineError> {
-        let snapshot = self.snapshot().await?;
+        let pass = {
+            let mut memory = self.memory();
+            memory.passes += 1;
+            memory.passes
+        };
+        let span = tracing::info_span!("reconcile_pass", pass);
+        let started = self.now();
+        let result = self.plan_and_apply().instrument(span).await;
+        let seconds = crate::millis::since(self.now(), started) as f64 / 1000.0;
+        self.metrics
+            .observe("rigger_reconcile_pass_seconds", &[], seconds);
+        result
+    }
+
+    async fn plan_and_apply(&self) -> Result<Vec<(Rule, Action)>, EngineError> {
+        let snapshot = match self.snapshot().await {
+            Ok(s) => s,
+            Err(e) => {
+                self.metrics
+                    .inc("rigger_reconcile_errors_total", &[("rule", "snapshot")]);
+                return Err(e);
+            }
+        };
         let actions = plan(&snapshot, self.now(), &self.limits());
         for (rule, action) in &actions {
             self.metrics.inc(
@@ -255,10 +278,22 @@ impl<C: Cloud, G: Github> Engine<C, G> {
 
     /// One action, isolated: its store error or panic is counted against
     /// its rule and logged, and the pass goes on with the next action (the
-    /// next pass plans it again from what is then true).
+    /// next pass plans it again from what is then true). Its span names the
+    /// rule and what it acts on, so one job's story can be read from the log.
     async fn apply_isolated(&self, rule: Rule, action: &Action) {
         let what = format!("reconcile rule {}", rule.as_str());
-        let span = tracing::info_span!("reconcile_action", rule = rule.as_str());
+        let span = tracing::info_span!(
+            "reconcile_action",
+            rule = rule.as_str(),
+            job_id = tracing::field::Empty,
+            instance_id = tracing::field::Empty,
+        );
+        if let Some(job_id) = action.job_id() {
+            span.record("job_id", job_id);
+        }
+        if let Some(instance_id) = action.instance_id() {
+            span.record("instance_id", instance_id);
+        }
         let applied = isolated(
             &self.metrics,
             Loop::Reconciler,

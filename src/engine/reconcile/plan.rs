@@ -280,6 +280,35 @@ impl Deregister {
 }
 
 impl Action {
+    /// The job it acts on, where it names one (for its span).
+    pub fn job_id(&self) -> Option<i64> {
+        match self {
+            Action::CompleteJob { job_id, .. }
+            | Action::MarkRunning { job_id, .. }
+            | Action::RequeueJob { job_id, .. }
+            | Action::SendCheckRun { job_id }
+            | Action::ReleaseJob { job_id } => Some(*job_id),
+            Action::MarkFailed { requeue_job, .. } | Action::Destroy { requeue_job, .. } => {
+                *requeue_job
+            }
+            Action::DestroyOrphan { .. }
+            | Action::Adopt { .. }
+            | Action::MarkOnline { .. }
+            | Action::DeleteRunner { .. } => None,
+        }
+    }
+
+    /// The instance row it acts on, where there is one (for its span).
+    pub fn instance_id(&self) -> Option<&str> {
+        match self {
+            Action::Adopt { instance_id, .. }
+            | Action::MarkFailed { instance_id, .. }
+            | Action::Destroy { instance_id, .. }
+            | Action::MarkOnline { instance_id } => Some(instance_id),
+            _ => None,
+        }
+    }
+
     /// What the action is about, so at most one action targets it.
     fn target(&self) -> String {
         match self {
