@@ -1,6 +1,9 @@
 //! The reconciler's hands: read the three views into a snapshot, let `plan`
-//! decide, and carry each action out. Every action is safe to repeat: the
-//! store's compare-and-set makes a second attempt a no-op.
+//! decide, and carry each action out, one small function per action. None
+//! decides anew what `plan` decided: whether a refused deregistration keeps
+//! a machine (I4) comes in the action ([`Deregister`]). Every action is
+//! safe to repeat: the store's compare-and-set makes a second attempt a
+//! no-op; one that fails is counted against its rule and the pass goes on.
 //!
 //! GitHub is read place by place: an installation waiting out a rate limit
 //! leaves only its own repositories' runners unknown, and its quiet jobs

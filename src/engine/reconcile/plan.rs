@@ -12,6 +12,11 @@
 //! `frozen`, which hosts come back from) is given up only after a grace,
 //! and never while busy (12).
 //!
+//! No rule decides I4 (never destroy a busy runner before its job ends,
+//! except at max lifetime) by itself: each says why it wants a machine gone
+//! and `guarded` asks [`busy::verdict`], with what this snapshot knows —
+//! including a job GitHub said, this very pass, runs on the machine.
+//!
 //! GitHub's runner view is known place by place ([`Snapshot::runners_unknown`]):
 //! one installation waiting out a rate limit for an hour must not stop the
 //! rules that need the view (3, 4, 7) for every other installation, whose
