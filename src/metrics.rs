@@ -94,7 +94,12 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     (
         "rigger_reconcile_errors_total",
         Kind::Counter,
-        "Reconciler actions that failed (a store error or a panic), by rule; the pass went on with the next action.",
+        "Reconciler actions that failed (a store error or a panic), by rule; the pass went on with the next action. Rule `snapshot`: a pass whose views could not be read, which planned nothing.",
+    ),
+    (
+        "rigger_reconcile_pass_seconds",
+        Kind::Histogram,
+        "Seconds one reconcile pass took: reading the store, Vast.ai and GitHub, planning, and carrying the actions out.",
     ),
     (
         "rigger_work_panics_total",

@@ -521,3 +521,89 @@ async fn rigger_that_gives_up_on_a_loop_is_not_ready_and_stops_with_an_error() {
     assert!(err.to_string().contains("ended 5 times"), "{err}");
     assert!(health.problems()[0].contains("ended 5 times"));
 }
+
+/// Item 6 of #16: a store error in one reconcile action is that action's
+/// failure, counted against its rule, and the next action is carried out
+/// in the same pass. Rule 2's `MarkFailed` used to swallow it (as "not
+/// moved"), so nobody knew.
+#[tokio::test]
+async fn a_store_error_in_one_reconcile_action_is_counted_and_the_pass_goes_on() {
+    use rigger::engine::state::InstanceState;
+    use rigger::sim::vast::CreateHold;
+    let s = Story::begin("poison-store-action").await;
+    // Job B's machine boots; job A's create call goes unanswered.
+    let b = s.a_job_is_queued("cirun-gpu--61");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    let dying = s.vast.live_instances()[0].0;
+    let a = s.a_job_is_queued("cirun-gpu--62");
+    s.webhooks_arrive().await;
+    let provisioning = s
+        .rigger_provisions_until_vast_holds(&[CreateHold::BeforeRenting])
+        .await;
+    // B's host dies while it boots (rule 6); the store refuses to mark any
+    // machine failed (rule 2), as a full disk would.
+    let died = reqwest::Client::new()
+        .post(format!("{}/sim/instances/{dying}/die", s.vast_url))
+        .send()
+        .await
+        .unwrap();
+    assert!(died.status().is_success());
+    behind_riggers_back(
+        &s,
+        "CREATE TRIGGER refuse_failed BEFORE UPDATE ON instances WHEN NEW.state = 'failed' \
+         BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END",
+    )
+    .await;
+    s.clock.advance_ms(6 * 60_000);
+    let actions = s.engine.reconcile_once().await.expect("the pass finishes");
+    let m = s.metrics().await;
+    assert_eq!(
+        m.get("rigger_reconcile_errors_total{rule=\"stuck_create\"}"),
+        Some(&1.0),
+        "the refused write is counted: {actions:?} {m:?}"
+    );
+    // The action after it was carried out: B's dead machine is destroyed
+    // and B waits for another.
+    assert!(
+        !s.vast.live_instances().iter().any(|l| l.0 == dying),
+        "{actions:?}"
+    );
+    assert_eq!(s.job_state(b).await, JobState::Queued);
+    // The store well again, the next pass does what the failed action did not.
+    behind_riggers_back(&s, "DROP TRIGGER refuse_failed").await;
+    s.clock.advance_ms(3_000);
+    s.engine.reconcile_once().await.unwrap();
+    let rows = s.engine.store.instances_for_job(a).await.unwrap();
+    assert_eq!(rows[0].state, InstanceState::Failed, "{rows:?}");
+    s.vast.release_held_creates();
+    provisioning.await.unwrap().unwrap();
+    for job in [a, b] {
+        s.github.cancel_job(job);
+    }
+    s.webhooks_arrive().await;
+    s.nothing_leaked().await;
+}
+
+/// A pass whose snapshot cannot be read is counted (rule `snapshot`), and
+/// every pass's duration is measured.
+#[tokio::test]
+async fn a_snapshot_that_cannot_be_read_is_counted_and_passes_are_timed() {
+    let s = Story::begin("poison-snapshot").await;
+    behind_riggers_back(&s, "ALTER TABLE jobs RENAME TO jobs_away").await;
+    assert!(s.engine.reconcile_once().await.is_err());
+    behind_riggers_back(&s, "ALTER TABLE jobs_away RENAME TO jobs").await;
+    s.engine.reconcile_once().await.unwrap();
+    let m = s.metrics().await;
+    assert_eq!(
+        m.get("rigger_reconcile_errors_total{rule=\"snapshot\"}"),
+        Some(&1.0),
+        "{m:?}"
+    );
+    assert_eq!(
+        m.get("rigger_reconcile_pass_seconds_count"),
+        Some(&2.0),
+        "{m:?}"
+    );
+    s.nothing_leaked().await;
+}

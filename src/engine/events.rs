@@ -2,6 +2,7 @@
 //! GitHub redelivers, reorders and loses webhooks, and the reconciler may
 //! have acted first.
 
+use super::busy;
 use super::names;
 use super::ports::{Cloud, Github, RepoRef};
 use super::state::{InstanceState, JobState};
@@ -574,8 +575,8 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             )
             .await;
         }
-        // The machine that ran it, and any machine rented for it that is not
-        // busy with another job.
+        // The machine that ran it, and every machine rented for it: each
+        // goes unless I4 keeps it (`engine::busy`).
         let mut doomed = Vec::new();
         if let Some(name) = runner_name
             && let Some(inst) = self.store.instance_by_runner_name(name).await?
@@ -583,28 +584,20 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             doomed.push(inst);
         }
         for inst in self.store.instances_for_job(*job.job_id).await? {
-            let busy_elsewhere =
-                inst.state == InstanceState::Busy && Some(inst.runner_name.as_str()) != runner_name;
-            if !busy_elsewhere && !doomed.iter().any(|d| d.id == inst.id) {
+            if !doomed.iter().any(|d| d.id == inst.id) {
                 doomed.push(inst);
             }
         }
-        let doomed: Vec<_> = doomed
-            .into_iter()
-            .filter(|i| !i.state.is_terminal())
-            .collect();
+        doomed.retain(|i| !i.state.is_terminal());
         // A destroy of one of the job's own machines closes its check run;
-        // otherwise (never rented, already gone, or its machine ran another
+        // otherwise (never rented, already gone, or its machine runs another
         // job and lives on) it closes here, or when that machine dies.
-        let closed_by_destroy = doomed.iter().any(|i| i.job_id == *job.job_id);
+        let mut closed_by_destroy = false;
         for inst in doomed {
-            if self
-                .runner_may_have_another_job(&inst, runner_name, job)
-                .await
-            {
-                continue;
+            if self.may_destroy(&inst, runner_name, job).await? {
+                closed_by_destroy |= inst.job_id == *job.job_id;
+                self.destroy_instance(&inst, "its job ended").await?;
             }
-            self.destroy_instance(&inst, "its job ended").await?;
         }
         if !closed_by_destroy {
             self.close_check_run(*job.job_id).await?;
@@ -612,36 +605,45 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         Ok(())
     }
 
-    /// A machine rented for the job that ended but whose runner did not run
-    /// it may have been given another job a moment ago, its `in_progress`
-    /// not here yet. Deregister its runner first, so GitHub hands it no job
-    /// while it dies; if GitHub refuses (it is busy) or cannot be reached,
-    /// keep the machine (I4): the reconciler's rule 5 looks again.
-    async fn runner_may_have_another_job(
+    /// Whether a machine wanted gone because a job ended may be destroyed
+    /// now, as [`busy::verdict`] says: not while a live job is bound to its
+    /// runner; and a runner rigger never saw take a job, which may have been
+    /// given one a moment ago (its `in_progress` not here yet), is
+    /// deregistered first, so that GitHub hands it no job while it dies. If
+    /// GitHub refuses (it is busy) or cannot be reached, the machine is kept
+    /// (I4): the reconciler's rule 5 looks again.
+    async fn may_destroy(
         &self,
         inst: &InstanceRow,
         ran_it: Option<&str>,
         job: &JobInfo,
-    ) -> bool {
-        let idle = matches!(inst.state, InstanceState::Booting | InstanceState::Online);
-        let (Some(runner_id), true) = (inst.runner_id, idle) else {
-            return false;
+    ) -> Result<bool, EngineError> {
+        let facts = busy::Facts {
+            state: inst.state,
+            serves_live_job: self.store.runner_serves_live_job(&inst.runner_name).await?,
+            ran_ended_job: ran_it == Some(inst.runner_name.as_str()),
+            listed: busy::Listed::Unknown,
+            registered: inst.runner_id.is_some(),
+            past_max_lifetime: self.now() >= inst.expires_at,
+            why: busy::Why::Unwanted,
         };
-        if ran_it == Some(inst.runner_name.as_str()) {
-            return false;
-        }
+        let runner_id = match (busy::verdict(&facts), inst.runner_id) {
+            (busy::Verdict::Keep, _) => return Ok(false),
+            (busy::Verdict::DeregisterFirst, Some(id)) => id,
+            _ => return Ok(true),
+        };
         let repo = RepoRef {
             installation_id: *job.installation_id,
             repo: job.repo.to_string(),
         };
         match self.github.delete_runner(&repo, runner_id).await {
-            Ok(()) => false,
+            Ok(()) => Ok(true),
             Err(e) => {
                 self.github_error(&e);
                 let why = format!("kept for now: its runner could not be deregistered ({e})");
                 self.note(Some(inst.job_id), Some(&inst.id), "idle_kept", &why)
                     .await;
-                true
+                Ok(false)
             }
         }
     }

@@ -7,6 +7,7 @@
 //!   (`attempt.rs`: config → policy → offers → limits), renting one offer
 //!   (`rent.rs`: JIT runner → row → create), `config.rs`, `admission.rs`;
 //! - `offer_pool.rs`: one search serves the jobs of a burst;
+//! - `busy.rs`: I4 decided once: whether a machine wanted gone may be destroyed;
 //! - `teardown.rs`: destroy and account for a machine;
 //! - `installations.rs`: the App uninstalled, suspended, or repositories
 //!   removed: end what rigger ran there;
@@ -14,6 +15,7 @@
 //! - `cancel.rs`: cancel the workflow run of a job rigger gave up on (a setting);
 //! - `reconcile/`: `plan` (pure) and `apply`.
 
+pub mod busy;
 pub mod cancel;
 pub mod estimate;
 pub mod events;

@@ -316,8 +316,8 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     async fn reconcile_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let every = self.settings.timeouts.reconcile_interval;
         while !*stop.borrow() {
-            let pass = tracing::info_span!("reconcile_pass");
-            if let Err(e) = self.reconcile_once().instrument(pass).await {
+            // `reconcile_once` opens the pass's span, with its number.
+            if let Err(e) = self.reconcile_once().await {
                 tracing::error!(error = %e, "reconciler");
             }
             // Deliveries GitHub failed to make, once a minute (recover.rs).

@@ -286,6 +286,25 @@ impl Store {
         Ok(found.is_some())
     }
 
+    /// Whether a job not yet over is bound to a runner of this name: the
+    /// machine running it is busy (I4).
+    pub async fn runner_serves_live_job(&self, runner_name: &str) -> Result<bool, StoreError> {
+        let over: Vec<String> = JobState::ALL
+            .iter()
+            .filter(|s| s.is_terminal())
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        let sql = format!(
+            "SELECT job_id FROM jobs WHERE runner_name = $1 AND state NOT IN ({}) LIMIT 1",
+            over.join(", ")
+        );
+        let found: Option<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(runner_name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+
     /// Jobs in any of these states, oldest first.
     pub async fn jobs_in(&self, states: &[JobState]) -> Result<Vec<JobRow>, StoreError> {
         let list: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();

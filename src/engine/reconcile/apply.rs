@@ -1,6 +1,9 @@
 //! The reconciler's hands: read the three views into a snapshot, let `plan`
-//! decide, and carry each action out. Every action is safe to repeat: the
-//! store's compare-and-set makes a second attempt a no-op.
+//! decide, and carry each action out, one small function per action. None
+//! decides anew what `plan` decided: whether a refused deregistration keeps
+//! a machine (I4) comes in the action ([`Deregister`]). Every action is
+//! safe to repeat: the store's compare-and-set makes a second attempt a
+//! no-op; one that fails is counted against its rule and the pass goes on.
 //!
 //! GitHub is read place by place: an installation waiting out a rate limit
 //! leaves only its own repositories' runners unknown, and its quiet jobs
@@ -14,8 +17,8 @@ use std::collections::{HashMap, HashSet};
 use tracing::Instrument;
 
 use super::plan::{
-    Action, CHECK_RUNS_PER_PASS, CloudStatus, Limits, Rule, Snapshot, UnsentCheckRun, plan,
-    quiet_jobs, unowned_runners,
+    Action, CHECK_RUNS_PER_PASS, CloudStatus, Deregister, Limits, Rule, Snapshot, UnsentCheckRun,
+    plan, quiet_jobs, unowned_runners,
 };
 use crate::engine::events::{JobEvent, JobInfo};
 use crate::engine::isolate::{Loop, isolated};
@@ -23,10 +26,19 @@ use crate::engine::names;
 use crate::engine::ports::{Cloud, Github, GithubError, RepoRef};
 use crate::engine::state::{InstanceState, JobState};
 use crate::engine::{Engine, EngineError};
-use crate::store::{Dialect, InstancePatch, JobPatch, JobRow};
+use crate::store::{Dialect, InstancePatch, InstanceRow, JobPatch, JobRow};
 
 /// How much of a failed boot's log to keep in the event log.
 const LOG_TAIL: usize = 4000;
+
+/// A `Destroy` action's decisions, as `apply` carries them out.
+struct PlannedDestroy<'a> {
+    rule: Rule,
+    keep_logs: bool,
+    deregister: Option<Deregister>,
+    requeue_job: Option<i64>,
+    reason: &'a str,
+}
 
 /// What the reconciler carries from one pass to the next. Kept in memory: a
 /// restart only delays what it guards (one more quiet period before asking
@@ -86,11 +98,8 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         };
         // Our runners are where our jobs are: a registration outlives its
         // job by a crash at most.
-        let pass = {
-            let mut memory = self.memory();
-            memory.passes += 1;
-            memory.passes
-        };
+        // Counted by `reconcile_once`, which names the pass in its span.
+        let pass = self.memory().passes;
         let since = if pass % RECENT_REPOS_EVERY == 1 {
             self.now() - RECENT_REPOS_MS
         } else {
@@ -231,8 +240,34 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     }
 
     /// One pass of the reconciler: what it decided, in the order it acted.
+    /// Its span names the pass; its duration is `rigger_reconcile_pass_seconds`.
+    /// A snapshot that cannot be read ends the pass (nothing can be planned
+    /// from half a view), counted as a `snapshot` error; an action that
+    /// fails does not (see [`Self::apply_isolated`]).
     pub async fn reconcile_once(&self) -> Result<Vec<(Rule, Action)>, EngineError> {
-        let snapshot = self.snapshot().await?;
+        let pass = {
+            let mut memory = self.memory();
+            memory.passes += 1;
+            memory.passes
+        };
+        let span = tracing::info_span!("reconcile_pass", pass);
+        let started = self.now();
+        let result = self.plan_and_apply().instrument(span).await;
+        let seconds = crate::millis::since(self.now(), started) as f64 / 1000.0;
+        self.metrics
+            .observe("rigger_reconcile_pass_seconds", &[], seconds);
+        result
+    }
+
+    async fn plan_and_apply(&self) -> Result<Vec<(Rule, Action)>, EngineError> {
+        let snapshot = match self.snapshot().await {
+            Ok(s) => s,
+            Err(e) => {
+                self.metrics
+                    .inc("rigger_reconcile_errors_total", &[("rule", "snapshot")]);
+                return Err(e);
+            }
+        };
         let actions = plan(&snapshot, self.now(), &self.limits());
         for (rule, action) in &actions {
             self.metrics.inc(
@@ -246,10 +281,22 @@ impl<C: Cloud, G: Github> Engine<C, G> {
 
     /// One action, isolated: its store error or panic is counted against
     /// its rule and logged, and the pass goes on with the next action (the
-    /// next pass plans it again from what is then true).
+    /// next pass plans it again from what is then true). Its span names the
+    /// rule and what it acts on, so one job's story can be read from the log.
     async fn apply_isolated(&self, rule: Rule, action: &Action) {
         let what = format!("reconcile rule {}", rule.as_str());
-        let span = tracing::info_span!("reconcile_action", rule = rule.as_str());
+        let span = tracing::info_span!(
+            "reconcile_action",
+            rule = rule.as_str(),
+            job_id = tracing::field::Empty,
+            instance_id = tracing::field::Empty,
+        );
+        if let Some(job_id) = action.job_id() {
+            span.record("job_id", job_id);
+        }
+        if let Some(instance_id) = action.instance_id() {
+            span.record("instance_id", instance_id);
+        }
         let applied = isolated(
             &self.metrics,
             Loop::Reconciler,
@@ -270,104 +317,21 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         );
     }
 
+    /// Carry one action out, as `plan` decided it: one function per action.
     async fn apply(&self, rule: Rule, action: &Action) -> Result<(), EngineError> {
-        let now = self.now();
         match action {
             Action::DestroyOrphan { provider_id, label } => {
-                let job = names::parse_label(&self.settings.controller_id, label).map(|(j, _)| j);
-                match self.cloud.destroy(provider_id).await {
-                    Ok(()) => {
-                        self.note(job, None, "orphan_destroyed", &format!("destroyed Vast.ai instance {provider_id} ({label}): no live row owned it"))
-                            .await
-                    }
-                    Err(e) => self.cloud_error(&e),
-                }
+                self.destroy_orphan(provider_id, label).await;
+                Ok(())
             }
             Action::Adopt {
                 instance_id,
                 provider_id,
-            } => {
-                let Some(inst) = self.store.instance(instance_id).await? else {
-                    return Ok(());
-                };
-                if inst.state == InstanceState::Requested {
-                    self.store
-                        .transition_instance(
-                            instance_id,
-                            InstanceState::Requested,
-                            InstanceState::Creating,
-                            now,
-                            InstancePatch {
-                                create_called_at: Some(inst.created_at),
-                                ..Default::default()
-                            },
-                        )
-                        .await?;
-                }
-                let adopted = self
-                    .store
-                    .transition_instance(
-                        instance_id,
-                        InstanceState::Creating,
-                        InstanceState::Booting,
-                        now,
-                        InstancePatch::provider(provider_id),
-                    )
-                    .await?;
-                if adopted {
-                    self.note(Some(inst.job_id), Some(instance_id), "adopted", &format!("found Vast.ai instance {provider_id} by its label after the create call went unanswered"))
-                        .await;
-                    if let Some(job) = self.store.job(inst.job_id).await?
-                        && job.state == JobState::Provisioning
-                    {
-                        self.store
-                            .transition_job(
-                                job.job_id,
-                                JobState::Provisioning,
-                                JobState::WaitingForRunner,
-                                now,
-                                JobPatch::default(),
-                            )
-                            .await?;
-                    }
-                }
-            }
+            } => self.adopt(instance_id, provider_id).await,
             Action::MarkFailed {
                 instance_id,
                 requeue_job,
-            } => {
-                if let Some(inst) = self.store.instance(instance_id).await?
-                    && self
-                        .store
-                        .transition_instance(
-                            instance_id,
-                            inst.state,
-                            InstanceState::Failed,
-                            now,
-                            InstancePatch {
-                                reason: Some("the create call produced no instance".into()),
-                                ..Default::default()
-                            },
-                        )
-                        .await
-                        .unwrap_or(false)
-                {
-                    self.note(
-                        Some(inst.job_id),
-                        Some(instance_id),
-                        "create_failed",
-                        "no Vast.ai instance carries its label: marked failed",
-                    )
-                    .await;
-                    if let Err(e) = self.forget_unused_runner(&inst).await {
-                        tracing::warn!(instance = %inst.id, error = %e, "could not check its runner");
-                    }
-                }
-                if let Some(job_id) = requeue_job {
-                    self.requeue(*job_id, "its machine was never created")
-                        .await?;
-                }
-            }
+            } => self.mark_failed(instance_id, *requeue_job).await,
             Action::Destroy {
                 instance_id,
                 keep_logs,
@@ -375,94 +339,27 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 requeue_job,
                 reason,
             } => {
-                let Some(inst) = self.store.instance(instance_id).await? else {
-                    return Ok(());
+                let planned = PlannedDestroy {
+                    rule,
+                    keep_logs: *keep_logs,
+                    deregister: *deregister_runner,
+                    requeue_job: *requeue_job,
+                    reason,
                 };
-                if *keep_logs && let Some(pid) = &inst.provider_id {
-                    match self.cloud.logs(pid).await {
-                        Ok(log) => {
-                            let start = log.len().saturating_sub(LOG_TAIL);
-                            let tail = log.get(start..).unwrap_or(&log);
-                            self.note(Some(inst.job_id), Some(instance_id), "boot_log", tail)
-                                .await;
-                        }
-                        Err(e) => self.cloud_error(&e),
-                    }
-                }
-                if let Some(runner_id) = deregister_runner
-                    && let Some(job) = self.store.job(inst.job_id).await?
-                    && let Err(e) = self.github.delete_runner(&repo_of(&job), *runner_id).await
-                {
-                    self.github_error(&e);
-                    // An idle runner is deregistered first so that GitHub
-                    // cannot hand it a job while its machine dies. If that
-                    // fails (GitHub refuses to delete a runner that just took
-                    // a job, or cannot be reached), the machine may be busy:
-                    // keep it (I4) and look again on the next pass. A machine
-                    // already busy with the job that ended is not: its
-                    // runner is ephemeral and has run its one job.
-                    let may_have_just_taken_a_job = inst.state != InstanceState::Busy;
-                    if may_have_just_taken_a_job
-                        && matches!(rule, Rule::IdleTimeout | Rule::JobCompletedElsewhere)
-                    {
-                        self.note(
-                            Some(inst.job_id),
-                            Some(instance_id),
-                            "idle_kept",
-                            &format!("not destroyed: its runner could not be deregistered ({e})"),
-                        )
-                        .await;
-                        return Ok(());
-                    }
-                }
-                self.destroy_instance(&inst, &format!("{reason} ({})", rule.as_str()))
-                    .await?;
-                if let Some(job_id) = requeue_job {
-                    self.requeue(*job_id, reason).await?;
-                    // Vast.ai's words for the failed boot go on the check
-                    // run, until the next machine's boot replaces them.
-                    if rule == Rule::BootFailed
-                        && let Some(job) = self.store.job(*job_id).await?
-                        && job.state == JobState::Queued
-                    {
-                        self.report(&job, &crate::engine::report::boot_failed(reason))
-                            .await;
-                    }
-                }
+                self.destroy_planned(instance_id, planned).await
             }
             Action::CompleteJob {
                 job_id,
                 conclusion,
                 runner_name,
             } => {
-                if let Some(job) = self.store.job(*job_id).await? {
-                    self.note(
-                        Some(*job_id),
-                        None,
-                        "reconciled",
-                        "GitHub says the job is over; its webhook never arrived",
-                    )
-                    .await;
-                    self.handle(JobEvent::Completed {
-                        job: info_of(&job),
-                        conclusion: conclusion.clone().map(Into::into),
-                        runner_name: runner_name.clone().map(Into::into),
-                    })
-                    .await?;
-                }
+                self.complete_job(*job_id, conclusion.as_deref(), runner_name.as_deref())
+                    .await
             }
             Action::MarkRunning {
                 job_id,
                 runner_name,
-            } => {
-                if let Some(job) = self.store.job(*job_id).await? {
-                    self.handle(JobEvent::InProgress {
-                        job: info_of(&job),
-                        runner_name: Some(runner_name.clone().into()),
-                    })
-                    .await?;
-                }
-            }
+            } => self.mark_running(*job_id, runner_name).await,
             Action::DeleteRunner {
                 runner_id,
                 name,
@@ -473,60 +370,238 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                     installation_id: *installation_id,
                     repo: scope.clone(),
                 };
-                match self.github.delete_runner(&repo, *runner_id).await {
-                    Ok(()) => {
-                        self.note(
-                            None,
-                            None,
-                            "runner_deleted",
-                            &format!("deleted runner {name}: no machine of ours runs it"),
-                        )
-                        .await
-                    }
-                    Err(e) => self.github_error(&e),
-                }
+                self.delete_stale_runner(&repo, *runner_id, name).await;
+                Ok(())
             }
-            Action::RequeueJob { job_id, reason } => {
-                self.requeue(*job_id, reason).await?;
+            Action::RequeueJob { job_id, reason } => self.requeue(*job_id, reason).await,
+            Action::SendCheckRun { job_id } => self.send_check_run(*job_id).await,
+            Action::ReleaseJob { job_id } => self.release_job(*job_id).await,
+            Action::MarkOnline { instance_id } => self.mark_online(instance_id).await,
+        }
+    }
+
+    /// Rule 1.
+    async fn destroy_orphan(&self, provider_id: &str, label: &str) {
+        let job = names::parse_label(&self.settings.controller_id, label).map(|(j, _)| j);
+        match self.cloud.destroy(provider_id).await {
+            Ok(()) => {
+                let why = format!(
+                    "destroyed Vast.ai instance {provider_id} ({label}): no live row owned it"
+                );
+                self.note(job, None, "orphan_destroyed", &why).await
             }
-            Action::SendCheckRun { job_id } => self.send_check_run(*job_id).await?,
-            Action::ReleaseJob { job_id } => {
-                if let Some(job) = self.store.job(*job_id).await? {
-                    self.note(
-                        Some(*job_id),
-                        None,
-                        "reconciled",
-                        "GitHub says the job was approved and queued; its webhook never arrived",
-                    )
+            Err(e) => self.cloud_error(&e),
+        }
+    }
+
+    /// Rule 2: the machine the create call made, found by its label.
+    async fn adopt(&self, instance_id: &str, provider_id: &str) -> Result<(), EngineError> {
+        let now = self.now();
+        let Some(inst) = self.store.instance(instance_id).await? else {
+            return Ok(());
+        };
+        if inst.state == InstanceState::Requested {
+            let patch = InstancePatch {
+                create_called_at: Some(inst.created_at),
+                ..Default::default()
+            };
+            let (from, to) = (InstanceState::Requested, InstanceState::Creating);
+            self.store
+                .transition_instance(instance_id, from, to, now, patch)
+                .await?;
+        }
+        let (from, to) = (InstanceState::Creating, InstanceState::Booting);
+        let patch = InstancePatch::provider(provider_id);
+        if !self
+            .store
+            .transition_instance(instance_id, from, to, now, patch)
+            .await?
+        {
+            return Ok(());
+        }
+        let why = format!(
+            "found Vast.ai instance {provider_id} by its label after the create call went unanswered"
+        );
+        self.note(Some(inst.job_id), Some(instance_id), "adopted", &why)
+            .await;
+        if let Some(job) = self.store.job(inst.job_id).await?
+            && job.state == JobState::Provisioning
+        {
+            let (from, to) = (JobState::Provisioning, JobState::WaitingForRunner);
+            self.store
+                .transition_job(job.job_id, from, to, now, JobPatch::default())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Rule 2: the create call made nothing. A store error is the action's
+    /// failure (counted, and planned again next pass), not "not moved".
+    async fn mark_failed(
+        &self,
+        instance_id: &str,
+        requeue_job: Option<i64>,
+    ) -> Result<(), EngineError> {
+        let now = self.now();
+        if let Some(inst) = self.store.instance(instance_id).await? {
+            let patch = InstancePatch {
+                reason: Some("the create call produced no instance".into()),
+                ..Default::default()
+            };
+            let (from, to) = (inst.state, InstanceState::Failed);
+            if self
+                .store
+                .transition_instance(instance_id, from, to, now, patch)
+                .await?
+            {
+                let why = "no Vast.ai instance carries its label: marked failed";
+                self.note(Some(inst.job_id), Some(instance_id), "create_failed", why)
                     .await;
-                    self.handle(JobEvent::Queued(info_of(&job))).await?;
+                if let Err(e) = self.forget_unused_runner(&inst).await {
+                    tracing::warn!(instance = %inst.id, error = %e, "could not check its runner");
                 }
             }
-            Action::MarkOnline { instance_id } => {
-                let patch = InstancePatch {
-                    online_at: Some(now),
-                    ..Default::default()
-                };
-                let moved = self
-                    .store
-                    .transition_instance(
-                        instance_id,
-                        InstanceState::Booting,
-                        InstanceState::Online,
-                        now,
-                        patch,
-                    )
-                    .await?;
-                if moved && let Some(inst) = self.store.instance(instance_id).await? {
-                    self.note(
-                        Some(inst.job_id),
-                        Some(instance_id),
-                        "online",
-                        "its runner is online, waiting for a job",
-                    )
+        }
+        if let Some(job_id) = requeue_job {
+            self.requeue(job_id, "its machine was never created")
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Rules 3, 4, 5, 6, 8, 9, 12, 13: destroy a machine as planned. Whether
+    /// a refused deregistration keeps it was decided by `plan` (I4, in
+    /// `engine::busy`); this only carries it out.
+    async fn destroy_planned(
+        &self,
+        instance_id: &str,
+        p: PlannedDestroy<'_>,
+    ) -> Result<(), EngineError> {
+        let Some(inst) = self.store.instance(instance_id).await? else {
+            return Ok(());
+        };
+        if p.keep_logs {
+            self.keep_boot_log(&inst).await;
+        }
+        if let Some(d) = p.deregister
+            && let Some(job) = self.store.job(inst.job_id).await?
+            && let Err(e) = self
+                .github
+                .delete_runner(&repo_of(&job), d.runner_id())
+                .await
+        {
+            self.github_error(&e);
+            if let Deregister::KeepIfRefused(_) = d {
+                let why = format!("not destroyed: its runner could not be deregistered ({e})");
+                self.note(Some(inst.job_id), Some(instance_id), "idle_kept", &why)
                     .await;
-                }
+                return Ok(());
             }
+        }
+        self.destroy_instance(&inst, &format!("{} ({})", p.reason, p.rule.as_str()))
+            .await?;
+        let Some(job_id) = p.requeue_job else {
+            return Ok(());
+        };
+        self.requeue(job_id, p.reason).await?;
+        // Vast.ai's words for the failed boot go on the check run, until
+        // the next machine's boot replaces them.
+        if p.rule == Rule::BootFailed
+            && let Some(job) = self.store.job(job_id).await?
+            && job.state == JobState::Queued
+        {
+            self.report(&job, &crate::engine::report::boot_failed(p.reason))
+                .await;
+        }
+        Ok(())
+    }
+
+    /// The tail of a machine's boot log, kept in the event log before the
+    /// machine (and Vast.ai's log of it) is gone.
+    async fn keep_boot_log(&self, inst: &InstanceRow) {
+        let Some(pid) = &inst.provider_id else {
+            return;
+        };
+        match self.cloud.logs(pid).await {
+            Ok(log) => {
+                let start = log.len().saturating_sub(LOG_TAIL);
+                let tail = log.get(start..).unwrap_or(&log);
+                self.note(Some(inst.job_id), Some(&inst.id), "boot_log", tail)
+                    .await;
+            }
+            Err(e) => self.cloud_error(&e),
+        }
+    }
+
+    /// Rule 5: GitHub says the job is over.
+    async fn complete_job(
+        &self,
+        job_id: i64,
+        conclusion: Option<&str>,
+        runner_name: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let Some(job) = self.store.job(job_id).await? else {
+            return Ok(());
+        };
+        let why = "GitHub says the job is over; its webhook never arrived";
+        self.note(Some(job_id), None, "reconciled", why).await;
+        self.handle(JobEvent::Completed {
+            job: info_of(&job),
+            conclusion: conclusion.map(Into::into),
+            runner_name: runner_name.map(Into::into),
+        })
+        .await
+    }
+
+    /// Rule 5: GitHub says a runner took the job.
+    async fn mark_running(&self, job_id: i64, runner_name: &str) -> Result<(), EngineError> {
+        let Some(job) = self.store.job(job_id).await? else {
+            return Ok(());
+        };
+        self.handle(JobEvent::InProgress {
+            job: info_of(&job),
+            runner_name: Some(runner_name.into()),
+        })
+        .await
+    }
+
+    /// Rule 7.
+    async fn delete_stale_runner(&self, repo: &RepoRef, runner_id: i64, name: &str) {
+        match self.github.delete_runner(repo, runner_id).await {
+            Ok(()) => {
+                let why = format!("deleted runner {name}: no machine of ours runs it");
+                self.note(None, None, "runner_deleted", &why).await
+            }
+            Err(e) => self.github_error(&e),
+        }
+    }
+
+    /// Rule 11: GitHub queued a job held for an approval.
+    async fn release_job(&self, job_id: i64) -> Result<(), EngineError> {
+        let Some(job) = self.store.job(job_id).await? else {
+            return Ok(());
+        };
+        let why = "GitHub says the job was approved and queued; its webhook never arrived";
+        self.note(Some(job_id), None, "reconciled", why).await;
+        self.handle(JobEvent::Queued(info_of(&job))).await
+    }
+
+    /// Rule 4's first half: GitHub lists its runner online and idle.
+    async fn mark_online(&self, instance_id: &str) -> Result<(), EngineError> {
+        let now = self.now();
+        let patch = InstancePatch {
+            online_at: Some(now),
+            ..Default::default()
+        };
+        let (from, to) = (InstanceState::Booting, InstanceState::Online);
+        let moved = self
+            .store
+            .transition_instance(instance_id, from, to, now, patch)
+            .await?;
+        if moved && let Some(inst) = self.store.instance(instance_id).await? {
+            let why = "its runner is online, waiting for a job";
+            self.note(Some(inst.job_id), Some(instance_id), "online", why)
+                .await;
         }
         Ok(())
     }

@@ -11,6 +11,6 @@ mod plan_tests;
 
 pub(crate) use apply::Memory;
 pub use plan::{
-    Action, CloudStatus, CloudView, GithubJobStatus, GithubJobView, Limits, Rule, RunnerView,
-    Snapshot, UnsentCheckRun, plan, quiet_jobs, unowned_runners,
+    Action, CloudStatus, CloudView, Deregister, GithubJobStatus, GithubJobView, Limits, Rule,
+    RunnerView, Snapshot, UnsentCheckRun, plan, quiet_jobs, unowned_runners,
 };

@@ -12,6 +12,11 @@
 //! `frozen`, which hosts come back from) is given up only after a grace,
 //! and never while busy (12).
 //!
+//! No rule decides I4 (never destroy a busy runner before its job ends,
+//! except at max lifetime) by itself: each says why it wants a machine gone
+//! and `guarded` asks [`busy::verdict`], with what this snapshot knows —
+//! including a job GitHub said, this very pass, runs on the machine.
+//!
 //! GitHub's runner view is known place by place ([`Snapshot::runners_unknown`]):
 //! one installation waiting out a rate limit for an hour must not stop the
 //! rules that need the view (3, 4, 7) for every other installation, whose
@@ -23,6 +28,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
+use crate::engine::busy::{self, Facts, Listed, Verdict, Why};
 use crate::engine::ports::RepoRef;
 use crate::engine::state::{InstanceState, JobState};
 use crate::store::{InstanceRow, JobRow};
@@ -226,8 +232,8 @@ pub enum Action {
         instance_id: String,
         /// Collect the boot log first (rule 3).
         keep_logs: bool,
-        /// Deregister this runner first (rule 4).
-        deregister_runner: Option<i64>,
+        /// Deregister this runner first, and what a refusal means.
+        deregister_runner: Option<Deregister>,
         requeue_job: Option<i64>,
         reason: String,
     },
@@ -258,7 +264,56 @@ pub enum Action {
     ReleaseJob { job_id: i64 },
 }
 
+/// A runner to deregister before its machine is destroyed, and whether
+/// GitHub's refusal keeps the machine: decided here by [`busy::verdict`],
+/// never again by `apply`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deregister {
+    /// Its runner may have just taken a job: if GitHub refuses (it is busy)
+    /// or cannot be asked, the machine is kept (I4).
+    KeepIfRefused(i64),
+    /// Deregistered on the way out, whatever GitHub answers.
+    Anyway(i64),
+}
+
+impl Deregister {
+    pub fn runner_id(self) -> i64 {
+        match self {
+            Deregister::KeepIfRefused(id) | Deregister::Anyway(id) => id,
+        }
+    }
+}
+
 impl Action {
+    /// The job it acts on, where it names one (for its span).
+    pub fn job_id(&self) -> Option<i64> {
+        match self {
+            Action::CompleteJob { job_id, .. }
+            | Action::MarkRunning { job_id, .. }
+            | Action::RequeueJob { job_id, .. }
+            | Action::SendCheckRun { job_id }
+            | Action::ReleaseJob { job_id } => Some(*job_id),
+            Action::MarkFailed { requeue_job, .. } | Action::Destroy { requeue_job, .. } => {
+                *requeue_job
+            }
+            Action::DestroyOrphan { .. }
+            | Action::Adopt { .. }
+            | Action::MarkOnline { .. }
+            | Action::DeleteRunner { .. } => None,
+        }
+    }
+
+    /// The instance row it acts on, where there is one (for its span).
+    pub fn instance_id(&self) -> Option<&str> {
+        match self {
+            Action::Adopt { instance_id, .. }
+            | Action::MarkFailed { instance_id, .. }
+            | Action::Destroy { instance_id, .. }
+            | Action::MarkOnline { instance_id } => Some(instance_id),
+            _ => None,
+        }
+    }
+
     /// What the action is about, so at most one action targets it.
     fn target(&self) -> String {
         match self {
@@ -341,7 +396,7 @@ pub fn plan(s: &Snapshot, now: i64, limits: &Limits) -> Vec<(Rule, Action)> {
             .map(|a| (Rule::MaxLifetime, a)),
     );
     actions.extend(
-        completed_elsewhere(s)
+        completed_elsewhere(s, now)
             .into_iter()
             .map(|a| (Rule::JobCompletedElsewhere, a)),
     );
@@ -351,8 +406,16 @@ pub fn plan(s: &Snapshot, now: i64, limits: &Limits) -> Vec<(Rule, Action)> {
             .into_iter()
             .map(|a| (Rule::StuckCreate, a)),
     );
-    actions.extend(vanished(s).into_iter().map(|a| (Rule::InstanceVanished, a)));
-    actions.extend(boot_failed(s).into_iter().map(|a| (Rule::BootFailed, a)));
+    actions.extend(
+        vanished(s, now)
+            .into_iter()
+            .map(|a| (Rule::InstanceVanished, a)),
+    );
+    actions.extend(
+        boot_failed(s, now)
+            .into_iter()
+            .map(|a| (Rule::BootFailed, a)),
+    );
     actions.extend(
         unreachable(s, now, limits)
             .into_iter()
@@ -413,36 +476,118 @@ fn requeue_for(s: &Snapshot, i: &InstanceRow) -> Option<i64> {
     (waiting && github_says_queued && !other_live).then_some(job.job_id)
 }
 
-fn destroy(s: &Snapshot, i: &InstanceRow, reason: &str) -> Action {
-    Action::Destroy {
-        instance_id: i.id.clone(),
+/// A machine nothing can run on any more, destroyed (I4 has nothing to
+/// keep: see [`busy::verdict`]).
+fn destroy(s: &Snapshot, i: &InstanceRow, now: i64, reason: &str) -> Option<Action> {
+    let teardown = Teardown {
         keep_logs: false,
-        deregister_runner: None,
+        deregister: false,
         requeue_job: requeue_for(s, i),
         reason: reason.to_string(),
+    };
+    guarded(s, i, now, Why::CannotRun, teardown)
+}
+
+/// How a rule would destroy a machine, before I4 has its say.
+struct Teardown {
+    keep_logs: bool,
+    /// Deregister its runner on the way (if its registration is known).
+    deregister: bool,
+    requeue_job: Option<i64>,
+    reason: String,
+}
+
+/// The destroy a rule asks for, as [`busy::verdict`] allows it: none when
+/// the machine is busy; its runner deregistered first, the machine kept if
+/// GitHub refuses, when the runner may have just taken a job.
+fn guarded(s: &Snapshot, i: &InstanceRow, now: i64, why: Why, t: Teardown) -> Option<Action> {
+    let runner_id = registration_of(s, i);
+    let facts = facts_of(s, i, now, why, runner_id.is_some());
+    let deregister_runner = match busy::verdict(&facts) {
+        Verdict::Keep => return None,
+        Verdict::DeregisterFirst => runner_id.map(Deregister::KeepIfRefused),
+        Verdict::Destroy => runner_id.filter(|_| t.deregister).map(Deregister::Anyway),
+    };
+    Some(Action::Destroy {
+        instance_id: i.id.clone(),
+        keep_logs: t.keep_logs,
+        deregister_runner,
+        requeue_job: t.requeue_job,
+        reason: t.reason,
+    })
+}
+
+/// Its runner's registration id: from its row, else from GitHub's list.
+fn registration_of(s: &Snapshot, i: &InstanceRow) -> Option<i64> {
+    i.runner_id.or_else(|| {
+        s.runners
+            .iter()
+            .find(|r| r.name == i.runner_name)
+            .map(|r| r.id)
+    })
+}
+
+/// What this snapshot knows of a machine, for [`busy::verdict`]. A live job
+/// is bound to its runner in the store, or GitHub said so of a quiet job
+/// in this very pass (its `in_progress` lost): GitHub gives a job to any
+/// idle runner with its labels, so a machine rented for one job may run
+/// another.
+fn facts_of(s: &Snapshot, i: &InstanceRow, now: i64, why: Why, registered: bool) -> Facts {
+    let name = i.runner_name.as_str();
+    let live_in_store = s
+        .jobs
+        .iter()
+        .any(|j| j.runner_name.as_deref() == Some(name));
+    let learned_in_progress = s.github_jobs.iter().any(|g| {
+        g.status == GithubJobStatus::InProgress
+            && g.runner_name.as_deref() == Some(name)
+            && job_of(s, g.job_id).is_some()
+    });
+    let listed = if !runners_known_for(s, i) {
+        Listed::Unknown
+    } else {
+        match s.runners.iter().find(|r| r.name == name) {
+            Some(r) if r.busy => Listed::Busy,
+            Some(_) => Listed::Idle,
+            None => Listed::Absent,
+        }
+    };
+    Facts {
+        state: i.state,
+        serves_live_job: live_in_store || learned_in_progress,
+        // A job GitHub says ended on it is ended by rule 5's `CompleteJob`,
+        // whose `completed` names the runner; here, GitHub's list of it counts.
+        ran_ended_job: false,
+        listed,
+        registered,
+        past_max_lifetime: now >= i.expires_at,
+        why,
     }
 }
 
 /// Rule 8: past its max lifetime, whatever it is doing (the one exception to I4).
 fn max_lifetime(s: &Snapshot, now: i64) -> Vec<Action> {
+    // `guarded` knows the exception: past its lifetime, busy or not.
     s.instances
         .iter()
         .filter(|i| {
             i.state.may_exist() && i.state != InstanceState::Destroying && now >= i.expires_at
         })
-        .map(|i| Action::Destroy {
-            instance_id: i.id.clone(),
-            keep_logs: i.state == InstanceState::Booting,
-            deregister_runner: i.runner_id,
-            requeue_job: None,
-            reason: "max lifetime reached".into(),
+        .filter_map(|i| {
+            let teardown = Teardown {
+                keep_logs: i.state == InstanceState::Booting,
+                deregister: true,
+                requeue_job: None,
+                reason: "max lifetime reached".into(),
+            };
+            guarded(s, i, now, Why::Unwanted, teardown)
         })
         .collect()
 }
 
 /// Rule 5: the job is over on GitHub (or a runner took it) but the store
 /// never heard. Also: an instance whose job is over is destroyed.
-fn completed_elsewhere(s: &Snapshot) -> Vec<Action> {
+fn completed_elsewhere(s: &Snapshot, now: i64) -> Vec<Action> {
     let mut out = Vec::new();
     for g in &s.github_jobs {
         let Some(job) = job_of(s, g.job_id) else {
@@ -466,31 +611,24 @@ fn completed_elsewhere(s: &Snapshot) -> Vec<Action> {
         }
     }
     let live_jobs: HashSet<i64> = s.jobs.iter().map(|j| j.job_id).collect();
-    // GitHub gives a job to any idle runner with its labels: a machine
-    // rented for one job may be running another (I4).
-    let serving: HashSet<&str> = s
-        .jobs
-        .iter()
-        .filter_map(|j| j.runner_name.as_deref())
-        .collect();
+    // A machine whose job ended (done, cancelled, taken elsewhere) has
+    // nothing to do, unless its runner took another job: `guarded` decides.
     for i in &s.instances {
         let job_over = !live_jobs.contains(&i.job_id);
         let busy_or_online = matches!(
             i.state,
             InstanceState::Busy | InstanceState::Online | InstanceState::Booting
         );
-        // A busy machine whose job ended is done; a booting/online one whose
-        // job ended (cancelled, taken elsewhere) has nothing to do either.
-        // Unless its runner took another job that is still going.
-        if job_over && busy_or_online && !serving.contains(i.runner_name.as_str()) {
-            out.push(Action::Destroy {
-                instance_id: i.id.clone(),
-                keep_logs: false,
-                deregister_runner: i.runner_id,
-                requeue_job: None,
-                reason: "its job is over".into(),
-            });
+        if !(job_over && busy_or_online) {
+            continue;
         }
+        let teardown = Teardown {
+            keep_logs: false,
+            deregister: true,
+            requeue_job: None,
+            reason: "its job is over".into(),
+        };
+        out.extend(guarded(s, i, now, Why::Unwanted, teardown));
     }
     out
 }
@@ -547,7 +685,7 @@ fn cloud_of<'a>(s: &'a Snapshot, i: &InstanceRow) -> Option<&'a CloudView> {
 /// if GitHub still waits for it. A booting machine whose host became
 /// unreachable is as good as gone: Vast.ai's API description says such an
 /// instance "will never reach `running` -- destroy and retry".
-fn vanished(s: &Snapshot) -> Vec<Action> {
+fn vanished(s: &Snapshot, now: i64) -> Vec<Action> {
     if !s.cloud_known {
         return Vec::new();
     }
@@ -574,14 +712,14 @@ fn vanished(s: &Snapshot) -> Vec<Action> {
             }
             Some(_) => None,
         })
-        .map(|(i, why)| destroy(s, i, &why))
+        .filter_map(|(i, why)| destroy(s, i, now, &why))
         .collect()
 }
 
 /// Rule 13: a booting machine whose container will never start (its image
 /// cannot be pulled, the runtime fails) is given up now, not at the boot
 /// timeout, with Vast.ai's message for the job.
-fn boot_failed(s: &Snapshot) -> Vec<Action> {
+fn boot_failed(s: &Snapshot, now: i64) -> Vec<Action> {
     if !s.cloud_known {
         return Vec::new();
     }
@@ -590,12 +728,14 @@ fn boot_failed(s: &Snapshot) -> Vec<Action> {
         .filter(|i| i.state == InstanceState::Booting)
         .filter_map(|i| Some((i, cloud_of(s, i)?)))
         .filter(|(_, c)| c.status == CloudStatus::BootFailed)
-        .map(|(i, c)| Action::Destroy {
-            instance_id: i.id.clone(),
-            keep_logs: true,
-            deregister_runner: None,
-            requeue_job: requeue_for(s, i),
-            reason: format!("its container cannot start: {}", c.detail),
+        .filter_map(|(i, c)| {
+            let teardown = Teardown {
+                keep_logs: true,
+                deregister: false,
+                requeue_job: requeue_for(s, i),
+                reason: format!("its container cannot start: {}", c.detail),
+            };
+            guarded(s, i, now, Why::CannotRun, teardown)
         })
         .collect()
 }
@@ -619,25 +759,23 @@ fn unreachable(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
                 .is_some_and(|since| now - since >= limits.unreachable_grace_ms)
         })
         .filter(|i| runners_known_for(s, i))
+        // A runner GitHub hears from is not lost with its host.
         .filter(|i| {
             !s.runners
                 .iter()
-                .any(|r| r.name == i.runner_name && (r.online || r.busy))
+                .any(|r| r.name == i.runner_name && r.online)
         })
-        .map(|i| Action::Destroy {
-            instance_id: i.id.clone(),
-            keep_logs: false,
-            deregister_runner: i.runner_id.or_else(|| {
-                s.runners
-                    .iter()
-                    .find(|r| r.name == i.runner_name)
-                    .map(|r| r.id)
-            }),
-            requeue_job: requeue_for(s, i),
-            reason: format!(
-                "its host stayed unreachable for {} min",
-                limits.unreachable_grace_ms / 60_000
-            ),
+        .filter_map(|i| {
+            let teardown = Teardown {
+                keep_logs: false,
+                deregister: true,
+                requeue_job: requeue_for(s, i),
+                reason: format!(
+                    "its host stayed unreachable for {} min",
+                    limits.unreachable_grace_ms / 60_000
+                ),
+            };
+            guarded(s, i, now, Why::Unwanted, teardown)
         })
         .collect()
 }
@@ -658,12 +796,14 @@ fn boot_timeouts(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
                 .iter()
                 .any(|r| r.name == i.runner_name && r.online)
         })
-        .map(|i| Action::Destroy {
-            instance_id: i.id.clone(),
-            keep_logs: true,
-            deregister_runner: None,
-            requeue_job: requeue_for(s, i),
-            reason: "the runner did not come online before the bootstrap timeout".into(),
+        .filter_map(|i| {
+            let teardown = Teardown {
+                keep_logs: true,
+                deregister: false,
+                requeue_job: requeue_for(s, i),
+                reason: "the runner did not come online before the bootstrap timeout".into(),
+            };
+            guarded(s, i, now, Why::CannotRun, teardown)
         })
         .collect()
 }
@@ -693,21 +833,15 @@ fn idle_timeouts(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
         .filter(|i| i.state == InstanceState::Online)
         .filter(|i| runners_known_for(s, i))
         .filter(|i| now - i.online_at.unwrap_or(i.updated_at) >= limits.idle_timeout_ms)
-        .filter(|i| {
-            // GitHub may say it is busy before our webhook arrived.
-            !s.runners.iter().any(|r| r.name == i.runner_name && r.busy)
-        })
-        .map(|i| Action::Destroy {
-            instance_id: i.id.clone(),
-            keep_logs: false,
-            deregister_runner: i.runner_id.or_else(|| {
-                s.runners
-                    .iter()
-                    .find(|r| r.name == i.runner_name)
-                    .map(|r| r.id)
-            }),
-            requeue_job: requeue_for(s, i),
-            reason: "its runner stayed idle past the idle timeout".into(),
+        // GitHub may say it is busy before our webhook arrived: `guarded` asks.
+        .filter_map(|i| {
+            let teardown = Teardown {
+                keep_logs: false,
+                deregister: true,
+                requeue_job: requeue_for(s, i),
+                reason: "its runner stayed idle past the idle timeout".into(),
+            };
+            guarded(s, i, now, Why::Unwanted, teardown)
         });
     came_online.chain(idle).collect()
 }
@@ -767,7 +901,7 @@ fn recovery(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
             out.push(Action::Destroy {
                 instance_id: i.id.clone(),
                 keep_logs: false,
-                deregister_runner: i.runner_id,
+                deregister_runner: i.runner_id.map(Deregister::Anyway),
                 requeue_job: None,
                 reason: "retrying a destroy that was not confirmed".into(),
             });

@@ -236,7 +236,7 @@ fn an_unreachable_machine_given_up_is_deregistered_and_its_job_served_again() {
                 },
             ),
         ] => {
-            assert_eq!(*deregister_runner, Some(7));
+            assert_eq!(*deregister_runner, Some(Deregister::KeepIfRefused(7)));
             assert_eq!(*requeue_job, Some(1));
         }
         other => panic!("{other:?}"),

@@ -300,7 +300,7 @@ fn rule_4_idle_runner_is_deregistered_then_destroyed() {
     assert!(matches!(
         &actions[0].1,
         Action::Destroy {
-            deregister_runner: Some(44),
+            deregister_runner: Some(Deregister::KeepIfRefused(44)),
             ..
         }
     ));
@@ -426,6 +426,46 @@ fn rule_5_a_machine_running_another_live_job_outlives_the_job_it_was_rented_for(
     assert!(matches!(
         run(&s)[..],
         [(Rule::JobCompletedElsewhere, Action::Destroy { .. })]
+    ));
+}
+
+#[test]
+fn rule_5_a_machine_learned_busy_in_this_pass_is_not_destroyed_in_it() {
+    // Machine `a` was rented for job 1, which is over; GitHub gave its
+    // runner job 2, whose `in_progress` was lost. This pass asked GitHub
+    // about job 2 and learned it runs on `a`: job 2 is bound, `a` is kept.
+    let two = job(2, JobState::WaitingForRunner, NOW - 11 * MIN);
+    let mut a = inst("a", 1, InstanceState::Booting, NOW - 12 * MIN);
+    a.runner_id = Some(9);
+    let mut s = snapshot(vec![two], vec![a.clone()]);
+    s.github_jobs.push(GithubJobView {
+        job_id: 2,
+        status: GithubJobStatus::InProgress,
+        conclusion: None,
+        runner_name: Some(a.runner_name.clone()),
+    });
+    assert_eq!(
+        run(&s),
+        vec![(
+            Rule::JobCompletedElsewhere,
+            Action::MarkRunning {
+                job_id: 2,
+                runner_name: a.runner_name.clone()
+            }
+        )],
+        "I4"
+    );
+    // Without that news, `a` goes only if GitHub lets its runner go.
+    s.github_jobs.clear();
+    assert!(matches!(
+        &run(&s)[..],
+        [(
+            Rule::JobCompletedElsewhere,
+            Action::Destroy {
+                deregister_runner: Some(Deregister::KeepIfRefused(9)),
+                ..
+            }
+        )]
     ));
 }
 
@@ -857,6 +897,21 @@ fn invariants_hold_on_random_worlds() {
                     }
                     if *rule == Rule::IdleTimeout {
                         assert!(!runner_busy, "round {round}: idle timeout on a busy runner");
+                    }
+                    // Nor one this very pass learned runs a live job.
+                    let learned_busy = s.github_jobs.iter().any(|g| {
+                        g.status == GithubJobStatus::InProgress
+                            && g.runner_name.as_deref() == Some(&i.runner_name)
+                            && s.jobs.iter().any(|j| j.job_id == g.job_id)
+                    });
+                    if learned_busy && NOW < i.expires_at && i.state != InstanceState::Destroying {
+                        assert!(
+                            matches!(
+                                rule,
+                                Rule::InstanceVanished | Rule::BootFailed | Rule::BootTimeout
+                            ),
+                            "round {round}: {rule:?} destroyed a machine GitHub says is busy: {s:#?}"
+                        );
                     }
                     // Never on a runner's absence from a list not read.
                     if matches!(rule, Rule::IdleTimeout | Rule::BootTimeout) {
