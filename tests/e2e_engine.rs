@@ -576,7 +576,9 @@ async fn a_machine_whose_runner_just_took_another_job_outlives_the_job_it_was_re
     let (now, later): (Vec<_>, Vec<_>) = held.into_iter().partition(|h| job_of(h) == first);
     s.deliver(&now).await;
     // The first job is over: the machine that ran it is destroyed, and the
-    // one rented for it is kept, because its runner is busy on GitHub.
+    // one rented for it is kept: when the first job took the second's
+    // machine, the second was given the first's (its runner is busy with
+    // the second job on GitHub, though rigger has not heard yet).
     let live: Vec<String> = s
         .vast
         .live_instances()
@@ -585,10 +587,10 @@ async fn a_machine_whose_runner_just_took_another_job_outlives_the_job_it_was_re
         .collect();
     assert_eq!(live, [provider(&m_first)], "I4");
     assert!(
-        s.events(first)
+        s.events(second)
             .await
             .iter()
-            .any(|(kind, _)| kind == "idle_kept"),
+            .any(|(kind, _)| kind == "machine_handed_over"),
         "says why it is kept"
     );
     s.release_webhooks();

@@ -58,6 +58,18 @@ pub fn matches<S: AsRef<str>, T: AsRef<str>>(def_labels: &[S], job_labels: &[T])
     has_all(def_labels, &wanted(job_labels))
 }
 
+/// Whether a runner registered for a job with `have` labels can run a job
+/// with `want` labels: each of `want`, as it is (suffix and all), is among
+/// `have`, case-insensitively, as GitHub matches them. A runner also
+/// carries its definition's labels, so this may say no where GitHub would
+/// say yes; never the other way.
+pub fn runner_for_covers<S: AsRef<str>, T: AsRef<str>>(have: &[S], want: &[T]) -> bool {
+    want.iter().all(|w| {
+        have.iter()
+            .any(|h| h.as_ref().eq_ignore_ascii_case(w.as_ref()))
+    })
+}
+
 /// The labels a definition must have for a job: suffix-stripped, without
 /// the implicit ones, each once (case-insensitively). Worked out once per
 /// job, not once per definition: a label can be as long as the job's

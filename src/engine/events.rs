@@ -503,6 +503,11 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 }
             }
         }
+        if let Some(inst) = &ours
+            && inst.job_id != *job.job_id
+        {
+            self.hand_over_spare_machine(job, inst.job_id).await?;
+        }
         let patch = JobPatch {
             runner_name: runner_name.map(str::to_string),
             started_at: Some(now),
@@ -536,6 +541,52 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 &format!("taken by {by}{whose}"),
             )
             .await;
+        }
+        Ok(())
+    }
+
+    /// `taker` took the machine rented for job `left`, which still waits.
+    /// The machine rented for `taker`, if it is still on its way or idle and
+    /// its runner can run `left`, is given to `left`: otherwise `left` would
+    /// count on a machine now busy with another job, and that machine dies
+    /// when that job ends. A compare-and-set, so a machine that just took a
+    /// job or started dying stays as it is. When there is no such machine
+    /// (never rented: `taker`'s `queued` was lost; dead; taken by a third
+    /// sibling), the reconciler's rule 14 rents one for `left` once GitHub
+    /// says it still waits.
+    async fn hand_over_spare_machine(&self, taker: &JobInfo, left: i64) -> Result<(), EngineError> {
+        let Some(left_row) = self.store.job(left).await? else {
+            return Ok(());
+        };
+        if left_row.state != JobState::WaitingForRunner {
+            return Ok(());
+        }
+        let left_machines = self.store.instances_for_job(left).await?;
+        if left_machines.iter().any(|i| i.state.may_still_take_a_job()) {
+            return Ok(());
+        }
+        // The spare's runner was registered with `taker`'s labels.
+        if !labels::runner_for_covers(taker.labels.as_slice(), &left_row.labels) {
+            return Ok(());
+        }
+        let now = self.now();
+        for spare in self.store.instances_for_job(*taker.job_id).await? {
+            if !spare.state.may_still_take_a_job() {
+                continue;
+            }
+            if self
+                .store
+                .rebind_instance(&spare.id, *taker.job_id, left, now)
+                .await?
+            {
+                let why = format!(
+                    "given job {left}'s place: job {} took the machine rented for {left}",
+                    taker.job_id
+                );
+                self.note(Some(left), Some(&spare.id), "machine_handed_over", &why)
+                    .await;
+                return Ok(());
+            }
         }
         Ok(())
     }

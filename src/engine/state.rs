@@ -212,6 +212,19 @@ impl InstanceState {
         self.next().is_empty()
     }
 
+    /// Whether a machine in this state may still run a job that waits: it
+    /// is on its way or idle. A busy one runs another job to its end (its
+    /// runner is ephemeral: one job, then gone); a destroying one is going.
+    pub fn may_still_take_a_job(self) -> bool {
+        matches!(
+            self,
+            InstanceState::Requested
+                | InstanceState::Creating
+                | InstanceState::Booting
+                | InstanceState::Online
+        )
+    }
+
     /// Whether a machine may exist (and cost money) in this state.
     pub fn may_exist(self) -> bool {
         !matches!(

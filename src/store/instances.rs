@@ -340,6 +340,37 @@ impl Store {
         rows.iter().map(InstanceRow::from_row).collect()
     }
 
+    /// Give a machine rented for job `from_job` to job `to_job`, if it is
+    /// still `from_job`'s and may still take a job (one statement, so a
+    /// machine that just became busy or started dying is left as it is).
+    /// Its label and runner name keep the job it was rented for: they are
+    /// how Vast.ai and GitHub know it. Whether it moved.
+    pub async fn rebind_instance(
+        &self,
+        id: &str,
+        from_job: i64,
+        to_job: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let idle: Vec<InstanceState> = InstanceState::ALL
+            .into_iter()
+            .filter(|s| s.may_still_take_a_job())
+            .collect();
+        let sql = format!(
+            "UPDATE instances SET job_id = $1, updated_at = $2 \
+             WHERE id = $3 AND job_id = $4 AND state IN ({})",
+            state_list(&idle)
+        );
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .bind(to_job)
+            .bind(now)
+            .bind(id)
+            .bind(from_job)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Move an instance from `from` to `to` if it is still in `from`.
     pub async fn transition_instance(
         &self,

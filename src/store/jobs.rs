@@ -333,6 +333,40 @@ impl Store {
             .await
     }
 
+    /// Put a job back in the queue if it is still as it was planned from:
+    /// in `from`, with `attempts` provisioning attempts. Another replica
+    /// may have re-queued and re-provisioned it since (a new attempt): then
+    /// it is left alone, and not rented for twice. Whether it moved.
+    pub async fn requeue_job_as_planned(
+        &self,
+        job_id: i64,
+        from: JobState,
+        attempts: i64,
+        now: i64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        if !from.can_become(JobState::Queued) {
+            return Err(StoreError::Transition(InvalidTransition {
+                kind: "job",
+                from: from.to_string(),
+                to: JobState::Queued.to_string(),
+            }));
+        }
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'queued', reason = $1, next_attempt_at = $2, \
+                 updated_at = $2, version = version + 1 \
+             WHERE job_id = $3 AND state = $4 AND attempts = $5",
+        )
+        .bind(reason)
+        .bind(now)
+        .bind(job_id)
+        .bind(from.as_str())
+        .bind(attempts)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Move a job from whatever state it is in to `to(state)`, for every
     /// state where `to` gives a move the table allows, in one statement: a
     /// webhook's change cannot be lost to a worker that moves the job

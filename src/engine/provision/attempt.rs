@@ -408,12 +408,11 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 Some(wait),
             )));
         }
-        let serving = machines.iter().any(|i| {
-            matches!(
-                i.state,
-                InstanceState::Booting | InstanceState::Online | InstanceState::Busy
-            )
-        });
+        // A busy machine rented for the job runs a sibling GitHub gave it
+        // (the job itself would be running): it will not run this one.
+        let serving = machines
+            .iter()
+            .any(|i| matches!(i.state, InstanceState::Booting | InstanceState::Online));
         if !serving {
             return Ok(None);
         }

@@ -17,8 +17,8 @@ use std::collections::{HashMap, HashSet};
 use tracing::Instrument;
 
 use super::plan::{
-    Action, CHECK_RUNS_PER_PASS, CloudStatus, Deregister, Limits, Rule, Snapshot, UnsentCheckRun,
-    plan, quiet_jobs, unowned_runners,
+    Action, CHECK_RUNS_PER_PASS, CloudStatus, Deregister, GithubJobView, Limits, PlannedJob, Rule,
+    Snapshot, UnsentCheckRun, plan, quiet_jobs, to_confirm, unowned_runners,
 };
 use crate::engine::events::{JobEvent, JobInfo};
 use crate::engine::isolate::{Loop, isolated};
@@ -36,7 +36,7 @@ struct PlannedDestroy<'a> {
     rule: Rule,
     keep_logs: bool,
     deregister: Option<Deregister>,
-    requeue_job: Option<i64>,
+    requeue_job: Option<PlannedJob>,
     reason: &'a str,
 }
 
@@ -80,8 +80,17 @@ impl<C: Cloud, G: Github> Engine<C, G> {
 
     /// Read the store, Vast.ai (instances with our label) and GitHub
     /// (runners with our names, and the jobs that have been quiet), then the
-    /// instance rows again: see [`Snapshot::late_instances`].
+    /// instance rows again (see [`Snapshot::late_instances`]); then ask
+    /// GitHub about the jobs `plan` may rent for again ([`to_confirm`]).
     pub async fn snapshot(&self) -> Result<Snapshot, EngineError> {
+        let (mut snapshot, mut limited) = self.read_views().await?;
+        self.confirm_with_github(&mut snapshot, &mut limited).await;
+        Ok(snapshot)
+    }
+
+    /// The three views, and the installations found waiting out a rate
+    /// limit while they were read.
+    async fn read_views(&self) -> Result<(Snapshot, HashSet<i64>), EngineError> {
         let live_jobs: Vec<JobState> = JobState::ALL
             .into_iter()
             .filter(|s| !s.is_terminal())
@@ -134,26 +143,8 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         let late_instances = self.store.live_instances().await?;
         let now = self.now();
         let checked_at = self.memory().jobs_checked_at.clone();
-        let mut github_jobs = Vec::new();
-        for id in quiet_jobs(&jobs, now, &self.limits(), &checked_at) {
-            let Some(job) = jobs.iter().find(|j| j.job_id == id) else {
-                continue;
-            };
-            if limited.contains(&job.installation_id) {
-                continue;
-            }
-            match self.github.get_job(&repo_of(job), id).await {
-                Ok(view) => {
-                    github_jobs.push(view);
-                    self.memory().jobs_checked_at.insert(id, now);
-                }
-                Err(e) => {
-                    if self.github_unavailable(job.installation_id, &e) {
-                        limited.insert(job.installation_id);
-                    }
-                }
-            }
-        }
+        let quiet = quiet_jobs(&jobs, now, &self.limits(), &checked_at);
+        let github_jobs = self.ask_github(&jobs, &quiet, &mut limited, now).await;
         // An installation asked and not limited has its wait behind it.
         self.memory().rate_limited_until.retain(|i, until| {
             limited.contains(i) || (*until > now && !at.iter().any(|r| r.installation_id == *i))
@@ -198,7 +189,52 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             track_unreachable(&mut memory.unreachable_since, &snapshot, now);
         }
         snapshot.unreachable_since = memory.unreachable_since.clone();
-        Ok(snapshot)
+        Ok((snapshot, limited))
+    }
+
+    /// Before renting again for a job whose machine is gone or going, or
+    /// that no machine can run, GitHub is asked whether it still waits: it
+    /// may be running elsewhere or over.
+    async fn confirm_with_github(&self, snapshot: &mut Snapshot, limited: &mut HashSet<i64>) {
+        let now = self.now();
+        let confirm = to_confirm(snapshot, now, &self.limits());
+        let answers = self
+            .ask_github(&snapshot.jobs, &confirm, limited, now)
+            .await;
+        snapshot.github_jobs.extend(answers);
+    }
+
+    /// GitHub's view of these jobs, where their installation is not
+    /// waiting out a rate limit (one that begins here is added to
+    /// `limited`, and its other jobs are not asked this pass).
+    async fn ask_github(
+        &self,
+        jobs: &[JobRow],
+        ids: &[i64],
+        limited: &mut HashSet<i64>,
+        now: i64,
+    ) -> Vec<GithubJobView> {
+        let mut views = Vec::new();
+        for &id in ids {
+            let Some(job) = jobs.iter().find(|j| j.job_id == id) else {
+                continue;
+            };
+            if limited.contains(&job.installation_id) {
+                continue;
+            }
+            match self.github.get_job(&repo_of(job), id).await {
+                Ok(view) => {
+                    views.push(view);
+                    self.memory().jobs_checked_at.insert(id, now);
+                }
+                Err(e) => {
+                    if self.github_unavailable(job.installation_id, &e) {
+                        limited.insert(job.installation_id);
+                    }
+                }
+            }
+        }
+        views
     }
 
     /// A GitHub call of the snapshot failed. A rate limit is the
@@ -268,7 +304,17 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 return Err(e);
             }
         };
-        let actions = plan(&snapshot, self.now(), &self.limits());
+        self.reconcile_from(&snapshot).await
+    }
+
+    /// Plan from `snapshot` and carry the plan out. The snapshot may be
+    /// older than what the store holds now (another replica's pass came in
+    /// between): every action checks what it was planned from.
+    pub async fn reconcile_from(
+        &self,
+        snapshot: &Snapshot,
+    ) -> Result<Vec<(Rule, Action)>, EngineError> {
+        let actions = plan(snapshot, self.now(), &self.limits());
         for (rule, action) in &actions {
             self.metrics.inc(
                 "rigger_reconciler_actions_total",
@@ -373,7 +419,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 self.delete_stale_runner(&repo, *runner_id, name).await;
                 Ok(())
             }
-            Action::RequeueJob { job_id, reason } => self.requeue(*job_id, reason).await,
+            Action::RequeueJob { job, reason } => self.requeue(job, reason).await,
             Action::SendCheckRun { job_id } => self.send_check_run(*job_id).await,
             Action::ReleaseJob { job_id } => self.release_job(*job_id).await,
             Action::MarkOnline { instance_id } => self.mark_online(instance_id).await,
@@ -440,7 +486,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     async fn mark_failed(
         &self,
         instance_id: &str,
-        requeue_job: Option<i64>,
+        requeue_job: Option<PlannedJob>,
     ) -> Result<(), EngineError> {
         let now = self.now();
         if let Some(inst) = self.store.instance(instance_id).await? {
@@ -462,9 +508,8 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 }
             }
         }
-        if let Some(job_id) = requeue_job {
-            self.requeue(job_id, "its machine was never created")
-                .await?;
+        if let Some(job) = &requeue_job {
+            self.requeue(job, "its machine was never created").await?;
         }
         Ok(())
     }
@@ -500,14 +545,14 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         }
         self.destroy_instance(&inst, &format!("{} ({})", p.reason, p.rule.as_str()))
             .await?;
-        let Some(job_id) = p.requeue_job else {
+        let Some(planned) = p.requeue_job else {
             return Ok(());
         };
-        self.requeue(job_id, p.reason).await?;
+        self.requeue(&planned, p.reason).await?;
         // Vast.ai's words for the failed boot go on the check run, until
         // the next machine's boot replaces them.
         if p.rule == Rule::BootFailed
-            && let Some(job) = self.store.job(job_id).await?
+            && let Some(job) = self.store.job(planned.job_id).await?
             && job.state == JobState::Queued
         {
             self.report(&job, &crate::engine::report::boot_failed(p.reason))
@@ -619,33 +664,38 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         }
         let left = self.store.jobs_in(&[JobState::Provisioning]).await?;
         for job in &left {
-            self.requeue(job.job_id, "rigger restarted while provisioning it")
-                .await?;
+            self.requeue(
+                &PlannedJob::of(job),
+                "rigger restarted while provisioning it",
+            )
+            .await?;
         }
         Ok(left.len())
     }
 
-    async fn requeue(&self, job_id: i64, reason: &str) -> Result<(), EngineError> {
-        let Some(job) = self.store.job(job_id).await? else {
-            return Ok(());
-        };
-        if matches!(
+    /// Give a job back to the queue, only if it is still as it was planned
+    /// from (state and attempt): another replica may have re-provisioned
+    /// it since, and a second rental would be a machine too many.
+    async fn requeue(&self, job: &PlannedJob, reason: &str) -> Result<(), EngineError> {
+        let waiting = matches!(
             job.state,
             JobState::Provisioning | JobState::WaitingForRunner
-        ) {
-            let patch = JobPatch {
-                reason: Some(Some(reason.to_string())),
-                next_attempt_at: Some(Some(self.now())),
-                ..Default::default()
-            };
-            if self
-                .store
-                .transition_job(job_id, job.state, JobState::Queued, self.now(), patch)
-                .await?
-            {
-                self.note(Some(job_id), None, "requeued", reason).await;
-                self.wake.notify_one();
-            }
+        );
+        if !waiting {
+            return Ok(());
+        }
+        let moved = self
+            .store
+            .requeue_job_as_planned(job.job_id, job.state, job.attempts, self.now(), reason)
+            .await?;
+        if moved {
+            self.note(Some(job.job_id), None, "requeued", reason).await;
+            self.wake.notify_one();
+        } else {
+            tracing::debug!(
+                job_id = job.job_id,
+                "not re-queued: the job moved since this pass read it"
+            );
         }
         Ok(())
     }

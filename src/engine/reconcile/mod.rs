@@ -7,10 +7,12 @@ pub mod plan;
 #[cfg(test)]
 mod plan_hosts_tests;
 #[cfg(test)]
+mod plan_stranded_tests;
+#[cfg(test)]
 mod plan_tests;
 
 pub(crate) use apply::Memory;
 pub use plan::{
-    Action, CloudStatus, CloudView, Deregister, GithubJobStatus, GithubJobView, Limits, Rule,
-    RunnerView, Snapshot, UnsentCheckRun, plan, quiet_jobs, unowned_runners,
+    Action, CloudStatus, CloudView, Deregister, GithubJobStatus, GithubJobView, Limits, PlannedJob,
+    Rule, RunnerView, Snapshot, UnsentCheckRun, plan, quiet_jobs, to_confirm, unowned_runners,
 };

@@ -10,7 +10,16 @@
 //! are Vast.ai's host states: a machine whose container cannot start is given up at once (13);
 //! one whose host is unreachable for a while (`unknown`, `offline`,
 //! `frozen`, which hosts come back from) is given up only after a grace,
-//! and never while busy (12).
+//! and never while busy (12). Rule 14 holds that every job waiting for a
+//! runner has a machine that can still run it, or gets one: GitHub gives a
+//! job to any idle runner with its labels, so a sibling may take the
+//! machine rented for it.
+//!
+//! Nothing is rented again on a guess: a job goes back to the queue only
+//! on GitHub's word that it is still queued, asked this pass
+//! ([`to_confirm`] picks whom to ask). And every re-queue names the state
+//! and attempt it was planned from ([`PlannedJob`]): a replica whose
+//! snapshot another replica's pass overtook leaves the job alone.
 //!
 //! No rule decides I4 (never destroy a busy runner before its job ends,
 //! except at max lifetime) by itself: each says why it wants a machine gone
@@ -189,6 +198,7 @@ pub enum Rule {
     Approved,
     Unreachable,
     BootFailed,
+    Stranded,
 }
 
 impl Rule {
@@ -207,6 +217,26 @@ impl Rule {
             Rule::Approved => "approved",
             Rule::Unreachable => "unreachable",
             Rule::BootFailed => "boot_failed",
+            Rule::Stranded => "stranded",
+        }
+    }
+}
+
+/// A job to put back in the queue, as the snapshot showed it: the re-queue
+/// happens only if the job is still so (see `Store::requeue_job_as_planned`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedJob {
+    pub job_id: i64,
+    pub state: JobState,
+    pub attempts: i64,
+}
+
+impl PlannedJob {
+    pub fn of(j: &JobRow) -> PlannedJob {
+        PlannedJob {
+            job_id: j.job_id,
+            state: j.state,
+            attempts: j.attempts,
         }
     }
 }
@@ -224,7 +254,7 @@ pub enum Action {
     /// the job back to the queue if it is still waiting (rule 2).
     MarkFailed {
         instance_id: String,
-        requeue_job: Option<i64>,
+        requeue_job: Option<PlannedJob>,
     },
     /// Keep the instance's logs, destroy it, and re-queue its job if GitHub
     /// still waits for it (rules 3, 4, 6, 8 and teardown after the job).
@@ -234,7 +264,7 @@ pub enum Action {
         keep_logs: bool,
         /// Deregister this runner first, and what a refusal means.
         deregister_runner: Option<Deregister>,
-        requeue_job: Option<i64>,
+        requeue_job: Option<PlannedJob>,
         reason: String,
     },
     /// GitHub says the job is over (rule 5).
@@ -255,8 +285,9 @@ pub enum Action {
         installation_id: i64,
         scope: String,
     },
-    /// Put a job whose worker died back in the queue (rule 9).
-    RequeueJob { job_id: i64, reason: String },
+    /// Put a job whose worker died (rule 9), or that has no machine left
+    /// to run it (rule 14), back in the queue.
+    RequeueJob { job: PlannedJob, reason: String },
     /// Send the job's check-run content GitHub did not take (rule 10).
     SendCheckRun { job_id: i64 },
     /// GitHub queued a job rigger holds as waiting for an approval: the
@@ -290,11 +321,11 @@ impl Action {
         match self {
             Action::CompleteJob { job_id, .. }
             | Action::MarkRunning { job_id, .. }
-            | Action::RequeueJob { job_id, .. }
             | Action::SendCheckRun { job_id }
             | Action::ReleaseJob { job_id } => Some(*job_id),
+            Action::RequeueJob { job, .. } => Some(job.job_id),
             Action::MarkFailed { requeue_job, .. } | Action::Destroy { requeue_job, .. } => {
-                *requeue_job
+                requeue_job.map(|j| j.job_id)
             }
             Action::DestroyOrphan { .. }
             | Action::Adopt { .. }
@@ -324,7 +355,10 @@ impl Action {
             | Action::MarkOnline { instance_id } => format!("instance:{instance_id}"),
             Action::CompleteJob { job_id, .. }
             | Action::MarkRunning { job_id, .. }
-            | Action::RequeueJob { job_id, .. }
+            | Action::RequeueJob {
+                job: PlannedJob { job_id, .. },
+                ..
+            }
             | Action::ReleaseJob { job_id } => format!("job:{job_id}"),
             Action::DeleteRunner { runner_id, .. } => format!("runner:{runner_id}"),
             Action::SendCheckRun { job_id } => format!("check_run:{job_id}"),
@@ -447,6 +481,7 @@ pub fn plan(s: &Snapshot, now: i64, limits: &Limits) -> Vec<(Rule, Action)> {
             .map(|a| (Rule::CheckRunUnsent, a)),
     );
     actions.extend(approved(s).into_iter().map(|a| (Rule::Approved, a)));
+    actions.extend(stranded(s).into_iter().map(|a| (Rule::Stranded, a)));
     let mut seen = HashSet::new();
     actions.retain(|(_, a)| seen.insert(a.target()));
     actions
@@ -456,24 +491,97 @@ fn job_of(s: &Snapshot, job_id: i64) -> Option<&JobRow> {
     s.jobs.iter().find(|j| j.job_id == job_id)
 }
 
-/// The job to re-queue when an instance dies: one still waiting for a runner.
-fn requeue_for(s: &Snapshot, i: &InstanceRow) -> Option<i64> {
-    let job = job_of(s, i.job_id)?;
-    let github_says_queued = s
-        .github_jobs
+/// Whether GitHub, asked this pass, says the job is still queued. Not
+/// asked (rate-limited, failing) is not "queued": a job GitHub already runs
+/// or has finished must not be rented for again. Such a job waits for the
+/// next pass, where rule 14 asks again.
+fn github_says_queued(s: &Snapshot, job_id: i64) -> bool {
+    s.github_jobs
         .iter()
-        .find(|g| g.job_id == job.job_id)
-        .is_none_or(|g| g.status == GithubJobStatus::Queued);
+        .any(|g| g.job_id == job_id && g.status == GithubJobStatus::Queued)
+}
+
+/// Whether another machine than `except` could still run the job: one
+/// bound to it that is on its way or idle (a busy one runs a sibling). The
+/// one place that decides it, for rule 14 and every re-queue. Both reads
+/// of the rows count: a machine rented while the views were read is one.
+fn served_by_another(s: &Snapshot, job_id: i64, except: Option<&str>) -> bool {
+    s.instances
+        .iter()
+        .chain(&s.late_instances)
+        .filter(|o| Some(o.id.as_str()) != except)
+        .any(|o| o.job_id == job_id && o.state.may_still_take_a_job())
+}
+
+/// The job to re-queue when an instance dies: one still waiting for a
+/// runner, that no other machine can run, and that GitHub says is queued.
+fn requeue_for(s: &Snapshot, i: &InstanceRow) -> Option<PlannedJob> {
+    let job = job_of(s, i.job_id)?;
     let waiting = matches!(
         job.state,
         JobState::WaitingForRunner | JobState::Provisioning
     );
-    // Re-queue only if no other live machine serves it already.
-    let other_live = s
-        .instances
+    let wanted = waiting && !served_by_another(s, job.job_id, Some(&i.id));
+    (wanted && github_says_queued(s, job.job_id)).then(|| PlannedJob::of(job))
+}
+
+/// Rule 14: a job waiting for a runner with no machine that can still run
+/// it — its machine was taken by a sibling (GitHub gives a job to any idle
+/// runner with its labels) whose own machine never existed, died, or was
+/// taken in turn; or its machine was destroyed before GitHub could be
+/// asked. Once GitHub says it is still queued, it goes back to the queue.
+fn stranded(s: &Snapshot) -> Vec<Action> {
+    stranded_jobs(s)
+        .filter(|j| github_says_queued(s, j.job_id))
+        .map(|j| Action::RequeueJob {
+            job: PlannedJob::of(j),
+            reason: "no machine is left to run it: another job took the one rented for it".into(),
+        })
+        .collect()
+}
+
+fn stranded_jobs(s: &Snapshot) -> impl Iterator<Item = &JobRow> {
+    s.jobs
         .iter()
-        .any(|o| o.job_id == i.job_id && o.id != i.id && o.state != InstanceState::Destroying);
-    (waiting && github_says_queued && !other_live).then_some(job.job_id)
+        .filter(|j| j.state == JobState::WaitingForRunner)
+        .filter(|j| !served_by_another(s, j.job_id, None))
+}
+
+/// The jobs to ask GitHub about this pass so that `plan` may re-queue
+/// them: those it would put back in the queue if GitHub said "queued" (a
+/// machine gone or going, rule 14's stranded jobs), minus those asked
+/// already. Found by planning as if GitHub said so of every job not
+/// asked, so this list and `plan` cannot disagree. Each job once a pass.
+pub fn to_confirm(s: &Snapshot, now: i64, limits: &Limits) -> Vec<i64> {
+    let asked: HashSet<i64> = s.github_jobs.iter().map(|g| g.job_id).collect();
+    let mut all_queued = s.clone();
+    all_queued.github_jobs.extend(
+        s.jobs
+            .iter()
+            .filter(|j| !asked.contains(&j.job_id))
+            .map(|j| GithubJobView {
+                job_id: j.job_id,
+                status: GithubJobStatus::Queued,
+                conclusion: None,
+                runner_name: None,
+            }),
+    );
+    let mut ids: Vec<i64> = plan(&all_queued, now, limits)
+        .into_iter()
+        .filter_map(|(rule, a)| match a {
+            Action::Destroy { requeue_job, .. } | Action::MarkFailed { requeue_job, .. } => {
+                requeue_job
+            }
+            // Rule 9 re-queues a job whose worker died without asking.
+            Action::RequeueJob { job, .. } if rule == Rule::Stranded => Some(job),
+            _ => None,
+        })
+        .map(|j| j.job_id)
+        .filter(|id| !asked.contains(id))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// A machine nothing can run on any more, destroyed (I4 has nothing to
@@ -493,7 +601,7 @@ struct Teardown {
     keep_logs: bool,
     /// Deregister its runner on the way (if its registration is known).
     deregister: bool,
-    requeue_job: Option<i64>,
+    requeue_job: Option<PlannedJob>,
     reason: String,
 }
 
@@ -889,7 +997,7 @@ fn recovery(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
         if j.state == JobState::Provisioning && now - j.updated_at >= limits.provisioning_timeout_ms
         {
             out.push(Action::RequeueJob {
-                job_id: j.job_id,
+                job: PlannedJob::of(j),
                 reason: "its provisioning worker stopped".into(),
             });
         }

@@ -3,7 +3,9 @@
 //! reconciler does.
 
 use super::plan::*;
-use super::plan_tests::{MIN, NOW, cloud, inst, job, octo_ml, run, runner, snapshot};
+use super::plan_tests::{
+    MIN, NOW, cloud, inst, job, octo_ml, planned, queued_on_github, run, runner, snapshot,
+};
 use crate::engine::state::{InstanceState, JobState};
 
 /// What one row of the table sets up.
@@ -192,6 +194,7 @@ fn a_failed_boot_keeps_its_log_requeues_its_job_and_says_why() {
         detail: "created: Error response from daemon: manifest unknown".into(),
         ..cloud(&i, CloudStatus::BootFailed)
     }];
+    queued_on_github(&mut s, 1);
     match &run(&s)[..] {
         [
             (
@@ -205,7 +208,7 @@ fn a_failed_boot_keeps_its_log_requeues_its_job_and_says_why() {
             ),
         ] => {
             assert!(*keep_logs);
-            assert_eq!(*requeue_job, Some(1));
+            assert_eq!(*requeue_job, Some(planned(1)));
             assert!(reason.contains("manifest unknown"), "{reason}");
         }
         other => panic!("{other:?}"),
@@ -225,6 +228,7 @@ fn an_unreachable_machine_given_up_is_deregistered_and_its_job_served_again() {
     );
     s.cloud = vec![cloud(&i, CloudStatus::Unreachable)];
     s.unreachable_since.insert(i.id.clone(), NOW - 10 * MIN);
+    queued_on_github(&mut s, 1);
     match &run(&s)[..] {
         [
             (
@@ -237,7 +241,7 @@ fn an_unreachable_machine_given_up_is_deregistered_and_its_job_served_again() {
             ),
         ] => {
             assert_eq!(*deregister_runner, Some(Deregister::KeepIfRefused(7)));
-            assert_eq!(*requeue_job, Some(1));
+            assert_eq!(*requeue_job, Some(planned(1)));
         }
         other => panic!("{other:?}"),
     }

@@ -115,6 +115,25 @@ pub(super) fn octo_ml() -> RepoRef {
     }
 }
 
+/// What a re-queue of [`job`] `id`, waiting for a runner, is planned from.
+pub(super) fn planned(id: i64) -> PlannedJob {
+    PlannedJob {
+        job_id: id,
+        state: JobState::WaitingForRunner,
+        attempts: 1,
+    }
+}
+
+/// GitHub, asked this pass, says the job still waits for a runner.
+pub(super) fn queued_on_github(s: &mut Snapshot, job_id: i64) {
+    s.github_jobs.push(GithubJobView {
+        job_id,
+        status: GithubJobStatus::Queued,
+        conclusion: None,
+        runner_name: None,
+    });
+}
+
 pub(super) fn run(s: &Snapshot) -> Vec<(Rule, Action)> {
     plan(s, NOW, &Limits::default())
 }
@@ -205,14 +224,15 @@ fn rule_2_stuck_create_is_adopted_when_found_by_label() {
 fn rule_2_stuck_create_fails_and_requeues_when_nothing_exists() {
     // A crash between writing the row and the create call.
     let i = inst("a", 1, InstanceState::Requested, NOW - 6 * MIN);
-    let s = snapshot(vec![job(1, JobState::WaitingForRunner, NOW)], vec![i]);
+    let mut s = snapshot(vec![job(1, JobState::WaitingForRunner, NOW)], vec![i]);
+    queued_on_github(&mut s, 1);
     assert_eq!(
         run(&s),
         vec![(
             Rule::StuckCreate,
             Action::MarkFailed {
                 instance_id: "a".into(),
-                requeue_job: Some(1)
+                requeue_job: Some(planned(1))
             }
         )]
     );
@@ -225,7 +245,8 @@ fn rule_2_stuck_create_fails_and_requeues_when_nothing_exists() {
 #[test]
 fn rule_3_boot_timeout_keeps_logs_destroys_and_requeues() {
     let i = inst("a", 1, InstanceState::Booting, NOW - 21 * MIN);
-    let s = snapshot(vec![job(1, JobState::WaitingForRunner, NOW)], vec![i]);
+    let mut s = snapshot(vec![job(1, JobState::WaitingForRunner, NOW)], vec![i]);
+    queued_on_github(&mut s, 1);
     let actions = run(&s);
     assert_eq!(actions.len(), 1);
     assert_eq!(actions[0].0, Rule::BootTimeout);
@@ -236,7 +257,7 @@ fn rule_3_boot_timeout_keeps_logs_destroys_and_requeues() {
             ..
         } => {
             assert!(*keep_logs);
-            assert_eq!(*requeue_job, Some(1));
+            assert_eq!(*requeue_job, Some(planned(1)));
         }
         a => panic!("{a:?}"),
     }
@@ -492,13 +513,14 @@ fn rule_6_a_vanished_instance_is_cleaned_up_and_its_job_requeued() {
         vec![i.clone()],
     );
     s.cloud.clear();
+    queued_on_github(&mut s, 1);
     let actions = run(&s);
     assert_eq!(actions.len(), 1);
     assert_eq!(actions[0].0, Rule::InstanceVanished);
     assert!(matches!(
         &actions[0].1,
         Action::Destroy {
-            requeue_job: Some(1),
+            requeue_job: Some(PlannedJob { job_id: 1, .. }),
             ..
         }
     ));
@@ -664,7 +686,11 @@ fn rule_9_recovery_requeues_orphaned_provisioning_and_retries_destroys() {
     assert!(actions.contains(&(
         Rule::Recovery,
         Action::RequeueJob {
-            job_id: 1,
+            job: PlannedJob {
+                job_id: 1,
+                state: JobState::Provisioning,
+                attempts: 1
+            },
             reason: "its provisioning worker stopped".into()
         }
     )));
@@ -984,7 +1010,10 @@ fn target_of(a: &Action) -> String {
         | Action::MarkOnline { instance_id } => format!("instance:{instance_id}"),
         Action::CompleteJob { job_id, .. }
         | Action::MarkRunning { job_id, .. }
-        | Action::RequeueJob { job_id, .. }
+        | Action::RequeueJob {
+            job: PlannedJob { job_id, .. },
+            ..
+        }
         | Action::ReleaseJob { job_id } => {
             format!("job:{job_id}")
         }
