@@ -52,6 +52,10 @@ pub struct InstanceRow {
     pub expires_at: i64,
     pub callback_hash: Option<String>,
     pub updated_at: i64,
+    /// Destroy calls Vast.ai refused (or rigger could not make) so far.
+    pub destroy_attempts: i64,
+    /// When the next destroy call is due, after a refused one.
+    pub destroy_due_at: Option<i64>,
 }
 
 /// Columns to set together with a state change; `None` leaves a column alone.
@@ -123,7 +127,8 @@ fn state_list(states: &[InstanceState]) -> String {
 
 const COLUMNS: &str = "id, job_id, label, runner_name, runner_id, provider_id, offer_id, gpu_name, \
      num_gpus, dph, location, state, reason, created_at, create_called_at, online_at, \
-     destroy_called_at, destroyed_at, expires_at, callback_hash, updated_at";
+     destroy_called_at, destroyed_at, expires_at, callback_hash, updated_at, destroy_attempts, \
+     destroy_due_at";
 
 impl InstanceRow {
     fn from_row(r: &AnyRow) -> Result<InstanceRow, StoreError> {
@@ -150,6 +155,8 @@ impl InstanceRow {
             expires_at: r.try_get("expires_at")?,
             callback_hash: r.try_get("callback_hash")?,
             updated_at: r.try_get("updated_at")?,
+            destroy_attempts: r.try_get("destroy_attempts")?,
+            destroy_due_at: r.try_get("destroy_due_at")?,
         })
     }
 }
@@ -352,6 +359,29 @@ impl Store {
         instance_cas(id, from, to, now, patch)?
             .run(&self.writer)
             .await
+    }
+
+    /// A destroy call that did not go through: count it, and say when the
+    /// next is due, while the row is still `destroying` (a row already
+    /// destroyed by someone else is left alone). In the row, so that a
+    /// restart keeps the backoff.
+    pub async fn destroy_refused(
+        &self,
+        id: &str,
+        attempts: i64,
+        due_at: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE instances SET destroy_attempts = $1, destroy_due_at = $2 \
+             WHERE id = $3 AND state = $4",
+        )
+        .bind(attempts)
+        .bind(due_at)
+        .bind(id)
+        .bind(InstanceState::Destroying.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Crash recovery only: put an instance in a state whatever state it is in.

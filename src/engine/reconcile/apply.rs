@@ -62,6 +62,8 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             idle_timeout_ms: crate::millis::of(t.idle),
             job_quiet_ms: crate::millis::of(t.job_quiet),
             unreachable_grace_ms: crate::millis::of(t.unreachable),
+            destroy_retry_ms: crate::millis::of(t.destroy_retry),
+            destroy_retry_max_ms: crate::millis::of(t.destroy_retry_max),
             ..Limits::default()
         }
     }

@@ -138,8 +138,11 @@ pub struct Limits {
     pub idle_timeout_ms: i64,
     /// A job with no news for this long is checked on GitHub.
     pub job_quiet_ms: i64,
-    /// A destroy not confirmed after this long is tried again.
+    /// A destroy not confirmed is tried again after this long, doubling
+    /// with each refusal (`retry::destroy_backoff_ms`)…
     pub destroy_retry_ms: i64,
+    /// …up to this.
+    pub destroy_retry_max_ms: i64,
     /// A job left in `provisioning` this long lost its worker.
     pub provisioning_timeout_ms: i64,
     /// A runner registration with no row is deleted after this long: it is
@@ -158,7 +161,8 @@ impl Default for Limits {
             bootstrap_timeout_ms: 20 * MIN,
             idle_timeout_ms: 10 * MIN,
             job_quiet_ms: 10 * MIN,
-            destroy_retry_ms: MIN,
+            destroy_retry_ms: 5_000,
+            destroy_retry_max_ms: 30_000,
             provisioning_timeout_ms: 5 * MIN,
             stale_runner_grace_ms: 2 * MIN,
             unreachable_grace_ms: 10 * MIN,
@@ -761,9 +765,7 @@ fn recovery(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
         }
     }
     for i in &s.instances {
-        let retry = i.state == InstanceState::Destroying
-            && now - i.destroy_called_at.unwrap_or(i.updated_at) >= limits.destroy_retry_ms;
-        if retry {
+        if super::retry::destroy_due_at(i, limits).is_some_and(|due| now >= due) {
             out.push(Action::Destroy {
                 instance_id: i.id.clone(),
                 keep_logs: false,

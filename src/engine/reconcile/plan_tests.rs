@@ -60,6 +60,8 @@ pub(super) fn inst(id: &str, job_id: i64, state: InstanceState, since: i64) -> I
         expires_at: NOW + 60 * MIN,
         callback_hash: None,
         updated_at: since,
+        destroy_attempts: 0,
+        destroy_due_at: None,
     }
 }
 
