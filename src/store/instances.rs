@@ -188,6 +188,43 @@ pub(super) fn instance_cas(
     })
 }
 
+/// The INSERT of a new instance row, on a pool or in a transaction.
+async fn insert_row<'e, E>(
+    exec: E,
+    i: &NewInstance,
+    state: InstanceState,
+    runner_id: Option<i64>,
+    now: i64,
+) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let create_called_at = (state == InstanceState::Creating).then_some(now);
+    sqlx::query(
+        "INSERT INTO instances (id, job_id, label, runner_name, offer_id, gpu_name, num_gpus, dph, \
+         location, state, expires_at, callback_hash, runner_id, create_called_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)",
+    )
+    .bind(&i.id)
+    .bind(i.job_id)
+    .bind(&i.label)
+    .bind(&i.runner_name)
+    .bind(i.offer_id)
+    .bind(&i.gpu_name)
+    .bind(i.num_gpus)
+    .bind(i.dph)
+    .bind(&i.location)
+    .bind(state.as_str())
+    .bind(i.expires_at)
+    .bind(&i.callback_hash)
+    .bind(runner_id)
+    .bind(create_called_at)
+    .bind(now)
+    .execute(exec)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     /// Write the row for a machine about to be rented, in `requested`.
     pub async fn insert_instance(&self, i: &NewInstance, now: i64) -> Result<(), StoreError> {
@@ -215,30 +252,38 @@ impl Store {
         runner_id: Option<i64>,
         now: i64,
     ) -> Result<(), StoreError> {
-        let create_called_at = (state == InstanceState::Creating).then_some(now);
-        sqlx::query(
-            "INSERT INTO instances (id, job_id, label, runner_name, offer_id, gpu_name, num_gpus, dph, \
-             location, state, expires_at, callback_hash, runner_id, create_called_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)",
+        insert_row(&self.writer, i, state, runner_id, now).await
+    }
+
+    /// As [`Store::insert_creating_instance`], only while its job is still
+    /// `provisioning` at this attempt — in one commit with that check, so a
+    /// job that ended (or was handed to another worker) while the runner
+    /// was being registered gets no machine. On PostgreSQL the check locks
+    /// the job's row until the commit: a `completed` handled meanwhile
+    /// waits, then finds the row and destroys what it tracks. Whether the
+    /// row was written.
+    pub async fn insert_creating_instance_for(
+        &self,
+        i: &NewInstance,
+        runner_id: i64,
+        job_attempts: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let still = sqlx::query(
+            "UPDATE jobs SET attempts = attempts WHERE job_id = $1 AND state = $2 AND attempts = $3",
         )
-        .bind(&i.id)
         .bind(i.job_id)
-        .bind(&i.label)
-        .bind(&i.runner_name)
-        .bind(i.offer_id)
-        .bind(&i.gpu_name)
-        .bind(i.num_gpus)
-        .bind(i.dph)
-        .bind(&i.location)
-        .bind(state.as_str())
-        .bind(i.expires_at)
-        .bind(&i.callback_hash)
-        .bind(runner_id)
-        .bind(create_called_at)
-        .bind(now)
-        .execute(&self.writer)
+        .bind(crate::engine::state::JobState::Provisioning.as_str())
+        .bind(job_attempts)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        if still.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_row(&mut *tx, i, InstanceState::Creating, Some(runner_id), now).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn instance_where(
