@@ -491,6 +491,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             Action::RequeueJob { job_id, reason } => {
                 self.requeue(*job_id, reason).await?;
             }
+            Action::TakeOverJob { job_id, attempt } => self.take_over(*job_id, *attempt).await?,
             Action::SendCheckRun { job_id } => self.send_check_run(*job_id).await?,
             Action::ReleaseJob { job_id } => {
                 if let Some(job) = self.store.job(*job_id).await? {
@@ -550,6 +551,20 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 .await?;
         }
         Ok(left.len())
+    }
+
+    /// Rule 9's take-over of a job whose worker's lease ran out.
+    async fn take_over(&self, job_id: i64, attempt: i64) -> Result<(), EngineError> {
+        let reason = "its provisioning worker stopped renewing its lease";
+        if self
+            .store
+            .take_over_job(job_id, attempt, self.now(), reason)
+            .await?
+        {
+            self.note(Some(job_id), None, "requeued", reason).await;
+            self.wake.notify_one();
+        }
+        Ok(())
     }
 
     async fn requeue(&self, job_id: i64, reason: &str) -> Result<(), EngineError> {

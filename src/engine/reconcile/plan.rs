@@ -255,6 +255,10 @@ pub enum Action {
     },
     /// Put a job whose worker died back in the queue (rule 9).
     RequeueJob { job_id: i64, reason: String },
+    /// Take a job from a provisioning worker whose lease ran out (rule 9):
+    /// back in the queue, if it is still at this attempt and its lease
+    /// still out when this is carried out.
+    TakeOverJob { job_id: i64, attempt: i64 },
     /// Send the job's check-run content GitHub did not take (rule 10).
     SendCheckRun { job_id: i64 },
     /// GitHub queued a job rigger holds as waiting for an approval: the
@@ -274,6 +278,7 @@ impl Action {
             Action::CompleteJob { job_id, .. }
             | Action::MarkRunning { job_id, .. }
             | Action::RequeueJob { job_id, .. }
+            | Action::TakeOverJob { job_id, .. }
             | Action::ReleaseJob { job_id } => format!("job:{job_id}"),
             Action::DeleteRunner { runner_id, .. } => format!("runner:{runner_id}"),
             Action::SendCheckRun { job_id } => format!("check_run:{job_id}"),
@@ -756,11 +761,10 @@ fn approved(s: &Snapshot) -> Vec<Action> {
 fn recovery(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
     let mut out = Vec::new();
     for j in &s.jobs {
-        if j.state == JobState::Provisioning && now - j.updated_at >= limits.provisioning_timeout_ms
-        {
-            out.push(Action::RequeueJob {
+        if j.state == JobState::Provisioning && worker_lost(j, now, limits) {
+            out.push(Action::TakeOverJob {
                 job_id: j.job_id,
-                reason: "its provisioning worker stopped".into(),
+                attempt: j.attempts,
             });
         }
     }
@@ -776,6 +780,16 @@ fn recovery(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
         }
     }
     out
+}
+
+/// Whether a provisioning job's worker is gone: its lease ran out (a live
+/// worker renews it well inside the lease), or, for a row with no lease,
+/// it has been provisioning longer than any attempt takes.
+fn worker_lost(j: &JobRow, now: i64, limits: &Limits) -> bool {
+    match j.lease_until {
+        Some(until) => now >= until,
+        None => now - j.updated_at >= limits.provisioning_timeout_ms,
+    }
 }
 
 /// Rule 10: a check-run update GitHub did not take (a rate limit, a bad
