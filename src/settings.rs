@@ -140,6 +140,11 @@ pub struct Timeouts {
     pub max_lifetime: Duration,
     /// How long a job may wait for capacity: GitHub's own queue limit.
     pub queue: Duration,
+    /// The wait before trying again a destroy Vast.ai refused; it doubles
+    /// with each refusal in a row, up to `destroy_retry_max`. A rate
+    /// limit's own wait is kept to instead.
+    pub destroy_retry: Duration,
+    pub destroy_retry_max: Duration,
 }
 
 /// Which actions/runner release the machines run.
@@ -392,6 +397,8 @@ struct TimeoutsFile {
     unreachable: Option<String>,
     max_lifetime: Option<String>,
     queue: Option<String>,
+    destroy_retry: Option<String>,
+    destroy_retry_max: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -932,7 +939,23 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Settings, SettingsError> {
         unreachable: check.duration("unreachable", t.unreachable, &range::UNREACHABLE),
         max_lifetime: check.duration("max_lifetime", t.max_lifetime, &range::MAX_LIFETIME),
         queue: check.duration("queue", t.queue, &range::QUEUE),
+        destroy_retry: check.duration("destroy_retry", t.destroy_retry, &range::DESTROY_RETRY),
+        destroy_retry_max: check.duration(
+            "destroy_retry_max",
+            t.destroy_retry_max,
+            &range::DESTROY_RETRY_MAX,
+        ),
     };
+    if timeouts.destroy_retry_max < timeouts.destroy_retry {
+        check.refuse(
+            ("timeouts", "destroy_retry_max"),
+            quoted(&range::show(timeouts.destroy_retry_max)),
+            format!(
+                "is shorter than timeouts.destroy_retry ({}): the backoff starts there and grows up to this",
+                range::show(timeouts.destroy_retry)
+            ),
+        );
+    }
 
     let runner = check.runner(p.runner);
     check.finish(Settings {

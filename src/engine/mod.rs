@@ -62,6 +62,9 @@ pub struct Engine<C: Cloud, G: Github> {
     /// Wakes the reconciler before its next tick, when something happened
     /// that only it can sort out (a create whose answer was lost).
     pub reconcile_wake: Notify,
+    /// Tells the reconcile loop that a destroy retry was scheduled, so that
+    /// it sleeps no longer than until it is due.
+    pub destroy_retry_wake: Notify,
     /// Config files per (repository, commit), parsed.
     config_cache: Mutex<ConfigCache>,
     /// What GitHub said about runner releases (`provision::RunnerReleases`).
@@ -98,6 +101,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             metrics,
             wake: Notify::new(),
             reconcile_wake: Notify::new(),
+            destroy_retry_wake: Notify::new(),
             config_cache: Mutex::new(HashMap::new()),
             runner_releases: provision::RunnerReleases::default(),
             offer_pool: offer_pool::OfferPool::default(),

@@ -13,6 +13,7 @@ use super::events::{JobEvent, JobInfo};
 use super::installations::InboxEvent;
 use super::isolate::{Loop, isolated, isolated_sync};
 use super::ports::{Cloud, Github};
+use super::state::InstanceState;
 use super::supervise::{Health, supervise};
 use super::{Engine, EngineError};
 use crate::store::Delivery;
@@ -325,10 +326,35 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             if let Err(e) = self.recover_deliveries_if_due().instrument(recovery).await {
                 tracing::error!(error = %e, "delivery recovery");
             }
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = self.reconcile_wake.notified() => {}
-                _ = stop.changed() => {}
+            // Until the next tick, or sooner when a destroy retry is due
+            // (one scheduled meanwhile shortens the sleep): a machine whose
+            // destroy was refused bills until it is retried.
+            let tick = tokio::time::Instant::now() + every;
+            loop {
+                let until_tick = tick.saturating_duration_since(tokio::time::Instant::now());
+                let soonest = self.soonest_destroy_retry().await;
+                let wait = super::reconcile::retry::next_pass_in(until_tick, self.now(), soonest);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => break,
+                    _ = self.reconcile_wake.notified() => break,
+                    _ = self.destroy_retry_wake.notified() => continue,
+                    _ = stop.changed() => break,
+                }
+            }
+        }
+    }
+
+    /// When the soonest destroy retry is due, if one is waiting.
+    async fn soonest_destroy_retry(&self) -> Option<i64> {
+        let limits = self.limits();
+        match self.store.instances_in(&[InstanceState::Destroying]).await {
+            Ok(rows) => rows
+                .iter()
+                .filter_map(|i| super::reconcile::retry::destroy_due_at(i, &limits))
+                .min(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the destroys waiting for a retry");
+                None
             }
         }
     }

@@ -79,6 +79,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                             &format!("cannot look the machine up yet: {e}"),
                         )
                         .await;
+                        self.destroy_again_later(&current, &e).await?;
                         return Ok(None);
                     }
                 }
@@ -96,6 +97,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 &format!("destroy failed, will retry: {e}"),
             )
             .await;
+            self.destroy_again_later(&current, &e).await?;
             return Ok(None);
         }
         let done = self
@@ -131,6 +133,24 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         .await;
         self.close_check_run(current.job_id).await?;
         Ok(entry)
+    }
+
+    /// A destroy that did not go through: when to try again (backing off,
+    /// or as long as a rate limit says), kept in the row so that a restart
+    /// keeps it; the reconcile loop is told, so that it wakes for it.
+    async fn destroy_again_later(
+        &self,
+        inst: &InstanceRow,
+        why: &super::ports::CloudError,
+    ) -> Result<(), EngineError> {
+        let limits = self.limits();
+        let refusals = inst.destroy_attempts + 1;
+        let wait = super::reconcile::retry::destroy_backoff_ms(refusals, why, &limits);
+        self.store
+            .destroy_refused(&inst.id, refusals, self.now() + wait)
+            .await?;
+        self.destroy_retry_wake.notify_one();
+        Ok(())
     }
 
     /// A runner that took a job removes itself when the job ends (it is

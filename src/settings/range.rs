@@ -104,6 +104,20 @@ pub(super) const QUEUE: Rule<Duration> = Rule {
     why: "a job needs a minute for a few tries at renting; GitHub itself cancels a job queued for 24 h, so more than a week is a typo",
 };
 
+pub(super) const DESTROY_RETRY: Rule<Duration> = Rule {
+    default: secs(5),
+    min: secs(1),
+    max: secs(10 * MINUTE),
+    why: "Vast.ai takes a destroy every few seconds (its limit is one in 3 s); a machine whose destroy was refused bills until the retry",
+};
+
+pub(super) const DESTROY_RETRY_MAX: Rule<Duration> = Rule {
+    default: secs(30),
+    min: secs(1),
+    max: secs(HOUR),
+    why: "the backoff keeps a failing Vast.ai from being hammered; a machine whose destroy was refused bills until the retry",
+};
+
 /// The share of GitHub's secondary limits on writes (80 a minute, 500 an
 /// hour) rigger keeps to, in percent.
 pub(super) const PACE_PERCENT: Rule<i64> = Rule {
@@ -177,6 +191,8 @@ mod tests {
             JOB_QUIET,
             MAX_LIFETIME,
             QUEUE,
+            DESTROY_RETRY,
+            DESTROY_RETRY_MAX,
         ] {
             assert!(rule.admits(rule.default), "{rule:?}");
         }

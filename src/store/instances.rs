@@ -52,6 +52,10 @@ pub struct InstanceRow {
     pub expires_at: i64,
     pub callback_hash: Option<String>,
     pub updated_at: i64,
+    /// Destroy calls Vast.ai refused (or rigger could not make) so far.
+    pub destroy_attempts: i64,
+    /// When the next destroy call is due, after a refused one.
+    pub destroy_due_at: Option<i64>,
 }
 
 /// Columns to set together with a state change; `None` leaves a column alone.
@@ -123,7 +127,8 @@ fn state_list(states: &[InstanceState]) -> String {
 
 const COLUMNS: &str = "id, job_id, label, runner_name, runner_id, provider_id, offer_id, gpu_name, \
      num_gpus, dph, location, state, reason, created_at, create_called_at, online_at, \
-     destroy_called_at, destroyed_at, expires_at, callback_hash, updated_at";
+     destroy_called_at, destroyed_at, expires_at, callback_hash, updated_at, destroy_attempts, \
+     destroy_due_at";
 
 impl InstanceRow {
     fn from_row(r: &AnyRow) -> Result<InstanceRow, StoreError> {
@@ -150,6 +155,8 @@ impl InstanceRow {
             expires_at: r.try_get("expires_at")?,
             callback_hash: r.try_get("callback_hash")?,
             updated_at: r.try_get("updated_at")?,
+            destroy_attempts: r.try_get("destroy_attempts")?,
+            destroy_due_at: r.try_get("destroy_due_at")?,
         })
     }
 }
@@ -181,6 +188,43 @@ pub(super) fn instance_cas(
     })
 }
 
+/// The INSERT of a new instance row, on a pool or in a transaction.
+async fn insert_row<'e, E>(
+    exec: E,
+    i: &NewInstance,
+    state: InstanceState,
+    runner_id: Option<i64>,
+    now: i64,
+) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let create_called_at = (state == InstanceState::Creating).then_some(now);
+    sqlx::query(
+        "INSERT INTO instances (id, job_id, label, runner_name, offer_id, gpu_name, num_gpus, dph, \
+         location, state, expires_at, callback_hash, runner_id, create_called_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)",
+    )
+    .bind(&i.id)
+    .bind(i.job_id)
+    .bind(&i.label)
+    .bind(&i.runner_name)
+    .bind(i.offer_id)
+    .bind(&i.gpu_name)
+    .bind(i.num_gpus)
+    .bind(i.dph)
+    .bind(&i.location)
+    .bind(state.as_str())
+    .bind(i.expires_at)
+    .bind(&i.callback_hash)
+    .bind(runner_id)
+    .bind(create_called_at)
+    .bind(now)
+    .execute(exec)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     /// Write the row for a machine about to be rented, in `requested`.
     pub async fn insert_instance(&self, i: &NewInstance, now: i64) -> Result<(), StoreError> {
@@ -208,30 +252,38 @@ impl Store {
         runner_id: Option<i64>,
         now: i64,
     ) -> Result<(), StoreError> {
-        let create_called_at = (state == InstanceState::Creating).then_some(now);
-        sqlx::query(
-            "INSERT INTO instances (id, job_id, label, runner_name, offer_id, gpu_name, num_gpus, dph, \
-             location, state, expires_at, callback_hash, runner_id, create_called_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)",
+        insert_row(&self.writer, i, state, runner_id, now).await
+    }
+
+    /// As [`Store::insert_creating_instance`], only while its job is still
+    /// `provisioning` at this attempt — in one commit with that check, so a
+    /// job that ended (or was handed to another worker) while the runner
+    /// was being registered gets no machine. On PostgreSQL the check locks
+    /// the job's row until the commit: a `completed` handled meanwhile
+    /// waits, then finds the row and destroys what it tracks. Whether the
+    /// row was written.
+    pub async fn insert_creating_instance_for(
+        &self,
+        i: &NewInstance,
+        runner_id: i64,
+        job_attempts: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let still = sqlx::query(
+            "UPDATE jobs SET attempts = attempts WHERE job_id = $1 AND state = $2 AND attempts = $3",
         )
-        .bind(&i.id)
         .bind(i.job_id)
-        .bind(&i.label)
-        .bind(&i.runner_name)
-        .bind(i.offer_id)
-        .bind(&i.gpu_name)
-        .bind(i.num_gpus)
-        .bind(i.dph)
-        .bind(&i.location)
-        .bind(state.as_str())
-        .bind(i.expires_at)
-        .bind(&i.callback_hash)
-        .bind(runner_id)
-        .bind(create_called_at)
-        .bind(now)
-        .execute(&self.writer)
+        .bind(crate::engine::state::JobState::Provisioning.as_str())
+        .bind(job_attempts)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        if still.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_row(&mut *tx, i, InstanceState::Creating, Some(runner_id), now).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn instance_where(
@@ -383,6 +435,29 @@ impl Store {
         instance_cas(id, from, to, now, patch)?
             .run(&self.writer)
             .await
+    }
+
+    /// A destroy call that did not go through: count it, and say when the
+    /// next is due, while the row is still `destroying` (a row already
+    /// destroyed by someone else is left alone). In the row, so that a
+    /// restart keeps the backoff.
+    pub async fn destroy_refused(
+        &self,
+        id: &str,
+        attempts: i64,
+        due_at: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE instances SET destroy_attempts = $1, destroy_due_at = $2 \
+             WHERE id = $3 AND state = $4",
+        )
+        .bind(attempts)
+        .bind(due_at)
+        .bind(id)
+        .bind(InstanceState::Destroying.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Crash recovery only: put an instance in a state whatever state it is in.

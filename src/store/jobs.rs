@@ -55,6 +55,10 @@ pub struct JobRow {
     /// Why a failed job failed (`JobFailure::as_str`).
     pub failure: Option<String>,
     pub updated_at: i64,
+    /// Until when its provisioning worker is trusted with it: renewed while
+    /// the worker works, so a job whose worker died is taken over soon
+    /// after (rule 9) and one whose worker lives never is.
+    pub lease_until: Option<i64>,
 }
 
 /// Columns to set together with a state change; `None` leaves a column alone.
@@ -120,7 +124,7 @@ impl JobPatch {
 
 const COLUMNS: &str = "job_id, run_id, run_attempt, repo, installation_id, labels, head_sha, is_fork, actor, \
      state, reason, runner_def, runner_name, conclusion, check_run_id, attempts, next_attempt_at, \
-     queued_at, started_at, completed_at, gpu_name, failure, updated_at";
+     queued_at, started_at, completed_at, gpu_name, failure, updated_at, lease_until";
 
 impl JobRow {
     fn from_row(r: &AnyRow) -> Result<JobRow, StoreError> {
@@ -150,6 +154,7 @@ impl JobRow {
             gpu_name: r.try_get("gpu_name")?,
             failure: r.try_get("failure")?,
             updated_at: r.try_get("updated_at")?,
+            lease_until: r.try_get("lease_until")?,
         })
     }
 }
@@ -451,6 +456,52 @@ impl Store {
             .collect::<Result<_, _>>()?;
         jobs.sort_by_key(|j| (j.queued_at, j.job_id));
         Ok(jobs)
+    }
+
+    /// A worker's heartbeat: the jobs it is provisioning are its for
+    /// another `lease_ms`. Only while they are still its (a job taken over,
+    /// or claimed again by another worker, is not renewed). How many.
+    pub async fn renew_job_leases(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_until = $1 WHERE lease_owner = $2 AND state = 'provisioning'",
+        )
+        .bind(now + lease_ms)
+        .bind(owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Rule 9: put back in the queue a job whose provisioning worker's
+    /// lease ran out — a compare-and-set on what the plan saw (still
+    /// provisioning, the same attempt) and on the lease still being out,
+    /// so that a worker that renewed it meanwhile keeps it. Whether it moved.
+    pub async fn take_over_job(
+        &self,
+        job_id: i64,
+        attempts: i64,
+        now: i64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        debug_assert!(JobState::Provisioning.can_become(JobState::Queued));
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'queued', reason = $1, next_attempt_at = $2, \
+                 lease_owner = NULL, lease_until = NULL, updated_at = $2, version = version + 1 \
+             WHERE job_id = $3 AND state = 'provisioning' AND attempts = $4 \
+                 AND (lease_until IS NULL OR lease_until <= $2)",
+        )
+        .bind(reason)
+        .bind(now)
+        .bind(job_id)
+        .bind(attempts)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// How long the last `limit` completed jobs of a repository's runner

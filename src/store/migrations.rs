@@ -160,6 +160,12 @@ CREATE INDEX check_runs_unsent ON check_runs (next_attempt_at);
     updated_at BIGINT NOT NULL
 );",
     ),
+    (
+        9,
+        "a refused destroy's tries and when the next is due (its backoff survives a restart)",
+        "ALTER TABLE instances ADD COLUMN destroy_attempts BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE instances ADD COLUMN destroy_due_at BIGINT;",
+    ),
 ];
 
 /// Apply the migrations this database has not seen yet.

@@ -51,9 +51,13 @@ enum Outcome {
     Ended,
 }
 
-/// How long a worker is trusted with a job it claimed (the reconciler's
-/// provisioning timeout puts back the jobs of a worker that died).
-const LEASE_MS: i64 = 120_000;
+/// How long a worker is trusted with a job it claimed without renewing
+/// it: the reconciler (rule 9) takes over the jobs of a worker that died
+/// this long after its last heartbeat.
+pub const LEASE_MS: i64 = 60_000;
+/// How often a pass renews its jobs' leases: well inside the lease, so
+/// that a slow answer or a busy database does not lose a live worker's job.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
 /// How many due jobs a pass provisions side by side.
 const BATCH: i64 = 16;
 /// How many jobs one pass takes on before it counts the live machines
@@ -68,9 +72,29 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     pub async fn provision_due(&self) -> Result<usize, EngineError> {
         // Replicas take turns: each pass counts the limits once, at its start.
         let turn = self.store.provisioning_turn().await?;
-        let attempted = self.provision_pass().await;
+        let pass = self.provision_pass();
+        tokio::pin!(pass);
+        let attempted = loop {
+            tokio::select! {
+                attempted = &mut pass => break attempted,
+                _ = tokio::time::sleep(HEARTBEAT) => self.renew_leases().await,
+            }
+        };
         turn.end().await?;
         attempted
+    }
+
+    /// The heartbeat of this worker's provisioning: the jobs it works on
+    /// stay its for another [`LEASE_MS`]. A failure is logged; the next
+    /// beat tries again, well inside the lease.
+    pub async fn renew_leases(&self) {
+        if let Err(e) = self
+            .store
+            .renew_job_leases(&self.worker_id, self.now(), LEASE_MS)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot renew the provisioning leases");
+        }
     }
 
     async fn provision_pass(&self) -> Result<usize, EngineError> {

@@ -170,15 +170,21 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         };
         // Before any money is spent (I2). A crash between the registration
         // and this row leaves a runner with no machine: rule 7 removes it.
-        if let Err(e) = self
+        // Written only while the job is still this attempt's: one cancelled
+        // while the runner was being registered (the check above was
+        // before it) must not cost a machine.
+        let written = self
             .store
-            .insert_creating_instance(&row, jit.runner_id, now)
-            .await
-        {
+            .insert_creating_instance_for(&row, jit.runner_id, job.attempts, now)
+            .await;
+        if !matches!(written, Ok(true)) {
             if let Err(e) = self.github.delete_runner(repo, jit.runner_id).await {
                 self.github_error(&e);
             }
-            return Err(e.into());
+            return match written {
+                Err(e) => Err(e.into()),
+                _ => Ok(Rent::Stop(Outcome::Ended)),
+            };
         }
         claim.create_slot_used();
         let created = match self.cloud.create(&spec).await {

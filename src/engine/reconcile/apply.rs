@@ -74,6 +74,8 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             idle_timeout_ms: crate::millis::of(t.idle),
             job_quiet_ms: crate::millis::of(t.job_quiet),
             unreachable_grace_ms: crate::millis::of(t.unreachable),
+            destroy_retry_ms: crate::millis::of(t.destroy_retry),
+            destroy_retry_max_ms: crate::millis::of(t.destroy_retry_max),
             ..Limits::default()
         }
     }
@@ -420,6 +422,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 Ok(())
             }
             Action::RequeueJob { job, reason } => self.requeue(job, reason).await,
+            Action::TakeOverJob { job_id, attempt } => self.take_over(*job_id, *attempt).await,
             Action::SendCheckRun { job_id } => self.send_check_run(*job_id).await,
             Action::ReleaseJob { job_id } => self.release_job(*job_id).await,
             Action::MarkOnline { instance_id } => self.mark_online(instance_id).await,
@@ -671,6 +674,20 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             .await?;
         }
         Ok(left.len())
+    }
+
+    /// Rule 9's take-over of a job whose worker's lease ran out.
+    async fn take_over(&self, job_id: i64, attempt: i64) -> Result<(), EngineError> {
+        let reason = "its provisioning worker stopped renewing its lease";
+        if self
+            .store
+            .take_over_job(job_id, attempt, self.now(), reason)
+            .await?
+        {
+            self.note(Some(job_id), None, "requeued", reason).await;
+            self.wake.notify_one();
+        }
+        Ok(())
     }
 
     /// Give a job back to the queue, only if it is still as it was planned

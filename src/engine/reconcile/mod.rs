@@ -3,6 +3,7 @@
 
 mod apply;
 pub mod plan;
+pub mod retry;
 
 #[cfg(test)]
 mod plan_hosts_tests;

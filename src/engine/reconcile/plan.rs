@@ -153,8 +153,11 @@ pub struct Limits {
     pub idle_timeout_ms: i64,
     /// A job with no news for this long is checked on GitHub.
     pub job_quiet_ms: i64,
-    /// A destroy not confirmed after this long is tried again.
+    /// A destroy not confirmed is tried again after this long, doubling
+    /// with each refusal (`retry::destroy_backoff_ms`)…
     pub destroy_retry_ms: i64,
+    /// …up to this.
+    pub destroy_retry_max_ms: i64,
     /// A job left in `provisioning` this long lost its worker.
     pub provisioning_timeout_ms: i64,
     /// A runner registration with no row is deleted after this long: it is
@@ -173,7 +176,8 @@ impl Default for Limits {
             bootstrap_timeout_ms: 20 * MIN,
             idle_timeout_ms: 10 * MIN,
             job_quiet_ms: 10 * MIN,
-            destroy_retry_ms: MIN,
+            destroy_retry_ms: 5_000,
+            destroy_retry_max_ms: 30_000,
             provisioning_timeout_ms: 5 * MIN,
             stale_runner_grace_ms: 2 * MIN,
             unreachable_grace_ms: 10 * MIN,
@@ -288,6 +292,10 @@ pub enum Action {
     /// Put a job whose worker died (rule 9), or that has no machine left
     /// to run it (rule 14), back in the queue.
     RequeueJob { job: PlannedJob, reason: String },
+    /// Take a job from a provisioning worker whose lease ran out (rule 9):
+    /// back in the queue, if it is still at this attempt and its lease
+    /// still out when this is carried out.
+    TakeOverJob { job_id: i64, attempt: i64 },
     /// Send the job's check-run content GitHub did not take (rule 10).
     SendCheckRun { job_id: i64 },
     /// GitHub queued a job rigger holds as waiting for an approval: the
@@ -322,6 +330,7 @@ impl Action {
             Action::CompleteJob { job_id, .. }
             | Action::MarkRunning { job_id, .. }
             | Action::SendCheckRun { job_id }
+            | Action::TakeOverJob { job_id, .. }
             | Action::ReleaseJob { job_id } => Some(*job_id),
             Action::RequeueJob { job, .. } => Some(job.job_id),
             Action::MarkFailed { requeue_job, .. } | Action::Destroy { requeue_job, .. } => {
@@ -359,6 +368,7 @@ impl Action {
                 job: PlannedJob { job_id, .. },
                 ..
             }
+            | Action::TakeOverJob { job_id, .. }
             | Action::ReleaseJob { job_id } => format!("job:{job_id}"),
             Action::DeleteRunner { runner_id, .. } => format!("runner:{runner_id}"),
             Action::SendCheckRun { job_id } => format!("check_run:{job_id}"),
@@ -572,7 +582,7 @@ pub fn to_confirm(s: &Snapshot, now: i64, limits: &Limits) -> Vec<i64> {
             Action::Destroy { requeue_job, .. } | Action::MarkFailed { requeue_job, .. } => {
                 requeue_job
             }
-            // Rule 9 re-queues a job whose worker died without asking.
+            // Rule 9 takes over a job whose worker died without asking.
             Action::RequeueJob { job, .. } if rule == Rule::Stranded => Some(job),
             _ => None,
         })
@@ -994,18 +1004,15 @@ fn approved(s: &Snapshot) -> Vec<Action> {
 fn recovery(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
     let mut out = Vec::new();
     for j in &s.jobs {
-        if j.state == JobState::Provisioning && now - j.updated_at >= limits.provisioning_timeout_ms
-        {
-            out.push(Action::RequeueJob {
-                job: PlannedJob::of(j),
-                reason: "its provisioning worker stopped".into(),
+        if j.state == JobState::Provisioning && worker_lost(j, now, limits) {
+            out.push(Action::TakeOverJob {
+                job_id: j.job_id,
+                attempt: j.attempts,
             });
         }
     }
     for i in &s.instances {
-        let retry = i.state == InstanceState::Destroying
-            && now - i.destroy_called_at.unwrap_or(i.updated_at) >= limits.destroy_retry_ms;
-        if retry {
+        if super::retry::destroy_due_at(i, limits).is_some_and(|due| now >= due) {
             out.push(Action::Destroy {
                 instance_id: i.id.clone(),
                 keep_logs: false,
@@ -1016,6 +1023,16 @@ fn recovery(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
         }
     }
     out
+}
+
+/// Whether a provisioning job's worker is gone: its lease ran out (a live
+/// worker renews it well inside the lease), or, for a row with no lease,
+/// it has been provisioning longer than any attempt takes.
+fn worker_lost(j: &JobRow, now: i64, limits: &Limits) -> bool {
+    match j.lease_until {
+        Some(until) => now >= until,
+        None => now - j.updated_at >= limits.provisioning_timeout_ms,
+    }
 }
 
 /// Rule 10: a check-run update GitHub did not take (a rate limit, a bad

@@ -163,12 +163,12 @@ fn to_confirm_asks_nothing_of_a_healthy_world_nor_of_a_worker_that_died() {
         ],
     );
     assert_eq!(to_confirm(&s, NOW, &Limits::default()), Vec::<i64>::new());
-    // Rule 9 puts back a job whose worker died without asking GitHub.
+    // Rule 9 takes over a job whose worker died without asking GitHub.
     let s = snapshot(vec![job(1, JobState::Provisioning, NOW - 6 * MIN)], vec![]);
     assert_eq!(to_confirm(&s, NOW, &Limits::default()), Vec::<i64>::new());
     assert!(matches!(
         &run(&s)[..],
-        [(Rule::Recovery, Action::RequeueJob { .. })]
+        [(Rule::Recovery, Action::TakeOverJob { .. })]
     ));
 }
 

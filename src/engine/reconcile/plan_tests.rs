@@ -33,6 +33,7 @@ pub(super) fn job(id: i64, state: JobState, updated_at: i64) -> JobRow {
         gpu_name: None,
         failure: None,
         updated_at,
+        lease_until: None,
     }
 }
 
@@ -60,6 +61,8 @@ pub(super) fn inst(id: &str, job_id: i64, state: InstanceState, since: i64) -> I
         expires_at: NOW + 60 * MIN,
         callback_hash: None,
         updated_at: since,
+        destroy_attempts: 0,
+        destroy_due_at: None,
     }
 }
 
@@ -685,17 +688,40 @@ fn rule_9_recovery_requeues_orphaned_provisioning_and_retries_destroys() {
     let actions = run(&s);
     assert!(actions.contains(&(
         Rule::Recovery,
-        Action::RequeueJob {
-            job: PlannedJob {
-                job_id: 1,
-                state: JobState::Provisioning,
-                attempts: 1
-            },
-            reason: "its provisioning worker stopped".into()
+        Action::TakeOverJob {
+            job_id: 1,
+            attempt: 1
         }
     )));
     assert!(actions.iter().any(|(r, a)| *r == Rule::Recovery
         && matches!(a, Action::Destroy { instance_id, .. } if instance_id == "a")));
+}
+
+#[test]
+fn rule_9_takes_a_job_over_when_its_lease_runs_out_and_never_before() {
+    // (lease until, last change, taken over): a lease decides alone; a row
+    // with none waits out the provisioning timeout.
+    let table = [
+        (Some(NOW + 1), NOW - 60 * MIN, false),
+        (Some(NOW), NOW - MIN, true),
+        (Some(NOW - 1), NOW - MIN, true),
+        (None, NOW - 4 * MIN, false),
+        (None, NOW - 5 * MIN, true),
+    ];
+    for (lease_until, updated_at, taken) in table {
+        let mut j = job(1, JobState::Provisioning, updated_at);
+        j.lease_until = lease_until;
+        j.attempts = 3;
+        let actions = run(&snapshot(vec![j], vec![]));
+        let took = actions.contains(&(
+            Rule::Recovery,
+            Action::TakeOverJob {
+                job_id: 1,
+                attempt: 3,
+            },
+        ));
+        assert_eq!(took, taken, "lease {lease_until:?}, updated {updated_at}");
+    }
 }
 
 #[test]
@@ -1014,6 +1040,7 @@ fn target_of(a: &Action) -> String {
             job: PlannedJob { job_id, .. },
             ..
         }
+        | Action::TakeOverJob { job_id, .. }
         | Action::ReleaseJob { job_id } => {
             format!("job:{job_id}")
         }

@@ -226,8 +226,10 @@ pub(super) async fn dispatch(
         Some("_runner") => return runner_side(&sim, &method, &seg[1..], &body),
         _ => {}
     }
-    let now = sim.now();
     let route = route_key(&method, &path);
+    // A held request is answered at the moment it is released.
+    sim.maybe_hold(&route).await;
+    let now = sim.now();
     let header_text = |k: &str| {
         headers
             .get(k)

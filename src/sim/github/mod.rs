@@ -204,6 +204,12 @@ struct Inner {
     releases: Mutex<releases::Releases>,
     /// What `record(true)` keeps (see `record.rs`).
     recorder: record::Recorder,
+    /// JIT registrations still to hold (`hold_next_registrations`).
+    registration_holds: Mutex<usize>,
+    /// How many registrations have been held so far.
+    registrations_held: tokio::sync::watch::Sender<usize>,
+    /// Raised to answer every registration held so far.
+    registration_releases: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Clone)]
@@ -242,6 +248,53 @@ impl NewJob {
 }
 
 impl SimGithub {
+    /// Leave the next `n` JIT registrations (`generate-jitconfig`) without
+    /// an answer until [`SimGithub::release_held_registrations`], as a slow
+    /// GitHub would: a story pauses a provisioning worker there, after it
+    /// last read its job and before it writes its machine's row. Nothing is
+    /// registered until the answer.
+    pub fn hold_next_registrations(&self, n: usize) {
+        *self
+            .0
+            .registration_holds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) += n;
+    }
+
+    /// Wait until `n` registrations in all have been held.
+    pub async fn registrations_held(&self, n: usize) {
+        let mut held = self.0.registrations_held.subscribe();
+        // The sender lives as long as `self`: waiting cannot fail.
+        let _ = held.wait_for(|&count| count >= n).await;
+    }
+
+    /// Answer every registration held so far.
+    pub fn release_held_registrations(&self) {
+        self.0.registration_releases.send_modify(|r| *r += 1);
+    }
+
+    /// Hold this request if it is a registration and one is to be held.
+    async fn maybe_hold(&self, route: &str) {
+        if !route.starts_with("POST ") || !route.ends_with("/actions/runners/generate-jitconfig") {
+            return;
+        }
+        {
+            let mut left = self
+                .0
+                .registration_holds
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if *left == 0 {
+                return;
+            }
+            *left -= 1;
+        }
+        let mut releases = self.0.registration_releases.subscribe();
+        let now = *releases.borrow_and_update();
+        self.0.registrations_held.send_modify(|n| *n += 1);
+        let _ = releases.wait_for(|&r| r > now).await;
+    }
+
     pub fn new(config: SimGithubConfig, clock: Arc<dyn Clock>) -> Result<SimGithub, KeyError> {
         let key = KeyPair::generate(KeySize::Rsa2048).map_err(|_| KeyError)?;
         let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&key).map_err(|_| KeyError)?;
@@ -265,6 +318,9 @@ impl SimGithub {
             runner_time_scale: Mutex::new(0.0),
             releases: Mutex::default(),
             recorder: record::Recorder::default(),
+            registration_holds: Mutex::default(),
+            registrations_held: tokio::sync::watch::Sender::new(0),
+            registration_releases: tokio::sync::watch::Sender::new(0),
         })))
     }
 
