@@ -145,10 +145,13 @@ impl Figures {
                 if ended_by_destroy && started <= d && completed.is_none_or(|c| c > d) {
                     f.busy_killed.push((id, m.iid.clone()));
                 }
+                // Teardown: from the job's end to its machine's, for
+                // machines that outlived their job.
                 if let Some(c) = completed
                     && j["failure_message"].is_null()
+                    && d >= c
                 {
-                    f.teardown_s.push((d - c).max(0) as f64 / 1000.0);
+                    f.teardown_s.push((d - c) as f64 / 1000.0);
                 }
             }
         }
@@ -311,4 +314,76 @@ impl Figures {
 
 fn first<T: Clone>(v: &[T]) -> Vec<T> {
     v.iter().take(5).cloned().collect()
+}
+
+/// The measures themselves, on states made by hand: each can fire.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn job(id: i64, runner: &str, started: i64, completed: Option<i64>) -> Value {
+        json!({"id": id, "status": if completed.is_some() { "completed" } else { "in_progress" },
+               "runner_name": runner, "started_ms": started, "completed_ms": completed,
+               "failure_message": null})
+    }
+
+    fn machine(
+        job: i64,
+        iid: &str,
+        created: i64,
+        ended: Option<i64>,
+        destroyed: Option<i64>,
+    ) -> Value {
+        json!({"label": format!("rigger:c:{job}:{iid}"), "created_ms": created, "ended_ms": ended,
+               "destroyed_ms": destroyed, "phase": if destroyed.is_some() { "destroyed" } else { "running" }})
+    }
+
+    #[test]
+    fn a_machine_destroyed_during_its_job_is_a_busy_machine_killed() {
+        let gh = json!({"jobs": [job(1, "rigger-c-1-aa", 100, Some(900)), job(2, "rigger-c-2-bb", 100, Some(500))]});
+        let vast = json!({"instances": [
+            // Destroyed at 600, before its job ended at 900, its process still running.
+            machine(1, "aa", 0, Some(600), Some(600)),
+            // Destroyed after its job ended: a teardown of 100 ms.
+            machine(2, "bb", 0, Some(600), Some(600)),
+        ]});
+        let f = Figures::measure(&gh, &vast, 1_000, "c");
+        assert_eq!(f.busy_killed, vec![(1, "aa".to_string())]);
+        assert_eq!(f.teardown_s, vec![0.1]);
+        assert_eq!(f.leaked, 0);
+    }
+
+    #[test]
+    fn two_machines_at_once_for_one_job_are_a_duplicate_but_one_a_sibling_took_is_not() {
+        let gh = json!({"jobs": [
+            // Job 3's first machine was taken by sibling 4 at 200; its second is legitimate.
+            job(4, "rigger-c-3-aa", 200, Some(800)),
+            job(3, "rigger-c-3-bb", 400, Some(900)),
+            {"id": 5, "status": "queued", "runner_name": null, "started_ms": null,
+             "completed_ms": null, "failure_message": null},
+        ]});
+        let vast = json!({"instances": [
+            machine(3, "aa", 0, Some(810), Some(810)),
+            machine(3, "bb", 300, Some(910), Some(910)),
+            machine(5, "cc", 0, None, None),
+            machine(5, "dd", 100, None, None),
+        ]});
+        let f = Figures::measure(&gh, &vast, 1_000, "c");
+        assert_eq!(f.duplicated, vec![5]);
+        assert_eq!(f.duplicate_machines, 1);
+        assert_eq!(f.stranded_queued, vec![5]);
+        assert_eq!(f.leaked, 2);
+        assert!(f.violations().len() >= 3, "{:?}", f.violations());
+    }
+
+    #[test]
+    fn a_secret_inside_a_jit_config_is_looked_for_too() {
+        let jit = base64::engine::general_purpose::STANDARD
+            .encode(json!({"url": "http://x", "token": "jit_abc123"}).to_string());
+        let all = secrets(&json!({"secrets_issued": [jit]}), &["own"]);
+        assert_eq!(all.len(), 3);
+        assert_eq!(found_in(&all, b"... jit_abc123 ..."), 1);
+        assert_eq!(found_in(&all, b"nothing here"), 0);
+    }
 }
