@@ -45,10 +45,17 @@ pub(super) fn runner_side(
             json_response(
                 StatusCode::OK,
                 json!({"job": job.map(|j| json!({"id": j.id, "duration_ms": j.duration_ms,
-                    "run_seconds": (j.duration_ms as f64 / 1000.0 * scale).round() as i64,
+                    "run_seconds": run_seconds(j.duration_ms, scale),
                     "conclusion": j.planned_conclusion}))}),
             )
         }
+        // The runner renews its job's lock (actions/runner does every 60 s).
+        (&Method::POST, [id, "renew"]) => match id.parse::<i64>() {
+            Ok(id) if sim.runner_heartbeat(id) => {
+                json_response(StatusCode::OK, json!({"ok": true}))
+            }
+            _ => gh_error(StatusCode::NOT_FOUND, "no such runner: its job has ended"),
+        },
         (&Method::POST, [_, "finish"]) => {
             let job = body["job_id"].as_i64().unwrap_or(-1);
             let conclusion = body["conclusion"].as_str().unwrap_or("success");
@@ -60,6 +67,13 @@ pub(super) fn runner_side(
         }
         _ => gh_error(StatusCode::NOT_FOUND, "Not Found"),
     }
+}
+
+/// Real seconds a runner spends on a job of `duration_ms` at `scale`, to
+/// the millisecond: a job of 1.5 simulated seconds is not rounded to 2 (or
+/// a short one to 0), so what GitHub records as its run is its duration.
+pub(super) fn run_seconds(duration_ms: i64, scale: f64) -> f64 {
+    (duration_ms as f64 * scale).round() / 1000.0
 }
 
 pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Value) -> Response {
@@ -264,10 +278,25 @@ pub(super) fn control(sim: &SimGithub, method: &Method, seg: &[&str], body: &Val
                 json!({"jobs": w.jobs.values().collect::<Vec<_>>(), "runners": w.runners.values().collect::<Vec<_>>(),
                        "check_runs": w.check_runs.values().collect::<Vec<_>>(), "repos": w.repos.values().collect::<Vec<_>>(),
                        "requests": w.requests, "webhook_faults": w.webhook_faults,
+                       // What was handed out, so a soak can look for each in logs and databases.
+                       "secrets_issued": w.secrets_issued, "liveness": w.liveness,
                        "delivery_attempts": w.attempts, "suspended": w.suspended, "deleted": w.deleted,
                        "removed_repos": w.removed_repos}),
             )
         }
         _ => gh_error(StatusCode::NOT_FOUND, "unknown /sim endpoint"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_seconds;
+
+    #[test]
+    fn a_runner_runs_a_job_for_its_duration_to_the_millisecond() {
+        assert_eq!(run_seconds(1_500, 1.0), 1.5);
+        assert_eq!(run_seconds(400, 1.0), 0.4);
+        assert_eq!(run_seconds(600_000, 1.0 / 120.0), 5.0);
+        assert_eq!(run_seconds(600_000, 0.0), 0.0);
     }
 }

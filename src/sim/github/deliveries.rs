@@ -258,3 +258,37 @@ pub(super) fn app_hook(
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{NewJob, SimGithub, SimGithubConfig, WebhookFaults};
+    use crate::engine::ports::ManualClock;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_lost_delivery_is_recorded_as_a_failed_attempt() {
+        let clock = ManualClock::new(1_763_800_000_000);
+        let gh = SimGithub::new(
+            SimGithubConfig {
+                // Nothing listens on the discard port: were it sent, it would fail too.
+                webhook_url: Some("http://127.0.0.1:9/webhook".into()),
+                ..SimGithubConfig::default()
+            },
+            Arc::new(clock),
+        )
+        .unwrap();
+        gh.add_repo("acme/ml", &[]);
+        gh.set_webhook_faults(WebhookFaults {
+            loss_rate: 1.0,
+            ..WebhookFaults::default()
+        });
+        let job = gh.queue_job(NewJob::on("acme/ml", "gpu"));
+        assert_eq!(gh.flush().await, 0);
+        let attempts = gh.delivery_attempts();
+        assert_eq!(attempts.len(), 1, "{attempts:?}");
+        let a = &attempts[0];
+        assert_eq!((a.status.as_str(), a.status_code), ("failed to connect", 0));
+        assert_eq!(a.action.as_deref(), Some("queued"));
+        assert_eq!(a.body["workflow_job"]["id"], job);
+    }
+}

@@ -130,6 +130,7 @@
 mod control;
 pub mod deliveries;
 mod http;
+pub mod liveness;
 pub mod record;
 pub mod releases;
 mod rest;
@@ -713,6 +714,7 @@ impl SimGithub {
                 completed_ms: None,
                 environment: None,
                 deployment_id: None,
+                failure_message: None,
             },
         );
         if let Some(env) = environment {
@@ -807,7 +809,34 @@ impl SimGithub {
             .find(|r| r.jit_config == jit_config && !r.redeemed)?;
         r.redeemed = true;
         r.status = RunnerStatus::Online;
-        Some(r.id)
+        let id = r.id;
+        let now = self.now();
+        w.heard_from(id, now);
+        Some(id)
+    }
+
+    /// The runner renews its job's lock (or polls, idle): `false` when
+    /// GitHub no longer knows it (its job was cancelled or ended, and its
+    /// JIT runner went with it), which tells a runner to stop.
+    pub fn runner_heartbeat(&self, runner_id: i64) -> bool {
+        let now = self.now();
+        let mut w = self.world();
+        w.heard_from(runner_id, now);
+        w.runners.contains_key(&runner_id)
+    }
+
+    /// Apply GitHub's rule for silent runners now (`liveness.rs`): they go
+    /// offline, and their jobs fail once their lock runs out. Returns the
+    /// jobs failed.
+    pub fn lose_silent_runners(&self) -> Vec<i64> {
+        let now = self.now();
+        self.world().lose_silent_runners(now)
+    }
+
+    /// How long silent runners are believed in: GitHub's figures by
+    /// default; a soak whose jobs last seconds shortens them with its time.
+    pub fn set_liveness(&self, l: liveness::Liveness) {
+        self.world().liveness = l;
     }
 
     /// The runner stops polling (its host is down): GitHub shows it offline.
@@ -823,7 +852,9 @@ impl SimGithub {
 
     pub fn take_job(&self, runner_id: i64) -> Option<i64> {
         let now = self.now();
-        self.world().take_job(runner_id, now)
+        let mut w = self.world();
+        w.heard_from(runner_id, now);
+        w.take_job(runner_id, now)
     }
 
     pub fn finish_job(&self, job_id: i64, conclusion: &str) -> bool {
@@ -943,6 +974,7 @@ impl SimGithub {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                sender.lose_silent_runners();
                 sender.deliver_outbox(in_flight).await;
             }
         });

@@ -38,10 +38,19 @@ while :; do
   sleep 1
 done
 if [ -n "${ACTIONS_RUNNER_HOOK_JOB_STARTED-}" ]; then "$ACTIONS_RUNNER_HOOK_JOB_STARTED"; fi
-secs=$(printf '%s' "$j" | sed -n 's/.*"run_seconds":\([0-9]*\).*/\1/p')
+secs=$(printf '%s' "$j" | sed -n 's/.*"run_seconds":\([0-9.]*\).*/\1/p')
 conclusion=$(printf '%s' "$j" | sed -n 's/.*"conclusion":"\([a-z_]*\)".*/\1/p')
 echo "runner: running job $job"
-sleep "${secs:-0}"
+# As the real runner renews its job's lock while it runs: each second, and
+# a job the service ended (cancelled) ends here.
+whole=$(awk "BEGIN { print int(${secs:-0}) }")
+i=0
+while [ "$i" -lt "$whole" ]; do
+  sleep 1
+  curl -fsS -X POST "$url/_runner/$id/renew" >/dev/null || { echo "runner: job $job ended on the service"; echo "Exiting runner..."; exit 0; }
+  i=$((i + 1))
+done
+sleep "$(awk "BEGIN { print ${secs:-0} - $whole }")"
 curl -fsS -X POST -H 'Content-Type: application/json' \
   -d "{\"job_id\":$job,\"conclusion\":\"${conclusion:-success}\"}" "$url/_runner/$id/finish" >/dev/null
 echo "runner: job $job completed: ${conclusion:-success}"

@@ -118,6 +118,9 @@ pub struct Job {
     pub environment: Option<String>,
     /// The deployment GitHub made for it (with `environment`).
     pub deployment_id: Option<i64>,
+    /// The annotation GitHub shows on a job that failed without its steps
+    /// failing (its runner lost communication: `liveness.rs`).
+    pub failure_message: Option<String>,
 }
 
 /// A check run as GitHub keeps it. GitHub shows, for each name on a
@@ -446,6 +449,10 @@ pub struct World {
     /// check none of them ends up where it must not (I6).
     pub secrets_issued: Vec<String>,
     pub runners: BTreeMap<i64, Runner>,
+    /// When each runner was last heard from (`liveness.rs`).
+    pub runner_heard_ms: BTreeMap<i64, i64>,
+    /// How long a silent runner is believed in.
+    pub liveness: super::liveness::Liveness,
     pub jobs: BTreeMap<i64, Job>,
     pub check_runs: BTreeMap<i64, CheckRun>,
     /// `org/team → members`.
@@ -517,6 +524,8 @@ impl World {
             tokens: BTreeMap::new(),
             secrets_issued: Vec::new(),
             runners: BTreeMap::new(),
+            runner_heard_ms: BTreeMap::new(),
+            liveness: Default::default(),
             jobs: BTreeMap::new(),
             check_runs: BTreeMap::new(),
             teams: BTreeMap::new(),

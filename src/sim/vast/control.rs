@@ -17,8 +17,13 @@ pub(super) fn control(sim: &SimVast, method: &Method, seg: &[&str], body: &[u8])
                 .instances
                 .values()
                 .map(|i| {
+                    // Its times too, so a soak can tell what rigger did
+                    // from what the host did (died, was stuck).
                     json!({"id": i.id, "label": i.label, "phase": i.phase,
-                                 "gpu_name": i.offer.get("gpu_name"), "cost": i.cost_at(now)})
+                                 "gpu_name": i.offer.get("gpu_name"), "cost": i.cost_at(now),
+                                 "created_ms": i.created_ms, "running_ms": i.running_ms,
+                                 "ended_ms": i.ended_ms, "destroyed_ms": i.destroyed_ms,
+                                 "dies": i.dies, "stuck": i.stuck})
                 })
                 .collect();
             json_response(
