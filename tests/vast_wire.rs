@@ -165,7 +165,73 @@ async fn env_vars_too_large_fail_the_job_without_a_create() {
     s.nothing_leaked().await;
 }
 
-both_databases!(env_vars_too_large_fail_the_job_without_a_create);
+/// The rent-time check behind `rigger validate`'s: `validate` leaves room
+/// for rigger's own variables at generous sizes, but an operator's setting
+/// can take more (here a 4000-character `runner.preinstalled_path`, which
+/// settings allow). `env_vars` that pass `validate` then no longer fit
+/// Vast.ai's 32768: the job fails with the reason when its machine is
+/// rented, its JIT runner is given back, and no create is sent.
+async fn an_environment_too_large_only_at_rent_time_fails_without_a_create() {
+    let path = format!("/opt/{}", "p".repeat(4_000));
+    let s = Story::begin_with(
+        "envlimit-rent",
+        &[("RIGGER_RUNNER_PREINSTALLED_PATH", path.as_str())],
+    )
+    .await;
+    // Just under what `validate` allows.
+    let budget = bootstrap::user_env_budget();
+    let mut vars = BTreeMap::new();
+    let mut n = 0;
+    while bootstrap::env_total(&vars) + 300 < budget {
+        vars.insert(format!("V{n:03}"), "w".repeat(200));
+        n += 1;
+    }
+    let lines: String = vars
+        .iter()
+        .map(|(k, v)| format!("        {k}: {v}\n"))
+        .collect();
+    let cirun = format!(
+        "runners:\n  - name: big\n    cloud: vast_ai\n    instance_type: 1xRTX_4090\n    labels: [cirun-big]\n    extra_config:\n      env_vars:\n{lines}"
+    );
+    let parsed = rigger::config::parse_file(
+        std::path::Path::new(".cirun.yml"),
+        &cirun,
+        rigger::config::FileKind::Repository,
+    );
+    assert_eq!(parsed.diagnostics.errors(), 0, "{}", parsed.render());
+    s.github.add_repo("acme/big", &[(".cirun.yml", &cirun)]);
+    let job = s.github.queue_job(NewJob {
+        repo: "acme/big".into(),
+        labels: vec!["cirun-big--8".into()],
+        head_sha: "8f3c1e2d".into(),
+        fork: false,
+        actor: "octocat".into(),
+        duration_ms: 600_000,
+        conclusion: "success".into(),
+    });
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(job).await, JobState::Failed);
+    assert_eq!(s.vast.requests("PUT /api/v0/asks/:id"), 0, "no create sent");
+    assert!(
+        s.github.runners().is_empty(),
+        "the JIT runner registered for it is deleted"
+    );
+    let said = s
+        .github
+        .check_runs()
+        .iter()
+        .map(|c| format!("{} {} {:?}", c.title, c.summary, c.text))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(said.contains("too large for Vast.ai"), "{said}");
+    s.nothing_leaked().await;
+}
+
+both_databases!(
+    env_vars_too_large_fail_the_job_without_a_create,
+    an_environment_too_large_only_at_rent_time_fails_without_a_create,
+);
 
 /// `rigger sim vast` as its own process, killed when the test ends.
 struct SimProcess {
