@@ -460,9 +460,66 @@ async fn answers_come_compressed_when_asked_and_rigger_reads_them() {
     tcp.read_to_end(&mut answer).await.unwrap();
     let head = String::from_utf8_lossy(&answer[..answer.len().min(400)]).to_ascii_lowercase();
     assert!(head.contains("content-encoding: gzip"), "{head}");
-    // rigger asks for and reads them.
-    let offers = w.client.search(&any_offer()).await.unwrap();
-    assert!(!offers.is_empty());
+    // rigger asks for them: its search says so, and the answer it gets
+    // through a relay that keeps what comes back is compressed, and read.
+    let (relay, answered) = relay_keeping_answers(addr).await;
+    let client = VastClient::with_retry(&relay, Secret::new("sim-vast-key"), fast_retry());
+    w.sim.record(true);
+    let offers = client.search(&any_offer()).await.unwrap();
+    assert!(!offers.is_empty(), "the compressed answer is decoded");
+    let recorded = w.sim.take_recorded();
+    let search = recorded
+        .exchanges
+        .iter()
+        .find(|e| e.path.starts_with("/api/v0/bundles"))
+        .expect("rigger's search reached the simulated Vast.ai");
+    let asked = search.header("accept-encoding").unwrap_or_default();
+    assert!(
+        asked.contains("gzip"),
+        "rigger's Accept-Encoding: {asked:?}"
+    );
+    let head = String::from_utf8_lossy(&answered.lock().unwrap()).to_ascii_lowercase();
+    let head = head
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        head.contains("content-encoding: gzip"),
+        "the answer rigger got: {head}"
+    );
+}
+
+/// A TCP relay to `upstream` on an OS-chosen port that keeps the first
+/// bytes of what comes back (the answer's head, as sent on the wire).
+async fn relay_keeping_answers(upstream: &str) -> (String, Arc<std::sync::Mutex<Vec<u8>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (upstream, keep) = (upstream.to_string(), kept.clone());
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            tokio::spawn(async move { tokio::io::copy(&mut cr, &mut sw).await });
+            let keep = keep.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = sr.read(&mut buf).await {
+                    if n == 0 || cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    let mut k = keep.lock().unwrap();
+                    if k.len() < 4096 {
+                        k.extend_from_slice(&buf[..n]);
+                    }
+                }
+            });
+        }
+    });
+    (url, kept)
 }
 
 /// Each page of a listing counts against the listing's interval (1 s): a
