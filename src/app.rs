@@ -12,7 +12,7 @@ use crate::cloud::vast::client::VastClient;
 use crate::cloud::vast::limit::Limiter;
 use crate::engine::Engine;
 use crate::engine::inbox::DurableInbox;
-use crate::engine::offers::Market;
+use crate::engine::offers::{Diagnoses, Market};
 use crate::engine::ports::Clock;
 use crate::engine::supervise::Health;
 use crate::github::app::AppAuth;
@@ -74,6 +74,7 @@ impl App {
                     0,
                 ),
             max_lifetime: Some(settings.timeouts.max_lifetime),
+            diagnoses: Diagnoses::new(clock.clone()),
         };
         let engine = Arc::new(Engine::new(
             store.clone(),

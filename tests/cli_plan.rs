@@ -4,6 +4,7 @@ use std::process::Output;
 use std::sync::Arc;
 
 use rigger::engine::ports::ManualClock;
+use rigger::sim::vast::limits::Endpoint;
 use rigger::sim::vast::{SimConfig, SimVast};
 use serde_json::Value;
 
@@ -182,4 +183,45 @@ async fn low_reliability_hosts_are_flagged_in_text_and_json() {
         );
     }
     assert!(text.contains("! reliability below 97%"), "{text}");
+}
+
+/// Someone else on the same key has spent the minute's ten searches (the
+/// simulated Vast.ai's clock stands still, so the minute never passes):
+/// `rigger plan` keeps to Vast.ai's limits through the same limiter as
+/// `rigger serve`. Vast.ai refuses its first search once; it sends no
+/// more into the refusal and says when to try again.
+#[tokio::test]
+async fn plan_keeps_to_vasts_search_limit_and_says_when_to_try_again() {
+    let sim = SimVast::new(SimConfig::default(), Arc::new(ManualClock::new(0)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = sim.router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let other = reqwest::Client::new();
+    for _ in 0..10 {
+        let r = other
+            .post(format!("{url}/api/v0/bundles/"))
+            .bearer_auth("sim-vast-key")
+            .json(&serde_json::json!({"limit": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "the other tool's search: {r:?}");
+    }
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rigger"))
+        .args(["plan", "examples/.cirun.yml", "--vast-url", &url])
+        .env_remove("VAST_URL")
+        .env_remove("RIGGER_VAST_RATE_LIMITS")
+        .env("VAST_API_KEY", "sim-vast-key")
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(
+        sim.refused(Endpoint::Search),
+        1,
+        "one search refused, none sent into the refusal: {err}"
+    );
+    assert!(err.contains("rate limit"), "says why: {err}");
 }

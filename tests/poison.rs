@@ -384,6 +384,7 @@ fn engine_with_planted_bug(
                         0,
                     ),
                 max_lifetime: Some(e.settings.timeouts.max_lifetime),
+                diagnoses: rigger::engine::offers::Diagnoses::new(Arc::new(s.clock.clone())),
             },
             panic_on,
             panic_on_destroy: Default::default(),

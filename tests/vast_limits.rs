@@ -70,10 +70,51 @@ async fn jobs_of_a_definition_nothing_matches_share_its_searches() {
     let searches = s.vast.requests("POST /api/v0/bundles");
     println!("5 no-offer jobs of one definition, first 61 s: {searches} searches");
     assert!(
-        searches <= 2 * 2,
+        searches <= 2 + 1,
         "{searches} searches in a minute for one definition with two candidates: \
-         at most a search and a diagnosis per candidate"
+         at most a search per candidate and one diagnosis"
     );
+}
+
+/// The diagnosis searches ("what would match") of the sweep above.
+fn diagnosis_searches(s: &Story) -> usize {
+    s.vast
+        .take_recorded()
+        .exchanges
+        .iter()
+        .filter(|e| e.path.starts_with("/api/v0/bundles"))
+        // The broad search asks for many offers; a candidate's for a few.
+        .filter(|e| e.request_body.json().is_some_and(|b| b["limit"] == 1000))
+        .count()
+}
+
+/// Jobs of a one-candidate definition nothing matches keep coming for ten
+/// minutes: its "what would match" search is made once for the ten minutes
+/// (`offers::DIAGNOSIS_MS`), not once per job or per attempt.
+async fn a_definition_nothing_matches_is_diagnosed_once_per_ten_minutes() {
+    let s = Story::with_market("limits-diagnosis-period", 0).await;
+    s.vast.record(true);
+    for minute in 0..10 {
+        for n in 0..3 {
+            s.a_job_is_queued(&format!("cirun-gpu--5{minute}{n}"));
+        }
+        s.webhooks_arrive().await;
+        s.rigger_provisions_once().await;
+        a_minute_passes(&s).await;
+    }
+    let first_period = diagnosis_searches(&s);
+    let searches = s.vast.requests("POST /api/v0/bundles");
+    println!("30 no-offer jobs over 10 min: {searches} searches, {first_period} of them diagnoses");
+    assert_eq!(
+        first_period, 1,
+        "one diagnosis search in ten minutes for a definition nothing matches"
+    );
+    a_minute_passes(&s).await;
+    s.a_job_is_queued("cirun-gpu--599");
+    s.webhooks_arrive().await;
+    s.rigger_provisions_once().await;
+    a_minute_passes(&s).await;
+    assert_eq!(diagnosis_searches(&s), 1, "and one more in the next period");
 }
 
 async fn a_burst_of_jobs_is_rented_with_almost_no_429s() {
@@ -207,6 +248,7 @@ async fn a_spent_daily_search_quota_parks_searches_until_its_reset() {
 both_databases!(
     a_job_that_finds_no_offer_keeps_to_ten_searches_a_minute,
     jobs_of_a_definition_nothing_matches_share_its_searches,
+    a_definition_nothing_matches_is_diagnosed_once_per_ten_minutes,
     a_burst_of_jobs_is_rented_with_almost_no_429s,
     a_search_refused_by_vast_waits_a_minute_not_seconds,
     a_spent_daily_search_quota_parks_searches_until_its_reset,

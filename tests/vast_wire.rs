@@ -165,7 +165,73 @@ async fn env_vars_too_large_fail_the_job_without_a_create() {
     s.nothing_leaked().await;
 }
 
-both_databases!(env_vars_too_large_fail_the_job_without_a_create);
+/// The rent-time check behind `rigger validate`'s: `validate` leaves room
+/// for rigger's own variables at generous sizes, but an operator's setting
+/// can take more (here a 4000-character `runner.preinstalled_path`, which
+/// settings allow). `env_vars` that pass `validate` then no longer fit
+/// Vast.ai's 32768: the job fails with the reason when its machine is
+/// rented, its JIT runner is given back, and no create is sent.
+async fn an_environment_too_large_only_at_rent_time_fails_without_a_create() {
+    let path = format!("/opt/{}", "p".repeat(4_000));
+    let s = Story::begin_with(
+        "envlimit-rent",
+        &[("RIGGER_RUNNER_PREINSTALLED_PATH", path.as_str())],
+    )
+    .await;
+    // Just under what `validate` allows.
+    let budget = bootstrap::user_env_budget();
+    let mut vars = BTreeMap::new();
+    let mut n = 0;
+    while bootstrap::env_total(&vars) + 300 < budget {
+        vars.insert(format!("V{n:03}"), "w".repeat(200));
+        n += 1;
+    }
+    let lines: String = vars
+        .iter()
+        .map(|(k, v)| format!("        {k}: {v}\n"))
+        .collect();
+    let cirun = format!(
+        "runners:\n  - name: big\n    cloud: vast_ai\n    instance_type: 1xRTX_4090\n    labels: [cirun-big]\n    extra_config:\n      env_vars:\n{lines}"
+    );
+    let parsed = rigger::config::parse_file(
+        std::path::Path::new(".cirun.yml"),
+        &cirun,
+        rigger::config::FileKind::Repository,
+    );
+    assert_eq!(parsed.diagnostics.errors(), 0, "{}", parsed.render());
+    s.github.add_repo("acme/big", &[(".cirun.yml", &cirun)]);
+    let job = s.github.queue_job(NewJob {
+        repo: "acme/big".into(),
+        labels: vec!["cirun-big--8".into()],
+        head_sha: "8f3c1e2d".into(),
+        fork: false,
+        actor: "octocat".into(),
+        duration_ms: 600_000,
+        conclusion: "success".into(),
+    });
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(job).await, JobState::Failed);
+    assert_eq!(s.vast.requests("PUT /api/v0/asks/:id"), 0, "no create sent");
+    assert!(
+        s.github.runners().is_empty(),
+        "the JIT runner registered for it is deleted"
+    );
+    let said = s
+        .github
+        .check_runs()
+        .iter()
+        .map(|c| format!("{} {} {:?}", c.title, c.summary, c.text))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(said.contains("too large for Vast.ai"), "{said}");
+    s.nothing_leaked().await;
+}
+
+both_databases!(
+    env_vars_too_large_fail_the_job_without_a_create,
+    an_environment_too_large_only_at_rent_time_fails_without_a_create,
+);
 
 /// `rigger sim vast` as its own process, killed when the test ends.
 struct SimProcess {
@@ -394,9 +460,66 @@ async fn answers_come_compressed_when_asked_and_rigger_reads_them() {
     tcp.read_to_end(&mut answer).await.unwrap();
     let head = String::from_utf8_lossy(&answer[..answer.len().min(400)]).to_ascii_lowercase();
     assert!(head.contains("content-encoding: gzip"), "{head}");
-    // rigger asks for and reads them.
-    let offers = w.client.search(&any_offer()).await.unwrap();
-    assert!(!offers.is_empty());
+    // rigger asks for them: its search says so, and the answer it gets
+    // through a relay that keeps what comes back is compressed, and read.
+    let (relay, answered) = relay_keeping_answers(addr).await;
+    let client = VastClient::with_retry(&relay, Secret::new("sim-vast-key"), fast_retry());
+    w.sim.record(true);
+    let offers = client.search(&any_offer()).await.unwrap();
+    assert!(!offers.is_empty(), "the compressed answer is decoded");
+    let recorded = w.sim.take_recorded();
+    let search = recorded
+        .exchanges
+        .iter()
+        .find(|e| e.path.starts_with("/api/v0/bundles"))
+        .expect("rigger's search reached the simulated Vast.ai");
+    let asked = search.header("accept-encoding").unwrap_or_default();
+    assert!(
+        asked.contains("gzip"),
+        "rigger's Accept-Encoding: {asked:?}"
+    );
+    let head = String::from_utf8_lossy(&answered.lock().unwrap()).to_ascii_lowercase();
+    let head = head
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        head.contains("content-encoding: gzip"),
+        "the answer rigger got: {head}"
+    );
+}
+
+/// A TCP relay to `upstream` on an OS-chosen port that keeps the first
+/// bytes of what comes back (the answer's head, as sent on the wire).
+async fn relay_keeping_answers(upstream: &str) -> (String, Arc<std::sync::Mutex<Vec<u8>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (upstream, keep) = (upstream.to_string(), kept.clone());
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            tokio::spawn(async move { tokio::io::copy(&mut cr, &mut sw).await });
+            let keep = keep.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = sr.read(&mut buf).await {
+                    if n == 0 || cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    let mut k = keep.lock().unwrap();
+                    if k.len() < 4096 {
+                        k.extend_from_slice(&buf[..n]);
+                    }
+                }
+            });
+        }
+    });
+    (url, kept)
 }
 
 /// Each page of a listing counts against the listing's interval (1 s): a

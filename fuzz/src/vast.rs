@@ -59,6 +59,7 @@ fn world() -> &'static World {
             market: Market {
                 provider: client,
                 max_lifetime: None,
+                diagnoses: rigger::engine::offers::Diagnoses::off(),
             },
             runner,
         }

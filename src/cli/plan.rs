@@ -9,6 +9,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::cloud::vast::client::{DEFAULT_URL, VastClient};
+use crate::cloud::vast::limit::{Limiter, RateLimits};
 use crate::config::{self, FileKind};
 use crate::engine::offers::{CandidatePlan, plan_candidate};
 use crate::engine::rank::Priced;
@@ -17,6 +18,11 @@ use crate::text::clip;
 
 /// Reliability below this is flagged: about one interrupted job in 30.
 const LOW_RELIABILITY: f64 = 0.97;
+
+/// How long a search waits for its slot: a minute and a little, so a plan
+/// of more candidates than Vast.ai's ten searches a minute finishes at
+/// Vast.ai's pace instead of being refused.
+const QUEUE_SEARCH_MS: i64 = 61_000;
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -42,6 +48,10 @@ pub struct PlanArgs {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// The rate limits kept to, as `[vast] rate_limits` in rigger.toml
+    /// (`documented`, or `documented,search_per_minute=5,...`).
+    #[arg(long, env = "RIGGER_VAST_RATE_LIMITS", default_value = "documented")]
+    pub rate_limits: RateLimits,
 }
 
 pub async fn run(args: PlanArgs) -> anyhow::Result<()> {
@@ -77,9 +87,16 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<()> {
             names.join(", ")
         );
     }
+    // The same limiter as `rigger serve`'s: Vast.ai counts per key, and a
+    // refused search would only be retried into more refusals.
+    let clock = std::sync::Arc::new(crate::engine::ports::SystemClock);
     let client = VastClient::new(
         &args.vast_url,
         Secret::new(args.vast_api_key.clone().unwrap_or_default()),
+    )
+    .with_limiter(
+        Limiter::new(args.rate_limits.clone(), clock),
+        QUEUE_SEARCH_MS,
     );
     let hours = f64::from(args.expected_minutes) / 60.0;
     let mut out = Vec::new();

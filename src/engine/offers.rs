@@ -4,10 +4,13 @@
 //! [`Market`] is the engine's `Cloud` port built on a provider; `rigger plan`
 //! uses [`plan_candidate`] directly to show its work.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use serde::Serialize;
 use serde_json::Value;
 
-use super::ports::{Cloud, CloudError, OfferSearch, RankedOffer};
+use super::ports::{Clock, Cloud, CloudError, OfferSearch, RankedOffer};
 use super::rank::{self, Estimate, Priced};
 use super::reconcile::{CloudStatus, CloudView};
 use crate::cloud::vast::query::{broad_filter, filter_for, search_body};
@@ -57,16 +60,37 @@ pub async fn plan_candidate<P: CloudProvider>(
     reference_hours: f64,
     max_lifetime: Option<std::time::Duration>,
 ) -> Result<CandidatePlan, CloudError> {
+    let mut plan = search_candidate(
+        provider,
+        index,
+        candidate,
+        extra,
+        cpu_arch,
+        reference_hours,
+        max_lifetime,
+    )
+    .await?;
+    if plan.offers.is_empty() {
+        let estimate = estimate_for(candidate, extra, reference_hours);
+        plan.diagnosis = Some(diagnosis_of(provider, &plan.filter, &estimate).await?);
+    }
+    Ok(plan)
+}
+
+/// Search and rank one candidate, without a diagnosis.
+async fn search_candidate<P: CloudProvider>(
+    provider: &P,
+    index: usize,
+    candidate: &VastCandidate,
+    extra: &VastExtra,
+    cpu_arch: &str,
+    reference_hours: f64,
+    max_lifetime: Option<std::time::Duration>,
+) -> Result<CandidatePlan, CloudError> {
     let filter = filter_for(candidate, extra, cpu_arch, max_lifetime);
     let estimate = estimate_for(candidate, extra, reference_hours);
     let found = provider.search(&filter).await?;
     let offers = rank::rank_offers(found, &estimate);
-    let diagnosis = if offers.is_empty() {
-        let broad = provider.search(&broad_filter(&filter)).await?;
-        Some(diagnose(&filter, &estimate, &broad))
-    } else {
-        None
-    };
     Ok(CandidatePlan {
         index,
         instance_type: candidate.instance_type.clone(),
@@ -74,8 +98,69 @@ pub async fn plan_candidate<P: CloudProvider>(
         query: search_body(&filter),
         filter,
         offers,
-        diagnosis,
+        diagnosis: None,
     })
+}
+
+/// The "what would match" search (the same GPUs, no other filter) and what
+/// it says.
+async fn diagnosis_of<P: CloudProvider>(
+    provider: &P,
+    filter: &OfferFilter,
+    estimate: &Estimate,
+) -> Result<String, CloudError> {
+    let broad = provider.search(&broad_filter(filter)).await?;
+    Ok(diagnose(filter, estimate, &broad))
+}
+
+/// How long a candidate's diagnosis answers for it: the market a diagnosis
+/// describes changes slowly, and each one is a search out of Vast.ai's ten
+/// a minute. The candidate's own search is still made (at most once a
+/// minute per definition, `offer_pool::NO_MATCH_MS`): a match is seen at once.
+pub const DIAGNOSIS_MS: i64 = 10 * 60_000;
+
+/// Diagnoses kept per (definition, candidate) for [`DIAGNOSIS_MS`].
+pub struct Diagnoses {
+    clock: Arc<dyn Clock>,
+    keep_ms: i64,
+    kept: Mutex<HashMap<String, (i64, String)>>,
+}
+
+impl Diagnoses {
+    pub fn new(clock: Arc<dyn Clock>) -> Diagnoses {
+        Diagnoses {
+            clock,
+            keep_ms: DIAGNOSIS_MS,
+            kept: Mutex::default(),
+        }
+    }
+
+    /// Keeps nothing: every search that finds nothing diagnoses afresh
+    /// (the fuzz harness, whose every case is its own market).
+    pub fn off() -> Diagnoses {
+        Diagnoses {
+            keep_ms: 0,
+            ..Diagnoses::new(Arc::new(super::ports::SystemClock))
+        }
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, HashMap<String, (i64, String)>> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        let now = self.clock.now_ms();
+        let kept = self.kept();
+        let (at, d) = kept.get(key)?;
+        (now - at < self.keep_ms).then(|| d.clone())
+    }
+
+    fn keep(&self, key: String, diagnosis: String) {
+        let now = self.clock.now_ms();
+        let mut kept = self.kept();
+        kept.retain(|_, (at, _)| now - *at < self.keep_ms);
+        kept.insert(key, (now, diagnosis));
+    }
 }
 
 /// One filter, as a person would say it, and as a test on an offer.
@@ -260,6 +345,8 @@ pub struct Market<P: CloudProvider> {
     /// The controller's `timeouts.max_lifetime`: with a runner's
     /// `max_runtime`, how long a host's contract must last.
     pub max_lifetime: Option<std::time::Duration>,
+    /// What each candidate's market looked like when nothing matched.
+    pub diagnoses: Diagnoses,
 }
 
 fn status(s: InstanceStatus) -> CloudStatus {
@@ -290,9 +377,9 @@ impl<P: CloudProvider> Cloud for Market<P> {
         // Candidates keep the order the user wrote them in (fallbacks):
         // every offer of the first comes before any of the second.
         let mut found = Vec::new();
-        let mut diagnoses = Vec::new();
+        let mut empty = Vec::new();
         for (i, c) in runner.candidates.iter().enumerate() {
-            let plan = plan_candidate(
+            let plan = search_candidate(
                 &self.provider,
                 i,
                 c,
@@ -302,12 +389,9 @@ impl<P: CloudProvider> Cloud for Market<P> {
                 self.max_lifetime,
             )
             .await?;
-            if let Some(d) = plan.diagnosis {
-                diagnoses.push(if runner.candidates.len() > 1 {
-                    format!("{}: {d}", c.instance_type)
-                } else {
-                    d
-                });
+            if plan.offers.is_empty() {
+                empty.push((i, c, plan.filter));
+                continue;
             }
             found.extend(plan.offers.into_iter().map(|p| RankedOffer {
                 offer_id: p.offer.id,
@@ -322,12 +406,38 @@ impl<P: CloudProvider> Cloud for Market<P> {
                 bid_price: p.bid,
             }));
         }
-        if found.is_empty() {
-            return Ok(OfferSearch::NoMatch {
-                diagnosis: diagnoses.join("; "),
+        if !found.is_empty() {
+            return Ok(OfferSearch::Found(found));
+        }
+        // Nothing matches: say why, with at most one diagnosis search per
+        // attempt (the others' come on later attempts), each candidate's
+        // kept for DIAGNOSIS_MS.
+        let mut searched = false;
+        let mut diagnoses = Vec::new();
+        for (i, c, filter) in empty {
+            let key = format!("{runner:?}|{i}");
+            let d = match self.diagnoses.get(&key) {
+                Some(d) => d,
+                None if !searched => {
+                    searched = true;
+                    let estimate = estimate_for(c, &runner.extra, expected_reference_hours);
+                    let d = diagnosis_of(&self.provider, &filter, &estimate).await?;
+                    self.diagnoses.keep(key, d.clone());
+                    d
+                }
+                None => "0 offers (which filter emptied the market is looked up on a later \
+                         attempt: one such search at a time, within Vast.ai's search limit)"
+                    .to_string(),
+            };
+            diagnoses.push(if runner.candidates.len() > 1 {
+                format!("{}: {d}", c.instance_type)
+            } else {
+                d
             });
         }
-        Ok(OfferSearch::Found(found))
+        Ok(OfferSearch::NoMatch {
+            diagnosis: diagnoses.join("; "),
+        })
     }
 
     async fn create(&self, spec: &LaunchSpec) -> Result<String, CloudError> {

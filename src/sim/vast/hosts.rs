@@ -3,7 +3,8 @@
 //! disconnects (`offline`) or is frozen for a while and then comes back; a
 //! container that cannot start (Docker's error stays in `status_msg`, the
 //! instance stays `created`); an interruptible instance outbid (stopped,
-//! resumed when its bid is raised, `PUT /api/v0/instances/bid_price/{id}/`);
+//! restarted when its bid is raised, `PUT /api/v0/instances/bid_price/{id}/`:
+//! its container starts again and its onstart runs again);
 //! a bid below an offer's current minimum (400 `invalid_price`).
 
 use std::str::FromStr;
@@ -229,11 +230,20 @@ impl World {
         }
         i.bid = Some(price);
         if i.phase == Phase::Outbid && i.outbid_by.is_none_or(|w| price >= w) {
-            i.phase = Phase::Running;
-            i.running_ms = Some(now_ms);
+            // Restarted as Vast.ai restarts a stopped instance
+            // (guides_instances_manage-instances.mdx: scheduled, then its
+            // container starts again, and an onstart script "runs
+            // automatically on container startup"): loading for a boot
+            // delay, then running, its onstart run again; its disk kept.
+            i.phase = Phase::Loading;
+            i.starts_ms = now_ms;
+            i.running_ms = None;
             i.ended_ms = None;
+            i.exit_code = None;
+            i.booted = false;
             i.outbid_by = None;
-            i.log.push_str("resumed: bid raised\n");
+            i.log
+                .push_str("scheduling: bid raised; the container starts again\n");
         }
         Ok(())
     }
@@ -335,7 +345,7 @@ mod tests {
     }
 
     #[test]
-    fn an_outbid_instance_stops_and_resumes_when_its_bid_is_raised() {
+    fn an_outbid_instance_stops_and_boots_again_when_its_bid_is_raised() {
         let mut w = world(Faults::default());
         let o = w.offers.iter().next().unwrap().clone();
         let (offer, floor) = (o["id"].as_i64().unwrap(), o["min_bid"].as_f64().unwrap());
@@ -359,6 +369,13 @@ mod tests {
         );
         assert_eq!(status(&w, id).0, Some("exited"));
         assert_eq!(w.change_bid(id, floor * 2.0, 3_620_000), Ok(()));
+        // Its container starts again, as a new one does: loading for the
+        // boot delay, then running with its onstart run once more.
+        assert_eq!(status(&w, id).0, Some("loading"));
+        assert!(w.tick(3_625_000).is_empty(), "still starting");
+        let again = w.tick(3_630_000);
+        assert_eq!(again.len(), 1, "booted again: its onstart runs again");
+        assert_eq!(again[0].id, id);
         assert_eq!(status(&w, id).0, Some("running"));
         assert_eq!(
             w.change_bid(id, 0.0, 0),

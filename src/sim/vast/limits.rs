@@ -13,7 +13,8 @@
 //! create (`PUT /api/v0/asks/{id}/`) threshold 4.5 (penalty 12); show one
 //! instance (`GET /api/v0/instances/{id}/`) 2.0; list (`GET
 //! /api/v1/instances/`, and the deprecated v0 list, which documents none) 1.0;
-//! destroy (`DELETE /api/v0/instances/{id}/`) 3.0. A threshold is read as
+//! destroy (`DELETE /api/v0/instances/{id}/`) 3.0; change bid (`PUT
+//! /api/v0/instances/bid_price/{id}/`, change_bid.yaml) 5.5. A threshold is read as
 //! the minimum seconds between two requests (the rate-limit page: "a
 //! minimum interval between requests"); a request refused under a penalty
 //! blocks the identity on that endpoint for the penalty's seconds. The
@@ -33,6 +34,7 @@ pub enum Endpoint {
     Show,
     List,
     Destroy,
+    ChangeBid,
 }
 
 impl Endpoint {
@@ -44,6 +46,7 @@ impl Endpoint {
             "GET /api/v0/instances/:id" => Some(Endpoint::Show),
             "GET /api/v1/instances" | "GET /api/v0/instances" => Some(Endpoint::List),
             "DELETE /api/v0/instances/:id" => Some(Endpoint::Destroy),
+            "PUT /api/v0/instances/bid_price/:id" => Some(Endpoint::ChangeBid),
             _ => None,
         }
     }
@@ -60,6 +63,7 @@ pub struct Limits {
     pub show_interval_ms: i64,
     pub list_interval_ms: i64,
     pub destroy_interval_ms: i64,
+    pub change_bid_interval_ms: i64,
     /// Searches allowed per identity per UTC day (undocumented figure: 0 = off).
     pub search_quota_per_day: u32,
 }
@@ -74,6 +78,7 @@ impl Limits {
             show_interval_ms: 2_000,
             list_interval_ms: 1_000,
             destroy_interval_ms: 3_000,
+            change_bid_interval_ms: 5_500,
             search_quota_per_day: 0,
         }
     }
@@ -87,6 +92,7 @@ impl Limits {
             show_interval_ms: 0,
             list_interval_ms: 0,
             destroy_interval_ms: 0,
+            change_bid_interval_ms: 0,
             search_quota_per_day: 0,
         }
     }
@@ -98,6 +104,7 @@ impl Limits {
             Endpoint::Show => self.show_interval_ms,
             Endpoint::List => self.list_interval_ms,
             Endpoint::Destroy => self.destroy_interval_ms,
+            Endpoint::ChangeBid => self.change_bid_interval_ms,
         }
     }
 }
@@ -143,11 +150,13 @@ impl FromStr for Limits {
                 "show_interval_s" => l.show_interval_ms = secs()?,
                 "list_interval_s" => l.list_interval_ms = secs()?,
                 "destroy_interval_s" => l.destroy_interval_ms = secs()?,
+                "change_bid_interval_s" => l.change_bid_interval_ms = secs()?,
                 other => {
                     return Err(format!(
                         "unknown limit `{other}`; known: documented, none, search_per_minute, \
                          search_quota_per_day, create_interval_s, create_penalty_s, \
-                         show_interval_s, list_interval_s, destroy_interval_s"
+                         show_interval_s, list_interval_s, destroy_interval_s, \
+                         change_bid_interval_s"
                     ));
                 }
             }
@@ -280,6 +289,27 @@ mod tests {
         // Refused at 4 s: blocked until 16 s.
         assert!(lim.check(&l, "a", Endpoint::Create, 10_000).is_err());
         assert!(lim.check(&l, "a", Endpoint::Create, 22_000).is_ok());
+    }
+
+    #[test]
+    fn change_bid_keeps_its_documented_interval() {
+        assert_eq!(
+            Endpoint::of_route("PUT /api/v0/instances/bid_price/:id"),
+            Some(Endpoint::ChangeBid)
+        );
+        let l = Limits::documented();
+        let mut lim = Limiter::default();
+        assert!(lim.check(&l, "a", Endpoint::ChangeBid, 0).is_ok());
+        assert_eq!(
+            lim.check(&l, "a", Endpoint::ChangeBid, 5_000),
+            Err(Refusal::TooFrequent {
+                threshold: "5.5".into()
+            })
+        );
+        assert!(lim.check(&l, "b", Endpoint::ChangeBid, 5_000).is_ok());
+        assert!(lim.check(&l, "a", Endpoint::ChangeBid, 5_500).is_ok());
+        let lifted: Limits = "change_bid_interval_s=0".parse().unwrap();
+        assert!(lim.check(&lifted, "a", Endpoint::ChangeBid, 5_501).is_ok());
     }
 
     #[test]

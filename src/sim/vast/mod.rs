@@ -8,7 +8,8 @@
 //!
 //! Rate limits (`limits.rs`): Vast.ai's documented per-endpoint, per-key
 //! limits — search 10 a minute, create one per 4.5 s (a refusal blocks 12 s),
-//! show one instance per 2 s, list per 1 s, destroy per 3 s — answered 429
+//! show one instance per 2 s, list per 1 s, destroy per 3 s, change bid per
+//! 5.5 s — answered 429
 //! with a plain-text body `API requests too frequent endpoint threshold=…`
 //! and no `Retry-After`; an optional daily search quota answered
 //! `429 {"error":"search_quota_exceeded"}` with `X-RateLimit-Reset`.

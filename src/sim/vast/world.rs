@@ -182,6 +182,9 @@ pub struct Instance {
     pub api_key: String,
     pub phase: Phase,
     pub created_ms: i64,
+    /// When its container last began to start (created, or a stopped
+    /// instance scheduled again): it runs one boot delay later.
+    pub starts_ms: i64,
     pub running_ms: Option<i64>,
     /// When its process ended (GPU billing stops).
     pub ended_ms: Option<i64>,
@@ -416,6 +419,7 @@ impl World {
                 api_key: api_key.clone(),
                 phase: Phase::Loading,
                 created_ms: now_ms,
+                starts_ms: now_ms,
                 running_ms: None,
                 ended_ms: None,
                 destroyed_ms: None,
@@ -445,9 +449,9 @@ impl World {
             match i.phase {
                 _ if frozen_in_time => {}
                 Phase::Loading if i.boot_failure.is_some() => {}
-                Phase::Loading if !i.stuck && now_ms >= i.created_ms + delay => {
+                Phase::Loading if !i.stuck && now_ms >= i.starts_ms + delay => {
                     i.phase = Phase::Running;
-                    i.running_ms = Some(i.created_ms + delay);
+                    i.running_ms = Some(i.starts_ms + delay);
                     i.log.push_str("container started\n");
                 }
                 // A dying host goes offline one boot delay after it started.
