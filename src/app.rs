@@ -55,7 +55,11 @@ impl App {
             &settings.github.private_key,
             Api::new(&settings.github.api_url, clock.clone())
                 .with_metrics(metrics.clone())
-                .with_pace_share(settings.github.pace_percent),
+                .with_pace(crate::github::pace::Caps::share_of(
+                    settings.github.pace_percent,
+                    settings.github.content_per_minute,
+                    settings.github.content_per_hour,
+                )),
             clock.clone(),
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -102,6 +102,11 @@ pub struct GithubSettings {
     /// The share of GitHub's secondary limits on writes rigger keeps to,
     /// in percent (see `github::pace`).
     pub pace_percent: u32,
+    /// GitHub's secondary limits on content-generating requests: 80 a
+    /// minute and 500 an hour on github.com; a GitHub Enterprise Server's
+    /// administrator may set others.
+    pub content_per_minute: u32,
+    pub content_per_hour: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -145,6 +150,12 @@ pub struct Timeouts {
     /// limit's own wait is kept to instead.
     pub destroy_retry: Duration,
     pub destroy_retry_max: Duration,
+    /// The shortest wait before a job that found no machine (nothing on
+    /// the market fits, every offer was taken, an error) is tried again;
+    /// the wait grows with how long the job has waited (half of it),
+    /// up to `provision_retry_max`. A rate limit's own wait is kept to.
+    pub provision_retry: Duration,
+    pub provision_retry_max: Duration,
 }
 
 /// Which actions/runner release the machines run.
@@ -363,6 +374,8 @@ struct GithubFile {
     runner_group_id: Option<i64>,
     cancel_runs_on_give_up: Option<bool>,
     pace_percent: Option<i64>,
+    content_per_minute: Option<i64>,
+    content_per_hour: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -399,6 +412,8 @@ struct TimeoutsFile {
     queue: Option<String>,
     destroy_retry: Option<String>,
     destroy_retry_max: Option<String>,
+    provision_retry: Option<String>,
+    provision_retry_max: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -945,6 +960,16 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Settings, SettingsError> {
             t.destroy_retry_max,
             &range::DESTROY_RETRY_MAX,
         ),
+        provision_retry: check.duration(
+            "provision_retry",
+            t.provision_retry,
+            &range::PROVISION_RETRY,
+        ),
+        provision_retry_max: check.duration(
+            "provision_retry_max",
+            t.provision_retry_max,
+            &range::PROVISION_RETRY_MAX,
+        ),
     };
     if timeouts.destroy_retry_max < timeouts.destroy_retry {
         check.refuse(
@@ -953,6 +978,16 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Settings, SettingsError> {
             format!(
                 "is shorter than timeouts.destroy_retry ({}): the backoff starts there and grows up to this",
                 range::show(timeouts.destroy_retry)
+            ),
+        );
+    }
+    if timeouts.provision_retry_max < timeouts.provision_retry {
+        check.refuse(
+            ("timeouts", "provision_retry_max"),
+            quoted(&range::show(timeouts.provision_retry_max)),
+            format!(
+                "is shorter than timeouts.provision_retry ({}): the wait starts there and grows up to this",
+                range::show(timeouts.provision_retry)
             ),
         );
     }
@@ -1136,7 +1171,37 @@ impl<'a> Checks<'a> {
             runner_group_id: g.runner_group_id.unwrap_or(1),
             cancel_runs_on_give_up: g.cancel_runs_on_give_up.unwrap_or(false),
             pace_percent: 0,
+            content_per_minute: 0,
+            content_per_hour: 0,
         };
+        for (key, value, rule, into) in [
+            (
+                "content_per_minute",
+                g.content_per_minute,
+                &range::CONTENT_PER_MINUTE,
+                &mut github.content_per_minute,
+            ),
+            (
+                "content_per_hour",
+                g.content_per_hour,
+                &range::CONTENT_PER_HOUR,
+                &mut github.content_per_hour,
+            ),
+        ] {
+            let n = value.unwrap_or(rule.default);
+            if rule.admits(n) {
+                *into = u32::try_from(n).unwrap_or_default();
+            } else {
+                self.refuse(
+                    ("github", key),
+                    n,
+                    format!(
+                        "is out of range: allowed are {} to {}; {}",
+                        rule.min, rule.max, rule.why
+                    ),
+                );
+            }
+        }
         let pace = g.pace_percent.unwrap_or(range::PACE_PERCENT.default);
         if range::PACE_PERCENT.admits(pace) {
             github.pace_percent = u32::try_from(pace).unwrap_or_default();

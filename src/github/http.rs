@@ -294,8 +294,12 @@ impl Api {
 
     /// Pace writes at `percent` of GitHub's secondary limits (default 90).
     pub fn with_pace_share(self, percent: u32) -> Api {
-        *self.pace.lock().unwrap_or_else(|p| p.into_inner()) =
-            super::pace::Pace::new(super::pace::Caps::share(percent));
+        self.with_pace(super::pace::Caps::share(percent))
+    }
+
+    /// Pace writes to these caps.
+    pub fn with_pace(self, caps: super::pace::Caps) -> Api {
+        *self.pace.lock().unwrap_or_else(|p| p.into_inner()) = super::pace::Pace::new(caps);
         self
     }
 

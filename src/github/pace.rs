@@ -106,12 +106,19 @@ pub struct Caps {
 impl Caps {
     /// `percent` of GitHub's limits (1 to 100; at least one write each).
     pub fn share(percent: u32) -> Caps {
-        let p = percent.clamp(1, 100);
-        let of = |n: u32| ((n * p) / 100).max(1);
+        Caps::share_of(percent, CONTENT_PER_MINUTE, CONTENT_PER_HOUR)
+    }
+
+    /// `percent` of content limits of `per_minute` and `per_hour` (a GitHub
+    /// Enterprise Server whose administrator set others, or a rehearsal
+    /// against a simulated GitHub that runs faster).
+    pub fn share_of(percent: u32, per_minute: u32, per_hour: u32) -> Caps {
+        let p = u64::from(percent.clamp(1, 100));
+        let of = |n: u32| ((u64::from(n) * p) / 100).max(1);
         Caps {
-            per_minute: of(CONTENT_PER_MINUTE) as usize,
-            per_hour: of(CONTENT_PER_HOUR) as usize,
-            points_per_minute: of(ENDPOINT_POINTS_PER_MINUTE),
+            per_minute: of(per_minute) as usize,
+            per_hour: of(per_hour) as usize,
+            points_per_minute: of(ENDPOINT_POINTS_PER_MINUTE) as u32,
         }
     }
 

@@ -118,6 +118,20 @@ pub(super) const DESTROY_RETRY_MAX: Rule<Duration> = Rule {
     why: "the backoff keeps a failing Vast.ai from being hammered; a machine whose destroy was refused bills until the retry",
 };
 
+pub(super) const PROVISION_RETRY: Rule<Duration> = Rule {
+    default: secs(15),
+    min: secs(1),
+    max: secs(10 * MINUTE),
+    why: "a job waiting for a GPU is looked at again after this at the soonest; Vast.ai allows 10 searches a minute, shared by all jobs",
+};
+
+pub(super) const PROVISION_RETRY_MAX: Rule<Duration> = Rule {
+    default: secs(5 * MINUTE),
+    min: secs(1),
+    max: secs(HOUR),
+    why: "a job waiting for a GPU is looked at again at least this often; GitHub cancels a job queued for 24 h",
+};
+
 /// The share of GitHub's secondary limits on writes (80 a minute, 500 an
 /// hour) rigger keeps to, in percent.
 pub(super) const PACE_PERCENT: Rule<i64> = Rule {
@@ -125,6 +139,22 @@ pub(super) const PACE_PERCENT: Rule<i64> = Rule {
     min: 1,
     max: 100,
     why: "over 100 % rigger would meet GitHub's secondary limits, which GitHub says may get the App banned; at 0 nothing would be written",
+};
+
+/// GitHub's secondary limits on content-generating requests (github.com:
+/// 80 a minute, 500 an hour).
+pub(super) const CONTENT_PER_MINUTE: Rule<i64> = Rule {
+    default: 80,
+    min: 1,
+    max: 100_000,
+    why: "github.com allows 80 content-generating requests a minute; change it only for a GitHub Enterprise Server whose administrator set another limit",
+};
+
+pub(super) const CONTENT_PER_HOUR: Rule<i64> = Rule {
+    default: 500,
+    min: 1,
+    max: 1_000_000,
+    why: "github.com allows 500 content-generating requests an hour; change it only for a GitHub Enterprise Server whose administrator set another limit",
 };
 
 pub(super) const MAX_INSTANCES: Rule<i64> = Rule {
@@ -193,10 +223,18 @@ mod tests {
             QUEUE,
             DESTROY_RETRY,
             DESTROY_RETRY_MAX,
+            PROVISION_RETRY,
+            PROVISION_RETRY_MAX,
         ] {
             assert!(rule.admits(rule.default), "{rule:?}");
         }
-        for rule in [MAX_INSTANCES, MAX_INSTANCES_PER_REPO, DEFAULT_JOB_MINUTES] {
+        for rule in [
+            MAX_INSTANCES,
+            MAX_INSTANCES_PER_REPO,
+            DEFAULT_JOB_MINUTES,
+            CONTENT_PER_MINUTE,
+            CONTENT_PER_HOUR,
+        ] {
             assert!(rule.admits(rule.default), "{rule:?}");
             // The settings hold counts as u32.
             assert!(u32::try_from(rule.max).is_ok(), "{rule:?}");

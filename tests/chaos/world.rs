@@ -99,6 +99,11 @@ impl World {
             clock.clone(),
         )
         .unwrap();
+        // GitHub's limits, ten times as high as Vast.ai's are: the soak's
+        // jobs come ten times as thick as a real hour's (rigger is told
+        // the same figures; its pace keeps to 90 % of them).
+        github.set_content_limit_figures(800, 5_000);
+        github.set_hourly_limit(None, 50_000);
         github.add_repo(REPO, &[(".cirun.yml", CIRUN)]);
         github.set_role(REPO, "octocat", "write");
         github.set_webhook_faults(WebhookFaults {
@@ -117,6 +122,8 @@ impl World {
             error_rate: k.vast_error_rate,
             rate_limit_burst: 0,
             steal_rate: 0.3,
+            // Another renter's rental lasts about as long as the soak's.
+            steal_hold_ms: 30_000,
             ambiguous_create_rate: 0.05,
             die_rate: 0.04,
             stuck_rate: 0.03,
@@ -125,7 +132,10 @@ impl World {
         let vast = SimVast::new(
             SimConfig {
                 seed: k.seed,
-                offers: 2000,
+                // Enough 1× RTX 4090s in the US (about 75) for the soak's
+                // jobs side by side; 2,000 offers hold 25, and a soak on
+                // those measures the market running out, not rigger.
+                offers: 6000,
                 boot_delay_ms: 2_000,
                 faults: faults.clone(),
                 api_key: VAST_KEY.into(),
@@ -224,6 +234,10 @@ impl World {
             .env("RIGGER_TIMEOUTS_IDLE", "60s")
             .env("RIGGER_TIMEOUTS_JOB_QUIET", "10s")
             .env("RIGGER_TIMEOUTS_UNREACHABLE", "60s")
+            .env("RIGGER_GITHUB_CONTENT_PER_MINUTE", "800")
+            .env("RIGGER_GITHUB_CONTENT_PER_HOUR", "5000")
+            .env("RIGGER_TIMEOUTS_PROVISION_RETRY", "2s")
+            .env("RIGGER_TIMEOUTS_PROVISION_RETRY_MAX", "30s")
             .env("RIGGER_MAX_INSTANCES", "80")
             .env("RIGGER_MAX_INSTANCES_PER_REPO", "80")
             .env("RIGGER_DAILY_BUDGET", "10000")

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::admission::Admission;
 use super::claim::Claim;
 use super::rent::{Rent, RunnerLookup, runner_arch};
-use super::{Outcome, fail, no_capacity, rate_limit_ms, retry};
+use super::{Outcome, fail, rate_limit_ms, retry};
 use crate::config::access::AccessConfig;
 use crate::config::labels;
 use crate::config::model::{Cloud as CloudKind, Origin, RunnerDef};
@@ -217,7 +217,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         let searching = self.offer_pool.search_lock(&pool_key);
         let searching = searching.lock().await;
         if let Some(diagnosis) = self.offer_pool.no_match(&pool_key, self.now()) {
-            return Ok(no_capacity(def, &diagnosis, job.attempts));
+            return Ok(self.no_capacity(def, &diagnosis, job));
         }
         let offers = match self.offer_pool.fresh(&pool_key, self.now()) {
             Some(list) => list,
@@ -232,12 +232,12 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                     let diagnosis = "0 offers fit".to_string();
                     self.offer_pool
                         .keep_no_match(pool_key, self.now(), diagnosis.clone());
-                    return Ok(no_capacity(def, &diagnosis, job.attempts));
+                    return Ok(self.no_capacity(def, &diagnosis, job));
                 }
                 Ok(OfferSearch::NoMatch { diagnosis }) => {
                     self.offer_pool
                         .keep_no_match(pool_key, self.now(), diagnosis.clone());
-                    return Ok(no_capacity(def, &diagnosis, job.attempts));
+                    return Ok(self.no_capacity(def, &diagnosis, job));
                 }
                 Err(e) => {
                     self.cloud_error(&e);

@@ -220,7 +220,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 after_ms,
                 check,
             } => {
-                let after = after_ms.unwrap_or_else(|| backoff_ms(job.attempts));
+                let after = after_ms.unwrap_or_else(|| self.retry_after_ms(&job, now));
                 let patch = JobPatch {
                     reason: Some(Some(reason.clone())),
                     next_attempt_at: Some(Some(now + after)),
@@ -357,18 +357,41 @@ impl Pass {
     }
 }
 
-/// Nothing on the market fits: wait with the backoff, and say when rigger
-/// looks again (`attempts` made, this one included).
-fn no_capacity(def: &RunnerDef, diagnosis: &str, attempts: i64) -> Outcome {
-    let after = backoff_ms(attempts);
-    Outcome::Retry {
-        reason: diagnosis.to_string(),
-        after_ms: Some(after),
-        check: Some((
-            def.name.clone(),
-            report::waiting_for_capacity(&def.name, diagnosis, after / 1000),
-        )),
+impl<C: Cloud, G: Github> Engine<C, G> {
+    /// How long a job that found no machine waits before its next try:
+    /// see [`retry_after_ms`], with the operator's `timeouts`.
+    fn retry_after_ms(&self, job: &JobRow, now: i64) -> i64 {
+        let t = &self.settings.timeouts;
+        retry_after_ms(
+            now - job.queued_at,
+            crate::millis::of(t.provision_retry),
+            crate::millis::of(t.provision_retry_max),
+        )
     }
+
+    /// Nothing on the market fits: wait with the backoff, and say when
+    /// rigger looks again.
+    fn no_capacity(&self, def: &RunnerDef, diagnosis: &str, job: &JobRow) -> Outcome {
+        let after = self.retry_after_ms(job, self.now());
+        Outcome::Retry {
+            reason: diagnosis.to_string(),
+            after_ms: Some(after),
+            check: Some((
+                def.name.clone(),
+                report::waiting_for_capacity(&def.name, diagnosis, after / 1000),
+            )),
+        }
+    }
+}
+
+/// The wait before a job's next try: half of how long it has waited
+/// (since GitHub queued it), at least `first_ms` and at most `max_ms` —
+/// 15 s for its first half minute, 30 s after one minute, a minute after
+/// two, 5 minutes after ten with the defaults. It grows with time, not with tries: a try
+/// that only waited for a rate limit's slot does not lengthen the next
+/// wait.
+pub fn retry_after_ms(waited_ms: i64, first_ms: i64, max_ms: i64) -> i64 {
+    (waited_ms.max(0) / 2).clamp(first_ms, max_ms.max(first_ms))
 }
 
 fn retry(reason: String, after_ms: Option<i64>) -> Outcome {
@@ -410,6 +433,18 @@ pub fn backoff_ms(attempt: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_jobs_wait_grows_with_how_long_it_has_waited_not_with_its_tries() {
+        let (first, max) = (15_000, 300_000);
+        assert_eq!(retry_after_ms(0, first, max), 15_000);
+        assert_eq!(retry_after_ms(30_000, first, max), 15_000);
+        assert_eq!(retry_after_ms(60_000, first, max), 30_000);
+        assert_eq!(retry_after_ms(120_000, first, max), 60_000);
+        assert_eq!(retry_after_ms(10 * 60_000, first, max), 300_000);
+        assert_eq!(retry_after_ms(24 * 3_600_000, first, max), 300_000);
+        assert_eq!(retry_after_ms(-5, first, max), 15_000, "a clock behind");
+    }
 
     #[test]
     fn backoff_doubles_to_a_cap() {

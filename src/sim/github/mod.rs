@@ -385,6 +385,14 @@ impl SimGithub {
         self.world().content_limits = on;
     }
 
+    /// The content limits' figures, for a world that runs `per_minute` /
+    /// 80 times as fast as GitHub's (a soak whose jobs last seconds).
+    pub fn set_content_limit_figures(&self, per_minute: usize, per_hour: usize) {
+        let mut w = self.world();
+        w.content_per_minute = per_minute;
+        w.content_per_hour = per_hour;
+    }
+
     /// How many answers were a secondary limit (armed, content or points).
     pub fn secondary_answers(&self) -> u64 {
         self.world().secondary_answers

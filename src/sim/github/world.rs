@@ -286,7 +286,7 @@ impl World {
         }
         if write {
             let last_minute = sent.iter().filter(|t| now - **t < 60_000).count();
-            if last_minute >= CONTENT_PER_MINUTE || sent.len() >= CONTENT_PER_HOUR {
+            if last_minute >= self.content_per_minute || sent.len() >= self.content_per_hour {
                 return Some(Over::Content);
             }
         }
@@ -484,6 +484,10 @@ pub struct World {
     /// GitHub's secondary limits on content and on each endpoint's points
     /// (on by default, as GitHub's; `false` only for stories that predate them).
     pub content_limits: bool,
+    /// Content-generating requests a caller may make a minute and an hour
+    /// (GitHub's 80 and 500 unless a story's world runs faster).
+    pub content_per_minute: usize,
+    pub content_per_hour: usize,
     /// When each caller's content-generating requests were taken (the last hour's).
     pub content_sent: BTreeMap<Caller, std::collections::VecDeque<i64>>,
     /// Each caller's points per endpoint in the last minute: (when, points).
@@ -542,6 +546,8 @@ impl World {
             secondary_limits: Vec::new(),
             windows: BTreeMap::new(),
             content_limits: true,
+            content_per_minute: CONTENT_PER_MINUTE,
+            content_per_hour: CONTENT_PER_HOUR,
             content_sent: BTreeMap::new(),
             endpoint_points: BTreeMap::new(),
             secondary_answers: 0,

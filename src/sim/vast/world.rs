@@ -25,6 +25,11 @@ pub struct Faults {
     pub latency_ms: u64,
     /// Share of rentals that find the offer taken by someone else.
     pub steal_rate: f64,
+    /// How long someone else keeps an offer they took (`steal_rate`)
+    /// before it is listed again, as when their rental ends; 0 keeps it
+    /// off the market for good. The real market turns over: other renters'
+    /// machines come back when their jobs end.
+    pub steal_hold_ms: u64,
     /// Share of rentals that are made but answered 502 (an ambiguous create).
     pub ambiguous_create_rate: f64,
     /// Share of rentals that are made but whose 200 answer is cut off
@@ -89,6 +94,7 @@ impl FromStr for Faults {
                 "rate_limit_burst" => f.rate_limit_burst = count()? as u32,
                 "latency_ms" => f.latency_ms = count()?,
                 "steal_rate" => f.steal_rate = rate()?,
+                "steal_hold_ms" => f.steal_hold_ms = count()?,
                 "ambiguous_create_rate" => f.ambiguous_create_rate = rate()?,
                 "cut_create_rate" => f.cut_create_rate = rate()?,
                 "garbled_create_rate" => f.garbled_create_rate = rate()?,
@@ -103,7 +109,7 @@ impl FromStr for Faults {
                 other => {
                     return Err(format!(
                         "unknown fault `{other}`; known: error_rate, rate_limit_burst, latency_ms, \
-                         steal_rate, ambiguous_create_rate, cut_create_rate, garbled_create_rate, \
+                         steal_rate, steal_hold_ms, ambiguous_create_rate, cut_create_rate, garbled_create_rate, \
                          retry_after_s, die_rate, stuck_rate, refuse_destroys, fatal_boot_rate, \
                          price_rises, gone_as_200_rate, proxy_404_destroys"
                     ));
@@ -283,6 +289,8 @@ pub struct Charge {
 /// Everything the simulated Vast.ai knows.
 pub struct World {
     pub offers: OfferBook,
+    /// Offers someone else took, and when their rental ends (ms).
+    taken_by_others: Vec<(i64, Map<String, Value>)>,
     pub instances: BTreeMap<i64, Instance>,
     /// The account's SSH keys: id, public key, when added (ms).
     pub ssh_keys: Vec<(i64, String, i64)>,
@@ -335,6 +343,7 @@ impl World {
     ) -> World {
         World {
             offers: OfferBook::new(offers),
+            taken_by_others: Vec::new(),
             instances: BTreeMap::new(),
             ssh_keys: Vec::new(),
             ledger: Vec::new(),
@@ -361,7 +370,12 @@ impl World {
         };
         if self.faults.steal_rate > 0.0 && self.rng.chance(self.faults.steal_rate) {
             // Someone else rented it between search and create.
-            self.offers.take(offer_id);
+            if let Some(taken) = self.offers.take(offer_id)
+                && self.faults.steal_hold_ms > 0
+            {
+                let until = now_ms.saturating_add(self.faults.steal_hold_ms as i64);
+                self.taken_by_others.push((until, taken));
+            }
             return Err(RentError::NoSuchAsk);
         }
         if r.vm && self.ssh_keys.is_empty() {
@@ -442,6 +456,14 @@ impl World {
     pub fn tick(&mut self, now_ms: i64) -> Vec<Booted> {
         let delay = self.boot_delay_ms;
         let mut booted = Vec::new();
+        // Other renters' rentals that ended: their offers are listed again.
+        let (back, held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.taken_by_others)
+            .into_iter()
+            .partition(|(until, _)| *until <= now_ms);
+        self.taken_by_others = held;
+        for (_, offer) in back {
+            self.offers.put(offer);
+        }
         for i in self.instances.values_mut() {
             super::hosts::end_outage_if_due(i, now_ms);
             // A host in an outage moves nothing: no boot, no death.
@@ -719,6 +741,30 @@ mod tests {
         // Storage is billed until destroy, after the process exited.
         let after_exit = expected + i.storage_dph() * 390.0 / 3600.0;
         assert!((w.ledger[0].dollars - after_exit).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_offer_someone_else_took_is_listed_again_when_their_rental_ends() {
+        let faults: Faults = "steal_rate=1,steal_hold_ms=60000".parse().unwrap();
+        let mut w = World::new(generate(1, 20, 0.0), 1, 10_000, faults, Limits::none());
+        let offer = w.offers.iter().next().unwrap()["id"].as_i64().unwrap();
+        assert_eq!(w.rent(offer, rental(), 0), Err(RentError::NoSuchAsk));
+        assert!(w.offers.get(offer).is_none(), "taken by someone else");
+        w.tick(59_999);
+        assert!(w.offers.get(offer).is_none(), "still theirs");
+        w.tick(60_000);
+        assert!(w.offers.get(offer).is_some(), "their rental ended");
+        // Without a hold, a taken offer stays off the market.
+        let mut w = World::new(
+            generate(1, 20, 0.0),
+            1,
+            10_000,
+            "steal_rate=1".parse().unwrap(),
+            Limits::none(),
+        );
+        assert_eq!(w.rent(offer, rental(), 0), Err(RentError::NoSuchAsk));
+        w.tick(i64::MAX / 2);
+        assert!(w.offers.get(offer).is_none());
     }
 
     #[test]
