@@ -1,5 +1,7 @@
 //! Destroying a machine and closing its account.
 
+use tracing::Instrument;
+
 use super::ports::{Cloud, Github};
 use super::report;
 use super::state::{InstanceState, JobState};
@@ -10,8 +12,25 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     /// Destroy a machine now. Its row moves to `destroying` first, so that a
     /// failed call is retried by the reconciler (rule 9); once Vast.ai
     /// confirms, the row is `destroyed` and the cost is in the ledger.
-    /// Returns the cost entry when this call closed the account.
+    /// Returns the cost entry when this call closed the account. All of it
+    /// in the machine's span, `instance{instance_id, job_id, provider_id}`.
     pub async fn destroy_instance(
+        &self,
+        inst: &InstanceRow,
+        reason: &str,
+    ) -> Result<Option<CostEntry>, EngineError> {
+        let span = tracing::info_span!(
+            "instance",
+            instance_id = %inst.id,
+            job_id = inst.job_id,
+            provider_id = inst.provider_id.as_deref(),
+        );
+        self.destroy_instance_in_span(inst, reason)
+            .instrument(span)
+            .await
+    }
+
+    async fn destroy_instance_in_span(
         &self,
         inst: &InstanceRow,
         reason: &str,
