@@ -173,16 +173,8 @@ async fn a_jobs_story_reads_from_the_log_by_its_ids() {
     s.github.finish_job(j, "success");
     s.webhooks_arrive().await;
     assert_eq!(s.job_state(j).await, JobState::Completed);
-    let machine = |job: i64| {
-        let engine = s.engine.clone();
-        async move {
-            let rows = engine.store.instances_for_job(job).await.unwrap();
-            assert_eq!(rows.len(), 1, "{rows:?}");
-            (rows[0].id.clone(), rows[0].provider_id.clone().unwrap())
-        }
-    };
-    let (j_machine, j_provider) = machine(j).await;
-    let (k_machine, _) = machine(k).await;
+    let (j_machine, j_provider) = machine_of_job(&s, j).await;
+    let (k_machine, _) = machine_of_job(&s, k).await;
 
     s.hold_webhooks();
     s.github.finish_job(k, "success");
@@ -311,4 +303,48 @@ async fn a_jobs_story_reads_from_the_log_by_its_ids() {
     );
     assert!(machine_of(line, &k_machine), "{line}");
     assert_eq!(line.span("instance").unwrap()["job_id"], k, "{line}");
+
+    drop(s);
+
+    // A machine that reports its end (a failed boot): what rigger does
+    // about it, in the machine's span.
+    let s = Story::calling_back("spans-callback").await;
+    let job = s.a_job_is_queued("cirun-gpu--903");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    s.clock.advance_ms(30_000);
+    s.vast.live_instances(); // steps the simulated Vast.ai: it boots
+    let (machine, _) = machine_of_job(&s, job).await;
+    let booted = s.booted.lock().unwrap().pop().expect("the machine booted");
+    let env: BTreeMap<String, String> = booted.env.into_iter().collect();
+    let token: String = (0..)
+        .map_while(|i| env.get(&format!("RIGGER_CALLBACK_TOKEN_{i}")).cloned())
+        .collect();
+    let from = log.len();
+    let answer = reqwest::Client::new()
+        .post(format!("{}?exit_code=1", env["RIGGER_CALLBACK_URL"]))
+        .bearer_auth(token)
+        .header("content-type", "text/plain")
+        .body("rigger-bootstrap: 12:00:00 FAILED: expected 1 x RTX 4090, found 0\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 204);
+    let lines = log.lines_from(from);
+    for kind in ["machine_failed", "destroyed"] {
+        let line = the(&lines, kind, |l| l.field("kind") == Some(&kind.into()));
+        let span = line.span("instance");
+        assert!(
+            span.is_some_and(|i| i["instance_id"] == machine.as_str() && i["job_id"] == job),
+            "{line}"
+        );
+    }
+    s.nothing_leaked().await;
+}
+
+/// The one machine rented for `job`: rigger's id and Vast.ai's.
+async fn machine_of_job(s: &Story, job: i64) -> (String, String) {
+    let rows = s.engine.store.instances_for_job(job).await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    (rows[0].id.clone(), rows[0].provider_id.clone().unwrap())
 }

@@ -364,6 +364,24 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         if inst.callback_hash.as_deref() != Some(presented.as_str()) {
             return Ok(Callback::Unauthorized);
         }
+        // Once the token proved the caller is the machine.
+        let span = tracing::info_span!(
+            "instance",
+            instance_id = %inst.id,
+            job_id = inst.job_id,
+            provider_id = inst.provider_id.as_deref(),
+        );
+        self.machine_ended_in_span(&inst, exit_code, report)
+            .instrument(span)
+            .await
+    }
+
+    async fn machine_ended_in_span(
+        &self,
+        inst: &InstanceRow,
+        exit_code: Option<i64>,
+        report: &str,
+    ) -> Result<Callback, EngineError> {
         let code = exit_code.map_or("unknown".to_string(), |c| c.to_string());
         let failed = exit_code != Some(0);
         if !report.is_empty() {
@@ -379,7 +397,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             Some(why) => format!("its bootstrap failed (code {code}): {why}"),
             None => format!("its runner exited (code {code}), as its bootstrap reported"),
         };
-        self.destroy_instance(&inst, &reason).await?;
+        self.destroy_instance(inst, &reason).await?;
         if failed && inst.state == InstanceState::Booting {
             let patch = JobPatch {
                 reason: Some(Some(reason.clone())),
