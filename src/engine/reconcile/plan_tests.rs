@@ -235,6 +235,7 @@ fn rule_2_stuck_create_fails_and_requeues_when_nothing_exists() {
             Rule::StuckCreate,
             Action::MarkFailed {
                 instance_id: "a".into(),
+                from: InstanceState::Requested,
                 requeue_job: Some(planned(1))
             }
         )]
