@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
 use super::{Cas, Inserted, Moves, Store, StoreError, Val};
-use crate::engine::state::JobState;
+use crate::engine::state::{InstanceState, JobState};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
@@ -308,6 +308,28 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(found.is_some())
+    }
+
+    /// The runners of live machines whose job was failed for `failure`
+    /// while they ran it (the job bound to their name): for
+    /// `access_lost`, jobs that go on on GitHub, which rigger can no longer
+    /// follow.
+    pub async fn live_runners_of_jobs_failed_for(
+        &self,
+        failure: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT j.runner_name FROM jobs j \
+             JOIN instances i ON i.runner_name = j.runner_name \
+             WHERE j.state = $1 AND j.failure = $2 AND i.state NOT IN ($3, $4)",
+        )
+        .bind(JobState::Failed.as_str())
+        .bind(failure)
+        .bind(InstanceState::Destroyed.as_str())
+        .bind(InstanceState::Failed.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(names)
     }
 
     /// Jobs in any of these states, oldest first.

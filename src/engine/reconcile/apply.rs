@@ -24,7 +24,7 @@ use crate::engine::events::{JobEvent, JobInfo};
 use crate::engine::isolate::{Loop, isolated};
 use crate::engine::names;
 use crate::engine::ports::{Cloud, Github, GithubError, RepoRef};
-use crate::engine::state::{InstanceState, JobState};
+use crate::engine::state::{InstanceState, JobFailure, JobState};
 use crate::engine::{Engine, EngineError};
 use crate::store::{Dialect, InstancePatch, InstanceRow, JobPatch, JobRow};
 
@@ -173,6 +173,12 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             unowned_runners_since: HashMap::new(),
             unsent_check_runs,
             unreachable_since: HashMap::new(),
+            access_lost_runners: self
+                .store
+                .live_runners_of_jobs_failed_for(JobFailure::AccessLost.as_str())
+                .await?
+                .into_iter()
+                .collect(),
         };
         let mut memory = self.memory();
         memory

@@ -129,6 +129,10 @@ pub struct Snapshot {
     /// Since when each instance (by row id) has been seen unreachable on
     /// Vast.ai, pass after pass (kept by the caller).
     pub unreachable_since: HashMap<String, i64>,
+    /// Runners of live machines running a job rigger stopped following
+    /// when the App lost its repository: the job goes on on GitHub, so
+    /// the machine is busy (see [`busy::Why::AccessLost`]).
+    pub access_lost_runners: HashSet<String>,
 }
 
 /// A job's check run whose wanted content GitHub does not have yet.
@@ -664,7 +668,8 @@ fn facts_of(s: &Snapshot, i: &InstanceRow, now: i64, why: Why, registered: bool)
     let live_in_store = s
         .jobs
         .iter()
-        .any(|j| j.runner_name.as_deref() == Some(name));
+        .any(|j| j.runner_name.as_deref() == Some(name))
+        || s.access_lost_runners.contains(name);
     let learned_in_progress = s.github_jobs.iter().any(|g| {
         g.status == GithubJobStatus::InProgress
             && g.runner_name.as_deref() == Some(name)
