@@ -1,6 +1,7 @@
 //! The store, run against SQLite and (when `RIGGER_TEST_POSTGRES_URL` is set,
 //! as `.ci/run` does) PostgreSQL: the same suite on both.
 
+use rigger::engine::estimate::PastRun;
 use rigger::engine::state::{InstanceState, JobState};
 use rigger::store::{
     CostEntry, Inserted, InstancePatch, JobPatch, NewDelivery, NewInstance, NewJob, Store,
@@ -802,8 +803,16 @@ async fn recent_durations_feed_the_estimate() {
         assert_eq!(
             got,
             vec![
-                (3600, "RTX 4090".to_string()),
-                (1800, "RTX 3090".to_string())
+                PastRun {
+                    seconds: 3600,
+                    gpu_name: "RTX 4090".into(),
+                    succeeded: true
+                },
+                PastRun {
+                    seconds: 1800,
+                    gpu_name: "RTX 3090".into(),
+                    succeeded: true
+                },
             ]
         );
         assert!(

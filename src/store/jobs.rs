@@ -5,6 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
 use super::{Cas, Inserted, Moves, Store, StoreError, Val};
+use crate::engine::estimate::PastRun;
 use crate::engine::state::{InstanceState, JobState};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -533,9 +534,9 @@ impl Store {
         repo: &str,
         runner_def: &str,
         limit: i64,
-    ) -> Result<Vec<(i64, String)>, StoreError> {
+    ) -> Result<Vec<PastRun>, StoreError> {
         let rows = sqlx::query(
-            "SELECT started_at, completed_at, gpu_name FROM jobs \
+            "SELECT started_at, completed_at, gpu_name, conclusion FROM jobs \
              WHERE repo = $1 AND runner_def = $2 AND state = 'completed' \
              AND started_at IS NOT NULL AND completed_at IS NOT NULL AND gpu_name IS NOT NULL \
              ORDER BY completed_at DESC LIMIT $3",
@@ -549,7 +550,12 @@ impl Store {
             .map(|r| {
                 let start: i64 = r.try_get("started_at")?;
                 let end: i64 = r.try_get("completed_at")?;
-                Ok(((end - start) / 1000, r.try_get("gpu_name")?))
+                let conclusion: Option<String> = r.try_get("conclusion")?;
+                Ok(PastRun {
+                    seconds: (end - start) / 1000,
+                    gpu_name: r.try_get("gpu_name")?,
+                    succeeded: conclusion.as_deref() == Some("success"),
+                })
             })
             .collect()
     }
