@@ -81,6 +81,8 @@ fn instance(id: &str, job_id: i64) -> NewInstance {
         location: Some("Texas, US".into()),
         expires_at: 1_000_000,
         callback_hash: None,
+        estimated_hours: Some(1.25),
+        estimated_cost: Some(0.625),
     }
 }
 
@@ -599,6 +601,11 @@ async fn instances_move_by_compare_and_set() {
         let i = s.instance("i1").await.unwrap().unwrap();
         assert_eq!(i.state, InstanceState::Requested);
         assert_eq!(i.dph, Some(0.5));
+        // The rent-time estimate is the row's, not an event's prose.
+        assert_eq!(
+            (i.estimated_hours, i.estimated_cost),
+            (Some(1.25), Some(0.625))
+        );
         assert_eq!(
             s.instance_by_runner_name("rigger-i1")
                 .await

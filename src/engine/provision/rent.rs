@@ -51,6 +51,8 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             location: Some(offer.location.clone()),
             expires_at: now.saturating_add(lifetime),
             callback_hash: callback.as_ref().map(|(_, t)| token_hash(t)),
+            estimated_hours: Some(offer.estimated_hours),
+            estimated_cost: Some(offer.estimated_cost),
         };
         Reserved { row, callback }
     }

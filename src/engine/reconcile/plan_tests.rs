@@ -63,6 +63,8 @@ pub(super) fn inst(id: &str, job_id: i64, state: InstanceState, since: i64) -> I
         updated_at: since,
         destroy_attempts: 0,
         destroy_due_at: None,
+        estimated_hours: None,
+        estimated_cost: None,
     }
 }
 
