@@ -258,7 +258,7 @@ pub async fn run(opts: DemoOptions, keep_running: bool) -> anyhow::Result<DemoRe
                     )
                 }
                 (Some(i), _) => {
-                    let estimate = match crate::cli::ops::rent_estimate(&engine.store, i).await? {
+                    let estimate = match crate::cli::ops::rent_estimate(i) {
                         Some((hours, dollars)) => {
                             format!(
                                 ", estimated ${dollars:.3} in total ({:.0} min)",

@@ -246,8 +246,8 @@ async fn a_chaos_burst_strands_no_job() {
 }
 
 /// The account suspends the App with one job running and one waiting for a
-/// machine: both end with the reason, their machines are destroyed (the
-/// running one's too: nothing of it can be followed any more), and the
+/// machine: both end with the reason, the waiting one's machine is
+/// destroyed (the running one's is kept to finish its job, I4), and the
 /// installation's token is dropped, so a new one is minted once the App is
 /// back.
 async fn a_suspended_installation_ends_its_jobs() {
@@ -278,15 +278,17 @@ async fn a_suspended_installation_ends_its_jobs() {
         let why = row.reason.unwrap_or_default();
         assert!(why.contains("suspended"), "job {j} says why: {why}");
     }
-    assert!(
-        s.vast.live_instances().is_empty(),
-        "no machine is left running for a suspended installation"
+    assert_eq!(
+        s.vast.live_instances().len(),
+        1,
+        "no machine is left running for a suspended installation but the one running its job (I4)"
     );
     // Nothing more is rented for them.
     s.rigger_provisions().await;
     assert_eq!(s.instances_created(), 2);
     // Its jobs on GitHub: the queued ones are still queued (nothing can be
-    // done there now); the running one's runner is gone with its machine.
+    // done there now); the running one's machine ends at its max lifetime
+    // here (no bootstrap runs on the simulated boot to end it sooner).
     // The waiting job's runner registration, which rigger can no longer
     // delete, GitHub removes itself a day later (an ephemeral runner that
     // never connected).
@@ -311,6 +313,81 @@ async fn a_suspended_installation_ends_its_jobs() {
     s.github.cancel_job(queued);
     s.webhooks_arrive().await;
     s.nothing_leaked().await;
+}
+
+/// The App is uninstalled while one job runs and another waits. The
+/// waiting job's machine, whose runner took nothing, is destroyed at once;
+/// the running job's machine is not (I4): the job goes on on GitHub, where
+/// a runner's registration is the repository's, not the App's. No
+/// reconcile pass destroys it either. When the job ends its just-in-time
+/// runner exits and the bootstrap destroys the machine with its own key;
+/// the next pass closes its row.
+async fn a_busy_machine_outlives_its_lost_installation_until_its_job_ends() {
+    let s = Story::begin("uninstalled-busy").await;
+    let running = s.a_job_is_queued("cirun-gpu--745");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    // The machine boots; its runner takes the job (the harness keeps the
+    // boot's environment, which holds the machine's own Vast.ai key).
+    s.clock.advance_ms(30_000);
+    s.vast.live_instances();
+    let booted: Vec<_> = s.booted.lock().unwrap().drain(..).collect();
+    assert_eq!(booted.len(), 1);
+    let runner = s
+        .github
+        .connect_runner(&harness::jit_config_of(&booted[0]))
+        .unwrap();
+    assert_eq!(s.github.take_job(runner), Some(running));
+    s.webhooks_arrive().await;
+    assert_eq!(s.job_state(running).await, JobState::Running);
+    let waiting = s.a_job_is_queued("cirun-gpu--746");
+    s.webhooks_arrive().await;
+    s.rigger_provisions().await;
+    assert_eq!(s.job_state(waiting).await, JobState::WaitingForRunner);
+    assert_eq!(s.vast.live_instances().len(), 2);
+
+    assert!(
+        s.github
+            .delete_installation(s.github.installation_of("acme"))
+    );
+    s.webhooks_arrive().await;
+    for j in [running, waiting] {
+        let row = s.engine.store.job(j).await.unwrap().unwrap();
+        assert_eq!(row.failure.as_deref(), Some("access_lost"), "{row:?}");
+    }
+    let live = s.vast.live_instances();
+    assert_eq!(
+        live.iter().map(|l| l.0).collect::<Vec<_>>(),
+        [booted[0].id],
+        "only the busy machine is left"
+    );
+    // Time passes, past the quiet and idle timeouts: still kept.
+    for _ in 0..3 {
+        s.clock.advance_ms(11 * 60_000);
+        s.engine.reconcile_once().await.unwrap();
+    }
+    assert_eq!(s.vast.live_instances().len(), 1, "I4");
+
+    // The job ends; the runner exits; the bootstrap destroys its machine.
+    s.github.finish_job(running, "success");
+    let key = booted[0]
+        .env
+        .iter()
+        .find(|(k, _)| k == "CONTAINER_API_KEY")
+        .map(|(_, v)| v.clone())
+        .expect("a container's own key");
+    let gone = reqwest::Client::new()
+        .delete(format!("{}/api/v0/instances/{}/", s.vast_url, booted[0].id))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert!(gone.status().is_success(), "{gone:?}");
+    s.clock.advance_ms(60_000);
+    s.engine.reconcile_once().await.unwrap();
+    let rows = s.engine.store.live_instances().await.unwrap();
+    assert!(rows.is_empty(), "its row is closed: {rows:?}");
+    assert!(s.vast.live_instances().is_empty());
 }
 
 /// The App is uninstalled with a job waiting: it fails with the reason, its
@@ -467,6 +544,7 @@ both_databases!(
     the_scan_pages_and_survives_a_restart,
     a_suspended_installation_ends_its_jobs,
     an_uninstalled_app_ends_its_jobs,
+    a_busy_machine_outlives_its_lost_installation_until_its_job_ends,
     a_removed_repository_ends_only_its_jobs,
     a_revoked_token_is_dropped_and_replaced,
     the_scan_waits_out_a_rate_limit,

@@ -1,6 +1,7 @@
 //! The store, run against SQLite and (when `RIGGER_TEST_POSTGRES_URL` is set,
 //! as `.ci/run` does) PostgreSQL: the same suite on both.
 
+use rigger::engine::estimate::PastRun;
 use rigger::engine::state::{InstanceState, JobState};
 use rigger::store::{
     CostEntry, Inserted, InstancePatch, JobPatch, NewDelivery, NewInstance, NewJob, Store,
@@ -80,6 +81,8 @@ fn instance(id: &str, job_id: i64) -> NewInstance {
         location: Some("Texas, US".into()),
         expires_at: 1_000_000,
         callback_hash: None,
+        estimated_hours: Some(1.25),
+        estimated_cost: Some(0.625),
     }
 }
 
@@ -598,6 +601,11 @@ async fn instances_move_by_compare_and_set() {
         let i = s.instance("i1").await.unwrap().unwrap();
         assert_eq!(i.state, InstanceState::Requested);
         assert_eq!(i.dph, Some(0.5));
+        // The rent-time estimate is the row's, not an event's prose.
+        assert_eq!(
+            (i.estimated_hours, i.estimated_cost),
+            (Some(1.25), Some(0.625))
+        );
         assert_eq!(
             s.instance_by_runner_name("rigger-i1")
                 .await
@@ -802,8 +810,16 @@ async fn recent_durations_feed_the_estimate() {
         assert_eq!(
             got,
             vec![
-                (3600, "RTX 4090".to_string()),
-                (1800, "RTX 3090".to_string())
+                PastRun {
+                    seconds: 3600,
+                    gpu_name: "RTX 4090".into(),
+                    succeeded: true
+                },
+                PastRun {
+                    seconds: 1800,
+                    gpu_name: "RTX 3090".into(),
+                    succeeded: true
+                },
             ]
         );
         assert!(

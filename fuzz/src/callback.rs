@@ -92,6 +92,8 @@ async fn world() -> (std::sync::Arc<FuzzEngine>, stub::Removed) {
         location: Some("Texas, US".into()),
         expires_at: NOW_MS + 3_600_000,
         callback_hash: Some(token_hash(TOKEN)),
+        estimated_hours: None,
+        estimated_cost: None,
     };
     s.insert_creating_instance(&instance, 7, NOW_MS)
         .await

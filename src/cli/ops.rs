@@ -180,19 +180,10 @@ async fn vast_ssh(
     })
 }
 
-/// The estimate rigger made when it rented the instance, from its
-/// `estimate` event (`ID: HOURS h, $COST`): `(hours, dollars)`.
-pub async fn rent_estimate(store: &Store, i: &InstanceRow) -> anyhow::Result<Option<(f64, f64)>> {
-    let events = store.job_events(i.job_id).await?;
-    let prefix = format!("{}: ", i.id);
-    Ok(events
-        .iter()
-        .rev()
-        .filter(|(_, kind, _)| kind == "estimate")
-        .find_map(|(_, _, message)| {
-            let (hours, cost) = message.strip_prefix(&prefix)?.split_once(" h, $")?;
-            Some((hours.parse().ok()?, cost.parse().ok()?))
-        }))
+/// The estimate rigger made when it rented the instance, from its row:
+/// `(hours, dollars)`.
+pub fn rent_estimate(i: &InstanceRow) -> Option<(f64, f64)> {
+    i.estimated_hours.zip(i.estimated_cost)
 }
 
 #[derive(Debug, Args)]
@@ -328,7 +319,7 @@ pub async fn instances(cmd: InstancesCommand) -> anyhow::Result<()> {
                     }
                     _ => None,
                 };
-                let estimate = rent_estimate(&store, i).await?;
+                let estimate = rent_estimate(i);
                 rows.push(vast_instances_entry(i, &repo, estimate, ssh));
             }
             println!("{}", serde_json::to_string_pretty(&rows)?);

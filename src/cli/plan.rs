@@ -39,8 +39,9 @@ pub struct PlanArgs {
     #[arg(long = "vast-api-key", env = "VAST_API_KEY", hide_env_values = true)]
     pub vast_api_key: Option<String>,
     /// How long the job runs on an RTX 3090; faster GPUs are credited with
-    /// finishing sooner.
-    #[arg(long, default_value_t = 60)]
+    /// finishing sooner. The default is `rigger serve`'s with no history
+    /// (`limits.default_job_minutes`' default).
+    #[arg(long, default_value_t = crate::engine::estimate::DEFAULT_JOB_MINUTES)]
     pub expected_minutes: u32,
     /// Offers shown per candidate.
     #[arg(long, default_value_t = 5)]
@@ -225,6 +226,28 @@ fn print_candidate(p: &CandidatePlan, of: usize, top: usize) {
         println!(
             "    ! reliability below {:.0}%: such hosts drop jobs more often",
             LOW_RELIABILITY * 100.0
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        plan: super::PlanArgs,
+    }
+
+    /// The same offer shows the same estimate in `rigger plan` as in the
+    /// log of `rigger serve` with no history.
+    #[test]
+    fn plan_expects_what_serve_expects_with_no_history() {
+        let cli = Cli::try_parse_from(["plan"]).unwrap();
+        assert_eq!(
+            cli.plan.expected_minutes,
+            crate::engine::estimate::DEFAULT_JOB_MINUTES
         );
     }
 }

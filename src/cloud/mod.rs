@@ -75,6 +75,11 @@ pub struct Offer {
     /// Vast.ai's deep-learning performance score (used for GPUs whose speed
     /// rigger does not know).
     pub dlperf: f64,
+    /// GPU maker as the cloud names it (`nvidia`, `amd`), when it says.
+    pub gpu_arch: Option<String>,
+    /// Seconds until the host's contract ends, when the cloud says: a
+    /// machine there is stopped then, whatever it runs.
+    pub duration_s: Option<f64>,
 }
 
 impl Offer {

@@ -26,6 +26,17 @@ pub enum Why {
     /// It lives, but rigger has no use for it: its job ended, its runner
     /// stayed idle, its host stays unreachable.
     Unwanted,
+    /// The App lost access to the installation or repository of its job
+    /// (uninstalled, suspended, the repository removed). GitHub refuses
+    /// rigger's tokens there from then on: its runner cannot be
+    /// deregistered nor GitHub asked, and no webhook tells its job's end.
+    /// A runner registration is the repository's, not the App's: GitHub
+    /// documents only that the App loses access to the account's
+    /// resources, not that runners go or their jobs stop. So a runner
+    /// that took its job runs it to the end; being just-in-time, it then
+    /// exits, and the bootstrap destroys the machine itself, with the max
+    /// lifetime as the backstop.
+    AccessLost,
 }
 
 /// What GitHub's runner list, read this pass, says of its runner.
@@ -46,7 +57,9 @@ pub enum Listed {
 pub struct Facts {
     pub state: InstanceState,
     /// A live job is bound to its runner's name: in the store, or learned
-    /// this very pass from GitHub's view of a job.
+    /// this very pass from GitHub's view of a job. A job rigger stopped
+    /// following when the App lost its repository counts too: it goes on
+    /// on GitHub.
     pub serves_live_job: bool,
     /// Its runner is known to have run a job that is over (that job's
     /// `completed`, or GitHub's view of it, names the runner). A runner
@@ -54,7 +67,8 @@ pub struct Facts {
     /// has run its job too. rigger's runners are ephemeral: one job each.
     pub ran_ended_job: bool,
     pub listed: Listed,
-    /// rigger knows its runner's registration id, so it can deregister it.
+    /// rigger knows its runner's registration id, so it can deregister it
+    /// (unless the App lost access there: see [`Why::AccessLost`]).
     pub registered: bool,
     pub past_max_lifetime: bool,
     pub why: Why,
@@ -92,8 +106,11 @@ pub fn verdict(f: &Facts) -> Verdict {
     if f.state == InstanceState::Busy || f.ran_ended_job {
         return Verdict::Destroy;
     }
-    // Never seen taking a job: GitHub may know better.
-    match (f.listed, f.registered) {
+    // Never seen taking a job: GitHub may know better, where it can be
+    // asked. Where the App lost access it cannot, and the machine can get
+    // no job rigger would see: it goes at once.
+    let can_deregister = f.registered && f.why != Why::AccessLost;
+    match (f.listed, can_deregister) {
         (Listed::Busy, _) => Verdict::Keep,
         (_, true) => Verdict::DeregisterFirst,
         // No registration to delete: none was made, or it is gone, and a
@@ -115,7 +132,7 @@ mod tests {
         let mut all = Vec::new();
         for state in STATES {
             for listed in LISTED {
-                for why in [Why::CannotRun, Why::Unwanted] {
+                for why in [Why::CannotRun, Why::Unwanted, Why::AccessLost] {
                     for bits in 0..16u8 {
                         all.push(Facts {
                             state,
@@ -189,6 +206,25 @@ mod tests {
             (m(Requested, false, false, L::Idle, true, Unwanted), Destroy),
             // A destroy already begun is finished.
             (m(Destroying, true, false, L::Busy, true, Unwanted), Destroy),
+            // The App lost the job's repository: a runner running its job
+            // is kept to finish it; one that took none goes at once (it
+            // cannot be deregistered, nor GitHub asked).
+            (m(Busy, true, false, L::Unknown, true, AccessLost), Keep),
+            (m(Online, true, false, L::Unknown, true, AccessLost), Keep),
+            (
+                m(Booting, false, false, L::Unknown, true, AccessLost),
+                Destroy,
+            ),
+            (
+                m(Online, false, false, L::Unknown, true, AccessLost),
+                Destroy,
+            ),
+            (m(Online, false, false, L::Busy, true, AccessLost), Keep),
+            (m(Busy, false, false, L::Unknown, true, AccessLost), Destroy),
+            (
+                m(Creating, false, false, L::Unknown, true, AccessLost),
+                Destroy,
+            ),
         ];
         for (facts, want) in table {
             assert_eq!(verdict(&facts), want, "{facts:?}");
@@ -205,7 +241,7 @@ mod tests {
     #[test]
     fn a_machine_that_may_be_busy_is_never_destroyed_outright() {
         for f in every_machine() {
-            let alive = f.why == Why::Unwanted
+            let alive = f.why != Why::CannotRun
                 && !f.past_max_lifetime
                 && matches!(f.state, Booting | Online | Busy);
             let job_done = f.state == InstanceState::Busy || f.ran_ended_job;
@@ -214,9 +250,27 @@ mod tests {
                 assert_eq!(verdict(&f), Verdict::Keep, "{f:?}");
             }
             // Never seen taking a job, and GitHub can be asked: asked first.
-            if alive && !job_done && f.registered {
+            if alive && !job_done && f.registered && f.why == Why::Unwanted {
                 assert_ne!(verdict(&f), Verdict::Destroy, "{f:?}");
             }
+        }
+    }
+
+    #[test]
+    fn where_access_is_lost_only_a_runner_running_a_job_keeps_its_machine() {
+        for f in every_machine()
+            .into_iter()
+            .filter(|f| f.why == Why::AccessLost)
+        {
+            let booted = matches!(f.state, Booting | Online | Busy);
+            let job_done = f.state == InstanceState::Busy || f.ran_ended_job;
+            let running = f.serves_live_job || (!job_done && f.listed == Listed::Busy);
+            let want = if booted && !f.past_max_lifetime && running {
+                Verdict::Keep
+            } else {
+                Verdict::Destroy
+            };
+            assert_eq!(verdict(&f), want, "{f:?}");
         }
     }
 
@@ -224,7 +278,9 @@ mod tests {
     fn deregistering_first_needs_a_registration_and_keep_needs_a_reason() {
         for f in every_machine() {
             match verdict(&f) {
-                Verdict::DeregisterFirst => assert!(f.registered, "{f:?}"),
+                Verdict::DeregisterFirst => {
+                    assert!(f.registered && f.why != Why::AccessLost, "{f:?}")
+                }
                 Verdict::Keep => assert!(
                     f.serves_live_job || f.listed == Listed::Busy,
                     "kept for nothing: {f:?}"

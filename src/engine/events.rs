@@ -2,6 +2,8 @@
 //! GitHub redelivers, reorders and loses webhooks, and the reconciler may
 //! have acted first.
 
+use tracing::Instrument;
+
 use super::busy;
 use super::names;
 use super::ports::{Cloud, Github, RepoRef};
@@ -310,10 +312,30 @@ impl JobEvent {
     }
 }
 
+/// The span a job's event is handled in: its id and repository (ids only),
+/// so that every line about it, down to the clients', can be found by them.
+fn job_span(job: &JobInfo) -> tracing::Span {
+    tracing::info_span!(
+        "job",
+        job_id = *job.job_id,
+        repo = %crate::text::for_log(&job.repo),
+    )
+}
+
 impl<C: Cloud, G: Github> Engine<C, G> {
+    /// Apply one event, in its job's span (a `queued` one opens its own in
+    /// [`Engine::queued_together`], which also serves runs of them).
+    pub async fn handle(&self, event: JobEvent) -> Result<(), EngineError> {
+        let span = match &event {
+            JobEvent::Queued(_) => tracing::Span::none(),
+            other => job_span(other.job()),
+        };
+        self.handle_in_span(event).instrument(span).await
+    }
+
     /// Apply one event. Jobs without a `cirun-` label are not rigger's and
     /// are ignored.
-    pub async fn handle(&self, event: JobEvent) -> Result<(), EngineError> {
+    async fn handle_in_span(&self, event: JobEvent) -> Result<(), EngineError> {
         if let JobEvent::Queued(job) = &event {
             return self.queued(job, None).await;
         }
@@ -358,47 +380,71 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         let now = self.now();
         let mut tx = self.store.begin().await?;
         let mut new = false;
-        for (delivery_id, job) in jobs {
-            let ours = labels::is_rigger_job(job.labels.as_slice());
-            let inserted = match ours {
-                true => Some(tx.insert_job(&self.new_job(job)).await?),
-                false => None,
+        for &(delivery_id, job) in jobs {
+            // Each in its delivery's span and its job's, as if alone (a
+            // span's parent is the span it was made in).
+            let delivery = match delivery_id {
+                Some(guid) => super::run::delivery_span(guid, "workflow_job", None),
+                None => tracing::Span::none(),
             };
-            if inserted == Some(Inserted::New) {
-                new = true;
-                tx.name_check_run(*job.job_id, job.name.as_deref(), job.html_url.as_deref())
-                    .await?;
-                let labels = job.labels.join(", ");
-                let message = format!("queued with labels {}", crate::text::for_log(&labels));
-                self.note_in(&mut tx, Some(*job.job_id), None, "queued", &message)
-                    .await?;
-            }
-            // Known already: held for an approval that has now been given.
-            // GitHub's queue limit starts again from here.
-            if inserted == Some(Inserted::Duplicate) {
-                let patch = JobPatch {
-                    reason: Some(Some("approved: looking for a GPU".to_string())),
-                    next_attempt_at: Some(None),
-                    queued_at: Some(now),
-                    ..Default::default()
-                };
-                let (from, to) = (JobState::WaitingForApproval, JobState::Queued);
-                if tx.transition_job(*job.job_id, from, to, now, patch).await? {
-                    new = true;
-                    let message = "approved: GitHub queued it for a runner";
-                    self.note_in(&mut tx, Some(*job.job_id), None, "queued", message)
-                        .await?;
-                }
-            }
-            if let Some(id) = delivery_id {
-                tx.finish_delivery(id, &self.worker_id, now, None).await?;
-            }
+            let span = delivery.in_scope(|| job_span(job));
+            new |= self
+                .queued_one(&mut tx, now, delivery_id, job)
+                .instrument(span)
+                .await?;
         }
         tx.commit().await?;
         if new {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// One of [`Engine::queued_together`]'s jobs, in its commit: whether it
+    /// is new to the queue.
+    async fn queued_one(
+        &self,
+        tx: &mut crate::store::StoreTx,
+        now: i64,
+        delivery_id: Option<&str>,
+        job: &JobInfo,
+    ) -> Result<bool, EngineError> {
+        let mut new = false;
+        let ours = labels::is_rigger_job(job.labels.as_slice());
+        let inserted = match ours {
+            true => Some(tx.insert_job(&self.new_job(job)).await?),
+            false => None,
+        };
+        if inserted == Some(Inserted::New) {
+            new = true;
+            tx.name_check_run(*job.job_id, job.name.as_deref(), job.html_url.as_deref())
+                .await?;
+            let labels = job.labels.join(", ");
+            let message = format!("queued with labels {}", crate::text::for_log(&labels));
+            self.note_in(tx, Some(*job.job_id), None, "queued", &message)
+                .await?;
+        }
+        // Known already: held for an approval that has now been given.
+        // GitHub's queue limit starts again from here.
+        if inserted == Some(Inserted::Duplicate) {
+            let patch = JobPatch {
+                reason: Some(Some("approved: looking for a GPU".to_string())),
+                next_attempt_at: Some(None),
+                queued_at: Some(now),
+                ..Default::default()
+            };
+            let (from, to) = (JobState::WaitingForApproval, JobState::Queued);
+            if tx.transition_job(*job.job_id, from, to, now, patch).await? {
+                new = true;
+                let message = "approved: GitHub queued it for a runner";
+                self.note_in(tx, Some(*job.job_id), None, "queued", message)
+                    .await?;
+            }
+        }
+        if let Some(id) = delivery_id {
+            tx.finish_delivery(id, &self.worker_id, now, None).await?;
+        }
+        Ok(new)
     }
 
     /// A job GitHub holds for a deployment's approval: recorded as waiting

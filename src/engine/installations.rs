@@ -3,15 +3,19 @@
 //! From then on GitHub refuses the installation's tokens and sends none of
 //! its events, so rigger can neither see a job's end nor deregister a
 //! runner there. Each of its live jobs is failed with the reason
-//! ([`JobFailure::AccessLost`]), each machine rented for them is destroyed
-//! through the usual teardown (cost recorded, row closed) — a busy one too:
-//! its job can no longer be followed, and the machine would otherwise bill
-//! until its maximum lifetime for a job no one can observe — and the
-//! installation's cached token is dropped.
+//! ([`JobFailure::AccessLost`]), and the installation's cached token is
+//! dropped. Each machine rented for them goes as [`busy::verdict`] says
+//! ([`Why::AccessLost`]): one whose runner took no job is destroyed at
+//! once through the usual teardown (cost recorded, row closed); one whose
+//! runner runs a job is kept (I4): its job goes on on GitHub, and the
+//! machine ends with it (the bootstrap destroys it) or at its max lifetime.
 //!
 //! Also here: [`InboxEvent`], what a stored delivery becomes for the inbox
 //! worker (a job event, or one of these).
 
+use std::collections::HashSet;
+
+use super::busy::{self, Facts, Listed, Verdict, Why};
 use super::events::{InstallationId, JobEvent, Repository};
 use super::ports::{Cloud, Github};
 use super::state::{JobFailure, JobState};
@@ -92,13 +96,15 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             ),
         };
         let reason = format!(
-            "{reason}: rigger can no longer manage its jobs, so this job was ended and its machine destroyed"
+            "{reason}: rigger can no longer manage its jobs, so this job was ended here; a machine that was running it is left to finish it, any other is destroyed"
         );
         let live: Vec<JobState> = JobState::ALL
             .into_iter()
             .filter(|s| !s.is_terminal())
             .collect();
         let jobs = self.store.jobs_in(&live).await?;
+        // Read before any is failed: the runners running a job now.
+        let running: HashSet<String> = jobs.iter().filter_map(|j| j.runner_name.clone()).collect();
         let ours = jobs.into_iter().filter(|j| {
             j.installation_id == *installation
                 && repos.is_none_or(|r| r.iter().any(|x| x.as_str() == j.repo))
@@ -132,9 +138,28 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 self.note(Some(job.job_id), None, "failed", &reason).await;
             }
             for inst in self.store.instances_for_job(job.job_id).await? {
-                if !inst.state.is_terminal() {
-                    self.destroy_instance(&inst, "the App lost access to its repository")
-                        .await?;
+                if inst.state.is_terminal() {
+                    continue;
+                }
+                let facts = Facts {
+                    state: inst.state,
+                    serves_live_job: running.contains(&inst.runner_name),
+                    ran_ended_job: false,
+                    listed: Listed::Unknown,
+                    registered: inst.runner_id.is_some(),
+                    past_max_lifetime: self.now() >= inst.expires_at,
+                    why: Why::AccessLost,
+                };
+                match busy::verdict(&facts) {
+                    Verdict::Keep => {
+                        let why = "the App lost access to its repository; kept while its runner runs a job, which ends it (or its max lifetime)";
+                        self.note(Some(inst.job_id), Some(&inst.id), "access_lost_kept", why)
+                            .await;
+                    }
+                    Verdict::Destroy | Verdict::DeregisterFirst => {
+                        self.destroy_instance(&inst, "the App lost access to its repository")
+                            .await?;
+                    }
                 }
             }
         }

@@ -167,25 +167,82 @@ impl Diagnoses {
 struct Step {
     says: String,
     keeps: Box<dyn Fn(&Offer) -> bool>,
+    kind: Kind,
+}
+
+/// What a diagnosis says of a filter beyond its words.
+#[derive(Clone, PartialEq)]
+enum Kind {
+    /// `region`: the same machines elsewhere are the first suggestion.
+    Country,
+    /// The GPU maker the runner needs: named only where it leaves an offer
+    /// out, and never relaxed (the runner checks its GPUs with the maker's
+    /// tool).
+    GpuArch,
+    /// How long the host's contract must still run: named only where it
+    /// leaves an offer out.
+    Duration {
+        seconds: u64,
+    },
+    Other,
+}
+
+impl Step {
+    /// Named in the list of filters applied only where it leaves an offer
+    /// out: with it, every diagnosis would say "NVIDIA" and "6 h".
+    fn quiet(&self) -> bool {
+        matches!(self.kind, Kind::GpuArch | Kind::Duration { .. })
+    }
+}
+
+/// `21600` → `6 h`, `5400` → `1.5 h`, `1800` → `30 min`.
+fn hours(seconds: u64) -> String {
+    if seconds < 3_600 {
+        return format!("{} min", seconds.div_ceil(60));
+    }
+    let h = seconds as f64 / 3_600.0;
+    if seconds.is_multiple_of(3_600) {
+        format!("{h:.0} h")
+    } else {
+        format!("{h:.1} h")
+    }
 }
 
 fn steps(f: &OfferFilter, e: &Estimate) -> Vec<Step> {
     let mut s: Vec<Step> = Vec::new();
-    let mut add = |says: String, keeps: Box<dyn Fn(&Offer) -> bool>| s.push(Step { says, keeps });
+    let mut add = |says: String, kind: Kind, keeps: Box<dyn Fn(&Offer) -> bool>| {
+        s.push(Step { says, keeps, kind })
+    };
+    // An offer that does not name its maker or its contract's end is not
+    // held against it: the cloud's own search filtered on both.
+    if let Some(arch) = f.gpu_arch.clone() {
+        add(
+            format!("with {} GPUs (gpu_arch)", arch.to_uppercase()),
+            Kind::GpuArch,
+            Box::new(move |o| {
+                o.gpu_arch
+                    .as_deref()
+                    .is_none_or(|a| a.eq_ignore_ascii_case(&arch))
+            }),
+        );
+    }
     if let Some(cc) = f.country.clone() {
         add(
             format!("in {cc}"),
+            Kind::Country,
             Box::new(move |o| o.country().eq_ignore_ascii_case(&cc)),
         );
     }
     let disk = f.disk_gb;
     add(
         format!("with disk ≥ {disk} GB"),
+        Kind::Other,
         Box::new(move |o| o.disk_gb >= disk),
     );
     if let Some(gb) = f.min_ram_gb {
         add(
             format!("with RAM ≥ {gb} GB"),
+            Kind::Other,
             Box::new(move |o| f64::from(o.cpu_ram_mb) >= gb * 1000.0),
         );
     }
@@ -193,32 +250,55 @@ fn steps(f: &OfferFilter, e: &Estimate) -> Vec<Step> {
         add(
             // The floor as Vast.ai counts it (MiB less ECC's share), not GB.
             format!("with gpu_ram ≥ {mb} MB per GPU"),
+            Kind::Other,
             Box::new(move |o| o.gpu_ram_mb >= mb),
         );
     }
     if f.vm {
-        add("able to run VMs".into(), Box::new(|o| o.vms_enabled));
+        add(
+            "able to run VMs".into(),
+            Kind::Other,
+            Box::new(|o| o.vms_enabled),
+        );
     }
     if let Some(v) = f.min_cuda {
-        add(format!("with CUDA ≥ {v}"), Box::new(move |o| o.cuda() >= v));
+        add(
+            format!("with CUDA ≥ {v}"),
+            Kind::Other,
+            Box::new(move |o| o.cuda() >= v),
+        );
     }
     let r = f.min_reliability;
     add(
         format!("with reliability ≥ {r}"),
+        Kind::Other,
         Box::new(move |o| o.reliability >= r),
     );
     let net = f.min_inet_down;
     add(
         format!("with download ≥ {net} Mbit/s"),
+        Kind::Other,
         Box::new(move |o| o.inet_down >= net),
     );
     if f.verified {
-        add("verified".into(), Box::new(|o| o.verified));
+        add("verified".into(), Kind::Other, Box::new(|o| o.verified));
+    }
+    if let Some(seconds) = f.min_duration_s {
+        let need = seconds as f64;
+        add(
+            format!(
+                "whose host's contract lasts ≥ {} (duration)",
+                hours(seconds)
+            ),
+            Kind::Duration { seconds },
+            Box::new(move |o| o.duration_s.is_none_or(|d| d >= need)),
+        );
     }
     if let Some(max) = e.max_dph {
         let e = *e;
         add(
             format!("at ≤ ${max}/h"),
+            Kind::Other,
             Box::new(move |o| {
                 rank::price(
                     o,
@@ -235,10 +315,25 @@ fn steps(f: &OfferFilter, e: &Estimate) -> Vec<Step> {
         let e = *e;
         add(
             format!("with an estimated total ≤ ${max}"),
+            Kind::Other,
             Box::new(move |o| rank::price(o, &e).is_some()),
         );
     }
     s
+}
+
+/// The makers of `offers`, as people write them: `AMD`, `AMD/INTEL`.
+fn makers(offers: &[&Offer]) -> String {
+    let set: std::collections::BTreeSet<String> = offers
+        .iter()
+        .filter_map(|o| o.gpu_arch.as_deref())
+        .map(str::to_uppercase)
+        .collect();
+    if set.is_empty() {
+        "other makers'".to_string()
+    } else {
+        set.into_iter().collect::<Vec<_>>().join("/")
+    }
 }
 
 fn gpu_words(f: &OfferFilter) -> String {
@@ -261,13 +356,17 @@ pub fn diagnose(f: &OfferFilter, e: &Estimate, broad: &[Offer]) -> String {
     }
     let steps = steps(f, e);
     let mut left: Vec<&Offer> = broad.iter().collect();
+    // The filters applied so far, as the diagnosis names them.
+    let mut said: Vec<&str> = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         let next: Vec<&Offer> = left.iter().copied().filter(|o| (step.keeps)(o)).collect();
+        if !step.quiet() || next.len() < left.len() {
+            said.push(&step.says);
+        }
         if !next.is_empty() {
             left = next;
             continue;
         }
-        let said: Vec<&str> = steps[..=i].iter().map(|s| s.says.as_str()).collect();
         let mut text = format!(
             "0 offers: {} {gpus} listed, none {}",
             broad.len(),
@@ -296,13 +395,30 @@ pub fn diagnose(f: &OfferFilter, e: &Estimate, broad: &[Offer]) -> String {
                 .fold(f64::INFINITY, f64::min)
         };
         // The same machine elsewhere is the first thing a person would try.
-        let elsewhere = if f.country.is_some() {
-            without(0)
-        } else {
-            Vec::new()
+        let elsewhere = match steps.iter().position(|s| s.kind == Kind::Country) {
+            Some(country) => without(country),
+            None => Vec::new(),
         };
         let relaxed = without(i);
-        if !elsewhere.is_empty() {
+        if steps[i].kind == Kind::GpuArch {
+            // Not a filter to relax: say what is there instead.
+            if relaxed.is_empty() {
+                text.push_str(&format!(
+                    "; only {} GPUs are listed (gpu_arch), and the runner needs {}",
+                    makers(&left),
+                    f.gpu_arch.as_deref().unwrap_or_default().to_uppercase()
+                ));
+            } else {
+                text.push_str(&format!(
+                    "; only {} GPUs (gpu_arch) would match: {}, from ${:.2}/h; \
+                     the runner needs {}",
+                    makers(&relaxed),
+                    relaxed.len(),
+                    cheapest(&relaxed),
+                    f.gpu_arch.as_deref().unwrap_or_default().to_uppercase()
+                ));
+            }
+        } else if !elsewhere.is_empty() {
             let mut by_country: std::collections::BTreeMap<String, Vec<&Offer>> =
                 Default::default();
             for o in &elsewhere {
@@ -322,6 +438,14 @@ pub fn diagnose(f: &OfferFilter, e: &Estimate, broad: &[Offer]) -> String {
                 .map(|(c, n, p)| format!("{n} in {c} from ${p:.2}/h"))
                 .collect();
             text.push_str(&format!("; {}", shown.join(", ")));
+        } else if let (Kind::Duration { seconds }, false) = (&steps[i].kind, relaxed.is_empty()) {
+            text.push_str(&format!(
+                "; {} would match except that their host's contract ends within {}, \
+                 before the machine's max_runtime is up (duration), from ${:.2}/h",
+                relaxed.len(),
+                hours(*seconds),
+                cheapest(&relaxed)
+            ));
         } else if !relaxed.is_empty() {
             text.push_str(&format!(
                 "; {} would match without \"{}\", from ${:.2}/h",
@@ -502,6 +626,8 @@ mod tests {
             verified: true,
             vms_enabled: false,
             dlperf: 48.0,
+            gpu_arch: None,
+            duration_s: None,
         }
     }
 
@@ -568,6 +694,82 @@ mod tests {
         assert!(
             d.ends_with("2 would match without \"at ≤ $0.5/h\", from $0.70/h"),
             "{d}"
+        );
+    }
+
+    fn any_gpu() -> OfferFilter {
+        OfferFilter {
+            gpu_names: Vec::new(),
+            country: None,
+            min_duration_s: Some(21_600),
+            ..filter()
+        }
+    }
+
+    fn amd(id: i64, dph: f64) -> Offer {
+        Offer {
+            gpu_name: "RX 7900 XTX".into(),
+            gpu_arch: Some("amd".into()),
+            ..offer(id, "Texas, US", 500.0, dph)
+        }
+    }
+
+    #[test]
+    fn only_amd_gpus_are_named_as_such() {
+        let broad = vec![amd(1, 0.20), amd(2, 0.10)];
+        let d = diagnose(&any_gpu(), &est(), &broad);
+        assert_eq!(
+            d,
+            "0 offers: 2 1× GPU listed, none with NVIDIA GPUs (gpu_arch); only AMD GPUs \
+             (gpu_arch) would match: 2, from $0.10/h; the runner needs NVIDIA"
+        );
+        // AMD hosts that fail another filter too.
+        let small = vec![Offer {
+            disk_gb: 10.0,
+            ..amd(3, 0.1)
+        }];
+        let d = diagnose(&any_gpu(), &est(), &small);
+        assert!(
+            d.ends_with("; only AMD GPUs are listed (gpu_arch), and the runner needs NVIDIA"),
+            "{d}"
+        );
+    }
+
+    /// The maker and the contract are named only where they leave an
+    /// offer out; hosts that fail them are never suggested.
+    #[test]
+    fn the_maker_and_the_contract_are_named_only_where_they_count() {
+        let nvidia = Offer {
+            gpu_arch: Some("nvidia".into()),
+            duration_s: Some(30.0 * 86_400.0),
+            ..offer(1, "Texas, US", 100.0, 0.30)
+        };
+        let d = diagnose(&any_gpu(), &est(), &[nvidia.clone(), amd(2, 0.05)]);
+        assert_eq!(
+            d,
+            "0 offers: 2 1× GPU listed, none with NVIDIA GPUs (gpu_arch), with disk ≥ 200 GB; \
+             1 would match without \"with disk ≥ 200 GB\", from $0.30/h"
+        );
+        let short = Offer {
+            duration_s: Some(7_200.0),
+            disk_gb: 500.0,
+            ..nvidia
+        };
+        let d = diagnose(&any_gpu(), &est(), &[short]);
+        assert_eq!(
+            d,
+            "0 offers: 1 1× GPU listed, none with disk ≥ 200 GB, with reliability ≥ 0.95, \
+             with download ≥ 100 Mbit/s, verified, whose host's contract lasts ≥ 6 h \
+             (duration); 1 would match except that their host's contract ends within 6 h, \
+             before the machine's max_runtime is up (duration), from $0.30/h"
+        );
+    }
+
+    #[test]
+    fn a_contract_is_said_in_hours_or_minutes() {
+        assert_eq!(
+            [hours(21_600), hours(5_400), hours(1_800), hours(90)],
+            ["6 h", "1.5 h", "30 min", "2 min"]
         );
     }
 

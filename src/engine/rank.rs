@@ -222,6 +222,7 @@ mod tests {
             verified: true,
             vms_enabled: false,
             dlperf: 30.0,
+            ..Default::default()
         }
     }
 

@@ -25,6 +25,18 @@ pub type ParseDelivery = dyn Fn(&Delivery) -> Result<Option<InboxEvent>, String>
 
 const DELIVERY_LEASE_MS: i64 = 60_000;
 
+/// The span a delivery is handled in, alone or in a run of `queued` ones:
+/// its GUID (`X-GitHub-Delivery`), its event and, when known, which attempt
+/// this is. Ids only: a payload never reaches a span.
+pub(super) fn delivery_span(guid: &str, event: &str, attempt: Option<i64>) -> tracing::Span {
+    tracing::info_span!(
+        "delivery",
+        guid = %crate::text::for_log(guid),
+        event = %crate::text::for_log(event),
+        attempt,
+    )
+}
+
 /// How many times a delivery is handled before it is set aside
 /// (quarantined) for an operator: a failure that three tries, a minute
 /// apart, did not get past is not going to pass by itself.
@@ -136,12 +148,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         d: &Delivery,
         parsed: &Result<Option<InboxEvent>, String>,
     ) -> Result<(), EngineError> {
-        let span = tracing::info_span!(
-            "delivery",
-            delivery = %crate::text::for_log(&d.delivery_id),
-            event = %crate::text::for_log(&d.event),
-            attempt = d.attempts,
-        );
+        let span = delivery_span(&d.delivery_id, &d.event, Some(d.attempts));
         self.handle_alone_in_span(d, parsed).instrument(span).await
     }
 

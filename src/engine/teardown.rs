@@ -1,5 +1,7 @@
 //! Destroying a machine and closing its account.
 
+use tracing::Instrument;
+
 use super::ports::{Cloud, Github};
 use super::report;
 use super::state::{InstanceState, JobState};
@@ -10,8 +12,25 @@ impl<C: Cloud, G: Github> Engine<C, G> {
     /// Destroy a machine now. Its row moves to `destroying` first, so that a
     /// failed call is retried by the reconciler (rule 9); once Vast.ai
     /// confirms, the row is `destroyed` and the cost is in the ledger.
-    /// Returns the cost entry when this call closed the account.
+    /// Returns the cost entry when this call closed the account. All of it
+    /// in the machine's span, `instance{instance_id, job_id, provider_id}`.
     pub async fn destroy_instance(
+        &self,
+        inst: &InstanceRow,
+        reason: &str,
+    ) -> Result<Option<CostEntry>, EngineError> {
+        let span = tracing::info_span!(
+            "instance",
+            instance_id = %inst.id,
+            job_id = inst.job_id,
+            provider_id = inst.provider_id.as_deref(),
+        );
+        self.destroy_instance_in_span(inst, reason)
+            .instrument(span)
+            .await
+    }
+
+    async fn destroy_instance_in_span(
         &self,
         inst: &InstanceRow,
         reason: &str,
@@ -345,6 +364,24 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         if inst.callback_hash.as_deref() != Some(presented.as_str()) {
             return Ok(Callback::Unauthorized);
         }
+        // Once the token proved the caller is the machine.
+        let span = tracing::info_span!(
+            "instance",
+            instance_id = %inst.id,
+            job_id = inst.job_id,
+            provider_id = inst.provider_id.as_deref(),
+        );
+        self.machine_ended_in_span(&inst, exit_code, report)
+            .instrument(span)
+            .await
+    }
+
+    async fn machine_ended_in_span(
+        &self,
+        inst: &InstanceRow,
+        exit_code: Option<i64>,
+        report: &str,
+    ) -> Result<Callback, EngineError> {
         let code = exit_code.map_or("unknown".to_string(), |c| c.to_string());
         let failed = exit_code != Some(0);
         if !report.is_empty() {
@@ -360,7 +397,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             Some(why) => format!("its bootstrap failed (code {code}): {why}"),
             None => format!("its runner exited (code {code}), as its bootstrap reported"),
         };
-        self.destroy_instance(&inst, &reason).await?;
+        self.destroy_instance(inst, &reason).await?;
         if failed && inst.state == InstanceState::Booting {
             let patch = JobPatch {
                 reason: Some(Some(reason.clone())),

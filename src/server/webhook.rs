@@ -19,6 +19,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use tracing::Instrument;
 
 use super::body::{self, BodyBudget, BodyLimits};
 use crate::engine::events::JobEvent;
@@ -178,7 +179,7 @@ async fn receive(State(route): State<Route>, headers: HeaderMap, body: Body) -> 
     match webhook::parse(event_name, text.as_bytes()) {
         Ok(Event::Ping { zen }) => {
             count("ping");
-            tracing::info!(delivery = %delivery_id, "ping: {}", for_log(&zen));
+            tracing::info!(guid = %delivery_id, "ping: {}", for_log(&zen));
             answer(StatusCode::OK, "pong")
         }
         Ok(Event::WorkflowJob(j)) => delivery.keep(Some(action_of(&j)), text, None).await,
@@ -217,8 +218,26 @@ impl Incoming<'_> {
         count_delivery(&self.s.metrics, self.label, result)
     }
 
-    /// Commit it to the inbox (I5), then answer 202.
+    /// Commit it to the inbox (I5), then answer 202; in its span,
+    /// `delivery{guid, event}`, as the engine handles it later. Only once
+    /// its signature is verified: nothing unsigned names a span.
     async fn keep(
+        &self,
+        action: Option<&str>,
+        body: String,
+        unreadable: Option<webhook::ParseError>,
+    ) -> Response {
+        let span = tracing::info_span!(
+            "delivery",
+            guid = %self.id,
+            event = %for_log(self.event),
+        );
+        self.keep_in_span(action, body, unreadable)
+            .instrument(span)
+            .await
+    }
+
+    async fn keep_in_span(
         &self,
         action: Option<&str>,
         body: String,
@@ -238,11 +257,7 @@ impl Incoming<'_> {
         match (accepted, unreadable) {
             (Err(e), _) => {
                 self.count("unavailable");
-                tracing::error!(
-                    delivery = %self.id,
-                    "could not store a delivery: {}",
-                    for_log(&e.to_string())
-                );
+                tracing::error!("could not store a delivery: {}", for_log(&e.to_string()));
                 answer(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "not stored; redeliver later",
@@ -251,7 +266,6 @@ impl Incoming<'_> {
             (Ok(_), Some(e)) => {
                 self.count("unreadable");
                 tracing::warn!(
-                    delivery = %self.id,
                     "stored a delivery that cannot be read: {}",
                     for_log(&e.to_string())
                 );

@@ -170,7 +170,8 @@ pub(super) const MAX_INSTANCES_PER_REPO: Rule<i64> = Rule {
 };
 
 pub(super) const DEFAULT_JOB_MINUTES: Rule<i64> = Rule {
-    default: 30,
+    // The one default `rigger plan` shares.
+    default: crate::engine::estimate::DEFAULT_JOB_MINUTES as i64,
     min: 1,
     max: 5 * 24 * 60,
     why: "GitHub ends a job on a self-hosted runner after 5 days",

@@ -26,6 +26,10 @@ pub struct NewInstance {
     /// SHA-256 (hex) of the token its bootstrap presents to rigger's callback;
     /// the token itself is never stored (I6).
     pub callback_hash: Option<String>,
+    /// The estimate its offer was ranked by: hours on its GPU (boot
+    /// included) and dollars in total.
+    pub estimated_hours: Option<f64>,
+    pub estimated_cost: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +60,10 @@ pub struct InstanceRow {
     pub destroy_attempts: i64,
     /// When the next destroy call is due, after a refused one.
     pub destroy_due_at: Option<i64>,
+    /// The estimate made when it was rented (see [`NewInstance`]); none on
+    /// a row written before rigger kept it.
+    pub estimated_hours: Option<f64>,
+    pub estimated_cost: Option<f64>,
 }
 
 /// Columns to set together with a state change; `None` leaves a column alone.
@@ -128,7 +136,7 @@ fn state_list(states: &[InstanceState]) -> String {
 const COLUMNS: &str = "id, job_id, label, runner_name, runner_id, provider_id, offer_id, gpu_name, \
      num_gpus, dph, location, state, reason, created_at, create_called_at, online_at, \
      destroy_called_at, destroyed_at, expires_at, callback_hash, updated_at, destroy_attempts, \
-     destroy_due_at";
+     destroy_due_at, estimated_hours, estimated_cost";
 
 impl InstanceRow {
     fn from_row(r: &AnyRow) -> Result<InstanceRow, StoreError> {
@@ -157,6 +165,8 @@ impl InstanceRow {
             updated_at: r.try_get("updated_at")?,
             destroy_attempts: r.try_get("destroy_attempts")?,
             destroy_due_at: r.try_get("destroy_due_at")?,
+            estimated_hours: r.try_get("estimated_hours")?,
+            estimated_cost: r.try_get("estimated_cost")?,
         })
     }
 }
@@ -202,8 +212,9 @@ where
     let create_called_at = (state == InstanceState::Creating).then_some(now);
     sqlx::query(
         "INSERT INTO instances (id, job_id, label, runner_name, offer_id, gpu_name, num_gpus, dph, \
-         location, state, expires_at, callback_hash, runner_id, create_called_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)",
+         location, state, expires_at, callback_hash, runner_id, create_called_at, estimated_hours, \
+         estimated_cost, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)",
     )
     .bind(&i.id)
     .bind(i.job_id)
@@ -219,6 +230,8 @@ where
     .bind(&i.callback_hash)
     .bind(runner_id)
     .bind(create_called_at)
+    .bind(i.estimated_hours)
+    .bind(i.estimated_cost)
     .bind(now)
     .execute(exec)
     .await?;

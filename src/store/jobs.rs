@@ -5,7 +5,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
 use super::{Cas, Inserted, Moves, Store, StoreError, Val};
-use crate::engine::state::JobState;
+use crate::engine::estimate::PastRun;
+use crate::engine::state::{InstanceState, JobState};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
@@ -310,6 +311,28 @@ impl Store {
         Ok(found.is_some())
     }
 
+    /// The runners of live machines whose job was failed for `failure`
+    /// while they ran it (the job bound to their name): for
+    /// `access_lost`, jobs that go on on GitHub, which rigger can no longer
+    /// follow.
+    pub async fn live_runners_of_jobs_failed_for(
+        &self,
+        failure: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT j.runner_name FROM jobs j \
+             JOIN instances i ON i.runner_name = j.runner_name \
+             WHERE j.state = $1 AND j.failure = $2 AND i.state NOT IN ($3, $4)",
+        )
+        .bind(JobState::Failed.as_str())
+        .bind(failure)
+        .bind(InstanceState::Destroyed.as_str())
+        .bind(InstanceState::Failed.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(names)
+    }
+
     /// Jobs in any of these states, oldest first.
     pub async fn jobs_in(&self, states: &[JobState]) -> Result<Vec<JobRow>, StoreError> {
         let list: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
@@ -511,9 +534,9 @@ impl Store {
         repo: &str,
         runner_def: &str,
         limit: i64,
-    ) -> Result<Vec<(i64, String)>, StoreError> {
+    ) -> Result<Vec<PastRun>, StoreError> {
         let rows = sqlx::query(
-            "SELECT started_at, completed_at, gpu_name FROM jobs \
+            "SELECT started_at, completed_at, gpu_name, conclusion FROM jobs \
              WHERE repo = $1 AND runner_def = $2 AND state = 'completed' \
              AND started_at IS NOT NULL AND completed_at IS NOT NULL AND gpu_name IS NOT NULL \
              ORDER BY completed_at DESC LIMIT $3",
@@ -527,7 +550,12 @@ impl Store {
             .map(|r| {
                 let start: i64 = r.try_get("started_at")?;
                 let end: i64 = r.try_get("completed_at")?;
-                Ok(((end - start) / 1000, r.try_get("gpu_name")?))
+                let conclusion: Option<String> = r.try_get("conclusion")?;
+                Ok(PastRun {
+                    seconds: (end - start) / 1000,
+                    gpu_name: r.try_get("gpu_name")?,
+                    succeeded: conclusion.as_deref() == Some("success"),
+                })
             })
             .collect()
     }

@@ -166,6 +166,12 @@ CREATE INDEX check_runs_unsent ON check_runs (next_attempt_at);
         "ALTER TABLE instances ADD COLUMN destroy_attempts BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE instances ADD COLUMN destroy_due_at BIGINT;",
     ),
+    (
+        10,
+        "each machine's estimate made when it was rented (hours, dollars), as columns",
+        "ALTER TABLE instances ADD COLUMN estimated_hours DOUBLE PRECISION;
+ALTER TABLE instances ADD COLUMN estimated_cost DOUBLE PRECISION;",
+    ),
 ];
 
 /// Apply the migrations this database has not seen yet.

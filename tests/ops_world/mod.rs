@@ -73,6 +73,9 @@ pub async fn seeded(name: &str, provider_id: &str, label: &str) -> String {
             location: Some("Texas, US".into()),
             expires_at: now + 3_600_000,
             callback_hash: None,
+            // As the engine records it when it rents.
+            estimated_hours: Some(ESTIMATE.0),
+            estimated_cost: Some(ESTIMATE.1),
         },
         now - 7_200_000,
     )
@@ -102,16 +105,6 @@ pub async fn seeded(name: &str, provider_id: &str, label: &str) -> String {
                 .unwrap()
         );
     }
-    // As the engine records it when it rents.
-    s.log_event(
-        now - 7_200_000,
-        Some(11),
-        Some(INSTANCE),
-        "estimate",
-        &format!("{INSTANCE}: {} h, ${}", ESTIMATE.0, ESTIMATE.1),
-    )
-    .await
-    .unwrap();
     s.record_cost(&CostEntry {
         instance_id: "old".into(),
         job_id: 1,

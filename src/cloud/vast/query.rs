@@ -143,12 +143,16 @@ pub fn search_body(f: &OfferFilter) -> Value {
     Value::Object(q)
 }
 
-/// A wider search for the no-match diagnosis: the same GPUs (maker, CPU
-/// architecture and contract length included: a host that cannot run the
-/// runner for its lifetime is no match to suggest), none of the other
-/// filters, so rigger can tell which filter emptied the market.
+/// A wider search for the no-match diagnosis: the same GPU models and CPU
+/// architecture, none of the other filters, so rigger can tell which filter
+/// emptied the market. The GPU maker and the contract's length are left out
+/// too, so that the diagnosis can count the AMD hosts or the short
+/// contracts that were all there was; it still suggests only hosts that
+/// pass both (`engine::offers::diagnose`).
 pub fn broad_filter(f: &OfferFilter) -> OfferFilter {
     OfferFilter {
+        gpu_arch: None,
+        min_duration_s: None,
         min_gpu_ram_mb: None,
         disk_gb: 0.0,
         min_ram_gb: None,
@@ -400,6 +404,28 @@ mod tests {
         ));
         assert_eq!(b["type"], json!("bid"));
         assert!(b.get("dph_total").is_none());
+    }
+
+    /// The diagnosis's search keeps the models and the CPU architecture and
+    /// drops every filter it can tell about, the maker and contract included.
+    #[test]
+    fn the_broad_search_leaves_out_the_filters_the_diagnosis_counts() {
+        let f = &filters(&format!(
+            "{BASE}    instance_type: 1xANY\n    region: US\n    extra_config:\n      min_gpu_ram: 24\n      disk_space: 200\n"
+        ))[0];
+        let b = search_body(&broad_filter(f));
+        for gone in [
+            "gpu_arch",
+            "duration",
+            "gpu_ram",
+            "geolocation",
+            "cuda_max_good",
+        ] {
+            assert!(b.get(gone).is_none(), "{gone} in {b}");
+        }
+        assert_eq!(b["cpu_arch"], json!({"eq": "amd64"}));
+        assert_eq!(b["num_gpus"], json!({"eq": 1}));
+        assert_eq!(b["limit"], json!(1000));
     }
 
     #[test]

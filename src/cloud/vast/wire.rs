@@ -39,6 +39,11 @@ struct WireOffer {
     vms_enabled: Option<bool>,
     #[serde(default)]
     dlperf: Option<f64>,
+    #[serde(default)]
+    gpu_arch: Option<String>,
+    /// Seconds from now until the host's listing ends.
+    #[serde(default)]
+    duration: Option<f64>,
 }
 
 impl From<WireOffer> for Offer {
@@ -59,6 +64,8 @@ impl From<WireOffer> for Offer {
             verified: w.verification.as_deref() == Some("verified"),
             vms_enabled: w.vms_enabled.unwrap_or(false),
             dlperf: w.dlperf.unwrap_or(0.0),
+            gpu_arch: w.gpu_arch.filter(|a| !a.is_empty()),
+            duration_s: w.duration.filter(|d| d.is_finite()),
         }
     }
 }
@@ -239,5 +246,21 @@ mod tests {
             parse_offers_bytes(b"{}"),
             Err(ProviderError::Transient(_))
         ));
+    }
+
+    /// The maker and the contract's end, read as the API names them (its
+    /// offer example: `gpu_arch: nvidia`, `duration: 1234567.89`).
+    #[test]
+    fn an_offer_says_its_gpu_maker_and_how_long_its_host_contract_lasts() {
+        let offers = parse_offers_bytes(
+            br#"{"offers": [{"id": 1, "gpu_arch": "amd", "duration": 7200.5}, {"id": 2}]}"#,
+        )
+        .unwrap();
+        assert_eq!(offers[0].gpu_arch.as_deref(), Some("amd"));
+        assert_eq!(offers[0].duration_s, Some(7200.5));
+        assert_eq!(
+            (offers[1].gpu_arch.as_deref(), offers[1].duration_s),
+            (None, None)
+        );
     }
 }

@@ -69,3 +69,21 @@ impl Admission {
         }
     }
 }
+
+#[cfg(test)]
+impl Admission {
+    /// A pass that starts with nothing live.
+    pub(super) fn empty() -> Admission {
+        Admission(Mutex::new(Places {
+            live: LiveUsage::default(),
+            spent_today: 0.0,
+        }))
+    }
+
+    /// The places taken so far: in all, and by `repo`.
+    pub(super) fn taken(&self, repo: &str) -> (u32, u32) {
+        let places = self.places();
+        let by_repo = places.live.by_repo.get(repo).copied().unwrap_or(0);
+        (places.live.live, by_repo)
+    }
+}

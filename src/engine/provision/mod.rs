@@ -180,7 +180,12 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         admission: &Admission,
     ) -> Result<(), EngineError> {
         let what = format!("provisioning job {}", job.job_id);
-        let span = tracing::info_span!("job", job_id = job.job_id, attempt = job.attempts);
+        let span = tracing::info_span!(
+            "job",
+            job_id = job.job_id,
+            attempt = job.attempts,
+            repo = %crate::text::for_log(&job.repo),
+        );
         let attempt = self.provision(job.clone(), admission).instrument(span);
         match isolated(&self.metrics, Loop::Provisioner, &what, attempt).await {
             Ok(result) => result,

@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use tracing::Instrument;
+
 use super::claim::Claim;
 use super::{Outcome, fail, rate_limit_ms, retry};
 use crate::bootstrap::{self, BootstrapSpec};
@@ -51,15 +53,41 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             location: Some(offer.location.clone()),
             expires_at: now.saturating_add(lifetime),
             callback_hash: callback.as_ref().map(|(_, t)| token_hash(t)),
+            estimated_hours: Some(offer.estimated_hours),
+            estimated_cost: Some(offer.estimated_cost),
         };
         Reserved { row, callback }
     }
 
     /// Rent one offer for a job: JIT runner, the machine's row, create.
     /// `claim` holds the offer, the job's place and the create slot; the
-    /// caller says what becomes of them from the answer.
+    /// caller says what becomes of them from the answer. All of it in the
+    /// machine's span, `instance{instance_id, provider_id}` (Vast.ai's id
+    /// once its create answers), inside the attempt's `job` span.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn rent(
+        &self,
+        repo: &RepoRef,
+        job: &JobRow,
+        def: &RunnerDef,
+        config: &CirunConfig,
+        offer: &RankedOffer,
+        row: Reserved,
+        runner_file: RunnerFile,
+        claim: &mut Claim<'_, C>,
+    ) -> Result<Rent, EngineError> {
+        let span = tracing::info_span!(
+            "instance",
+            instance_id = %row.row.id,
+            provider_id = tracing::field::Empty,
+        );
+        self.rent_in_span(repo, job, def, config, offer, row, runner_file, claim)
+            .instrument(span)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn rent_in_span(
         &self,
         repo: &RepoRef,
         job: &JobRow,
@@ -239,6 +267,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             .await?;
             return Ok(Rent::NextOffer);
         };
+        tracing::Span::current().record("provider_id", provider_id.as_str());
         // The machine exists and costs money from now on: its provider id,
         // the job's new state and what happened, in one commit.
         let now = self.now();

@@ -24,7 +24,7 @@ use crate::engine::events::{JobEvent, JobInfo};
 use crate::engine::isolate::{Loop, isolated};
 use crate::engine::names;
 use crate::engine::ports::{Cloud, Github, GithubError, RepoRef};
-use crate::engine::state::{InstanceState, JobState};
+use crate::engine::state::{InstanceState, JobFailure, JobState};
 use crate::engine::{Engine, EngineError};
 use crate::store::{Dialect, InstancePatch, InstanceRow, JobPatch, JobRow};
 
@@ -34,6 +34,8 @@ const LOG_TAIL: usize = 4000;
 /// A `Destroy` action's decisions, as `apply` carries them out.
 struct PlannedDestroy<'a> {
     rule: Rule,
+    /// The state I4 was decided for.
+    from: InstanceState,
     keep_logs: bool,
     deregister: Option<Deregister>,
     requeue_job: Option<PlannedJob>,
@@ -171,6 +173,12 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             unowned_runners_since: HashMap::new(),
             unsent_check_runs,
             unreachable_since: HashMap::new(),
+            access_lost_runners: self
+                .store
+                .live_runners_of_jobs_failed_for(JobFailure::AccessLost.as_str())
+                .await?
+                .into_iter()
+                .collect(),
         };
         let mut memory = self.memory();
         memory
@@ -378,10 +386,12 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             } => self.adopt(instance_id, provider_id).await,
             Action::MarkFailed {
                 instance_id,
+                from,
                 requeue_job,
-            } => self.mark_failed(instance_id, *requeue_job).await,
+            } => self.mark_failed(instance_id, *from, *requeue_job).await,
             Action::Destroy {
                 instance_id,
+                from,
                 keep_logs,
                 deregister_runner,
                 requeue_job,
@@ -389,6 +399,7 @@ impl<C: Cloud, G: Github> Engine<C, G> {
             } => {
                 let planned = PlannedDestroy {
                     rule,
+                    from: *from,
                     keep_logs: *keep_logs,
                     deregister: *deregister_runner,
                     requeue_job: *requeue_job,
@@ -484,32 +495,41 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         Ok(())
     }
 
-    /// Rule 2: the create call made nothing. A store error is the action's
-    /// failure (counted, and planned again next pass), not "not moved".
+    /// Rule 2: the create call made nothing. Only from the state it was
+    /// planned from: a row that moved since (its create answered, another
+    /// replica adopted or failed it) is no longer what was planned for, and
+    /// neither is its job, which then stays as it is. A store error is the
+    /// action's failure (counted, and planned again next pass).
     async fn mark_failed(
         &self,
         instance_id: &str,
+        from: InstanceState,
         requeue_job: Option<PlannedJob>,
     ) -> Result<(), EngineError> {
         let now = self.now();
-        if let Some(inst) = self.store.instance(instance_id).await? {
-            let patch = InstancePatch {
-                reason: Some("the create call produced no instance".into()),
-                ..Default::default()
-            };
-            let (from, to) = (inst.state, InstanceState::Failed);
-            if self
-                .store
-                .transition_instance(instance_id, from, to, now, patch)
-                .await?
-            {
-                let why = "no Vast.ai instance carries its label: marked failed";
-                self.note(Some(inst.job_id), Some(instance_id), "create_failed", why)
-                    .await;
-                if let Err(e) = self.forget_unused_runner(&inst).await {
-                    tracing::warn!(instance = %inst.id, error = %e, "could not check its runner");
-                }
-            }
+        let Some(inst) = self.store.instance(instance_id).await? else {
+            return Ok(());
+        };
+        let patch = InstancePatch {
+            reason: Some("the create call produced no instance".into()),
+            ..Default::default()
+        };
+        let moved = self
+            .store
+            .transition_instance(instance_id, from, InstanceState::Failed, now, patch)
+            .await?;
+        if !moved {
+            tracing::debug!(
+                instance = instance_id,
+                "not marked failed: the machine moved since this pass read it"
+            );
+            return Ok(());
+        }
+        let why = "no Vast.ai instance carries its label: marked failed";
+        self.note(Some(inst.job_id), Some(instance_id), "create_failed", why)
+            .await;
+        if let Err(e) = self.forget_unused_runner(&inst).await {
+            tracing::warn!(instance = %inst.id, error = %e, "could not check its runner");
         }
         if let Some(job) = &requeue_job {
             self.requeue(job, "its machine was never created").await?;
@@ -528,6 +548,13 @@ impl<C: Cloud, G: Github> Engine<C, G> {
         let Some(inst) = self.store.instance(instance_id).await? else {
             return Ok(());
         };
+        if inst.state != p.from {
+            tracing::debug!(
+                instance = instance_id,
+                "not destroyed: the machine moved since this pass read it"
+            );
+            return Ok(());
+        }
         if p.keep_logs {
             self.keep_boot_log(&inst).await;
         }
@@ -546,8 +573,26 @@ impl<C: Cloud, G: Github> Engine<C, G> {
                 return Ok(());
             }
         }
-        self.destroy_instance(&inst, &format!("{} ({})", p.reason, p.rule.as_str()))
-            .await?;
+        let reason = format!("{} ({})", p.reason, p.rule.as_str());
+        // The compare-and-set on what was planned: a runner that took a job
+        // between the read above and now made the machine busy, and it
+        // stays (I4).
+        if p.from != InstanceState::Destroying {
+            let patch = InstancePatch {
+                destroy_called_at: Some(self.now()),
+                reason: Some(reason.clone()),
+                ..Default::default()
+            };
+            let (from, to) = (p.from, InstanceState::Destroying);
+            if !self
+                .store
+                .transition_instance(instance_id, from, to, self.now(), patch)
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        self.destroy_instance(&inst, &reason).await?;
         let Some(planned) = p.requeue_job else {
             return Ok(());
         };

@@ -129,6 +129,10 @@ pub struct Snapshot {
     /// Since when each instance (by row id) has been seen unreachable on
     /// Vast.ai, pass after pass (kept by the caller).
     pub unreachable_since: HashMap<String, i64>,
+    /// Runners of live machines running a job rigger stopped following
+    /// when the App lost its repository: the job goes on on GitHub, so
+    /// the machine is busy (see [`busy::Why::AccessLost`]).
+    pub access_lost_runners: HashSet<String>,
 }
 
 /// A job's check run whose wanted content GitHub does not have yet.
@@ -258,12 +262,20 @@ pub enum Action {
     /// the job back to the queue if it is still waiting (rule 2).
     MarkFailed {
         instance_id: String,
+        /// The state it was planned from: a row that moved since (its
+        /// create answered, another replica adopted or failed it) is left
+        /// alone, and its job with it.
+        from: InstanceState,
         requeue_job: Option<PlannedJob>,
     },
     /// Keep the instance's logs, destroy it, and re-queue its job if GitHub
     /// still waits for it (rules 3, 4, 6, 8 and teardown after the job).
     Destroy {
         instance_id: String,
+        /// The state it was planned from: I4 was decided for that state, so
+        /// a machine that moved since (its runner took a job meanwhile) is
+        /// left to the next pass.
+        from: InstanceState,
         /// Collect the boot log first (rule 3).
         keep_logs: bool,
         /// Deregister this runner first, and what a refusal means.
@@ -628,6 +640,7 @@ fn guarded(s: &Snapshot, i: &InstanceRow, now: i64, why: Why, t: Teardown) -> Op
     };
     Some(Action::Destroy {
         instance_id: i.id.clone(),
+        from: i.state,
         keep_logs: t.keep_logs,
         deregister_runner,
         requeue_job: t.requeue_job,
@@ -655,7 +668,8 @@ fn facts_of(s: &Snapshot, i: &InstanceRow, now: i64, why: Why, registered: bool)
     let live_in_store = s
         .jobs
         .iter()
-        .any(|j| j.runner_name.as_deref() == Some(name));
+        .any(|j| j.runner_name.as_deref() == Some(name))
+        || s.access_lost_runners.contains(name);
     let learned_in_progress = s.github_jobs.iter().any(|g| {
         g.status == GithubJobStatus::InProgress
             && g.runner_name.as_deref() == Some(name)
@@ -785,6 +799,7 @@ fn stuck_creates(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
             },
             None => Action::MarkFailed {
                 instance_id: i.id.clone(),
+                from: i.state,
                 requeue_job: requeue_for(s, i),
             },
         })
@@ -1015,6 +1030,7 @@ fn recovery(s: &Snapshot, now: i64, limits: &Limits) -> Vec<Action> {
         if super::retry::destroy_due_at(i, limits).is_some_and(|due| now >= due) {
             out.push(Action::Destroy {
                 instance_id: i.id.clone(),
+                from: i.state,
                 keep_logs: false,
                 deregister_runner: i.runner_id.map(Deregister::Anyway),
                 requeue_job: None,

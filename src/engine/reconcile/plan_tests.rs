@@ -63,6 +63,8 @@ pub(super) fn inst(id: &str, job_id: i64, state: InstanceState, since: i64) -> I
         updated_at: since,
         destroy_attempts: 0,
         destroy_due_at: None,
+        estimated_hours: None,
+        estimated_cost: None,
     }
 }
 
@@ -96,6 +98,7 @@ pub(super) fn snapshot(jobs: Vec<JobRow>, instances: Vec<InstanceRow>) -> Snapsh
         unowned_runners_since: Default::default(),
         unsent_check_runs: Vec::new(),
         unreachable_since: Default::default(),
+        access_lost_runners: Default::default(),
     }
 }
 
@@ -235,6 +238,7 @@ fn rule_2_stuck_create_fails_and_requeues_when_nothing_exists() {
             Rule::StuckCreate,
             Action::MarkFailed {
                 instance_id: "a".into(),
+                from: InstanceState::Requested,
                 requeue_job: Some(planned(1))
             }
         )]
@@ -490,6 +494,38 @@ fn rule_5_a_machine_learned_busy_in_this_pass_is_not_destroyed_in_it() {
                 ..
             }
         )]
+    ));
+}
+
+#[test]
+fn a_busy_machine_whose_job_rigger_lost_access_to_is_kept_until_it_ends() {
+    // Its job was failed here when the App lost the repository; on GitHub
+    // it goes on, on this machine.
+    let mut i = inst("a", 1, InstanceState::Busy, NOW - 30 * MIN);
+    i.runner_id = Some(9);
+    let mut s = snapshot(vec![], vec![i.clone()]);
+    s.access_lost_runners.insert(i.runner_name.clone());
+    assert_eq!(run(&s), vec![], "I4");
+    // It ends (the bootstrap destroys it): its row is closed.
+    s.cloud.clear();
+    assert!(matches!(
+        &run(&s)[..],
+        [(Rule::InstanceVanished, Action::Destroy { .. })]
+    ));
+    // Or its max lifetime does.
+    let mut s = snapshot(vec![], vec![i.clone()]);
+    s.access_lost_runners.insert(i.runner_name.clone());
+    s.instances[0].expires_at = NOW;
+    assert!(matches!(
+        &run(&s)[..],
+        [(Rule::MaxLifetime, Action::Destroy { .. })]
+    ));
+    // Without it, a busy machine with no live job has run its job.
+    s.access_lost_runners.clear();
+    s.instances[0].expires_at = NOW + 60 * MIN;
+    assert!(matches!(
+        &run(&s)[..],
+        [(Rule::JobCompletedElsewhere, Action::Destroy { .. })]
     ));
 }
 
